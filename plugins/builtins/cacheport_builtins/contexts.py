@@ -1,0 +1,114 @@
+"""Built-in CI-context providers: GitLab CI, GitHub Actions, and a local git checkout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cacheport import Context, ContextProvider, hookimpl
+
+
+def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
+    if env.get("GITLAB_CI") != "true":
+        return None
+    source, target_project = env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_ID"), env.get("CI_MERGE_REQUEST_PROJECT_ID")
+    branch = env.get("CI_COMMIT_BRANCH") or env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")
+    if not branch and not env.get("CI_COMMIT_TAG"):
+        branch = env.get("CI_COMMIT_REF_NAME")
+    return Context(
+        provider="gitlab",
+        project=env.get("CI_PROJECT_PATH") or env.get("CI_PROJECT_NAME") or cwd.name,
+        branch=branch or None,
+        default_branch=env.get("CI_DEFAULT_BRANCH") or None,
+        target_branch=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None,
+        # A fork's merge request pipeline runs in the parent project; it must not write the parent's cache.
+        trusted=not (source and target_project and source != target_project),
+        job=env.get("CI_JOB_NAME"),
+        default_backend="gitlab",
+    )
+
+
+def _event(env: Mapping[str, str]) -> dict[str, Any]:
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def github(env: Mapping[str, str], cwd: Path) -> Context | None:
+    if env.get("GITHUB_ACTIONS") != "true":
+        return None
+    event = _event(env)
+    pull = event.get("pull_request")
+    trusted = True
+    if isinstance(pull, dict):
+        head_repo = (pull.get("head") or {}).get("repo") or {}
+        base_repo = (pull.get("base") or {}).get("repo") or {}
+        # A deleted fork has no head repo at all; treat it like any fork.
+        trusted = bool(head_repo) and head_repo.get("full_name") == base_repo.get("full_name")
+    branch = env.get("GITHUB_HEAD_REF") or None
+    if not branch and (env.get("GITHUB_REF_TYPE") == "branch" or env.get("GITHUB_REF", "").startswith("refs/heads/")):
+        branch = env.get("GITHUB_REF_NAME") or None
+    repo = event.get("repository") if isinstance(event.get("repository"), dict) else {}
+    return Context(
+        provider="github",
+        project=env.get("GITHUB_REPOSITORY") or cwd.name,
+        branch=branch,
+        default_branch=repo.get("default_branch") or None,
+        target_branch=env.get("GITHUB_BASE_REF") or None,
+        trusted=trusted,
+        job=env.get("GITHUB_JOB"),
+        default_backend="gha",
+    )
+
+
+def _git_dir(cwd: Path) -> Path | None:
+    for folder in (cwd, *cwd.parents):
+        dot = folder / ".git"
+        if dot.is_dir():
+            return dot
+        if dot.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = dot.read_text(encoding="utf-8", errors="replace").strip()
+            if text.startswith("gitdir:"):
+                return (folder / text.partition(":")[2].strip()).resolve()
+    return None
+
+
+def _symref(path: Path, prefix: str) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text[len(prefix):] if text.startswith(prefix) else None
+
+
+def local(env: Mapping[str, str], cwd: Path) -> Context:
+    git = _git_dir(cwd)
+    if git is None:
+        return Context(provider="local", project=cwd.name or "project")
+    common = git
+    if (git / "commondir").is_file():
+        common = (git / (git / "commondir").read_text(encoding="utf-8").strip()).resolve()
+    top = common.parent if common.name == ".git" else cwd
+    return Context(
+        provider="local",
+        project=top.name or "project",
+        # Read, don't run git: this runs on every `cacheport args`, and git may not be installed.
+        branch=_symref(git / "HEAD", "ref: refs/heads/"),
+        default_branch=_symref(common / "refs" / "remotes" / "origin" / "HEAD", "ref: refs/remotes/origin/"),
+    )
+
+
+@hookimpl
+def cacheport_context_providers() -> list[ContextProvider]:
+    return [
+        ContextProvider(name="gitlab", detect=gitlab, priority=100),
+        ContextProvider(name="github", detect=github, priority=100),
+        ContextProvider(name="local", detect=local, priority=0),
+    ]

@@ -1,0 +1,84 @@
+"""The ``registry`` backend: cache tags per branch in any OCI registry. ``gitlab`` reuses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
+from cacheport.refs import branch_refs
+
+MODES = ("min", "max")
+COMPRESSIONS = ("uncompressed", "gzip", "estargz", "zstd")
+
+
+def registry_options(ref_default: str | None, ref_help: str) -> tuple[Option, ...]:
+    """The options every registry-type backend shares."""
+    return (
+        Option("ref", ref_help, default=ref_default, required=ref_default is None),
+        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
+        Option(
+            "ignore-error",
+            "Don't fail the build when exporting the cache fails (a cache outage must not fail a build).",
+            type=bool,
+            default=True,
+        ),
+        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index.", type=bool),
+        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool),
+        Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
+        Option("compression-level", "Compression level for exported cache.", type=int),
+        Option("force-compression", "Recompress layers that use another compression.", type=bool),
+        Option("insecure", "Talk plain HTTP / accept self-signed TLS (registry.insecure).", type=bool),
+    )
+
+
+def _flag(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def registry_entries(request: EntryRequest) -> BackendEntries:
+    """Imports along the branch fallback chain; the export to the branch's own tag."""
+    opts = request.options
+    ref = str(opts["ref"])
+    warnings: list[str] = []
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last or "@" in last:
+        # A ref with its own tag is one fixed cache, as hand-written pipelines use: no branch scoping.
+        imports: tuple[str, ...] = (ref,)
+        export: str | None = ref if request.context.trusted else None
+    else:
+        imports, export = branch_refs(ref, request.context, request.key)
+        if not imports:
+            warnings.append("no branch is known here; using the tag 'latest'")
+            imports, export = branch_refs(ref, attrs.evolve(request.context, branch="latest"), request.key)
+    common = {"registry.insecure": _flag(opts["insecure"])} if opts.get("insecure") is not None else {}
+    export_attrs: dict[str, str] = {"mode": str(opts["mode"])}
+    for name in ("ignore-error", "image-manifest", "oci-mediatypes", "compression", "compression-level",
+                 "force-compression"):
+        if opts.get(name) is not None:
+            export_attrs[name] = _flag(opts[name])
+    return BackendEntries(
+        imports=[CacheEntry("registry", {"ref": r, **common}) for r in imports],
+        exports=[CacheEntry("registry", {"ref": export, **export_attrs, **common})] if export else [],
+        warnings=warnings,
+    )
+
+
+BACKEND = Backend(
+    name="registry",
+    description="Any OCI registry: one cache tag per branch (and key), with fallback to the default branch.",
+    options=registry_options(None, "The repository for cache tags, e.g. registry.example.com/team/app/cache. "
+                             "With a :tag it is one fixed cache for every branch."),
+    entries=registry_entries,
+    cache_type="registry",
+    docs=(
+        "Imports try the branch's tag, then the merge/pull request target's, then the default branch's. "
+        "The export goes to the branch's tag only, with mode=max and ignore-error=true unless set otherwise."
+    ),
+)
+
+
+@hookimpl
+def cacheport_backends() -> list[Backend]:
+    return [BACKEND]

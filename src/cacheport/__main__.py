@@ -1,0 +1,3 @@
+from cacheport.cli import main
+
+main()

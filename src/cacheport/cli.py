@@ -1,0 +1,339 @@
+"""The ``cacheport`` command line: turns flags into a Plan and prints it. Side effects live here."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cacheport import __version__
+from cacheport.errors import CacheportError
+
+EXAMPLES = """\b
+Examples:
+  docker buildx build $(cacheport args) -t app .     # flags for this branch's cache
+  cacheport explain                                  # what, and why (every setting's source)
+  cacheport args --format json                       # the plan as JSON
+  cacheport args --format dotenv -o cache.env        # GitLab artifacts:reports:dotenv
+  cacheport args --format github                     # cache-from/cache-to into $GITHUB_OUTPUT
+  cacheport --help COMMAND                           # more on one command
+"""
+
+
+def _verbose(argv: Sequence[str]) -> bool:
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"cacheport: warning: {message}", err=True)
+
+
+def _plugins(verbose: int) -> Any:
+    from cacheport.plugins import default_plugins
+
+    plugins = default_plugins()
+    for info in plugins.failures:
+        _warn(
+            f"plugin {info.name!r} from {info.distribution} {info.version} failed to load and was skipped: "
+            f"{info.error}" + ("" if verbose else " (-v shows the traceback)")
+        )
+        if verbose and info.traceback:
+            click.echo(info.traceback.rstrip(), err=True)
+    return plugins
+
+
+def _split_set(ctx: click.Context, param: click.Parameter, values: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
+    for raw in values:
+        name, eq, value = raw.partition("=")
+        if not eq or not name.strip():
+            raise click.BadParameter(f"{raw!r}: expected NAME=VALUE, e.g. --set mode=min or --set registry.ref=...")
+        out.append((name.strip(), value))
+    return out
+
+
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every plan-making command shares."""
+    decorators = [
+        click.option("--backend", "-b", metavar="NAME", help="Use this backend (overrides config and env)."),
+        click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform."),
+        click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", callback=_split_set,
+                     help="Set an option: OPTION (of the selected backend), BACKEND.OPTION, or a global key."),
+        click.option("--read-only", is_flag=True, default=None, help="Import only; no exports."),
+        click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Config file (default: cacheport.toml or pyproject.toml, searched upward)."),
+        click.option("-v", "--verbose", count=True, help="Show tracebacks and plugin details."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def make_plan(backend: str | None, key: str | None, sets: list[tuple[str, str]], read_only: bool | None,
+              config_path: Path | None, verbose: int) -> Any:
+    from cacheport.config import load_config
+    from cacheport.context import detect_context
+    from cacheport.plan import build_plan
+
+    cli_values: list[tuple[str, Any, str]] = [(n, v, f"--set {n}=") for n, v in sets]
+    if backend is not None:
+        cli_values.append(("backend", backend, "--backend"))
+    if key is not None:
+        cli_values.append(("key", key, "--key"))
+    if read_only:
+        cli_values.append(("read-only", True, "--read-only"))
+    plugins = _plugins(verbose)
+    cwd = Path.cwd()
+    config = load_config(cwd, os.environ, config_path=config_path, cli=cli_values)
+    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    plan = build_plan(config, context, plugins)
+    for warning in plan.warnings:
+        _warn(warning)
+    return plan
+
+
+def write_file(path: Path, text: str, *, append: bool = False) -> None:
+    """Write all or nothing (temp file + rename), readable by the owner only: a plan may carry secrets."""
+    if append:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EXAMPLES)
+@click.version_option(__version__, prog_name="cacheport")
+def cli() -> None:
+    """Portable BuildKit cache settings: one small config, any backend, warm across migrations.
+
+    cacheport reads cacheport.toml (or [tool.cacheport] in pyproject.toml) and the CI context
+    (GitLab, GitHub Actions, or a laptop) and prints the --cache-from/--cache-to flags for this build.
+    With no config at all it uses a local cache directory.
+    """
+
+
+@cli.command(epilog="""\b
+Examples:
+  docker buildx build $(cacheport args) -t app .
+  mapfile -t flags < <(cacheport args --lines); docker buildx build "${flags[@]}" .
+  cacheport args --format bake --target app -o cache.json && docker buildx bake -f docker-bake.hcl -f cache.json
+  cacheport args --format buildctl          # --import-cache/--export-cache, one per line
+  cacheport args --backend registry --set ref=registry.example.com/app/cache
+""")
+@click.option("--format", "fmt", type=click.Choice(["args", "lines", "json", "bake", "buildctl", "github", "dotenv"]),
+              default="args", show_default=True, help="Output format.")
+@click.option("--lines", "as_lines", is_flag=True, help="Same as --format lines: one flag per line.")
+@click.option("--target", "targets", multiple=True, metavar="NAME", help="Bake targets to configure (default: default).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file (atomically, mode 0600) instead of stdout; github appends.")
+@plan_options
+def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, **common: Any) -> None:
+    """Print cache flags for the build that runs next.
+
+    Before printing, a local cache exported by the previous build is swapped into place.
+    """
+    from cacheport import render
+    from cacheport.swap import promote
+
+    plan = make_plan(**common)
+    fmt = "lines" if as_lines else fmt
+    if fmt == "github":
+        text = render.github_output(plan, f"ghadelimiter_{secrets.token_hex(16)}")
+        target = output or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
+        if target is not None:
+            write_file(target, text, append=True)
+            return
+    else:
+        renderers: dict[str, Callable[[Any], str]] = {
+            "args": lambda p: render.args(p) + "\n",
+            "lines": render.lines,
+            "json": render.as_json,
+            "bake": lambda p: render.bake(p, targets or ("default",)),
+            "buildctl": render.buildctl,
+            "dotenv": render.dotenv,
+        }
+        text = renderers[fmt](plan)
+    for swap in plan.swaps:
+        if promote(swap):
+            click.echo(f"cacheport: moved the last build's cache export into {swap.current}", err=True)
+    if output is not None:
+        write_file(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport explain
+  cacheport explain --backend registry --set ref=registry.example.com/app/cache
+  CACHEPORT_KEY=arm64 cacheport explain --format json
+""")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plan_options
+def explain(fmt: str, **common: Any) -> None:
+    """Show the plan, and where every setting came from (file and key, env var, flag, default)."""
+    from cacheport import render
+
+    plan = make_plan(**common)
+    click.echo(render.as_json(plan) if fmt == "json" else render.explain(plan), nl=False)
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport rotate                 # after docker buildx build $(cacheport args) succeeded
+""")
+@plan_options
+def rotate(**common: Any) -> None:
+    """Swap a finished local cache export into place (for builds you run yourself).
+
+    BuildKit only ever adds to a local cache directory, so cacheport exports to DIR.new and moves it
+    over DIR after the build. `cacheport build` does this itself; `cacheport args` does it before printing.
+    """
+    from cacheport.swap import promote
+
+    plan = make_plan(**common)
+    if not plan.swaps:
+        click.echo("nothing to rotate: this backend keeps no local directory", err=True)
+    for swap in plan.swaps:
+        done = promote(swap)
+        click.echo(f"{'rotated' if done else 'no finished export at'} {swap.new if not done else swap.current}")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out) + "\n"
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport plugins
+  cacheport plugins --format json
+  CACHEPORT_LOAD_PLUGINS= cacheport plugins        # built-ins only
+""")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-v", "--verbose", count=True, help="Show tracebacks of plugins that failed to load.")
+def plugins(fmt: str, verbose: int) -> None:
+    """List installed plugins: name, version, source, and the backends each provides."""
+    loaded = _plugins(verbose)
+    try:
+        owners = loaded.backend_owners()
+    except CacheportError:
+        owners = {}
+    provided: dict[str, list[str]] = {}
+    for backend, info in owners.items():
+        provided.setdefault(info.name, []).append(backend)
+    rows = [
+        {
+            "name": i.name,
+            "distribution": i.distribution,
+            "version": i.version,
+            "source": i.source,
+            "module": i.module,
+            "backends": sorted(provided.get(i.name, [])),
+            "error": i.error,
+        }
+        for i in loaded.infos
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [
+        [r["name"], f"{r['distribution']} {r['version']}".strip(), r["source"],
+         ", ".join(r["backends"]) or ("FAILED" if r["error"] else "-")]
+        for r in rows
+    ]
+    click.echo(_table(table, ["plugin", "distribution", "source", "backends"]), nl=False)
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport backends
+  cacheport backends gitlab
+  cacheport backends --format json
+""")
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def backends(name: str | None, fmt: str) -> None:
+    """List backends and their options; with NAME, one backend in detail."""
+    from cacheport.backend import OPTION_TYPES
+    from cacheport.config import env_name
+
+    loaded = _plugins(0)
+    found = loaded.backends()
+    chosen = [loaded.backend(name)] if name else list(found.values())
+    owners = loaded.backend_owners()
+    docs = [
+        {
+            "name": b.name,
+            "description": b.description,
+            "cache_type": b.cache_type,
+            "plugin": owners[b.name].name,
+            "distribution": owners[b.name].distribution,
+            "docs": b.docs,
+            "options": [
+                {"name": o.name, "type": OPTION_TYPES[o.type], "default": o.default, "choices": list(o.choices),
+                 "required": o.required, "secret": o.secret, "env": env_name(b.name, o.name), "help": o.help}
+                for o in b.options
+            ],
+        }
+        for b in chosen
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(docs, indent=2))
+        return
+    if not name:
+        click.echo(_table([[d["name"], d["cache_type"], d["description"]] for d in docs],
+                          ["backend", "type", "description"]), nl=False)
+        click.echo("\n`cacheport backends NAME` shows a backend's options.")
+        return
+    d = docs[0]
+    click.echo(f"{d['name']}: {d['description']}\n(plugin {d['plugin']} from {d['distribution']}, "
+               f"BuildKit type {d['cache_type']})\n")
+    if d["docs"]:
+        click.echo(d["docs"] + "\n")
+    rows = [[o["name"], o["type"] + (" (" + "|".join(o["choices"]) + ")" if o["choices"] else ""),
+             "(required)" if o["required"] else ("(computed)" if o["default"] is None else json.dumps(o["default"])),
+             o["help"]] for o in d["options"]]
+    click.echo(_table(rows, ["option", "type", "default", "help"]), nl=False)
+    click.echo(f"\nSet in [tool.cacheport.{d['name']}], as {env_name(d['name'], 'OPTION')}, or with --set OPTION=VALUE.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: runs the CLI and turns our errors into one line and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=argv, prog_name="cacheport", standalone_mode=False)
+    except CacheportError as exc:
+        if _verbose(argv):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"cacheport: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("cacheport: aborted", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)

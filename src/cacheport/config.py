@@ -1,0 +1,295 @@
+"""Reading settings: the config file, the environment and CLI flags, with where each value came from.
+
+Precedence is CLI > environment > file > default. This module knows option *schemas* only as data passed
+in by the plan; it never imports a backend.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cacheport.backend import Backend, Option, normalize_key
+from cacheport.entry import REDACTED
+from cacheport.errors import ConfigError
+
+ENV_PREFIX = "CACHEPORT_"
+#: Settings that are not options of one backend.
+GLOBAL_OPTIONS = (
+    Option("backend", "The backend that holds the cache (`cacheport backends` lists them).", default=None),
+    Option("key", "Scopes cache refs, so parallel jobs (targets, platforms, matrix axes) never collide."),
+    Option("read-only", "Import only; never export.", type=bool, default=False),
+)
+#: CACHEPORT_* variables that configure cacheport itself rather than a setting.
+_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E"}
+_LEVELS = ("default", "file", "env", "cli")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@attrs.frozen
+class Source:
+    """Where a value came from.
+
+    Attributes:
+        level: ``default``, ``file``, ``env`` or ``cli`` (in rising precedence).
+        detail: for a person: ``pyproject.toml [tool.cacheport.registry] ref``, ``CACHEPORT_KEY``, ...
+    """
+
+    level: str
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@attrs.frozen
+class Setting:
+    """A value and its source.
+
+    Attributes:
+        value: the typed value (str, bool, int) or None when unset.
+        source: where it came from.
+    """
+
+    value: Any
+    source: Source
+
+
+@attrs.frozen
+class Config:
+    """Everything the user set, before it is checked against a backend's schema.
+
+    Attributes:
+        path: the config file in use, or None.
+        values: ``(scope, key) -> [Setting, ...]`` in rising precedence; scope is ``""`` for global keys,
+            a backend name, or ``"*"`` for ``--set option=value`` aimed at whichever backend is selected.
+        tables: backend names that have a table in the file.
+        environ: the environment the values were read from (for ``${VAR}`` references).
+    """
+
+    path: Path | None
+    values: Mapping[tuple[str, str], tuple[Setting, ...]]
+    tables: tuple[str, ...] = ()
+    environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def raw(self, scope: str, key: str) -> tuple[Setting, ...]:
+        return self.values.get((scope, normalize_key(key)), ())
+
+
+def find_config(start: Path) -> tuple[Path, str] | None:
+    """The nearest ``cacheport.toml``, or ``pyproject.toml`` with ``[tool.cacheport]``, from ``start`` up."""
+    for folder in (start, *start.parents):
+        own = folder / "cacheport.toml"
+        if own.is_file():
+            return own, ""
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            data = _read_toml(pyproject)
+            if isinstance(data.get("tool"), dict) and "cacheport" in data["tool"]:
+                return pyproject, "tool.cacheport"
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{_show(path)}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{_show(path)}: cannot read: {exc.strerror}") from None
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_config(
+    cwd: Path,
+    environ: Mapping[str, str],
+    *,
+    config_path: Path | None = None,
+    cli: Sequence[tuple[str, Any, str]] = (),
+) -> Config:
+    """Collect settings from the file, the environment and the CLI.
+
+    ``cli`` holds ``(name, value, flag)``: name is ``backend``/``key``/``read-only``, ``<backend>.<option>``
+    or a bare ``<option>`` of the selected backend; flag is what the user typed, for messages.
+    """
+    values: dict[tuple[str, str], list[Setting]] = {}
+    tables: list[str] = []
+
+    def add(scope: str, key: str, value: Any, level: str, detail: str) -> None:
+        values.setdefault((scope, normalize_key(key)), []).append(Setting(value, Source(level, detail)))
+
+    explicit = config_path or (Path(environ["CACHEPORT_CONFIG"]) if environ.get("CACHEPORT_CONFIG") else None)
+    found: tuple[Path, str] | None
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: config file not found (from --config or CACHEPORT_CONFIG)")
+        found = (explicit, "tool.cacheport" if explicit.name == "pyproject.toml" else "")
+    else:
+        found = find_config(cwd)
+    path = None
+    if found:
+        path, prefix = found
+        data = _read_toml(path)
+        for part in prefix.split(".") if prefix else ():
+            data = data.get(part, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{_show(path)}: [{prefix}] must be a table")
+        where = _show(path)
+        for key, value in data.items():
+            if isinstance(value, dict):
+                table = f"{prefix}.{key}" if prefix else key
+                tables.append(normalize_key(key))
+                for opt, val in value.items():
+                    if isinstance(val, dict | list):
+                        raise ConfigError(f"{where}: [{table}] {opt}: expected a single value, not a {type(val).__name__}")
+                    add(normalize_key(key), opt, val, "file", f"{where} [{table}] {opt}")
+            else:
+                if normalize_key(key) not in {o.key for o in GLOBAL_OPTIONS}:
+                    heading = f"[{prefix}] " if prefix else ""
+                    raise ConfigError(
+                        f"{where}: {heading}unknown key {key!r}{_did_you_mean(key, [o.name for o in GLOBAL_OPTIONS])}; "
+                        "backend options belong in a table named after the backend"
+                    )
+                add("", key, value, "file", f"{where} {('[' + prefix + '] ') if prefix else ''}{key}")
+
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _NOT_SETTINGS:
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if "__" in rest:
+            backend, _, opt = rest.partition("__")
+            add(normalize_key(backend), opt, value, "env", name)
+        elif normalize_key(rest) in {o.key for o in GLOBAL_OPTIONS}:
+            add("", rest, value, "env", name)
+
+    for name, value, flag in cli:
+        scope, dot, opt = name.rpartition(".")
+        if not dot:
+            scope = "" if normalize_key(name) in {o.key for o in GLOBAL_OPTIONS} else "*"
+        add(normalize_key(scope) if scope != "*" else "*", opt, value, "cli", flag)
+
+    return Config(
+        path=path,
+        values={k: tuple(v) for k, v in values.items()},
+        tables=tuple(tables),
+        environ=dict(environ),
+    )
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        var, fallback = match.group(1), match.group(2)
+        if environ.get(var):
+            return environ[var]
+        if fallback is not None:
+            return fallback
+        raise ConfigError(f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)")
+
+    return _VAR.sub(one, text)
+
+
+def _coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any:
+    value = setting.value
+    shown = REDACTED if option.secret else repr(value)
+    where = setting.source.detail
+    if setting.source.level in ("env", "cli") and isinstance(value, str):
+        if option.type is bool:
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                value = True
+            elif low in ("0", "false", "no", "off", ""):
+                value = False
+            else:
+                raise ConfigError(f"{where} = {shown}: expected true or false")
+        elif option.type is int:
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where} = {shown}: expected a whole number") from None
+    elif setting.source.level in ("file", "default") and isinstance(value, str):
+        value = interpolate(value, environ, where)
+    if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
+        kind = {str: "a string", bool: "true or false", int: "a whole number"}[option.type]
+        raise ConfigError(f"{where} = {shown}: expected {kind}")
+    if option.choices and str(value) not in option.choices:
+        raise ConfigError(f"{where} = {shown}: allowed values are {', '.join(option.choices)}")
+    return value
+
+
+def resolve_globals(config: Config) -> dict[str, Setting]:
+    """The global settings (backend, key, read-only), typed, each from its highest level."""
+    return {opt.name: _resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
+
+
+def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str]) -> Setting:
+    ranked = sorted(given, key=lambda s: _LEVELS.index(s.source.level))
+    if ranked:
+        top = ranked[-1]
+        return Setting(_coerce(option, top, environ), top.source)
+    default = Setting(option.default, Source("default", "default"))
+    if option.default is None:
+        return default
+    return Setting(_coerce(option, default, environ), default.source)
+
+
+def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict[str, Setting]:
+    """The backend's options, checked against its schema. ``--set opt=v`` applies only when ``selected``."""
+    given: dict[str, list[Setting]] = {}
+    for (scope, key), settings in config.values.items():
+        if scope != backend.name and not (selected and scope == "*"):
+            continue
+        option = backend.option(key)
+        if option is None:
+            where = settings[0].source.detail
+            names = [o.name for o in backend.options]
+            raise ConfigError(
+                f"{where}: backend {backend.name!r} has no option {key!r}{_did_you_mean(key, names)}; "
+                f"its options are: {', '.join(names) or '(none)'}"
+            )
+        given.setdefault(option.name, []).extend(settings)
+    resolved = {}
+    for option in backend.options:
+        setting = _resolve(option, given.get(option.name, ()), config.environ)
+        if option.required and setting.value in (None, ""):
+            raise ConfigError(
+                f"backend {backend.name!r} needs option {option.name!r}: set it in [tool.cacheport.{backend.name}], "
+                f"{env_name(backend.name, option.name)}, or --set {option.name}=..."
+            )
+        resolved[option.name] = setting
+    return resolved
+
+
+def env_name(backend: str, option: str) -> str:
+    """The environment variable that sets one backend option."""
+    return f"{ENV_PREFIX}{backend.upper().replace('-', '_')}__{option.upper().replace('-', '_')}"
+
+
+def default_cache_home(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME``, or ``~/.cache``."""
+    base = environ.get("XDG_CACHE_HOME")
+    return Path(base) if base else Path(environ.get("HOME") or os.path.expanduser("~")) / ".cache"

@@ -1,0 +1,125 @@
+"""From settings and context to a Plan: which caches to import, in order, and which to export.
+
+The plan asks the selected backend for entries and applies the rules every backend shares: no duplicates,
+no exports from untrusted or read-only jobs. It reads no files and no environment of its own.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from cacheport.backend import Backend, BackendEntries, EntryRequest, Swap
+from cacheport.config import Config, Setting, Source, default_cache_home, resolve_backend, resolve_globals
+from cacheport.context import Context
+from cacheport.entry import CacheEntry
+from cacheport.errors import PluginError, UnknownBackendError
+from cacheport.plugins import Plugins
+
+
+@attrs.frozen
+class ShownSetting:
+    """A setting as ``explain`` shows it.
+
+    Attributes:
+        name: ``backend``, ``key``, ``read-only`` or ``<backend>.<option>``.
+        setting: the value and where it came from.
+        secret: show the value as ``***``.
+    """
+
+    name: str
+    setting: Setting
+    secret: bool = False
+
+
+@attrs.frozen
+class Plan:
+    """The cache plan for one build.
+
+    Attributes:
+        context: where we run.
+        backend: the selected backend's name.
+        imports: ``--cache-from`` entries, tried in this order.
+        exports: ``--cache-to`` entries.
+        swaps: directory swaps to make after a successful build.
+        warnings: one-line messages for the user.
+        settings: every setting that shaped the plan, with its source.
+        secret_attrs: entry attributes to redact wherever a person reads them.
+        read_only: exports were withheld (untrusted job, ``read-only``).
+    """
+
+    context: Context
+    backend: str
+    imports: tuple[CacheEntry, ...]
+    exports: tuple[CacheEntry, ...]
+    swaps: tuple[Swap, ...] = ()
+    warnings: tuple[str, ...] = ()
+    settings: tuple[ShownSetting, ...] = ()
+    secret_attrs: frozenset[str] = frozenset()
+    read_only: bool = False
+
+
+def _unique(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
+    return tuple(dict.fromkeys(entries))
+
+
+def select_backend(config: Config, context: Context, plugins: Plugins) -> tuple[Backend, Setting, list[str]]:
+    """The backend named by the settings, else the context's default (``local`` if that one is missing)."""
+    chosen = resolve_globals(config)["backend"]
+    warnings: list[str] = []
+    if chosen.value is None:
+        name = context.default_backend
+        chosen = Setting(name, Source("default", f"default ({context.provider} context)"))
+        try:
+            return plugins.backend(name), chosen, warnings
+        except UnknownBackendError:
+            if name == "local":
+                raise
+            warnings.append(f"the {context.provider} default backend {name!r} is not installed; using 'local'")
+            chosen = Setting("local", Source("default", "default"))
+    return plugins.backend(str(chosen.value)), chosen, warnings
+
+
+def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
+    """Compute the plan: resolve settings, ask the backend for entries, apply the shared rules."""
+    globals_ = resolve_globals(config)
+    backend, backend_setting, warnings = select_backend(config, context, plugins)
+    options = resolve_backend(config, backend, selected=True)
+    known = plugins.backends()
+    for table in config.tables:
+        if table not in known:
+            warnings.append(f"{config.path}: table [{table}] names no installed backend; ignored")
+        elif table != backend.name:
+            resolve_backend(config, known[table], selected=False)  # typos in idle tables still deserve an error
+
+    key = globals_["key"].value
+    cache_dir = default_cache_home(config.environ) / "cacheport"
+    request = EntryRequest({n: s.value for n, s in options.items()}, context, key, str(cache_dir))
+    result = backend.entries(request)
+    if not isinstance(result, BackendEntries):
+        raise PluginError(f"backend {backend.name!r} returned {type(result).__name__}, expected BackendEntries")
+    warnings.extend(result.warnings)
+
+    withheld = bool(globals_["read-only"].value) or not context.trusted
+    exports, swaps = _unique(result.exports), result.swaps
+    if withheld and exports:
+        why = "this job is untrusted (a merge/pull request from a fork)" if not context.trusted else "read-only is set"
+        warnings.append(f"not exporting cache: {why}")
+        exports, swaps = (), ()
+
+    shown = [ShownSetting("backend", backend_setting)]
+    shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
+    shown += [
+        ShownSetting(f"{backend.name}.{name}", s, secret=bool(getattr(backend.option(name), "secret", False)))
+        for name, s in options.items()
+    ]
+    return Plan(
+        context=context,
+        backend=backend.name,
+        imports=_unique(result.imports),
+        exports=exports,
+        swaps=swaps,
+        warnings=tuple(warnings),
+        settings=tuple(shown),
+        secret_attrs=result.secret_attrs,
+        read_only=withheld,
+    )

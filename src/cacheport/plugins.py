@@ -1,0 +1,223 @@
+"""Finding and loading plugins: the pluggy manager, entry points, and looking backends up by name.
+
+Each third-party plugin loads inside its own try/except: a broken plugin is a warning, never a dead CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from cacheport import hookspecs
+from cacheport.backend import Backend
+from cacheport.context import ContextProvider
+from cacheport.errors import PluginError, UnknownBackendError
+
+ENTRY_POINT_GROUP = "cacheport"
+BUILTIN_DISTRIBUTION = "cacheport"
+
+
+@attrs.frozen
+class PluginInfo:
+    """One plugin as ``cacheport plugins`` shows it.
+
+    Attributes:
+        name: the entry-point name (or the name it was registered under).
+        distribution: the installed distribution that provides it.
+        version: that distribution's version.
+        source: ``built-in``, ``entry point`` or ``registered`` (by code, as tests do).
+        module: the module that implements the hooks.
+        error: why it failed to load, or None.
+        traceback: the full traceback of that failure, shown with ``-v``.
+    """
+
+    name: str
+    distribution: str
+    version: str
+    source: str
+    module: str
+    error: str | None = None
+    traceback: str | None = attrs.field(default=None, repr=False)
+
+
+def new_manager() -> pluggy.PluginManager:
+    """A plugin manager with cacheport's hook specs and no plugins."""
+    pm = pluggy.PluginManager("cacheport")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class Plugins:
+    """The loaded plugins and what they provide. Build one with :func:`load` or :meth:`from_modules`."""
+
+    def __init__(self, pm: pluggy.PluginManager, strict: bool = False) -> None:
+        self.pm = pm
+        self.strict = strict
+        self.infos: list[PluginInfo] = []
+        self._by_plugin: dict[str, PluginInfo] = {}
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[ModuleType | object], *, strict: bool = True) -> Plugins:
+        """Plugins from objects in hand (tests, embedding), with no entry-point discovery."""
+        plugins = cls(new_manager(), strict=strict)
+        for module in modules:
+            name = getattr(module, "__name__", repr(module))
+            plugins.register(module, PluginInfo(name, "(in process)", "", "registered", name))
+        return plugins
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos if info.error]
+
+    def register(self, module: object, info: PluginInfo) -> None:
+        """Register one plugin; a plugin with a misspelled hook is rejected like one that fails to import."""
+        try:
+            self.pm.register(module, name=info.name)
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError:
+                self.pm.unregister(module)
+                raise
+        except Exception as exc:
+            self._failed(info, exc)
+            return
+        self.infos.append(info)
+        self._by_plugin[info.name] = info
+
+    def _failed(self, info: PluginInfo, exc: BaseException) -> None:
+        if self.strict:
+            raise exc
+        self.infos.append(
+            attrs.evolve(info, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        )
+
+    def _collect(self, hook_name: str, kind: type) -> list[tuple[PluginInfo, Any]]:
+        """Call one hook on each plugin separately, so one plugin's bug can't hide the others' answers."""
+        found = []
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            info = self._by_plugin.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?", "", "registered", "?")
+            try:
+                items = list(impl.function() or ())
+                for item in items:
+                    if not isinstance(item, kind):
+                        raise TypeError(f"{hook_name} returned {type(item).__name__}, expected {kind.__name__}")
+            except Exception as exc:
+                if self.strict:
+                    raise PluginError(f"plugin {info.name!r} ({info.distribution}): {hook_name} failed: {exc}") from exc
+                broken = attrs.evolve(
+                    info, error=f"{hook_name} failed: {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+                )
+                self.infos = [broken if i is info else i for i in self.infos]
+                continue
+            found.extend((info, item) for item in items)
+        return found
+
+    @functools.cached_property
+    def _backends(self) -> list[tuple[PluginInfo, Backend]]:
+        return self._collect("cacheport_backends", Backend)
+
+    def backends(self) -> dict[str, Backend]:
+        """All backends by name; two plugins providing one name is an error that names both."""
+        owners: dict[str, PluginInfo] = {}
+        out: dict[str, Backend] = {}
+        for info, backend in self._backends:
+            if backend.name in out:
+                first = owners[backend.name]
+                raise PluginError(
+                    f"backend {backend.name!r} is provided twice: by {_describe(first)} and by {_describe(info)}; "
+                    "uninstall one, or leave one out of CACHEPORT_LOAD_PLUGINS"
+                )
+            owners[backend.name] = info
+            out[backend.name] = backend
+        return dict(sorted(out.items()))
+
+    def backend_owners(self) -> dict[str, PluginInfo]:
+        """Which plugin provides each backend (first one, when duplicated)."""
+        owners: dict[str, PluginInfo] = {}
+        for info, backend in self._backends:
+            owners.setdefault(backend.name, info)
+        return owners
+
+    def backend(self, name: str) -> Backend:
+        """The backend called ``name`` (case-insensitive), or an error listing those that exist."""
+        backends = self.backends()
+        wanted = name.strip().lower()
+        if wanted not in backends:
+            import difflib
+
+            close = difflib.get_close_matches(wanted, list(backends), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownBackendError(
+                f"unknown backend {name!r}{hint}; available: {', '.join(backends) or '(none: no plugins loaded)'}"
+            )
+        return backends[wanted]
+
+    def context_providers(self) -> list[ContextProvider]:
+        return [provider for _info, provider in self._collect("cacheport_context_providers", ContextProvider)]
+
+
+def _describe(info: PluginInfo) -> str:
+    version = f" {info.version}" if info.version else ""
+    return f"plugin {info.name!r} from {info.distribution}{version}"
+
+
+def _allowlist(environ: Mapping[str, str]) -> set[str] | None:
+    raw = environ.get("CACHEPORT_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip().lower() for part in raw.split(",") if part.strip()}
+
+
+def load(
+    environ: Mapping[str, str] | None = None,
+    entry_points: Callable[[], Iterable[Any]] | None = None,
+) -> Plugins:
+    """Load the built-in plugins and every allowed third-party plugin from the ``cacheport`` entry points.
+
+    ``CACHEPORT_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty means none) limits
+    third-party plugins; built-ins always load. ``CACHEPORT_STRICT_PLUGINS=1`` turns load failures into errors.
+    """
+    environ = os.environ if environ is None else environ
+    strict = environ.get("CACHEPORT_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
+    plugins = Plugins(new_manager(), strict=strict)
+    allow = _allowlist(environ)
+    if entry_points is None:
+        from importlib.metadata import entry_points as _eps
+
+        def entry_points() -> Iterable[Any]:
+            return _eps(group=ENTRY_POINT_GROUP)
+
+    for ep in sorted(entry_points(), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.name if dist is not None else "?"
+        builtin = dist_name.lower() == BUILTIN_DISTRIBUTION
+        if not builtin and allow is not None and not ({ep.name.lower(), dist_name.lower()} & allow):
+            continue
+        info = PluginInfo(
+            name=ep.name,
+            distribution=dist_name,
+            version=dist.version if dist is not None else "",
+            source="built-in" if builtin else "entry point",
+            module=ep.value,
+        )
+        try:
+            module = ep.load()
+        except Exception as exc:
+            plugins._failed(info, exc)
+            continue
+        plugins.register(module, info)
+    return plugins
+
+
+@functools.cache
+def default_plugins() -> Plugins:
+    """The process-wide plugins, loaded on first use (never at import time)."""
+    return load()

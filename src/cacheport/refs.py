@@ -1,0 +1,57 @@
+"""Registry refs for branches: slugs, tags and repositories that are valid for any branch name.
+
+Shared by every registry-type backend, built-in or third-party, so they all name tags alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from cacheport.context import Context
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def slug(name: str, limit: int = 63) -> str:
+    """GitLab's ``CI_COMMIT_REF_SLUG`` rule: lower-case, runs of other characters become ``-``, at most 63.
+
+    A name with no ASCII letter or digit at all (``ünï``) gets a short hash, so it still names one tag.
+    """
+    out = _NOT_SLUG.sub("-", name.lower())[:limit].strip("-")
+    if not out:
+        out = "x" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return out
+
+
+def branch_tag(branch: str, key: str | None = None) -> str:
+    """The cache tag for a branch, scoped by ``key`` (a target, platform or matrix axis) when given."""
+    tag = slug(branch) if not key else f"{slug(key)}-{slug(branch)}"
+    assert TAG_PATTERN.match(tag), tag
+    return tag
+
+
+def repository(ref: str) -> str:
+    """A repository reference with its path lower-cased, as registries require.
+
+    A trailing ``:tag`` is not expected here; the caller appends the branch tag.
+    """
+    host, sep, path = ref.strip().rstrip("/").partition("/")
+    if not sep:
+        return host.lower()
+    return f"{host.lower()}/{path.lower()}"
+
+
+def branch_refs(repo: str, context: Context, key: str | None = None) -> tuple[tuple[str, ...], str | None]:
+    """Import refs in fallback order, and the export ref (None when this job must not export).
+
+    Imports: the branch, the MR target, the default branch, without duplicates. The export goes to the
+    branch's own tag only, and only for trusted jobs that know their branch.
+    """
+    repo = repository(repo)
+    imports: dict[str, None] = {}
+    for name in context.fallback_branches():
+        imports.setdefault(f"{repo}:{branch_tag(name, key)}", None)
+    export = f"{repo}:{branch_tag(context.branch, key)}" if context.branch and context.trusted else None
+    return tuple(imports), export

@@ -1,0 +1,158 @@
+"""Rendering a Plan for whatever runs the build. Pure functions: no I/O, no environment.
+
+Machine formats (args, bake, buildctl, github, dotenv) carry every value the build needs. Formats a person
+reads (explain, json) show secret attributes as ``***``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from cacheport.entry import REDACTED, CacheEntry
+from cacheport.errors import RenderError
+from cacheport.plan import Plan
+
+# Characters that word splitting or globbing would change in an unquoted $(cacheport args).
+_UNSAFE_WORD = re.compile(r"[\s*?\[]")
+FORMATS = ("args", "lines", "json", "bake", "buildctl", "github", "dotenv")
+
+
+def buildx_flags(plan: Plan) -> list[str]:
+    """``--cache-from=...``/``--cache-to=...`` words for ``docker buildx build``, one word per flag."""
+    return [f"--cache-from={e.format()}" for e in plan.imports] + [f"--cache-to={e.format()}" for e in plan.exports]
+
+
+def args(plan: Plan) -> str:
+    """Flags on one line, for ``docker buildx build $(cacheport args) .``."""
+    words = buildx_flags(plan)
+    for word in words:
+        if _UNSAFE_WORD.search(word):
+            raise RenderError(
+                f"{word!r} contains a space or a glob character, which $(cacheport args) would split or expand; "
+                "use --format lines with mapfile, or --format json"
+            )
+    return " ".join(words)
+
+
+def lines(plan: Plan) -> str:
+    """One flag per line, for ``mapfile -t flags < <(cacheport args --lines)``."""
+    return "".join(f"{word}\n" for word in buildx_flags(plan))
+
+
+def _entry_doc(entry: CacheEntry, secrets: frozenset[str]) -> dict[str, Any]:
+    return {
+        "type": entry.type,
+        "attrs": {k: (REDACTED if k in secrets else v) for k, v in entry.attrs},
+        "csv": entry.format(redact=secrets),
+    }
+
+
+def as_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data; secret attributes are redacted."""
+    ctx = plan.context
+    return {
+        "backend": plan.backend,
+        "context": {
+            "provider": ctx.provider,
+            "project": ctx.project,
+            "branch": ctx.branch,
+            "default_branch": ctx.default_branch,
+            "target_branch": ctx.target_branch,
+            "trusted": ctx.trusted,
+        },
+        "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
+        "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
+        "read_only": plan.read_only,
+        "swaps": [{"new": s.new, "current": s.current} for s in plan.swaps],
+        "settings": {
+            s.name: {
+                "value": REDACTED if s.secret and s.setting.value is not None else s.setting.value,
+                "source": s.setting.source.level,
+                "from": s.setting.source.detail,
+            }
+            for s in plan.settings
+        },
+        "warnings": list(plan.warnings),
+    }
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps(as_dict(plan), indent=2, ensure_ascii=False) + "\n"
+
+
+def bake(plan: Plan, targets: Sequence[str] = ("default",)) -> str:
+    """A file for ``docker buildx bake -f docker-bake.hcl -f cacheport.json``: cache settings per target."""
+    cache = {
+        "cache-from": [e.format() for e in plan.imports],
+        "cache-to": [e.format() for e in plan.exports],
+    }
+    return json.dumps({"target": {t: cache for t in targets or ("default",)}}, indent=2, ensure_ascii=False) + "\n"
+
+
+def buildctl(plan: Plan) -> str:
+    """``--import-cache``/``--export-cache`` flags for ``buildctl build``, one per line (flag and value)."""
+    out = [f"--import-cache\n{e.format()}\n" for e in plan.imports]
+    out += [f"--export-cache\n{e.format()}\n" for e in plan.exports]
+    return "".join(out)
+
+
+def github_output(plan: Plan, delimiter: str) -> str:
+    """``cache-from``/``cache-to`` outputs for ``$GITHUB_OUTPUT``, as docker/build-push-action reads them.
+
+    build-push-action re-joins CSV fields after parsing, so an entry that needs CSV quoting can't survive it.
+    """
+    for entry in (*plan.imports, *plan.exports):
+        text = entry.format()
+        if '"' in text:
+            raise RenderError(f"{text!r} needs CSV quoting, which docker/build-push-action strips; use --format args")
+    out = []
+    for name, entries in (("cache-from", plan.imports), ("cache-to", plan.exports)):
+        body = "".join(f"{e.format()}\n" for e in entries)
+        if delimiter in body:
+            raise RenderError("output delimiter collides with the content; try again")
+        out.append(f"{name}<<{delimiter}\n{body}{delimiter}\n")
+    return "".join(out)
+
+
+def dotenv(plan: Plan) -> str:
+    """A GitLab ``artifacts:reports:dotenv`` file: space-separated entries and ready-made buildx flags."""
+    values = {
+        "CACHEPORT_CACHE_FROM": " ".join(e.format() for e in plan.imports),
+        "CACHEPORT_CACHE_TO": " ".join(e.format() for e in plan.exports),
+        "CACHEPORT_BUILDX_ARGS": " ".join(buildx_flags(plan)),
+    }
+    for entry in (*plan.imports, *plan.exports):
+        if _UNSAFE_WORD.search(entry.format()):
+            raise RenderError(f"{entry.format()!r} contains whitespace or a glob character; use --format json")
+    return "".join(f"{name}={value}\n" for name, value in values.items())
+
+
+def explain(plan: Plan) -> str:
+    """The plan for a person: context, every setting with its source, the entries, and warnings."""
+    ctx = plan.context
+    trust = "trusted" if ctx.trusted else "untrusted: no exports"
+    lines_ = [
+        f"context:  {ctx.provider}, project {ctx.project}",
+        f"          branch {ctx.branch or '(unknown)'}, MR/PR target {ctx.target_branch or '-'}, "
+        f"default branch {ctx.default_branch or '(unknown)'}; {trust}",
+        f"backend:  {plan.backend}",
+        "settings:",
+    ]
+    width = max((len(s.name) for s in plan.settings), default=0)
+    for s in plan.settings:
+        value = s.setting.value
+        text = "(unset)" if value is None else (REDACTED if s.secret else json.dumps(value, ensure_ascii=False))
+        lines_.append(f"  {s.name.ljust(width)}  {text}    ← {s.setting.source.detail}")
+    for title, entries in (("imports (in order):", plan.imports), ("exports:", plan.exports)):
+        lines_.append(title)
+        lines_ += [f"  {i}. {e.format(redact=plan.secret_attrs)}" for i, e in enumerate(entries, 1)] or ["  (none)"]
+    if plan.swaps:
+        lines_.append("after a successful build:")
+        lines_ += [f"  move {s.new} into place as {s.current}" for s in plan.swaps]
+    if plan.warnings:
+        lines_.append("warnings:")
+        lines_ += [f"  ! {w}" for w in plan.warnings]
+    return "\n".join(lines_) + "\n"
