@@ -25,6 +25,11 @@ def _lower_name(value: str) -> str:
     return value
 
 
+def _check_option_type(_inst: object, _attr: object, value: type[Any]) -> None:
+    if value not in OPTION_TYPES:
+        raise ValueError(f"option type must be str, bool or int, not {value!r}")
+
+
 @attrs.frozen
 class Option:
     """One setting a backend accepts, in ``[tool.cacheport.<backend>]`` or the environment.
@@ -41,7 +46,7 @@ class Option:
 
     name: str
     help: str
-    type: type = attrs.field(default=str, validator=attrs.validators.in_(tuple(OPTION_TYPES)))
+    type: type[Any] = attrs.field(default=str, validator=_check_option_type)
     default: Any = None
     choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     secret: bool = False

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +103,8 @@ def write_file(path: Path, text: str, *, append: bool = False) -> None:
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(text)
         return
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -138,7 +137,8 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["args", "lines", "json", "bake", "buildctl", "github", "dotenv"]),
               default="args", show_default=True, help="Output format.")
 @click.option("--lines", "as_lines", is_flag=True, help="Same as --format lines: one flag per line.")
-@click.option("--target", "targets", multiple=True, metavar="NAME", help="Bake targets to configure (default: default).")
+@click.option("--target", "targets", multiple=True, metavar="NAME",
+              help="Bake targets to configure (default: default).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file (atomically, mode 0600) instead of stdout; github appends.")
 @plan_options
@@ -153,6 +153,8 @@ def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None
     plan = make_plan(**common)
     fmt = "lines" if as_lines else fmt
     if fmt == "github":
+        import secrets
+
         text = render.github_output(plan, f"ghadelimiter_{secrets.token_hex(16)}")
         target = output or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
         if target is not None:
@@ -231,6 +233,8 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="Show tracebacks of plugins that failed to load.")
 def plugins(fmt: str, verbose: int) -> None:
     """List installed plugins: name, version, source, and the backends each provides."""
+    import json
+
     loaded = _plugins(verbose)
     try:
         owners = loaded.backend_owners()
@@ -272,6 +276,8 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def backends(name: str | None, fmt: str) -> None:
     """List backends and their options; with NAME, one backend in detail."""
+    import json
+
     from cacheport.backend import OPTION_TYPES
     from cacheport.config import env_name
 
@@ -309,10 +315,11 @@ def backends(name: str | None, fmt: str) -> None:
     if d["docs"]:
         click.echo(d["docs"] + "\n")
     rows = [[o["name"], o["type"] + (" (" + "|".join(o["choices"]) + ")" if o["choices"] else ""),
-             "(required)" if o["required"] else ("(computed)" if o["default"] is None else json.dumps(o["default"])),
+             "(required)" if o["required"] else ("-" if o["default"] is None else json.dumps(o["default"])),
              o["help"]] for o in d["options"]]
     click.echo(_table(rows, ["option", "type", "default", "help"]), nl=False)
-    click.echo(f"\nSet in [tool.cacheport.{d['name']}], as {env_name(d['name'], 'OPTION')}, or with --set OPTION=VALUE.")
+    click.echo(f"\nSet in [tool.cacheport.{d['name']}], as {env_name(d['name'], 'OPTION')}, "
+               "or with --set OPTION=VALUE.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,10 +6,8 @@ in by the plan; it never imports a backend.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +96,8 @@ def find_config(start: Path) -> tuple[Path, str] | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -155,7 +155,8 @@ def load_config(
                 tables.append(normalize_key(key))
                 for opt, val in value.items():
                     if isinstance(val, dict | list):
-                        raise ConfigError(f"{where}: [{table}] {opt}: expected a single value, not a {type(val).__name__}")
+                        kind = type(val).__name__
+                        raise ConfigError(f"{where}: [{table}] {opt}: expected a single value, not a {kind}")
                     add(normalize_key(key), opt, val, "file", f"{where} [{table}] {opt}")
             else:
                 if normalize_key(key) not in {o.key for o in GLOBAL_OPTIONS}:
@@ -191,6 +192,8 @@ def load_config(
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
@@ -206,7 +209,9 @@ def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
             return environ[var]
         if fallback is not None:
             return fallback
-        raise ConfigError(f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)")
+        raise ConfigError(
+            f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)"
+        )
 
     return _VAR.sub(one, text)
 
@@ -276,8 +281,11 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
     for option in backend.options:
         setting = _resolve(option, given.get(option.name, ()), config.environ)
         if option.required and setting.value in (None, ""):
+            table = f"[tool.cacheport.{backend.name}]"
+            if config.path is not None and config.path.name != "pyproject.toml":
+                table = f"[{backend.name}] in {_show(config.path)}"
             raise ConfigError(
-                f"backend {backend.name!r} needs option {option.name!r}: set it in [tool.cacheport.{backend.name}], "
+                f"backend {backend.name!r} needs option {option.name!r}: set it in {table}, "
                 f"{env_name(backend.name, option.name)}, or --set {option.name}=..."
             )
         resolved[option.name] = setting

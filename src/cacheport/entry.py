@@ -26,6 +26,10 @@ def _norm_attrs(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[t
     return tuple(merged.items())
 
 
+def _lower(value: object) -> str:
+    return str(value).lower()
+
+
 def _check_type(_inst: object, _attr: object, value: str) -> None:
     if not _NAME.match(value):
         raise EntryError(f"cache type {value!r} is not a lower-case name")
@@ -48,7 +52,7 @@ class CacheEntry:
         attrs: ordered ``(key, value)`` pairs; keys are lower-cased and unique.
     """
 
-    type: str = attrs.field(converter=lambda t: str(t).lower(), validator=_check_type)
+    type: str = attrs.field(converter=_lower, validator=_check_type)
     attrs: tuple[tuple[str, str], ...] = attrs.field(
         default=(), converter=_norm_attrs, validator=_check_attrs
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -92,6 +91,8 @@ class Plugins:
         self._by_plugin[info.name] = info
 
     def _failed(self, info: PluginInfo, exc: BaseException) -> None:
+        import traceback
+
         if self.strict:
             raise exc
         self.infos.append(
@@ -100,7 +101,7 @@ class Plugins:
 
     def _collect(self, hook_name: str, kind: type) -> list[tuple[PluginInfo, Any]]:
         """Call one hook on each plugin separately, so one plugin's bug can't hide the others' answers."""
-        found = []
+        found: list[tuple[PluginInfo, Any]] = []
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             info = self._by_plugin.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?", "", "registered", "?")
@@ -110,6 +111,8 @@ class Plugins:
                     if not isinstance(item, kind):
                         raise TypeError(f"{hook_name} returned {type(item).__name__}, expected {kind.__name__}")
             except Exception as exc:
+                import traceback
+
                 if self.strict:
                     raise PluginError(f"plugin {info.name!r} ({info.distribution}): {hook_name} failed: {exc}") from exc
                 broken = attrs.evolve(

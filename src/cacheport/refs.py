@@ -5,7 +5,6 @@ Shared by every registry-type backend, built-in or third-party, so they all name
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from cacheport.context import Context
@@ -21,6 +20,8 @@ def slug(name: str, limit: int = 63) -> str:
     """
     out = _NOT_SLUG.sub("-", name.lower())[:limit].strip("-")
     if not out:
+        import hashlib
+
         out = "x" + hashlib.sha256(name.encode()).hexdigest()[:12]
     return out
 

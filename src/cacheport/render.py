@@ -141,11 +141,14 @@ def explain(plan: Plan) -> str:
         f"backend:  {plan.backend}",
         "settings:",
     ]
-    width = max((len(s.name) for s in plan.settings), default=0)
+    shown = []
     for s in plan.settings:
         value = s.setting.value
         text = "(unset)" if value is None else (REDACTED if s.secret else json.dumps(value, ensure_ascii=False))
-        lines_.append(f"  {s.name.ljust(width)}  {text}    ← {s.setting.source.detail}")
+        shown.append((s.name, text, s.setting.source.detail))
+    name_w = max((len(n) for n, _, _ in shown), default=0)
+    value_w = max((len(t) for _, t, _ in shown), default=0)
+    lines_ += [f"  {n.ljust(name_w)}  {t.ljust(value_w)}  ← {src}" for n, t, src in shown]
     for title, entries in (("imports (in order):", plan.imports), ("exports:", plan.exports)):
         lines_.append(title)
         lines_ += [f"  {i}. {e.format(redact=plan.secret_attrs)}" for i, e in enumerate(entries, 1)] or ["  (none)"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from cacheport.backend import Swap
@@ -22,6 +21,8 @@ def promote(swap: Swap) -> bool:
     new, current = Path(swap.new), Path(swap.current)
     if not new.exists():
         return False
+    import shutil
+
     if not is_complete(new):
         shutil.rmtree(new, ignore_errors=True)
         return False

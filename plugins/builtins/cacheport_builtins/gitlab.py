@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cacheport import Backend, hookimpl
-
 from cacheport_builtins.registry import registry_entries, registry_options
 
 BACKEND = Backend(

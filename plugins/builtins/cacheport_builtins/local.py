@@ -6,13 +6,13 @@ from pathlib import Path
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, Swap, hookimpl
 from cacheport.refs import slug
-
 from cacheport_builtins.registry import COMPRESSIONS, MODES
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
     opts = request.options
-    default = Path(request.cache_dir) / slug(request.context.project) / (slug(request.key) if request.key else "default")
+    project_dir = Path(request.cache_dir) / slug(request.context.project)
+    default = project_dir / (slug(request.key) if request.key else "default")
     src = str(opts["src"] or default)
     dest = str(opts["dest"] or opts["src"] or default)
     # BuildKit's local exporter only ever adds blobs, so a reused dest grows without bound; writing to a fresh

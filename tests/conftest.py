@@ -1,0 +1,47 @@
+"""Shared fixtures: a fresh plugin manager per test, so installed plugins never leak in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cacheport_builtins import contexts, gitlab, local, registry
+
+from cacheport.plugins import Plugins
+
+BUILTINS = (registry, gitlab, local, contexts)
+
+
+@pytest.fixture
+def builtins() -> Plugins:
+    """The built-in plugins only, registered into a fresh manager."""
+    return Plugins.from_modules(BUILTINS)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment with no CI and no cacheport variables, and a working directory outside any project."""
+    for name in list(os.environ):
+        if name.startswith(("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_")) or name in ("CI", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    yield dict(os.environ)
+
+
+GITLAB_ENV = {
+    "GITLAB_CI": "true",
+    "CI_PROJECT_PATH": "group/app",
+    "CI_REGISTRY_IMAGE": "registry.example.com/group/app",
+    "CI_COMMIT_BRANCH": "feature/Login-Form",
+    "CI_COMMIT_REF_NAME": "feature/Login-Form",
+    "CI_COMMIT_REF_SLUG": "feature-login-form",
+    "CI_DEFAULT_BRANCH": "main",
+    "CI_JOB_NAME": "build",
+}

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import GITLAB_ENV
+from .test_plugins import BROKEN, make_dist
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60)
+
+
+def test_console_script_is_installed() -> None:
+    exe = shutil.which("cacheport", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    assert exe is not None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("cacheport, version ")
+
+
+def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path: Path) -> None:
+    out = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert out.returncode == 0, out.stderr
+    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    assert out.stdout.split() == [
+        f"--cache-from=type=local,src={base}",
+        f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true",
+    ]
+
+
+def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_path: Path) -> None:
+    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    new = Path(f"{base}.new")
+    new.mkdir(parents=True)
+    (new / "index.json").write_text("{}")
+    out = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert out.returncode == 0, out.stderr
+    assert (base / "index.json").is_file() and not new.exists()
+    assert "moved the last build's cache export" in out.stderr
+
+
+def test_an_unfinished_local_export_is_discarded(clean_env: dict[str, str], tmp_path: Path) -> None:
+    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    (base).mkdir(parents=True)
+    (base / "index.json").write_text("old")
+    Path(f"{base}.new").mkdir()
+    out = run("rotate", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert out.returncode == 0, out.stderr
+    assert (base / "index.json").read_text() == "old" and not Path(f"{base}.new").exists()
+
+
+def test_gitlab_job_with_pyproject(clean_env: dict[str, str]) -> None:
+    Path("pyproject.toml").write_text('[project]\nname = "app"\n[tool.cacheport]\nbackend = "gitlab"\n')
+    out = run("args", "--lines", env={**clean_env, **GITLAB_ENV, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "develop"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "--cache-from=type=registry,ref=registry.example.com/group/app/cache:feature-login-form",
+        "--cache-from=type=registry,ref=registry.example.com/group/app/cache:develop",
+        "--cache-from=type=registry,ref=registry.example.com/group/app/cache:main",
+        "--cache-to=type=registry,ref=registry.example.com/group/app/cache:feature-login-form,mode=max,ignore-error=true",
+    ]
+
+
+@pytest.mark.parametrize(
+    "files, args, message",
+    [
+        ({"cacheport.toml": '[registry]\nref = "r"\nmode = "maximum"\n'}, ["args", "-b", "registry"],
+         "cacheport: error: cacheport.toml [registry] mode = 'maximum': allowed values are min, max\n"),
+        ({}, ["args", "--backend", "nope"], "cacheport: error: unknown backend 'nope'; available: "),
+        ({"cacheport.toml": "backend = [\n"}, ["explain"], "cacheport: error: cacheport.toml: not valid TOML"),
+        ({}, ["args", "--set", "novalue"], "--set"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(clean_env: dict[str, str], files: dict[str, str],
+                                                          args: list[str], message: str) -> None:
+    for name, text in files.items():
+        Path(name).write_text(text)
+    before = sorted(p.name for p in Path().iterdir())
+    out = run(*args, "-o", "out.env", env=clean_env) if args[0] == "args" else run(*args, env=clean_env)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stdout == ""
+    assert sorted(p.name for p in Path().iterdir()) == before
+    if "error:" in message:
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_verbose_shows_the_traceback(clean_env: dict[str, str]) -> None:
+    out = run("args", "--backend", "nope", "-v", env=clean_env)
+    assert out.returncode == 2
+    assert "Traceback" in out.stderr and "UnknownBackendError" in out.stderr
+
+
+def test_broken_plugin_warns_and_the_cli_still_works(clean_env: dict[str, str], tmp_path: Path) -> None:
+    site = make_dist(tmp_path / "site", "cacheport-broken", "cacheport_broken", "broken", BROKEN)
+    env = {**clean_env, "PYTHONPATH": str(site)}
+    out = run("args", env=env)
+    assert out.returncode == 0
+    assert "--cache-from=type=local" in out.stdout
+    assert "plugin 'broken' from cacheport-broken 0.1 failed to load and was skipped: ModuleNotFoundError" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "Traceback" in run("args", "-v", env=env).stderr
+    strict = run("args", env={**env, "CACHEPORT_STRICT_PLUGINS": "1"})
+    assert strict.returncode != 0 and "ModuleNotFoundError" in strict.stderr
+    listing = run("plugins", "--format", "json", env=env)
+    rows = {r["name"]: r for r in json.loads(listing.stdout)}
+    assert rows["broken"]["error"].startswith("ModuleNotFoundError")
+    assert rows["registry"]["backends"] == ["registry"] and rows["registry"]["source"] == "built-in"
+
+
+def test_plugins_table_lists_the_example_plugin(clean_env: dict[str, str]) -> None:
+    out = run("plugins", env=clean_env)
+    row = next(line for line in out.stdout.splitlines() if line.startswith("shared-dir"))
+    assert row.split() == ["shared-dir", "cacheport-example", "0.1.0", "entry", "point", "shared-dir"]
+
+
+def test_explain_shows_sources_and_hides_nothing_it_should_not(clean_env: dict[str, str]) -> None:
+    Path("cacheport.toml").write_text('backend = "registry"\n[registry]\nref = "r.example/app"\n')
+    out = run("explain", "--set", "mode=min", env={**clean_env, "CACHEPORT_KEY": "web"})
+    assert out.returncode == 0, out.stderr
+    assert re.search(r'\n  registry\.ref +"r\.example/app" +← cacheport\.toml \[registry\] ref\n', out.stdout)
+    assert re.search(r'\n  registry\.mode +"min" +← --set mode=\n', out.stdout)
+    assert re.search(r'\n  key +"web" +← CACHEPORT_KEY\n', out.stdout)
+    doc = json.loads(run("explain", "--format", "json", env=clean_env).stdout)
+    assert doc["settings"]["backend"] == {"value": "registry", "source": "file", "from": "cacheport.toml backend"}
+
+
+def test_output_formats_write_files(clean_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**clean_env, **GITLAB_ENV}
+    assert run("args", "--format", "dotenv", "-o", "cache.env", env=env).returncode == 0
+    assert Path("cache.env").read_text().startswith("CACHEPORT_CACHE_FROM=type=registry,ref=registry.example.com/")
+    assert Path("cache.env").stat().st_mode & 0o777 == 0o600
+    gh = tmp_path / "gh_output"
+    gh.write_text("earlier=1\n")
+    out = run("args", "--format", "github", env={**env, "GITHUB_OUTPUT": str(gh)})
+    assert out.returncode == 0 and out.stdout == ""
+    text = gh.read_text()
+    assert text.startswith("earlier=1\ncache-from<<ghadelimiter_")
+    delimiter = text.splitlines()[1].split("<<")[1]
+    assert len(delimiter) > 30 and text.count(delimiter) == 4
+    bake = json.loads(run("args", "--format", "bake", "--target", "app", env=env).stdout)
+    assert bake["target"]["app"]["cache-to"][0].endswith(":feature-login-form,mode=max,ignore-error=true")
+
+
+def test_backends_command(clean_env: dict[str, str]) -> None:
+    out = run("backends", env=clean_env)
+    assert {"gitlab", "local", "registry"} <= {line.split()[0] for line in out.stdout.splitlines()[1:] if line.strip()}
+    one = run("backends", "gitlab", env=clean_env).stdout
+    assert "${CI_REGISTRY_IMAGE}/cache" in one and "CACHEPORT_GITLAB__OPTION" in one
+    doc = json.loads(run("backends", "--format", "json", env=clean_env).stdout)
+    reg = next(b for b in doc if b["name"] == "registry")
+    assert next(o for o in reg["options"] if o["name"] == "ref")["required"] is True
+
+
+def test_help_has_examples(clean_env: dict[str, str]) -> None:
+    for args in (["--help"], ["args", "--help"], ["explain", "--help"], ["plugins", "--help"], ["backends", "--help"]):
+        out = run(*args, env=clean_env)
+        assert out.returncode == 0 and "Examples:" in out.stdout, args

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cacheport_builtins import contexts
+
+from cacheport.context import Context, ContextProvider, detect_context
+
+from .conftest import GITLAB_ENV
+
+
+def test_gitlab_branch_pipeline(tmp_path: Path) -> None:
+    ctx = contexts.gitlab(GITLAB_ENV, tmp_path)
+    assert ctx == Context(
+        provider="gitlab", project="group/app", branch="feature/Login-Form", default_branch="main",
+        target_branch=None, trusted=True, job="build", default_backend="gitlab",
+    )
+
+
+def test_gitlab_merge_request_from_a_fork_is_untrusted(tmp_path: Path) -> None:
+    env = {
+        **GITLAB_ENV,
+        "CI_COMMIT_BRANCH": "",
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "patch-1",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "develop",
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "999",
+        "CI_MERGE_REQUEST_PROJECT_ID": "12",
+    }
+    ctx = contexts.gitlab(env, tmp_path)
+    assert ctx is not None
+    assert (ctx.branch, ctx.target_branch, ctx.trusted) == ("patch-1", "develop", False)
+
+
+def test_gitlab_tag_pipeline_has_no_branch(tmp_path: Path) -> None:
+    env = {**GITLAB_ENV, "CI_COMMIT_BRANCH": "", "CI_COMMIT_TAG": "v1.0", "CI_COMMIT_REF_NAME": "v1.0"}
+    ctx = contexts.gitlab(env, tmp_path)
+    assert ctx is not None and ctx.branch is None and ctx.fallback_branches() == ("main",)
+
+
+def _event(tmp_path: Path, payload: dict[str, object]) -> str:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+def test_github_pull_request_from_fork(tmp_path: Path) -> None:
+    event = {
+        "pull_request": {"head": {"repo": {"full_name": "someone/app"}}, "base": {"repo": {"full_name": "org/app"}}},
+        "repository": {"default_branch": "trunk"},
+    }
+    env = {
+        "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "org/app", "GITHUB_HEAD_REF": "fix",
+        "GITHUB_BASE_REF": "trunk", "GITHUB_REF_NAME": "7/merge", "GITHUB_EVENT_PATH": _event(tmp_path, event),
+    }
+    ctx = contexts.github(env, tmp_path)
+    assert ctx is not None
+    assert (ctx.branch, ctx.target_branch, ctx.default_branch, ctx.trusted) == ("fix", "trunk", "trunk", False)
+
+
+def test_github_push_to_a_branch(tmp_path: Path) -> None:
+    env = {
+        "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "org/app", "GITHUB_REF": "refs/heads/dev",
+        "GITHUB_REF_NAME": "dev", "GITHUB_REF_TYPE": "branch",
+        "GITHUB_EVENT_PATH": _event(tmp_path, {"repository": {"default_branch": "main"}}),
+    }
+    ctx = contexts.github(env, tmp_path)
+    assert ctx is not None
+    assert (ctx.branch, ctx.default_branch, ctx.trusted, ctx.default_backend) == ("dev", "main", True, "gha")
+
+
+def test_local_reads_the_git_branch_without_running_git(tmp_path: Path) -> None:
+    repo = tmp_path / "my-app"
+    (repo / ".git" / "refs" / "remotes" / "origin").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/topic/x\n")
+    (repo / ".git" / "refs" / "remotes" / "origin" / "HEAD").write_text("ref: refs/remotes/origin/main\n")
+    sub = repo / "src"
+    sub.mkdir()
+    ctx = contexts.local({}, sub)
+    assert (ctx.project, ctx.branch, ctx.default_branch) == ("my-app", "topic/x", "main")
+
+
+def test_local_detached_head_and_no_git(tmp_path: Path) -> None:
+    (tmp_path / "r" / ".git").mkdir(parents=True)
+    (tmp_path / "r" / ".git" / "HEAD").write_text("0123456789abcdef\n")
+    assert contexts.local({}, tmp_path / "r").branch is None
+    assert contexts.local({}, tmp_path).project == tmp_path.name
+
+
+def test_providers_are_chosen_by_priority_not_registration_order(tmp_path: Path) -> None:
+    def never(env: object, cwd: object) -> None:
+        return None
+
+    custom = ContextProvider("custom", lambda env, cwd: Context("custom", "p"), priority=50)
+    fallback = ContextProvider("local", lambda env, cwd: Context("local", "p"), priority=0)
+    for order in ([custom, fallback], [fallback, custom]):
+        assert detect_context([*order, ContextProvider("x", never, 99)], {}, tmp_path).provider == "custom"

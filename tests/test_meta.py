@@ -1,0 +1,56 @@
+"""Meta-tests: the plugin API and the backends are documented, and the docs can't drift from the code."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cacheport import hookspecs
+from cacheport.config import GLOBAL_OPTIONS, env_name
+from cacheport.plugins import load
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("cacheport_")]
+
+
+def test_there_are_hooks() -> None:
+    assert {f.__name__ for f in HOOKS} >= {"cacheport_backends", "cacheport_context_providers"}
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda f: f.__name__)
+def test_every_hook_is_typed_documented_and_has_a_working_example(hook) -> None:  # type: ignore[no-untyped-def]
+    doc = inspect.getdoc(hook) or ""
+    assert "Returns:" in doc and "Example::" in doc
+    assert inspect.signature(hook).return_annotation != inspect.Signature.empty
+    example = inspect.cleandoc(doc.split("Example::", 1)[1])
+    namespace: dict[str, object] = {}
+    exec(compile(example, f"<{hook.__name__} example>", "exec"), namespace)
+    assert callable(namespace[hook.__name__])
+    assert list(namespace[hook.__name__]())  # type: ignore[operator]
+
+
+def test_every_builtin_backend_and_option_is_in_the_backend_docs() -> None:
+    text = (ROOT / "docs" / "backends.md").read_text()
+    for backend in load({"CACHEPORT_LOAD_PLUGINS": ""}).backends().values():
+        assert f"### `{backend.name}`" in text
+        for option in backend.options:
+            assert f"| `{option.name}` |" in text and env_name(backend.name, option.name) in text
+
+
+def test_generated_backend_docs_are_current() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-backend-docs"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_every_global_key_is_in_the_configuration_docs() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for option in GLOBAL_OPTIONS:
+        assert f"`{option.name}`" in text
+    for name in ("CACHEPORT_BACKEND", "CACHEPORT_KEY", "CACHEPORT_READ_ONLY", "CACHEPORT_LOAD_PLUGINS",
+                 "CACHEPORT_STRICT_PLUGINS", "CACHEPORT_CONFIG"):
+        assert name in text
