@@ -14,6 +14,16 @@ from cacheport.plugins import Plugins
 BUILTINS = (registry, gitlab, local, contexts)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With CACHEPORT_E2E=require (CI), a skipped test is a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CACHEPORT_E2E", "").strip().lower() == "require":
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CACHEPORT_E2E=require: {report.longrepr}"
+
+
 @pytest.fixture
 def builtins() -> Plugins:
     """The built-in plugins only, registered into a fresh manager."""

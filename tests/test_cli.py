@@ -165,3 +165,15 @@ def test_help_has_examples(clean_env: dict[str, str]) -> None:
     for args in (["--help"], ["args", "--help"], ["explain", "--help"], ["plugins", "--help"], ["backends", "--help"]):
         out = run(*args, env=clean_env)
         assert out.returncode == 0 and "Examples:" in out.stdout, args
+
+
+def test_args_imports_no_heavy_libraries(clean_env: dict[str, str]) -> None:
+    probe = (
+        "import sys\n"
+        "from cacheport.cli import main\n"
+        "try:\n    main(['args'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'python_on_whales', 'pydantic', 'httpx', 'requests', 'urllib3', 'rich'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

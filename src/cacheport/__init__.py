@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
-from cacheport.backend import Backend, BackendEntries, EntryRequest, Option, Swap
+from cacheport.backend import Backend, BackendEntries, EntryRequest, Login, Option, Swap
 from cacheport.context import Context, ContextProvider
 from cacheport.entry import CacheEntry
 
@@ -23,6 +23,7 @@ __all__ = [
     "Context",
     "ContextProvider",
     "EntryRequest",
+    "Login",
     "Option",
     "Swap",
     "__version__",

@@ -95,6 +95,23 @@ class Swap:
 
 
 @attrs.frozen
+class Login:
+    """How to log in to a registry before building: names of environment variables, never their values.
+
+    Attributes:
+        registry: the registry host (``host[:port]``).
+        password_env: the variable holding the password or token.
+        username_env: the variable holding the user name; used when set.
+        username: the user name when ``username_env`` is empty or unset.
+    """
+
+    registry: str
+    password_env: str
+    username_env: str = ""
+    username: str = ""
+
+
+@attrs.frozen
 class BackendEntries:
     """A backend's answer: the cache imports, in fallback order, and the exports.
 
@@ -104,6 +121,7 @@ class BackendEntries:
         swaps: directory swaps to make after a successful build.
         warnings: one-line messages for the user.
         secret_attrs: attribute names whose values must be redacted wherever a person reads them.
+        logins: registry logins to try before a build, in order; the first whose variables are set is used.
     """
 
     imports: tuple[CacheEntry, ...] = attrs.field(default=(), converter=tuple)
@@ -111,6 +129,7 @@ class BackendEntries:
     swaps: tuple[Swap, ...] = attrs.field(default=(), converter=tuple)
     warnings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     secret_attrs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    logins: tuple[Login, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

@@ -216,6 +216,33 @@ def rotate(**common: Any) -> None:
         click.echo(f"{'rotated' if done else 'no finished export at'} {swap.new if not done else swap.current}")
 
 
+@cli.command(epilog="""\b
+Examples:
+  cacheport build . -t registry.example.com/app:dev
+  cacheport build . -t app -- --push --platform linux/amd64,linux/arm64
+  cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
+""")
+@click.argument("context", default=".", required=False)
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Image tag (repeatable).")
+@click.option("-f", "--file", "dockerfile", metavar="PATH", help="Dockerfile (default: CONTEXT/Dockerfile).")
+@plan_options
+@click.pass_context
+def build(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None, **common: Any) -> None:
+    """Run docker buildx build with the plan's cache imports and exports.
+
+    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
+    the builder can do and drops what it can't (never failing the build for the cache's sake), streams
+    the build log, swaps a local cache into place after success, and ends with a one-line cache summary.
+    Everything after -- goes to buildx as it is. The exit status is the build's.
+    """
+    from cacheport.build import run
+
+    plan = make_plan(**common)
+    extra = (ctx.obj or {}).get("extra", [])
+    code = run(plan, context, tags, dockerfile, extra, os.environ, lambda m: click.echo(f"cacheport: {m}", err=True))
+    sys.exit(code)
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -325,8 +352,13 @@ def backends(name: str | None, fmt: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: runs the CLI and turns our errors into one line and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "build" in argv and "--" in argv[argv.index("build"):]:
+        # click would hand everything after -- to CONTEXT first; buildx's own arguments must pass untouched.
+        cut = argv.index("--", argv.index("build"))
+        argv, extra = argv[:cut], argv[cut + 1:]
     try:
-        cli.main(args=argv, prog_name="cacheport", standalone_mode=False)
+        cli.main(args=argv, prog_name="cacheport", standalone_mode=False, obj={"extra": extra})
     except CacheportError as exc:
         if _verbose(argv):
             import traceback

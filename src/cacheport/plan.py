@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from cacheport.backend import Backend, BackendEntries, EntryRequest, Swap
+from cacheport.backend import Backend, BackendEntries, EntryRequest, Login, Swap
 from cacheport.config import Config, Setting, Source, default_cache_home, resolve_backend, resolve_globals
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
@@ -44,6 +44,7 @@ class Plan:
         warnings: one-line messages for the user.
         settings: every setting that shaped the plan, with its source.
         secret_attrs: entry attributes to redact wherever a person reads them.
+        logins: registry logins to try before a build (variable names, not values).
         read_only: exports were withheld (untrusted job, ``read-only``).
     """
 
@@ -55,6 +56,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     settings: tuple[ShownSetting, ...] = ()
     secret_attrs: frozenset[str] = frozenset()
+    logins: tuple[Login, ...] = ()
     read_only: bool = False
 
 
@@ -101,7 +103,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
 
     withheld = bool(globals_["read-only"].value) or not context.trusted
     exports, swaps = _unique(result.exports), result.swaps
-    if withheld and exports:
+    if withheld:
         why = "this job is untrusted (a merge/pull request from a fork)" if not context.trusted else "read-only is set"
         warnings.append(f"not exporting cache: {why}")
         exports, swaps = (), ()
@@ -121,5 +123,6 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         warnings=tuple(warnings),
         settings=tuple(shown),
         secret_attrs=result.secret_attrs,
+        logins=result.logins,
         read_only=withheld,
     )

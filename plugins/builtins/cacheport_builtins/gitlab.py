@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from cacheport import Backend, hookimpl
-from cacheport_builtins.registry import registry_entries, registry_options
+import attrs
+
+from cacheport import Backend, BackendEntries, EntryRequest, Login, hookimpl
+from cacheport_builtins.registry import registry_entries, registry_host, registry_options
+
+
+def _entries(request: EntryRequest) -> BackendEntries:
+    result = registry_entries(request)
+    # Every GitLab job has CI_JOB_TOKEN; it logs in to the project's registry when no password is given.
+    token = Login(registry_host(str(request.options["ref"])), "CI_JOB_TOKEN", username="gitlab-ci-token")
+    return attrs.evolve(result, logins=(*result.logins, token))
+
 
 BACKEND = Backend(
     name="gitlab",
     description="GitLab Container Registry: cache tags under $CI_REGISTRY_IMAGE/cache.",
     options=registry_options(
-        "${CI_REGISTRY_IMAGE}/cache", "The repository for cache tags; defaults to the project's own registry."
+        "${CI_REGISTRY_IMAGE}/cache",
+        "The repository for cache tags; defaults to the project's own registry.",
+        username_env="CI_REGISTRY_USER",
+        password_env="CI_REGISTRY_PASSWORD",
     ),
-    entries=registry_entries,
+    entries=_entries,
     cache_type="registry",
     docs=(
         "Works with no options inside a GitLab CI job. Imports fall back from the branch to the merge request "

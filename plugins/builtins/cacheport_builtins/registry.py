@@ -6,17 +6,23 @@ from typing import Any
 
 import attrs
 
-from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
+from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Login, Option, hookimpl
 from cacheport.refs import branch_refs
 
 MODES = ("min", "max")
 COMPRESSIONS = ("uncompressed", "gzip", "estargz", "zstd")
 
 
-def registry_options(ref_default: str | None, ref_help: str) -> tuple[Option, ...]:
+def registry_options(
+    ref_default: str | None, ref_help: str, username_env: str | None = None, password_env: str | None = None
+) -> tuple[Option, ...]:
     """The options every registry-type backend shares."""
     return (
         Option("ref", ref_help, default=ref_default, required=ref_default is None),
+        Option("username", "User name for `cacheport build` to log in with (when username-env is unset)."),
+        Option("username-env", "Environment variable holding the user name to log in with.", default=username_env),
+        Option("password-env", "Environment variable holding the password or token to log in with; "
+               "the value itself never appears in config, flags or output.", default=password_env),
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option(
             "ignore-error",
@@ -58,11 +64,24 @@ def registry_entries(request: EntryRequest) -> BackendEntries:
                  "force-compression"):
         if opts.get(name) is not None:
             export_attrs[name] = _flag(opts[name])
+    logins = []
+    if opts.get("password-env"):
+        logins.append(Login(registry_host(ref), str(opts["password-env"]), str(opts.get("username-env") or ""),
+                            str(opts.get("username") or "")))
     return BackendEntries(
         imports=[CacheEntry("registry", {"ref": r, **common}) for r in imports],
         exports=[CacheEntry("registry", {"ref": export, **export_attrs, **common})] if export else [],
         warnings=warnings,
+        logins=logins,
     )
+
+
+def registry_host(ref: str) -> str:
+    """The registry part of an image reference, as docker login wants it."""
+    first, sep, _rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
 
 
 BACKEND = Backend(

@@ -1,0 +1,208 @@
+"""Running a build with the plan's cache: ``cacheport build``. Side effects at the edge, through python-on-whales.
+
+python-on-whales is imported only here, and only when a build runs. Its ``buildx.build`` takes one
+``cache_to`` and joins dict values without CSV quoting, so we hand buildx our own rendered flags and use
+python-on-whales for what it does well: the client's configuration, login, info, and streaming a command.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cacheport.backend import Login
+from cacheport.entry import CacheEntry
+from cacheport.plan import Plan
+
+# Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
+_NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
+_ENGINE_NEVER = {"s3", "azblob"}
+_STEP = re.compile(r"^#(\d+) \[[^\]]*?\d+/\d+\] (\w+)")
+_LINE = re.compile(r"^#(\d+) (.*)$")
+# A step satisfied from an imported remote cache shows only its layers being fetched, not CACHED.
+_FETCH = re.compile(r"^(?:extracting )?sha256:[0-9a-f]{64}\b")
+
+
+@attrs.frozen
+class Builder:
+    """What the current buildx builder can do.
+
+    Attributes:
+        name: the builder's name.
+        driver: ``docker``, ``docker-container``, ``kubernetes``, ``remote``.
+        containerd_store: for the docker driver, whether the engine uses the containerd image store.
+    """
+
+    name: str
+    driver: str
+    containerd_store: bool = False
+
+
+@attrs.frozen
+class Summary:
+    """What the build log says about the cache.
+
+    Attributes:
+        steps: build steps (``[n/m]``) seen, by id, with their instruction.
+        cached: ids of the steps that BuildKit reported CACHED.
+    """
+
+    steps: Mapping[str, str]
+    cached: frozenset[str]
+
+    @property
+    def executed_runs(self) -> list[str]:
+        """RUN steps that executed instead of coming from cache."""
+        return [i for i, kind in self.steps.items() if kind == "RUN" and i not in self.cached]
+
+
+def summarize(lines: Iterable[str]) -> Summary:
+    """Read ``--progress=plain`` output."""
+    steps: dict[str, str] = {}
+    cached: set[str] = set()
+    fetched: set[str] = set()
+    worked: set[str] = set()
+    for line in lines:
+        if m := _STEP.match(line):
+            steps.setdefault(m.group(1), m.group(2).upper())
+        elif (m := _LINE.match(line.rstrip())) and m.group(1) in steps:
+            sid, body = m.groups()
+            if body == "CACHED":
+                cached.add(sid)
+            elif body.startswith("DONE") or body == "...":
+                continue
+            elif _FETCH.match(body):
+                fetched.add(sid)
+            else:
+                worked.add(sid)
+    return Summary(steps, frozenset(cached | (fetched - worked)))
+
+
+def fit_to_builder(
+    imports: Sequence[CacheEntry], exports: Sequence[CacheEntry], builder: Builder
+) -> tuple[list[CacheEntry], list[CacheEntry], list[str]]:
+    """Drop what this builder cannot do, with one line each saying why and how to fix it. Never fails."""
+    notes: list[str] = []
+    keep_in = [e for e in imports if not (builder.driver == "docker" and e.type in _ENGINE_NEVER)]
+    keep_out: list[CacheEntry] = []
+    for entry in exports:
+        if builder.driver == "docker" and entry.type in _ENGINE_NEVER:
+            notes.append(f"builder {builder.name!r} (docker driver) cannot use {entry.type} cache; fix: "
+                         "`docker buildx create --use --driver docker-container` or a remote BuildKit")
+        elif builder.driver == "docker" and entry.type in _NEEDS_CONTAINERD_STORE and not builder.containerd_store:
+            notes.append(f"builder {builder.name!r} uses the docker driver without the containerd image store, "
+                         f"which cannot export {entry.type} cache; building with imports only. Fix: set "
+                         '"features": {"containerd-snapshotter": true} in daemon.json, or '
+                         "`docker buildx create --use --driver docker-container`")
+        else:
+            keep_out.append(entry)
+    dropped_in = len(imports) - len(keep_in)
+    if dropped_in:
+        notes.append(f"builder {builder.name!r} (docker driver) cannot import s3/azblob cache; skipped {dropped_in}")
+    return keep_in, keep_out, notes
+
+
+def command(
+    imports: Sequence[CacheEntry],
+    exports: Sequence[CacheEntry],
+    context: str,
+    tags: Sequence[str] = (),
+    file: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``buildx build`` arguments (after the docker client's own), one word per flag value."""
+    args = ["buildx", "build", "--progress=plain"]
+    args += [f"--cache-from={e.format()}" for e in imports]
+    args += [f"--cache-to={e.format()}" for e in exports]
+    for tag in tags:
+        args += ["--tag", tag]
+    if file:
+        args += ["--file", file]
+    return [*args, *extra, context]
+
+
+def choose_logins(logins: Sequence[Login], environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """``(registry, username, password)`` for the first usable login of each registry."""
+    chosen: dict[str, tuple[str, str, str]] = {}
+    for login in logins:
+        if login.registry in chosen:
+            continue
+        password = environ.get(login.password_env, "")
+        username = (environ.get(login.username_env, "") if login.username_env else "") or login.username
+        if password and username:
+            chosen[login.registry] = (login.registry, username, password)
+    return list(chosen.values())
+
+
+def inspect_builder(docker: Any) -> Builder:
+    """Ask buildx and the engine what the current builder is."""
+    builder = docker.buildx.inspect()
+    store = False
+    if builder.driver == "docker":
+        status = docker.system.info().driver_status or []
+        store = any("containerd.snapshotter" in str(value) for _key, value in status)
+    return Builder(builder.name, builder.driver, store)
+
+
+def run(
+    plan: Plan,
+    context: str,
+    tags: Sequence[str],
+    file: str | None,
+    extra: Sequence[str],
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+) -> int:
+    """Log in, check the builder, build with live logs, rotate local caches. Returns the build's exit code."""
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
+    from python_on_whales.utils import stream_stdout_and_stderr
+
+    docker = DockerClient(client_call=[environ.get("CACHEPORT_DOCKER", "docker")])
+    for registry, username, password in choose_logins(plan.logins, environ):
+        try:
+            docker.login(server=registry, username=username, password=password)
+        except DockerException as exc:
+            # A registry that is down must not fail the build: the cache is an optimisation.
+            say(f"warning: login to {registry} failed ({_first_line(exc)}); building without it")
+    imports, exports = list(plan.imports), list(plan.exports)
+    try:
+        builder = inspect_builder(docker)
+    except DockerException as exc:
+        say(f"warning: could not inspect the buildx builder ({_first_line(exc)}); passing the cache flags as planned")
+    else:
+        imports, exports, notes = fit_to_builder(imports, exports, builder)
+        for note in notes:
+            say(f"warning: {note}")
+    full = [*docker.client_config.docker_cmd, *command(imports, exports, context, tags, file, extra)]
+    log: list[str] = []
+    code = 0
+    try:
+        for _source, raw in stream_stdout_and_stderr(full):
+            line = raw.decode("utf-8", errors="replace")
+            log.append(line.rstrip("\n"))
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    except DockerException as exc:
+        code = exc.return_code or 1
+    summary = summarize(log)
+    if code == 0:
+        from cacheport.swap import promote
+
+        for swap in plan.swaps:
+            promote(swap)
+    source = ", ".join(e.get("ref") or e.get("src") or e.get("scope") or e.type for e in imports) or "nothing"
+    target = ", ".join(e.get("ref") or e.get("dest") or e.get("scope") or e.type for e in exports) or "nothing"
+    say(f"cache: {len(summary.cached)}/{len(summary.steps)} steps cached, imported from {source}, exported to {target}"
+        + ("" if code == 0 else f"; build failed with exit code {code}"))
+    return code
+
+
+def _first_line(exc: Any) -> str:
+    stderr = getattr(exc, "stderr", "") or str(exc)
+    lines = [line for line in str(stderr).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__

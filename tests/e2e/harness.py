@@ -1,0 +1,172 @@
+"""The end-to-end harness as tests see it: the servers scripts/e2e-up started, and a reference build.
+
+Reads ``$CACHEPORT_E2E_STATE/env`` (default /var/tmp/cacheport-e2e/env), or the same variables from the
+environment. Without them the e2e tests skip, unless CACHEPORT_E2E=require, where a skip is a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+REQUIRED = ("CACHEPORT_E2E_DOCKER_HOST", "CACHEPORT_E2E_DOCKER_CONFIG", "CACHEPORT_E2E_DOCKER_BIN",
+            "CACHEPORT_E2E_REGISTRY", "CACHEPORT_E2E_BUSYBOX")
+RAN = "cacheport-ran:"
+
+
+def read_env() -> tuple[dict[str, str], str]:
+    """The harness variables, and why they are missing (empty when all are there)."""
+    found = {k: v for k, v in os.environ.items() if k.startswith("CACHEPORT_E2E_")}
+    state = Path(os.environ.get("CACHEPORT_E2E_STATE", "/var/tmp/cacheport-e2e"))
+    env_file = state / "env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export "):].partition("=")
+                found.setdefault(key, shlex.split(value)[0] if value else "")
+    missing = [k for k in REQUIRED if not found.get(k)]
+    if missing:
+        return found, f"e2e harness not running (no {', '.join(missing)}; run scripts/e2e-up as root)"
+    return found, ""
+
+
+@attrs.frozen
+class Result:
+    """One ``cacheport build``: its exit code, its whole log, and the files it output."""
+
+    code: int
+    log: str
+    out: Path
+
+    @property
+    def ran(self) -> list[str]:
+        """The RUN steps that executed (each reference RUN prints a marker when it does)."""
+        return [line for line in self.log.splitlines() if RAN in line and "echo" not in line]
+
+    @property
+    def rand(self) -> str:
+        return (self.out / "rand").read_text()
+
+
+@attrs.define
+class Harness:
+    env: dict[str, str]
+
+    @property
+    def docker_env(self) -> dict[str, str]:
+        bin_dir = str(Path(self.env["CACHEPORT_E2E_DOCKER_BIN"]).parent)
+        return {
+            "DOCKER_HOST": self.env["CACHEPORT_E2E_DOCKER_HOST"],
+            "DOCKER_CONFIG": self.env["CACHEPORT_E2E_DOCKER_CONFIG"],
+            "CACHEPORT_DOCKER": self.env["CACHEPORT_E2E_DOCKER_BIN"],
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        }
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.env["CACHEPORT_E2E_DOCKER_BIN"], *args], capture_output=True, text=True,
+                              env={**os.environ, **self.docker_env}, check=check, timeout=300)
+
+    def prune(self) -> None:
+        """Forget everything BuildKit has locally, so only an imported cache can make a build warm."""
+        self.docker("buildx", "prune", "-af")
+
+    def project(self, root: Path, name: str = "app") -> Path:
+        """A build context that pulls nothing, with RUN steps that print a marker and take time."""
+        ctx = root / name
+        ctx.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
+        marker = uuid.uuid4().hex  # separate projects never share layers
+        (ctx / "Dockerfile").write_text(
+            "FROM scratch\n"
+            "COPY busybox /bin/busybox\n"
+            f'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && echo {RAN} install"]\n'
+            f"RUN echo {RAN} slow && sleep 2 && echo {marker} > /marker\n"
+            f"RUN echo {RAN} random && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /rand && sleep 2\n"
+        )
+        return ctx
+
+    def build(self, ctx: Path, *args: str, env: Mapping[str, str] | None = None, out: Path | None = None,
+              extra: tuple[str, ...] = ()) -> Result:
+        """``cacheport build`` in ``ctx``, writing the image's files to ``out``."""
+        out = out or ctx.parent / f"out-{uuid.uuid4().hex[:8]}"
+        cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host",
+               f"--output=type=local,dest={out}", *extra]
+        proc = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
+                              env={**clean_environ(), **self.docker_env, **(env or {})})
+        return Result(proc.returncode, proc.stdout + proc.stderr, out)
+
+    def tags(self, registry: str, repo: str, auth: tuple[str, str] | None = None) -> list[str]:
+        """The tags a registry holds for a repository (none if it has never heard of it)."""
+        request = urllib.request.Request(f"http://{registry}/v2/{repo}/tags/list")
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return sorted(json.load(response).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+    @contextmanager
+    def throwaway_registry(self, tmp: Path) -> Iterator[str]:
+        """A registry of our own on a free loopback port, stopped on exit (by its PID)."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        tmp.mkdir(parents=True, exist_ok=True)
+        config = tmp / "registry.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+        proc = subprocess.Popen([self.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def clean_environ() -> dict[str, str]:
+    """The test process's environment without any CI or cacheport settings, so each test sets its own."""
+    drop = ("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("CI", "DOCKER_HOST")}
+
+
+def gitlab_env(image: str, branch: str, default: str = "main", **extra: str) -> dict[str, str]:
+    """The variables a GitLab job has, for a project whose registry image is ``image``."""
+    return {
+        "GITLAB_CI": "true",
+        "CI_PROJECT_PATH": "group/app",
+        "CI_REGISTRY_IMAGE": image,
+        "CI_COMMIT_BRANCH": branch,
+        "CI_COMMIT_REF_NAME": branch,
+        "CI_DEFAULT_BRANCH": default,
+        **extra,
+    }

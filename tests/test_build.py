@@ -1,0 +1,74 @@
+"""The pure parts of `cacheport build`: reading the log, fitting the cache to the builder, the command."""
+
+from __future__ import annotations
+
+from cacheport.backend import Login
+from cacheport.build import Builder, choose_logins, command, fit_to_builder, summarize
+from cacheport.entry import CacheEntry
+
+COLD_AND_WARM_LOG = """\
+#5 [1/4] COPY busybox /bin/busybox
+#5 CACHED
+#6 [2/4] RUN echo slow && sleep 2
+#6 0.101 slow
+#6 DONE 2.1s
+#7 [3/4] RUN true
+#7 DONE 0.3s
+#9 [4/4] RUN head -c 16 /dev/urandom > /rand
+#9 sha256:63b9128dcedde016e3dd3f4bb115d4858323e381df322163f94c27682c984621 119B / 119B 0.0s done
+#9 extracting sha256:63b9128dcedde016e3dd3f4bb115d4858323e381df322163f94c27682c984621 done
+#9 DONE 0.2s
+#10 exporting cache to registry
+#10 DONE 0.1s
+"""
+
+
+def test_summary_counts_cached_and_remotely_fetched_steps() -> None:
+    summary = summarize(COLD_AND_WARM_LOG.splitlines())
+    assert summary.steps == {"5": "COPY", "6": "RUN", "7": "RUN", "9": "RUN"}
+    assert summary.cached == {"5", "9"}
+    assert summary.executed_runs == ["6", "7"]
+
+
+REGISTRY = CacheEntry("registry", {"ref": "r/app:main"})
+S3 = CacheEntry("s3", {"bucket": "b", "region": "eu"})
+
+
+def test_docker_driver_without_containerd_store_imports_only() -> None:
+    imports, exports, notes = fit_to_builder([REGISTRY], [REGISTRY], Builder("default", "docker", False))
+    assert (imports, exports) == ([REGISTRY], [])
+    assert len(notes) == 1 and "containerd-snapshotter" in notes[0] and "imports only" in notes[0]
+
+
+def test_docker_driver_with_containerd_store_keeps_everything() -> None:
+    assert fit_to_builder([REGISTRY], [REGISTRY], Builder("default", "docker", True)) == ([REGISTRY], [REGISTRY], [])
+
+
+def test_s3_never_on_the_engine_but_fine_on_a_container_builder() -> None:
+    imports, exports, notes = fit_to_builder([S3], [S3], Builder("default", "docker", True))
+    assert (imports, exports) == ([], []) and len(notes) == 2
+    assert fit_to_builder([S3], [S3], Builder("ci", "docker-container")) == ([S3], [S3], [])
+
+
+def test_command_passes_every_entry_and_quotes_csv() -> None:
+    local = CacheEntry("local", {"dest": "/c/a,b", "mode": "max"})
+    args = command([REGISTRY, CacheEntry("registry", {"ref": "r/app:dev"})], [REGISTRY, local], "ctx",
+                   tags=["app:1"], file="Dockerfile.x", extra=["--push"])
+    assert args == [
+        "buildx", "build", "--progress=plain",
+        "--cache-from=type=registry,ref=r/app:main", "--cache-from=type=registry,ref=r/app:dev",
+        "--cache-to=type=registry,ref=r/app:main", '--cache-to=type=local,"dest=/c/a,b",mode=max',
+        "--tag", "app:1", "--file", "Dockerfile.x", "--push", "ctx",
+    ]
+
+
+def test_first_usable_login_per_registry() -> None:
+    logins = [
+        Login("reg", "CI_REGISTRY_PASSWORD", username_env="CI_REGISTRY_USER"),
+        Login("reg", "CI_JOB_TOKEN", username="gitlab-ci-token"),
+    ]
+    assert choose_logins(logins, {"CI_JOB_TOKEN": "t"}) == [("reg", "gitlab-ci-token", "t")]
+    assert choose_logins(logins, {"CI_REGISTRY_USER": "u", "CI_REGISTRY_PASSWORD": "p", "CI_JOB_TOKEN": "t"}) == [
+        ("reg", "u", "p")
+    ]
+    assert choose_logins(logins, {}) == []
