@@ -85,8 +85,8 @@ class Harness:
         """Forget everything BuildKit has locally, so only an imported cache can make a build warm."""
         self.docker("buildx", "prune", "-af")
 
-    def project(self, root: Path, name: str = "app") -> Path:
-        """A build context that pulls nothing, with RUN steps that print a marker and take time."""
+    def project(self, root: Path, name: str = "app", work: float = 4.0) -> Path:
+        """A build context that pulls nothing, with RUN steps that print a marker and take ``work`` seconds."""
         ctx = root / name
         ctx.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
@@ -95,8 +95,8 @@ class Harness:
             "FROM scratch\n"
             "COPY busybox /bin/busybox\n"
             f'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && echo {RAN} install"]\n'
-            f"RUN echo {RAN} slow && sleep 2 && echo {marker} > /marker\n"
-            f"RUN echo {RAN} random && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /rand && sleep 2\n"
+            f"RUN echo {RAN} slow && sleep {work / 2:g} && echo {marker} > /marker\n"
+            f"RUN echo {RAN} random && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /rand && sleep {work / 2:g}\n"
         )
         return ctx
 
