@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared by scripts/pulp-up and scripts/pulp-down; sourced, not executed.
 # Every path and port lives here so that up and down can never disagree about what "ours" is.
 
@@ -15,7 +16,7 @@ API_PORT=${CACHEPORT_PULP_API_PORT:-24881}
 CONTENT_PORT=${CACHEPORT_PULP_CONTENT_PORT:-24882}
 PG_PORT=${CACHEPORT_PULP_PG_PORT:-24883}
 
-ADMIN_USER=admin
+ADMIN_USER='admin'
 ADMIN_PASSWORD=${CACHEPORT_PULP_ADMIN_PASSWORD:-cacheport-e2e-admin}
 
 RUN=$STATE/run
@@ -39,8 +40,14 @@ PULP_PROC_ORDER=(api content worker)
 log() { printf '[pulp] %s\n' "$*" >&2; }
 die() { printf '[pulp] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# The binaries must match the cluster's major version, so an existing cluster picks its own.
 pg_bin() {
     local d
+    if [[ -r $PGDATA/PG_VERSION && -x /usr/lib/postgresql/$(cat "$PGDATA/PG_VERSION")/bin/pg_ctl ]]; then
+        printf '%s\n' "/usr/lib/postgresql/$(cat "$PGDATA/PG_VERSION")/bin"
+        return 0
+    fi
+    # shellcheck disable=SC2012
     d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
     [[ -n $d && -x $d/pg_ctl ]] || return 1
     printf '%s\n' "$d"
@@ -70,6 +77,7 @@ proc_stat() {
     local s
     s=$(cat /proc/"$1"/stat 2>/dev/null) || return 1
     s=${s##*) }
+    # shellcheck disable=SC2086  # split the /proc stat fields on purpose
     set -- $s
     printf '%s %s\n' "$1" "$3"
 }
@@ -81,6 +89,7 @@ group_alive() {
     for f in /proc/[0-9]*/stat; do
         s=$(cat "$f" 2>/dev/null) || continue
         s=${s##*) }
+        # shellcheck disable=SC2086  # split the /proc stat fields on purpose
         set -- $s
         if [[ $3 == "$want" && $1 != Z ]]; then return 0; fi
     done
