@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
-from cacheport.backend import Backend, BackendEntries, EntryRequest, Login, Option, Swap
+from cacheport.backend import Backend, BackendEntries, Check, EntryRequest, Login, Option, Swap
 from cacheport.context import Context, ContextProvider
 from cacheport.entry import CacheEntry
 
@@ -20,6 +20,7 @@ __all__ = [
     "Backend",
     "BackendEntries",
     "CacheEntry",
+    "Check",
     "Context",
     "ContextProvider",
     "EntryRequest",

@@ -6,7 +6,7 @@ Records only; the core's logic for choosing and combining backends lives in plan
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -133,6 +133,23 @@ class BackendEntries:
 
 
 @attrs.frozen
+class Check:
+    """One diagnosis by ``cacheport doctor``.
+
+    Attributes:
+        name: what was checked, e.g. ``credentials``.
+        ok: whether it passed.
+        detail: what was found, in one line; never a secret.
+        fix: what to do about a failure.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@attrs.frozen
 class Backend:
     """A cache backend, as a plugin registers it.
 
@@ -143,6 +160,9 @@ class Backend:
         entries: computes the imports and exports for a request; must not touch the host.
         cache_type: the BuildKit cache type it renders (``registry``, ``local``, ...).
         docs: a longer explanation for ``cacheport backends NAME`` and the docs.
+        doctor: optional checks against the real server for ``cacheport doctor``:
+            ``(request, environ) -> iterable of Check``. It may use the network; it must not change anything
+            it did not create, and must never put a secret in a Check.
     """
 
     name: str = attrs.field(converter=_lower_name)
@@ -151,6 +171,7 @@ class Backend:
     entries: Callable[[EntryRequest], BackendEntries]
     cache_type: str = "registry"
     docs: str = ""
+    doctor: Callable[[EntryRequest, Mapping[str, str]], Iterable[Check]] | None = None
 
     def option(self, key: str) -> Option | None:
         """The option matching a user-typed key, or None."""

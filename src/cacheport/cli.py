@@ -243,6 +243,42 @@ def build(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile
     sys.exit(code)
 
 
+@cli.command(epilog="""\b
+Examples:
+  cacheport doctor
+  cacheport doctor --backend pulp --format json
+""")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plan_options
+def doctor(fmt: str, **common: Any) -> None:
+    """Check that the configured cache works before a build finds out: one line per check, with the fix.
+
+    Exit status 0 when every check passes, 1 when one fails.
+    """
+    import json
+
+    from cacheport.backend import Check
+
+    plan = make_plan(**common)
+    backend = _plugins(0).backend(plan.backend)
+    checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
+                                 f"{len(plan.exports)} export(s)")]
+    if backend.doctor is not None and plan.request is not None:
+        try:
+            checks += list(backend.doctor(plan.request, os.environ))
+        except Exception as exc:  # a plugin's bug is a failed check, not a crash
+            checks.append(Check(f"{backend.name} checks", False, f"{type(exc).__name__}: {exc}",
+                                "report this to the plugin's authors (-v shows where)"))
+    if fmt == "json":
+        click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks],
+                              indent=2))
+    else:
+        for c in checks:
+            fix = "" if c.ok or not c.fix else f"\n    fix: {c.fix}"
+            click.echo(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}{fix}")
+    sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]

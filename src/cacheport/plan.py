@@ -46,6 +46,7 @@ class Plan:
         secret_attrs: entry attributes to redact wherever a person reads them.
         logins: registry logins to try before a build (variable names, not values).
         read_only: exports were withheld (untrusted job, ``read-only``).
+        request: what the backend was asked, for follow-up questions (``cacheport doctor``).
     """
 
     context: Context
@@ -58,6 +59,7 @@ class Plan:
     secret_attrs: frozenset[str] = frozenset()
     logins: tuple[Login, ...] = ()
     read_only: bool = False
+    request: EntryRequest | None = None
 
 
 def _unique(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
@@ -125,4 +127,5 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         secret_attrs=result.secret_attrs,
         logins=result.logins,
         read_only=withheld,
+        request=request,
     )
