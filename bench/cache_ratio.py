@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.harness import Harness, gitlab_env, read_env  # noqa: E402
+from tests.e2e.harness import Harness, gitlab_env, read_env
 
 
 def backends(h: Harness, tmp: Path) -> dict[str, dict[str, str]]:

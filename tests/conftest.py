@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cacheport_builtins import contexts, gitlab, local, registry
+from cacheport_builtins import azblob, contexts, gha, gitlab, inline, local, registry, s3
 
 from cacheport.plugins import Plugins
 
-BUILTINS = (registry, gitlab, local, contexts)
+BUILTINS = (registry, gitlab, local, gha, inline, s3, azblob, contexts)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -54,3 +54,32 @@ def test_every_global_key_is_in_the_configuration_docs() -> None:
     for name in ("CACHEPORT_BACKEND", "CACHEPORT_KEY", "CACHEPORT_READ_ONLY", "CACHEPORT_LOAD_PLUGINS",
                  "CACHEPORT_STRICT_PLUGINS", "CACHEPORT_CONFIG"):
         assert name in text
+
+
+# Every backend Docker Engine can drive is done only when a real build went through it.
+E2E_PROOF = {
+    "registry": "tests/e2e/test_builds.py::test_registry_backend",
+    "gitlab": "tests/e2e/test_builds.py::test_gitlab_backend_with_auth",
+    "local": "tests/e2e/test_builds.py::test_local_backend_rotates",
+    "gha": "tests/e2e/test_more_backends.py::test_gha_backend",
+    "inline": "tests/e2e/test_more_backends.py::test_inline_backend_through_a_pushed_image",
+    "pulp": "tests/e2e/test_pulp.py::test_pulp_cold_then_warm",
+    "shared-dir": "tests/e2e/test_more_backends.py::test_example_plugin_backend",
+}
+NO_E2E = {
+    "s3": "needs a standalone buildkitd",
+    "azblob": "needs a standalone buildkitd",
+}
+
+
+@pytest.mark.parametrize("name", sorted(load({}).backends()))
+def test_every_backend_has_an_end_to_end_test_or_a_documented_reason(name: str) -> None:
+    import ast
+
+    if name in NO_E2E:
+        assert NO_E2E[name] in (ROOT / "docs" / "backends.md").read_text()
+        return
+    assert name in E2E_PROOF, f"backend {name!r} has no end-to-end test"
+    path, _, func = E2E_PROOF[name].partition("::")
+    tree = ast.parse((ROOT / path).read_text())
+    assert func in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, E2E_PROOF[name]

@@ -94,7 +94,7 @@ def test_untrusted_or_read_only_means_no_exports(trusted: bool, read_only: bool)
 
 
 def test_unknown_backend_lists_the_available_ones(tmp_path: Path, builtins: Plugins) -> None:
-    with pytest.raises(UnknownBackendError, match=r"unknown backend 'regsitry' \(did you mean 'registry'\?\); available: gitlab, local, registry"):
+    with pytest.raises(UnknownBackendError, match=r"unknown backend 'regsitry' \(did you mean 'registry'\?\); available: azblob, gha, gitlab, inline, local, registry, s3"):
         plan_for(tmp_path, builtins, cli=[("backend", "regsitry", "--backend")])
 
 

@@ -72,12 +72,15 @@ class EntryRequest:
         context: where we run (branch, default branch, MR target, trust).
         key: the scope for refs (a target, platform or matrix axis), or None.
         cache_dir: a directory this user's caches may live in (``$XDG_CACHE_HOME/cacheport``).
+        environ: the environment, read-only, for backends whose entries depend on it (gha's token, a secret
+            named by an option). Never shown.
     """
 
     options: Mapping[str, Any]
     context: Context
     key: str | None = None
     cache_dir: str = ""
+    environ: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 
@@ -122,6 +125,7 @@ class BackendEntries:
         warnings: one-line messages for the user.
         secret_attrs: attribute names whose values must be redacted wherever a person reads them.
         logins: registry logins to try before a build, in order; the first whose variables are set is used.
+        tags: image tags the build must push for the cache to be stored (the ``inline`` backend).
     """
 
     imports: tuple[CacheEntry, ...] = attrs.field(default=(), converter=tuple)
@@ -130,6 +134,7 @@ class BackendEntries:
     warnings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     secret_attrs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
     logins: tuple[Login, ...] = attrs.field(default=(), converter=tuple)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen

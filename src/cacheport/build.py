@@ -178,7 +178,10 @@ def run(
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
             say(f"warning: {note}")
-    full = [*docker.client_config.docker_cmd, *command(imports, exports, context, tags, file, extra)]
+    if plan.tags and exports and not _pushes(extra):
+        say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
+            + ", ".join(plan.tags) + ")")
+    full = [*docker.client_config.docker_cmd, *command(imports, exports, context, [*tags, *plan.tags], file, extra)]
     log: list[str] = []
     code = 0
     try:
@@ -200,6 +203,12 @@ def run(
     say(f"cache: {len(summary.cached)}/{len(summary.steps)} steps cached, imported from {source}, exported to {target}"
         + ("" if code == 0 else f"; build failed with exit code {code}"))
     return code
+
+
+def _pushes(extra: Sequence[str]) -> bool:
+    return any(a == "--push" or ("push=true" in a and a.startswith(("--output", "-o"))) for a in extra) or any(
+        a in ("--output", "-o") and i + 1 < len(extra) and "push=true" in extra[i + 1] for i, a in enumerate(extra)
+    )
 
 
 def _first_line(exc: Any) -> str:

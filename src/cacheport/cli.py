@@ -151,6 +151,12 @@ def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None
     from cacheport.swap import promote
 
     plan = make_plan(**common)
+    if plan.secret_attrs and output is None and sys.stdout.isatty():
+        # A terminal is read by a person (and may be recorded); $(cacheport args) and -o get the real values.
+        click.echo("cacheport: secret values shown as *** on a terminal; use -o FILE or $(cacheport args)", err=True)
+        from cacheport.render import redacted
+
+        plan = redacted(plan)
     fmt = "lines" if as_lines else fmt
     if fmt == "github":
         import secrets

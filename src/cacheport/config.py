@@ -38,10 +38,12 @@ class Source:
     Attributes:
         level: ``default``, ``file``, ``env`` or ``cli`` (in rising precedence).
         detail: for a person: ``pyproject.toml [tool.cacheport.registry] ref``, ``CACHEPORT_KEY``, ...
+        key: the key as the user wrote it.
     """
 
     level: str
     detail: str
+    key: str = ""
 
     def __str__(self) -> str:
         return self.detail
@@ -130,7 +132,7 @@ def load_config(
     tables: list[str] = []
 
     def add(scope: str, key: str, value: Any, level: str, detail: str) -> None:
-        values.setdefault((scope, normalize_key(key)), []).append(Setting(value, Source(level, detail)))
+        values.setdefault((scope, normalize_key(key)), []).append(Setting(value, Source(level, detail, key)))
 
     explicit = config_path or (Path(environ["CACHEPORT_CONFIG"]) if environ.get("CACHEPORT_CONFIG") else None)
     found: tuple[Path, str] | None
@@ -270,7 +272,7 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             continue
         option = backend.option(key)
         if option is None:
-            where = settings[0].source.detail
+            where, key = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
             raise ConfigError(
                 f"{where}: backend {backend.name!r} has no option {key!r}{_did_you_mean(key, names)}; "

@@ -45,6 +45,7 @@ class Plan:
         settings: every setting that shaped the plan, with its source.
         secret_attrs: entry attributes to redact wherever a person reads them.
         logins: registry logins to try before a build (variable names, not values).
+        tags: image tags the build must push for the cache to be stored (inline cache).
         read_only: exports were withheld (untrusted job, ``read-only``).
         request: what the backend was asked, for follow-up questions (``cacheport doctor``).
     """
@@ -58,6 +59,7 @@ class Plan:
     settings: tuple[ShownSetting, ...] = ()
     secret_attrs: frozenset[str] = frozenset()
     logins: tuple[Login, ...] = ()
+    tags: tuple[str, ...] = ()
     read_only: bool = False
     request: EntryRequest | None = None
 
@@ -97,18 +99,18 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
 
     key = globals_["key"].value
     cache_dir = default_cache_home(config.environ) / "cacheport"
-    request = EntryRequest({n: s.value for n, s in options.items()}, context, key, str(cache_dir))
+    request = EntryRequest({n: s.value for n, s in options.items()}, context, key, str(cache_dir), config.environ)
     result = backend.entries(request)
     if not isinstance(result, BackendEntries):
         raise PluginError(f"backend {backend.name!r} returned {type(result).__name__}, expected BackendEntries")
     warnings.extend(result.warnings)
 
     withheld = bool(globals_["read-only"].value) or not context.trusted
-    exports, swaps = _unique(result.exports), result.swaps
+    exports, swaps, tags = _unique(result.exports), result.swaps, result.tags
     if withheld:
         why = "this job is untrusted (a merge/pull request from a fork)" if not context.trusted else "read-only is set"
         warnings.append(f"not exporting cache: {why}")
-        exports, swaps = (), ()
+        exports, swaps, tags = (), (), ()
 
     shown = [ShownSetting("backend", backend_setting)]
     shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
@@ -126,6 +128,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         settings=tuple(shown),
         secret_attrs=result.secret_attrs,
         logins=result.logins,
+        tags=tags,
         read_only=withheld,
         request=request,
     )

@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from cacheport.entry import REDACTED, CacheEntry
 from cacheport.errors import RenderError
 from cacheport.plan import Plan
@@ -21,15 +23,35 @@ FORMATS = ("args", "lines", "json", "bake", "buildctl", "github", "dotenv")
 
 
 def buildx_flags(plan: Plan) -> list[str]:
-    """``--cache-from=...``/``--cache-to=...`` words for ``docker buildx build``, one word per flag."""
-    return [f"--cache-from={e.format()}" for e in plan.imports] + [f"--cache-to={e.format()}" for e in plan.exports]
+    """``--cache-from=...``/``--cache-to=...`` words for ``docker buildx build``, one word per flag.
+
+    An inline cache lives in the pushed image, so its tag is part of the flags too.
+    """
+    return (
+        [f"--cache-from={e.format()}" for e in plan.imports]
+        + [f"--cache-to={e.format()}" for e in plan.exports]
+        + [f"--tag={tag}" for tag in plan.tags]
+    )
+
+
+def redacted(plan: Plan) -> Plan:
+    """The plan with secret attribute values replaced by ``***`` (for a terminal)."""
+    if not plan.secret_attrs:
+        return plan
+
+    def hide(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
+        return tuple(
+            CacheEntry(e.type, [(k, REDACTED if k in plan.secret_attrs else v) for k, v in e.attrs]) for e in entries
+        )
+
+    return attrs.evolve(plan, imports=hide(plan.imports), exports=hide(plan.exports))
 
 
 def args(plan: Plan) -> str:
     """Flags on one line, for ``docker buildx build $(cacheport args) .``."""
     words = buildx_flags(plan)
     for word in words:
-        if _UNSAFE_WORD.search(word):
+        if _UNSAFE_WORD.search(word.replace(REDACTED, "")):  # a redacted plan is for reading, not running
             raise RenderError(
                 f"{word!r} contains a space or a glob character, which $(cacheport args) would split or expand; "
                 "use --format lines with mapfile, or --format json"
@@ -65,6 +87,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         },
         "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
         "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
+        "tags": list(plan.tags),
         "read_only": plan.read_only,
         "swaps": [{"new": s.new, "current": s.current} for s in plan.swaps],
         "settings": {
@@ -85,10 +108,12 @@ def as_json(plan: Plan) -> str:
 
 def bake(plan: Plan, targets: Sequence[str] = ("default",)) -> str:
     """A file for ``docker buildx bake -f docker-bake.hcl -f cacheport.json``: cache settings per target."""
-    cache = {
+    cache: dict[str, list[str]] = {
         "cache-from": [e.format() for e in plan.imports],
         "cache-to": [e.format() for e in plan.exports],
     }
+    if plan.tags:
+        cache["tags"] = list(plan.tags)
     return json.dumps({"target": {t: cache for t in targets or ("default",)}}, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -122,6 +147,7 @@ def dotenv(plan: Plan) -> str:
     values = {
         "CACHEPORT_CACHE_FROM": " ".join(e.format() for e in plan.imports),
         "CACHEPORT_CACHE_TO": " ".join(e.format() for e in plan.exports),
+        "CACHEPORT_TAGS": " ".join(plan.tags),
         "CACHEPORT_BUILDX_ARGS": " ".join(buildx_flags(plan)),
     }
     for entry in (*plan.imports, *plan.exports):
@@ -152,6 +178,9 @@ def explain(plan: Plan) -> str:
     for title, entries in (("imports (in order):", plan.imports), ("exports:", plan.exports)):
         lines_.append(title)
         lines_ += [f"  {i}. {e.format(redact=plan.secret_attrs)}" for i, e in enumerate(entries, 1)] or ["  (none)"]
+    if plan.tags:
+        lines_.append("image tags to push (the cache lives in them):")
+        lines_ += [f"  {t}" for t in plan.tags]
     if plan.swaps:
         lines_.append("after a successful build:")
         lines_ += [f"  move {s.new} into place as {s.current}" for s in plan.swaps]

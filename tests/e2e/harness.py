@@ -101,11 +101,11 @@ class Harness:
         return ctx
 
     def build(self, ctx: Path, *args: str, env: Mapping[str, str] | None = None, out: Path | None = None,
-              extra: tuple[str, ...] = ()) -> Result:
-        """``cacheport build`` in ``ctx``, writing the image's files to ``out``."""
+              extra: tuple[str, ...] = (), output: bool = True) -> Result:
+        """``cacheport build`` in ``ctx``, writing the image's files to ``out`` (unless ``output`` is False)."""
         out = out or ctx.parent / f"out-{uuid.uuid4().hex[:8]}"
-        cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host",
-               f"--output=type=local,dest={out}", *extra]
+        outputs = [f"--output=type=local,dest={out}"] if output else []
+        cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host", *outputs, *extra]
         proc = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
                               env={**clean_environ(), **self.docker_env, **(env or {})})
         return Result(proc.returncode, proc.stdout + proc.stderr, out)
@@ -157,6 +157,21 @@ def clean_environ() -> dict[str, str]:
     """The test process's environment without any CI or cacheport settings, so each test sets its own."""
     drop = ("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("CI", "DOCKER_HOST")}
+
+
+def github_env(tmp: Path, repository: str, branch: str, default: str = "main", **extra: str) -> dict[str, str]:
+    """The variables a GitHub Actions job has for a push to ``branch``."""
+    event = tmp / "event.json"
+    event.write_text(json.dumps({"repository": {"default_branch": default, "full_name": repository}}))
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": repository,
+        "GITHUB_REF": f"refs/heads/{branch}",
+        "GITHUB_REF_NAME": branch,
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_EVENT_PATH": str(event),
+        **extra,
+    }
 
 
 def gitlab_env(image: str, branch: str, default: str = "main", **extra: str) -> dict[str, str]:

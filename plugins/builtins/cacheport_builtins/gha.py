@@ -1,0 +1,70 @@
+"""The ``gha`` backend: the GitHub Actions cache service, one scope per branch (and key)."""
+
+from __future__ import annotations
+
+from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
+from cacheport.refs import branch_tag, slug
+from cacheport_builtins.registry import MODES
+
+# buildx fills these in from the environment and silently drops a gha entry without them.
+TOKEN_ENV = "ACTIONS_RUNTIME_TOKEN"
+URL_ENVS = ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
+
+
+def _scope(request: EntryRequest, branch: str) -> str:
+    return f"{slug(request.context.project)}-{branch_tag(branch, request.key)}"
+
+
+def _entries(request: EntryRequest) -> BackendEntries:
+    opts, ctx = request.options, request.context
+    if opts["scope"]:
+        scopes: tuple[str, ...] = (str(opts["scope"]),)
+        export = scopes[0] if ctx.trusted else None
+    else:
+        branches = ctx.fallback_branches() or ("latest",)
+        scopes = tuple(dict.fromkeys(_scope(request, b) for b in branches))
+        export = _scope(request, ctx.branch) if ctx.branch and ctx.trusted else None
+    common = {name: str(opts[name]) for name in ("version", "timeout", "repository") if opts[name] is not None}
+    warnings = []
+    env = request.environ
+    if not env.get(TOKEN_ENV) or not any(env.get(u) for u in URL_ENVS):
+        warnings.append(
+            f"gha cache needs {TOKEN_ENV} and {' or '.join(URL_ENVS)} in the build's environment (GitHub Actions "
+            "sets them for actions, not for run steps: use crazy-max/ghaction-github-runtime); without them "
+            "buildx silently drops the cache"
+        )
+    export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
+    return BackendEntries(
+        imports=[CacheEntry("gha", {"scope": s, **common}) for s in scopes],
+        exports=[CacheEntry("gha", {"scope": export, **export_attrs, **common})] if export else [],
+        warnings=warnings,
+    )
+
+
+BACKEND = Backend(
+    name="gha",
+    description="The GitHub Actions cache service: one scope per branch (and key).",
+    options=(
+        Option("scope", "Cache scope; default <project>-<key->-<branch>, one per branch with fallback. "
+               "A fixed scope is one cache for every branch."),
+        Option("version", "Cache service API version (buildx picks one from the environment when unset).",
+               choices=("1", "2")),
+        Option("timeout", "How long to wait for the cache service, as a Go duration (BuildKit's default: 10m)."),
+        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
+        Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
+        Option("repository", "owner/repo, for cache service API v2's cache listing."),
+    ),
+    entries=_entries,
+    cache_type="gha",
+    docs=(
+        "The runtime token and cache URLs come only from the environment (ACTIONS_RUNTIME_TOKEN, ACTIONS_CACHE_URL, "
+        "ACTIONS_RESULTS_URL, ACTIONS_CACHE_SERVICE_V2): buildx reads them itself, and cacheport never renders "
+        "them. Without them buildx silently drops a gha entry, so cacheport warns loudly instead. GitHub lets a "
+        "branch read its own caches and its base and default branch's, which is the fallback chain cacheport uses."
+    ),
+)
+
+
+@hookimpl
+def cacheport_backends() -> list[Backend]:
+    return [BACKEND]
