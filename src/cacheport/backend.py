@@ -20,9 +20,15 @@ OPTION_TYPES: dict[type, str] = {str: "string", bool: "boolean", int: "integer"}
 
 def _lower_name(value: str) -> str:
     value = str(value).lower()
+    if value == "migration":
+        raise ValueError("'migration' is reserved for the [migration] table and cannot name a backend")
     if not _BACKEND_NAME.match(value):
         raise ValueError(f"backend name {value!r} must be a lower-case word (letters, digits, '-')")
     return value
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
 
 
 def _check_option_type(_inst: object, _attr: object, value: type[Any]) -> None:
@@ -48,7 +54,7 @@ class Option:
     help: str
     type: type[Any] = attrs.field(default=str, validator=_check_option_type)
     default: Any = None
-    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    choices: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     secret: bool = False
     required: bool = False
 

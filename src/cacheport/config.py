@@ -25,6 +25,15 @@ GLOBAL_OPTIONS = (
     Option("key", "Scopes cache refs, so parallel jobs (targets, platforms, matrix axes) never collide."),
     Option("read-only", "Import only; never export.", type=bool, default=False),
 )
+#: The table that moves the cache from one backend to another, and its keys.
+MIGRATION = "migration"
+PHASES = ("dual-read", "dual-write", "cutover")
+MIGRATION_OPTIONS = (
+    Option("from", "The backend the cache is moving away from; while migrating, builds also read (and in "
+           "dual-write, write) it."),
+    Option("phase", "dual-read: import from both, export to the new backend; dual-write: also export to the old "
+           "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
+)
 #: CACHEPORT_* variables that configure cacheport itself rather than a setting.
 _NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E"}
 _LEVELS = ("default", "file", "env", "cli")
@@ -154,7 +163,8 @@ def load_config(
         for key, value in data.items():
             if isinstance(value, dict):
                 table = f"{prefix}.{key}" if prefix else key
-                tables.append(normalize_key(key))
+                if normalize_key(key) != MIGRATION:
+                    tables.append(normalize_key(key))
                 for opt, val in value.items():
                     if isinstance(val, dict | list):
                         kind = type(val).__name__
@@ -292,6 +302,21 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             )
         resolved[option.name] = setting
     return resolved
+
+
+def resolve_migration(config: Config) -> dict[str, Setting]:
+    """The ``[migration]`` table's keys (``from``, ``phase``), typed, each from its highest level."""
+    given: dict[str, list[Setting]] = {}
+    for (scope, key), settings in config.values.items():
+        if scope != MIGRATION:
+            continue
+        option = next((o for o in MIGRATION_OPTIONS if o.key == key), None)
+        if option is None:
+            where, key = settings[0].source.detail, settings[0].source.key or key
+            raise ConfigError(f"{where}: [migration] has no key {key!r}{_did_you_mean(key, ['from', 'phase'])}; "
+                              "its keys are: from, phase")
+        given.setdefault(option.name, []).extend(settings)
+    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
 
 
 def env_name(backend: str, option: str) -> str:

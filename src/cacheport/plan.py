@@ -9,7 +9,15 @@ from __future__ import annotations
 import attrs
 
 from cacheport.backend import Backend, BackendEntries, EntryRequest, Login, Swap
-from cacheport.config import Config, Setting, Source, default_cache_home, resolve_backend, resolve_globals
+from cacheport.config import (
+    Config,
+    Setting,
+    Source,
+    default_cache_home,
+    resolve_backend,
+    resolve_globals,
+    resolve_migration,
+)
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.errors import PluginError, UnknownBackendError
@@ -48,6 +56,8 @@ class Plan:
         tags: image tags the build must push for the cache to be stored (inline cache).
         read_only: exports were withheld (untrusted job, ``read-only``).
         request: what the backend was asked, for follow-up questions (``cacheport doctor``).
+        migrating_from: the old backend while a migration is in dual-read or dual-write, else None.
+        phase: the migration phase then (``dual-read`` or ``dual-write``).
     """
 
     context: Context
@@ -62,6 +72,8 @@ class Plan:
     tags: tuple[str, ...] = ()
     read_only: bool = False
     request: EntryRequest | None = None
+    migrating_from: str | None = None
+    phase: str | None = None
 
 
 def _unique(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
@@ -85,9 +97,28 @@ def select_backend(config: Config, context: Context, plugins: Plugins) -> tuple[
     return plugins.backend(str(chosen.value)), chosen, warnings
 
 
+def _ask(backend: Backend, request: EntryRequest) -> BackendEntries:
+    result = backend.entries(request)
+    if not isinstance(result, BackendEntries):
+        raise PluginError(f"backend {backend.name!r} returned {type(result).__name__}, expected BackendEntries")
+    return result
+
+
+def _shown(backend: Backend, options: dict[str, Setting]) -> list[ShownSetting]:
+    return [
+        ShownSetting(f"{backend.name}.{name}", s, secret=bool(getattr(backend.option(name), "secret", False)))
+        for name, s in options.items()
+    ]
+
+
 def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
-    """Compute the plan: resolve settings, ask the backend for entries, apply the shared rules."""
+    """Compute the plan: resolve settings, ask the backend(s) for entries, apply the shared rules.
+
+    While migrating (``[migration] from = OLD``), dual-read imports the new backend's chain and then the old
+    one's and exports to the new one; dual-write also exports to the old one; cutover uses the new one only.
+    """
     globals_ = resolve_globals(config)
+    migration = resolve_migration(config)
     backend, backend_setting, warnings = select_backend(config, context, plugins)
     options = resolve_backend(config, backend, selected=True)
     known = plugins.backends()
@@ -98,37 +129,59 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
             resolve_backend(config, known[table], selected=False)  # typos in idle tables still deserve an error
 
     key = globals_["key"].value
-    cache_dir = default_cache_home(config.environ) / "cacheport"
-    request = EntryRequest({n: s.value for n, s in options.items()}, context, key, str(cache_dir), config.environ)
-    result = backend.entries(request)
-    if not isinstance(result, BackendEntries):
-        raise PluginError(f"backend {backend.name!r} returned {type(result).__name__}, expected BackendEntries")
+    cache_dir = str(default_cache_home(config.environ) / "cacheport")
+    request = EntryRequest({n: s.value for n, s in options.items()}, context, key, cache_dir, config.environ)
+    result = _ask(backend, request)
     warnings.extend(result.warnings)
+    results = [result]
+    shown = [ShownSetting("backend", backend_setting)]
+    shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
+    shown += _shown(backend, options)
+
+    old_name, phase = migration["from"].value, str(migration["phase"].value)
+    migrating_from = None
+    if old_name is not None:
+        shown += [ShownSetting(f"migration.{n}", s) for n, s in migration.items()]
+        old = plugins.backend(str(old_name))
+        if old.name == backend.name:
+            warnings.append(f"[migration] from = {old.name!r} is the current backend; nothing to migrate")
+        elif phase == "cutover":
+            warnings.append(f"migration from {old.name!r} is in cutover: only {backend.name!r} is used; "
+                            "`cacheport switch --finish` removes the [migration] table")
+        else:
+            migrating_from = old.name
+            old_options = resolve_backend(config, old, selected=False)
+            shown += _shown(old, old_options)
+            old_request = attrs.evolve(request, options={n: s.value for n, s in old_options.items()})
+            old_result = _ask(old, old_request)
+            warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
+            if phase == "dual-read":
+                # Only the new home is written: the old one must not be told about new work it would keep.
+                old_result = attrs.evolve(old_result, exports=(), swaps=(), tags=())
+            results.append(old_result)
 
     withheld = bool(globals_["read-only"].value) or not context.trusted
-    exports, swaps, tags = _unique(result.exports), result.swaps, result.tags
+    exports = _unique(tuple(e for r in results for e in r.exports))
+    swaps = tuple(s for r in results for s in r.swaps)
+    tags = tuple(dict.fromkeys(t for r in results for t in r.tags))
     if withheld:
         why = "this job is untrusted (a merge/pull request from a fork)" if not context.trusted else "read-only is set"
         warnings.append(f"not exporting cache: {why}")
         exports, swaps, tags = (), (), ()
 
-    shown = [ShownSetting("backend", backend_setting)]
-    shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
-    shown += [
-        ShownSetting(f"{backend.name}.{name}", s, secret=bool(getattr(backend.option(name), "secret", False)))
-        for name, s in options.items()
-    ]
     return Plan(
         context=context,
         backend=backend.name,
-        imports=_unique(result.imports),
+        imports=_unique(tuple(e for r in results for e in r.imports)),
         exports=exports,
         swaps=swaps,
         warnings=tuple(warnings),
         settings=tuple(shown),
-        secret_attrs=result.secret_attrs,
-        logins=result.logins,
+        secret_attrs=frozenset().union(*(r.secret_attrs for r in results)),
+        logins=tuple(dict.fromkeys(lg for r in results for lg in r.logins)),
         tags=tags,
         read_only=withheld,
         request=request,
+        migrating_from=migrating_from,
+        phase=phase if migrating_from else None,
     )

@@ -88,6 +88,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
         "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
         "tags": list(plan.tags),
+        "migration": {"from": plan.migrating_from, "phase": plan.phase} if plan.migrating_from else None,
         "read_only": plan.read_only,
         "swaps": [{"new": s.new, "current": s.current} for s in plan.swaps],
         "settings": {
@@ -164,7 +165,8 @@ def explain(plan: Plan) -> str:
         f"context:  {ctx.provider}, project {ctx.project}",
         f"          branch {ctx.branch or '(unknown)'}, MR/PR target {ctx.target_branch or '-'}, "
         f"default branch {ctx.default_branch or '(unknown)'}; {trust}",
-        f"backend:  {plan.backend}",
+        f"backend:  {plan.backend}"
+        + (f" (migrating from {plan.migrating_from}: {plan.phase})" if plan.migrating_from else ""),
         "settings:",
     ]
     shown = []
