@@ -96,8 +96,8 @@ def make_plan(backend: str | None, key: str | None, sets: list[tuple[str, str]],
     return plan
 
 
-def write_file(path: Path, text: str, *, append: bool = False) -> None:
-    """Write all or nothing (temp file + rename), readable by the owner only: a plan may carry secrets."""
+def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600) -> None:
+    """Write all or nothing (temp file + rename); by default readable by the owner only: a plan may carry secrets."""
     if append:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
@@ -109,6 +109,7 @@ def write_file(path: Path, text: str, *, append: bool = False) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -247,6 +248,133 @@ def build(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile
     extra = (ctx.obj or {}).get("extra", [])
     code = run(plan, context, tags, dockerfile, extra, os.environ, lambda m: click.echo(f"cacheport: {m}", err=True))
     sys.exit(code)
+
+
+def _check_config_text(text: str, name: str, context: Any, plugins: Any) -> Any:
+    """Build a plan from config text that is not written yet; a problem is reported as being 'after' the change."""
+    from cacheport.config import load_config
+    from cacheport.plan import build_plan
+
+    with tempfile_dir() as tmp:
+        candidate = Path(tmp) / name
+        candidate.write_text(text, encoding="utf-8")
+        try:
+            return build_plan(load_config(Path(tmp), os.environ, config_path=candidate), context, plugins)
+        except CacheportError as exc:
+            raise type(exc)(f"not written, because the result would be invalid: {exc}") from None
+
+
+def tempfile_dir() -> Any:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="cacheport-")
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport switch pulp                     # start: dual-read from the current backend
+  cacheport switch pulp --set url=pulp.example.com
+  cacheport switch --phase dual-write       # also export to the old backend
+  cacheport switch --phase cutover          # the new backend only
+  cacheport switch --finish                 # drop the [migration] table
+  cacheport switch registry --dry-run       # show the diff, write nothing
+""")
+@click.argument("new", required=False)
+@click.option("--phase", type=click.Choice(["dual-read", "dual-write", "cutover"]), help="Migration phase.")
+@click.option("--finish", is_flag=True, help="End the migration: remove the [migration] table.")
+@click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE", callback=_split_set,
+              help="Also write an option of the new backend (e.g. its ref or url).")
+@click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Config file (default: the one cacheport finds).")
+@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
+def switch(new: str | None, phase: str | None, finish: bool, sets: list[tuple[str, str]], dry_run: bool,
+           config_path: Path | None, verbose: int) -> None:
+    """Move the cache to another backend by editing the config file, keeping caches warm.
+
+    Sets backend = NEW and a [migration] table (from = the current backend, phase = dual-read), so builds
+    read both backends until you move on: --phase dual-write, --phase cutover, then --finish. Comments and
+    everything else in the file stay as they are; the file is replaced atomically, and only when the
+    result is a valid config.
+    """
+    from cacheport.config import load_config, resolve_migration
+    from cacheport.context import detect_context
+    from cacheport.errors import ConfigError
+    from cacheport.plan import select_backend
+    from cacheport.switch import diff, switched
+
+    if not (new or phase or finish):
+        raise ConfigError("switch needs a backend name, --phase or --finish (see cacheport switch --help)")
+    plugins = _plugins(verbose)
+    cwd = Path.cwd()
+    config = load_config(cwd, os.environ, config_path=config_path)
+    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    current, setting, _ = select_backend(config, context, plugins)
+    for name, s in [("backend", setting), *[(f"migration.{k}", v) for k, v in resolve_migration(config).items()]]:
+        if s.source.level in ("env", "cli"):
+            raise ConfigError(f"{name} is set by {s.source.detail}; switch edits config files, so change it there")
+    if new:
+        new = plugins.backend(new).name
+    path = config.path or cwd / "cacheport.toml"
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    pyproject = path.name == "pyproject.toml"
+    after = switched(before, pyproject=pyproject, current=current.name, new=new, phase=phase, finish=finish)
+    if sets:
+        import tomlkit
+
+        doc = tomlkit.parse(after)
+        table = doc["tool"]["cacheport"] if pyproject else doc
+        target = new or current.name
+        section = table.setdefault(target, tomlkit.table())
+        for key, value in sets:
+            section[key] = value
+        after = tomlkit.dumps(doc)
+    plan = _check_config_text(after, path.name, context, plugins)
+    if dry_run:
+        click.echo(diff(before, after, path) or "no change", nl=False)
+        return
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    write_file(path, after, mode=mode)
+    where = f"migrating from {plan.migrating_from} ({plan.phase})" if plan.migrating_from else "no migration"
+    click.echo(f"{path}: backend = {plan.backend}; {where}")
+    if plan.migrating_from and plan.phase == "dual-read":
+        click.echo(f"next: `cacheport seed --from {plan.migrating_from} --to {plan.backend}` warms the new backend; "
+                   "then `cacheport switch --phase dual-write` or `--phase cutover`")
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport init                            # the detected CI's backend (local on a laptop)
+  cacheport init --backend registry --set ref=registry.example.com/team/app/cache
+""")
+@click.option("--backend", "-b", metavar="NAME", help="The backend (default: the detected CI's).")
+@click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE", callback=_split_set,
+              help="Write an option of the backend (repeatable).")
+@click.option("--force", is_flag=True, help="Overwrite an existing cacheport.toml.")
+@click.option("--dry-run", is_flag=True, help="Print the file; write nothing.")
+@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
+def init(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run: bool, verbose: int) -> None:
+    """Write a starter cacheport.toml for the CI detected here."""
+    from cacheport.context import detect_context
+    from cacheport.errors import ConfigError
+    from cacheport.switch import starter
+
+    plugins = _plugins(verbose)
+    cwd = Path.cwd()
+    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    chosen = plugins.backend(backend or context.default_backend if (backend or context.default_backend in
+                                                                    plugins.backends()) else "local")
+    path = cwd / "cacheport.toml"
+    if path.exists() and not force and not dry_run:
+        raise ConfigError(f"{path.name} exists already; use --force to overwrite it")
+    text = starter(chosen.name, dict(sets))
+    _check_config_text(text, "cacheport.toml", context, plugins)
+    if dry_run:
+        click.echo(text, nl=False)
+        return
+    write_file(path, text, mode=0o644)
+    click.echo(f"wrote {path.name}: backend = {chosen.name} ({context.provider} detected). "
+               "`cacheport explain` shows what it does.")
 
 
 @cli.command(epilog="""\b

@@ -1,0 +1,172 @@
+"""`cacheport switch` and `cacheport init`: edits that keep the file, and a stateful model of migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from cacheport_builtins import contexts, gitlab, local, registry
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from cacheport.config import load_config
+from cacheport.context import Context
+from cacheport.errors import ConfigError
+from cacheport.plan import Plan, build_plan
+from cacheport.plugins import Plugins
+from cacheport.switch import switched
+
+from .conftest import GITLAB_ENV
+
+PYPROJECT = """\
+[project]
+name = "app"  # the app
+
+# Where the build cache lives
+[tool.cacheport]
+backend = "gitlab"   # today
+
+[tool.cacheport.registry]
+ref = "new.example/app/cache"  # tomorrow
+"""
+
+
+def test_switch_keeps_everything_else_byte_for_byte() -> None:
+    after = switched(PYPROJECT, pyproject=True, current="gitlab", new="registry", phase=None, finish=False)
+    assert after == PYPROJECT.replace('backend = "gitlab"', 'backend = "registry"') + (
+        '\n[tool.cacheport.migration]\nfrom = "gitlab"\nphase = "dual-read"\n'
+    )
+    onward = switched(after, pyproject=True, current="registry", new=None, phase="dual-write", finish=False)
+    assert 'phase = "dual-write"' in onward
+    done = switched(onward, pyproject=True, current="registry", new=None, phase=None, finish=True)
+    assert "migration" not in done and done.startswith(PYPROJECT.replace('"gitlab"   # today', '"registry"   # today'))
+
+
+def test_switch_refuses_to_abandon_a_migration_in_progress() -> None:
+    after = switched(PYPROJECT, pyproject=True, current="gitlab", new="registry", phase=None, finish=False)
+    with pytest.raises(ConfigError, match="still in dual-read; finish it first"):
+        switched(after, pyproject=True, current="registry", new="local", phase=None, finish=False)
+
+
+def run(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_switch_cli_writes_atomically_and_refuses_env_and_broken_results(clean_env: dict[str, str]) -> None:
+    cwd = Path.cwd()
+    (cwd / "pyproject.toml").write_text(PYPROJECT)
+    (cwd / "pyproject.toml").chmod(0o640)
+    env = {**clean_env, **GITLAB_ENV}
+    dry = run(cwd, "switch", "registry", "--dry-run", env=env)
+    assert dry.returncode == 0 and '+backend = "registry"   # today' in dry.stdout
+    assert (cwd / "pyproject.toml").read_text() == PYPROJECT
+    broken = run(cwd, "switch", "inline", env=env)  # inline needs a ref
+    assert broken.returncode == 2 and "not written" in broken.stderr and "needs option 'ref'" in broken.stderr
+    assert (cwd / "pyproject.toml").read_text() == PYPROJECT
+    fixed = run(cwd, "switch", "inline", "--set", "ref=new.example/app", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert (cwd / "pyproject.toml").stat().st_mode & 0o777 == 0o640
+    assert "[tool.cacheport.inline]" in (cwd / "pyproject.toml").read_text()
+    refused = run(cwd, "switch", "--finish", env={**env, "CACHEPORT_BACKEND": "local"})
+    assert refused.returncode == 2 and "set by CACHEPORT_BACKEND" in refused.stderr
+    assert sorted(p.name for p in cwd.iterdir()) == ["pyproject.toml"]  # no temp files left behind
+
+
+def test_init_writes_a_working_starter(clean_env: dict[str, str]) -> None:
+    cwd = Path.cwd()
+    out = run(cwd, "init", env={**clean_env, **GITLAB_ENV})
+    assert out.returncode == 0, out.stderr
+    assert (cwd / "cacheport.toml").read_text() == 'backend = "gitlab"\n'
+    again = run(cwd, "init", env=clean_env)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    missing = run(cwd, "init", "--backend", "registry", "--force", env=clean_env)
+    assert missing.returncode == 2 and "needs option 'ref'" in missing.stderr
+    assert (cwd / "cacheport.toml").read_text() == 'backend = "gitlab"\n'
+
+
+# --- a stateful model: random sequences of switches, phases, finishes, overrides and builds ---------------
+
+BACKENDS = ("registry", "gitlab", "local")
+BRANCH = "feat"
+
+
+def owner(entry_text: str) -> str:
+    if "type=local" in entry_text:
+        return "local"
+    return "registry" if "new.example" in entry_text else "gitlab"
+
+
+class Migrations(RuleBasedStateMachine):
+    """The model: which backends hold cache for the branch. Builds put cache where the plan exports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="cacheport-stateful-"))
+        self.plugins = Plugins.from_modules([registry, gitlab, local, contexts])
+        self.context = Context("gitlab", "group/app", branch=BRANCH, default_branch="main")
+        self.holding: set[str] = set()
+        self.override: str | None = None
+
+    @initialize(start=st.sampled_from(BACKENDS))
+    def start(self, start: str) -> None:
+        self.path = self.tmp / "cacheport.toml"
+        self.path.write_text(f'backend = "{start}"\n[registry]\nref = "new.example/app/cache"\n'
+                             f'[local]\nsrc = "{self.tmp}/local"\n')
+
+    def plan(self, override: str | None = None) -> Plan:
+        env = {**GITLAB_ENV, "CI_REGISTRY_IMAGE": "old.example/group/app", "HOME": str(self.tmp)}
+        if override:
+            env["CACHEPORT_BACKEND"] = override
+        return build_plan(load_config(self.tmp, env), self.context, self.plugins)
+
+    def edit(self, **kwargs: object) -> None:
+        current = self.plan().backend
+        try:
+            text = switched(self.path.read_text(), pyproject=False, current=current, **kwargs)  # type: ignore[arg-type]
+        except ConfigError:
+            return  # refused: the file must stay as it was
+        self.path.write_text(text)
+
+    @rule(new=st.sampled_from(BACKENDS), phase=st.sampled_from([None, "dual-read", "dual-write", "cutover"]))
+    def switch(self, new: str, phase: str | None) -> None:
+        self.edit(new=new, phase=phase, finish=False)
+
+    @rule(phase=st.sampled_from(["dual-read", "dual-write", "cutover"]))
+    def move_phase(self, phase: str) -> None:
+        self.edit(new=None, phase=phase, finish=False)
+
+    @rule()
+    def finish(self) -> None:
+        before = self.plan()
+        self.edit(new=None, phase=None, finish=True)
+        after = self.plan()
+        if before.migrating_from:
+            assert all(owner(e.format()) != before.migrating_from for e in (*after.imports, *after.exports))
+
+    @rule(backend=st.sampled_from([None, *BACKENDS]))
+    def override_by_env(self, backend: str | None) -> None:
+        self.override = backend
+
+    @rule()
+    def build(self) -> None:
+        plan = self.plan(self.override)
+        self.holding |= {owner(e.format()) for e in plan.exports}
+
+    @invariant()
+    @precondition(lambda self: hasattr(self, "path"))
+    def plans_are_valid_and_keep_cache_readable(self) -> None:
+        plan = self.plan()
+        texts = [e.format() for e in plan.exports]
+        assert len(texts) == len(set(texts)), "duplicate exports"
+        read = {owner(e.format()) for e in plan.imports}
+        if plan.migrating_from:
+            assert {plan.backend, plan.migrating_from} & self.holding <= read
+        assert plan.backend in read
+
+
+TestMigrations = Migrations.TestCase
+TestMigrations.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
