@@ -50,6 +50,13 @@ def test_s3_never_on_the_engine_but_fine_on_a_container_builder() -> None:
     assert fit_to_builder([S3], [S3], Builder("ci", "docker-container")) == ([S3], [S3], [])
 
 
+def test_dual_write_degrades_on_buildkit_before_0_11() -> None:
+    old = CacheEntry("registry", {"ref": "old/app:main"})
+    _, exports, notes = fit_to_builder([], [REGISTRY, old], Builder("b", "docker-container", buildkit=(0, 10, 6)))
+    assert exports == [REGISTRY] and "BuildKit 0.10.6" in notes[0]
+    assert fit_to_builder([], [REGISTRY, old], Builder("b", "docker-container", buildkit=(0, 13, 1)))[1] == [REGISTRY, old]
+
+
 def test_command_passes_every_entry_and_quotes_csv() -> None:
     local = CacheEntry("local", {"dest": "/c/a,b", "mode": "max"})
     args = command([REGISTRY, CacheEntry("registry", {"ref": "r/app:dev"})], [REGISTRY, local], "ctx",

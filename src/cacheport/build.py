@@ -35,11 +35,13 @@ class Builder:
         name: the builder's name.
         driver: ``docker``, ``docker-container``, ``kubernetes``, ``remote``.
         containerd_store: for the docker driver, whether the engine uses the containerd image store.
+        buildkit: BuildKit's version as numbers (``(0, 13, 1)``), when the builder says.
     """
 
     name: str
     driver: str
     containerd_store: bool = False
+    buildkit: tuple[int, ...] | None = None
 
 
 @attrs.frozen
@@ -100,6 +102,11 @@ def fit_to_builder(
                          "`docker buildx create --use --driver docker-container`")
         else:
             keep_out.append(entry)
+    if len(keep_out) > 1 and builder.buildkit is not None and builder.buildkit < (0, 11):
+        version = ".".join(map(str, builder.buildkit))
+        notes.append(f"builder {builder.name!r} runs BuildKit {version}, which exports one cache only (0.11 added "
+                     f"several); exporting to {keep_out[0].get('ref') or keep_out[0].type} only. Fix: update BuildKit")
+        keep_out = keep_out[:1]
     dropped_in = len(imports) - len(keep_in)
     if dropped_in:
         notes.append(f"builder {builder.name!r} (docker driver) cannot import s3/azblob cache; skipped {dropped_in}")
@@ -145,7 +152,14 @@ def inspect_builder(docker: Any) -> Builder:
     if builder.driver == "docker":
         status = docker.system.info().driver_status or []
         store = any("containerd.snapshotter" in str(value) for _key, value in status)
-    return Builder(builder.name, builder.driver, store)
+    version = next((n.version for n in builder.nodes or () if n.version), None)
+    return Builder(builder.name, builder.driver, store, _version(version))
+
+
+def _version(text: str | None) -> tuple[int, ...] | None:
+    numbers = tuple(int(n) for n in re.findall(r"\d+", (text or "").split("+")[0])[:3])
+    # The docker driver reports its embedded BuildKit as v0.0.0+unknown: that says nothing.
+    return numbers if any(numbers) else None
 
 
 def run(
