@@ -392,11 +392,13 @@ def doctor(fmt: str, **common: Any) -> None:
     import json
 
     from cacheport.backend import Check
+    from cacheport.doctor import machine_checks
 
     plan = make_plan(**common)
     backend = _plugins(0).backend(plan.backend)
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
+    checks += machine_checks(plan, os.environ)
     if backend.doctor is not None and plan.request is not None:
         try:
             checks += list(backend.doctor(plan.request, os.environ))

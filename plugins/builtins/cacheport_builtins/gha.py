@@ -23,7 +23,8 @@ def _entries(request: EntryRequest) -> BackendEntries:
     else:
         branches = ctx.fallback_branches() or ("latest",)
         scopes = tuple(dict.fromkeys(_scope(request, b) for b in branches))
-        export = _scope(request, ctx.branch) if ctx.branch and ctx.trusted else None
+        own = ctx.branch or (None if ctx.fallback_branches() else "latest")
+        export = _scope(request, own) if own and ctx.trusted else None
     common = {name: str(opts[name]) for name in ("version", "timeout", "repository") if opts[name] is not None}
     warnings = []
     env = request.environ

@@ -19,7 +19,8 @@ def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None]:
         return (str(opts["name"]),), (str(opts["name"]) if ctx.trusted else None)
     branches = ctx.fallback_branches() or ("latest",)
     names = tuple(dict.fromkeys(branch_tag(b, request.key) for b in branches))
-    return names, (branch_tag(ctx.branch, request.key) if ctx.branch and ctx.trusted else None)
+    own = ctx.branch or (None if ctx.fallback_branches() else "latest")  # a tag build only reads
+    return names, (branch_tag(own, request.key) if own and ctx.trusted else None)
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
