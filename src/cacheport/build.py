@@ -173,10 +173,17 @@ def run(
 ) -> int:
     """Log in, check the builder, build with live logs, rotate local caches. Returns the build's exit code."""
     from python_on_whales import DockerClient
+    from python_on_whales.client_config import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
     from python_on_whales.utils import stream_stdout_and_stderr
 
-    docker = DockerClient(client_call=[environ.get("CACHEPORT_DOCKER", "docker")])
+    client = environ.get("CACHEPORT_DOCKER", "docker")
+    docker = DockerClient(client_call=[client])
+    try:
+        docker.client_config.docker_cmd  # noqa: B018  (resolves the client binary)
+    except ClientNotFoundError:
+        say(f"error: the docker client {client!r} was not found; install it, or set CACHEPORT_DOCKER to its path")
+        return 127
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
             docker.login(server=registry, username=username, password=password)

@@ -18,6 +18,7 @@ GHA_TOKEN, GHA_URLS = "ACTIONS_RUNTIME_TOKEN", ("ACTIONS_CACHE_URL", "ACTIONS_RE
 def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
     """What the build machine can do with this plan. Never raises: a failure is a failed check."""
     from python_on_whales import DockerClient
+    from python_on_whales.client_config import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
 
     checks: list[Check] = []
@@ -25,7 +26,7 @@ def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
     try:
         server = docker.version().server
         checks.append(Check("docker", True, f"Docker Engine {getattr(server, 'version', '?')} answers"))
-    except (DockerException, FileNotFoundError, OSError) as exc:
+    except (DockerException, ClientNotFoundError, OSError) as exc:
         checks.append(Check("docker", False, f"Docker does not answer: {_last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
         return checks + gha_checks(plan, environ)
