@@ -263,7 +263,7 @@ def resolve_globals(config: Config) -> dict[str, Setting]:
     return {opt.name: _resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
 
 
-def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str]) -> Setting:
+def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str], label: str = "") -> Setting:
     ranked = sorted(given, key=lambda s: _LEVELS.index(s.source.level))
     if ranked:
         top = ranked[-1]
@@ -271,7 +271,9 @@ def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str
     default = Setting(option.default, Source("default", "default"))
     if option.default is None:
         return default
-    return Setting(_coerce(option, default, environ), default.source)
+    # A default that can't be used is reported under the setting's name, which is what a user can set.
+    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)"))
+    return Setting(_coerce(option, named, environ), default.source)
 
 
 def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict[str, Setting]:
@@ -291,7 +293,7 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
         given.setdefault(option.name, []).extend(settings)
     resolved = {}
     for option in backend.options:
-        setting = _resolve(option, given.get(option.name, ()), config.environ)
+        setting = _resolve(option, given.get(option.name, ()), config.environ, f"{backend.name}.{option.name}")
         if option.required and setting.value in (None, ""):
             table = f"[tool.cacheport.{backend.name}]"
             if config.path is not None and config.path.name != "pyproject.toml":

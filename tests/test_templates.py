@@ -1,0 +1,559 @@
+"""The CI templates and examples: they parse, they match the CLI, and they do what docs/ci.md says.
+
+The GitLab template's jobs (merged with the example pipeline the way GitLab merges includes) and the GitHub
+action's steps run here for real, with cacheport from this checkout and a stand-in ``docker`` that records
+every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cacheport.plugins import Plugins
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "templates" / "gitlab" / "cacheport.gitlab-ci.yml"
+GITLAB_EXAMPLE = ROOT / "examples" / "gitlab" / ".gitlab-ci.yml"
+ACTION = ROOT / "action.yml"
+GITHUB_EXAMPLE = ROOT / "examples" / "github" / "build.yml"
+CI_DOC = ROOT / "docs" / "ci.md"
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", [TEMPLATE, GITLAB_EXAMPLE, ACTION, GITHUB_EXAMPLE, ROOT / "mkdocs.yml"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_yaml_parses(path: Path) -> None:
+    assert isinstance(load(path), dict)
+
+
+def installed(backend: str) -> bool:
+    from cacheport.plugins import load as load_plugins
+
+    return backend in load_plugins({}).backends()
+
+
+def section(text: str, heading: str) -> str:
+    """A markdown section: from ``heading`` to the next heading of the same or a higher level."""
+    level = heading.split(" ", 1)[0]
+    body = text.split(heading + "\n", 1)[1]
+    stop = re.search(rf"^#{{1,{len(level)}}} ", body, re.M)
+    return body[: stop.start()] if stop else body
+
+
+def table_names(text: str) -> list[str]:
+    """The first column of every markdown table row in ``text`` (without backticks), headers excluded."""
+    lines = text.splitlines()
+    names = []
+    for i, line in enumerate(lines):
+        header = i + 1 < len(lines) and lines[i + 1].startswith("|---")
+        if line.startswith("|") and not line.startswith("|---") and not header:
+            names.append(line.split("|")[1].strip().strip("`"))
+    return names
+
+
+def fenced(text: str, lang: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(rf"^```{lang}\n(.*?)^```$", text, re.M | re.S)]
+
+
+def stand_in_docker(bin_dir: Path, log: Path) -> None:
+    """A ``docker`` that records its arguments (and a login's stdin) and succeeds, except ``buildx inspect``."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "docker"
+    script.write_text(f"""#!{sys.executable}
+import json, sys
+args = sys.argv[1:]
+stdin = sys.stdin.read() if "--password-stdin" in args else None
+with open({str(log)!r}, "a") as fh:
+    fh.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
+sys.exit(1 if args[:2] == ["buildx", "inspect"] else 0)
+""")
+    script.chmod(0o755)
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def cacheport_shim(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "cacheport"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cacheport "$@"\n')
+    shim.chmod(0o755)
+
+
+def base_environ(home: Path) -> dict[str, str]:
+    drop = ("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_", "DOCKER_", "RUNNER_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("CI", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    return env
+
+
+# GitLab
+
+
+GITLAB_PREDEFINED = {
+    "CI": "true",
+    "GITLAB_CI": "true",
+    "CI_SERVER_URL": "https://gitlab.example.com",
+    "CI_PROJECT_PATH": "group/app",
+    "CI_PROJECT_DIR": "/builds/group/app",
+    "CI_REGISTRY": "registry.example.com",
+    "CI_REGISTRY_IMAGE": "registry.example.com/group/app",
+    "CI_REGISTRY_USER": "gitlab-ci-token",
+    "CI_REGISTRY_PASSWORD": "job-token-value",
+    "CI_COMMIT_BRANCH": "feature/login",
+    "CI_COMMIT_REF_NAME": "feature/login",
+    "CI_COMMIT_REF_SLUG": "feature-login",
+    "CI_DEFAULT_BRANCH": "main",
+}
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """GitLab's merge for include and extends: hashes merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: deep_merge(base[k], v) if k in base else v for k, v in {**base, **override}.items()}
+    return override
+
+
+def pipeline(example: Mapping[str, Any]) -> dict[str, Any]:
+    """The example merged over the template it includes, with every job's ``extends`` resolved."""
+    merged = deep_merge(load(TEMPLATE), {k: v for k, v in example.items() if k != "include"})
+
+    def resolve(name: str) -> dict[str, Any]:
+        job = merged[name]
+        parents = job.get("extends", [])
+        parents = [parents] if isinstance(parents, str) else parents
+        out: dict[str, Any] = {}
+        for parent in parents:
+            out = deep_merge(out, resolve(parent))
+        return deep_merge(out, {k: v for k, v in job.items() if k != "extends"})
+
+    return {name: resolve(name) for name, job in merged.items() if isinstance(job, dict) and name != "variables"}
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """GitLab's expansion of ``$VAR`` and ``${VAR}`` in variable values; unknown variables are left alone."""
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), value)
+
+
+def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings: Mapping[str, str],
+                   tmp_path: Path, install: bool = False) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """Run a job's before_script and script as a runner would, in ``sh -e``; return it and the docker calls.
+
+    Variables, lowest first: predefined, the pipeline's, the job's, the project's CI/CD settings.
+    ``install`` leaves cacheport off the PATH, so the job installs it (with a stand-in python3 and pip).
+    """
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    bin_dir, log = tmp_path / "bin", tmp_path / "docker.jsonl"
+    stand_in_docker(bin_dir, log)
+    if install:
+        stand_in_python(bin_dir / "python3", tmp_path / "pip.jsonl")
+    else:
+        cacheport_shim(bin_dir)
+    env = base_environ(home)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["TMPDIR"] = str(tmp_path)
+    env.update(GITLAB_PREDEFINED)
+    for values in (globals_, job.get("variables", {})):
+        env.update({k: expand(str(v), env) for k, v in values.items()})
+    env.update(settings)
+    work = tmp_path / "project"
+    work.mkdir(exist_ok=True)
+    script = "\n".join([*job["before_script"], *job["script"]])
+    proc = subprocess.run(["sh", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    return proc, calls(log)
+
+
+def stand_in_python(path: Path, log: Path) -> None:
+    """A ``python3`` whose ``-m venv DIR`` makes DIR/bin/python, whose ``-m pip install`` records the requirement
+    and puts a cacheport (this checkout's) into DIR/bin."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+if args[:2] == ["-m", "venv"]:
+    os.makedirs(os.path.join(args[2], "bin"), exist_ok=True)
+    me = os.path.join(args[2], "bin", "python")
+    with open(__file__) as src, open(me, "w") as dst:
+        dst.write(src.read())
+    os.chmod(me, 0o755)
+elif args[:3] == ["-m", "pip", "install"]:
+    with open({str(log)!r}, "a") as fh:
+        fh.write(json.dumps(args[3:]) + "\\n")
+    cli = os.path.join(os.path.dirname(sys.argv[0]), "cacheport")
+    with open(cli, "w") as fh:
+        fh.write("#!/bin/sh\\nexec {sys.executable} -m cacheport \\"$@\\"\\n")
+    os.chmod(cli, 0o755)
+else:
+    sys.exit(f"unexpected: {{args}}")
+""")
+    path.chmod(0o755)
+
+
+def build_call(docker_calls: list[dict[str, Any]]) -> list[str]:
+    builds = [c["args"] for c in docker_calls if c["args"][:2] == ["buildx", "build"]]
+    assert len(builds) == 1, docker_calls
+    return builds[0]
+
+
+def test_the_template_is_a_hidden_job_and_a_job_that_extends_it() -> None:
+    template = load(TEMPLATE)
+    assert set(template) == {".cacheport-build", "container-build"}  # no global keys: includes leak nothing
+    base = template[".cacheport-build"]
+    assert {"image", "services", "variables", "before_script", "script"} <= set(base)
+    assert template["container-build"]["extends"] == ".cacheport-build"
+    assert "CACHEPORT_BACKEND" not in base["variables"], "a default here would override the config file"
+
+
+def test_the_template_s_scripts_are_posix_sh() -> None:
+    job = load(TEMPLATE)[".cacheport-build"]
+    script = "\n".join([*job["before_script"], *job["script"]])
+    proc = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def template_settings() -> dict[str, str]:
+    """The template's settings and their defaults: the ``: "${NAME:=default}"`` lines, and the job's variables."""
+    job = load(TEMPLATE)[".cacheport-build"]
+    defaults = dict(re.findall(r'^: "\$\{(\w+):?=(.*?)\}"', job["before_script"][0], re.M))
+    return {**defaults, **{k: str(v) for k, v in job["variables"].items()}}
+
+
+def test_the_template_s_defaults_give_way_to_a_variable_set_anywhere() -> None:
+    # GitLab lets a job's own `variables:` beat the pipeline's, so a default there would silently win over a
+    # pipeline-wide setting; the shell's ${NAME:=default} gives way to a variable from anywhere.
+    assert set(load(TEMPLATE)[".cacheport-build"]["variables"]) == {"DOCKER_TLS_CERTDIR"}
+    assert {"CONTAINER_IMAGE", "CONTAINER_PUSH", "INSTALL_CACHEPORT"} <= set(template_settings())
+
+
+def test_every_template_variable_is_documented() -> None:
+    documented = table_names(section(CI_DOC.read_text(), "### The template"))
+    variables = set(template_settings())
+    assert variables <= set(documented)
+    assert set(documented) - variables == {"CACHEPORT_BACKEND", "CACHEPORT_KEY", "CACHEPORT_READ_ONLY",
+                                           "CACHEPORT_<BACKEND>__<OPTION>"}
+
+
+def test_the_example_includes_the_template_and_extends_its_jobs() -> None:
+    example = load(GITLAB_EXAMPLE)
+    files = [item.get("file") for item in example["include"]]
+    assert "/" + TEMPLATE.relative_to(ROOT).as_posix() in files
+    template = load(TEMPLATE)
+    for name, job in example.items():
+        if isinstance(job, dict) and "extends" in job:
+            assert job["extends"] in template, name
+
+
+def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path: Path) -> None:
+    example = load(GITLAB_EXAMPLE)
+    jobs = pipeline(example)
+    assert {n for n in jobs if not n.startswith(".")} == {"container-build", "worker-build"}
+
+    proc, docker = run_gitlab_job(jobs["container-build"], example["variables"], {}, tmp_path / "app", install=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pip = [json.loads(line) for line in (tmp_path / "app" / "pip.jsonl").read_text().splitlines()]
+    assert pip[0][-1] == "git+https://gitlab.example.com/platform/cacheport.git@v0.1.0"
+    logins = [c for c in docker if c["args"][0] == "login"]
+    assert logins and all(c["stdin"] == "job-token-value" for c in logins)
+    assert all("job-token-value" not in " ".join(c["args"]) for c in docker)
+    for login in logins:  # the template's, for the push, and cacheport build's, for the cache
+        args = login["args"]
+        assert args[args.index("--username") + 1] == "gitlab-ci-token" and args[-1] == "registry.example.com"
+    assert ["buildx", "create", "--use", "--name", "cacheport", "--driver", "docker-container"] in [c["args"] for c in docker]
+    cache = "registry.example.com/group/app/cache"
+    assert build_call(docker) == [
+        "buildx", "build", "--progress=plain",
+        f"--cache-from=type=registry,ref={cache}:feature-login",
+        f"--cache-from=type=registry,ref={cache}:main",
+        f"--cache-to=type=registry,ref={cache}:feature-login,mode=max,ignore-error=true",
+        "--tag", "registry.example.com/group/app:feature-login",
+        "--file", "./Dockerfile",
+        "--push", ".",
+    ]
+    assert "cacheport: cache:" in proc.stderr  # cacheport build's summary line
+
+    proc, docker = run_gitlab_job(jobs["worker-build"], example["variables"], {}, tmp_path / "worker")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    worker = build_call(docker)
+    assert f"--cache-to=type=registry,ref={cache}:worker-feature-login,mode=max,ignore-error=true" in worker
+    assert worker[-1] == "worker" and worker[worker.index("--tag") + 1] == "registry.example.com/group/app/worker:feature-login"
+
+
+def test_one_variable_moves_the_cache(tmp_path: Path) -> None:
+    example = load(GITLAB_EXAMPLE)
+    settings = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": "harbor.example.com/team/app/cache",
+                "CONTAINER_BUILD_ARGS": "--platform linux/amd64,linux/arm64", "CONTAINER_PUSH": "false"}
+    proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], settings, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build = build_call(docker)
+    assert [a for a in build if a.startswith("--cache-")] == [
+        "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:feature-login",
+        "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:main",
+        "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:feature-login,mode=max,ignore-error=true",
+    ]
+    assert "--push" not in build and build[-3:] == ["--platform", "linux/amd64,linux/arm64", "."]
+
+
+def apply_diff(text: str, diff: str) -> str:
+    """Apply a one-hunk diff (context, - and + lines, no @@ header) to ``text``; its old side must be in it."""
+    old = "".join(line[1:] + "\n" for line in diff.splitlines() if line[:1] in (" ", "-"))
+    new = "".join(line[1:] + "\n" for line in diff.splitlines() if line[:1] in (" ", "+"))
+    assert old in text, f"the diff's old side is not in the file:\n{old}"
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.skipif(not installed("pulp"), reason="the pulp backend (plugins/cacheport-pulp) is not installed")
+def test_the_documented_one_line_diff_moves_the_example_to_pulp_in_dual_read(tmp_path: Path) -> None:
+    diff = next(d for d in fenced(section(CI_DOC.read_text(), "### Moving the cache to Pulp"), "diff")
+                if d.startswith(" variables:"))
+    assert len([line for line in diff.splitlines() if line.startswith("-")]) == 1
+    example = yaml.safe_load(apply_diff(GITLAB_EXAMPLE.read_text(), diff))
+    settings = {"CACHEPORT_PULP__URL": "pulp.example.com", "PULP_USERNAME": "builder", "PULP_PASSWORD": "pulp-pw"}
+    proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], settings, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "migrating from gitlab: dual-read" in proc.stdout  # cacheport explain in the job log
+    cache = [a for a in build_call(docker) if a.startswith("--cache-")]
+    assert cache == [
+        "--cache-from=type=registry,ref=pulp.example.com/group/app/cache:feature-login",
+        "--cache-from=type=registry,ref=pulp.example.com/group/app/cache:main",
+        "--cache-from=type=registry,ref=registry.example.com/group/app/cache:feature-login",
+        "--cache-from=type=registry,ref=registry.example.com/group/app/cache:main",
+        "--cache-to=type=registry,ref=pulp.example.com/group/app/cache:feature-login,mode=max,ignore-error=true,"
+        "image-manifest=true,oci-mediatypes=true",
+    ]
+    pulp_login = [c for c in docker if c["args"][0] == "login" and c["args"][-1] == "pulp.example.com"]
+    assert pulp_login and pulp_login[0]["stdin"] == "pulp-pw"
+
+
+def test_the_documented_toml_diff_is_the_config_the_docs_run() -> None:
+    text = section(CI_DOC.read_text(), "### Moving the cache to Pulp")
+    diff = next(d for d in fenced(text, "diff") if d.startswith(" [tool.cacheport]"))
+    assert len([line for line in diff.splitlines() if line.startswith("-")]) == 1
+    after = "".join(line[1:] + "\n" for line in diff.splitlines() if line[:1] in (" ", "+"))
+    assert after in fenced(text, "toml")  # the block test_docs runs `cacheport explain` on
+
+
+# GitHub Actions
+
+
+NOT_FLAGS = {"version", "source", "github-runtime"}  # how to install and set up, not what to plan
+
+
+def plan_flags() -> set[str]:
+    """The long names of the options every plan-making command shares (``cacheport.cli.plan_options``)."""
+    from cacheport.cli import plan_options
+
+    params = plan_options(lambda **kw: None).__click_params__
+    return {max(p.opts, key=len)[2:] for p in params} - {"verbose"}
+
+
+def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
+    from cacheport.cli import cli
+
+    args_flags = {opt for p in cli.commands["args"].params for opt in p.opts}
+    inputs = set(load(ACTION)["inputs"])
+    assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
+    assert inputs - NOT_FLAGS == plan_flags()
+    script = action_step("args")["run"]
+    for name in inputs - NOT_FLAGS:
+        assert f"--{name}" in script and expression(f"inputs.{name}") in action_step("args")["env"].values()
+
+
+def test_every_action_input_is_documented() -> None:
+    documented = table_names(section(CI_DOC.read_text(), "### The action"))
+    assert set(load(ACTION)["inputs"]) | set(load(ACTION)["outputs"]) == set(documented)
+
+
+def test_the_action_s_outputs_are_exactly_what_render_writes(builtins: Plugins, clean_env: dict[str, str]) -> None:
+    from cacheport import render
+    from cacheport.config import load_config
+    from cacheport.context import detect_context
+    from cacheport.plan import build_plan
+
+    config = load_config(Path.cwd(), clean_env, cli=[("backend", "registry", "--backend"),
+                                                      ("ref", "registry.example.com/app/cache", "--set ref=")])
+    plan = build_plan(config, detect_context(builtins.context_providers(), clean_env, Path.cwd()), builtins)
+    written = re.findall(r"^([\w-]+)<<DELIM$", render.github_output(plan, "DELIM"), re.M)
+    outputs = load(ACTION)["outputs"]
+    assert set(outputs) == set(written)
+    for name, output in outputs.items():
+        assert output["value"] == expression(f"steps.args.outputs.{name}")
+    assert "args --format github" in action_step("args")["run"]
+
+
+def expression(text: str) -> str:
+    """A GitHub Actions expression, ``${{ text }}``."""
+    return "${{ " + text + " }}"
+
+
+def action_step(step_id: str) -> dict[str, Any]:
+    return next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == step_id)
+
+
+def evaluate(env: Mapping[str, str], inputs: Mapping[str, str], contexts: Mapping[str, str]) -> dict[str, str]:
+    """A step's ``env:`` with ``${{ inputs.X }}`` (or the input's default) and other expressions filled in."""
+    defaults = {name: str(spec.get("default", "")) for name, spec in load(ACTION)["inputs"].items()}
+
+    def value(match: re.Match[str]) -> str:
+        expr = match.group(1)
+        if expr.startswith("inputs."):
+            return inputs.get(expr[7:], defaults[expr[7:]])
+        return contexts[expr]
+
+    return {k: re.sub(r"\$\{\{\s*([\w.-]+)\s*\}\}", value, str(v)) for k, v in env.items()}
+
+
+def github_environ(tmp_path: Path) -> dict[str, str]:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"repository": {"default_branch": "main", "full_name": "org/app"}}))
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        **base_environ(home),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "org/app",
+        "GITHUB_REF": "refs/heads/feature/login",
+        "GITHUB_REF_NAME": "feature/login",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_OUTPUT": str(tmp_path / "github-output"),
+        "GITHUB_PATH": str(tmp_path / "github-path"),
+        "RUNNER_TEMP": str(tmp_path),
+    }
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """``$GITHUB_OUTPUT`` as the runner reads it: name=value lines and name<<DELIMITER blocks."""
+    text = path.read_text() if path.exists() else ""
+    out: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if "<<" in line:
+            name, _, delimiter = line.partition("<<")
+            body = []
+            for body_line in lines:
+                if body_line == delimiter:
+                    break
+                body.append(body_line)
+            out[name] = "\n".join(body)
+        else:
+            name, _, value = line.partition("=")
+            out[name] = value
+    return out
+
+
+def run_step(step_id: str, inputs: Mapping[str, str], env: dict[str, str], cwd: Path,
+             contexts: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """A composite step's ``run:`` the way the runner runs ``shell: bash``."""
+    step = action_step(step_id)
+    assert step["shell"] == "bash"
+    env = {**env, **evaluate(step.get("env", {}), inputs, contexts)}
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+GHA = "type=gha,scope=org-app-feature-login"
+RUNTIME = {"ACTIONS_RUNTIME_TOKEN": "runtime-token", "ACTIONS_RESULTS_URL": "http://127.0.0.1:1/"}
+ACTION_CASES = {
+    "defaults: gha, with the runtime the action exports": (
+        {}, RUNTIME, 0, {"cache-from": f"{GHA}\ntype=gha,scope=org-app-main",
+                         "cache-to": f"{GHA},mode=max,ignore-error=true"}, None),
+    "gha without the runtime: a warning annotation": (
+        {"github-runtime": "false"}, {}, 0, None, "::warning title=cacheport::gha cache needs ACTIONS_RUNTIME_TOKEN"),
+    "registry, key and options": (
+        {"backend": "registry", "key": "app", "set": "ref=ghcr.io/Org/App/cache\n  mode=min\n"}, {}, 0,
+        {"cache-from": "type=registry,ref=ghcr.io/org/app/cache:app-feature-login\n"
+                       "type=registry,ref=ghcr.io/org/app/cache:app-main",
+         "cache-to": "type=registry,ref=ghcr.io/org/app/cache:app-feature-login,mode=min,ignore-error=true"}, None),
+    "read-only": (
+        {"backend": "registry", "set": "ref=ghcr.io/org/app/cache", "read-only": "true"}, {}, 0,
+        {"cache-from": "type=registry,ref=ghcr.io/org/app/cache:feature-login\n"
+                       "type=registry,ref=ghcr.io/org/app/cache:main", "cache-to": ""},
+        "::warning title=cacheport::not exporting cache: read-only is set"),
+    "a config file": (
+        {"config": "deploy/cacheport.toml"}, {}, 0,
+        {"cache-from": "type=registry,ref=registry.example.com/from-file/cache:feature-login\n"
+                       "type=registry,ref=registry.example.com/from-file/cache:main",
+         "cache-to": "type=registry,ref=registry.example.com/from-file/cache:feature-login,mode=max,ignore-error=true"},
+        None),
+    "an unknown backend: an error annotation": (
+        {"backend": "nope"}, {}, 2, None, "::error title=cacheport::unknown backend 'nope'"),
+}
+
+
+@pytest.mark.parametrize("case", ACTION_CASES)
+def test_the_action_s_args_step(case: str, tmp_path: Path) -> None:
+    inputs, extra_env, status, outputs, annotation = ACTION_CASES[case]
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "cacheport.toml").write_text(
+        'backend = "registry"\n[registry]\nref = "registry.example.com/from-file/cache"\n')
+    bin_dir = tmp_path / "bin"
+    cacheport_shim(bin_dir)
+    env = {**github_environ(tmp_path), **extra_env}
+    proc = run_step("args", inputs, env, tmp_path, {"steps.install.outputs.cli": str(bin_dir / "cacheport")})
+    assert proc.returncode == status, proc.stderr
+    if outputs is not None:
+        assert read_outputs(tmp_path / "github-output") == outputs
+    if annotation is None:
+        assert "::warning" not in proc.stderr and "::error" not in proc.stderr, proc.stderr
+    else:
+        assert annotation in proc.stderr
+
+
+@pytest.mark.parametrize(("inputs", "requirement"), [
+    ({}, str(ROOT)),
+    ({"version": "0.1.0"}, "cacheport==0.1.0"),
+    ({"version": "0.1.0", "source": "git+https://example.com/cacheport.git@v0.1.0"},
+     "git+https://example.com/cacheport.git@v0.1.0"),
+], ids=["the action's own source", "a version", "a source"])
+def test_the_action_s_install_step(inputs: dict[str, str], requirement: str, tmp_path: Path) -> None:
+    python = tmp_path / "python" / "python3"
+    stand_in_python(python, tmp_path / "pip.jsonl")
+    contexts = {"steps.python.outputs.python-path": str(python), "github.action_path": str(ROOT)}
+    proc = run_step("install", inputs, github_environ(tmp_path), tmp_path, contexts)
+    assert proc.returncode == 0, proc.stderr
+    pip = json.loads((tmp_path / "pip.jsonl").read_text())
+    assert pip[-1] == requirement
+    venv_bin = tmp_path / "cacheport-venv" / "bin"
+    assert (tmp_path / "github-path").read_text() == f"{venv_bin}\n"
+    assert read_outputs(tmp_path / "github-output") == {"cli": str(venv_bin / "cacheport")}
+    assert subprocess.run([venv_bin / "cacheport", "--version"], capture_output=True).returncode == 0
+
+
+def test_the_action_runs_composite_steps_on_a_python_cacheport_supports() -> None:
+    action = load(ACTION)
+    assert action["runs"]["using"] == "composite"
+    python = next(s for s in action["runs"]["steps"] if s.get("id") == "python")
+    assert python["uses"].startswith("actions/setup-python@")
+    major, minor = (int(x) for x in python["with"]["python-version"].split("."))
+    assert (major, minor) >= (3, 11)
+    assert python["with"]["update-environment"] is False  # the job's own python stays as it was
+    runtime = next(s for s in action["runs"]["steps"] if "ghaction-github-runtime" in s.get("uses", ""))
+    assert runtime["if"] == "inputs.github-runtime == 'true'"
+
+
+def test_the_example_workflow_feeds_the_action_s_outputs_to_build_push_action() -> None:
+    workflow = load(GITHUB_EXAMPLE)
+    assert "on" in workflow or True in workflow  # YAML 1.1 reads a bare `on` as true
+    steps = workflow["jobs"]["image"]["steps"]
+    ours = next(s for s in steps if re.search(r"/cacheport@", s.get("uses", "")))
+    assert set(ours.get("with", {})) <= set(load(ACTION)["inputs"])
+    build = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
+    for name in load(ACTION)["outputs"]:
+        assert build["with"][name] == expression(f"steps.{ours['id']}.outputs.{name}")
+    assert steps.index(ours) < steps.index(build)
