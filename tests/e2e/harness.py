@@ -185,3 +185,38 @@ def gitlab_env(image: str, branch: str, default: str = "main", **extra: str) -> 
         "CI_DEFAULT_BRANCH": default,
         **extra,
     }
+
+
+PULP_REQUIRED = ("CACHEPORT_E2E_PULP_URL", "CACHEPORT_E2E_PULP_REGISTRY", "CACHEPORT_E2E_PULP_USER",
+                 "CACHEPORT_E2E_PULP_PASSWORD")
+
+
+@attrs.frozen
+class Pulp:
+    """The real Pulp scripts/pulp-up started: its registry host, its API URL and an admin login."""
+
+    url: str
+    registry: str
+    user: str
+    password: str
+
+
+def read_pulp_env() -> tuple[Pulp | None, str]:
+    """The Pulp from ``CACHEPORT_E2E_PULP_*`` or ``$CACHEPORT_PULP_STATE/env``, and why it is unusable."""
+    found = {k: v for k, v in os.environ.items() if k.startswith("CACHEPORT_E2E_PULP_")}
+    env_file = Path(os.environ.get("CACHEPORT_PULP_STATE", "/var/tmp/cacheport-pulp")) / "env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export "):].partition("=")
+                found.setdefault(key, shlex.split(value)[0] if value else "")
+    missing = [k for k in PULP_REQUIRED if not found.get(k)]
+    if missing:
+        return None, f"Pulp not running (no {', '.join(missing)}; run scripts/pulp-up as root)"
+    pulp = Pulp(found["CACHEPORT_E2E_PULP_URL"].rstrip("/"), found["CACHEPORT_E2E_PULP_REGISTRY"],
+                found["CACHEPORT_E2E_PULP_USER"], found["CACHEPORT_E2E_PULP_PASSWORD"])
+    try:
+        urllib.request.urlopen(f"{pulp.url}/pulp/api/v3/status/", timeout=10).close()
+    except OSError as exc:
+        return None, f"Pulp at {pulp.url} does not answer: {exc}"
+    return pulp, ""
