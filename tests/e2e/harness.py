@@ -29,16 +29,21 @@ REQUIRED = ("CACHEPORT_E2E_DOCKER_HOST", "CACHEPORT_E2E_DOCKER_CONFIG", "CACHEPO
 RAN = "cacheport-ran:"
 
 
-def read_env() -> tuple[dict[str, str], str]:
-    """The harness variables, and why they are missing (empty when all are there)."""
-    found = {k: v for k, v in os.environ.items() if k.startswith("CACHEPORT_E2E_")}
-    state = Path(os.environ.get("CACHEPORT_E2E_STATE", "/var/tmp/cacheport-e2e"))
+def _variables(prefix: str, state: Path) -> dict[str, str]:
+    """Variables starting with ``prefix``: from the environment, else from ``state/env`` (``export K='v'`` lines)."""
+    found = {k: v for k, v in os.environ.items() if k.startswith(prefix)}
     env_file = state / "env"
     if env_file.is_file():
         for line in env_file.read_text().splitlines():
             if line.startswith("export ") and "=" in line:
                 key, _, value = line[len("export "):].partition("=")
                 found.setdefault(key, shlex.split(value)[0] if value else "")
+    return found
+
+
+def read_env() -> tuple[dict[str, str], str]:
+    """The harness variables, and why they are missing (empty when all are there)."""
+    found = _variables("CACHEPORT_E2E_", Path(os.environ.get("CACHEPORT_E2E_STATE", "/var/tmp/cacheport-e2e")))
     missing = [k for k in REQUIRED if not found.get(k)]
     if missing:
         return found, f"e2e harness not running (no {', '.join(missing)}; run scripts/e2e-up as root)"
@@ -203,13 +208,7 @@ class Pulp:
 
 def read_pulp_env() -> tuple[Pulp | None, str]:
     """The Pulp from ``CACHEPORT_E2E_PULP_*`` or ``$CACHEPORT_PULP_STATE/env``, and why it is unusable."""
-    found = {k: v for k, v in os.environ.items() if k.startswith("CACHEPORT_E2E_PULP_")}
-    env_file = Path(os.environ.get("CACHEPORT_PULP_STATE", "/var/tmp/cacheport-pulp")) / "env"
-    if env_file.is_file():
-        for line in env_file.read_text().splitlines():
-            if line.startswith("export ") and "=" in line:
-                key, _, value = line[len("export "):].partition("=")
-                found.setdefault(key, shlex.split(value)[0] if value else "")
+    found = _variables("CACHEPORT_E2E_PULP_", Path(os.environ.get("CACHEPORT_PULP_STATE", "/var/tmp/cacheport-pulp")))
     missing = [k for k in PULP_REQUIRED if not found.get(k)]
     if missing:
         return None, f"Pulp not running (no {', '.join(missing)}; run scripts/pulp-up as root)"
