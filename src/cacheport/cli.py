@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -20,7 +20,7 @@ Examples:
   cacheport args --format json                       # the plan as JSON
   cacheport args --format dotenv -o cache.env        # GitLab artifacts:reports:dotenv
   cacheport args --format github                     # cache-from/cache-to into $GITHUB_OUTPUT
-  cacheport --help COMMAND                           # more on one command
+  cacheport COMMAND --help                           # more on one command
 """
 
 
@@ -116,7 +116,26 @@ def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600
         raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EXAMPLES)
+class _Commands(click.Group):
+    """Commands that need heavy modules are imported when they run, so `cacheport args` stays fast."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"seed": ("cacheport.seed", "seed_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = self.LAZY[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog=EXAMPLES)
 @click.version_option(__version__, prog_name="cacheport")
 def cli() -> None:
     """Portable BuildKit cache settings: one small config, any backend, warm across migrations.
@@ -399,6 +418,10 @@ def doctor(fmt: str, **common: Any) -> None:
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
     checks += machine_checks(plan, os.environ)
+    if backend.cache_type == "registry" and plan.request is not None:
+        from cacheport.lifecycle import registry_checks
+
+        checks += registry_checks(_cache_side(plan), os.environ)
     if backend.doctor is not None and plan.request is not None:
         try:
             checks += list(backend.doctor(plan.request, os.environ))
@@ -413,6 +436,128 @@ def doctor(fmt: str, **common: Any) -> None:
             fix = "" if c.ok or not c.fix else f"\n    fix: {c.fix}"
             click.echo(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}{fix}")
     sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+def _cache_side(plan: Any) -> Any:
+    """The configured backend's registry repository and credentials, or an error saying it has none."""
+    from cacheport.errors import ConfigError
+    from cacheport.seed import for_branch
+
+    backend = _plugins(0).backend(plan.backend)
+    if backend.cache_type != "registry" or plan.request is None:
+        raise ConfigError(f"backend {plan.backend!r} keeps its cache in {backend.cache_type!r} storage; "
+                          "status and prune read registry-type backends (and local directories, for status)")
+    ctx = plan.context
+    return for_branch(backend, plan.request)(ctx.branch or ctx.default_branch or "latest")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport status
+  cacheport status --format json
+  cacheport status --backend local
+""")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@plan_options
+def status(fmt: str, **common: Any) -> None:
+    """Show the cache in its backend: every tag, its format, size, last update and branch.
+
+    For a local cache: the directory's size and the blobs no build uses any more.
+    """
+    import json
+
+    from cacheport import lifecycle
+
+    plan = make_plan(**common)
+    if _plugins(0).backend(plan.backend).cache_type == "local":
+        infos = [lifecycle.local_status(Path(s.current)) for s in plan.swaps] or [
+            lifecycle.local_status(Path(str(e.get("src")))) for e in plan.imports if e.type == "local"]
+        if fmt == "json":
+            click.echo(json.dumps(infos, indent=2))
+            return
+        for i in infos:
+            click.echo(f"{i['directory']}: {_human(i['size'])} in {i['blobs']} blobs; "
+                       f"{i['stale_blobs']} stale ({_human(i['stale_size'])})" if i["exists"]
+                       else f"{i['directory']}: no cache yet")
+        return
+    side = _cache_side(plan)
+    tags = lifecycle.list_cache(side, plan, plan.request.key if plan.request else None)
+    if fmt == "json":
+        click.echo(json.dumps({"repository": f"{side.ref.host}/{side.ref.repository}",
+                               "tags": [t.as_dict() for t in tags]}, indent=2))
+        return
+    click.echo(f"{side.ref.host}/{side.ref.repository}: {len(tags)} tag(s)")
+    if tags:
+        rows = [[t.tag, t.format or "(not a cache)", _human(t.size),
+                 t.updated.strftime("%Y-%m-%d %H:%M") if t.updated else "-", t.role] for t in tags]
+        click.echo(_table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
+
+
+@cli.command(epilog="""\b
+Examples:
+  cacheport prune --older-than 14d              # show what would go
+  cacheport prune --older-than 14d --yes        # delete it
+  cacheport prune --branches-gone --yes         # caches of branches no longer on origin
+  cacheport prune feature-x --yes               # one tag, by name (the default branch's too)
+""")
+@click.argument("tags_named", nargs=-1, metavar="[TAG]...")
+@click.option("--older-than", metavar="AGE", help="Tags not updated for AGE (14d, 12h, 2w).")
+@click.option("--branches-gone", is_flag=True, help="Tags of branches that no longer exist on origin.")
+@click.option("--keep", multiple=True, metavar="NAME", help="Never delete this branch's (or tag's) cache.")
+@click.option("--yes", is_flag=True, help="Delete; without it, only show what would be deleted.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plan_options
+def prune(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
+          yes: bool, fmt: str, **common: Any) -> None:
+    """Delete stale cache tags through the registry API (a manifest DELETE).
+
+    Nothing is deleted without --yes. The default branch's cache is kept unless named as a TAG.
+    """
+    import json
+
+    from cacheport import lifecycle
+    from cacheport.errors import ConfigError
+    from cacheport.refs import branch_tag
+
+    if not (tags_named or older_than or branches_gone):
+        raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
+    age = lifecycle.parse_age(older_than) if older_than else None
+    plan = make_plan(**common)
+    side = _cache_side(plan)
+    key = plan.request.key if plan.request else None
+    live = ({branch_tag(b, key) for b in lifecycle.remote_branches(Path.cwd())} if branches_gone else None)
+    keep_tags = {branch_tag(k, key) for k in keep} | set(keep)
+    tags = lifecycle.list_cache(side, plan, key)
+    decisions = lifecycle.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags)
+    unknown = set(tags_named) - {t.tag for t in tags}
+    if unknown:
+        raise ConfigError(f"no such tag in {side.ref.host}/{side.ref.repository}: {', '.join(sorted(unknown))}")
+    doomed = [d for d in decisions if d.delete]
+    deleted: list[str] = []
+    if yes and doomed:
+        with lifecycle.registry_for(side) as reg:
+            for d in doomed:
+                reg.delete_manifest(side.ref.repository, d.tag.digest)
+                deleted.append(d.tag.tag)
+    if fmt == "json":
+        click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
+                                "deleted": d.tag.tag in deleted} for d in decisions], indent=2))
+        return
+    verb = "deleted" if yes else "would delete"
+    for d in decisions:
+        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {_human(d.tag.size):>9s}  {d.reason}")
+    total = sum(d.tag.size for d in doomed)
+    click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {_human(total)}"
+               + ("" if yes or not doomed else "; run again with --yes to delete"))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -31,3 +31,18 @@ class ContextError(CacheportError):
 
 class RenderError(CacheportError):
     """A plan cannot be expressed in the requested output format."""
+
+
+class RegistryError(CacheportError):
+    """A registry refused, failed or could not be reached; the message is one line (exit status 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ConversionError(CacheportError):
+    """A cache manifest cannot be turned into the format the target needs."""

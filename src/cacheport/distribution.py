@@ -1,0 +1,613 @@
+"""A client for the OCI distribution API (registry v2): tags, manifests and blobs, with real registries' auth.
+
+Used by the commands that touch registries (``seed``; later ``status``, ``prune``, ``doctor``). It knows no
+backend and no cache format beyond media type names. httpx is imported here only, and this module only by those
+commands, so ``cacheport args`` never loads an HTTP client.
+
+Auth: anonymous, HTTP Basic, and the Docker token flow (a 401 ``Bearer realm=…,service=…,scope=…`` challenge is
+exchanged at the realm, with Basic credentials when there are any, for a token scoped to what was asked).
+Credentials are given, or read from the docker config's ``auths``; credential helpers are not supported.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+
+from cacheport.errors import RegistryError
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+CHUNK = 1 << 20  # bytes read from a blob stream at a time: memory stays flat whatever the blob size
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
+_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+@attrs.frozen
+class Credentials:
+    """A user name and password (or token) for one registry.
+
+    Attributes:
+        username: the user name.
+        password: the password or token; never shown.
+    """
+
+    username: str
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Reference:
+    """An image reference split into its parts.
+
+    Attributes:
+        host: the registry host as the API is reached (``host[:port]``; Docker Hub is registry-1.docker.io).
+        repository: the repository path.
+        tag: the tag, or None.
+        digest: the digest, or None.
+    """
+
+    host: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """What to ask the manifests endpoint for: the digest, else the tag, else ``latest``."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.host}/{self.repository}{tag}{digest}"
+
+
+def parse_reference(ref: str) -> Reference:
+    """``host[:port]/path[:tag][@digest]`` as docker reads it (no host means Docker Hub)."""
+    text = ref.strip()
+    name, _, digest = text.partition("@")
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        host, path = first.lower(), rest
+    else:
+        host, path = "docker.io", name
+    tag = None
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, _, tag = path.rpartition(":")
+    if not path or path.startswith("/") or path.endswith("/") or (digest and not _DIGEST.match(digest)):
+        raise RegistryError(f"{ref!r} is not an image reference (host/path[:tag])")
+    if host in _HUB_HOSTS:
+        host = "registry-1.docker.io"
+        if "/" not in path:
+            path = f"library/{path}"
+    return Reference(host, path, tag, digest or None)
+
+
+@attrs.frozen
+class Descriptor:
+    """A content descriptor: what a manifest or index points at.
+
+    Attributes:
+        media_type: the content's media type.
+        digest: ``sha256:…``.
+        size: its length in bytes.
+        annotations: its annotations (BuildKit's ``buildkit/createdat``, ``containerd.io/uncompressed``, …).
+    """
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Descriptor:
+        return cls(str(data.get("mediaType", "")), str(data["digest"]), int(data.get("size", 0)),
+                   dict(data.get("annotations") or {}))
+
+
+@attrs.frozen
+class Manifest:
+    """A manifest or index exactly as the registry holds it.
+
+    Attributes:
+        media_type: its media type (the registry's Content-Type, else the document's ``mediaType``).
+        data: the bytes; a copy keeps them as they are so the digest stays the same.
+        digest: ``sha256:`` of ``data``.
+    """
+
+    media_type: str
+    data: bytes = attrs.field(repr=False)
+    digest: str
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str = "") -> Manifest:
+        """A manifest from its bytes; the media type defaults to the document's own ``mediaType``."""
+        return cls(media_type or str(_json(data).get("mediaType", "")), data, sha256_digest(data))
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Manifest:
+        """A manifest serialized the same way every time, so that rebuilding it gives the same digest."""
+        return cls.from_bytes(json.dumps(document, separators=(",", ":")).encode(), str(document["mediaType"]))
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return _json(self.data)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES or "manifests" in self.json
+
+    def descriptors(self) -> list[Descriptor]:
+        """What it points at: an index's entries, or a manifest's config and then its layers."""
+        doc = self.json
+        if self.is_index:
+            return [Descriptor.from_json(d) for d in doc.get("manifests") or []]
+        config = [Descriptor.from_json(doc["config"])] if doc.get("config") else []
+        return config + [Descriptor.from_json(d) for d in doc.get("layers") or []]
+
+    @property
+    def size(self) -> int:
+        """The sum of the sizes of everything it points at (a cache's size in the registry, give or take shared
+        blobs)."""
+        return sum(d.size for d in self.descriptors())
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise RegistryError(f"the registry sent a manifest that is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RegistryError("the registry sent a manifest that is not a JSON object")
+    return value
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
+    """``WWW-Authenticate: Bearer realm="…",service="…",scope="…"`` → ``("bearer", {realm, service, scope})``.
+
+    Quoted values may hold commas and escaped quotes; an empty or unparsable header gives None.
+    """
+    match = re.match(r"\s*([A-Za-z][A-Za-z0-9._-]*)\s*", header)
+    if not match:
+        return None
+    scheme, rest = match.group(1).lower(), header[match.end():]
+    params: dict[str, str] = {}
+    for m in re.finditer(r'([A-Za-z][A-Za-z0-9._-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|\Z)', rest):
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+    return scheme, params
+
+
+def docker_config_credentials(host: str, environ: Mapping[str, str]) -> Credentials | None:
+    """The login ``docker login HOST`` stored in ``$DOCKER_CONFIG/config.json`` (or ``~/.docker``), if any.
+
+    Reads ``auths`` entries (base64 ``auth``, or ``username``/``password``). Credential helpers (``credsStore``,
+    ``credHelpers``) and identity tokens are not supported.
+    """
+    folder = environ.get("DOCKER_CONFIG") or str(Path(environ.get("HOME") or os.path.expanduser("~")) / ".docker")
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    auths = config.get("auths") if isinstance(config, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = {host.lower()}
+    if host in _HUB_HOSTS:
+        wanted |= set(_HUB_HOSTS)
+    for key, entry in auths.items():
+        name = re.sub(r"^[a-z]+://", "", str(key).lower()).split("/", 1)[0]
+        if name not in wanted or not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                user, sep, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            except ValueError:
+                continue
+            if sep:
+                return Credentials(user, password)
+        if entry.get("username") and entry.get("password"):
+            return Credentials(str(entry["username"]), str(entry["password"]))
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.strip("[]") in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
+
+
+@attrs.define
+class Counters:
+    """What a client did, for summaries and for tests that prove what moved.
+
+    Attributes:
+        requests: HTTP requests sent (token requests included).
+        bytes_uploaded: blob bytes sent.
+        bytes_downloaded: blob bytes received.
+        blobs_uploaded: blobs sent.
+        blobs_mounted: blobs mounted from another repository (no bytes moved).
+        blobs_present: blobs found already there and skipped.
+        manifests_put: manifests written.
+        tokens: bearer tokens fetched.
+    """
+
+    requests: int = 0
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    manifests_put: int = 0
+    tokens: int = 0
+
+
+_REPO_IN_PATH = re.compile(r"/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
+
+
+class _RegistryAuth(httpx.Auth):
+    """httpx auth for one registry host: Basic or Docker bearer tokens, cached per repository."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.basic = False  # the registry asked for Basic: send it on every request from now on
+        self.tokens: dict[str, str] = {}
+
+    def _apply(self, request: httpx.Request, repo: str) -> None:
+        creds = self.registry.credentials
+        if repo in self.tokens:
+            request.headers["Authorization"] = f"Bearer {self.tokens[repo]}"
+        elif self.basic and creds is not None:
+            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            request.headers["Authorization"] = f"Basic {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.netloc.decode().lower() != self.registry.host:
+            yield request  # a redirect target (blob storage) or a token realm elsewhere: never our credentials
+            return
+        match = _REPO_IN_PATH.match(request.url.path)
+        repo = match.group(1) if match else ""
+        self._apply(request, repo)
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        creds = self.registry.credentials
+        if challenge is None:
+            return
+        scheme, params = challenge
+        if scheme == "basic":
+            if creds is None or self.basic:
+                return  # nothing (else) to offer: the caller reports the 401
+            self.basic = True
+        elif scheme == "bearer" and params.get("realm"):
+            token = yield from self._token(params)
+            if token is None:
+                return
+            self.tokens[repo] = token
+        else:
+            return
+        self._apply(request, repo)
+        yield request
+
+    def _token(self, params: Mapping[str, str]) -> Generator[httpx.Request, httpx.Response, str | None]:
+        query: list[tuple[str, str | int | float | bool | None]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        query += [("scope", s) for s in params.get("scope", "").split() if s]
+        headers = {}
+        creds = self.registry.credentials
+        if creds is not None:
+            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        response = yield httpx.Request("GET", params["realm"], params=query, headers=headers)
+        response.read()
+        self.registry.counters.tokens += 1
+        if response.status_code != 200:
+            who = f"as {creds.username!r}" if creds else "anonymously"
+            raise RegistryError(f"{self.registry.host}: the token service {params['realm']} refused a token "
+                                f"{who} (HTTP {response.status_code})", response.status_code)
+        try:
+            body = response.json()
+            return str(body.get("token") or body.get("access_token") or "") or None
+        except ValueError:
+            raise RegistryError(f"{self.registry.host}: the token service sent no JSON") from None
+
+
+class Registry:
+    """One registry host, with its credentials; use it as a context manager (it holds a connection pool).
+
+    A loopback host is spoken to over plain HTTP. Others over HTTPS with verified certificates, unless
+    ``insecure``: then HTTPS without verification, or plain HTTP when the host does not speak TLS.
+    ``transport`` is for tests (an ``httpx`` transport). Every error is a one-line :class:`RegistryError`.
+    """
+
+    def __init__(self, host: str, credentials: Credentials | None = None, *, insecure: bool = False,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.host = host.lower()
+        self.credentials = credentials
+        self.insecure = insecure
+        self.counters = Counters()
+        self.scheme = "http" if is_loopback(self.host) else "https"
+        # insecure, as BuildKit reads it: HTTPS without verifying the certificate, else plain HTTP (found out on
+        # the first request).
+        self._probe = insecure and self.scheme == "https"
+        auth = _RegistryAuth(self)
+        self._client = httpx.Client(
+            base_url=f"{self.scheme}://{self.host}",
+            auth=auth,
+            verify=not insecure,
+            follow_redirects=True,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            transport=transport,
+            event_hooks={"request": [self._count]},
+            headers={"User-Agent": "cacheport"},
+        )
+
+    def _count(self, _request: httpx.Request) -> None:
+        self.counters.requests += 1
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.host!r}, user={self.credentials.username if self.credentials else None!r})"
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _request(self, method: str, url: str, *, ok: Iterable[int] = (200,), stream: bool = False,
+                 **kwargs: Any) -> httpx.Response:
+        if self._probe:
+            self._probe = False
+            try:
+                self._client.get("/v2/", auth=None).close()
+            except httpx.TransportError:
+                self.scheme = "http"
+                self._client.base_url = httpx.URL(f"http://{self.host}")
+        try:
+            request = self._client.build_request(method, url, **kwargs)
+            response = self._client.send(request, stream=stream)
+        except httpx.TimeoutException:
+            raise RegistryError(f"{self.host}: no answer in time ({method} {_path(url)})") from None
+        except httpx.TransportError as exc:
+            raise RegistryError(f"{self.host} is unreachable: {_one_line(exc)}") from None
+        except httpx.StreamConsumed:
+            raise RegistryError(f"{self.host}: asked for credentials again in the middle of an upload "
+                                "(run again to resume)", 401) from None
+        if response.status_code not in ok:
+            raise self._error(response, method, url)
+        return response
+
+    def _error(self, response: httpx.Response, method: str, url: str) -> RegistryError:
+        if not response.is_closed:
+            response.read()
+        code, detail = "", ""
+        try:
+            errors = response.json().get("errors") or []
+            if errors:
+                code = str(errors[0].get("code") or "")
+                detail = str(errors[0].get("message") or "")
+                extra = errors[0].get("detail")
+                if extra:
+                    detail += f" ({json.dumps(extra, separators=(',', ':'))})"
+        except (ValueError, AttributeError, TypeError):
+            detail = response.text.strip()
+        status = response.status_code
+        what = {401: "not authorized (check the credentials)", 403: "access denied"}.get(status, "")
+        text = " ".join(x for x in (f"HTTP {status}", code, what, detail) if x)
+        return RegistryError(f"{self.host}: {method} {_path(url)}: {_one_line(text)}", status, code)
+
+    # --- the API --------------------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Check that the registry answers the v2 API and the credentials (if any) are accepted."""
+        self._request("GET", "/v2/")
+
+    def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
+        """Every tag of a repository, following ``Link`` pagination; [] when the repository does not exist."""
+        tags: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list?n={page_size}"
+        while url:
+            response = self._request("GET", url, ok=(200, 404))
+            if response.status_code == 404:
+                return tags
+            tags += response.json().get("tags") or []
+            url = response.links.get("next", {}).get("url")
+        return tags
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """A manifest or index by tag or digest, as stored; None when there is none."""
+        response = self._request("GET", f"/v2/{repository}/manifests/{reference}", ok=(200, 404),
+                                 headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            return None
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        manifest = Manifest.from_bytes(response.content, "" if media_type in ("", "application/json") else media_type)
+        if reference.startswith("sha256:") and manifest.digest != reference:
+            raise RegistryError(f"{self.host}: {repository}@{reference}: the manifest's content has digest "
+                                f"{manifest.digest}")
+        return manifest
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at (HEAD; falls back to GET when the registry sends no digest), or None."""
+        response = self._request("HEAD", f"/v2/{repository}/manifests/{reference}", ok=(200, 404),
+                                 headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest")
+        if digest:
+            return str(digest)
+        manifest = self.get_manifest(repository, reference)
+        return manifest.digest if manifest else None
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
+        """Store a manifest under a tag (or its digest); returns the digest the registry reports."""
+        response = self._request("PUT", f"/v2/{repository}/manifests/{reference}", ok=(200, 201),
+                                 content=manifest.data, headers={"Content-Type": manifest.media_type})
+        self.counters.manifests_put += 1
+        return response.headers.get("docker-content-digest") or manifest.digest
+
+    def delete_manifest(self, repository: str, reference: str) -> bool:
+        """Delete a manifest by digest, or by tag (resolved to its digest first); False when it is not there.
+
+        Registries delete by digest, which removes every tag pointing at that manifest: check first that no
+        other tag you mean to keep shares it.
+        """
+        digest = reference if _DIGEST.match(reference) else self.manifest_digest(repository, reference)
+        if digest is None:
+            return False
+        response = self._request("DELETE", f"/v2/{repository}/manifests/{digest}", ok=(200, 202, 404))
+        return response.status_code != 404
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a blob in a repository (HEAD), or None when the repository does not have it."""
+        response = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        return int(response.headers.get("content-length") or 0)
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
+        """A blob's bytes as a stream of chunks (redirects to blob storage are followed)."""
+        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", stream=True)
+        try:
+            yield self._counted(response.iter_bytes(CHUNK))
+        finally:
+            response.close()
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.counters.bytes_downloaded += len(chunk)
+            yield chunk
+
+    def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        """Link a blob from another repository on this registry (no bytes move); False when it can't.
+
+        A registry that cannot mount answers 202 and opens an upload instead (cancelled here); Pulp answers 404.
+        """
+        response = self._request("POST", f"/v2/{repository}/blobs/uploads/",
+                                 params={"mount": digest, "from": source_repository},
+                                 ok=(201, 202, 401, 403, 404, 405))
+        if response.status_code == 201:
+            self.counters.blobs_mounted += 1
+            return True
+        if response.status_code == 202 and response.headers.get("location"):
+            with suppress(RegistryError):  # an abandoned upload expires on its own
+                self._request("DELETE", response.headers["location"], ok=range(200, 600))
+        return False
+
+    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes], *,
+                    chunk_size: int | None = None, progress: Any = None) -> None:
+        """Stream a blob into a repository: one PUT (the default), or PATCHes of ``chunk_size`` bytes.
+
+        Memory stays flat: chunks are passed on as they come. ``progress(n)`` is called as bytes go out.
+        """
+        response = self._request("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,),
+                                 headers={"Content-Length": "0"})
+        location = self._location(response)
+        sent = _Sent(self, progress)
+        if chunk_size is None:
+            self._request("PUT", _with_digest(location, digest), ok=(201,), content=sent.through(chunks),
+                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        else:
+            offset = 0
+            for piece in _pieces(chunks, chunk_size):
+                end = offset + sum(len(c) for c in piece) - 1
+                response = self._request(
+                    "PATCH", location, ok=(202,), content=sent.through(piece),
+                    headers={"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}",
+                             "Content-Length": str(end - offset + 1)})
+                location, offset = self._location(response), end + 1
+            self._request("PUT", _with_digest(location, digest), ok=(201,), headers={"Content-Length": "0"})
+        if sent.total != size:
+            raise RegistryError(f"{self.host}: {digest}: sent {sent.total} bytes, expected {size}")
+        self.counters.blobs_uploaded += 1
+
+    def _location(self, response: httpx.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError(f"{self.host}: the registry opened an upload without a Location")
+        return str(response.url.join(location))
+
+    def copy_blob(self, source: Registry, source_repository: str, repository: str, blob: Descriptor, *,
+                  chunk_size: int | None = None, progress: Any = None) -> str:
+        """Make a blob present here: ``present`` (already was), ``mounted`` (same host), or ``uploaded``."""
+        if self.blob_size(repository, blob.digest) is not None:
+            self.counters.blobs_present += 1
+            return "present"
+        if source.host == self.host and self.mount_blob(repository, blob.digest, source_repository):
+            return "mounted"
+        with source.open_blob(source_repository, blob.digest) as chunks:
+            self.upload_blob(repository, blob.digest, blob.size, chunks, chunk_size=chunk_size, progress=progress)
+        return "uploaded"
+
+
+class _Sent:
+    """Counts blob bytes on their way out (for counters and progress bars)."""
+
+    def __init__(self, registry: Registry, progress: Any) -> None:
+        self.registry, self.progress, self.total = registry, progress, 0
+
+    def through(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.total += len(chunk)
+            self.registry.counters.bytes_uploaded += len(chunk)
+            if self.progress is not None:
+                self.progress(len(chunk))
+            yield chunk
+
+
+def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Group a stream into pieces of ``size`` bytes (the last may be shorter); holds one piece in memory."""
+    piece: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        while chunk:
+            take = chunk[: size - held]
+            chunk = chunk[len(take):]
+            piece.append(take)
+            held += len(take)
+            if held == size:
+                yield piece
+                piece, held = [], 0
+    if piece:
+        yield piece
+
+
+def _with_digest(location: str, digest: str) -> str:
+    # An upload's Location carries the registry's own state in its query (distribution's _state): keep it.
+    return str(httpx.URL(location).copy_merge_params({"digest": digest}))
+
+
+def _path(url: str) -> str:
+    return re.sub(r"^[a-z]+://[^/]+", "", url).split("?", 1)[0]
+
+
+def _one_line(value: object, limit: int = 400) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
