@@ -451,15 +451,6 @@ def _cache_side(plan: Any) -> Any:
     return for_branch(backend, plan.request)(ctx.branch or ctx.default_branch or "latest")
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
-
-
 @cli.command(epilog="""\b
 Examples:
   cacheport status
@@ -476,6 +467,7 @@ def status(fmt: str, **common: Any) -> None:
     import json
 
     from cacheport import lifecycle
+    from cacheport.render import human_size
 
     plan = make_plan(**common)
     if _plugins(0).backend(plan.backend).cache_type == "local":
@@ -485,8 +477,8 @@ def status(fmt: str, **common: Any) -> None:
             click.echo(json.dumps(infos, indent=2))
             return
         for i in infos:
-            click.echo(f"{i['directory']}: {_human(i['size'])} in {i['blobs']} blobs; "
-                       f"{i['stale_blobs']} stale ({_human(i['stale_size'])})" if i["exists"]
+            click.echo(f"{i['directory']}: {human_size(i['size'])} in {i['blobs']} blobs; "
+                       f"{i['stale_blobs']} stale ({human_size(i['stale_size'])})" if i["exists"]
                        else f"{i['directory']}: no cache yet")
         return
     side = _cache_side(plan)
@@ -497,7 +489,7 @@ def status(fmt: str, **common: Any) -> None:
         return
     click.echo(f"{side.ref.host}/{side.ref.repository}: {len(tags)} tag(s)")
     if tags:
-        rows = [[t.tag, t.format or "(not a cache)", _human(t.size),
+        rows = [[t.tag, t.format or "(not a cache)", human_size(t.size),
                  t.updated.strftime("%Y-%m-%d %H:%M") if t.updated else "-", t.role] for t in tags]
         click.echo(_table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
 
@@ -527,6 +519,7 @@ def prune(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bo
     from cacheport import lifecycle
     from cacheport.errors import ConfigError
     from cacheport.refs import branch_tag
+    from cacheport.render import human_size
 
     if not (tags_named or older_than or branches_gone):
         raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
@@ -554,9 +547,9 @@ def prune(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bo
         return
     verb = "deleted" if yes else "would delete"
     for d in decisions:
-        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {_human(d.tag.size):>9s}  {d.reason}")
+        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  {d.reason}")
     total = sum(d.tag.size for d in doomed)
-    click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {_human(total)}"
+    click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
                + ("" if yes or not doomed else "; run again with --yes to delete"))
 
 

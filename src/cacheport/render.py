@@ -22,6 +22,16 @@ _UNSAFE_WORD = re.compile(r"[\s*?\[]")
 FORMATS = ("args", "lines", "json", "bake", "buildctl", "github", "dotenv")
 
 
+def human_size(n: int) -> str:
+    """Bytes for a person, in powers of 1000 as registries and docker show them."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
 def buildx_flags(plan: Plan) -> list[str]:
     """``--cache-from=...``/``--cache-to=...`` words for ``docker buildx build``, one word per flag.
 

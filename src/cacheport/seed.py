@@ -22,6 +22,7 @@ import click
 from cacheport.backend import Backend, EntryRequest, Login
 from cacheport.cli import plan_options
 from cacheport.errors import CacheportError, ConversionError
+from cacheport.render import human_size
 
 if TYPE_CHECKING:
     from cacheport.distribution import Credentials, Descriptor, Manifest, Reference, Registry
@@ -414,15 +415,6 @@ def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | N
 # --- the command -----------------------------------------------------------------------------------------------
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
 def describe(outcome: Outcome) -> str:
     """One line for a person."""
     pair = outcome.pair
@@ -434,7 +426,7 @@ def describe(outcome: Outcome) -> str:
         return f"= {where}: up to date{conversion}"
     verb = {"copied": ("uploaded", "mounted", "already there"),
             "would-copy": ("to upload", "to mount", "already there")}[outcome.status]
-    parts = [f"{outcome.uploaded} blob(s) {verb[0]} ({_size(outcome.bytes_uploaded)})"]
+    parts = [f"{outcome.uploaded} blob(s) {verb[0]} ({human_size(outcome.bytes_uploaded)})"]
     if outcome.mounted:
         parts.append(f"{outcome.mounted} {verb[1]}")
     if outcome.present:
@@ -558,7 +550,7 @@ def seed_command(from_: str | None, to: str | None, branches: tuple[str, ...], a
         click.echo(f"dry run: {len(outcomes) - len(failed)} ref(s) checked, nothing written")
     else:
         click.echo(f"seeded {old.name} → {new.name}: {total['copied']} copied, {total['up_to_date']} up to date, "
-                   f"{len(failed)} failed; {_size(total['bytes_uploaded'])} uploaded, "
+                   f"{len(failed)} failed; {human_size(total['bytes_uploaded'])} uploaded, "
                    f"{total['blobs_mounted']} blob(s) mounted, in {seconds:.1f}s")
     if failed:
         names = ", ".join(o.pair.name for o in failed)
