@@ -114,7 +114,8 @@ class Migrations(RuleBasedStateMachine):
     @initialize(start=st.sampled_from(BACKENDS))
     def start(self, start: str) -> None:
         self.path = self.tmp / "cacheport.toml"
-        self.path.write_text(f'backend = "{start}"\n[registry]\nref = "new.example/app/cache"\n'
+        self.path.write_text(f'# the team\'s cache settings\nbackend = "{start}"  # where it lives\n'
+                             f'[registry]\nref = "new.example/app/cache"  # the new registry\n'
                              f'[local]\nsrc = "{self.tmp}/local"\n')
 
     def plan(self, override: str | None = None) -> Plan:
@@ -155,6 +156,16 @@ class Migrations(RuleBasedStateMachine):
     def build(self) -> None:
         plan = self.plan(self.override)
         self.holding |= {owner(e.format()) for e in plan.exports}
+
+    @invariant()
+    @precondition(lambda self: hasattr(self, "path"))
+    def the_file_round_trips_with_its_comments(self) -> None:
+        import tomlkit
+
+        text = self.path.read_text()
+        assert tomlkit.dumps(tomlkit.parse(text)) == text
+        for comment in ("# the team's cache settings", "# where it lives", "# the new registry"):
+            assert comment in text
 
     @invariant()
     @precondition(lambda self: hasattr(self, "path"))

@@ -483,6 +483,9 @@ def status(fmt: str, **common: Any) -> None:
         return
     side = _cache_side(plan)
     tags = lifecycle.list_cache(side, plan, plan.request.key if plan.request else None)
+    if plan.migrating_from and plan.old_request is not None:
+        _migration_status(plan, side, tags, fmt)
+        return
     if fmt == "json":
         click.echo(json.dumps({"repository": f"{side.ref.host}/{side.ref.repository}",
                                "tags": [t.as_dict() for t in tags]}, indent=2))
@@ -492,6 +495,45 @@ def status(fmt: str, **common: Any) -> None:
         rows = [[t.tag, t.format or "(not a cache)", human_size(t.size),
                  t.updated.strftime("%Y-%m-%d %H:%M") if t.updated else "-", t.role] for t in tags]
         click.echo(_table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
+
+
+def _migration_status(plan: Any, side: Any, new_tags: list[Any], fmt: str) -> None:
+    """Which branches have cache in the old and in the new backend."""
+    import json
+
+    from cacheport import lifecycle
+    from cacheport.render import human_size
+    from cacheport.seed import for_branch
+
+    old = _plugins(0).backend(plan.migrating_from)
+    if old.cache_type != "registry":
+        raise click.ClickException(f"the old backend {old.name!r} is not registry-type; status can't list it")
+    ctx = plan.context
+    old_side = for_branch(old, plan.old_request)(ctx.branch or ctx.default_branch or "latest")
+    old_tags = lifecycle.list_cache(old_side, plan, plan.old_request.key)
+    by_tag: dict[str, dict[str, Any]] = {}
+    for label, tags in (("old", old_tags), ("new", new_tags)):
+        for t in tags:
+            by_tag.setdefault(t.tag, {"tag": t.tag, "role": t.role, "old": None, "new": None})[label] = t.as_dict()
+    if fmt == "json":
+        click.echo(json.dumps({"migration": {"from": old.name, "to": plan.backend, "phase": plan.phase},
+                               "old": f"{old_side.ref.host}/{old_side.ref.repository}",
+                               "new": f"{side.ref.host}/{side.ref.repository}",
+                               "tags": sorted(by_tag.values(), key=lambda r: r["tag"])}, indent=2))
+        return
+    click.echo(f"migrating {old.name} → {plan.backend} ({plan.phase})\n"
+               f"  old: {old_side.ref.host}/{old_side.ref.repository}\n  new: {side.ref.host}/{side.ref.repository}")
+
+    def cell(info: dict[str, Any] | None) -> str:
+        return f"{info['format']} {human_size(info['size'])}" if info else "-"
+
+    rows = [[r["tag"], cell(r["old"]), cell(r["new"]), r["role"] or ""] for r in sorted(by_tag.values(),
+                                                                                        key=lambda r: r["tag"])]
+    click.echo(_table(rows, ["tag", f"old ({old.name})", f"new ({plan.backend})", "branch"]), nl=False)
+    missing = [r["tag"] for r in by_tag.values() if r["old"] and not r["new"]]
+    if missing:
+        click.echo(f"{len(missing)} tag(s) only in {old.name}: `cacheport seed --from {old.name} --to {plan.backend} "
+                   "--all` copies them")
 
 
 @cli.command(epilog="""\b

@@ -58,6 +58,7 @@ class Plan:
         request: what the backend was asked, for follow-up questions (``cacheport doctor``).
         migrating_from: the old backend while a migration is in dual-read or dual-write, else None.
         phase: the migration phase then (``dual-read`` or ``dual-write``).
+        old_request: what the old backend was asked, while migrating.
     """
 
     context: Context
@@ -74,6 +75,7 @@ class Plan:
     request: EntryRequest | None = None
     migrating_from: str | None = None
     phase: str | None = None
+    old_request: EntryRequest | None = None
 
 
 def _unique(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
@@ -140,6 +142,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
 
     old_name, phase = migration["from"].value, str(migration["phase"].value)
     migrating_from = None
+    old_request = None
     if old_name is not None:
         shown += [ShownSetting(f"migration.{n}", s) for n, s in migration.items()]
         old = plugins.backend(str(old_name))
@@ -184,4 +187,5 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         request=request,
         migrating_from=migrating_from,
         phase=phase if migrating_from else None,
+        old_request=old_request,
     )

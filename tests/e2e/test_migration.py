@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def test_switch_from_gitlab_keeps_the_first_build_warm(harness: Harness, tmp_pat
     assert first.ran == [], first.log
     assert first.rand == before.rand
     assert harness.tags(plain, "migrate/cache") == ["main"]  # and the new home got its export
+    status = subprocess.run([sys.executable, "-m", "cacheport", "status", "--format", "json"], cwd=ctx, text=True,
+                            capture_output=True, env={**clean_environ(), **env})
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert doc["migration"] == {"from": "gitlab", "to": "registry", "phase": "dual-read"}
+    assert [(t["tag"], t["old"]["format"], t["new"]["format"]) for t in doc["tags"]] == [("main", "index", "index")]
 
     for step in (["--phase", "cutover"], ["--finish"]):
         done = subprocess.run([sys.executable, "-m", "cacheport", "switch", *step], cwd=ctx, text=True,
