@@ -166,7 +166,10 @@ def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings
     else:
         cacheport_shim(bin_dir)
     env = base_environ(home)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    path = env.get("PATH", "").split(os.pathsep)
+    if install:  # the test's own virtualenv (tox's) has a cacheport on the PATH: the job must not see it
+        path = [d for d in path if d and not (Path(d) / "cacheport").exists()]
+    env["PATH"] = os.pathsep.join([str(bin_dir), *path])
     env["TMPDIR"] = str(tmp_path)
     env.update(GITLAB_PREDEFINED)
     for values in (globals_, job.get("variables", {})):

@@ -418,16 +418,17 @@ def doctor(fmt: str, **common: Any) -> None:
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
     checks += machine_checks(plan, os.environ)
-    if backend.cache_type == "registry" and plan.request is not None:
-        from cacheport.lifecycle import registry_checks
-
-        checks += registry_checks(_cache_side(plan), os.environ)
     if backend.doctor is not None and plan.request is not None:
         try:
             checks += list(backend.doctor(plan.request, os.environ))
         except Exception as exc:  # a plugin's bug is a failed check, not a crash
             checks.append(Check(f"{backend.name} checks", False, f"{type(exc).__name__}: {exc}",
                                 "report this to the plugin's authors (-v shows where)"))
+    if backend.cache_type == "registry" and plan.request is not None:
+        # Last: the format round trip writes a scratch tag, which may create the repository.
+        from cacheport.lifecycle import registry_checks
+
+        checks += registry_checks(_cache_side(plan), os.environ)
     if fmt == "json":
         click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks],
                               indent=2))

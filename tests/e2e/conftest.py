@@ -16,7 +16,7 @@ def harness() -> Iterator[Harness]:
     env, why = read_env()
     if not why:
         h = Harness(env)
-        probe = h.docker("info", "--format", "{{.ServerVersion}}", check=False)
+        probe = h.docker("version", "--format", "{{.Server.Version}}", check=False)  # info exits 0 without a daemon
         if probe.returncode != 0:
             why = f"dockerd at {env['CACHEPORT_E2E_DOCKER_HOST']} does not answer: {probe.stderr.strip()}"
     if why:
@@ -24,6 +24,27 @@ def harness() -> Iterator[Harness]:
             pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
         pytest.skip(why)
     yield h
+
+
+@pytest.fixture(scope="session")
+def legacy(harness: Harness) -> Harness:
+    """The harness pointed at the dockerd *without* the containerd image store; skip (or fail) when absent."""
+    host = harness.env.get("CACHEPORT_E2E_LEGACY_DOCKER_HOST", "")
+    h = harness.with_docker_host(host)
+    why = "" if host else "no CACHEPORT_E2E_LEGACY_DOCKER_HOST (run scripts/e2e-up as root)"
+    if not why:
+        # `docker info --format` exits 0 even when no daemon answers; `docker version` does not.
+        probe = h.docker("version", "--format", "{{.Server.Version}}", check=False)
+        status = h.docker("info", "--format", "{{json .DriverStatus}}", check=False).stdout
+        if probe.returncode != 0:
+            why = f"the legacy dockerd at {host} does not answer: {probe.stderr.strip()}"
+        elif "containerd.snapshotter" in status:
+            why = f"the dockerd at {host} uses the containerd image store, so it proves nothing about the legacy one"
+    if why:
+        if E2E_MODE == "require":
+            pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
+        pytest.skip(why)
+    return h
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -82,6 +82,10 @@ class Harness:
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         }
 
+    def with_docker_host(self, docker_host: str) -> Harness:
+        """The same harness with another dockerd (same client, buildx, registries and busybox)."""
+        return Harness({**self.env, "CACHEPORT_E2E_DOCKER_HOST": docker_host})
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.env["CACHEPORT_E2E_DOCKER_BIN"], *args], capture_output=True, text=True,
                               env={**os.environ, **self.docker_env}, check=check, timeout=300)

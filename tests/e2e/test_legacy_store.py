@@ -1,0 +1,84 @@
+"""A Docker engine without the containerd image store (the "legacy" store), for real.
+
+Its docker driver cannot export registry, local or gha cache. ``cacheport doctor`` must fail and say how to fix it;
+``cacheport build`` must still build, warn once, export nothing, and still import: the cache never fails a build.
+scripts/e2e-up runs this second dockerd beside the first; both share the registries.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from .harness import Harness, clean_environ, gitlab_env
+
+NO_STORE = "uses the docker driver without the containerd image store, which cannot export registry cache"
+
+
+def cacheport(h: Harness, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**clean_environ(), **h.docker_env, **env}, timeout=120)
+
+
+def warnings(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith("cacheport: warning:")]
+
+
+def test_doctor_fails_on_the_legacy_store_with_the_fix(harness: Harness, legacy: Harness, tmp_path: Path) -> None:
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    env = gitlab_env(f"{reg}/e2e/legacy-doctor", "main")
+
+    out = cacheport(legacy, tmp_path, "doctor", env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    failed = [i for i, line in enumerate(lines) if line.startswith("✗")]
+    assert len(failed) == 1, out.stdout  # the engine is the only thing wrong: the registry checks pass
+    assert lines[failed[0]].startswith("✗ cache types: builder ") and NO_STORE in lines[failed[0]], out.stdout
+    fix = lines[failed[0] + 1]
+    assert fix.startswith("    fix: "), out.stdout
+    assert '"containerd-snapshotter": true' in fix and "--driver docker-container" in fix, out.stdout
+    assert "✓ builder: " in out.stdout and "with the containerd image store" not in out.stdout
+    assert "✓ registry:" in out.stdout and "✓ format:" in out.stdout
+
+    # The same plan on the engine with the containerd image store passes: the store is what doctor caught.
+    ok = cacheport(harness, tmp_path, "doctor", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "with the containerd image store" in ok.stdout
+
+
+def test_build_on_the_legacy_store_passes_warns_once_and_exports_nothing(
+        harness: Harness, legacy: Harness, tmp_path: Path) -> None:
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    repo = f"e2e/legacy-build-{uuid.uuid4().hex[:8]}"
+    ctx = legacy.project(tmp_path)
+    legacy.prune()  # the first steps are the same in every project: an earlier test's build may hold them
+
+    result = legacy.build(ctx, env=gitlab_env(f"{reg}/{repo}", "main"))
+    assert result.code == 0, result.log
+    assert len(result.ran) == 3 and len(result.rand) == 32, result.log  # it really built
+    found = warnings(result.log)
+    assert len(found) == 1 and NO_STORE in found[0], result.log
+    assert "containerd-snapshotter" in found[0] and "docker-container" in found[0]
+    assert "exported to nothing" in result.log
+    assert harness.tags(reg, f"{repo}/cache") == [] and harness.tags(reg, repo) == []
+
+
+def test_the_legacy_store_still_imports(harness: Harness, legacy: Harness, tmp_path: Path) -> None:
+    """"Building with imports only" holds: a cache exported by the other engine makes the legacy build warm."""
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    repo = f"e2e/legacy-import-{uuid.uuid4().hex[:8]}"
+    env = gitlab_env(f"{reg}/{repo}", "main")
+    ctx = harness.project(tmp_path)
+    cold = harness.build(ctx, env=env)
+    assert cold.code == 0 and cold.ran, cold.log
+    assert harness.tags(reg, f"{repo}/cache") == ["main"]
+
+    legacy.prune()
+    warm = legacy.build(ctx, env=env)
+    assert warm.code == 0, warm.log
+    assert warm.ran == [], f"steps ran despite the imported cache:\n{warm.log}"
+    assert warm.rand == cold.rand
+    assert len(warnings(warm.log)) == 1
+    assert f"imported from {reg}/{repo}/cache:main" in warm.log and "exported to nothing" in warm.log
