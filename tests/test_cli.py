@@ -47,14 +47,27 @@ def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_pa
     assert "moved the last build's cache export" in out.stderr
 
 
-def test_an_unfinished_local_export_is_discarded(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_an_unfinished_local_export_is_left_alone(clean_env: dict[str, str], tmp_path: Path) -> None:
     base = tmp_path / "xdg" / "cacheport" / "work" / "default"
     (base).mkdir(parents=True)
     (base / "index.json").write_text("old")
     Path(f"{base}.new").mkdir()
     out = run("rotate", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert out.returncode == 0, out.stderr
-    assert (base / "index.json").read_text() == "old" and not Path(f"{base}.new").exists()
+    # Another build may still be writing it; the cache in use stays as it was.
+    assert (base / "index.json").read_text() == "old" and Path(f"{base}.new").is_dir()
+
+
+def test_rotation_never_replaces_a_directory_that_is_not_a_cache(clean_env: dict[str, str], tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    new = tmp_path / "precious.new"
+    new.mkdir()
+    (new / "index.json").write_text("{}")
+    out = run("args", "--backend", "local", "--set", f"src={precious}", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"
 
 
 def test_gitlab_job_with_pyproject(clean_env: dict[str, str]) -> None:

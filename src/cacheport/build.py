@@ -218,7 +218,10 @@ def run(
         from cacheport.swap import promote
 
         for swap in plan.swaps:
-            promote(swap)
+            try:
+                promote(swap)
+            except OSError as exc:  # the image is built: a cache problem must not turn that into a failure
+                say(f"warning: could not move {swap.new} into place: {exc}")
     source = ", ".join(e.get("ref") or e.get("src") or e.get("scope") or e.type for e in imports) or "nothing"
     target = ", ".join(e.get("ref") or e.get("dest") or e.get("scope") or e.type for e in exports) or "nothing"
     say(f"cache: {len(summary.cached)}/{len(summary.steps)} steps cached, imported from {source}, exported to {target}"

@@ -96,6 +96,17 @@ def make_plan(backend: str | None, key: str | None, sets: list[tuple[str, str]],
     return plan
 
 
+def _promote(swaps: Iterable[Any]) -> None:
+    from cacheport.swap import promote
+
+    for swap in swaps:
+        try:
+            if promote(swap):
+                click.echo(f"cacheport: moved the last build's cache export into {swap.current}", err=True)
+        except OSError as exc:  # a cache problem never stops the build
+            _warn(f"could not move {swap.new} into place: {exc}")
+
+
 def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600) -> None:
     """Write all or nothing (temp file + rename); by default readable by the owner only: a plan may carry secrets."""
     if append:
@@ -168,7 +179,6 @@ def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None
     Before printing, a local cache exported by the previous build is swapped into place.
     """
     from cacheport import render
-    from cacheport.swap import promote
 
     plan = make_plan(**common)
     if plan.secret_attrs and output is None and sys.stdout.isatty():
@@ -182,8 +192,11 @@ def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None
         import secrets
 
         text = render.github_output(plan, f"ghadelimiter_{secrets.token_hex(16)}")
+        for value in render.secret_values(plan):
+            click.echo(f"::add-mask::{value}")  # GitHub then hides it wherever the output is echoed
         target = output or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT") else None)
         if target is not None:
+            _promote(plan.swaps)
             write_file(target, text, append=True)
             return
     else:
@@ -196,9 +209,7 @@ def args(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None
             "dotenv": render.dotenv,
         }
         text = renderers[fmt](plan)
-    for swap in plan.swaps:
-        if promote(swap):
-            click.echo(f"cacheport: moved the last build's cache export into {swap.current}", err=True)
+    _promote(plan.swaps)
     if output is not None:
         write_file(output, text)
     else:
@@ -301,14 +312,15 @@ Examples:
 @click.argument("new", required=False)
 @click.option("--phase", type=click.Choice(["dual-read", "dual-write", "cutover"]), help="Migration phase.")
 @click.option("--finish", is_flag=True, help="End the migration: remove the [migration] table.")
+@click.option("--from", "from_", metavar="OLD", help="Where the cache is now, when no config names a backend.")
 @click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE", callback=_split_set,
               help="Also write an option of the new backend (e.g. its ref or url).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Config file (default: the one cacheport finds).")
 @click.option("-v", "--verbose", count=True, help="Show tracebacks.")
-def switch(new: str | None, phase: str | None, finish: bool, sets: list[tuple[str, str]], dry_run: bool,
-           config_path: Path | None, verbose: int) -> None:
+def switch(new: str | None, phase: str | None, finish: bool, from_: str | None, sets: list[tuple[str, str]],
+           dry_run: bool, config_path: Path | None, verbose: int) -> None:
     """Move the cache to another backend by editing the config file, keeping caches warm.
 
     Sets backend = NEW and a [migration] table (from = the current backend, phase = dual-read), so builds
@@ -332,6 +344,13 @@ def switch(new: str | None, phase: str | None, finish: bool, sets: list[tuple[st
     for name, s in [("backend", setting), *[(f"migration.{k}", v) for k, v in resolve_migration(config).items()]]:
         if s.source.level in ("env", "cli"):
             raise ConfigError(f"{name} is set by {s.source.detail}; switch edits config files, so change it there")
+    if from_:
+        current = plugins.backend(from_)
+    elif new and setting.source.level == "default":
+        # The default depends on where this runs (gitlab in GitLab CI, local on a laptop): guessing it here
+        # could record the wrong old home and leave the real cache unread.
+        raise ConfigError(f"no config names the current backend ({current.name!r} is only the {context.provider} "
+                          f"default here); say where the cache is now: cacheport switch {new} --from BACKEND")
     if new:
         new = plugins.backend(new).name
     path = config.path or cwd / "cacheport.toml"
@@ -354,11 +373,14 @@ def switch(new: str | None, phase: str | None, finish: bool, sets: list[tuple[st
         return
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     write_file(path, after, mode=mode)
-    where = f"migrating from {plan.migrating_from} ({plan.phase})" if plan.migrating_from else "no migration"
-    click.echo(f"{path}: backend = {plan.backend}; {where}")
-    if plan.migrating_from and plan.phase == "dual-read":
-        click.echo(f"next: `cacheport seed --from {plan.migrating_from} --to {plan.backend}` warms the new backend; "
+    if finish:
+        click.echo(f"{path}: migration finished; backend = {plan.backend}")
+    elif new and new != current.name:
+        click.echo(f"{path}: backend = {new}; migrating from {current.name} ({phase or 'dual-read'})")
+        click.echo(f"next: `cacheport seed --from {current.name} --to {new}` warms the new backend; "
                    "then `cacheport switch --phase dual-write` or `--phase cutover`")
+    else:
+        click.echo(f"{path}: migration phase is now {phase}")
 
 
 @cli.command(epilog="""\b

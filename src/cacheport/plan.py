@@ -20,7 +20,7 @@ from cacheport.config import (
 )
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
-from cacheport.errors import PluginError, UnknownBackendError
+from cacheport.errors import ConfigError, PluginError, UnknownBackendError
 from cacheport.plugins import Plugins
 
 
@@ -152,16 +152,23 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
             warnings.append(f"migration from {old.name!r} is in cutover: only {backend.name!r} is used; "
                             "`cacheport switch --finish` removes the [migration] table")
         else:
-            migrating_from = old.name
-            old_options = resolve_backend(config, old, selected=False)
-            shown += _shown(old, old_options)
-            old_request = attrs.evolve(request, options={n: s.value for n, s in old_options.items()})
-            old_result = _ask(old, old_request)
-            warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
-            if phase == "dual-read":
-                # Only the new home is written: the old one must not be told about new work it would keep.
-                old_result = attrs.evolve(old_result, exports=(), swaps=(), tags=())
-            results.append(old_result)
+            try:
+                old_options = resolve_backend(config, old, selected=False)
+                old_request = attrs.evolve(request, options={n: s.value for n, s in old_options.items()})
+                old_result = _ask(old, old_request)
+            except ConfigError as exc:
+                # The old backend is only a fallback to read: where it can't be used (its registry variable is
+                # GitLab's, and this is a laptop), build from the new one alone rather than not at all.
+                warnings.append(f"migration: the old backend {old.name!r} can't be used here, so it is not read: {exc}")
+                old_request = None
+            else:
+                migrating_from = old.name
+                shown += _shown(old, old_options)
+                warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
+                if phase == "dual-read":
+                    # Only the new home is written: the old one must not be told about new work it would keep.
+                    old_result = attrs.evolve(old_result, exports=(), swaps=(), tags=())
+                results.append(old_result)
 
     withheld = bool(globals_["read-only"].value) or not context.trusted
     exports = _unique(tuple(e for r in results for e in r.exports))

@@ -55,4 +55,7 @@ def branch_refs(repo: str, context: Context, key: str | None = None) -> tuple[tu
     for name in context.fallback_branches():
         imports.setdefault(f"{repo}:{branch_tag(name, key)}", None)
     export = f"{repo}:{branch_tag(context.branch, key)}" if context.branch and context.trusted else None
+    if (context.branch and context.default_branch and context.branch != context.default_branch
+            and branch_tag(context.branch, key) == branch_tag(context.default_branch, key)):
+        export = None  # `Main` or `main-` would overwrite the cache every protected build imports
     return tuple(imports), export

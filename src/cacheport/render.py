@@ -60,10 +60,11 @@ def redacted(plan: Plan) -> Plan:
 def args(plan: Plan) -> str:
     """Flags on one line, for ``docker buildx build $(cacheport args) .``."""
     words = buildx_flags(plan)
-    for word in words:
+    shown = buildx_flags(redacted(plan))  # error messages are read by people (and land in CI logs)
+    for word, safe in zip(words, shown, strict=True):
         if _UNSAFE_WORD.search(word.replace(REDACTED, "")):  # a redacted plan is for reading, not running
             raise RenderError(
-                f"{word!r} contains a space or a glob character, which $(cacheport args) would split or expand; "
+                f"{safe!r} contains a space or a glob character, which $(cacheport args) would split or expand; "
                 "use --format lines with mapfile, or --format json"
             )
     return " ".join(words)
@@ -135,15 +136,20 @@ def buildctl(plan: Plan) -> str:
     return "".join(out)
 
 
+def secret_values(plan: Plan) -> list[str]:
+    """The secret attribute values the plan carries (for ``::add-mask::``)."""
+    return sorted({v for e in (*plan.imports, *plan.exports) for k, v in e.attrs if k in plan.secret_attrs and v})
+
+
 def github_output(plan: Plan, delimiter: str) -> str:
     """``cache-from``/``cache-to`` outputs for ``$GITHUB_OUTPUT``, as docker/build-push-action reads them.
 
     build-push-action re-joins CSV fields after parsing, so an entry that needs CSV quoting can't survive it.
     """
     for entry in (*plan.imports, *plan.exports):
-        text = entry.format()
-        if '"' in text:
-            raise RenderError(f"{text!r} needs CSV quoting, which docker/build-push-action strips; use --format args")
+        if '"' in entry.format():
+            shown = entry.format(redact=plan.secret_attrs)
+            raise RenderError(f"{shown!r} needs CSV quoting, which docker/build-push-action strips; use --format args")
     out = []
     for name, entries in (("cache-from", plan.imports), ("cache-to", plan.exports)):
         body = "".join(f"{e.format()}\n" for e in entries)
@@ -161,6 +167,9 @@ def dotenv(plan: Plan) -> str:
         "CACHEPORT_TAGS": " ".join(plan.tags),
         "CACHEPORT_BUILDX_ARGS": " ".join(buildx_flags(plan)),
     }
+    if secret_values(plan):
+        raise RenderError("this plan carries a secret (azblob's key), which a dotenv artifact would publish to "
+                          "everyone who can read the pipeline; use `cacheport build`, or $(cacheport args) in the job")
     for entry in (*plan.imports, *plan.exports):
         if _UNSAFE_WORD.search(entry.format()):
             raise RenderError(f"{entry.format()!r} contains whitespace or a glob character; use --format json")

@@ -13,24 +13,35 @@ def is_complete(path: Path) -> bool:
     return (path / "index.json").is_file()
 
 
+def _is_cache(path: Path) -> bool:
+    """An OCI layout BuildKit wrote (or nothing at all): the only kind of directory rotation may replace."""
+    return not path.exists() or (path.is_dir() and (is_complete(path) or not any(path.iterdir())))
+
+
 def promote(swap: Swap) -> bool:
     """Put ``swap.new`` in place of ``swap.current`` if it is a finished export; True if it did.
 
-    An unfinished export (a failed build) is removed, so the next build exports into a fresh directory.
+    An unfinished export is left alone: another build may still be writing it, and the next finished export
+    completes it. Only cache directories are ever replaced, and one process at a time does it (a lock file).
     """
     new, current = Path(swap.new), Path(swap.current)
-    if not new.exists():
+    if not is_complete(new) or not _is_cache(current):
         return False
+    import fcntl
     import shutil
 
-    if not is_complete(new):
-        shutil.rmtree(new, ignore_errors=True)
-        return False
-    old = current.with_name(current.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
     current.parent.mkdir(parents=True, exist_ok=True)
-    if current.exists():
-        os.rename(current, old)
-    os.rename(new, current)
-    shutil.rmtree(old, ignore_errors=True)
+    with open(current.with_name(current.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # someone else is promoting right now
+        if not is_complete(new):  # they finished before we got the lock
+            return False
+        old = current.with_name(current.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            os.rename(current, old)
+        os.rename(new, current)
+        shutil.rmtree(old, ignore_errors=True)
     return True
