@@ -24,6 +24,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped, but CACHEPORT_E2E=require: {report.longrepr}"
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A module skipped at collection (importorskip) is a failure under CACHEPORT_E2E=require too."""
+    if report.skipped and os.environ.get("CACHEPORT_E2E", "").strip().lower() == "require":
+        report.outcome = "failed"
+
+
 @pytest.fixture
 def builtins() -> Plugins:
     """The built-in plugins only, registered into a fresh manager."""

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from cacheport.backend import Backend, Option
 from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
-from cacheport.errors import CacheportError, ConfigError
+from cacheport.errors import CacheportError, ConfigError, RenderError
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins, load
 
@@ -149,6 +150,13 @@ def test_no_secret_reaches_human_readable_output(name: str, secret: str) -> None
         assert secret not in text
     if not p.secret_attrs:
         assert secret not in render.args(p)  # only what BuildKit must receive inline may appear in flags
+    # Error messages are read by people too: make every entry unrenderable and look at what is said.
+    spaced = attrs.evolve(p, imports=tuple(e.with_attrs(prefix="a b,c") for e in p.imports))
+    for attempt in (render.args, render.dotenv, lambda x: render.github_output(x, "D")):
+        try:
+            attempt(spaced)
+        except RenderError as exc:
+            assert secret not in str(exc)
 
 
 @pytest.mark.parametrize("name", sorted(ALL.backends()))

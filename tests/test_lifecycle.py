@@ -100,3 +100,11 @@ def test_local_status_counts_stale_blobs(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text(json.dumps({"manifests": [{"digest": "sha256:" + "a" * 64}]}))
     info = local_status(tmp_path)
     assert (info["blobs"], info["stale_blobs"], info["stale_size"]) == (3, 1, 7)
+
+
+def test_other_keys_are_safe_from_each_other() -> None:
+    tags = [tag("main", 0), tag("arm64-main", 90), tag("arm64-gone", 90), tag("feature-a", 0)]
+    out = {p.tag.tag: p.delete for p in choose(tags, live_branch_tags={"main", "feature-a"}, default_tag="main", now=NOW)}
+    assert out == {"main": False, "arm64-main": False, "arm64-gone": True, "feature-a": False}
+    aged = {p.tag.tag: p.delete for p in choose(tags, older_than=timedelta(days=14), default_tag="main", now=NOW)}
+    assert aged["arm64-main"] is False  # the default branch's cache under another key is protected too

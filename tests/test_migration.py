@@ -78,3 +78,10 @@ def test_migration_from_the_environment(tmp_path: Path, builtins: Plugins) -> No
     env = {**GITLAB_ENV, "CACHEPORT_MIGRATION__FROM": "gitlab", "CACHEPORT_MIGRATION__PHASE": "dual-write"}
     p = build_plan(load_config(tmp_path, env), CTX, builtins)
     assert p.phase == "dual-write" and len(p.exports) == 2
+
+
+def test_an_old_backend_that_cannot_work_here_is_skipped_not_fatal(tmp_path: Path, builtins: Plugins) -> None:
+    (tmp_path / "pyproject.toml").write_text(BASE + '[tool.cacheport.migration]\nfrom = "gitlab"\n')
+    p = build_plan(load_config(tmp_path, {}), Context("local", "app", branch="main"), builtins)  # no CI_REGISTRY_IMAGE
+    assert refs(p.imports) == ["new.example/app/cache:main"] and p.migrating_from is None
+    assert any("the old backend 'gitlab' can't be used here" in w for w in p.warnings)

@@ -135,3 +135,25 @@ def test_missing_default_backend_falls_back_to_local(tmp_path: Path, builtins: P
     plan = plan_for(tmp_path, builtins, env={"HOME": "/h"}, ctx=ctx)
     assert plan.backend == "local"
     assert any("not installed" in w for w in plan.warnings)
+
+
+LAPTOP = Context("local", "p", branch="main")
+
+
+def test_a_misspelt_backend_in_a_flag_or_variable_is_an_error(tmp_path: Path, builtins: Plugins) -> None:
+    with pytest.raises(ConfigError, match=r"--set registy.ref=: there is no backend 'registy' \(did you mean 'registry'"):
+        plan_for(tmp_path, builtins, cli=[("registy.ref", "x", "--set registy.ref=")], ctx=LAPTOP)
+    with pytest.raises(ConfigError, match=r"CACHEPORT_REGISTY__REF: there is no backend 'registy'"):
+        plan_for(tmp_path, builtins, env={"CACHEPORT_REGISTY__REF": "x"}, ctx=LAPTOP)
+
+
+def test_an_empty_variable_is_unset(tmp_path: Path, builtins: Plugins) -> None:
+    assert plan_for(tmp_path, builtins, env={"CACHEPORT_BACKEND": "", "HOME": "/h"},
+                    ctx=Context("local", "p", branch="main")).backend == "local"
+
+
+def test_a_branch_whose_tag_collides_with_the_default_branch_never_exports(tmp_path: Path, builtins: Plugins) -> None:
+    for branch in ("Main", "main-", "-main"):
+        ctx = Context("gitlab", "g/app", branch=branch, default_branch="main")
+        plan = plan_for(tmp_path, builtins, '[tool.cacheport]\nbackend = "gitlab"\n', GITLAB_ENV, ctx=ctx)
+        assert plan.exports == () and plan.imports[0].get("ref", "").endswith(":main")

@@ -181,3 +181,15 @@ class Migrations(RuleBasedStateMachine):
 
 TestMigrations = Migrations.TestCase
 TestMigrations.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
+
+
+def test_switch_from_a_default_backend_needs_from(clean_env: dict[str, str]) -> None:
+    cwd = Path.cwd()
+    env = {**clean_env, **GITLAB_ENV}
+    guess = run(cwd, "switch", "registry", "--set", "ref=new.example/app/cache", env=env)
+    assert guess.returncode == 2 and "--from BACKEND" in guess.stderr and not (cwd / "cacheport.toml").exists()
+    told = run(cwd, "switch", "registry", "--from", "gitlab", "--set", "ref=new.example/app/cache",
+               "--set", "insecure=true", env=env)
+    assert told.returncode == 0, told.stderr
+    text = (cwd / "cacheport.toml").read_text()
+    assert 'from = "gitlab"' in text and "insecure = true" in text

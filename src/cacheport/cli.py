@@ -110,13 +110,23 @@ def _promote(swaps: Iterable[Any]) -> None:
 def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600) -> None:
     """Write all or nothing (temp file + rename); by default readable by the owner only: a plan may carry secrets."""
     if append:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            from cacheport.errors import ConfigError
+
+            raise ConfigError(f"{path}: cannot append to it: {exc.strerror}") from None
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(text)
         return
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    from cacheport.errors import ConfigError
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write there: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -280,18 +290,40 @@ def build(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile
     sys.exit(code)
 
 
-def _check_config_text(text: str, name: str, context: Any, plugins: Any) -> Any:
+def _check_config_text(text: str, path: Path, context: Any, plugins: Any) -> Any:
     """Build a plan from config text that is not written yet; a problem is reported as being 'after' the change."""
     from cacheport.config import load_config
     from cacheport.plan import build_plan
 
     with tempfile_dir() as tmp:
-        candidate = Path(tmp) / name
+        candidate = Path(tmp) / path.name
         candidate.write_text(text, encoding="utf-8")
         try:
             return build_plan(load_config(Path(tmp), os.environ, config_path=candidate), context, plugins)
         except CacheportError as exc:
-            raise type(exc)(f"not written, because the result would be invalid: {exc}") from None
+            message = str(exc).replace(str(candidate), str(path))
+            raise type(exc)(f"{path} not written, because the result would be invalid: {message}") from None
+
+
+def _typed(backend: Any, sets: list[tuple[str, str]]) -> dict[str, Any]:
+    """``--set`` values as the option's type, so the file says ``insecure = true``, not ``"true"``."""
+    from cacheport.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for key, value in sets:
+        option = backend.option(key)
+        if option is not None and option.type is bool:
+            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ConfigError(f"--set {key}={value}: expected true or false")
+            out[option.name] = value.strip().lower() in ("true", "1", "yes", "on")
+        elif option is not None and option.type is int:
+            try:
+                out[option.name] = int(value)
+            except ValueError:
+                raise ConfigError(f"--set {key}={value}: expected a whole number") from None
+        else:
+            out[option.name if option else key] = value
+    return out
 
 
 def tempfile_dir() -> Any:
@@ -364,10 +396,10 @@ def switch(new: str | None, phase: str | None, finish: bool, from_: str | None, 
         table = doc["tool"]["cacheport"] if pyproject else doc
         target = new or current.name
         section = table.setdefault(target, tomlkit.table())
-        for key, value in sets:
+        for key, value in _typed(plugins.backend(target), sets).items():
             section[key] = value
         after = tomlkit.dumps(doc)
-    plan = _check_config_text(after, path.name, context, plugins)
+    plan = _check_config_text(after, path, context, plugins)
     if dry_run:
         click.echo(diff(before, after, path) or "no change", nl=False)
         return
@@ -408,8 +440,8 @@ def init(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run:
     path = cwd / "cacheport.toml"
     if path.exists() and not force and not dry_run:
         raise ConfigError(f"{path.name} exists already; use --force to overwrite it")
-    text = starter(chosen.name, dict(sets))
-    _check_config_text(text, "cacheport.toml", context, plugins)
+    text = starter(chosen.name, _typed(chosen, sets))
+    _check_config_text(text, path, context, plugins)
     if dry_run:
         click.echo(text, nl=False)
         return
@@ -590,12 +622,17 @@ def prune(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bo
         raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
     age = lifecycle.parse_age(older_than) if older_than else None
     plan = make_plan(**common)
+    default = plan.context.default_branch
+    if (older_than or branches_gone) and not default and not keep:
+        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD), so its cache can't be "
+                          "protected; name it: --keep BRANCH")
     side = _cache_side(plan)
     key = plan.request.key if plan.request else None
-    live = ({branch_tag(b, key) for b in lifecycle.remote_branches(Path.cwd())} if branches_gone else None)
-    keep_tags = {branch_tag(k, key) for k in keep} | set(keep)
+    live = {branch_tag(b) for b in lifecycle.remote_branches(Path.cwd())} if branches_gone else None
+    keep_tags = {branch_tag(k, key) for k in keep} | {branch_tag(k) for k in keep} | set(keep)
     tags = lifecycle.list_cache(side, plan, key)
-    decisions = lifecycle.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags)
+    decisions = lifecycle.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
+                                 default_tag=branch_tag(default) if default else None)
     unknown = set(tags_named) - {t.tag for t in tags}
     if unknown:
         raise ConfigError(f"no such tag in {side.ref.host}/{side.ref.repository}: {', '.join(sorted(unknown))}")

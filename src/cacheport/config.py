@@ -156,7 +156,7 @@ def load_config(
         path, prefix = found
         data = _read_toml(path)
         for part in prefix.split(".") if prefix else ():
-            data = data.get(part, {})
+            data = data.get(part, {}) if isinstance(data, dict) else data
         if not isinstance(data, dict):
             raise ConfigError(f"{_show(path)}: [{prefix}] must be a table")
         where = _show(path)
@@ -180,8 +180,8 @@ def load_config(
                 add("", key, value, "file", f"{where} {('[' + prefix + '] ') if prefix else ''}{key}")
 
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _NOT_SETTINGS:
-            continue
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _NOT_SETTINGS or value == "":
+            continue  # an empty variable is an unset one, as CI systems leave them
         rest = name[len(ENV_PREFIX):]
         if "__" in rest:
             backend, _, opt = rest.partition("__")
@@ -191,6 +191,8 @@ def load_config(
 
     for name, value, flag in cli:
         scope, dot, opt = name.rpartition(".")
+        if dot and not (scope.strip() and opt.strip()):
+            raise ConfigError(f"{flag}: {name!r} is not OPTION, BACKEND.OPTION or a global key")
         if not dot:
             scope = "" if normalize_key(name) in {o.key for o in GLOBAL_OPTIONS} else "*"
         add(normalize_key(scope) if scope != "*" else "*", opt, value, "cli", flag)

@@ -436,7 +436,10 @@ class Registry:
             response = self._request("GET", url, ok=(200, 404))
             if response.status_code == 404:
                 return tags
-            tags += response.json().get("tags") or []
+            try:
+                tags += response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{self.host}: {repository}: the tag list is not JSON") from None
             url = response.links.get("next", {}).get("url")
         return tags
 

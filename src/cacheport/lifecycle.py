@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,7 +113,10 @@ def parse_age(text: str) -> timedelta:
     match = _DURATION.match(text.strip().lower())
     if not match:
         raise ConfigError(f"--older-than {text!r}: expected a number and a unit: s, m, h, d or w (e.g. 14d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ConfigError(f"--older-than {text!r}: too long") from None
 
 
 @attrs.frozen
@@ -132,13 +134,19 @@ class Pruning:
     reason: str
 
 
+def _same_branch(tag: str, branch_tag: str) -> bool:
+    """``tag`` is ``branch_tag`` itself or the same branch under some key (``arm64-main``)."""
+    return tag == branch_tag or tag.endswith(f"-{branch_tag}")
+
+
 def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: timedelta | None = None,
-           live_branch_tags: set[str] | None = None, keep: Iterable[str] = (), now: datetime | None = None
-           ) -> list[Pruning]:
+           live_branch_tags: set[str] | None = None, keep: Iterable[str] = (), now: datetime | None = None,
+           default_tag: str | None = None) -> list[Pruning]:
     """Decide, for each cache tag, whether prune deletes it. Pure.
 
-    The default branch's tag and ``keep`` are never deleted unless ``named``; a tag that shares its manifest
-    with a tag that stays is kept too, because registries delete manifests, not tags.
+    The default branch's tags (under every key) and ``keep`` are never deleted unless ``named``; a tag that
+    shares its manifest with a tag that stays is kept too, because registries delete manifests, not tags.
+    A tag counts as its branch's under any key, so pruning one key's tags never takes another's live ones.
     """
     now = now or datetime.now(UTC)
     named, keep = set(named), set(keep)
@@ -148,11 +156,11 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
             decisions[t.tag] = Pruning(t, False, "not a cache")
         elif t.tag in named:
             decisions[t.tag] = Pruning(t, True, "named")
-        elif t.role == "default branch" or t.tag in keep:
+        elif t.role == "default branch" or (default_tag and _same_branch(t.tag, default_tag)) or t.tag in keep:
             decisions[t.tag] = Pruning(t, False, "kept" if t.tag in keep else "default branch (name it to delete)")
         elif older_than is not None and t.updated is not None and now - t.updated > older_than:
             decisions[t.tag] = Pruning(t, True, f"not updated for {(now - t.updated).days} days")
-        elif live_branch_tags is not None and t.tag not in live_branch_tags:
+        elif live_branch_tags is not None and not any(_same_branch(t.tag, b) for b in live_branch_tags):
             decisions[t.tag] = Pruning(t, True, "its branch is gone")
         else:
             decisions[t.tag] = Pruning(t, False, "recent" if older_than is not None else "branch exists")
@@ -223,7 +231,7 @@ def synthetic_cache(image_manifest: bool, oci: bool = True) -> tuple[list[tuple[
 
 def _format_round_trip(reg: Registry, side: Side, where: str) -> Check:
     kind = "image-manifest" if side.image_manifest else "index"
-    tag = f"cacheport-doctor-{secrets.token_hex(4)}"
+    tag = "cacheport-doctor"  # one fixed scratch tag: a registry that can't delete keeps one, not one per run
     blobs, manifest = synthetic_cache(side.image_manifest, side.oci_mediatypes)
     try:
         for d, data in blobs:
@@ -238,9 +246,10 @@ def _format_round_trip(reg: Registry, side: Side, where: str) -> Check:
                      "ignore-error=true would store nothing and still pass", fix)
     cleaned = ""
     try:
-        reg.delete_manifest(side.ref.repository, manifest.digest)
+        if not reg.delete_manifest(side.ref.repository, manifest.digest):
+            cleaned = f" (the scratch tag {tag} was already gone)"
     except RegistryError as exc:
-        cleaned = f" (could not delete the scratch tag {tag}: {exc})"
+        cleaned = f"; note: the scratch tag {tag} stays, the registry would not delete it ({exc})"
     if back is None or back.digest != manifest.digest:
         return Check("format", False, f"{where} accepted a {kind} cache but did not return it as written",
                      "this registry changes cache manifests; try image-manifest=true")

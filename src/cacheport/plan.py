@@ -127,8 +127,17 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     for table in config.tables:
         if table not in known:
             warnings.append(f"{config.path}: table [{table}] names no installed backend; ignored")
-        elif table != backend.name:
-            resolve_backend(config, known[table], selected=False)  # typos in idle tables still deserve an error
+    for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", backend.name}):
+        if scope in known:
+            resolve_backend(config, known[scope], selected=False)  # typos for idle backends still deserve an error
+        elif scope not in config.tables:  # from a flag or a variable: a misspelt backend name
+            import difflib
+
+            first = next(s for (sc, _k), ss in config.values.items() if sc == scope for s in ss)
+            close = difflib.get_close_matches(scope, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{hint}; "
+                              f"available: {', '.join(known)}")
 
     key = globals_["key"].value
     cache_dir = str(default_cache_home(config.environ) / "cacheport")

@@ -141,7 +141,10 @@ def test_untrusted_merge_request_exports_nothing(harness: Harness, tmp_path: Pat
 def test_the_exit_code_is_the_builds(harness: Harness, tmp_path: Path, code: int) -> None:
     ctx = harness.project(tmp_path)
     (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text() + f"RUN exit {code}\n")
+    finished = tmp_path / "c.new"  # a finished export that only a successful build may swap in
+    finished.mkdir()
+    (finished / "index.json").write_text("{}")
     result = harness.build(ctx, env={"CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "c")})
     assert result.code == 1, result.log  # buildx reports a failed step as 1
     assert "build failed with exit code 1" in result.log
-    assert not (tmp_path / "c").exists()  # a failed build's export is never swapped in
+    assert not (tmp_path / "c").exists() and (finished / "index.json").is_file()

@@ -41,6 +41,17 @@ def _event(env: Mapping[str, str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _dig(data: Any, *keys: str) -> dict[str, Any]:
+    """A nested object of the event payload, or {} when it is missing or not an object."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def github(env: Mapping[str, str], cwd: Path) -> Context | None:
     if env.get("GITHUB_ACTIONS") != "true":
         return None
@@ -48,8 +59,7 @@ def github(env: Mapping[str, str], cwd: Path) -> Context | None:
     pull = event.get("pull_request")
     trusted = True
     if isinstance(pull, dict):
-        head_repo = (pull.get("head") or {}).get("repo") or {}
-        base_repo = (pull.get("base") or {}).get("repo") or {}
+        head_repo, base_repo = _dig(pull, "head", "repo"), _dig(pull, "base", "repo")
         # A deleted fork has no head repo at all; treat it like any fork.
         trusted = bool(head_repo) and head_repo.get("full_name") == base_repo.get("full_name")
     branch = env.get("GITHUB_HEAD_REF") or None
@@ -60,7 +70,7 @@ def github(env: Mapping[str, str], cwd: Path) -> Context | None:
         provider="github",
         project=env.get("GITHUB_REPOSITORY") or cwd.name,
         branch=branch,
-        default_branch=repo.get("default_branch") or None,
+        default_branch=_text(repo.get("default_branch")),
         target_branch=env.get("GITHUB_BASE_REF") or None,
         trusted=trusted,
         job=env.get("GITHUB_JOB"),
