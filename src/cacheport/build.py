@@ -189,12 +189,12 @@ def run(
             docker.login(server=registry, username=username, password=password)
         except DockerException as exc:
             # A registry that is down must not fail the build: the cache is an optimisation.
-            say(f"warning: login to {registry} failed ({_first_line(exc)}); building without it")
+            say(f"warning: login to {registry} failed ({last_line(exc)}); building without it")
     imports, exports = list(plan.imports), list(plan.exports)
     try:
         builder = inspect_builder(docker)
     except DockerException as exc:
-        say(f"warning: could not inspect the buildx builder ({_first_line(exc)}); passing the cache flags as planned")
+        say(f"warning: could not inspect the buildx builder ({last_line(exc)}); passing the cache flags as planned")
     else:
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
@@ -235,7 +235,8 @@ def _pushes(extra: Sequence[str]) -> bool:
     )
 
 
-def _first_line(exc: Any) -> str:
+def last_line(exc: Any) -> str:
+    """The last line docker printed: where it says what went wrong."""
     stderr = getattr(exc, "stderr", "") or str(exc)
     lines = [line for line in str(stderr).splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(exc).__name__

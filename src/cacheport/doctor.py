@@ -6,10 +6,9 @@ Backend-specific checks (a registry's credentials, Pulp's API) come from the bac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from cacheport.backend import Check
-from cacheport.build import Builder, fit_to_builder, inspect_builder
+from cacheport.build import Builder, fit_to_builder, inspect_builder, last_line
 from cacheport.plan import Plan
 
 GHA_TOKEN, GHA_URLS = "ACTIONS_RUNTIME_TOKEN", ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
@@ -27,14 +26,14 @@ def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
         server = docker.version().server
         checks.append(Check("docker", True, f"Docker Engine {getattr(server, 'version', '?')} answers"))
     except (DockerException, ClientNotFoundError, OSError) as exc:
-        checks.append(Check("docker", False, f"Docker does not answer: {_last_line(exc)}",
+        checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
         return checks + gha_checks(plan, environ)
     try:
         checks.append(Check("buildx", True, docker.buildx.version().strip()))
         builder: Builder | None = inspect_builder(docker)
     except DockerException as exc:
-        checks.append(Check("buildx", False, f"buildx is not usable: {_last_line(exc)}",
+        checks.append(Check("buildx", False, f"buildx is not usable: {last_line(exc)}",
                             "install the docker-buildx plugin (docker buildx version must work)"))
         builder = None
     if builder is not None:
@@ -75,9 +74,3 @@ def _fix(note: str) -> str:
         if marker in note:
             return note.split(marker, 1)[1]
     return ""
-
-
-def _last_line(exc: Any) -> str:
-    text = str(getattr(exc, "stderr", "") or exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -17,15 +17,12 @@ from typing import Any
 import attrs
 
 from cacheport.backend import Check
-from cacheport.distribution import Descriptor, Manifest, Registry, sha256_digest
+from cacheport.distribution import OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest, Registry, sha256_digest
 from cacheport.errors import ConfigError, RegistryError
 from cacheport.plan import Plan
 from cacheport.refs import branch_tag
-from cacheport.seed import Side
+from cacheport.seed import CACHECONFIG, Side, is_cache_index
 
-CACHECONFIG = "application/vnd.buildkit.cacheconfig.v0"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 _DURATION = re.compile(r"(\d+)([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -59,7 +56,7 @@ class CacheTag:
 def cache_format(manifest: Manifest) -> str | None:
     """Which of BuildKit's two cache formats a manifest is in, if any."""
     if manifest.is_index:
-        return "index" if any(d.media_type == CACHECONFIG for d in manifest.descriptors()) else None
+        return "index" if is_cache_index(manifest) else None
     config = manifest.json.get("config") or {}
     return "image-manifest" if config.get("mediaType") == CACHECONFIG else None
 
