@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from cacheport_builtins import gha
+
 from cacheport.build import Builder
 from cacheport.context import Context
-from cacheport.doctor import builder_checks, gha_checks
+from cacheport.doctor import builder_checks
 from cacheport.entry import CacheEntry
 from cacheport.plan import Plan
 
@@ -30,8 +32,10 @@ def test_a_capable_builder_passes() -> None:
     assert "gha, registry" in checks[-1].detail
 
 
-def test_gha_environment() -> None:
-    assert gha_checks(plan(REG), {}) == []
-    missing = gha_checks(plan(GHA), {"ACTIONS_CACHE_URL": "u"})
+def test_gha_environment_is_the_gha_backends_own_check() -> None:
+    doctor = gha.BACKEND.doctor
+    assert doctor is not None
+    missing = list(doctor(None, {"ACTIONS_CACHE_URL": "u"}))  # type: ignore[arg-type]
     assert [c.ok for c in missing] == [False] and "ACTIONS_RUNTIME_TOKEN not set" in missing[0].detail
-    assert gha_checks(plan(GHA), {"ACTIONS_RUNTIME_TOKEN": "t", "ACTIONS_RESULTS_URL": "u"})[0].ok
+    present = list(doctor(None, {"ACTIONS_RUNTIME_TOKEN": "t", "ACTIONS_RESULTS_URL": "u"}))  # type: ignore[arg-type]
+    assert [c.ok for c in present] == [True]

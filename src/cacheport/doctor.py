@@ -1,4 +1,4 @@
-"""``cacheport doctor``'s checks of the build machine: Docker, buildx, the builder, and the gha environment.
+"""``cacheport doctor``'s checks of the build machine: Docker, buildx, and what the builder can do.
 
 Backend-specific checks (a registry's credentials, Pulp's API) come from the backends' own ``doctor``.
 """
@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from cacheport.backend import Check
 from cacheport.build import Builder, fit_to_builder, inspect_builder, last_line
 from cacheport.plan import Plan
-
-GHA_TOKEN, GHA_URLS = "ACTIONS_RUNTIME_TOKEN", ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
 
 
 def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
@@ -28,7 +26,7 @@ def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
     except (DockerException, ClientNotFoundError, OSError) as exc:
         checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
-        return checks + gha_checks(plan, environ)
+        return checks
     try:
         checks.append(Check("buildx", True, docker.buildx.version().strip()))
         builder: Builder | None = inspect_builder(docker)
@@ -38,7 +36,6 @@ def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
         builder = None
     if builder is not None:
         checks += builder_checks(plan, builder)
-    checks += gha_checks(plan, environ)
     return checks
 
 
@@ -54,19 +51,6 @@ def builder_checks(plan: Plan, builder: Builder) -> list[Check]:
     else:
         found.append(Check("cache types", True, f"the builder can import and export {', '.join(kinds) or 'nothing'}"))
     return found
-
-
-def gha_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
-    if not any(e.type == "gha" for e in (*plan.imports, *plan.exports)):
-        return []
-    missing = [GHA_TOKEN] if not environ.get(GHA_TOKEN) else []
-    if not any(environ.get(u) for u in GHA_URLS):
-        missing.append(" or ".join(GHA_URLS))
-    if missing:
-        return [Check("gha environment", False, f"{', '.join(missing)} not set: buildx would silently drop the cache",
-                      "in GitHub Actions, expose them with crazy-max/ghaction-github-runtime (run steps don't get "
-                      "them); elsewhere gha cache cannot work")]
-    return [Check("gha environment", True, f"{GHA_TOKEN} and a cache URL are set")]
 
 
 def _fix(note: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
+from collections.abc import Mapping
+
+from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
 from cacheport.refs import branch_tag, slug
 from cacheport_builtins.registry import MODES
 
@@ -42,6 +44,17 @@ def _entries(request: EntryRequest) -> BackendEntries:
     )
 
 
+def _doctor(request: EntryRequest, environ: Mapping[str, str]) -> list[Check]:
+    missing = [TOKEN_ENV] if not environ.get(TOKEN_ENV) else []
+    if not any(environ.get(u) for u in URL_ENVS):
+        missing.append(" or ".join(URL_ENVS))
+    if missing:
+        return [Check("gha environment", False, f"{', '.join(missing)} not set: buildx would silently drop the cache",
+                      "in GitHub Actions, expose them with crazy-max/ghaction-github-runtime (run steps don't get "
+                      "them); elsewhere gha cache cannot work")]
+    return [Check("gha environment", True, f"{TOKEN_ENV} and a cache URL are set")]
+
+
 BACKEND = Backend(
     name="gha",
     description="The GitHub Actions cache service: one scope per branch (and key).",
@@ -57,6 +70,7 @@ BACKEND = Backend(
     ),
     entries=_entries,
     cache_type="gha",
+    doctor=_doctor,
     docs=(
         "The runtime token and cache URLs come only from the environment (ACTIONS_RUNTIME_TOKEN, ACTIONS_CACHE_URL, "
         "ACTIONS_RESULTS_URL, ACTIONS_CACHE_SERVICE_V2): buildx reads them itself, and cacheport never renders "
