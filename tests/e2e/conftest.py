@@ -2,12 +2,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
 from .harness import Harness, Pulp, read_env, read_pulp_env
 
 E2E_MODE = os.environ.get("CACHEPORT_E2E", "").strip().lower()
+
+
+def unavailable(why: str) -> NoReturn:
+    """Skip, saying why; with CACHEPORT_E2E=require (CI) a missing server is a failure instead."""
+    if E2E_MODE == "require":
+        pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +28,7 @@ def harness() -> Iterator[Harness]:
         if probe.returncode != 0:
             why = f"dockerd at {env['CACHEPORT_E2E_DOCKER_HOST']} does not answer: {probe.stderr.strip()}"
     if why:
-        if E2E_MODE == "require":
-            pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
-        pytest.skip(why)
+        unavailable(why)
     yield h
 
 
@@ -41,9 +47,7 @@ def legacy(harness: Harness) -> Harness:
         elif "containerd.snapshotter" in status:
             why = f"the dockerd at {host} uses the containerd image store, so it proves nothing about the legacy one"
     if why:
-        if E2E_MODE == "require":
-            pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
-        pytest.skip(why)
+        unavailable(why)
     return h
 
 
@@ -58,7 +62,5 @@ def pulp() -> Pulp:
     """The running Pulp (scripts/pulp-up); skip (or, with CACHEPORT_E2E=require, fail) when it is not there."""
     found, why = read_pulp_env()
     if found is None:
-        if E2E_MODE == "require":
-            pytest.fail(f"CACHEPORT_E2E=require, but {why}", pytrace=False)
-        pytest.skip(why)
+        unavailable(why)
     return found
