@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cacheport import render
-from cacheport.backend import Backend, Option
 from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError, RenderError
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins, load
+from cacheport.records import Backend, Option
 
 FEATURE = Context("github", "Org/App", branch="feat/x", target_branch="main", default_branch="main")
 ALL = load({})  # every installed backend: built-ins and third-party plugins alike

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cacheport.backend import Login
-from cacheport.build import Builder, choose_logins, command, fit_to_builder, summarize
 from cacheport.entry import CacheEntry
+from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, summarize
+from cacheport.records import Login
 
 COLD_AND_WARM_LOG = """\
 #5 [1/4] COPY busybox /bin/busybox

@@ -87,7 +87,7 @@ def test_gitlab_job_with_pyproject(clean_env: dict[str, str]) -> None:
     [
         ({"cacheport.toml": '[registry]\nref = "r"\nmode = "maximum"\n'}, ["args", "-b", "registry"],
          "cacheport: error: cacheport.toml [registry] mode = 'maximum': allowed values are min, max\n"),
-        ({}, ["args", "--backend", "nope"], "cacheport: error: unknown backend 'nope'; available: "),
+        ({}, ["args", "--backend", "nope"], "cacheport: error: --backend: unknown backend 'nope'; available: "),
         ({"cacheport.toml": "backend = [\n"}, ["explain"], "cacheport: error: cacheport.toml: not valid TOML"),
         ({}, ["args", "--set", "novalue"], "--set"),
     ],
@@ -190,3 +190,69 @@ def test_args_imports_no_heavy_libraries(clean_env: dict[str, str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+RAISING_BACKEND = """
+from cacheport import Backend, hookimpl
+from cacheport.refs import branch_refs
+
+def entries(request):
+    return branch_refs("registry.example.com/app")   # a wrong call (no context), as a new plugin author makes it
+
+@hookimpl
+def cacheport_backends():
+    return [Backend(name="oops", description="broken entries", options=[], entries=entries,
+                    doctor=lambda request, environ: 1 / 0)]
+"""
+RENDERER = """
+from cacheport import Renderer, hookimpl
+
+@hookimpl
+def cacheport_renderers():
+    return [Renderer(name="jenkins", description="A Jenkins properties file",
+                     render=lambda plan, options: "".join(f"CACHE_FROM={e.format()}\\n" for e in plan.imports))]
+"""
+
+
+def test_a_backend_whose_entries_raise_is_one_line_naming_its_plugin(clean_env: dict[str, str], tmp_path: Path) -> None:
+    site = make_dist(tmp_path / "site", "cacheport-oops", "cacheport_oops", "oops", RAISING_BACKEND)
+    env = {**clean_env, "PYTHONPATH": str(site)}
+    out = run("args", "--backend", "oops", env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("cacheport: error: backend 'oops' (plugin 'oops' from cacheport-oops 0.1) failed in "
+                                 "entries: TypeError: ")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" in run("args", "--backend", "oops", "-v", env=env).stderr
+    strict = run("args", "--backend", "oops", env={**env, "CACHEPORT_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 1 and "Traceback" in strict.stderr and "TypeError" in strict.stderr
+
+
+def test_a_renderer_plugin_is_a_format_in_args_and_its_help(clean_env: dict[str, str], tmp_path: Path) -> None:
+    site = make_dist(tmp_path / "site", "cacheport-jenkins", "cacheport_jenkins", "jenkins", RENDERER)
+    env = {**clean_env, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    helped = run("args", "--help", env=env).stdout
+    assert "jenkins" in helped.split("--format", 1)[1].splitlines()[0]  # the choices next to the option
+    assert "A Jenkins properties file" in helped
+    out = run("args", "--format", "jenkins", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"CACHE_FROM=type=local,src={tmp_path / 'xdg' / 'cacheport' / 'work' / 'default'}\n"
+    listing = {r["name"]: r for r in json.loads(run("plugins", "--format", "json", env=env).stdout)}
+    assert listing["jenkins"]["formats"] == ["jenkins"] and listing["renderers"]["formats"][0] == "args"
+    bad = run("args", "--format", "jenkin", env=env)
+    assert bad.returncode == 2 and "unknown output format 'jenkin' (did you mean 'jenkins'?)" in bad.stderr
+
+
+def test_a_broken_plugin_is_warned_about_once_per_command(clean_env: dict[str, str], tmp_path: Path) -> None:
+    site = make_dist(tmp_path / "site", "cacheport-broken", "cacheport_broken", "broken", BROKEN)
+    out = run("status", env={**clean_env, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("plugin 'broken'") == 1
+    assert "0 cache(s)" in out.stdout
+
+
+def test_a_cacheport_toml_with_a_tool_table_says_where_settings_go(clean_env: dict[str, str]) -> None:
+    Path("cacheport.toml").write_text('[tool.cacheport]\nbackend = "registry"\n')
+    out = run("args", env=clean_env)
+    assert out.returncode == 2
+    assert out.stderr == ("cacheport: error: cacheport.toml: [tool.cacheport] is for pyproject.toml; in cacheport.toml, "
+                          'settings go at the top level (backend = "...", then [BACKEND] tables)\n')

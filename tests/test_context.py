@@ -5,7 +5,8 @@ from pathlib import Path
 
 from cacheport_builtins import contexts
 
-from cacheport.context import Context, ContextProvider, detect_context
+from cacheport.context import Context, detect_context
+from cacheport.records import ContextProvider
 
 from .conftest import GITLAB_ENV
 

@@ -20,12 +20,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from cacheport.distribution import (
+from cacheport.oci.client import (
     CHUNK,
-    OCI_INDEX,
-    OCI_MANIFEST,
     Credentials,
-    Manifest,
     Reference,
     Registry,
     RegistryError,
@@ -33,8 +30,8 @@ from cacheport.distribution import (
     docker_config_credentials,
     parse_challenge,
     parse_reference,
-    sha256_digest,
 )
+from cacheport.oci.format import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
 
 # --- a fake registry --------------------------------------------------------------------------------------------
 
@@ -437,7 +434,7 @@ def test_a_refused_mount_falls_back_to_streaming(mount: str) -> None:
         data = b"x" * 5000
         digest = fake.add_blob("elsewhere", data)  # the named source does not have it: the mount fails
         with Registry(fake.host) as client:
-            from cacheport.distribution import Descriptor
+            from cacheport.oci.format import Descriptor
 
             how = client.copy_blob(client, "elsewhere", "new/cache", Descriptor("l", digest, len(data)))
             assert how == "uploaded"
@@ -536,7 +533,7 @@ def test_streamed_copy_uses_flat_chunks(fake: FakeRegistry) -> None:
     data = hashlib.sha256(b"seed").digest() * (3 * CHUNK // 32 + 7)  # a bit over 3 MiB
     digest = fake.add_blob("a/c", data)
     with FakeRegistry() as other, Registry(fake.host) as source, Registry(other.host) as target:
-        from cacheport.distribution import Descriptor
+        from cacheport.oci.format import Descriptor
 
         sizes: list[int] = []
         assert target.copy_blob(source, "a/c", "b/c", Descriptor("l", digest, len(data)), progress=sizes.append) == "uploaded"

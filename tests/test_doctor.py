@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cacheport_builtins import gha
 
-from cacheport.build import Builder
 from cacheport.context import Context
-from cacheport.doctor import builder_checks
 from cacheport.entry import CacheEntry
+from cacheport.ops.build import Builder
+from cacheport.ops.checks import builder_checks
 from cacheport.plan import Plan
 
 REG = CacheEntry("registry", {"ref": "r/app:main"})

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from cacheport.distribution import Descriptor, Manifest
 from cacheport.errors import ConfigError
-from cacheport.lifecycle import (
+from cacheport.oci.format import (
     CACHECONFIG,
-    CacheTag,
+    Descriptor,
+    Manifest,
     cache_format,
-    choose,
     created_at,
-    local_status,
-    parse_age,
+    sha256_digest,
     synthetic_cache,
 )
+from cacheport.oci.layout import Layout
+from cacheport.ops.inventory import CacheTag, choose, directory_usage, list_caches, parse_age
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -91,15 +91,23 @@ def test_an_image_is_not_a_cache() -> None:
     assert cache_format(image) is None
 
 
-def test_local_status_counts_stale_blobs(tmp_path: Path) -> None:
-    blobs = tmp_path / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    (blobs / ("a" * 64)).write_text(json.dumps({"layers": [{"digest": "sha256:" + "b" * 64}]}))
-    (blobs / ("b" * 64)).write_bytes(b"x" * 10)
-    (blobs / ("c" * 64)).write_bytes(b"y" * 7)
-    (tmp_path / "index.json").write_text(json.dumps({"manifests": [{"digest": "sha256:" + "a" * 64}]}))
-    info = local_status(tmp_path)
-    assert (info["blobs"], info["stale_blobs"], info["stale_size"]) == (3, 1, 7)
+def test_a_directory_store_counts_stale_blobs_and_prunes_what_only_one_cache_used(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "cache")
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    layout.put_manifest("latest", manifest)
+    stale = Descriptor("application/octet-stream", sha256_digest(b"y" * 7), 7)
+    layout.put_blob(stale, [b"y" * 7])
+    info = directory_usage(layout)
+    assert info is not None
+    assert (info["blobs"], info["stale_blobs"], info["stale_size"]) == (4, 1, 7)
+    (only,) = list_caches(layout)
+    assert (only.tag, only.format, only.digest) == ("latest", "image-manifest", manifest.digest)
+    assert json.loads((tmp_path / "cache" / "index.json").read_text())["manifests"][0]["annotations"] == {
+        "org.opencontainers.image.ref.name": "latest"}
+    assert layout.delete("latest") and not layout.delete("latest")
+    assert layout.names() == [] and layout.blobs() == {}
 
 
 def test_other_keys_are_safe_from_each_other() -> None:

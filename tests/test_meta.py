@@ -65,6 +65,7 @@ E2E_PROOF = {
     "inline": "tests/e2e/test_more_backends.py::test_inline_backend_through_a_pushed_image",
     "pulp": "tests/e2e/test_pulp.py::test_pulp_cold_then_warm",
     "shared-dir": "tests/e2e/test_more_backends.py::test_example_plugin_backend",
+    "acme": "tests/e2e/test_stores.py::test_the_example_registry_plugin_gets_seed_and_status_from_the_kit",
 }
 NO_E2E = {
     "s3": "needs a standalone buildkitd",

@@ -35,7 +35,7 @@ def test_dual_read_imports_new_then_old_and_exports_new_only(tmp_path: Path, bui
         "registry.example.com/group/app/cache:feat", "registry.example.com/group/app/cache:main",
     ]
     assert refs(p.exports) == ["new.example/app/cache:feat"]
-    assert (p.migrating_from, p.phase) == ("gitlab", "dual-read")
+    assert p.migration is not None and (p.migration.old, p.migration.phase) == ("gitlab", "dual-read")
     assert "migrating from gitlab: dual-read" in render.explain(p)
 
 
@@ -52,12 +52,12 @@ def test_cutover_and_no_table_use_the_new_backend_only(tmp_path: Path, builtins:
     assert refs(cut.imports) == refs(none.imports) == ["new.example/app/cache:feat", "new.example/app/cache:main"]
     assert refs(cut.exports) == refs(none.exports)
     assert any("switch --finish" in w for w in cut.warnings)
-    assert cut.migrating_from is None
+    assert cut.migration is None
 
 
 def test_phase_defaults_to_dual_read(tmp_path: Path, builtins: Plugins) -> None:
     p = plan(tmp_path, builtins, '[tool.cacheport.migration]\nfrom = "gitlab"\n')
-    assert p.phase == "dual-read"
+    assert p.migration is not None and p.migration.phase == "dual-read"
 
 
 def test_untrusted_jobs_write_neither_backend(tmp_path: Path, builtins: Plugins) -> None:
@@ -77,11 +77,11 @@ def test_migration_from_the_environment(tmp_path: Path, builtins: Plugins) -> No
     (tmp_path / "pyproject.toml").write_text(BASE)
     env = {**GITLAB_ENV, "CACHEPORT_MIGRATION__FROM": "gitlab", "CACHEPORT_MIGRATION__PHASE": "dual-write"}
     p = build_plan(load_config(tmp_path, env), CTX, builtins)
-    assert p.phase == "dual-write" and len(p.exports) == 2
+    assert p.migration is not None and p.migration.phase == "dual-write" and len(p.exports) == 2
 
 
 def test_an_old_backend_that_cannot_work_here_is_skipped_not_fatal(tmp_path: Path, builtins: Plugins) -> None:
     (tmp_path / "pyproject.toml").write_text(BASE + '[tool.cacheport.migration]\nfrom = "gitlab"\n')
     p = build_plan(load_config(tmp_path, {}), Context("local", "app", branch="main"), builtins)  # no CI_REGISTRY_IMAGE
-    assert refs(p.imports) == ["new.example/app/cache:main"] and p.migrating_from is None
+    assert refs(p.imports) == ["new.example/app/cache:main"] and p.migration is None
     assert any("the old backend 'gitlab' can't be used here" in w for w in p.warnings)

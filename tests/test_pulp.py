@@ -20,6 +20,7 @@ from cacheport import Login, render
 from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.errors import ConfigError
+from cacheport.kit import NO_BRANCH_WARNING
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins, load
 
@@ -83,13 +84,13 @@ def test_an_untrusted_job_imports_but_never_exports(tmp_path: Path, plugins: Plu
     plan = plan_for(tmp_path, plugins, ctx=ctx)
     assert [e.get("ref") for e in plan.imports] == ["pulp.example.com/group/app/cache:main"]
     assert plan.exports == ()
-    assert cacheport_pulp.entries(plan.request).exports == ()  # type: ignore[arg-type]
+    assert cacheport_pulp.BACKEND.entries(plan.request).exports == ()  # type: ignore[arg-type]
 
 
 def test_no_branch_at_all_uses_latest(tmp_path: Path, plugins: Plugins) -> None:
     plan = plan_for(tmp_path, plugins, ctx=Context("local", "app"))
     assert [e.get("ref") for e in plan.imports] == ["pulp.example.com/app/cache:latest"]
-    assert "no branch is known here; using the tag 'latest'" in plan.warnings
+    assert NO_BRANCH_WARNING in plan.warnings
 
 
 def test_the_pulp_format_is_rendered_whatever_else_is_set(tmp_path: Path, plugins: Plugins) -> None:
@@ -181,7 +182,7 @@ def test_the_plugin_uses_only_the_public_api() -> None:
     source = PLUGIN / "src" / "cacheport_pulp"
     imported = {line.split()[1] for f in source.glob("*.py") for line in f.read_text().splitlines()
                 if line.startswith(("from cacheport", "import cacheport"))}
-    assert imported <= {"cacheport", "cacheport.refs", "cacheport.errors", "cacheport_pulp"}
+    assert imported <= {"cacheport", "cacheport.kit", "cacheport.refs", "cacheport.errors", "cacheport_pulp"}
 
 
 def test_every_option_is_in_the_plugin_readme() -> None:

@@ -1,5 +1,6 @@
-"""``cacheport seed``: which refs (asked of the backends), index → image manifest conversion, and the command
-against in-process fake registries (tests/test_distribution.py). Real registries and Pulp: tests/e2e/test_seed.py.
+"""``cacheport seed``: which caches (asked of the backends' stores), index → image manifest conversion, and the
+command against in-process fake registries (tests/test_distribution.py) and directories. Real registries and
+Pulp: tests/e2e/test_seed.py.
 """
 
 from __future__ import annotations
@@ -12,32 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from cacheport.backend import EntryRequest, Login
 from cacheport.context import Context
-from cacheport.distribution import (
+from cacheport.errors import CacheportError, ConversionError
+from cacheport.kit import RegistryCache, login_credentials, registry_store
+from cacheport.oci.client import Credentials, Registry, RegistryRepository
+from cacheport.oci.format import (
+    CACHECONFIG,
     DOCKER_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
-    Credentials,
     Manifest,
-    Reference,
-    Registry,
-)
-from cacheport.errors import CacheportError
-from cacheport.plugins import Plugins
-from cacheport.seed import (
-    CACHECONFIG,
-    ConversionError,
-    Pair,
-    Side,
-    branch_pairs,
-    copy_pair,
-    for_branch,
     is_cache_index,
-    login_credentials,
-    tag_pairs,
     to_image_manifest,
 )
+from cacheport.ops.seed import Pair, Side, branch_pairs, copy_pair, name_pairs
+from cacheport.plugins import Plugins
+from cacheport.records import CacheStore, EntryRequest, Login
 
 from .test_distribution import FakeRegistry, cache_index
 
@@ -110,34 +101,40 @@ def test_only_a_cache_index_converts(doc: dict[str, object]) -> None:
         to_image_manifest(Manifest.from_json(doc))
 
 
-# --- which refs -------------------------------------------------------------------------------------------------
+# --- which caches ---------------------------------------------------------------------------------------------
 
 
-def test_branches_map_through_each_backends_own_export(builtins: Plugins) -> None:
-    old = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="old.example/group/app/cache")))
-    new = for_branch(builtins.backend("registry"), request(
-        options(builtins, "registry", ref="new.example/app/cache", image_manifest=True, insecure=True)))
+def store(plugins: Plugins, name: str, key: str | None = None, environ: dict[str, str] | None = None,
+          **given: object) -> tuple[str, CacheStore]:
+    """A backend's name and its store, for the request these options make."""
+    backend = plugins.backend(name)
+    assert backend.store is not None
+    return name, backend.store(request(options(plugins, name, **given), key, environ))
+
+
+def test_branches_map_through_each_backends_own_names(builtins: Plugins) -> None:
+    old = store(builtins, "gitlab", ref="old.example/group/app/cache")
+    new = store(builtins, "registry", ref="new.example/app/cache", image_manifest=True, insecure=True)
     pairs = branch_pairs(old, new, ["main", "feature/Login", "main"])
-    assert [(p.branch, str(p.source.ref), str(p.target.ref)) for p in pairs] == [
+    assert [(p.branch, str(p.source), str(p.target)) for p in pairs] == [
         ("main", "old.example/group/app/cache:main", "new.example/app/cache:main"),
         ("feature/Login", "old.example/group/app/cache:feature-login", "new.example/app/cache:feature-login"),
     ]
-    assert pairs[0].target.image_manifest and pairs[0].target.insecure
-    assert not pairs[0].source.image_manifest and not pairs[0].source.insecure
+    assert pairs[0].target.store.format == "image-manifest" and pairs[0].source.store.format == "index"
 
 
 def test_a_key_scopes_both_sides(builtins: Plugins) -> None:
-    old = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="old.example/a"), key="arm64"))
-    new = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="new.example/b"), key="arm64"))
+    old = store(builtins, "gitlab", key="arm64", ref="old.example/a")
+    new = store(builtins, "registry", key="arm64", ref="new.example/b")
     (pair,) = branch_pairs(old, new, ["main"])
-    assert (pair.source.ref.tag, pair.target.ref.tag) == ("arm64-main", "arm64-main")
+    assert (pair.source.name, pair.target.name) == ("arm64-main", "arm64-main")
 
 
-def test_all_matches_tags_to_the_branches_that_make_them(builtins: Plugins) -> None:
-    old = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="old.example/a"), key="arm64"))
-    new = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="new.example/b"), key="arm64"))
-    pairs = tag_pairs(old, new, ["arm64-main", "arm64-feature-x", "main"])
-    assert [(p.branch, p.source.ref.tag, str(p.target.ref)) for p in pairs] == [
+def test_all_matches_names_to_the_branches_that_make_them(builtins: Plugins) -> None:
+    old = store(builtins, "gitlab", key="arm64", ref="old.example/a")
+    new = store(builtins, "registry", key="arm64", ref="new.example/b")
+    pairs = name_pairs(old, new, ["arm64-main", "arm64-feature-x", "main"])
+    assert [(p.branch, p.source.name, str(p.target)) for p in pairs] == [
         ("main", "arm64-main", "new.example/b:arm64-main"),
         ("feature-x", "arm64-feature-x", "new.example/b:arm64-feature-x"),
         (None, "main", "new.example/b:main"),  # no branch makes it under this key: the same tag name
@@ -145,28 +142,30 @@ def test_all_matches_tags_to_the_branches_that_make_them(builtins: Plugins) -> N
     assert pairs[2].name == "tag main"
 
 
-def test_all_with_a_fixed_ref_copies_only_that_tag(builtins: Plugins) -> None:
-    old = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="old.example/app:buildcache")))
-    new = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="new.example/b")))
-    pairs = tag_pairs(old, new, ["v1.0", "buildcache", "latest"])
-    assert [(str(p.source.ref), str(p.target.ref)) for p in pairs] == [
+def test_a_fixed_ref_owns_only_its_tag(builtins: Plugins) -> None:
+    _name, fixed = store(builtins, "gitlab", ref="old.example/app:buildcache")
+    assert fixed.fixed and fixed.name_for("main") == fixed.name_for("dev") == "buildcache"
+    assert fixed.branch_of("buildcache") is None
+    pairs = name_pairs(("gitlab", fixed), store(builtins, "registry", ref="new.example/b"), ["buildcache"])
+    assert [(str(p.source), str(p.target)) for p in pairs] == [
         ("old.example/app:buildcache", "new.example/b:buildcache")]
 
 
 def test_two_sources_into_one_target_or_a_copy_onto_itself_is_refused(builtins: Plugins) -> None:
-    old = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="old.example/a")))
-    fixed = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="new.example/b:one")))
+    old = store(builtins, "gitlab", ref="old.example/a")
+    fixed = store(builtins, "registry", ref="new.example/b:one")
     with pytest.raises(CacheportError, match=r"would both be copied to new\.example/b:one"):
         branch_pairs(old, fixed, ["main", "dev"])
-    same = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="old.example/a")))
-    with pytest.raises(CacheportError, match="same ref"):
+    same = store(builtins, "registry", ref="old.example/a")
+    with pytest.raises(CacheportError, match="same cache"):
         branch_pairs(old, same, ["main"])
 
 
-def test_only_registry_type_backends(builtins: Plugins) -> None:
-    local = for_branch(builtins.backend("local"), request(options(builtins, "local")))
-    with pytest.raises(CacheportError, match="registry-type backends; 'local'"):
-        local("main")
+def test_a_local_directory_is_a_store_too(builtins: Plugins) -> None:
+    _name, local = store(builtins, "local")
+    assert local.location == "/tmp/cache/group-app/default" and local.fixed
+    (pair,) = branch_pairs(("local", local), store(builtins, "registry", ref="new.example/b"), ["main"])
+    assert (str(pair.source), str(pair.target)) == ("/tmp/cache/group-app/default:latest", "new.example/b:main")
 
 
 def test_credentials_come_from_the_backends_logins_then_the_docker_config(builtins: Plugins, tmp_path: Path) -> None:
@@ -175,21 +174,26 @@ def test_credentials_come_from_the_backends_logins_then_the_docker_config(builti
     assert login_credentials(logins, "reg.example", {"PW": "p", "TOKEN": "t"}) == Credentials("ci", "t")
     assert login_credentials(logins, "other.example", {"PW": "p", "USER": "u"}) is None
     env = {"CI_REGISTRY_USER": "gl", "CI_REGISTRY_PASSWORD": "secret"}
-    side = for_branch(builtins.backend("gitlab"), request(options(builtins, "gitlab", ref="reg.example/a"), environ=env))
-    assert side("main").credentials == Credentials("gl", "secret")
+    with store(builtins, "gitlab", environ=env, ref="reg.example/a")[1].open() as session:
+        assert isinstance(session, RegistryRepository)
+        assert session.registry.credentials == Credentials("gl", "secret")
+        assert "secret" not in repr(session) + repr(session.registry)
     (tmp_path / "config.json").write_text(json.dumps({"auths": {"reg.example": {"username": "d", "password": "c"}}}))
-    side = for_branch(builtins.backend("registry"), request(options(builtins, "registry", ref="reg.example/a"),
-                                                            environ={"DOCKER_CONFIG": str(tmp_path)}))
-    assert side("main").credentials == Credentials("d", "c")
-    assert "secret" not in repr(side("main"))
+    with store(builtins, "registry", environ={"DOCKER_CONFIG": str(tmp_path)}, ref="reg.example/a")[1].open() as s:
+        assert isinstance(s, RegistryRepository) and s.registry.credentials == Credentials("d", "c")
 
 
 # --- copying ----------------------------------------------------------------------------------------------------
 
 
-def side(host: str, ref: str, **kw: object) -> Side:
+def side(host: str, ref: str, image_manifest: bool = False) -> Side:
     repo, _, tag = ref.partition(":")
-    return Side("x", Reference(host, repo, tag), **kw)  # type: ignore[arg-type]
+    cache = RegistryCache.from_options(f"{host}/{repo}", {"image-manifest": True} if image_manifest else {})
+    return Side("x", registry_store(cache, request({})), tag)
+
+
+def session(registry: Registry, ref: str) -> RegistryRepository:
+    return RegistryRepository(registry, ref.partition(":")[0])
 
 
 def test_copy_writes_blobs_first_and_the_manifest_last_then_finds_it_up_to_date() -> None:
@@ -197,14 +201,14 @@ def test_copy_writes_blobs_first_and_the_manifest_last_then_finds_it_up_to_date(
             Registry(b.host, Credentials("u", "p")) as dst:
         index = cache_index(a, "old/cache", "main", layers=3)
         pair = Pair("main", side(a.host, "old/cache:main"), side(b.host, "new/cache:main", image_manifest=True))
-        outcome = copy_pair(pair, src, dst)
+        outcome = copy_pair(pair, session(src, "old/cache"), session(dst, "new/cache"))
         assert (outcome.status, outcome.converted, outcome.uploaded) == ("copied", True, 4)
         puts = [path for method, path in b.log if method == "PUT" and "/manifests/" in path]
         assert puts == ["/v2/new/cache/manifests/main"]
         assert b.log.index(("PUT", puts[0])) > max(i for i, (m, p) in enumerate(b.log) if "/uploads/" in p)
         stored = dst.get_manifest("new/cache", "main")
         assert stored is not None and stored.json == to_image_manifest(index).json
-        again = copy_pair(pair, src, dst)
+        again = copy_pair(pair, session(src, "old/cache"), session(dst, "new/cache"))
         assert again.status == "up-to-date" and dst.counters.manifests_put == 1
 
 
@@ -222,11 +226,11 @@ def test_an_interrupted_copy_resumes_and_never_leaves_a_dangling_manifest() -> N
             real(*args, **kwargs)  # type: ignore[arg-type]
 
         dst.upload_blob = flaky  # type: ignore[method-assign]
-        first = copy_pair(pair, src, dst)
+        first = copy_pair(pair, session(src, "old/cache"), session(dst, "new/cache"))
         assert first.status == "failed" and first.error == "connection lost"
         assert dst.get_manifest("new/cache", "main") is None
         dst.upload_blob = real  # type: ignore[method-assign]
-        second = copy_pair(pair, src, dst)
+        second = copy_pair(pair, session(src, "old/cache"), session(dst, "new/cache"))
         assert (second.status, second.present, second.uploaded) == ("copied", 2, 2)
 
 
@@ -238,27 +242,25 @@ def test_an_image_index_is_copied_with_its_child_manifests() -> None:
                                                 "layers": [{"mediaType": LAYER, "digest": layer, "size": 5}]})
         a.add_manifest("img", "v1", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             {"mediaType": OCI_MANIFEST, "digest": child.digest, "size": len(child.data)}]})
-        outcome = copy_pair(Pair("v1", side(a.host, "img:v1"), side(b.host, "img2:v1")), src, dst)
+        outcome = copy_pair(Pair("v1", side(a.host, "img:v1"), side(b.host, "img2:v1")), session(src, "img"),
+                            session(dst, "img2"))
         assert outcome.status == "copied" and outcome.uploaded == 2
         assert dst.get_manifest("img2", child.digest) is not None
 
 
 def test_a_missing_source_fails_that_ref_only() -> None:
     with FakeRegistry() as a, Registry(a.host) as client:
-        outcome = copy_pair(Pair("gone", side(a.host, "old/cache:gone"), side(a.host, "new/cache:gone")), client, client)
+        outcome = copy_pair(Pair("gone", side(a.host, "old/cache:gone"), side(a.host, "new/cache:gone")),
+                            session(client, "old/cache"), session(client, "new/cache"))
     assert outcome.status == "failed" and outcome.error == f"no cache at {a.host}/old/cache:gone"
 
 
 # --- the command ------------------------------------------------------------------------------------------------
 
-RUN_SEED = ("import sys\nfrom cacheport.cli import cli, main\nfrom cacheport.seed import seed_command\n"
-            "cli.commands.setdefault('seed', seed_command)\nmain(sys.argv[1:])\n")
-
-
 def seed_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``cacheport seed`` in a subprocess (registered here until cli.py registers it itself)."""
-    return subprocess.run([sys.executable, "-c", RUN_SEED, "seed", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    """``cacheport seed`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "cacheport", "seed", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
 
 
 @pytest.fixture
@@ -347,7 +349,7 @@ def test_an_unreachable_registry_is_one_line(two: tuple[FakeRegistry, FakeRegist
     ((), "say what to copy: --branch BRANCH (repeatable) or --all"),
     (("--branch", "a", "--all"), "say what to copy"),
     (("--from", "registry", "--branch", "a"), "--from and --to both name 'registry'; nothing to copy"),
-    (("--from", "local", "--branch", "a"), "seed copies between registry-type backends; 'local' keeps"),
+    (("--from", "gha", "--branch", "a"), "backend 'gha' keeps its cache where cacheport can't reach it"),
     (("--from", "nope", "--branch", "a"), "nope"),
     (("--to", "gitlab", "--backend", "registry", "--branch", "a"), "--to gitlab and --backend registry disagree"),
     (("--read-only", "--branch", "a"), "--read-only contradicts it"),

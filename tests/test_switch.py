@@ -145,8 +145,8 @@ class Migrations(RuleBasedStateMachine):
         before = self.plan()
         self.edit(new=None, phase=None, finish=True)
         after = self.plan()
-        if before.migrating_from:
-            assert all(owner(e.format()) != before.migrating_from for e in (*after.imports, *after.exports))
+        if before.migration:
+            assert all(owner(e.format()) != before.migration.old for e in (*after.imports, *after.exports))
 
     @rule(backend=st.sampled_from([None, *BACKENDS]))
     def override_by_env(self, backend: str | None) -> None:
@@ -174,8 +174,8 @@ class Migrations(RuleBasedStateMachine):
         texts = [e.format() for e in plan.exports]
         assert len(texts) == len(set(texts)), "duplicate exports"
         read = {owner(e.format()) for e in plan.imports}
-        if plan.migrating_from:
-            assert {plan.backend, plan.migrating_from} & self.holding <= read
+        if plan.migration:
+            assert {plan.backend, plan.migration.old} & self.holding <= read
         assert plan.backend in read
 
 

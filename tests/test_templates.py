@@ -358,17 +358,17 @@ NOT_FLAGS = {"version", "source", "github-runtime"}  # how to install and set up
 
 
 def plan_flags() -> set[str]:
-    """The long names of the options every plan-making command shares (``cacheport.cli.plan_options``)."""
-    from cacheport.cli import plan_options
+    """The long names of the options every plan-making command shares (``cacheport.cli.common.plan_options``)."""
+    from cacheport.cli.common import plan_options
 
     params = plan_options(lambda **kw: None).__click_params__
     return {max(p.opts, key=len)[2:] for p in params} - {"verbose"}
 
 
 def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
-    from cacheport.cli import cli
+    from cacheport.cli.args import command
 
-    args_flags = {opt for p in cli.commands["args"].params for opt in p.opts}
+    args_flags = {opt for p in command.params for opt in p.opts}
     inputs = set(load(ACTION)["inputs"])
     assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
     assert inputs - NOT_FLAGS == plan_flags()
@@ -495,7 +495,7 @@ ACTION_CASES = {
          "cache-to": "type=registry,ref=registry.example.com/from-file/cache:feature-login,mode=max,ignore-error=true"},
         None),
     "an unknown backend: an error annotation": (
-        {"backend": "nope"}, {}, 2, None, "::error title=cacheport::unknown backend 'nope'"),
+        {"backend": "nope"}, {}, 2, None, "::error title=cacheport::--backend: unknown backend 'nope'"),
 }
 
 

@@ -1,15 +1,29 @@
 """cacheport: portable BuildKit cache configuration.
 
-The public API for plugin authors lives here; see docs/plugins.md.
+The public API for plugin authors lives here (the records and ``hookimpl``), in :mod:`cacheport.kit`
+(helpers registry-type backends share) and :mod:`cacheport.refs`; see docs/plugins.md.
 """
 
 from __future__ import annotations
 
 import pluggy
 
-from cacheport.backend import Backend, BackendEntries, Check, EntryRequest, Login, Option, Swap
-from cacheport.context import Context, ContextProvider
+from cacheport.context import Context
 from cacheport.entry import CacheEntry
+from cacheport.records import (
+    Backend,
+    BackendEntries,
+    CacheStore,
+    Check,
+    ContextProvider,
+    EntryRequest,
+    Login,
+    Option,
+    Renderer,
+    RenderOptions,
+    StoreSession,
+    Swap,
+)
 
 __version__ = "0.1.0"
 
@@ -20,12 +34,16 @@ __all__ = [
     "Backend",
     "BackendEntries",
     "CacheEntry",
+    "CacheStore",
     "Check",
     "Context",
     "ContextProvider",
     "EntryRequest",
     "Login",
     "Option",
+    "RenderOptions",
+    "Renderer",
+    "StoreSession",
     "Swap",
     "__version__",
     "hookimpl",

@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from cacheport.backend import Backend, Option, normalize_key
 from cacheport.entry import REDACTED
 from cacheport.errors import ConfigError
+from cacheport.records import Backend, Option, normalize_key
 
 ENV_PREFIX = "CACHEPORT_"
 #: Settings that are not options of one backend.
@@ -160,6 +160,9 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(f"{_show(path)}: [{prefix}] must be a table")
         where = _show(path)
+        if not prefix and isinstance(data.get("tool"), dict) and "cacheport" in data["tool"]:
+            raise ConfigError(f"{where}: [tool.cacheport] is for pyproject.toml; in {path.name}, settings go at "
+                              "the top level (backend = \"...\", then [BACKEND] tables)")
         for key, value in data.items():
             if isinstance(value, dict):
                 table = f"{prefix}.{key}" if prefix else key
@@ -230,24 +233,30 @@ def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
     return _VAR.sub(one, text)
 
 
+def parse_text(option: Option, text: str, where: str) -> Any:
+    """A value typed as text (a variable, a flag) as the option's type: ``true``/``1``/``on``, a whole number."""
+    shown = REDACTED if option.secret else repr(text)
+    if option.type is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where} = {shown}: expected true or false")
+    if option.type is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{where} = {shown}: expected a whole number") from None
+    return text
+
+
 def _coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any:
     value = setting.value
     shown = REDACTED if option.secret else repr(value)
     where = setting.source.detail
     if setting.source.level in ("env", "cli") and isinstance(value, str):
-        if option.type is bool:
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                value = True
-            elif low in ("0", "false", "no", "off", ""):
-                value = False
-            else:
-                raise ConfigError(f"{where} = {shown}: expected true or false")
-        elif option.type is int:
-            try:
-                value = int(value)
-            except ValueError:
-                raise ConfigError(f"{where} = {shown}: expected a whole number") from None
+        value = parse_text(option, value, where)
     elif setting.source.level in ("file", "default") and isinstance(value, str):
         value = interpolate(value, environ, where)
     if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):

@@ -5,12 +5,16 @@ The providers themselves (GitLab, GitHub Actions, local git) are plugins; none i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from cacheport.errors import ContextError
+
+if TYPE_CHECKING:
+    from cacheport.records import ContextProvider
 
 
 @attrs.frozen
@@ -46,21 +50,6 @@ class Context:
         return tuple(seen)
 
 
-@attrs.frozen
-class ContextProvider:
-    """A plugin's detector for one CI system.
-
-    Attributes:
-        name: the provider's name, shown by ``cacheport explain``.
-        detect: ``(environ, cwd) -> Context | None``; None means "not this CI".
-        priority: higher is tried first; the built-in local provider is 0 and always matches.
-    """
-
-    name: str
-    detect: Callable[[Mapping[str, str], Path], Context | None]
-    priority: int = 100
-
-
 def detect_context(
     providers: Iterable[ContextProvider], environ: Mapping[str, str], cwd: Path
 ) -> Context:
@@ -68,6 +57,9 @@ def detect_context(
     ordered = sorted(providers, key=lambda p: (-p.priority, p.name))
     for provider in ordered:
         found = provider.detect(environ, cwd)
-        if found is not None:
+        if isinstance(found, Context):
             return found
+        if found is not None:
+            raise ContextError(f"context provider {provider.name!r} returned {type(found).__name__}, "
+                               "expected a Context or None")
     raise ContextError("no CI context provider matched (is the built-in 'contexts' plugin disabled?)")

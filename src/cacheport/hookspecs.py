@@ -10,8 +10,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from cacheport.backend import Backend
-from cacheport.context import ContextProvider
+from cacheport.records import Backend, ContextProvider, Renderer
 
 hookspec = pluggy.HookspecMarker("cacheport")
 
@@ -21,7 +20,10 @@ def cacheport_backends() -> Iterable[Backend]:
     """Return the cache backends this plugin provides.
 
     Backends are looked up by name, never by hook order; two plugins providing one name is an error.
-    The ``entries`` function must be pure: compute entries from its request, change nothing.
+    The ``entries`` function must be pure: compute entries from its request, change nothing. A backend that
+    stores caches somewhere reachable also gives a ``store`` (see :class:`cacheport.CacheStore`), so that
+    ``seed``, ``status``, ``prune`` and ``doctor`` reach its caches; :mod:`cacheport.kit` builds the whole of a
+    registry-type backend, store included, from one function (the example's second backend).
 
     Returns:
         An iterable of :class:`cacheport.Backend` records.
@@ -29,6 +31,11 @@ def cacheport_backends() -> Iterable[Backend]:
     Example::
 
         from cacheport import Backend, BackendEntries, CacheEntry, Option, hookimpl
+        from cacheport.kit import RegistryCache, registry_backend, registry_options
+
+        def _cache(request):
+            return RegistryCache.from_options(f"{request.options['ref']}/{request.context.project}",
+                                              request.options)
 
         def _entries(request):
             path = f"{request.options['root']}/{request.key or 'default'}"
@@ -41,7 +48,10 @@ def cacheport_backends() -> Iterable[Backend]:
         def cacheport_backends():
             return [Backend(name="nfs", description="A shared NFS directory",
                             options=[Option("root", "Mount point", default="/mnt/cache")],
-                            entries=_entries, cache_type="local")]
+                            entries=_entries, cache_type="local"),
+                    # A registry-type backend: entries and store from the kit.
+                    registry_backend("harbor", "Our Harbor", registry_options("harbor.example.com/cache",
+                                                                             "Where caches live"), _cache)]
     """
     raise NotImplementedError
 
@@ -72,5 +82,33 @@ def cacheport_context_providers() -> Iterable[ContextProvider]:
         @hookimpl
         def cacheport_context_providers():
             return [ContextProvider(name="buildkite", priority=50, detect=_detect)]
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cacheport_renderers() -> Iterable[Renderer]:
+    r"""Return output formats for ``cacheport args --format NAME``.
+
+    Renderers are looked up by name; two plugins providing one name is an error. ``render`` is pure: it turns
+    a :class:`cacheport.plan.Plan` into text and touches nothing. Set ``secrets=False`` only when the output
+    never carries a secret value (redact with ``plan.secret_attrs``); otherwise cacheport redacts the plan
+    itself when the output goes to a terminal.
+
+    Returns:
+        An iterable of :class:`cacheport.Renderer` records.
+
+    Example::
+
+        from cacheport import Renderer, hookimpl
+
+        def _properties(plan, options):
+            cache_from = " ".join(e.format() for e in plan.imports)
+            cache_to = " ".join(e.format() for e in plan.exports)
+            return f"CACHE_FROM={cache_from}\nCACHE_TO={cache_to}\n"
+
+        @hookimpl
+        def cacheport_renderers():
+            return [Renderer(name="jenkins", description="A Jenkins properties file", render=_properties)]
     """
     raise NotImplementedError

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import attrs
 
-from cacheport.backend import Backend, BackendEntries, EntryRequest, Login, Swap
 from cacheport.config import (
     Config,
     Setting,
@@ -22,6 +21,7 @@ from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.errors import ConfigError, PluginError, UnknownBackendError
 from cacheport.plugins import Plugins
+from cacheport.records import Backend, BackendEntries, EntryRequest, Login, Swap
 
 
 @attrs.frozen
@@ -40,6 +40,21 @@ class ShownSetting:
 
 
 @attrs.frozen
+class Migration:
+    """A migration that is being read (dual-read) or written (dual-write) while the plan is in force.
+
+    Attributes:
+        old: the backend the cache is moving away from.
+        phase: ``dual-read`` or ``dual-write``.
+        request: what the old backend was asked (its options, the same context and key).
+    """
+
+    old: str
+    phase: str
+    request: EntryRequest
+
+
+@attrs.frozen
 class Plan:
     """The cache plan for one build.
 
@@ -55,10 +70,8 @@ class Plan:
         logins: registry logins to try before a build (variable names, not values).
         tags: image tags the build must push for the cache to be stored (inline cache).
         read_only: exports were withheld (untrusted job, ``read-only``).
-        request: what the backend was asked, for follow-up questions (``cacheport doctor``).
-        migrating_from: the old backend while a migration is in dual-read or dual-write, else None.
-        phase: the migration phase then (``dual-read`` or ``dual-write``).
-        old_request: what the old backend was asked, while migrating.
+        request: what the backend was asked, for follow-up questions (its store, ``cacheport doctor``).
+        migration: the migration being read or written, or None (none, or in cutover).
     """
 
     context: Context
@@ -73,9 +86,7 @@ class Plan:
     tags: tuple[str, ...] = ()
     read_only: bool = False
     request: EntryRequest | None = None
-    migrating_from: str | None = None
-    phase: str | None = None
-    old_request: EntryRequest | None = None
+    migration: Migration | None = None
 
 
 def _unique(entries: tuple[CacheEntry, ...]) -> tuple[CacheEntry, ...]:
@@ -96,14 +107,28 @@ def select_backend(config: Config, context: Context, plugins: Plugins) -> tuple[
                 raise
             warnings.append(f"the {context.provider} default backend {name!r} is not installed; using 'local'")
             chosen = Setting("local", Source("default", "default"))
-    return plugins.backend(str(chosen.value)), chosen, warnings
+    return _named(plugins, str(chosen.value), chosen), chosen, warnings
 
 
-def _ask(backend: Backend, request: EntryRequest) -> BackendEntries:
-    result = backend.entries(request)
+def _named(plugins: Plugins, name: str, setting: Setting) -> Backend:
+    """The backend a setting names; an unknown name is an error that says which setting named it."""
+    try:
+        return plugins.backend(name)
+    except UnknownBackendError as exc:
+        raise UnknownBackendError(f"{setting.source.detail}: {exc}") from None
+
+
+def _ask(plugins: Plugins, backend: Backend, request: EntryRequest) -> BackendEntries:
+    result = plugins.guarded(backend, "entries", lambda: backend.entries(request))
     if not isinstance(result, BackendEntries):
         raise PluginError(f"backend {backend.name!r} returned {type(result).__name__}, expected BackendEntries")
     return result
+
+
+def backend_request(config: Config, backend: Backend, request: EntryRequest) -> tuple[EntryRequest, dict[str, Setting]]:
+    """What another backend is asked, beside the selected one: its own options, the same context and key."""
+    options = resolve_backend(config, backend, selected=False)
+    return attrs.evolve(request, options={n: s.value for n, s in options.items()}), options
 
 
 def _shown(backend: Backend, options: dict[str, Setting]) -> list[ShownSetting]:
@@ -142,7 +167,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     key = globals_["key"].value
     cache_dir = str(default_cache_home(config.environ) / "cacheport")
     request = EntryRequest({n: s.value for n, s in options.items()}, context, key, cache_dir, config.environ)
-    result = _ask(backend, request)
+    result = _ask(plugins, backend, request)
     warnings.extend(result.warnings)
     results = [result]
     shown = [ShownSetting("backend", backend_setting)]
@@ -150,11 +175,10 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     shown += _shown(backend, options)
 
     old_name, phase = migration["from"].value, str(migration["phase"].value)
-    migrating_from = None
-    old_request = None
+    migrating: Migration | None = None
     if old_name is not None:
         shown += [ShownSetting(f"migration.{n}", s) for n, s in migration.items()]
-        old = plugins.backend(str(old_name))
+        old = _named(plugins, str(old_name), migration["from"])
         if old.name == backend.name:
             warnings.append(f"[migration] from = {old.name!r} is the current backend; nothing to migrate")
         elif phase == "cutover":
@@ -162,16 +186,14 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
                             "`cacheport switch --finish` removes the [migration] table")
         else:
             try:
-                old_options = resolve_backend(config, old, selected=False)
-                old_request = attrs.evolve(request, options={n: s.value for n, s in old_options.items()})
-                old_result = _ask(old, old_request)
+                old_request, old_options = backend_request(config, old, request)
+                old_result = _ask(plugins, old, old_request)
             except ConfigError as exc:
                 # The old backend is only a fallback to read: where it can't be used (its registry variable is
                 # GitLab's, and this is a laptop), build from the new one alone rather than not at all.
                 warnings.append(f"migration: the old backend {old.name!r} can't be used here, so it is not read: {exc}")
-                old_request = None
             else:
-                migrating_from = old.name
+                migrating = Migration(old.name, phase, old_request)
                 shown += _shown(old, old_options)
                 warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
                 if phase == "dual-read":
@@ -201,7 +223,5 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         tags=tags,
         read_only=withheld,
         request=request,
-        migrating_from=migrating_from,
-        phase=phase if migrating_from else None,
-        old_request=old_request,
+        migration=migrating,
     )

@@ -1,6 +1,7 @@
-"""Finding and loading plugins: the pluggy manager, entry points, and looking backends up by name.
+"""Finding and loading plugins: the pluggy manager, entry points, and looking backends and renderers up by name.
 
-Each third-party plugin loads inside its own try/except: a broken plugin is a warning, never a dead CLI.
+Each third-party plugin loads inside its own try/except: a broken plugin is a warning, never a dead CLI; a
+backend function that raises later is one error line naming its plugin (:meth:`Plugins.guarded`).
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
 
 from cacheport import hookspecs
-from cacheport.backend import Backend
-from cacheport.context import ContextProvider
-from cacheport.errors import PluginError, UnknownBackendError
+from cacheport.errors import CacheportError, PluginError, UnknownBackendError
+from cacheport.records import Backend, ContextProvider, Renderer
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "cacheport"
 BUILTIN_DISTRIBUTION = "cacheport"
@@ -127,20 +129,28 @@ class Plugins:
     def _backends(self) -> list[tuple[PluginInfo, Backend]]:
         return self._collect("cacheport_backends", Backend)
 
-    def backends(self) -> dict[str, Backend]:
-        """All backends by name; two plugins providing one name is an error that names both."""
+    @functools.cached_property
+    def _renderers(self) -> list[tuple[PluginInfo, Renderer]]:
+        return self._collect("cacheport_renderers", Renderer)
+
+    @staticmethod
+    def _by_name(found: list[tuple[PluginInfo, T]], what: str) -> dict[str, T]:
         owners: dict[str, PluginInfo] = {}
-        out: dict[str, Backend] = {}
-        for info, backend in self._backends:
-            if backend.name in out:
-                first = owners[backend.name]
+        out: dict[str, T] = {}
+        for info, item in found:
+            name = str(getattr(item, "name", ""))
+            if name in out:
                 raise PluginError(
-                    f"backend {backend.name!r} is provided twice: by {_describe(first)} and by {_describe(info)}; "
+                    f"{what} {name!r} is provided twice: by {_describe(owners[name])} and by {_describe(info)}; "
                     "uninstall one, or leave one out of CACHEPORT_LOAD_PLUGINS"
                 )
-            owners[backend.name] = info
-            out[backend.name] = backend
+            owners[name] = info
+            out[name] = item
         return dict(sorted(out.items()))
+
+    def backends(self) -> dict[str, Backend]:
+        """All backends by name; two plugins providing one name is an error that names both."""
+        return self._by_name(self._backends, "backend")
 
     def backend_owners(self) -> dict[str, PluginInfo]:
         """Which plugin provides each backend (first one, when duplicated)."""
@@ -149,22 +159,61 @@ class Plugins:
             owners.setdefault(backend.name, info)
         return owners
 
+    def renderer_owners(self) -> dict[str, PluginInfo]:
+        """Which plugin provides each output format (first one, when duplicated)."""
+        owners: dict[str, PluginInfo] = {}
+        for info, renderer in self._renderers:
+            owners.setdefault(renderer.name, info)
+        return owners
+
     def backend(self, name: str) -> Backend:
         """The backend called ``name`` (case-insensitive), or an error listing those that exist."""
-        backends = self.backends()
-        wanted = name.strip().lower()
-        if wanted not in backends:
-            import difflib
+        return _lookup(self.backends(), name, "backend")
 
-            close = difflib.get_close_matches(wanted, list(backends), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownBackendError(
-                f"unknown backend {name!r}{hint}; available: {', '.join(backends) or '(none: no plugins loaded)'}"
-            )
-        return backends[wanted]
+    def renderers(self) -> dict[str, Renderer]:
+        """All output formats by name; two plugins providing one name is an error that names both."""
+        return self._by_name(self._renderers, "output format")
+
+    def renderer(self, name: str) -> Renderer:
+        """The output format called ``name``, or an error listing those that exist."""
+        return _lookup(self.renderers(), name, "output format")
+
+    def guarded(self, item: Backend | Renderer, what: str, call: Callable[[], T]) -> T:
+        """Run one of a backend's (or renderer's) functions; a bug in it becomes one error line naming the plugin.
+
+        Our own errors (a plugin's ConfigError about its options) pass as they are. With
+        ``CACHEPORT_STRICT_PLUGINS=1`` the original exception is raised instead.
+        """
+        try:
+            return call()
+        except CacheportError:
+            raise
+        except Exception as exc:
+            if self.strict:
+                raise
+            found = self._backends if isinstance(item, Backend) else self._renderers
+            info = next((i for i, x in found if x is item), None)
+            source = _describe(info) if info else "an unknown plugin"
+            kind = "backend" if isinstance(item, Backend) else "output format"
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise PluginError(f"{kind} {item.name!r} ({source}) failed in {what}: {text} "
+                              "(-v shows the traceback; report it to the plugin's authors)") from exc
 
     def context_providers(self) -> list[ContextProvider]:
         return [provider for _info, provider in self._collect("cacheport_context_providers", ContextProvider)]
+
+
+def _lookup(found: Mapping[str, T], name: str, what: str) -> T:
+    wanted = name.strip().lower()
+    if wanted not in found:
+        import difflib
+
+        close = difflib.get_close_matches(wanted, list(found), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownBackendError(
+            f"unknown {what} {name!r}{hint}; available: {', '.join(found) or '(none: no plugins loaded)'}"
+        )
+    return found[wanted]
 
 
 def _describe(info: PluginInfo) -> str:

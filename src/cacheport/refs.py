@@ -44,18 +44,23 @@ def repository(ref: str) -> str:
     return f"{host.lower()}/{path.lower()}"
 
 
-def branch_refs(repo: str, context: Context, key: str | None = None) -> tuple[tuple[str, ...], str | None]:
-    """Import refs in fallback order, and the export ref (None when this job must not export).
+def branch_names(context: Context, key: str | None = None) -> tuple[tuple[str, ...], str | None]:
+    """Cache names (tags) in fallback order, and the export's name (None when this job must not export).
 
-    Imports: the branch, the MR target, the default branch, without duplicates. The export goes to the
-    branch's own tag only, and only for trusted jobs that know their branch.
+    Names: the branch's, the MR target's, the default branch's, without duplicates. The export goes to the
+    branch's own name only, and only for trusted jobs that know their branch. No branch known at all gives
+    no names: :func:`cacheport.kit.cache_names` applies the one rule for that.
     """
-    repo = repository(repo)
-    imports: dict[str, None] = {}
-    for name in context.fallback_branches():
-        imports.setdefault(f"{repo}:{branch_tag(name, key)}", None)
-    export = f"{repo}:{branch_tag(context.branch, key)}" if context.branch and context.trusted else None
+    names = tuple(dict.fromkeys(branch_tag(name, key) for name in context.fallback_branches()))
+    export = branch_tag(context.branch, key) if context.branch and context.trusted else None
     if (context.branch and context.default_branch and context.branch != context.default_branch
             and branch_tag(context.branch, key) == branch_tag(context.default_branch, key)):
         export = None  # `Main` or `main-` would overwrite the cache every protected build imports
-    return tuple(imports), export
+    return names, export
+
+
+def branch_refs(repo: str, context: Context, key: str | None = None) -> tuple[tuple[str, ...], str | None]:
+    """:func:`branch_names` as ``repository:tag`` refs."""
+    repo = repository(repo)
+    names, export = branch_names(context, key)
+    return tuple(f"{repo}:{n}" for n in names), (f"{repo}:{export}" if export else None)

@@ -1,7 +1,8 @@
 """Rendering a Plan for whatever runs the build. Pure functions: no I/O, no environment.
 
 Machine formats (args, bake, buildctl, github, dotenv) carry every value the build needs. Formats a person
-reads (explain, json) show secret attributes as ``***``.
+reads (explain, json) show secret attributes as ``***``. Which of these ``--format`` offers is not decided
+here: the built-in renderers plugin registers them through the ``cacheport_renderers`` hook, like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from cacheport.plan import Plan
 
 # Characters that word splitting or globbing would change in an unquoted $(cacheport args).
 _UNSAFE_WORD = re.compile(r"[\s*?\[]")
-FORMATS = ("args", "lines", "json", "bake", "buildctl", "github", "dotenv")
 
 
 def human_size(n: int) -> str:
@@ -99,7 +99,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
         "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
         "tags": list(plan.tags),
-        "migration": {"from": plan.migrating_from, "phase": plan.phase} if plan.migrating_from else None,
+        "migration": {"from": plan.migration.old, "phase": plan.migration.phase} if plan.migration else None,
         "read_only": plan.read_only,
         "swaps": [{"new": s.new, "current": s.current} for s in plan.swaps],
         "settings": {
@@ -141,11 +141,17 @@ def secret_values(plan: Plan) -> list[str]:
     return sorted({v for e in (*plan.imports, *plan.exports) for k, v in e.attrs if k in plan.secret_attrs and v})
 
 
-def github_output(plan: Plan, delimiter: str) -> str:
+def github_output(plan: Plan, delimiter: str = "") -> str:
     """``cache-from``/``cache-to`` outputs for ``$GITHUB_OUTPUT``, as docker/build-push-action reads them.
 
     build-push-action re-joins CSV fields after parsing, so an entry that needs CSV quoting can't survive it.
+    The heredoc delimiter is derived from the content, so it can't occur in it (and the output is pure).
     """
+    if not delimiter:
+        import hashlib
+
+        body = "\n".join(e.format() for e in (*plan.imports, *plan.exports))
+        delimiter = f"ghadelimiter_{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     for entry in (*plan.imports, *plan.exports):
         if '"' in entry.format():
             shown = entry.format(redact=plan.secret_attrs)
@@ -185,7 +191,7 @@ def explain(plan: Plan) -> str:
         f"          branch {ctx.branch or '(unknown)'}, MR/PR target {ctx.target_branch or '-'}, "
         f"default branch {ctx.default_branch or '(unknown)'}; {trust}",
         f"backend:  {plan.backend}"
-        + (f" (migrating from {plan.migrating_from}: {plan.phase})" if plan.migrating_from else ""),
+        + (f" (migrating from {plan.migration.old}: {plan.migration.phase})" if plan.migration else ""),
         "settings:",
     ]
     shown = []

@@ -6,12 +6,13 @@ Functions here compute text; the CLI checks the result and writes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cacheport.config import MIGRATION, PHASES
+from cacheport.config import MIGRATION, PHASES, parse_text
 from cacheport.errors import ConfigError
+from cacheport.records import Backend
 
 
 def _table(doc: Any, pyproject: bool, create: bool) -> Any:
@@ -72,6 +73,30 @@ def switched(text: str, *, pyproject: bool, current: str, new: str | None, phase
     if migration is None:
         raise ConfigError(f"there is no migration to move to {phase}: `cacheport switch NEW` starts one")
     migration["phase"] = phase
+    return tomlkit.dumps(doc)
+
+
+def typed(backend: Backend, sets: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """``--set`` values as the option's type, so the file says ``insecure = true``, not ``"true"``."""
+    out: dict[str, Any] = {}
+    for key, value in sets:
+        option = backend.option(key)
+        if option is None:
+            out[key] = value  # the result's check names the unknown option
+        else:
+            out[option.name] = parse_text(option, value, f"--set {key}")
+    return out
+
+
+def with_options(text: str, *, pyproject: bool, backend: str, options: Mapping[str, Any]) -> str:
+    """The config text with options written into the backend's table (created when missing)."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    table = _table(doc, pyproject, create=True)
+    section = table.setdefault(backend, tomlkit.table())
+    for key, value in options.items():
+        section[key] = value
     return tomlkit.dumps(doc)
 
 

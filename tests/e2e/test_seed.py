@@ -30,16 +30,15 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import pytest
 
-from cacheport.distribution import OCI_INDEX, OCI_MANIFEST, Credentials, Manifest, Registry, sha256_digest
-from cacheport.seed import CACHECONFIG
+from cacheport.oci.client import Credentials, Registry
+from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
 
 from .harness import Harness, Pulp, Result, clean_environ, gitlab_env
 
 RUN_SEED = ("import atexit, resource, sys\n"
             "atexit.register(lambda: print('maxrss-kb:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
             " file=sys.stderr))\n"
-            "from cacheport.cli import cli, main\nfrom cacheport.seed import seed_command\n"
-            "cli.commands.setdefault('seed', seed_command)\nmain(sys.argv[1:])\n")
+            "from cacheport.cli import main\nmain(sys.argv[1:])\n")
 
 
 @attrs.frozen
@@ -58,7 +57,7 @@ class Seeded:
 
 
 def seed(cwd: Path, *args: str, env: dict[str, str]) -> Seeded:
-    """``cacheport seed ARGS --format json`` (registered here until cli.py registers it itself)."""
+    """``cacheport seed ARGS --format json``, recording the process's peak memory."""
     began = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", RUN_SEED, "seed", *args, "--format", "json"], cwd=cwd,
                           capture_output=True, text=True, env={**clean_environ(), **env}, timeout=600)

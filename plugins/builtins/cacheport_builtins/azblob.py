@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
 from cacheport.errors import ConfigError
-from cacheport_builtins.registry import MODES
+from cacheport.kit import MODES
 from cacheport_builtins.s3 import ENGINE_CAVEAT, names_for
 
 SECRET = "secret_access_key"
@@ -40,13 +40,13 @@ def _entries(request: EntryRequest) -> BackendEntries:
             common[name] = str(opts[name])
     secret_env = str(opts["secret-access-key-env"] or "")
     secret = request.environ.get(secret_env, "") if secret_env else ""
-    warnings = []
+    names, export, name_warnings = names_for(request)
+    warnings = list(name_warnings)
     if secret:
         # BuildKit reads no client-side environment for this key, so it has to travel inside the entry.
         common[SECRET] = secret
     elif secret_env:
         warnings.append(f"azblob: {secret_env} is not set; BuildKit will try its default Azure credentials")
-    names, export = names_for(request)
     export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
     return BackendEntries(
         imports=[CacheEntry("azblob", {**common, "name": n}) for n in names],

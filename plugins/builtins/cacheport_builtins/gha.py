@@ -5,30 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.refs import branch_tag, slug
-from cacheport_builtins.registry import MODES
+from cacheport.kit import MODES, cache_names
+from cacheport.refs import slug
 
 # buildx fills these in from the environment and silently drops a gha entry without them.
 TOKEN_ENV = "ACTIONS_RUNTIME_TOKEN"
 URL_ENVS = ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
 
 
-def _scope(request: EntryRequest, branch: str) -> str:
-    return f"{slug(request.context.project)}-{branch_tag(branch, request.key)}"
-
-
 def _entries(request: EntryRequest) -> BackendEntries:
     opts, ctx = request.options, request.context
+    warnings: list[str] = []
     if opts["scope"]:
         scopes: tuple[str, ...] = (str(opts["scope"]),)
         export = scopes[0] if ctx.trusted else None
     else:
-        branches = ctx.fallback_branches() or ("latest",)
-        scopes = tuple(dict.fromkeys(_scope(request, b) for b in branches))
-        own = ctx.branch or (None if ctx.fallback_branches() else "latest")
-        export = _scope(request, own) if own and ctx.trusted else None
+        names = cache_names(ctx, request.key)
+        project = slug(ctx.project)
+        scopes = tuple(f"{project}-{n}" for n in names.imports)
+        export = f"{project}-{names.export}" if names.export else None
+        warnings += names.warnings
     common = {name: str(opts[name]) for name in ("version", "timeout", "repository") if opts[name] is not None}
-    warnings = []
     env = request.environ
     if not env.get(TOKEN_ENV) or not any(env.get(u) for u in URL_ENVS):
         warnings.append(

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
-from cacheport.refs import branch_refs
+from cacheport.kit import RegistryCache, registry_entries
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
-    opts = request.options
-    imports, export = branch_refs(str(opts["ref"]), request.context, request.key)
-    warnings = []
-    if opts["mode"] == "max":
+    # The images' refs follow the same branch chain as a registry cache's, no-branch rule included.
+    planned = registry_entries(RegistryCache.from_options(str(request.options["ref"]), {}), request)
+    warnings = list(planned.warnings)
+    if request.options["mode"] == "max":
         warnings.append("inline cache is always mode=min (only the final stage's layers); BuildKit ignores mode=max")
+    export = [str(e.get("ref")) for e in planned.exports]
     return BackendEntries(
-        imports=[CacheEntry("registry", {"ref": ref}) for ref in imports],
+        imports=planned.imports,
         exports=[CacheEntry("inline", {})] if export else [],
-        tags=[export] if export else [],
+        tags=export,
         warnings=warnings,
     )
 
@@ -34,7 +35,8 @@ BACKEND = Backend(
         "The export is stored only in an image that is pushed: cacheport adds the branch's tag (`--tag`) to the "
         "flags, and `cacheport build` warns when the build does not push. Imports read the cache back from the "
         "branch's, the merge request target's and the default branch's images. Works on every builder, even the "
-        "docker driver without the containerd image store."
+        "docker driver without the containerd image store. It has no store: the cache is part of images, which "
+        "seed, status and prune leave alone."
     ),
 )
 

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, Swap, hookimpl
+from cacheport import Backend, BackendEntries, CacheEntry, CacheStore, EntryRequest, Option, Swap, hookimpl
+from cacheport.kit import COMPRESSIONS, MODES, layout_store
 from cacheport.refs import slug
-from cacheport_builtins.registry import COMPRESSIONS, MODES
+
+
+def _directories(request: EntryRequest) -> tuple[str, str]:
+    """Where imports come from, and where the cache lives after a build (the export's final place)."""
+    opts = request.options
+    default = Path(request.cache_dir) / slug(request.context.project) / (slug(request.key) if request.key
+                                                                          else "default")
+    src = str(opts["src"] or default)
+    return src, str(opts["dest"] or src)
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
     opts = request.options
-    project_dir = Path(request.cache_dir) / slug(request.context.project)
-    default = project_dir / (slug(request.key) if request.key else "default")
-    src = str(opts["src"] or default)
-    dest = str(opts["dest"] or opts["src"] or default)
+    src, dest = _directories(request)
     # BuildKit's local exporter only ever adds blobs, so a reused dest grows without bound; writing to a fresh
     # sibling and swapping it in after the build keeps exactly one build's cache.
     target = f"{dest}.new" if opts["rotate"] else dest
@@ -30,6 +36,12 @@ def _entries(request: EntryRequest) -> BackendEntries:
     )
 
 
+def _store(request: EntryRequest) -> CacheStore:
+    # The cache builds import from: the swapped-in directory (or src, when it is not rotated into dest).
+    src, dest = _directories(request)
+    return layout_store(dest if request.options["rotate"] else src)
+
+
 BACKEND = Backend(
     name="local",
     description="A directory on this machine (the default outside CI).",
@@ -43,11 +55,13 @@ BACKEND = Backend(
         Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
     ),
     entries=_entries,
+    store=_store,
     cache_type="local",
     docs=(
         "BuildKit only ever adds to a local cache directory. With rotate (the default) the build exports to "
         "<dest>.new; `cacheport build` swaps it in after a successful build, and `cacheport args` and "
-        "`cacheport rotate` swap in a completed one left by an earlier build."
+        "`cacheport rotate` swap in a completed one left by an earlier build. The directory is an OCI layout, "
+        "so `cacheport status`, `prune` and `seed` (to and from a registry) work on it."
     ),
 )
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
-from cacheport.refs import branch_tag
-from cacheport_builtins.registry import MODES
+from cacheport.kit import MODES, cache_names
 
 ENGINE_CAVEAT = (
     "Docker Engine's builder (the docker driver) cannot use {type} cache: use a docker-container or remote "
@@ -12,20 +11,18 @@ ENGINE_CAVEAT = (
 )
 
 
-def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None]:
-    """Cache names in fallback order and the export's name: the branch tags, or one fixed name."""
+def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
+    """Cache names in fallback order, the export's name and warnings: the branch tags, or one fixed name."""
     opts, ctx = request.options, request.context
     if opts["name"]:
-        return (str(opts["name"]),), (str(opts["name"]) if ctx.trusted else None)
-    branches = ctx.fallback_branches() or ("latest",)
-    names = tuple(dict.fromkeys(branch_tag(b, request.key) for b in branches))
-    own = ctx.branch or (None if ctx.fallback_branches() else "latest")  # a tag build only reads
-    return names, (branch_tag(own, request.key) if own and ctx.trusted else None)
+        return (str(opts["name"]),), (str(opts["name"]) if ctx.trusted else None), ()
+    names = cache_names(ctx, request.key)
+    return names.imports, names.export, names.warnings
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
     opts = request.options
-    names, export = names_for(request)
+    names, export, warnings = names_for(request)
     common = {"bucket": str(opts["bucket"]), "region": str(opts["region"])}
     for name in ("prefix", "endpoint_url"):
         if opts[name]:
@@ -39,6 +36,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
     return BackendEntries(
         imports=[CacheEntry("s3", {**common, "name": n}) for n in names],
         exports=[CacheEntry("s3", {**common, "name": export, **export_attrs})] if export else [],
+        warnings=warnings,
     )
 
 

@@ -1,16 +1,16 @@
-"""A complete third-party backend: caches in a directory every runner on a host shares (an NFS mount, a volume)."""
+"""A directory-type third-party backend: caches in a directory every runner on a host shares (an NFS mount)."""
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
-from cacheport.refs import branch_tag, slug
+from cacheport.kit import cache_names
+from cacheport.refs import slug
 
 
 def entries(request: EntryRequest) -> BackendEntries:
     root = f"{request.options['root']}/{slug(request.context.project)}"
-    branches = request.context.fallback_branches() or ("default",)
-    imports = [CacheEntry("local", {"src": f"{root}/{branch_tag(b, request.key)}"}) for b in branches]
-    exports = [CacheEntry("local", {"dest": f"{root}/{branch_tag(b, request.key)}", "mode": "max"})
-               for b in branches[:1] if request.context.trusted]
-    return BackendEntries(imports=imports, exports=exports)
+    names = cache_names(request.context, request.key)
+    imports = [CacheEntry("local", {"src": f"{root}/{name}"}) for name in names.imports]
+    exports = [CacheEntry("local", {"dest": f"{root}/{names.export}", "mode": "max"})] if names.export else []
+    return BackendEntries(imports=imports, exports=exports, warnings=names.warnings)
 
 
 @hookimpl

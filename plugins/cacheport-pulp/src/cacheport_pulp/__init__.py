@@ -1,7 +1,9 @@
 """The ``pulp`` backend: BuildKit cache in Pulp's container registry, always in the one format Pulp accepts.
 
-A third-party plugin like any other: it uses only cacheport's public API (``cacheport``, ``cacheport.refs``,
-``cacheport.errors``). Nothing heavy is imported here; ``cacheport doctor`` loads pulp-glue and requests from
+A third-party plugin like any other: it uses only cacheport's public API (``cacheport``, ``cacheport.kit``,
+``cacheport.refs``, ``cacheport.errors``), and is a registry-type backend built on the kit, so ``seed``,
+``status`` and ``prune`` reach its caches through the kit's registry store. Nothing heavy is imported here;
+``cacheport doctor`` loads pulp-glue and requests from
 :mod:`cacheport_pulp.checks` when it runs, so ``cacheport args`` stays fast.
 """
 
@@ -11,14 +13,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Login, Option, hookimpl
+from cacheport import Backend, Check, EntryRequest, Login, Option, hookimpl
 from cacheport.errors import ConfigError
-from cacheport.refs import branch_refs, branch_tag, repository, slug
+from cacheport.kit import COMPRESSIONS, MODES, RegistryCache, registry_backend
+from cacheport.refs import repository, slug
 
 __version__ = "0.1.0"
 
-MODES = ("min", "max")
-COMPRESSIONS = ("uncompressed", "gzip", "estargz", "zstd")
 # Pulp (pulp-container 2.30) answers BuildKit's default cache index with 400 MANIFEST_INVALID, and rejects
 # oci-mediatypes=false as well; an OCI image manifest with OCI media types is what it stores.
 FORMAT = ("image-manifest", "oci-mediatypes")
@@ -122,37 +123,19 @@ def format_warnings(options: Mapping[str, Any]) -> list[str]:
     return [f"{what} is forced: Pulp rejects that cache format, so the cache export will fail{silently}"]
 
 
-def _flag(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def entries(request: EntryRequest) -> BackendEntries:
-    """Imports along the branch fallback chain; the export to the branch's tag, as an OCI image manifest."""
+def cache(request: EntryRequest) -> RegistryCache:
+    """The cache repository on Pulp, exported as an OCI image manifest (the only format Pulp stores)."""
     opts = request.options
     host, _scheme = split_url(str(opts["url"]))
-    repo = cache_ref(opts, request.context.project)
     warnings = format_warnings(opts)
-    imports, export = branch_refs(repo, request.context, request.key)
-    if not imports:
-        warnings.append("no branch is known here; using the tag 'latest'")
-        ref = f"{repository(repo)}:{branch_tag('latest', request.key)}"
-        imports, export = (ref,), ref if request.context.trusted else None
-    insecure = is_insecure(opts)
-    common = {"registry.insecure": _flag(insecure)} if insecure is not None else {}
-    export_attrs = {name: _flag(opts[name]) for name in ("mode", "ignore-error", *FORMAT)}
-    for name in ("compression", "compression-level", "force-compression"):
-        if opts.get(name) is not None:
-            export_attrs[name] = _flag(opts[name])
     logins = []
     if opts.get("password-env"):
         logins.append(Login(host, str(opts["password-env"]), str(opts.get("username-env") or ""),
                             str(opts.get("username") or "")))
-    return BackendEntries(
-        imports=[CacheEntry("registry", {"ref": r, **common}) for r in imports],
-        exports=[CacheEntry("registry", {"ref": export, **export_attrs, **common})] if export else [],
-        warnings=warnings,
-        logins=logins,
-    )
+    # The format options are always rendered, so the format never depends on which BuildKit writes it.
+    export = {**{name: opts[name] for name in FORMAT}, "insecure": is_insecure(opts), "password-env": None}
+    return RegistryCache.from_options(cache_ref(opts, request.context.project), {**opts, **export},
+                                      logins=logins, warnings=warnings)
 
 
 def doctor(request: EntryRequest, environ: Mapping[str, str]) -> Iterable[Check]:
@@ -162,12 +145,11 @@ def doctor(request: EntryRequest, environ: Mapping[str, str]) -> Iterable[Check]
     return checks.run(request, environ)
 
 
-BACKEND = Backend(
-    name="pulp",
-    description="Pulp's container registry: one cache tag per branch, in the format Pulp accepts.",
-    options=OPTIONS,
-    entries=entries,
-    cache_type="registry",
+BACKEND = registry_backend(
+    "pulp",
+    "Pulp's container registry: one cache tag per branch, in the format Pulp accepts.",
+    OPTIONS,
+    cache,
     docs=(
         "Cache tags live under <url>/<repository> (default: the project path plus /cache), with the branch "
         "fallback chain of the registry backend. Exports are always image-manifest=true,oci-mediatypes=true: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cacheport.backend import Swap
+from cacheport.records import Swap
 
 
 def is_complete(path: Path) -> bool:

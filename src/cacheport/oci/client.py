@@ -1,8 +1,8 @@
 """A client for the OCI distribution API (registry v2): tags, manifests and blobs, with real registries' auth.
 
-Used by the commands that touch registries (``seed``; later ``status``, ``prune``, ``doctor``). It knows no
-backend and no cache format beyond media type names. httpx is imported here only, and this module only by those
-commands, so ``cacheport args`` never loads an HTTP client.
+Used by the registry stores (:func:`cacheport.kit.registry_store`) that seed, status, prune and doctor work
+through. It knows no backend. httpx is imported here only, and this module only when a command touches a
+registry, so ``cacheport args`` never loads an HTTP client.
 
 Auth: anonymous, HTTP Basic, and the Docker token flow (a 401 ``Bearer realm=…,service=…,scope=…`` challenge is
 exchanged at the realm, with Basic credentials when there are any, for a token scoped to what was asked).
@@ -12,11 +12,11 @@ Credentials are given, or read from the docker config's ``auths``; credential he
 from __future__ import annotations
 
 import base64
-import hashlib
+import contextlib
 import json
 import os
 import re
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,9 @@ import attrs
 import httpx
 
 from cacheport.errors import RegistryError
+from cacheport.oci.format import DIGEST, MANIFEST_TYPES, Descriptor, Manifest
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 CHUNK = 1 << 20  # bytes read from a blob stream at a time: memory stays flat whatever the blob size
-_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 _HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
@@ -90,96 +84,13 @@ def parse_reference(ref: str) -> Reference:
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, _, tag = path.rpartition(":")
-    if not path or path.startswith("/") or path.endswith("/") or (digest and not _DIGEST.match(digest)):
+    if not path or path.startswith("/") or path.endswith("/") or (digest and not DIGEST.match(digest)):
         raise RegistryError(f"{ref!r} is not an image reference (host/path[:tag])")
     if host in _HUB_HOSTS:
         host = "registry-1.docker.io"
         if "/" not in path:
             path = f"library/{path}"
     return Reference(host, path, tag, digest or None)
-
-
-@attrs.frozen
-class Descriptor:
-    """A content descriptor: what a manifest or index points at.
-
-    Attributes:
-        media_type: the content's media type.
-        digest: ``sha256:…``.
-        size: its length in bytes.
-        annotations: its annotations (BuildKit's ``buildkit/createdat``, ``containerd.io/uncompressed``, …).
-    """
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = attrs.field(factory=dict, eq=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Descriptor:
-        return cls(str(data.get("mediaType", "")), str(data["digest"]), int(data.get("size", 0)),
-                   dict(data.get("annotations") or {}))
-
-
-@attrs.frozen
-class Manifest:
-    """A manifest or index exactly as the registry holds it.
-
-    Attributes:
-        media_type: its media type (the registry's Content-Type, else the document's ``mediaType``).
-        data: the bytes; a copy keeps them as they are so the digest stays the same.
-        digest: ``sha256:`` of ``data``.
-    """
-
-    media_type: str
-    data: bytes = attrs.field(repr=False)
-    digest: str
-
-    @classmethod
-    def from_bytes(cls, data: bytes, media_type: str = "") -> Manifest:
-        """A manifest from its bytes; the media type defaults to the document's own ``mediaType``."""
-        return cls(media_type or str(_json(data).get("mediaType", "")), data, sha256_digest(data))
-
-    @classmethod
-    def from_json(cls, document: Mapping[str, Any]) -> Manifest:
-        """A manifest serialized the same way every time, so that rebuilding it gives the same digest."""
-        return cls.from_bytes(json.dumps(document, separators=(",", ":")).encode(), str(document["mediaType"]))
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return _json(self.data)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES or "manifests" in self.json
-
-    def descriptors(self) -> list[Descriptor]:
-        """What it points at: an index's entries, or a manifest's config and then its layers."""
-        doc = self.json
-        if self.is_index:
-            return [Descriptor.from_json(d) for d in doc.get("manifests") or []]
-        config = [Descriptor.from_json(doc["config"])] if doc.get("config") else []
-        return config + [Descriptor.from_json(d) for d in doc.get("layers") or []]
-
-    @property
-    def size(self) -> int:
-        """The sum of the sizes of everything it points at (a cache's size in the registry, give or take shared
-        blobs)."""
-        return sum(d.size for d in self.descriptors())
-
-
-def _json(data: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise RegistryError(f"the registry sent a manifest that is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise RegistryError("the registry sent a manifest that is not a JSON object")
-    return value
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
@@ -481,7 +392,7 @@ class Registry:
         Registries delete by digest, which removes every tag pointing at that manifest: check first that no
         other tag you mean to keep shares it.
         """
-        digest = reference if _DIGEST.match(reference) else self.manifest_digest(repository, reference)
+        digest = reference if DIGEST.match(reference) else self.manifest_digest(repository, reference)
         if digest is None:
             return False
         response = self._request("DELETE", f"/v2/{repository}/manifests/{digest}", ok=(200, 202, 404))
@@ -614,3 +525,57 @@ def _path(url: str) -> str:
 def _one_line(value: object, limit: int = 400) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RegistryRepository:
+    """One repository of a registry as a cache store session (:class:`cacheport.StoreSession`): tags are names.
+
+    Closing it closes the registry client. ``only``: a backend with one fixed tag owns just that tag.
+    """
+
+    def __init__(self, registry: Registry, repository: str, *, only: str | None = None) -> None:
+        self.registry, self.repository, self.only = registry, repository, only
+        self.host = registry.host
+
+    def __enter__(self) -> RegistryRepository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.registry.close()
+
+    def __repr__(self) -> str:
+        return f"RegistryRepository({self.host!r}, {self.repository!r})"
+
+    def check(self) -> None:
+        self.registry.ping()
+
+    def names(self) -> list[str]:
+        tags = sorted(set(self.registry.list_tags(self.repository)))
+        return [t for t in tags if t == self.only] if self.only is not None else tags
+
+    def get_manifest(self, reference: str) -> Manifest | None:
+        return self.registry.get_manifest(self.repository, reference)
+
+    def manifest_digest(self, name: str) -> str | None:
+        return self.registry.manifest_digest(self.repository, name)
+
+    def blob_size(self, digest: str) -> int | None:
+        return self.registry.blob_size(self.repository, digest)
+
+    def open_blob(self, digest: str) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        return self.registry.open_blob(self.repository, digest)
+
+    def mount_from(self, source: object, digest: str) -> bool:
+        if not isinstance(source, RegistryRepository) or source.host != self.host:
+            return False
+        return self.registry.mount_blob(self.repository, digest, source.repository)
+
+    def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.registry.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks, progress=progress)
+
+    def put_manifest(self, reference: str, manifest: Manifest) -> None:
+        self.registry.put_manifest(self.repository, reference, manifest)
+
+    def delete(self, name: str) -> bool:
+        return self.registry.delete_manifest(self.repository, name)

@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from cacheport.backend import Login
 from cacheport.entry import CacheEntry
 from cacheport.plan import Plan
+from cacheport.records import Login
 
 # Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
 _NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
@@ -215,7 +215,7 @@ def run(
         code = exc.return_code or 1
     summary = summarize(log)
     if code == 0:
-        from cacheport.swap import promote
+        from cacheport.ops.rotate import promote
 
         for swap in plan.swaps:
             try:

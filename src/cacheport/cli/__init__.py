@@ -1,0 +1,83 @@
+"""The ``cacheport`` command line: one module per command (``cacheport.cli.<command>``, each with a ``command``),
+the options they share in :mod:`.common`, and :func:`main`, which turns our errors into one line.
+
+Commands are imported when they run (or when ``--help`` lists them), so ``cacheport args`` loads only its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from cacheport import __version__
+from cacheport.errors import CacheportError
+
+COMMANDS = ("args", "explain", "build", "rotate", "switch", "init", "seed", "status", "prune", "doctor",
+            "backends", "plugins")
+EXAMPLES = """\b
+Examples:
+  docker buildx build $(cacheport args) -t app .     # flags for this branch's cache
+  cacheport explain                                  # what, and why (every setting's source)
+  cacheport args --format json                       # the plan as JSON
+  cacheport args --format dotenv -o cache.env        # GitLab artifacts:reports:dotenv
+  cacheport args --format github                     # cache-from/cache-to into $GITHUB_OUTPUT
+  cacheport COMMAND --help                           # more on one command
+"""
+
+
+class _Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        import importlib
+
+        command: click.Command = importlib.import_module(f"cacheport.cli.{cmd_name}").command
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog=EXAMPLES)
+@click.version_option(__version__, prog_name="cacheport")
+def cli() -> None:
+    """Portable BuildKit cache settings: one small config, any backend, warm across migrations.
+
+    cacheport reads cacheport.toml (or [tool.cacheport] in pyproject.toml) and the CI context
+    (GitLab, GitHub Actions, or a laptop) and prints the --cache-from/--cache-to flags for this build.
+    With no config at all it uses a local cache directory.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: runs the CLI and turns our errors into one line and exit status 2."""
+    from cacheport.cli.common import is_verbose
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "build" in argv and "--" in argv[argv.index("build"):]:
+        # click would hand everything after -- to CONTEXT first; buildx's own arguments must pass untouched.
+        cut = argv.index("--", argv.index("build"))
+        argv, extra = argv[:cut], argv[cut + 1:]
+    try:
+        cli.main(args=argv, prog_name="cacheport", standalone_mode=False, obj={"extra": extra})
+    except CacheportError as exc:
+        if is_verbose(argv):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"cacheport: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("cacheport: aborted", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,94 @@
+"""``cacheport args``: the plan rendered for whatever runs the build, in any installed output format."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cacheport.cli.common import load_plugins, make_plan, plan_options, promote_all, say, write_file
+
+
+class RendererChoice(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """``--format``: the names of the installed renderers, looked up only when needed (help, a value)."""
+
+    name = "format"
+
+    def _names(self) -> list[str]:
+        try:
+            return list(load_plugins().renderers())
+        except Exception:  # a broken plugin must not break --help; using it reports the error
+            return []
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return "[" + "|".join(self._names()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value).strip().lower()
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(n) for n in self._names() if n.startswith(incomplete)]
+
+
+class _ArgsCommand(click.Command):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        try:
+            renderers = load_plugins().renderers()
+        except Exception:
+            return
+        with formatter.section("Formats"):
+            formatter.write_dl([(r.name, r.description) for r in renderers.values()])
+
+
+@click.command("args", cls=_ArgsCommand, epilog="""\b
+Examples:
+  docker buildx build $(cacheport args) -t app .
+  mapfile -t flags < <(cacheport args --lines); docker buildx build "${flags[@]}" .
+  cacheport args --format bake --target app -o cache.json && docker buildx bake -f docker-bake.hcl -f cache.json
+  cacheport args --format buildctl          # --import-cache/--export-cache, one per line
+  cacheport args --backend registry --set ref=registry.example.com/app/cache
+""")
+@click.option("--format", "fmt", type=RendererChoice(), default="args", show_default=True,
+              help="Output format (listed below; plugins can add more).")
+@click.option("--lines", "as_lines", is_flag=True, help="Same as --format lines: one flag per line.")
+@click.option("--target", "targets", multiple=True, metavar="NAME",
+              help="Bake targets to configure (default: default).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file (atomically, mode 0600) instead of stdout; github appends.")
+@plan_options
+def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, **common: Any) -> None:
+    """Print cache flags for the build that runs next.
+
+    Before printing, a local cache exported by the previous build is swapped into place.
+    """
+    from cacheport.records import RenderOptions
+    from cacheport.render import redacted, secret_values
+
+    renderer = load_plugins(common["verbose"]).renderer("lines" if as_lines else fmt)
+    plan = make_plan(**common)
+    target = output
+    if target is None and renderer.append_to and os.environ.get(renderer.append_to):
+        target = Path(os.environ[renderer.append_to])
+    shown = plan
+    if renderer.secrets and plan.secret_attrs and target is None and sys.stdout.isatty():
+        # A terminal is read by a person (and may be recorded); $(cacheport args) and -o get the real values.
+        say("secret values shown as *** on a terminal; use -o FILE or $(cacheport args)")
+        shown = redacted(plan)
+    text = load_plugins().guarded(renderer, "render",
+                                  lambda: renderer.render(shown, RenderOptions(targets or ("default",))))
+    if renderer.append_to and target is not None and os.environ.get("GITHUB_ACTIONS") == "true":
+        # Only the runner reads these, and it then hides the value wherever it is echoed; elsewhere they would
+        # print the secret into a plain log.
+        for value in secret_values(plan):
+            click.echo(f"::add-mask::{value}")
+    promote_all(plan.swaps)
+    if target is not None:
+        write_file(target, text, append=bool(renderer.append_to), secret=renderer.secrets and bool(plan.secret_attrs))
+    else:
+        click.echo(text, nl=False)

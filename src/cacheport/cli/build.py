@@ -1,0 +1,37 @@
+"""``cacheport build``: docker buildx build with the plan's cache, run through :mod:`cacheport.ops.build`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from cacheport.cli.common import make_plan, plan_options, say
+
+
+@click.command("build", epilog="""\b
+Examples:
+  cacheport build . -t registry.example.com/app:dev
+  cacheport build . -t app -- --push --platform linux/amd64,linux/arm64
+  cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
+""")
+@click.argument("context", default=".", required=False)
+@click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Image tag (repeatable).")
+@click.option("-f", "--file", "dockerfile", metavar="PATH", help="Dockerfile (default: CONTEXT/Dockerfile).")
+@plan_options
+@click.pass_context
+def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None, **common: Any) -> None:
+    """Run docker buildx build with the plan's cache imports and exports.
+
+    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
+    the builder can do and drops what it can't (never failing the build for the cache's sake), streams
+    the build log, swaps a local cache into place after success, and ends with a one-line cache summary.
+    Everything after -- goes to buildx as it is. The exit status is the build's.
+    """
+    from cacheport.ops.build import run
+
+    plan = make_plan(**common)
+    extra = (ctx.obj or {}).get("extra", [])
+    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say))

@@ -1,0 +1,225 @@
+"""What every command shares: the plan options, loading plugins (warning about broken ones once), making the
+plan, reaching a backend's store, writing files, and tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from cacheport.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cacheport.config import Config
+    from cacheport.context import Context
+    from cacheport.plan import Plan
+    from cacheport.plugins import Plugins
+    from cacheport.records import Backend, CacheStore, EntryRequest, Swap
+
+F = TypeVar("F", bound=Callable[..., Any])
+_warned: set[tuple[str, str]] = set()
+
+
+def is_verbose(argv: Sequence[str]) -> bool:
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+
+
+def warn(message: str) -> None:
+    click.echo(f"cacheport: warning: {message}", err=True)
+
+
+def say(message: str) -> None:
+    click.echo(f"cacheport: {message}", err=True)
+
+
+def load_plugins(verbose: int = 0) -> Plugins:
+    """The process's plugins; each broken one is warned about once, however many commands ask."""
+    from cacheport.plugins import default_plugins
+
+    plugins = default_plugins()
+    for info in plugins.failures:
+        if (info.name, info.error or "") in _warned:
+            continue
+        _warned.add((info.name, info.error or ""))
+        warn(f"plugin {info.name!r} from {info.distribution} {info.version} failed to load and was skipped: "
+             f"{info.error}" + ("" if verbose else " (-v shows the traceback)"))
+        if verbose and info.traceback:
+            click.echo(info.traceback.rstrip(), err=True)
+    return plugins
+
+
+def _split_set(ctx: click.Context, param: click.Parameter, values: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
+    for raw in values:
+        name, eq, value = raw.partition("=")
+        if not eq or not name.strip():
+            raise click.BadParameter(f"{raw!r}: expected NAME=VALUE, e.g. --set mode=min or --set registry.ref=...")
+        out.append((name.strip(), value))
+    return out
+
+
+def set_option(help: str = "Set an option: OPTION (of the selected backend), BACKEND.OPTION, or a global key.",
+               metavar: str = "NAME=VALUE") -> Callable[[F], F]:
+    return click.option("--set", "sets", multiple=True, metavar=metavar, callback=_split_set, help=help)
+
+
+def verbose_option(func: F) -> F:
+    return click.option("-v", "--verbose", count=True, help="Show tracebacks and plugin details.")(func)
+
+
+def plan_options(func: F) -> F:
+    """The options every plan-making command shares; they arrive as keyword arguments for :func:`make_plan`."""
+    decorators = [
+        click.option("--backend", "-b", metavar="NAME", help="Use this backend (overrides config and env)."),
+        click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform."),
+        set_option(),
+        click.option("--read-only", is_flag=True, default=None, help="Import only; no exports."),
+        config_option(),
+        verbose_option,
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def config_option(help: str = "Config file (default: cacheport.toml or pyproject.toml, searched upward).",
+                  ) -> Callable[[F], F]:
+    return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help=help)
+
+
+def cli_values(backend: str | None, key: str | None, sets: Sequence[tuple[str, str]], read_only: bool | None,
+               backend_flag: str = "--backend") -> list[tuple[str, Any, str]]:
+    """The command line's settings, as :func:`cacheport.config.load_config` takes them."""
+    values: list[tuple[str, Any, str]] = [(n, v, f"--set {n}=") for n, v in sets]
+    if backend is not None:
+        values.append(("backend", backend, backend_flag))
+    if key is not None:
+        values.append(("key", key, "--key"))
+    if read_only:
+        values.append(("read-only", True, "--read-only"))
+    return values
+
+
+def load_inputs(backend: str | None = None, key: str | None = None, sets: Sequence[tuple[str, str]] = (),
+                read_only: bool | None = None, config_path: Path | None = None, verbose: int = 0, *,
+                backend_flag: str = "--backend") -> tuple[Config, Context, Plugins]:
+    """The settings, the CI context and the plugins, from the shared options."""
+    from cacheport.config import load_config
+    from cacheport.context import detect_context
+
+    plugins = load_plugins(verbose)
+    cwd = Path.cwd()
+    config = load_config(cwd, os.environ, config_path=config_path,
+                         cli=cli_values(backend, key, sets, read_only, backend_flag))
+    return config, detect_context(plugins.context_providers(), os.environ, cwd), plugins
+
+
+def make_plan(backend: str | None = None, key: str | None = None, sets: Sequence[tuple[str, str]] = (),
+              read_only: bool | None = None, config_path: Path | None = None, verbose: int = 0) -> Plan:
+    """Config + context → plan, from the shared options; prints the plan's warnings."""
+    from cacheport.plan import build_plan
+
+    plan = build_plan(*load_inputs(backend, key, sets, read_only, config_path, verbose))
+    for warning in plan.warnings:
+        warn(warning)
+    return plan
+
+
+def store_for(backend: Backend, request: EntryRequest | None, command: str) -> CacheStore:
+    """The backend's store, or one line saying that ``command`` can't reach this backend's caches."""
+    if backend.store is None or request is None:
+        raise ConfigError(f"backend {backend.name!r} keeps its cache where cacheport can't reach it "
+                          f"({backend.cache_type} storage offers no store), so {command} can't work on it")
+    plugins = load_plugins()
+    store = plugins.guarded(backend, "store", lambda: backend.store(request) if backend.store else None)
+    from cacheport.records import CacheStore
+
+    if not isinstance(store, CacheStore):
+        from cacheport.errors import PluginError
+
+        raise PluginError(f"backend {backend.name!r} returned {type(store).__name__} from store, expected CacheStore")
+    return store
+
+
+def plan_store(plan: Plan, command: str) -> tuple[Backend, CacheStore]:
+    """The plan's backend and its store."""
+    backend = load_plugins().backend(plan.backend)
+    return backend, store_for(backend, plan.request, command)
+
+
+def promote_all(swaps: Iterable[Swap]) -> None:
+    """Swap finished local exports into place; a cache problem never stops anything."""
+    from cacheport.ops.rotate import promote
+
+    for swap in swaps:
+        try:
+            if promote(swap):
+                say(f"moved the last build's cache export into {swap.current}")
+        except OSError as exc:
+            warn(f"could not move {swap.new} into place: {exc}")
+
+
+def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600, secret: bool = False) -> None:
+    """Write all or nothing (temp file + rename); by default readable by the owner only: a plan may carry secrets.
+
+    ``append`` adds to the file instead; with ``secret``, a file others could read is first made the owner's only.
+    """
+    if append:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if secret and os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, os.fstat(fd).st_mode & 0o700)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot append to it: {exc.strerror}") from None
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write there: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """Left-aligned columns under an upper-case header."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    out = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def format_option(choices: Sequence[str], default: str) -> Callable[[F], F]:
+    return click.option("--format", "fmt", type=click.Choice(list(choices)), default=default, show_default=True,
+                        help="Output format.")
+
+
+def check_config_text(text: str, path: Path, context: Context, plugins: Plugins) -> Plan:
+    """The plan config text would give, before it is written; a problem is reported as the change's."""
+    import tempfile
+
+    from cacheport.config import load_config
+    from cacheport.errors import CacheportError
+    from cacheport.plan import build_plan
+
+    with tempfile.TemporaryDirectory(prefix="cacheport-") as tmp:
+        candidate = Path(tmp) / path.name
+        candidate.write_text(text, encoding="utf-8")
+        try:
+            return build_plan(load_config(Path(tmp), os.environ, config_path=candidate), context, plugins)
+        except CacheportError as exc:
+            message = str(exc).replace(str(candidate), str(path))
+            raise type(exc)(f"{path} not written, because the result would be invalid: {message}") from None

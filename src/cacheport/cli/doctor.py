@@ -1,0 +1,61 @@
+"""``cacheport doctor``: check the configured cache end to end, one line per check, with the fix."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, store_for
+
+
+@click.command("doctor", epilog="""\b
+Examples:
+  cacheport doctor
+  cacheport doctor --backend pulp --format json
+""")
+@format_option(["text", "json"], "text")
+@plan_options
+def command(fmt: str, **common: Any) -> None:
+    """Check that the configured cache works before a build finds out: one line per check, with the fix.
+
+    Checks Docker, buildx and what the builder can do with this plan; the backend's own checks; and, for a
+    backend with a store, that the store answers, accepts the credentials, and keeps a tiny cache in the
+    format the backend exports (written under the name cacheport-doctor, then deleted).
+    Exit status 0 when every check passes, 1 when one fails.
+    """
+    import json
+
+    from cacheport.errors import CacheportError
+    from cacheport.ops.checks import machine_checks, store_checks
+    from cacheport.records import Check
+
+    plan = make_plan(**common)
+    plugins = load_plugins()
+    backend = plugins.backend(plan.backend)
+    checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
+                                 f"{len(plan.exports)} export(s)")]
+    checks += machine_checks(plan, os.environ)
+    request = plan.request
+    if backend.doctor is not None and request is not None:
+        doctor = backend.doctor
+        try:
+            checks += plugins.guarded(backend, "doctor", lambda: list(doctor(request, os.environ)))
+        except CacheportError as exc:  # a plugin's bug is a failed check, not a crash
+            checks.append(Check(f"{backend.name} checks", False, str(exc), "report this to the plugin's authors"))
+    if backend.store is not None and request is not None:
+        # Last: the format round trip writes a scratch name, which may create the repository.
+        try:
+            checks += store_checks(store_for(backend, request, "doctor"), backend.cache_type)
+        except CacheportError as exc:
+            checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
+    if fmt == "json":
+        click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks],
+                              indent=2))
+    else:
+        for c in checks:
+            fix = "" if c.ok or not c.fix else f"\n    fix: {c.fix}"
+            click.echo(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}{fix}")
+    sys.exit(0 if all(c.ok for c in checks) else 1)

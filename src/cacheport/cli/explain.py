@@ -1,0 +1,25 @@
+"""``cacheport explain``: the plan, and where every setting came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cacheport.cli.common import format_option, make_plan, plan_options
+
+
+@click.command("explain", epilog="""\b
+Examples:
+  cacheport explain
+  cacheport explain --backend registry --set ref=registry.example.com/app/cache
+  CACHEPORT_KEY=arm64 cacheport explain --format json
+""")
+@format_option(["text", "json"], "text")
+@plan_options
+def command(fmt: str, **common: Any) -> None:
+    """Show the plan, and where every setting came from (file and key, env var, flag, default)."""
+    from cacheport import render
+
+    plan = make_plan(**common)
+    click.echo(render.as_json(plan) if fmt == "json" else render.explain(plan), nl=False)

@@ -1,0 +1,57 @@
+"""``cacheport plugins``: every installed plugin, its version and source, and what it provides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cacheport.cli.common import format_option, load_plugins, table
+from cacheport.errors import CacheportError
+
+
+@click.command("plugins", epilog="""\b
+Examples:
+  cacheport plugins
+  cacheport plugins --format json
+  CACHEPORT_LOAD_PLUGINS= cacheport plugins        # built-ins only
+""")
+@format_option(["table", "json"], "table")
+@click.option("-v", "--verbose", count=True, help="Show tracebacks of plugins that failed to load.")
+def command(fmt: str, verbose: int) -> None:
+    """List installed plugins: name, version, source, and the backends and output formats each provides."""
+    import json
+
+    loaded = load_plugins(verbose)
+    provided: dict[str, list[str]] = {}
+    try:
+        for backend, info in loaded.backend_owners().items():
+            provided.setdefault(info.name, []).append(backend)
+        for name, renderer_info in loaded.renderer_owners().items():
+            provided.setdefault(renderer_info.name, []).append(f"--format {name}")
+    except CacheportError:
+        pass
+    load_plugins(verbose)  # plugins whose hooks failed just now
+    rows: list[dict[str, Any]] = [
+        {
+            "name": i.name,
+            "distribution": i.distribution,
+            "version": i.version,
+            "source": i.source,
+            "module": i.module,
+            "backends": sorted(p for p in provided.get(i.name, []) if not p.startswith("--")),
+            "formats": sorted(p[len("--format "):] for p in provided.get(i.name, []) if p.startswith("--")),
+            "error": i.error,
+        }
+        for i in loaded.infos
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    cells = [
+        [r["name"], f"{r['distribution']} {r['version']}".strip(), r["source"],
+         ", ".join([*r["backends"], *(["--format " + "|".join(r["formats"])] if r["formats"] else [])])
+         or ("FAILED" if r["error"] else "-")]
+        for r in rows
+    ]
+    click.echo(table(cells, ["plugin", "distribution", "source", "provides"]), nl=False)

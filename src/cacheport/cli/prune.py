@@ -1,0 +1,78 @@
+"""``cacheport prune``: delete stale caches from the backend's store; a dry run unless ``--yes``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cacheport.cli.common import format_option, make_plan, plan_options, plan_store
+
+
+@click.command("prune", epilog="""\b
+Examples:
+  cacheport prune --older-than 14d              # show what would go
+  cacheport prune --older-than 14d --yes        # delete it
+  cacheport prune --branches-gone --yes         # caches of branches no longer on origin
+  cacheport prune feature-x --yes               # one tag, by name (the default branch's too)
+""")
+@click.argument("tags_named", nargs=-1, metavar="[TAG]...")
+@click.option("--older-than", metavar="AGE", help="Tags not updated for AGE (14d, 12h, 2w).")
+@click.option("--branches-gone", is_flag=True, help="Tags of branches that no longer exist on origin.")
+@click.option("--keep", multiple=True, metavar="NAME", help="Never delete this branch's (or tag's) cache.")
+@click.option("--yes", is_flag=True, help="Delete; without it, only show what would be deleted.")
+@format_option(["text", "json"], "text")
+@plan_options
+def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
+            yes: bool, fmt: str, **common: Any) -> None:
+    """Delete stale caches from the backend's store (a registry's manifest DELETE; a directory's index entry and
+    the blobs only it used).
+
+    Nothing is deleted without --yes. The default branch's cache is kept unless named as a TAG.
+    """
+    from cacheport.errors import ConfigError
+    from cacheport.ops import inventory
+    from cacheport.refs import branch_tag
+    from cacheport.render import human_size
+
+    if not (tags_named or older_than or branches_gone):
+        raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
+    age = inventory.parse_age(older_than) if older_than else None
+    plan = make_plan(**common)
+    default = plan.context.default_branch
+    if (older_than or branches_gone) and not default and not keep:
+        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD), so its cache can't be "
+                          "protected; name it: --keep BRANCH")
+    _backend, store = plan_store(plan, "prune")
+    key = plan.request.key if plan.request else None
+    live = None
+    if branches_gone:
+        branches = inventory.remote_branches(Path.cwd())
+        live = {store.name_for(b) for b in branches} | {branch_tag(b) for b in branches}
+    keep_tags = {store.name_for(k) for k in keep} | {branch_tag(k, key) for k in keep} | {branch_tag(k) for k in keep}
+    keep_tags |= set(keep)
+    deleted: list[str] = []
+    with store.open() as session:
+        tags = inventory.list_caches(session, inventory.roles(plan.context, store))
+        unknown = set(tags_named) - {t.tag for t in tags}
+        if unknown:
+            raise ConfigError(f"no such tag in {store.location}: {', '.join(sorted(unknown))}")
+        decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
+                                     default_tag=store.name_for(default) if default else None)
+        doomed = [d for d in decisions if d.delete]
+        if yes:
+            for d in doomed:
+                session.delete(d.tag.tag)
+                deleted.append(d.tag.tag)
+    if fmt == "json":
+        click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
+                                "deleted": d.tag.tag in deleted} for d in decisions], indent=2))
+        return
+    verb = "deleted" if yes else "would delete"
+    for d in decisions:
+        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  {d.reason}")
+    total = sum(d.tag.size for d in doomed)
+    click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
+               + ("" if yes or not doomed else "; run again with --yes to delete"))

@@ -1,0 +1,30 @@
+"""``cacheport rotate``: swap a finished local cache export into place, for builds run by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cacheport.cli.common import make_plan, plan_options
+
+
+@click.command("rotate", epilog="""\b
+Examples:
+  cacheport rotate                 # after docker buildx build $(cacheport args) succeeded
+""")
+@plan_options
+def command(**common: Any) -> None:
+    """Swap a finished local cache export into place (for builds you run yourself).
+
+    BuildKit only ever adds to a local cache directory, so cacheport exports to DIR.new and moves it
+    over DIR after the build. `cacheport build` does this itself; `cacheport args` does it before printing.
+    """
+    from cacheport.ops.rotate import promote
+
+    plan = make_plan(**common)
+    if not plan.swaps:
+        click.echo("nothing to rotate: this backend keeps no local directory", err=True)
+    for swap in plan.swaps:
+        done = promote(swap)
+        click.echo(f"rotated {swap.current}" if done else f"no finished export at {swap.new}")

@@ -1,0 +1,142 @@
+"""``cacheport seed``: copy caches from one backend's store to another's, so the first build after a switch is warm."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cacheport.cli.common import (
+    config_option,
+    load_inputs,
+    set_option,
+    store_for,
+    verbose_option,
+    warn,
+)
+from cacheport.errors import CacheportError
+
+if TYPE_CHECKING:
+    from cacheport.ops.seed import Reporter
+
+
+@contextmanager
+def _reporter(enabled: bool) -> Iterator[Reporter]:
+    from cacheport.ops.seed import BarReporter, Reporter
+
+    if not enabled:
+        yield Reporter()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    # Lines printed meanwhile go above the bar when stdout is the same terminal, and straight out otherwise.
+    with Progress(*columns, console=Console(stderr=True), transient=True,
+                  redirect_stdout=sys.stdout.isatty()) as progress:
+        yield BarReporter(progress)
+
+
+@click.command("seed", epilog="""\b
+Examples:
+  cacheport seed --from gitlab --to pulp --branch main --branch develop
+  cacheport seed --all --dry-run                  # from [migration] from to the configured backend
+  cacheport seed --from gitlab --to registry --set registry.ref=harbor.example.com/app/cache --all
+  cacheport seed --from local --to registry --branch main     # a laptop's cache warms CI
+  cacheport seed --from gitlab --to local --branch main       # CI's cache warms a laptop
+""")
+@click.option("--from", "from_", metavar="OLD", help="The backend to copy from (default: [migration] from).")
+@click.option("--to", metavar="NEW", help="The backend to copy to (default: the configured backend).")
+@click.option("--branch", "branches", multiple=True, metavar="BRANCH", help="A branch whose cache to copy "
+              "(repeatable).")
+@click.option("--all", "all_tags", is_flag=True, help="Every cache the old backend's store holds.")
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--backend", "-b", metavar="NAME", help="Same as --to.")
+@click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform.")
+@set_option()
+@click.option("--read-only", is_flag=True, default=None, hidden=True)
+@config_option()
+@verbose_option
+def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_tags: bool, dry_run: bool,
+            fmt: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
+            read_only: bool | None, config_path: Path | None, verbose: int) -> None:
+    """Copy cache from one backend to another, so the first build after a switch is warm.
+
+    For each branch, the old backend's cache for it is copied to the new backend's name for it: blobs the
+    target lacks (mounted on the same registry, streamed otherwise), then the manifest, converted to an image
+    manifest when the new backend exports image-manifest=true (as Pulp needs). Any two backends with a store
+    work: registries, Pulp, and local directories in either direction. Running it again copies only what is
+    missing. Exit status 0 when every cache was copied, 1 when one failed.
+    """
+    from cacheport.config import resolve_migration
+    from cacheport.ops.seed import branch_pairs, describe, name_pairs, seed
+    from cacheport.plan import backend_request, build_plan
+    from cacheport.render import human_size
+
+    if to and backend and to.lower() != backend.lower():
+        raise CacheportError(f"--to {to} and --backend {backend} disagree; give one")
+    if read_only:
+        raise CacheportError("seed writes to the new backend; --read-only contradicts it (try --dry-run)")
+    if bool(branches) == all_tags:
+        raise CacheportError("say what to copy: --branch BRANCH (repeatable) or --all")
+    config, context, plugins = load_inputs(to or backend, key, sets, None, config_path, verbose, backend_flag="--to")
+    if not context.trusted and not dry_run:
+        raise CacheportError("not seeding from an untrusted job (a merge/pull request from a fork)")
+    plan = build_plan(config, context, plugins)
+    new = plugins.backend(plan.backend)
+    old_name = from_ or resolve_migration(config)["from"].value
+    if not old_name:
+        raise CacheportError("no backend to copy from: give --from OLD, or set [migration] from = \"OLD\"")
+    old = plugins.backend(str(old_name))
+    if old.name == new.name:
+        raise CacheportError(f"--from and --to both name {new.name!r}; nothing to copy")
+    if plan.request is None:
+        raise CacheportError(f"backend {new.name!r} gave no request")  # build_plan always sets it
+    old_request, _ = backend_request(config, old, plan.request)
+    old_store, new_store = store_for(old, old_request, "seed"), store_for(new, plan.request, "seed")
+    if all_tags:
+        with old_store.open() as session:
+            names = session.names()
+        pairs = name_pairs((old.name, old_store), (new.name, new_store), names)
+        if not pairs:
+            warn(f"no caches in {old_store.location}")
+    else:
+        pairs = branch_pairs((old.name, old_store), (new.name, new_store), branches)
+
+    began = time.monotonic()
+    text = fmt == "text"
+    with _reporter(sys.stderr.isatty()) as reporter:
+        outcomes = seed(pairs, dry_run=dry_run, reporter=reporter,
+                        on_done=(lambda o: click.echo(describe(o))) if text else None)
+    seconds = time.monotonic() - began
+    failed = [o for o in outcomes if o.status == "failed"]
+    total: dict[str, Any] = {
+        "from": old.name, "to": new.name, "dry_run": dry_run,
+        "refs": [o.as_dict() for o in outcomes],
+        **{s.replace("-", "_"): sum(o.status == s for o in outcomes) for s in
+           ("copied", "up-to-date", "would-copy", "failed")},
+        "bytes_uploaded": sum(o.bytes_uploaded for o in outcomes if o.status == "copied"),
+        "blobs_uploaded": sum(o.uploaded for o in outcomes if o.status == "copied"),
+        "blobs_mounted": sum(o.mounted for o in outcomes if o.status == "copied"),
+        "blobs_present": sum(o.present for o in outcomes if o.status == "copied"),
+        "seconds": round(seconds, 3),
+    }
+    if not text:
+        click.echo(json.dumps(total, indent=2))
+    elif dry_run:
+        click.echo(f"dry run: {len(outcomes) - len(failed)} ref(s) checked, nothing written")
+    else:
+        click.echo(f"seeded {old.name} → {new.name}: {total['copied']} copied, {total['up_to_date']} up to date, "
+                   f"{len(failed)} failed; {human_size(total['bytes_uploaded'])} uploaded, "
+                   f"{total['blobs_mounted']} blob(s) mounted, in {seconds:.1f}s")
+    if failed:
+        names_ = ", ".join(o.pair.name for o in failed)
+        click.echo(f"cacheport: error: {len(failed)} of {len(outcomes)} ref(s) failed: {names_}", err=True)
+        sys.exit(1)

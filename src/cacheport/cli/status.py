@@ -1,0 +1,87 @@
+"""``cacheport status``: the caches in the backend's store, and during a migration, in the old one's too."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, plan_store, store_for, table
+
+if TYPE_CHECKING:
+    from cacheport.ops.inventory import CacheTag
+    from cacheport.plan import Plan
+    from cacheport.records import CacheStore
+
+
+@click.command("status", epilog="""\b
+Examples:
+  cacheport status
+  cacheport status --format json
+  cacheport status --backend local
+""")
+@format_option(["table", "json"], "table")
+@plan_options
+def command(fmt: str, **common: Any) -> None:
+    """Show the cache in its backend: every tag, its format, size, last update and branch.
+
+    For a local cache directory, also its size and the blobs no build uses any more.
+    Works for every backend with a store (registry, gitlab, pulp, local, and plugins built on cacheport.kit).
+    """
+    from cacheport.ops.inventory import directory_usage, list_caches, roles
+    from cacheport.render import human_size
+
+    plan = make_plan(**common)
+    _backend, store = plan_store(plan, "status")
+    with store.open() as session:
+        tags = list_caches(session, roles(plan.context, store))
+        usage = directory_usage(session)
+    if plan.migration is not None:
+        _migration_status(plan, store, tags, fmt)
+        return
+    if fmt == "json":
+        click.echo(json.dumps({"repository": store.location, "format": store.format,
+                               "tags": [t.as_dict() for t in tags], "directory": usage}, indent=2))
+        return
+    click.echo(f"{store.location}: {len(tags)} cache(s), exported as {store.format}")
+    if usage is not None and usage["exists"]:
+        click.echo(f"  {human_size(usage['size'])} in {usage['blobs']} blobs, of which {usage['stale_blobs']} "
+                   f"({human_size(usage['stale_size'])}) are stale: no cache uses them any more")
+    if tags:
+        rows = [[t.tag, t.format or "(not a cache)", human_size(t.size),
+                 t.updated.strftime("%Y-%m-%d %H:%M") if t.updated else "-", t.role] for t in tags]
+        click.echo(table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
+
+
+def _migration_status(plan: Plan, store: CacheStore, new_tags: list[CacheTag], fmt: str) -> None:
+    """Which branches have cache in the old and in the new backend."""
+    from cacheport.ops.inventory import list_caches, roles
+    from cacheport.render import human_size
+
+    assert plan.migration is not None
+    old = load_plugins().backend(plan.migration.old)
+    old_store = store_for(old, plan.migration.request, "status")
+    with old_store.open() as session:
+        old_tags = list_caches(session, roles(plan.context, old_store))
+    by_tag: dict[str, dict[str, Any]] = {}
+    for label, tags in (("old", old_tags), ("new", new_tags)):
+        for t in tags:
+            by_tag.setdefault(t.tag, {"tag": t.tag, "role": t.role, "old": None, "new": None})[label] = t.as_dict()
+    rows = sorted(by_tag.values(), key=lambda r: r["tag"])
+    if fmt == "json":
+        click.echo(json.dumps({"migration": {"from": old.name, "to": plan.backend, "phase": plan.migration.phase},
+                               "old": old_store.location, "new": store.location, "tags": rows}, indent=2))
+        return
+    click.echo(f"migrating {old.name} → {plan.backend} ({plan.migration.phase})\n"
+               f"  old: {old_store.location}\n  new: {store.location}")
+
+    def cell(info: dict[str, Any] | None) -> str:
+        return f"{info['format']} {human_size(info['size'])}" if info else "-"
+
+    click.echo(table([[r["tag"], cell(r["old"]), cell(r["new"]), r["role"] or ""] for r in rows],
+                     ["tag", f"old ({old.name})", f"new ({plan.backend})", "branch"]), nl=False)
+    missing = [r["tag"] for r in rows if r["old"] and not r["new"]]
+    if missing:
+        click.echo(f"{len(missing)} tag(s) only in {old.name}: `cacheport seed --from {old.name} --to {plan.backend} "
+                   "--all` copies them")

@@ -1,0 +1,84 @@
+"""``cacheport switch``: move the cache to another backend by editing the config file, keeping caches warm."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from cacheport.cli.common import check_config_text, config_option, load_plugins, set_option, verbose_option, write_file
+
+
+@click.command("switch", epilog="""\b
+Examples:
+  cacheport switch pulp                     # start: dual-read from the current backend
+  cacheport switch pulp --set url=pulp.example.com
+  cacheport switch --phase dual-write       # also export to the old backend
+  cacheport switch --phase cutover          # the new backend only
+  cacheport switch --finish                 # drop the [migration] table
+  cacheport switch registry --dry-run       # show the diff, write nothing
+""")
+@click.argument("new", required=False)
+@click.option("--phase", type=click.Choice(["dual-read", "dual-write", "cutover"]), help="Migration phase.")
+@click.option("--finish", is_flag=True, help="End the migration: remove the [migration] table.")
+@click.option("--from", "from_", metavar="OLD", help="Where the cache is now, when no config names a backend.")
+@set_option("Also write an option of the new backend (e.g. its ref or url).", "OPTION=VALUE")
+@click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
+@config_option("Config file (default: the one cacheport finds).")
+@verbose_option
+def command(new: str | None, phase: str | None, finish: bool, from_: str | None, sets: list[tuple[str, str]],
+           dry_run: bool, config_path: Path | None, verbose: int) -> None:
+    """Move the cache to another backend by editing the config file, keeping caches warm.
+
+    Sets backend = NEW and a [migration] table (from = the current backend, phase = dual-read), so builds
+    read both backends until you move on: --phase dual-write, --phase cutover, then --finish. Comments and
+    everything else in the file stay as they are; the file is replaced atomically, and only when the
+    result is a valid config.
+    """
+    from cacheport.config import load_config, resolve_migration
+    from cacheport.context import detect_context
+    from cacheport.errors import ConfigError
+    from cacheport.plan import select_backend
+    from cacheport.switch import diff, switched, typed, with_options
+
+    if not (new or phase or finish):
+        raise ConfigError("switch needs a backend name, --phase or --finish (see cacheport switch --help)")
+    plugins = load_plugins(verbose)
+    cwd = Path.cwd()
+    config = load_config(cwd, os.environ, config_path=config_path)
+    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    current, setting, _ = select_backend(config, context, plugins)
+    for name, s in [("backend", setting), *[(f"migration.{k}", v) for k, v in resolve_migration(config).items()]]:
+        if s.source.level in ("env", "cli"):
+            raise ConfigError(f"{name} is set by {s.source.detail}; switch edits config files, so change it there")
+    if from_:
+        current = plugins.backend(from_)
+    elif new and setting.source.level == "default":
+        # The default depends on where this runs (gitlab in GitLab CI, local on a laptop): guessing it here
+        # could record the wrong old home and leave the real cache unread.
+        raise ConfigError(f"no config names the current backend ({current.name!r} is only the {context.provider} "
+                          f"default here); say where the cache is now: cacheport switch {new} --from BACKEND")
+    if new:
+        new = plugins.backend(new).name
+    path = config.path or cwd / "cacheport.toml"
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    pyproject = path.name == "pyproject.toml"
+    after = switched(before, pyproject=pyproject, current=current.name, new=new, phase=phase, finish=finish)
+    if sets:
+        target = plugins.backend(new or current.name)
+        after = with_options(after, pyproject=pyproject, backend=target.name, options=typed(target, sets))
+    plan = check_config_text(after, path, context, plugins)
+    if dry_run:
+        click.echo(diff(before, after, path) or "no change", nl=False)
+        return
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    write_file(path, after, mode=mode)
+    if finish:
+        click.echo(f"{path}: migration finished; backend = {plan.backend}")
+    elif new and new != current.name:
+        click.echo(f"{path}: backend = {new}; migrating from {current.name} ({phase or 'dual-read'})")
+        click.echo(f"next: `cacheport seed --from {current.name} --to {new}` warms the new backend; "
+                   "then `cacheport switch --phase dual-write` or `--phase cutover`")
+    else:
+        click.echo(f"{path}: migration phase is now {phase}")

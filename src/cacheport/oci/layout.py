@@ -1,0 +1,247 @@
+"""An OCI image layout directory (``index.json`` + ``blobs/sha256/``) as a cache store: what BuildKit's
+``type=local`` cache reads and writes.
+
+Blobs are written to a temporary file and renamed into place once their digest checks out; ``index.json`` is
+replaced atomically and last, so a reader never sees a name that points at a missing blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cacheport.errors import RegistryError
+from cacheport.oci.format import MANIFEST_TYPES, OCI_INDEX, Descriptor, Manifest
+
+REF_NAME = "org.opencontainers.image.ref.name"
+#: The name BuildKit's local cache exporter gives its entry when no ``tag`` is set.
+DEFAULT_NAME = "latest"
+CHUNK = 1 << 20
+_SHA256 = re.compile(r"sha256:([0-9a-f]{64})\Z")
+# index.json is tiny in practice; a larger one is not a cache BuildKit wrote.
+_MAX_INDEX = 16 << 20
+
+
+class Layout:
+    """One OCI layout directory. Every problem is a one-line :class:`RegistryError` naming the directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.host = str(self.directory)
+
+    def __enter__(self) -> Layout:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Layout({str(self.directory)!r})"
+
+    # --- paths and the index ------------------------------------------------------------------------------
+
+    def _blob_path(self, digest: str) -> Path:
+        match = _SHA256.match(digest)
+        if not match:
+            raise RegistryError(f"{self.directory}: {digest[:80]!r} is not a sha256 digest")
+        return self.directory / "blobs" / "sha256" / match.group(1)
+
+    def _index(self) -> dict[str, Any]:
+        path = self.directory / "index.json"
+        try:
+            if path.stat().st_size > _MAX_INDEX:
+                raise RegistryError(f"{path}: larger than {_MAX_INDEX >> 20} MiB; not a cache index")
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+        except (ValueError, RecursionError):
+            raise RegistryError(f"{path}: not a JSON OCI index") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
+            raise RegistryError(f"{path}: not an OCI index")
+        return doc
+
+    def _entries(self) -> list[dict[str, Any]]:
+        return [e for e in self._index().get("manifests") or [] if isinstance(e, dict)]
+
+    @staticmethod
+    def _name(entry: dict[str, Any]) -> str:
+        annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
+        return str((annotations or {}).get(REF_NAME) or DEFAULT_NAME)
+
+    def _write_index(self, entries: list[dict[str, Any]]) -> None:
+        doc = {**self._index(), "manifests": entries}
+        doc.setdefault("schemaVersion", 2)
+        doc.setdefault("mediaType", OCI_INDEX)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        layout = self.directory / "oci-layout"
+        if not layout.exists():
+            self._atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
+        self._atomic(self.directory / "index.json", json.dumps(doc, separators=(",", ":")).encode())
+
+    def _atomic(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # --- the store's operations ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """The directory (or the nearest existing parent it would be made in) is writable."""
+        folder = self.directory
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise RegistryError(f"{self.directory}: {folder} is not a writable directory")
+        self._index()
+
+    def names(self) -> list[str]:
+        """The names in ``index.json`` (BuildKit's local exporter writes one, ``latest`` unless tagged)."""
+        return sorted({self._name(e) for e in self._entries()})
+
+    def get_manifest(self, reference: str) -> Manifest | None:
+        """A manifest by name or digest; None when there is none."""
+        if _SHA256.match(reference):
+            media_type = ""
+            digest = reference
+        else:
+            entry = next((e for e in self._entries() if self._name(e) == reference), None)
+            if entry is None:
+                return None
+            digest, media_type = str(entry.get("digest", "")), str(entry.get("mediaType", ""))
+        path = self._blob_path(digest)
+        try:
+            if path.stat().st_size > _MAX_INDEX:
+                raise RegistryError(f"{path}: a manifest larger than {_MAX_INDEX >> 20} MiB")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if _SHA256.match(reference):
+                return None
+            raise RegistryError(f"{self.directory}: {reference} names {digest}, which is missing") from None
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+        manifest = Manifest.from_bytes(data, media_type)
+        if manifest.digest != digest:
+            raise RegistryError(f"{path}: its content has digest {manifest.digest}")
+        return manifest
+
+    def manifest_digest(self, name: str) -> str | None:
+        entry = next((e for e in self._entries() if self._name(e) == name), None)
+        return str(entry["digest"]) if entry and entry.get("digest") else None
+
+    def blob_size(self, digest: str) -> int | None:
+        try:
+            return self._blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str) -> Iterator[Iterator[bytes]]:
+        path = self._blob_path(digest)
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+        with fh:
+            yield iter(lambda: fh.read(CHUNK), b"")
+
+    def mount_from(self, source: object, digest: str) -> bool:
+        """A directory mounts nothing: blobs are copied."""
+        return False
+
+    def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
+                 progress: Callable[[int], None] | None = None) -> None:
+        """Write a blob, checking its digest and size before it takes its place."""
+        path = self._blob_path(descriptor.digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming.")
+        digest, total = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    total += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            got = "sha256:" + digest.hexdigest()
+            if got != descriptor.digest or total != descriptor.size:
+                raise RegistryError(f"{self.directory}: {descriptor.digest}: received {total} bytes with digest "
+                                    f"{got}; expected {descriptor.size} bytes")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def put_manifest(self, reference: str, manifest: Manifest) -> None:
+        """Store a manifest's bytes; under a name (not a digest), also point ``index.json`` at it, last."""
+        if self.blob_size(manifest.digest) is None:
+            self.put_blob(Descriptor(manifest.media_type, manifest.digest, len(manifest.data)), [manifest.data])
+        if _SHA256.match(reference):
+            return
+        entry = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.data),
+                 "annotations": {REF_NAME: reference}}
+        others = [e for e in self._entries() if self._name(e) != reference]
+        self._write_index([*others, entry])
+
+    def delete(self, name: str) -> bool:
+        """Drop a name from ``index.json`` and the blobs nothing else uses; False when the name is not there."""
+        entries = self._entries()
+        kept = [e for e in entries if self._name(e) != name]
+        if len(kept) == len(entries):
+            return False
+        self._write_index(kept)
+        for digest in self.unused():
+            with contextlib.suppress(OSError):
+                self._blob_path(digest).unlink()
+        return True
+
+    # --- what the directory holds -------------------------------------------------------------------------
+
+    def blobs(self) -> dict[str, int]:
+        """Every blob in the directory, with its size."""
+        folder = self.directory / "blobs" / "sha256"
+        if not folder.is_dir():
+            return {}
+        return {f"sha256:{p.name}": p.stat().st_size for p in folder.iterdir()
+                if p.is_file() and re.fullmatch(r"[0-9a-f]{64}", p.name)}
+
+    def used(self) -> set[str]:
+        """The blobs some name in ``index.json`` reaches (only manifests are read, never layers)."""
+        used: set[str] = set()
+        todo: list[Descriptor] = []
+        for entry in self._entries():
+            with contextlib.suppress(RegistryError):
+                todo.append(Descriptor.from_json(entry))
+        while todo:
+            d = todo.pop()
+            if d.digest in used:
+                continue
+            used.add(d.digest)
+            if d.media_type in MANIFEST_TYPES:
+                with contextlib.suppress(RegistryError):
+                    manifest = self.get_manifest(d.digest)
+                    todo += manifest.descriptors() if manifest else []
+        return used
+
+    def unused(self) -> list[str]:
+        """Blobs no name reaches any more: BuildKit's local exporter only ever adds."""
+        used = self.used()
+        return sorted(d for d in self.blobs() if d not in used)

@@ -1,0 +1,118 @@
+"""``cacheport doctor``'s checks: the build machine (Docker, buildx, what the builder can do) and the cache's
+store (reachable, credentials, and whether it keeps a cache in the format the backend exports).
+
+Backend-specific checks (Pulp's API, the gha environment) come from the backends' own ``doctor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cacheport.errors import RegistryError
+from cacheport.ops.build import Builder, fit_to_builder, inspect_builder, last_line
+from cacheport.plan import Plan
+from cacheport.records import CacheStore, Check, StoreSession
+
+#: One fixed scratch name: a store that can't delete keeps one, not one per run.
+PROBE_NAME = "cacheport-doctor"
+
+
+def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
+    """What the build machine can do with this plan. Never raises: a failure is a failed check."""
+    from python_on_whales import DockerClient
+    from python_on_whales.client_config import ClientNotFoundError
+    from python_on_whales.exceptions import DockerException
+
+    checks: list[Check] = []
+    docker = DockerClient(client_call=[environ.get("CACHEPORT_DOCKER", "docker")])
+    try:
+        server = docker.version().server
+        checks.append(Check("docker", True, f"Docker Engine {getattr(server, 'version', '?')} answers"))
+    except (DockerException, ClientNotFoundError, OSError) as exc:
+        checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
+                            "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
+        return checks
+    try:
+        checks.append(Check("buildx", True, docker.buildx.version().strip()))
+        builder: Builder | None = inspect_builder(docker)
+    except DockerException as exc:
+        checks.append(Check("buildx", False, f"buildx is not usable: {last_line(exc)}",
+                            "install the docker-buildx plugin (docker buildx version must work)"))
+        builder = None
+    if builder is not None:
+        checks += builder_checks(plan, builder)
+    return checks
+
+
+def builder_checks(plan: Plan, builder: Builder) -> list[Check]:
+    """Whether the builder can import and export each configured cache type."""
+    store = " with the containerd image store" if builder.driver == "docker" and builder.containerd_store else ""
+    found = [Check("builder", True, f"{builder.name!r} uses the {builder.driver} driver{store}")]
+    _, _, notes = fit_to_builder(plan.imports, plan.exports, builder)
+    kinds = sorted({e.type for e in (*plan.imports, *plan.exports)})
+    if notes:
+        found += [Check("cache types", False, note.split("; fix: ")[0].split(". Fix: ")[0], _fix(note))
+                  for note in notes]
+    else:
+        found.append(Check("cache types", True, f"the builder can import and export {', '.join(kinds) or 'nothing'}"))
+    return found
+
+
+def _fix(note: str) -> str:
+    for marker in ("; fix: ", ". Fix: "):
+        if marker in note:
+            return note.split(marker, 1)[1]
+    return ""
+
+
+def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
+    """Reachable, credentials, and a round trip of a tiny cache in the format the backend exports.
+
+    The round trip writes under :data:`PROBE_NAME` and deletes it again. Never raises.
+    """
+    try:
+        with store.open() as session:
+            try:
+                session.check()
+                session.names()
+            except RegistryError as exc:
+                if exc.status in (401, 403):
+                    return [Check(kind, True, f"{session.host} is reachable"),
+                            Check("credentials", False, f"{session.host} refuses them: {exc}",
+                                  "check the variables the backend's username-env/password-env name, or docker "
+                                  "login")]
+                return [Check(kind, False, f"{session.host} does not answer: {exc}",
+                              "check the host and port, the network, and TLS (the backend's insecure option)")]
+            checks = [Check(kind, True, f"{session.host} is reachable"), Check("credentials", True, "accepted")]
+            checks.append(_format_round_trip(session, store))
+    except RegistryError as exc:
+        return [Check(kind, False, f"{store.location}: {exc}", "check the backend's settings")]
+    return checks
+
+
+def _format_round_trip(session: StoreSession, store: CacheStore) -> Check:
+    from cacheport.oci.format import synthetic_cache
+
+    kind = store.format
+    blobs, manifest = synthetic_cache(kind == "image-manifest", store.oci_mediatypes)
+    try:
+        for d, data in blobs:
+            if session.blob_size(d.digest) is None:
+                session.put_blob(d, [data])
+        session.put_manifest(PROBE_NAME, manifest)
+        back = session.get_manifest(PROBE_NAME)
+    except RegistryError as exc:
+        fix = ("use image-manifest=true and oci-mediatypes=true for this registry" if kind == "index"
+               else "check that the credentials may push to this repository")
+        return Check("format", False, f"{store.location} rejects a cache in the {kind} format: {exc}; a build with "
+                     "ignore-error=true would store nothing and still pass", fix)
+    cleaned = ""
+    try:
+        if not session.delete(PROBE_NAME):
+            cleaned = f" (the scratch name {PROBE_NAME} was already gone)"
+    except RegistryError as exc:
+        cleaned = f"; note: the scratch name {PROBE_NAME} stays, the store would not delete it ({exc})"
+    if back is None or back.digest != manifest.digest:
+        return Check("format", False, f"{store.location} accepted a {kind} cache but did not return it as written",
+                     "this registry changes cache manifests; try image-manifest=true")
+    return Check("format", True, f"{store.location} accepts a cache in the {kind} format{cleaned}")

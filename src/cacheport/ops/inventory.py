@@ -1,0 +1,160 @@
+"""The caches in a backend's store: what is there (``status``) and what to delete (``prune``).
+
+Everything goes through the backend's :class:`~cacheport.CacheStore`; nothing here knows a cache type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cacheport.context import Context
+from cacheport.errors import ConfigError
+from cacheport.oci.format import cache_format, created_at
+from cacheport.records import CacheStore, StoreSession
+
+_DURATION = re.compile(r"(\d+)([smhdw])\Z")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@attrs.frozen
+class CacheTag:
+    """One tag in a cache repository.
+
+    Attributes:
+        tag: the tag (a registry's) or name (a directory's).
+        digest: the manifest it points at.
+        format: ``index`` (BuildKit's default), ``image-manifest``, or None when it is not a cache.
+        size: bytes of everything the manifest points at.
+        updated: the newest ``buildkit/createdat`` among its layers, when BuildKit recorded one.
+        role: ``this branch``, ``MR target``, ``default branch`` or empty.
+    """
+
+    tag: str
+    digest: str
+    format: str | None
+    size: int
+    updated: datetime | None
+    role: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "digest": self.digest, "format": self.format, "size": self.size,
+                "updated": self.updated.isoformat() if self.updated else None, "role": self.role or None}
+
+
+def roles(context: Context, store: CacheStore) -> dict[str, str]:
+    """Name -> why it matters to this job (its branch, the MR target, the default branch)."""
+    out: dict[str, str] = {}
+    for name, role in ((context.default_branch, "default branch"), (context.target_branch, "MR target"),
+                       (context.branch, "this branch")):
+        if name:
+            out[store.name_for(name)] = role
+    return out
+
+
+def list_caches(session: StoreSession, known: dict[str, str] | None = None) -> list[CacheTag]:
+    """Every name in the store, with what it holds."""
+    known = known or {}
+    out = []
+    for name in session.names():
+        manifest = session.get_manifest(name)
+        if manifest is None:
+            continue
+        out.append(CacheTag(name, manifest.digest, cache_format(manifest), manifest.size,
+                            created_at(manifest.descriptors()), known.get(name, "")))
+    return out
+
+
+def directory_usage(session: StoreSession) -> dict[str, Any] | None:
+    """For a directory store: its size and the blobs no cache uses any more (BuildKit's local export only
+    adds); None for other stores."""
+    from cacheport.oci.layout import Layout
+
+    if not isinstance(session, Layout):
+        return None
+    blobs = session.blobs()
+    unused = set(session.unused())
+    return {"directory": str(session.directory), "exists": session.directory.is_dir(),
+            "size": sum(blobs.values()), "blobs": len(blobs), "stale_blobs": len(unused),
+            "stale_size": sum(size for digest, size in blobs.items() if digest in unused)}
+
+
+def parse_age(text: str) -> timedelta:
+    """``14d``, ``12h``, ``2w``, ``90m`` or ``30s``."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ConfigError(f"--older-than {text!r}: expected a number and a unit: s, m, h, d or w (e.g. 14d)")
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ConfigError(f"--older-than {text!r}: too long") from None
+
+
+@attrs.frozen
+class Pruning:
+    """What prune decided for one tag.
+
+    Attributes:
+        tag: the cache tag.
+        delete: whether it goes.
+        reason: why (or why not), in a few words.
+    """
+
+    tag: CacheTag
+    delete: bool
+    reason: str
+
+
+def _same_branch(tag: str, branch_tag: str) -> bool:
+    """``tag`` is ``branch_tag`` itself or the same branch under some key (``arm64-main``)."""
+    return tag == branch_tag or tag.endswith(f"-{branch_tag}")
+
+
+def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: timedelta | None = None,
+           live_branch_tags: set[str] | None = None, keep: Iterable[str] = (), now: datetime | None = None,
+           default_tag: str | None = None) -> list[Pruning]:
+    """Decide, for each cache tag, whether prune deletes it. Pure.
+
+    The default branch's tags (under every key) and ``keep`` are never deleted unless ``named``; a tag that
+    shares its manifest with a tag that stays is kept too, because registries delete manifests, not tags.
+    A tag counts as its branch's under any key, so pruning one key's tags never takes another's live ones.
+    """
+    now = now or datetime.now(UTC)
+    named, keep = set(named), set(keep)
+    decisions: dict[str, Pruning] = {}
+    for t in tags:
+        if t.format is None:
+            decisions[t.tag] = Pruning(t, False, "not a cache")
+        elif t.tag in named:
+            decisions[t.tag] = Pruning(t, True, "named")
+        elif t.role == "default branch" or (default_tag and _same_branch(t.tag, default_tag)) or t.tag in keep:
+            decisions[t.tag] = Pruning(t, False, "kept" if t.tag in keep else "default branch (name it to delete)")
+        elif older_than is not None and t.updated is not None and now - t.updated > older_than:
+            decisions[t.tag] = Pruning(t, True, f"not updated for {(now - t.updated).days} days")
+        elif live_branch_tags is not None and not any(_same_branch(t.tag, b) for b in live_branch_tags):
+            decisions[t.tag] = Pruning(t, True, "its branch is gone")
+        else:
+            decisions[t.tag] = Pruning(t, False, "recent" if older_than is not None else "branch exists")
+    staying = {p.tag.digest for p in decisions.values() if not p.delete}
+    return [attrs.evolve(p, delete=False, reason="shares its manifest with a tag that stays")
+            if p.delete and p.tag.digest in staying else p for p in decisions.values()]
+
+
+def remote_branches(cwd: Path, remote: str = "origin") -> list[str]:
+    """Branch names on ``remote`` (``git ls-remote --heads``)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-remote", "--heads", remote], cwd=cwd, capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"--branches-gone: could not run git ls-remote: {exc}") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["failed"])[-1]
+        raise ConfigError(f"--branches-gone: git ls-remote --heads {remote}: {last}")
+    return [line.split("refs/heads/", 1)[1] for line in out.stdout.splitlines() if "refs/heads/" in line]

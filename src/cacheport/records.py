@@ -1,0 +1,333 @@
+"""Every record a plugin hands to the core: backends (schema, entries, store, doctor), context providers and
+renderers, and the checks a doctor returns. The plugin API is these records plus the hooks in hookspecs.py.
+
+Records only; the core's logic for choosing and combining backends lives in plan.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from cacheport.context import Context
+from cacheport.entry import CacheEntry
+
+if TYPE_CHECKING:
+    from cacheport.oci.format import Descriptor, Manifest
+    from cacheport.plan import Plan
+
+_BACKEND_NAME = re.compile(r"[a-z][a-z0-9-]*\Z")
+OPTION_TYPES: dict[type, str] = {str: "string", bool: "boolean", int: "integer"}
+
+
+def _lower_name(value: str) -> str:
+    value = str(value).lower()
+    if value == "migration":
+        raise ValueError("'migration' is reserved for the [migration] table and cannot name a backend")
+    if not _BACKEND_NAME.match(value):
+        raise ValueError(f"backend name {value!r} must be a lower-case word (letters, digits, '-')")
+    return value
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
+# One converter per element type: attrs' mypy plugin types __init__ from the converter's argument.
+def _entries(values: Iterable[CacheEntry]) -> tuple[CacheEntry, ...]:
+    return tuple(values)
+
+
+def _swaps(values: Iterable[Swap]) -> tuple[Swap, ...]:
+    return tuple(values)
+
+
+def _logins(values: Iterable[Login]) -> tuple[Login, ...]:
+    return tuple(values)
+
+
+def _options(values: Iterable[Option]) -> tuple[Option, ...]:
+    return tuple(values)
+
+
+def _names(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+def _check_option_type(_inst: object, _attr: object, value: type[Any]) -> None:
+    if value not in OPTION_TYPES:
+        raise ValueError(f"option type must be str, bool or int, not {value!r}")
+
+
+@attrs.frozen
+class Option:
+    """One setting a backend accepts, in ``[tool.cacheport.<backend>]`` or the environment.
+
+    Attributes:
+        name: the key users write; ``-`` and ``_`` are interchangeable when matching.
+        help: one sentence for ``cacheport backends`` and the docs.
+        type: ``str``, ``bool`` or ``int``.
+        default: the value when nobody sets it; strings may use ``${VAR}``; None means "computed" (see help).
+        choices: the allowed values, when there is a fixed set.
+        secret: the value never reaches human-readable output (``***``).
+        required: there is no usable default; an unset value is an error.
+    """
+
+    name: str
+    help: str
+    type: type[Any] = attrs.field(default=str, validator=_check_option_type)
+    default: Any = None
+    choices: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    secret: bool = False
+    required: bool = False
+
+    @property
+    def key(self) -> str:
+        """The name as matched against user input."""
+        return normalize_key(self.name)
+
+
+def normalize_key(name: str) -> str:
+    """Fold a user-typed key so that ``image_manifest`` and ``Image-Manifest`` match ``image-manifest``."""
+    return name.strip().lower().replace("_", "-")
+
+
+@attrs.frozen
+class EntryRequest:
+    """What a backend gets to compute its entries.
+
+    Attributes:
+        options: the backend's validated options, by schema name, with defaults applied.
+        context: where we run (branch, default branch, MR target, trust).
+        key: the scope for refs (a target, platform or matrix axis), or None.
+        cache_dir: a directory this user's caches may live in (``$XDG_CACHE_HOME/cacheport``).
+        environ: the environment, read-only, for backends whose entries depend on it (gha's token, a secret
+            named by an option). Never shown.
+    """
+
+    options: Mapping[str, Any]
+    context: Context
+    key: str | None = None
+    cache_dir: str = ""
+    environ: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class Swap:
+    """After a successful build, the directory ``new`` replaces ``current`` (keeps local caches small).
+
+    Attributes:
+        new: where the build exported to.
+        current: where the next build imports from.
+    """
+
+    new: str
+    current: str
+
+
+@attrs.frozen
+class Login:
+    """How to log in to a registry before building: names of environment variables, never their values.
+
+    Attributes:
+        registry: the registry host (``host[:port]``).
+        password_env: the variable holding the password or token.
+        username_env: the variable holding the user name; used when set.
+        username: the user name when ``username_env`` is empty or unset.
+    """
+
+    registry: str
+    password_env: str
+    username_env: str = ""
+    username: str = ""
+
+
+@attrs.frozen
+class BackendEntries:
+    """A backend's answer: the cache imports, in fallback order, and the exports.
+
+    Attributes:
+        imports: ``--cache-from`` entries, most specific first.
+        exports: ``--cache-to`` entries.
+        swaps: directory swaps to make after a successful build.
+        warnings: one-line messages for the user.
+        secret_attrs: attribute names whose values must be redacted wherever a person reads them.
+        logins: registry logins to try before a build, in order; the first whose variables are set is used.
+        tags: image tags the build must push for the cache to be stored (the ``inline`` backend).
+    """
+
+    imports: tuple[CacheEntry, ...] = attrs.field(default=(), converter=_entries)
+    exports: tuple[CacheEntry, ...] = attrs.field(default=(), converter=_entries)
+    swaps: tuple[Swap, ...] = attrs.field(default=(), converter=_swaps)
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    secret_attrs: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    logins: tuple[Login, ...] = attrs.field(default=(), converter=_logins)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+
+
+@attrs.frozen
+class Check:
+    """One diagnosis by ``cacheport doctor``.
+
+    Attributes:
+        name: what was checked, e.g. ``credentials``.
+        ok: whether it passed.
+        detail: what was found, in one line; never a secret.
+        fix: what to do about a failure.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class StoreSession(Protocol):
+    """An open connection to where a backend keeps caches: a registry repository, a directory.
+
+    Names are what the backend's exports are called there (registry tags, OCI layout ref names); references
+    are names or digests. Every failure is a one-line :class:`cacheport.errors.RegistryError`.
+    """
+
+    #: Where it is, for messages and to tell whether two sessions can mount from each other.
+    host: str
+
+    def __enter__(self) -> StoreSession: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def check(self) -> None:
+        """Reach the store and prove the credentials (a registry's ``/v2/``), without changing anything."""
+    def names(self) -> list[str]:
+        """Every name held, sorted."""
+    def get_manifest(self, reference: str) -> Manifest | None:
+        """The manifest or index a name or digest points at, exactly as stored; None when there is none."""
+    def manifest_digest(self, name: str) -> str | None:
+        """The digest a name points at, or None."""
+    def blob_size(self, digest: str) -> int | None:
+        """A blob's size, or None when it is not there."""
+    def open_blob(self, digest: str) -> AbstractContextManager[Iterator[bytes]]:
+        """A blob's bytes, as a stream of chunks."""
+    def mount_from(self, source: StoreSession, digest: str) -> bool:
+        """Make a blob present without moving bytes (a registry's cross-repository mount); False when it can't."""
+    def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
+                 progress: Callable[[int], None] | None = None) -> None:
+        """Write a blob; ``progress(n)`` as bytes go out."""
+    def put_manifest(self, reference: str, manifest: Manifest) -> None:
+        """Write a manifest under a name (or its digest). Callers write every blob it needs first."""
+    def delete(self, name: str) -> bool:
+        """Delete what a name points at; False when the name is not there."""
+
+
+def _check_format(_inst: object, _attr: object, value: str) -> None:
+    if value not in ("index", "image-manifest"):
+        raise ValueError(f"a store's format is 'index' or 'image-manifest', not {value!r}")
+
+
+@attrs.frozen
+class CacheStore:
+    """Where a backend keeps its caches, so that seed, status, prune and doctor's format probe can reach them.
+
+    Attributes:
+        location: where, for people: ``host/repository`` or a directory.
+        format: the format the backend exports: ``index`` (BuildKit's cache index) or ``image-manifest``.
+        oci_mediatypes: whether those exports use OCI media types.
+        name_for: ``branch -> name``: what the backend's export for a push to that branch is called here.
+            A backend with one fixed cache gives the same name for every branch.
+        branch_of: ``name -> branch slug``, or None when the name belongs to no branch of this backend's.
+        open: connects; use the result as a context manager (``with store.open() as session:``).
+        fixed: the backend keeps one cache for every branch (``name_for`` ignores the branch).
+    """
+
+    location: str
+    format: str = attrs.field(validator=_check_format)
+    name_for: Callable[[str], str]
+    branch_of: Callable[[str], str | None]
+    open: Callable[[], StoreSession]
+    oci_mediatypes: bool = True
+    fixed: bool = False
+
+
+@attrs.frozen
+class Backend:
+    """A cache backend, as a plugin registers it.
+
+    Attributes:
+        name: what users type in ``backend = "..."``; lower-case.
+        description: one line for listings.
+        options: the option schema.
+        entries: computes the imports and exports for a request; must not touch the host.
+        cache_type: the BuildKit cache type it renders (``registry``, ``local``, ...).
+        docs: a longer explanation for ``cacheport backends NAME`` and the docs.
+        doctor: optional checks against the real server for ``cacheport doctor``:
+            ``(request, environ) -> iterable of Check``. It may use the network; it must not change anything
+            it did not create, and must never put a secret in a Check.
+        store: optional ``request -> CacheStore``: where the caches are, for ``seed``, ``status``, ``prune``
+            and doctor's format probe. Without one those commands say, in one line, that they can't reach it.
+            Computing the store must not touch the network; opening it may.
+    """
+
+    name: str = attrs.field(converter=_lower_name)
+    description: str
+    options: tuple[Option, ...] = attrs.field(converter=_options)
+    entries: Callable[[EntryRequest], BackendEntries]
+    cache_type: str = "registry"
+    docs: str = ""
+    doctor: Callable[[EntryRequest, Mapping[str, str]], Iterable[Check]] | None = None
+    store: Callable[[EntryRequest], CacheStore] | None = None
+
+    def option(self, key: str) -> Option | None:
+        """The option matching a user-typed key, or None."""
+        wanted = normalize_key(key)
+        return next((o for o in self.options if o.key == wanted), None)
+
+
+@attrs.frozen
+class ContextProvider:
+    """A plugin's detector for one CI system.
+
+    Attributes:
+        name: the provider's name, shown by ``cacheport explain``.
+        detect: ``(environ, cwd) -> Context | None``; None means "not this CI".
+        priority: higher is tried first; the built-in local provider is 0 and always matches.
+    """
+
+    name: str
+    detect: Callable[[Mapping[str, str], Path], Context | None]
+    priority: int = 100
+
+
+@attrs.frozen
+class RenderOptions:
+    """What a renderer may be told besides the plan.
+
+    Attributes:
+        targets: bake targets to configure (``--target``); renderers that know no targets ignore them.
+    """
+
+    targets: tuple[str, ...] = attrs.field(default=("default",), converter=_strings)
+
+
+@attrs.frozen
+class Renderer:
+    """An output format for ``cacheport args --format NAME``.
+
+    Attributes:
+        name: what users type after ``--format``; lower-case.
+        description: one line for ``--help`` and the docs.
+        render: ``(plan, options) -> text``; pure: no I/O, no environment.
+        secrets: the output carries secret values as they are (a build reads it). On a terminal cacheport
+            then renders a redacted plan instead, and files it writes are mode 0600. False means the renderer
+            redacts secrets itself (for people: json, explain).
+        append_to: an environment variable naming a file the output is appended to when no ``-o`` is given
+            (``GITHUB_OUTPUT``); empty for stdout.
+    """
+
+    name: str = attrs.field(converter=_lower_name)
+    description: str
+    render: Callable[[Plan, RenderOptions], str]
+    secrets: bool = True
+    append_to: str = ""
