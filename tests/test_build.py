@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cacheport.entry import CacheEntry
 from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, summarize
 from cacheport.records import Login
@@ -79,3 +81,25 @@ def test_first_usable_login_per_registry() -> None:
         ("reg", "u", "p")
     ]
     assert choose_logins(logins, {}) == []
+
+
+def test_the_builder_named_for_buildx_is_the_one_checked() -> None:
+    from cacheport.ops.build import chosen_builder
+
+    assert chosen_builder(["--push", "--builder", "ci"], {"BUILDX_BUILDER": "env"}) == "ci"
+    assert chosen_builder(["--builder=ci2"], {}) == "ci2"
+    assert chosen_builder(["--push"], {"BUILDX_BUILDER": "env"}) == "env"
+    assert chosen_builder([], {"BUILDX_BUILDER": ""}) is None
+
+
+def test_buildx_inspect_text_of_both_generations() -> None:
+    from cacheport.ops.build import parse_inspect
+
+    old = "Name:          default\nDriver:        docker\n\nNodes:\nName:      default\nEndpoint:  default\n" \
+          "BuildKit version: v0.0.0+unknown\n"
+    assert parse_inspect(old) == ("default", "docker", "v0.0.0+unknown")
+    new = "Name:          ci\nDriver:        docker-container\nLast Activity: 2026-12-01\n\nNodes:\nName:  ci0\n" \
+          "Status:   running\nBuildKit version: v0.25.1\n"
+    assert parse_inspect(new) == ("ci", "docker-container", "v0.25.1")
+    with pytest.raises(ValueError, match="no builder name"):
+        parse_inspect("ERROR: something else\n")

@@ -82,3 +82,38 @@ def test_the_legacy_store_still_imports(harness: Harness, legacy: Harness, tmp_p
     assert warm.rand == cold.rand
     assert len(warnings(warm.log)) == 1
     assert f"imported from {reg}/{repo}/cache:main" in warm.log and "exported to nothing" in warm.log
+
+
+def test_the_builder_the_build_uses_is_the_one_checked(harness: Harness, legacy: Harness, tmp_path: Path) -> None:
+    """``--builder NAME`` and ``BUILDX_BUILDER`` pick the builder; cacheport checks that one, not the current one.
+
+    The legacy engine's docker context is a docker-driver builder of the same name. buildx itself builds on a
+    docker-driver builder only from its own context, so the build then fails, in buildx's words, and cacheport
+    reports that failure; what this proves is that the check followed the name.
+    """
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    name = f"cp-legacy-{uuid.uuid4().hex[:8]}"
+    harness.docker("context", "create", name, "--docker", f"host={legacy.env['CACHEPORT_E2E_DOCKER_HOST']}")
+    try:
+        env = gitlab_env(f"{reg}/e2e/builder-{name}", "main")
+        checked = cacheport(harness, tmp_path, "doctor", "--builder", name, env=env)
+        assert checked.returncode == 1, checked.stdout
+        assert f"✗ cache types: builder {name!r} uses the docker driver without the containerd image store" in (
+            checked.stdout)
+        by_variable = cacheport(harness, tmp_path, "doctor", env={**env, "BUILDX_BUILDER": name})
+        assert by_variable.returncode == 1 and f"✗ cache types: builder {name!r}" in by_variable.stdout
+        current = cacheport(harness, tmp_path, "doctor", env=env)
+        assert current.returncode == 0 and "with the containerd image store" in current.stdout, current.stdout
+        missing = cacheport(harness, tmp_path, "doctor", "--builder", "no-such-builder", env=env)
+        assert missing.returncode == 1, missing.stdout
+        assert "✗ builder: the builder 'no-such-builder' can't be inspected" in missing.stdout
+
+        ctx = harness.project(tmp_path)
+        for how in ({"extra": ("--builder", name)}, {"env": {**env, "BUILDX_BUILDER": name}}):
+            result = harness.build(ctx, **{"env": env, **how})  # type: ignore[arg-type]
+            assert [w for w in warnings(result.log) if f"builder {name!r}" in w and NO_STORE in w], result.log
+            assert result.code != 0 and "build failed with exit code" in result.log
+        plain = harness.build(ctx, env=env)
+        assert plain.code == 0 and warnings(plain.log) == [], plain.log
+    finally:
+        harness.docker("context", "rm", "-f", name, check=False)

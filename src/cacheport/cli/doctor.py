@@ -15,10 +15,13 @@ from cacheport.cli.common import format_option, load_plugins, make_plan, plan_op
 Examples:
   cacheport doctor
   cacheport doctor --backend pulp --format json
+  cacheport doctor --builder ci-builder          # the builder `cacheport build -- --builder ci-builder` uses
 """)
 @format_option(["text", "json"], "text")
+@click.option("--builder", metavar="NAME", help="The buildx builder to check (default: $BUILDX_BUILDER, else the "
+              "current one), as `docker buildx build --builder NAME` would use.")
 @plan_options
-def command(fmt: str, **common: Any) -> None:
+def command(fmt: str, builder: str | None, **common: Any) -> None:
     """Check that the configured cache works before a build finds out: one line per check, with the fix.
 
     Checks Docker, buildx and what the builder can do with this plan; the backend's own checks; and, for a
@@ -37,7 +40,7 @@ def command(fmt: str, **common: Any) -> None:
     backend = plugins.backend(plan.backend)
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
-    checks += machine_checks(plan, os.environ)
+    checks += machine_checks(plan, os.environ, builder)
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor

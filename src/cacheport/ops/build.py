@@ -1,8 +1,10 @@
-"""Running a build with the plan's cache: ``cacheport build``. Side effects at the edge, through python-on-whales.
+"""Running a build with the plan's cache: ``cacheport build``. Side effects at the edge.
 
-python-on-whales is imported only here, and only when a build runs. Its ``buildx.build`` takes one
-``cache_to`` and joins dict values without CSV quoting, so we hand buildx our own rendered flags and use
-python-on-whales for what it does well: the client's configuration, login, info, and streaming a command.
+The build runs the docker client directly: our own rendered flags (python-on-whales' ``buildx.build`` takes
+one ``cache_to`` and joins dict values without CSV quoting), one inspection of the builder the build will
+use (``buildx inspect`` and the engine's driver status, at the same time), logins only when the plan has
+credentials, and nothing heavy imported before the build starts: importing python-on-whales alone costs
+more than cacheport's whole start-up, so it is left to ``cacheport doctor``.
 """
 
 from __future__ import annotations
@@ -145,15 +147,68 @@ def choose_logins(logins: Sequence[Login], environ: Mapping[str, str]) -> list[t
     return list(chosen.values())
 
 
-def inspect_builder(docker: Any) -> Builder:
-    """Ask buildx and the engine what the current builder is."""
-    builder = docker.buildx.inspect()
-    store = False
-    if builder.driver == "docker":
-        status = docker.system.info().driver_status or []
-        store = any("containerd.snapshotter" in str(value) for _key, value in status)
-    version = next((n.version for n in builder.nodes or () if n.version), None)
-    return Builder(builder.name, builder.driver, store, _version(version))
+def chosen_builder(extra: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """The builder buildx will use: ``--builder`` among buildx's arguments, else ``BUILDX_BUILDER``, else None
+    (the current one)."""
+    for i, arg in enumerate(extra):
+        if arg == "--builder" and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith("--builder="):
+            return arg.split("=", 1)[1]
+    return environ.get("BUILDX_BUILDER") or None
+
+
+def parse_inspect(text: str) -> tuple[str, str, str | None]:
+    """``(name, driver, BuildKit version)`` from ``docker buildx inspect``'s text (0.10 to 0.29 print it so)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("Name", "Driver", "BuildKit version", "Buildkit") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if "Name" not in fields or "Driver" not in fields:
+        raise ValueError("docker buildx inspect printed no builder name and driver")
+    return fields["Name"], fields["Driver"], fields.get("BuildKit version") or fields.get("Buildkit")
+
+
+def inspect_builder(docker: Sequence[str], environ: Mapping[str, str], name: str | None = None) -> Builder:
+    """What the builder ``name`` (None: the current one) is, from one ``buildx inspect`` and, at the same time,
+    the engine's driver status (the docker driver can export cache only with the containerd image store).
+
+    Raises :class:`BuildError` with docker's last line when the builder can't be inspected.
+    """
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*docker, *args], capture_output=True, text=True, env=dict(environ), timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    with ThreadPoolExecutor(2) as pool:
+        inspected = pool.submit(call, "buildx", "inspect", *([name] if name else []))
+        # A docker-driver builder is a docker context of the same name: ask that engine, not the current one.
+        info = pool.submit(call, *(["--context", name] if name else []), "info", "--format", "{{json .DriverStatus}}")
+        try:
+            found = inspected.result()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BuildError(str(exc)) from None
+        if found.returncode != 0:
+            raise BuildError(last_line(found.stderr or found.stdout))
+        try:
+            builder_name, driver, version = parse_inspect(found.stdout)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from None
+        store = False
+        if driver == "docker":
+            try:
+                status = info.result()
+            except (OSError, subprocess.SubprocessError):
+                status = None
+            store = status is not None and status.returncode == 0 and "containerd.snapshotter" in status.stdout
+    return Builder(builder_name, driver, store, _version(version))
+
+
+class BuildError(Exception):
+    """The docker client failed, or answered what we can't read; the message is its last line."""
 
 
 def _version(text: str | None) -> tuple[int, ...] | None:
@@ -172,29 +227,32 @@ def run(
     say: Callable[[str], None],
 ) -> int:
     """Log in, check the builder, build with live logs, rotate local caches. Returns the build's exit code."""
-    from python_on_whales import DockerClient
-    from python_on_whales.client_config import ClientNotFoundError
-    from python_on_whales.exceptions import DockerException
-    from python_on_whales.utils import stream_stdout_and_stderr
+    import shutil
+    import subprocess
 
     client = environ.get("CACHEPORT_DOCKER", "docker")
-    docker = DockerClient(client_call=[client])
-    try:
-        docker.client_config.docker_cmd  # noqa: B018  (resolves the client binary)
-    except ClientNotFoundError:
+    found = shutil.which(client, path=environ.get("PATH"))
+    if found is None:
         say(f"error: the docker client {client!r} was not found; install it, or set CACHEPORT_DOCKER to its path")
         return 127
+    docker = [found]
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
-            docker.login(server=registry, username=username, password=password)
-        except DockerException as exc:
+            done = subprocess.run([*docker, "login", "--username", username, "--password-stdin", registry],
+                                  input=password, capture_output=True, text=True, env=dict(environ), timeout=120)
+            failed = last_line(done.stderr or done.stdout) if done.returncode else ""
+        except (OSError, subprocess.SubprocessError) as exc:
+            failed = str(exc)
+        if failed:
             # A registry that is down must not fail the build: the cache is an optimisation.
-            say(f"warning: login to {registry} failed ({last_line(exc)}); building without it")
+            say(f"warning: login to {registry} failed ({failed}); building without it")
     imports, exports = list(plan.imports), list(plan.exports)
+    name = chosen_builder(extra, environ)
     try:
-        builder = inspect_builder(docker)
-    except DockerException as exc:
-        say(f"warning: could not inspect the buildx builder ({last_line(exc)}); passing the cache flags as planned")
+        builder = inspect_builder(docker, environ, name)
+    except BuildError as exc:
+        which = f"the builder {name!r}" if name else "the current buildx builder"
+        say(f"warning: could not inspect {which} ({exc}); passing the cache flags as planned")
     else:
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
@@ -202,17 +260,21 @@ def run(
     if plan.tags and exports and not _pushes(extra):
         say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
             + ", ".join(plan.tags) + ")")
-    full = [*docker.client_config.docker_cmd, *command(imports, exports, context, [*tags, *plan.tags], file, extra)]
+    full = [*docker, *command(imports, exports, context, [*tags, *plan.tags], file, extra)]
     log: list[str] = []
-    code = 0
     try:
-        for _source, raw in stream_stdout_and_stderr(full):
-            line = raw.decode("utf-8", errors="replace")
-            log.append(line.rstrip("\n"))
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    except DockerException as exc:
-        code = exc.return_code or 1
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=dict(environ))
+    except OSError as exc:
+        say(f"error: could not run {found}: {exc.strerror}")
+        return 127
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", errors="replace")
+        log.append(line.rstrip("\n"))
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    code = proc.wait()
     summary = summarize(log)
     if code == 0:
         from cacheport.ops.rotate import promote
@@ -236,7 +298,7 @@ def _pushes(extra: Sequence[str]) -> bool:
 
 
 def last_line(exc: Any) -> str:
-    """The last line docker printed: where it says what went wrong."""
-    stderr = getattr(exc, "stderr", "") or str(exc)
+    """The last line docker printed (an exception's stderr, or text): where it says what went wrong."""
+    stderr = exc if isinstance(exc, str) else (getattr(exc, "stderr", "") or str(exc))
     lines = [line for line in str(stderr).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(exc).__name__
+    return lines[-1].strip()[:300] if lines else (type(exc).__name__ if not isinstance(exc, str) else "no output")

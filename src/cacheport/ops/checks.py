@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport.errors import RegistryError
-from cacheport.ops.build import Builder, fit_to_builder, inspect_builder, last_line
+from cacheport.ops.build import Builder, BuildError, chosen_builder, fit_to_builder, inspect_builder, last_line
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, Check, StoreSession
 
@@ -17,31 +17,39 @@ from cacheport.records import CacheStore, Check, StoreSession
 PROBE_NAME = "cacheport-doctor"
 
 
-def machine_checks(plan: Plan, environ: Mapping[str, str]) -> list[Check]:
-    """What the build machine can do with this plan. Never raises: a failure is a failed check."""
+def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None = None) -> list[Check]:
+    """What the build machine can do with this plan, on the builder a build would use (``builder``, else
+    ``BUILDX_BUILDER``, else the current one). Never raises: a failure is a failed check."""
     from python_on_whales import DockerClient
     from python_on_whales.client_config import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
 
     checks: list[Check] = []
-    docker = DockerClient(client_call=[environ.get("CACHEPORT_DOCKER", "docker")])
+    client = environ.get("CACHEPORT_DOCKER", "docker")
+    docker = DockerClient(client_call=[client])
     try:
         server = docker.version().server
         checks.append(Check("docker", True, f"Docker Engine {getattr(server, 'version', '?')} answers"))
+        command = docker.client_config.docker_cmd
     except (DockerException, ClientNotFoundError, OSError) as exc:
         checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
         return checks
     try:
         checks.append(Check("buildx", True, docker.buildx.version().strip()))
-        builder: Builder | None = inspect_builder(docker)
     except DockerException as exc:
         checks.append(Check("buildx", False, f"buildx is not usable: {last_line(exc)}",
                             "install the docker-buildx plugin (docker buildx version must work)"))
-        builder = None
-    if builder is not None:
-        checks += builder_checks(plan, builder)
-    return checks
+        return checks
+    name = chosen_builder(["--builder", builder] if builder else [], environ)
+    try:
+        found = inspect_builder(list(command), environ, name)
+    except BuildError as exc:
+        which = f"the builder {name!r}" if name else "the current builder"
+        checks.append(Check("builder", False, f"{which} can't be inspected: {exc}",
+                            "check the name (`docker buildx ls`), or create it (`docker buildx create --name NAME`)"))
+        return checks
+    return checks + builder_checks(plan, found)
 
 
 def builder_checks(plan: Plan, builder: Builder) -> list[Check]:
