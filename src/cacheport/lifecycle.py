@@ -83,7 +83,7 @@ def roles(plan: Plan, key: str | None) -> dict[str, str]:
     for name, role in ((ctx.default_branch, "default branch"), (ctx.target_branch, "MR target"),
                        (ctx.branch, "this branch")):
         if name:
-            out[branch_tag(name, key)] = role
+            out[branch_tag(name, key, ctx)] = role
     return out
 
 

@@ -18,9 +18,9 @@ def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None]:
     if opts["name"]:
         return (str(opts["name"]),), (str(opts["name"]) if ctx.trusted else None)
     branches = ctx.fallback_branches() or ("latest",)
-    names = tuple(dict.fromkeys(branch_tag(b, request.key) for b in branches))
+    names = tuple(dict.fromkeys(branch_tag(b, request.key, ctx) for b in branches))
     own = ctx.branch or (None if ctx.fallback_branches() else "latest")  # a tag build only reads
-    return names, (branch_tag(own, request.key) if own and ctx.trusted else None)
+    return names, (branch_tag(own, request.key, ctx) if own and ctx.trusted else None)
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
