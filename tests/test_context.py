@@ -16,7 +16,22 @@ def test_gitlab_branch_pipeline(tmp_path: Path) -> None:
     assert ctx == Context(
         provider="gitlab", project="group/app", branch="feature/Login-Form", default_branch="main",
         target_branch=None, trusted=True, job="build", default_backend="gitlab",
+        branch_slugs=(("feature/Login-Form", "feature-login-form"),),
     )
+
+
+def test_gitlab_s_own_slug_is_kept_only_for_the_branch_it_belongs_to(tmp_path: Path) -> None:
+    def slugs(**env: str) -> tuple[tuple[str, str], ...]:
+        ctx = contexts.gitlab({**GITLAB_ENV, **env}, tmp_path)
+        assert ctx is not None
+        return ctx.branch_slugs
+
+    assert slugs(CI_COMMIT_BRANCH="deps/bump__v2", CI_COMMIT_REF_NAME="deps/bump__v2",
+                 CI_COMMIT_REF_SLUG="deps-bump-v2") == (("deps/bump__v2", "deps-bump-v2"),)
+    assert slugs(CI_COMMIT_REF_NAME="other") == ()  # the slug is another ref's
+    assert slugs(CI_COMMIT_REF_SLUG="") == ()  # GitLab's slug of a name like ___ is empty
+    assert slugs(CI_COMMIT_REF_SLUG="Not A/Slug") == ()  # set by hand to something GitLab never makes
+    assert slugs(CI_COMMIT_BRANCH="", CI_COMMIT_TAG="v1.0", CI_COMMIT_REF_NAME="v1.0", CI_COMMIT_REF_SLUG="v1-0") == ()
 
 
 def test_gitlab_merge_request_from_a_fork_is_untrusted(tmp_path: Path) -> None:

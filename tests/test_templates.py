@@ -1,8 +1,9 @@
 """The CI templates and examples: they parse, they match the CLI, and they do what docs/ci.md says.
 
-The GitLab template's jobs (merged with the example pipeline the way GitLab merges includes) and the GitHub
-action's steps run here for real, with cacheport from this checkout and a stand-in ``docker`` that records
-every call.
+The GitLab components (rendered with their inputs as GitLab does), the include template (merged with a
+pipeline the way GitLab merges includes) and the GitHub action's steps run here for real, with cacheport from
+this checkout and a stand-in ``docker`` that records every call. tests/e2e/test_gitlab_pipeline.py runs the
+components with a real pipeline runner against real servers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,20 +26,38 @@ from cacheport.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "templates" / "gitlab" / "cacheport.gitlab-ci.yml"
+BUILD_COMPONENT = ROOT / "templates" / "container-build.yml"
+CLEANUP_COMPONENT = ROOT / "templates" / "cache-cleanup.yml"
+COMPONENTS = (BUILD_COMPONENT, CLEANUP_COMPONENT)
 GITLAB_EXAMPLE = ROOT / "examples" / "gitlab" / ".gitlab-ci.yml"
+TEMPLATE_EXAMPLE = ROOT / "examples" / "gitlab" / "without-components.gitlab-ci.yml"
 ACTION = ROOT / "action.yml"
 GITHUB_EXAMPLE = ROOT / "examples" / "github" / "build.yml"
 CI_DOC = ROOT / "docs" / "ci.md"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", [TEMPLATE, GITLAB_EXAMPLE, ACTION, GITHUB_EXAMPLE, ROOT / "mkdocs.yml"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", [TEMPLATE, GITLAB_EXAMPLE, TEMPLATE_EXAMPLE, ACTION, GITHUB_EXAMPLE,
+                                  ROOT / "mkdocs.yml"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_yaml_parses(path: Path) -> None:
     assert isinstance(load(path), dict)
+
+
+@pytest.mark.parametrize("path", COMPONENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_component_is_a_spec_then_its_jobs(path: Path) -> None:
+    # GitLab's component layout: templates/<name>.yml, a `spec:` document, `---`, then the configuration.
+    spec, body = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+    assert set(spec) == {"spec"} and set(spec["spec"]) == {"inputs"}
+    assert len(body) == 1 and next(iter(body)) == "$[[ inputs.job-name ]]"  # one job, no global keywords
+    for name, item in spec["spec"]["inputs"].items():
+        assert item.get("description"), f"input {name} has no description"
+        assert "default" in item, f"input {name} has no default: every input is optional"
+        assert isinstance(item["default"], bool) == (item.get("type") == "boolean"), name
+        assert f"$[[ inputs.{name} ]]" in path.read_text(), f"input {name} is never used"
 
 
 def installed(backend: str) -> bool:
@@ -70,16 +90,25 @@ def fenced(text: str, lang: str) -> list[str]:
 
 
 def stand_in_docker(bin_dir: Path, log: Path) -> None:
-    """A ``docker`` that records its arguments (and a login's stdin) and succeeds, except ``buildx inspect``."""
+    """A ``docker`` that records its arguments (a login's stdin, the chosen builder) and succeeds, except
+    ``buildx inspect`` but of a builder ``buildx create`` made, and ``context update`` of a missing context;
+    ``context show`` says ``default``."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "docker"
     script.write_text(f"""#!{sys.executable}
-import json, sys
+import json, os, sys
 args = sys.argv[1:]
 stdin = sys.stdin.read() if "--password-stdin" in args else None
+with open({str(log)!r}) if os.path.exists({str(log)!r}) else open(os.devnull) as fh:
+    before = [json.loads(line)["args"] for line in fh]
 with open({str(log)!r}, "a") as fh:
-    fh.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
-sys.exit(1 if args[:2] == ["buildx", "inspect"] else 0)
+    fh.write(json.dumps({{"args": args, "stdin": stdin, "builder": os.environ.get("BUILDX_BUILDER")}}) + "\\n")
+if args[:2] == ["context", "show"]:
+    print("default")
+made = [a[a.index("--name") + 1] for a in before if a[:2] == ["buildx", "create"]]
+contexts = [a[2] for a in before if a[:2] == ["context", "create"]]
+sys.exit(1 if (args[:2] == ["buildx", "inspect"] and (not args[2:3] or args[2] not in made))
+         or (args[:2] == ["context", "update"] and args[2] not in contexts) else 0)
 """)
     script.chmod(0o755)
 
@@ -109,6 +138,7 @@ GITLAB_PREDEFINED = {
     "CI": "true",
     "GITLAB_CI": "true",
     "CI_SERVER_URL": "https://gitlab.example.com",
+    "CI_SERVER_FQDN": "gitlab.example.com",
     "CI_PROJECT_PATH": "group/app",
     "CI_PROJECT_DIR": "/builds/group/app",
     "CI_REGISTRY": "registry.example.com",
@@ -120,6 +150,7 @@ GITLAB_PREDEFINED = {
     "CI_COMMIT_REF_SLUG": "feature-login",
     "CI_DEFAULT_BRANCH": "main",
 }
+DIND_TLS = {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs/client"}
 
 
 def deep_merge(base: Any, override: Any) -> Any:
@@ -129,9 +160,38 @@ def deep_merge(base: Any, override: Any) -> Any:
     return override
 
 
+def render(path: Path, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A component's configuration with its inputs interpolated, as GitLab does for ``include: component:``."""
+    spec_text, _, body = path.read_text(encoding="utf-8").partition("\n---\n")
+    spec = yaml.safe_load(spec_text)["spec"]["inputs"]
+    assert set(inputs) <= set(spec), f"unknown inputs: {set(inputs) - set(spec)}"
+    values = {name: inputs.get(name, item["default"]) for name, item in spec.items()}
+    for name, value in values.items():
+        if spec[name].get("type") == "boolean":
+            assert isinstance(value, bool), f"input {name} must be a boolean"
+        body = body.replace(f"$[[ inputs.{name} ]]", str(value).lower() if isinstance(value, bool) else str(value))
+    assert "$[[" not in body
+    rendered: dict[str, Any] = yaml.safe_load(body)
+    return rendered
+
+
+def component_file(address: str) -> Path:
+    """``$CI_SERVER_FQDN/platform/cacheport/NAME@VERSION`` -> this checkout's templates/NAME.yml."""
+    name, _, version = address.rpartition("/")[2].partition("@")
+    assert version == VERSION, f"{address}: the examples pin this release, {VERSION}"
+    return ROOT / "templates" / f"{name}.yml"
+
+
 def pipeline(example: Mapping[str, Any]) -> dict[str, Any]:
-    """The example merged over the template it includes, with every job's ``extends`` resolved."""
-    merged = deep_merge(load(TEMPLATE), {k: v for k, v in example.items() if k != "include"})
+    """The example's jobs: its components rendered, its include template merged, every ``extends`` resolved."""
+    merged: dict[str, Any] = {}
+    for item in example.get("include", []):
+        if "component" in item:
+            merged = deep_merge(merged, render(component_file(item["component"]), item.get("inputs", {})))
+        else:
+            assert item["file"] == "/" + TEMPLATE.relative_to(ROOT).as_posix()
+            merged = deep_merge(merged, load(TEMPLATE))
+    merged = deep_merge(merged, {k: v for k, v in example.items() if k != "include"})
 
     def resolve(name: str) -> dict[str, Any]:
         job = merged[name]
@@ -177,7 +237,7 @@ def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings
     env.update(settings)
     work = tmp_path / "project"
     work.mkdir(exist_ok=True)
-    script = "\n".join([*job["before_script"], *job["script"]])
+    script = "\n".join([*job.get("before_script", []), *job["script"]])
     proc = subprocess.run(["sh", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120)
     return proc, calls(log)
 
@@ -208,8 +268,8 @@ else:
     path.chmod(0o755)
 
 
-def build_call(docker_calls: list[dict[str, Any]]) -> list[str]:
-    builds = [c["args"] for c in docker_calls if c["args"][:2] == ["buildx", "build"]]
+def build_call(docker_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    builds = [c for c in docker_calls if c["args"][:2] == ["buildx", "build"]]
     assert len(builds) == 1, docker_calls
     return builds[0]
 
@@ -223,41 +283,92 @@ def test_the_template_is_a_hidden_job_and_a_job_that_extends_it() -> None:
     assert "CACHEPORT_BACKEND" not in base["variables"], "a default here would override the config file"
 
 
-def test_the_template_s_scripts_are_posix_sh() -> None:
-    job = load(TEMPLATE)[".cacheport-build"]
-    script = "\n".join([*job["before_script"], *job["script"]])
-    proc = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_the_component_runs_the_include_template_s_scripts_word_for_word() -> None:
+    job = render(BUILD_COMPONENT, {})["container-build"]
+    base = load(TEMPLATE)[".cacheport-build"]
+    assert job["before_script"] == base["before_script"] and job["script"] == base["script"]
+    # The component's inputs become the variables the template reads; none is a CACHEPORT_ setting, which
+    # as a job variable would beat the pipeline's own CACHEPORT_BACKEND (GitLab's precedence).
+    assert not [name for name in job["variables"] if name.startswith("CACHEPORT_")]
+    assert set(job["variables"]) - {"DOCKER_TLS_CERTDIR"} <= set(template_settings())
+
+
+def test_the_cleanup_installs_cacheport_as_the_build_does() -> None:
+    build = load(TEMPLATE)[".cacheport-build"]["before_script"]
+    cleanup = render(CLEANUP_COMPONENT, {})["cache-cleanup"]["script"]
+    install = next(step for step in build if "pip install" in step)
+    assert install in cleanup
+    def code(step: str) -> list[str]:
+        return [line.split("  #")[0].rstrip() for line in step.splitlines()]
+
+    shared = [line for line in code(build[0]) if "INSTALL_CACHEPORT" in line or "CONTAINER_CACHE_BACKEND" in line]
+    assert code(cleanup[0]) == shared  # the same default release, the same backend input
+
+
+@pytest.mark.parametrize("path", [TEMPLATE, *COMPONENTS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_scripts_are_posix_sh(path: Path) -> None:
+    jobs = load(path) if path == TEMPLATE else render(path, {})
+    for name, job in jobs.items():
+        if "script" not in job:  # container-build: it only extends .cacheport-build
+            continue
+        script = "\n".join([*job.get("before_script", []), *job["script"]])
+        proc = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{name}: {proc.stderr}"
+
+
+def test_a_pinned_component_installs_the_same_cacheport_release() -> None:
+    # One version everywhere: the package's, the components' defaults, the template's, the examples' pins.
+    for path in COMPONENTS:
+        spec = next(yaml.safe_load_all(path.read_text()))["spec"]["inputs"]
+        assert spec["cacheport-version"]["default"] == VERSION, path
+    assert re.search(r"INSTALL_CACHEPORT_VERSION:-([\w.]+)\}", load(TEMPLATE)[".cacheport-build"]["before_script"][0]
+                     ).group(1) == VERSION  # type: ignore[union-attr]
+    pins = re.findall(r"(?:@|ref: )v?(\d+\.\d+\.\d+)", "".join(p.read_text() for p in (
+        GITLAB_EXAMPLE, TEMPLATE_EXAMPLE, TEMPLATE, *COMPONENTS, CI_DOC)))
+    assert pins and set(pins) == {VERSION}, pins
 
 
 def template_settings() -> dict[str, str]:
-    """The template's settings and their defaults: the ``: "${NAME:=default}"`` lines, and the job's variables."""
+    """The template's settings and their defaults: every variable the first before_script step reads (with
+    its ``${NAME:=default}`` when it has one), and the job's variables."""
     job = load(TEMPLATE)[".cacheport-build"]
-    defaults = dict(re.findall(r'^: "\$\{(\w+):?=(.*?)\}"', job["before_script"][0], re.M))
-    return {**defaults, **{k: str(v) for k, v in job["variables"].items()}}
+    first = job["before_script"][0]
+    names = {n for n in re.findall(r"\$\{(\w+)", first) if not n.startswith("CI_")}
+    defaults = dict(re.findall(r'^: "\$\{(\w+):?=(.*?)\}"', first, re.M))
+    return {**{n: "" for n in names}, **defaults, **{k: str(v) for k, v in job["variables"].items()}}
 
 
 def test_the_template_s_defaults_give_way_to_a_variable_set_anywhere() -> None:
     # GitLab lets a job's own `variables:` beat the pipeline's, so a default there would silently win over a
     # pipeline-wide setting; the shell's ${NAME:=default} gives way to a variable from anywhere.
     assert set(load(TEMPLATE)[".cacheport-build"]["variables"]) == {"DOCKER_TLS_CERTDIR"}
-    assert {"CONTAINER_IMAGE", "CONTAINER_PUSH", "INSTALL_CACHEPORT"} <= set(template_settings())
+    assert {"CONTAINER_IMAGE", "CONTAINER_PUSH", "INSTALL_CACHEPORT", "INSTALL_CACHEPORT_VERSION"} <= set(
+        template_settings())
 
 
 def test_every_template_variable_is_documented() -> None:
-    documented = table_names(section(CI_DOC.read_text(), "### The template"))
+    documented = table_names(section(CI_DOC.read_text(), "### The include template"))
     variables = set(template_settings())
     assert variables <= set(documented)
     assert set(documented) - variables == {"CACHEPORT_BACKEND", "CACHEPORT_KEY", "CACHEPORT_READ_ONLY",
                                            "CACHEPORT_<BACKEND>__<OPTION>"}
 
 
-def test_the_example_includes_the_template_and_extends_its_jobs() -> None:
+@pytest.mark.parametrize("path", COMPONENTS, ids=lambda p: p.name)
+def test_every_component_input_is_documented(path: Path) -> None:
+    spec = next(yaml.safe_load_all(path.read_text()))["spec"]["inputs"]
+    heading = f"#### `{path.stem}` inputs"
+    documented = table_names(section(CI_DOC.read_text(), heading))
+    assert documented == list(spec), f"{heading} in docs/ci.md lists the inputs in the file's order"
+
+
+def test_the_examples_include_what_this_repository_ships() -> None:
     example = load(GITLAB_EXAMPLE)
-    files = [item.get("file") for item in example["include"]]
-    assert "/" + TEMPLATE.relative_to(ROOT).as_posix() in files
+    assert {component_file(i["component"]) for i in example["include"]} == set(COMPONENTS)
+    legacy = load(TEMPLATE_EXAMPLE)
+    assert [i["file"] for i in legacy["include"]] == ["/" + TEMPLATE.relative_to(ROOT).as_posix()]
     template = load(TEMPLATE)
-    for name, job in example.items():
+    for name, job in legacy.items():
         if isinstance(job, dict) and "extends" in job:
             assert job["extends"] in template, name
 
@@ -265,21 +376,25 @@ def test_the_example_includes_the_template_and_extends_its_jobs() -> None:
 def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path: Path) -> None:
     example = load(GITLAB_EXAMPLE)
     jobs = pipeline(example)
-    assert {n for n in jobs if not n.startswith(".")} == {"container-build", "worker-build"}
+    assert set(jobs) == {"container-build", "worker-build", "cache-cleanup"}
 
     proc, docker = run_gitlab_job(jobs["container-build"], example["variables"], {}, tmp_path / "app", install=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pip = [json.loads(line) for line in (tmp_path / "app" / "pip.jsonl").read_text().splitlines()]
-    assert pip[0][-1] == "git+https://gitlab.example.com/platform/cacheport.git@v0.1.0"
+    assert pip[0][-1] == f"cacheport=={VERSION}"  # the component's own release
     logins = [c for c in docker if c["args"][0] == "login"]
     assert logins and all(c["stdin"] == "job-token-value" for c in logins)
     assert all("job-token-value" not in " ".join(c["args"]) for c in docker)
     for login in logins:  # the template's, for the push, and cacheport build's, for the cache
         args = login["args"]
         assert args[args.index("--username") + 1] == "gitlab-ci-token" and args[-1] == "registry.example.com"
-    assert ["buildx", "create", "--use", "--name", "cacheport", "--driver", "docker-container"] in [c["args"] for c in docker]
+    made = [c["args"] for c in docker if c["args"][:2] in (["buildx", "inspect"], ["buildx", "create"])]
+    assert made[:2] == [["buildx", "inspect", "cacheport"],
+                        ["buildx", "create", "--name", "cacheport", "--driver", "docker-container"]]
     cache = "registry.example.com/group/app/cache"
-    assert build_call(docker) == [
+    build = build_call(docker)
+    assert build["builder"] == "cacheport"  # BUILDX_BUILDER, not `buildx use`: a shell runner's default stays
+    assert build["args"] == [
         "buildx", "build", "--progress=plain",
         f"--cache-from=type=registry,ref={cache}:feature-login",
         f"--cache-from=type=registry,ref={cache}:main",
@@ -292,24 +407,117 @@ def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path
 
     proc, docker = run_gitlab_job(jobs["worker-build"], example["variables"], {}, tmp_path / "worker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    worker = build_call(docker)
+    worker = build_call(docker)["args"]
     assert f"--cache-to=type=registry,ref={cache}:worker-feature-login,mode=max,ignore-error=true" in worker
     assert worker[-1] == "worker" and worker[worker.index("--tag") + 1] == "registry.example.com/group/app/worker:feature-login"
 
 
+def test_the_include_template_example_builds_the_same_way(tmp_path: Path) -> None:
+    example = load(TEMPLATE_EXAMPLE)
+    jobs = pipeline(example)
+    assert {n for n in jobs if not n.startswith(".")} == {"container-build", "worker-build"}
+    proc, docker = run_gitlab_job(jobs["container-build"], example["variables"], {}, tmp_path / "app", install=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pip = [json.loads(line) for line in (tmp_path / "app" / "pip.jsonl").read_text().splitlines()]
+    assert pip[0][-1] == f"git+https://gitlab.example.com/platform/cacheport.git@{VERSION}"
+    proc, docker = run_gitlab_job(jobs["worker-build"], example["variables"], {}, tmp_path / "worker")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--cache-to=type=registry,ref=registry.example.com/group/app/cache:worker-feature-login,mode=max," \
+           "ignore-error=true" in build_call(docker)["args"]
+
+
+def test_on_docker_in_docker_with_tls_the_builder_sits_on_a_context_with_the_job_s_certificates(
+        tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, {})["container-build"]
+    assert job["variables"]["DOCKER_TLS_CERTDIR"] == "/certs" and job["services"] == ["docker:27-dind"]
+    proc, docker = run_gitlab_job(job, {}, DIND_TLS, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tls = "host=tcp://docker:2376,ca=/certs/client/ca.pem,cert=/certs/client/cert.pem,key=/certs/client/key.pem"
+    args = [c["args"] for c in docker]
+    assert ["context", "create", "cacheport-tls", "--docker", tls] in args
+    assert ["buildx", "create", "--name", "cacheport", "--driver", "docker-container", "cacheport-tls"] in args
+
+
+def test_docker_in_docker_without_tls_is_one_input(tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, {"docker-tls-certdir": ""})["container-build"]
+    assert job["variables"]["DOCKER_TLS_CERTDIR"] == ""  # the dind service listens on 2375, without TLS
+    proc, docker = run_gitlab_job(job, {}, {"DOCKER_HOST": "tcp://docker:2375"}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [c for c in docker if c["args"][0] == "context"]
+    assert ["buildx", "create", "--name", "cacheport", "--driver", "docker-container"] in [c["args"] for c in docker]
+
+
+def test_the_docker_driver_uses_the_engine_s_own_builder(tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, {"builder-driver": "docker"})["container-build"]
+    proc, docker = run_gitlab_job(job, {}, DIND_TLS, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [c for c in docker if c["args"][:2] == ["buildx", "create"]]
+    assert build_call(docker)["builder"] == "default"  # the current context's: the environment's TLS endpoint
+
+
+def test_a_second_job_on_the_same_runner_reuses_the_builder(tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, {})["container-build"]
+    run_gitlab_job(job, {}, {}, tmp_path)
+    proc, docker = run_gitlab_job(job, {}, {}, tmp_path)  # same stand-in docker, which remembers the builder
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "reusing the buildx builder cacheport" in proc.stdout
+    assert len([c for c in docker if c["args"][:2] == ["buildx", "create"]]) == 1
+
+
+def test_the_component_s_inputs_reach_the_build(tmp_path: Path) -> None:
+    inputs = {"backend": "registry", "key": "api", "image": "registry.example.com/group/api:$CI_COMMIT_SHORT_SHA",
+              "context": "api", "dockerfile": "api/Containerfile", "build-args": "--platform linux/arm64",
+              "push": False, "builder-driver": "", "cacheport-install": "cacheport==9.9.9"}
+    job = render(BUILD_COMPONENT, {"job-name": "api-build", **inputs})["api-build"]
+    settings = {"CACHEPORT_REGISTRY__REF": "harbor.example.com/team/app/cache"}
+    pipeline_variables = {"CACHEPORT_BACKEND": "gitlab", "CI_COMMIT_SHORT_SHA": "abc123"}
+    proc, docker = run_gitlab_job(job, pipeline_variables, settings, tmp_path / "a", install=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "a" / "pip.jsonl").read_text())[-1] == "cacheport==9.9.9"
+    assert not [c for c in docker if c["args"][:2] == ["buildx", "create"]]  # empty driver: the current builder
+    build = build_call(docker)["args"]
+    assert "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:api-feature-login,mode=max," \
+           "ignore-error=true" in build  # the backend input beats the pipeline's CACHEPORT_BACKEND
+    assert build[build.index("--tag") + 1] == "registry.example.com/group/api:abc123"
+    assert build[build.index("--file") + 1] == "api/Containerfile"
+    assert "--push" not in build and build[-3:] == ["--platform", "linux/arm64", "api"]
+
+
 def test_one_variable_moves_the_cache(tmp_path: Path) -> None:
     example = load(GITLAB_EXAMPLE)
-    settings = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": "harbor.example.com/team/app/cache",
-                "CONTAINER_BUILD_ARGS": "--platform linux/amd64,linux/arm64", "CONTAINER_PUSH": "false"}
+    settings = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": "harbor.example.com/team/app/cache"}
     proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], settings, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    build = build_call(docker)
-    assert [a for a in build if a.startswith("--cache-")] == [
+    assert [a for a in build_call(docker)["args"] if a.startswith("--cache-")] == [
         "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:feature-login",
         "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:main",
         "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:feature-login,mode=max,ignore-error=true",
     ]
-    assert "--push" not in build and build[-3:] == ["--platform", "linux/amd64,linux/arm64", "."]
+
+
+def cleanup_calls(tmp_path: Path, inputs: Mapping[str, Any]) -> list[list[str]]:
+    """Run the cleanup job's script with a stand-in cacheport that records its arguments."""
+    job = render(CLEANUP_COMPONENT, inputs)["cache-cleanup"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]  # scheduled pipelines only
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    log = tmp_path / "cacheport.jsonl"
+    (bin_dir / "cacheport").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                       f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (bin_dir / "cacheport").chmod(0o755)
+    env = {**base_environ(tmp_path), **GITLAB_PREDEFINED, "CI_PIPELINE_SOURCE": "schedule"}
+    env.update({k: str(v) for k, v in job["variables"].items()})
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    proc = subprocess.run(["sh", "-e", "-c", "\n".join(job["script"])], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_the_cleanup_is_a_dry_run_unless_enabled(tmp_path: Path) -> None:
+    assert cleanup_calls(tmp_path / "dry", {})[-1] == ["prune", "--branches-gone"]
+    assert cleanup_calls(tmp_path / "yes", {"delete": True, "older-than": "30d"})[-1] == [
+        "prune", "--branches-gone", "--older-than", "30d", "--yes"]
 
 
 def apply_diff(text: str, diff: str) -> str:
@@ -321,16 +529,18 @@ def apply_diff(text: str, diff: str) -> str:
 
 
 @pytest.mark.skipif(not installed("pulp"), reason="the pulp backend (plugins/cacheport-pulp) is not installed")
-def test_the_documented_one_line_diff_moves_the_example_to_pulp_in_dual_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("example_path", [GITLAB_EXAMPLE, TEMPLATE_EXAMPLE], ids=["component", "include template"])
+def test_the_documented_one_line_diff_moves_the_example_to_pulp_in_dual_read(example_path: Path,
+                                                                             tmp_path: Path) -> None:
     diff = next(d for d in fenced(section(CI_DOC.read_text(), "### Moving the cache to Pulp"), "diff")
                 if d.startswith(" variables:"))
     assert len([line for line in diff.splitlines() if line.startswith("-")]) == 1
-    example = yaml.safe_load(apply_diff(GITLAB_EXAMPLE.read_text(), diff))
+    example = yaml.safe_load(apply_diff(example_path.read_text(), diff))
     settings = {"CACHEPORT_PULP__URL": "pulp.example.com", "PULP_USERNAME": "builder", "PULP_PASSWORD": "pulp-pw"}
     proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], settings, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "migrating from gitlab: dual-read" in proc.stdout  # cacheport explain in the job log
-    cache = [a for a in build_call(docker) if a.startswith("--cache-")]
+    cache = [a for a in build_call(docker)["args"] if a.startswith("--cache-")]
     assert cache == [
         "--cache-from=type=registry,ref=pulp.example.com/group/app/cache:feature-login",
         "--cache-from=type=registry,ref=pulp.example.com/group/app/cache:main",

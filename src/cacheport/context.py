@@ -30,6 +30,8 @@ class Context:
         trusted: False for merge/pull requests from forks: such jobs never export.
         job: the CI job name, for messages.
         default_backend: the backend to use when no setting names one (``gitlab`` inside GitLab CI).
+        branch_slugs: ``(branch, slug)`` pairs the CI computed itself (GitLab's ``CI_COMMIT_REF_SLUG``); a
+            branch's cache tag uses its slug from here, so the tag is the CI's even where its rule differs.
     """
 
     provider: str
@@ -40,6 +42,7 @@ class Context:
     trusted: bool = True
     job: str | None = None
     default_backend: str = "local"
+    branch_slugs: tuple[tuple[str, str], ...] = ()
 
     def fallback_branches(self) -> tuple[str, ...]:
         """Branches to import from, most specific first: this branch, the MR target, the default branch."""

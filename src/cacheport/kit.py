@@ -193,7 +193,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
     prefix = f"{slug(key)}-" if key else ""
 
     def name_for(branch: str) -> str:
-        return fixed or branch_tag(branch, key)
+        return fixed or branch_tag(branch, key, request.context)
 
     def branch_of(name: str) -> str | None:
         if fixed is not None or not name.startswith(prefix):

@@ -9,14 +9,18 @@ import re
 
 from cacheport.context import Context
 
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_NOT_SLUG = re.compile(r"[^a-z0-9]")
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+#: What GitLab's slugify can produce: 1 to 63 of ``a-z0-9-``, not starting or ending with ``-``.
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 def slug(name: str, limit: int = 63) -> str:
-    """GitLab's ``CI_COMMIT_REF_SLUG`` rule: lower-case, runs of other characters become ``-``, at most 63.
+    """GitLab's ``CI_COMMIT_REF_SLUG`` rule (``Gitlab::Utils.slugify``), exactly.
 
-    A name with no ASCII letter or digit at all (``ünï``) gets a short hash, so it still names one tag.
+    Lower-case, every character other than ``a-z0-9`` becomes ``-`` (so ``a--b`` stays ``a--b``), the first 63
+    characters, then leading and trailing ``-`` stripped. Where GitLab's slug is empty (``___``, ``日本語``),
+    this gives ``x`` and 12 hex digits of the name's SHA-256 instead, so every name still names its own tag.
     """
     out = _NOT_SLUG.sub("-", name.lower())[:limit].strip("-")
     if not out:
@@ -26,9 +30,15 @@ def slug(name: str, limit: int = 63) -> str:
     return out
 
 
-def branch_tag(branch: str, key: str | None = None) -> str:
-    """The cache tag for a branch, scoped by ``key`` (a target, platform or matrix axis) when given."""
-    tag = slug(branch) if not key else f"{slug(key)}-{slug(branch)}"
+def branch_tag(branch: str, key: str | None = None, context: Context | None = None) -> str:
+    """The cache tag for a branch, scoped by ``key`` (a target, platform or matrix axis) when given.
+
+    The branch's slug is the one the CI computed for it when ``context`` has it (GitLab's
+    ``CI_COMMIT_REF_SLUG``), else :func:`slug`'s.
+    """
+    known = dict(context.branch_slugs) if context is not None else {}
+    name = known.get(branch) or slug(branch)
+    tag = name if not key else f"{slug(key)}-{name}"
     assert TAG_PATTERN.match(tag), tag
     return tag
 
@@ -51,10 +61,10 @@ def branch_names(context: Context, key: str | None = None) -> tuple[tuple[str, .
     branch's own name only, and only for trusted jobs that know their branch. No branch known at all gives
     no names: :func:`cacheport.kit.cache_names` applies the one rule for that.
     """
-    names = tuple(dict.fromkeys(branch_tag(name, key) for name in context.fallback_branches()))
-    export = branch_tag(context.branch, key) if context.branch and context.trusted else None
+    names = tuple(dict.fromkeys(branch_tag(name, key, context) for name in context.fallback_branches()))
+    export = branch_tag(context.branch, key, context) if context.branch and context.trusted else None
     if (context.branch and context.default_branch and context.branch != context.default_branch
-            and branch_tag(context.branch, key) == branch_tag(context.default_branch, key)):
+            and branch_tag(context.branch, key, context) == branch_tag(context.default_branch, key, context)):
         export = None  # `Main` or `main-` would overwrite the cache every protected build imports
     return names, export
 

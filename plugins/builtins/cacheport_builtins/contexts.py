@@ -8,6 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from cacheport import Context, ContextProvider, hookimpl
+from cacheport.refs import SLUG_PATTERN
+
+
+def _gitlab_slugs(env: Mapping[str, str], branch: str | None) -> tuple[tuple[str, str], ...]:
+    """GitLab's own slug of the branch, when ``CI_COMMIT_REF_SLUG`` is that branch's (not a tag's) and well formed."""
+    ref_slug = env.get("CI_COMMIT_REF_SLUG", "")
+    if branch and env.get("CI_COMMIT_REF_NAME") == branch and not env.get("CI_COMMIT_TAG") \
+            and SLUG_PATTERN.match(ref_slug):
+        return ((branch, ref_slug),)
+    return ()
 
 
 def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
@@ -27,6 +37,7 @@ def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
         trusted=not (source and target_project and source != target_project),
         job=env.get("CI_JOB_NAME"),
         default_backend="gitlab",
+        branch_slugs=_gitlab_slugs(env, branch or None),
     )
 
 
