@@ -564,7 +564,7 @@ def test_the_documented_toml_diff_is_the_config_the_docs_run() -> None:
 # GitHub Actions
 
 
-NOT_FLAGS = {"version", "source", "github-runtime"}  # how to install and set up, not what to plan
+NOT_FLAGS = {"version", "source", "github-runtime", "python-version"}  # how to install and set up, not what to plan
 
 
 def plan_flags() -> set[str]:
@@ -622,13 +622,15 @@ def evaluate(env: Mapping[str, str], inputs: Mapping[str, str], contexts: Mappin
     """A step's ``env:`` with ``${{ inputs.X }}`` (or the input's default) and other expressions filled in."""
     defaults = {name: str(spec.get("default", "")) for name, spec in load(ACTION)["inputs"].items()}
 
-    def value(match: re.Match[str]) -> str:
-        expr = match.group(1)
+    def one(expr: str) -> str:
         if expr.startswith("inputs."):
             return inputs.get(expr[7:], defaults[expr[7:]])
-        return contexts[expr]
+        return contexts.get(expr, "")
 
-    return {k: re.sub(r"\$\{\{\s*([\w.-]+)\s*\}\}", value, str(v)) for k, v in env.items()}
+    def value(match: re.Match[str]) -> str:  # ``a || b``: the first that is not empty, as the runner does
+        return next((v for v in (one(e.strip()) for e in match.group(1).split("||")) if v), "")
+
+    return {k: re.sub(r"\$\{\{\s*([\w.|\s-]+?)\s*\}\}", value, str(v)) for k, v in env.items()}
 
 
 def github_environ(tmp_path: Path) -> dict[str, str]:
@@ -753,7 +755,9 @@ def test_the_action_runs_composite_steps_on_a_python_cacheport_supports() -> Non
     assert action["runs"]["using"] == "composite"
     python = next(s for s in action["runs"]["steps"] if s.get("id") == "python")
     assert python["uses"].startswith("actions/setup-python@")
-    major, minor = (int(x) for x in python["with"]["python-version"].split("."))
+    assert python["if"] == "steps.runner-python.outputs.path == ''"  # only when the runner has none of its own
+    assert python["with"]["python-version"] == expression("inputs.python-version")
+    major, minor = (int(x) for x in action["inputs"]["python-version"]["default"].split("."))
     assert (major, minor) >= (3, 11)
     assert python["with"]["update-environment"] is False  # the job's own python stays as it was
     runtime = next(s for s in action["runs"]["steps"] if "ghaction-github-runtime" in s.get("uses", ""))
@@ -770,3 +774,23 @@ def test_the_example_workflow_feeds_the_action_s_outputs_to_build_push_action() 
     for name in load(ACTION)["outputs"]:
         assert build["with"][name] == expression(f"steps.{ours['id']}.outputs.{name}")
     assert steps.index(ours) < steps.index(build)
+
+
+@pytest.mark.parametrize(("version", "found"), [("3.12", True), ("3.11", True), ("3.10", False)])
+def test_the_action_uses_the_runner_s_python_when_it_is_new_enough(version: str, found: bool, tmp_path: Path) -> None:
+    """A runner without the Python setup-python would install (self-hosted, a container) must still work."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    major, minor = version.split(".")
+    fake = bin_dir / "python3"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.exit(({major}, {minor}) < (3, 11))'\n")
+    fake.chmod(0o755)
+    (bin_dir / "bash").symlink_to("/bin/bash")  # and no other python on this PATH
+    env = {**github_environ(tmp_path), "PATH": str(bin_dir)}
+    proc = run_step("runner-python", {}, env, tmp_path, {})
+    assert proc.returncode == 0, proc.stderr
+    outputs = read_outputs(tmp_path / "github-output")
+    if found:
+        assert outputs == {"path": str(fake)}
+    else:
+        assert outputs == {} and "setup-python installs one" in proc.stdout
