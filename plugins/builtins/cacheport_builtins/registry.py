@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Login, Option, hookimpl
+from cacheport.errors import ConfigError
 from cacheport.refs import branch_refs
 
 MODES = ("min", "max")
@@ -30,8 +32,10 @@ def registry_options(
             type=bool,
             default=True,
         ),
-        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index.", type=bool),
-        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool),
+        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index; default: true, "
+               "or false when oci-mediatypes is false (as BuildKit >= 0.21 decides, stated so that BuildKit 0.12 "
+               "to 0.20 write the same).", type=bool),
+        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool, default=True),
         Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
         Option("compression-level", "Compression level for exported cache.", type=int),
         Option("force-compression", "Recompress layers that use another compression.", type=bool),
@@ -60,10 +64,12 @@ def registry_entries(request: EntryRequest) -> BackendEntries:
             imports, export = branch_refs(ref, attrs.evolve(request.context, branch="latest"), request.key)
     common = {"registry.insecure": _flag(opts["insecure"])} if opts.get("insecure") is not None else {}
     export_attrs: dict[str, str] = {"mode": str(opts["mode"])}
+    # The format is always stated, so that a cache's format never depends on which BuildKit wrote it.
+    stated = {**opts, "image-manifest": export_format(opts)}
     for name in ("ignore-error", "image-manifest", "oci-mediatypes", "compression", "compression-level",
                  "force-compression"):
-        if opts.get(name) is not None:
-            export_attrs[name] = _flag(opts[name])
+        if stated.get(name) is not None:
+            export_attrs[name] = _flag(stated[name])
     logins = []
     if opts.get("password-env"):
         logins.append(Login(registry_host(ref), str(opts["password-env"]), str(opts.get("username-env") or ""),
@@ -74,6 +80,19 @@ def registry_entries(request: EntryRequest) -> BackendEntries:
         warnings=warnings,
         logins=logins,
     )
+
+
+def export_format(opts: Mapping[str, Any]) -> bool:
+    """Whether the export is an image manifest: as set, else true unless oci-mediatypes is false."""
+    oci = opts.get("oci-mediatypes") is not False
+    manifest = opts.get("image-manifest")
+    if manifest is None:
+        return oci
+    if manifest and not oci:
+        # BuildKit fails that export ("invalid configuration for remote cache"), which ignore-error hides.
+        raise ConfigError("image-manifest = true needs oci-mediatypes = true (BuildKit refuses an image-manifest "
+                          "cache with Docker media types); set oci-mediatypes = true or image-manifest = false")
+    return bool(manifest)
 
 
 def registry_host(ref: str) -> str:
@@ -93,7 +112,8 @@ BACKEND = Backend(
     cache_type="registry",
     docs=(
         "Imports try the branch's tag, then the merge/pull request target's, then the default branch's. "
-        "The export goes to the branch's tag only, with mode=max and ignore-error=true unless set otherwise."
+        "The export goes to the branch's tag only, with mode=max, ignore-error=true, image-manifest=true and "
+        "oci-mediatypes=true unless set otherwise."
     ),
 )
 
