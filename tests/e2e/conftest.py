@@ -90,6 +90,12 @@ def harness(servers: Harness, generation: str) -> Harness:
 
 
 @pytest.fixture(scope="session")
+def default_harness(servers: Harness) -> Harness:
+    """The servers on the generation the whole suite runs on, for tests outside this directory (the docs)."""
+    return engine(servers, FULL_SUITE)
+
+
+@pytest.fixture(scope="session")
 def every_generation(servers: Harness) -> dict[str, Harness]:
     """The servers on each BuildKit generation's engine, by generation name."""
     return {name: engine(servers, name) for name in GENERATION_KEYS}

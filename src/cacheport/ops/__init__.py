@@ -1,0 +1,1 @@
+"""Side effects built on plans and stores: seed, inventory, checks, build, rotate, report."""
