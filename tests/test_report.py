@@ -153,6 +153,17 @@ def test_a_failed_build_names_its_step_and_skips_the_export(generation: str) -> 
 
 
 @generations
+def test_a_dockerfile_that_does_not_parse_fails_before_any_cache_is_touched(generation: str) -> None:
+    rec = recorded(generation, "bad-dockerfile")
+    assert rec.build["exit"] == 1
+    report = rec.stream()
+    assert report.status == "failed" and report.steps is None
+    assert report.error.endswith("dockerfile parse error on line 6: unknown instruction: NOSUCHINSTRUCTION")
+    assert statuses(report) == ([UNKNOWN], [SKIPPED])
+    assert report.imports[0].reason == "the build failed before importing"
+
+
+@generations
 def test_local_imports_hit_or_miss_by_directory(generation: str) -> None:
     report = recorded(generation, "local").stream()
     assert statuses(report) == ([HIT, MISSED], [WRITTEN])
@@ -199,10 +210,15 @@ def test_history_of_a_failed_build() -> None:
     assert rec.history is not None
     report = parse_history(rec.history, rec.imports, rec.exports)
     assert report.status == "failed" and "exit code: 3" in report.error and report.error.startswith("[5/5] RUN")
+    broken = recorded("current", "bad-dockerfile")
+    assert broken.history is not None
+    report = parse_history(broken.history, broken.imports, broken.exports)
+    assert report.status == "failed" and report.error == "dockerfile parse error on line 6: unknown instruction: " \
+        "NOSUCHINSTRUCTION"
 
 
 @pytest.mark.parametrize("scenario", ["cold", "warm", "missing-import", "fallback", "failed-export", "failed-build",
-                                      "local", "gha"])
+                                      "local", "gha"])  # not bad-dockerfile: its error is only buildx's own text
 def test_history_logs_give_the_same_answers_as_the_build_s_own_stream(scenario: str) -> None:
     """`docker buildx history logs --progress=rawjson` serves a build run by hand, after the fact."""
     rec = recorded("current", scenario)
@@ -216,7 +232,8 @@ def test_history_logs_give_the_same_answers_as_the_build_s_own_stream(scenario: 
 
 def test_history_ls_lists_the_recorded_builds_newest_first() -> None:
     refs = history_refs((DATA / "current" / "history-ls.json").read_text())
-    order = ["cold", "warm", "missing-import", "fallback", "failed-export", "failed-build", "local", "gha"]
+    order = ["cold", "warm", "missing-import", "fallback", "failed-export", "failed-build", "bad-dockerfile", "local",
+             "gha"]
     mine = [recorded("current", s).build["history_ref"] for s in order]
     assert [r for r in refs if r in mine] == mine[::-1]
 

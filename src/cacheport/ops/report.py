@@ -277,10 +277,10 @@ def _import_from(entry: CacheEntry, v: _Vertex) -> ImportReport:
     return ImportReport(entry, HIT if v.completed else UNKNOWN, "" if v.completed else "the import never finished")
 
 
-def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list[str],
+def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list[str], build_failed: bool,
              any_seen: bool) -> list[ImportReport]:
     found = [v for v in _by_start(vertices) if v.name.startswith(_IMPORT)]
-    dropped = {m.group(1): m.group(0) for line in lines if (m := _LOCAL_MISSING.search(line))}
+    dropped = {m.group(1) for line in lines if (m := _LOCAL_MISSING.search(line))}
     reports: list[ImportReport | None] = [None] * len(entries)
     # Registry imports name their ref; the others a hash, so they match their entries in order.
     for i, entry in enumerate(entries):
@@ -299,6 +299,8 @@ def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list
         if v is not None:
             found.remove(v)
             reports[i] = _import_from(entry, v)
+        elif build_failed and not found:
+            reports[i] = ImportReport(entry, UNKNOWN, "the build failed before importing")
         elif any_seen and entry.type == "local":
             # buildx drops a local import for one reason only: no cache at src (its warning is not in history logs)
             reports[i] = ImportReport(entry, MISSED, _LOCAL_DROPPED)
@@ -367,7 +369,7 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
         status=status,
         error=error,
         steps=Steps(len(steps), cached, len(steps) - cached) if steps else None,
-        imports=_imports(imports, vertices, lines, bool(vertices)),
+        imports=_imports(imports, vertices, lines, status == "failed", bool(vertices)),
         exports=_exports(exports, vertices, status == "failed", bool(vertices)),
         wall_seconds=_seconds(min(starts), max(ends)) if starts and ends else None,
         sources=("rawjson",),
