@@ -78,7 +78,7 @@ def test_gitlab_job_with_pyproject(clean_env: dict[str, str]) -> None:
         "--cache-from=type=registry,ref=registry.example.com/group/app/cache:feature-login-form",
         "--cache-from=type=registry,ref=registry.example.com/group/app/cache:develop",
         "--cache-from=type=registry,ref=registry.example.com/group/app/cache:main",
-        "--cache-to=type=registry,ref=registry.example.com/group/app/cache:feature-login-form,mode=max,ignore-error=true",
+        "--cache-to=type=registry,ref=registry.example.com/group/app/cache:feature-login-form,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true",
     ]
 
 
@@ -161,7 +161,7 @@ def test_output_formats_write_files(clean_env: dict[str, str], tmp_path: Path) -
     delimiter = text.splitlines()[1].split("<<")[1]
     assert len(delimiter) > 30 and text.count(delimiter) == 4
     bake = json.loads(run("args", "--format", "bake", "--target", "app", env=env).stdout)
-    assert bake["target"]["app"]["cache-to"][0].endswith(":feature-login-form,mode=max,ignore-error=true")
+    assert bake["target"]["app"]["cache-to"][0].endswith(":feature-login-form,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true")
 
 
 def test_backends_command(clean_env: dict[str, str]) -> None:

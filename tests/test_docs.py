@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cacheport.config import GLOBAL_OPTIONS, MIGRATION_OPTIONS, env_name
-from tests.e2e.conftest import harness  # noqa: F401  (the e2e servers, for blocks marked `harness`)
+from tests.e2e.conftest import default_harness, servers  # noqa: F401  (e2e servers, for `harness` blocks)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -303,7 +303,7 @@ def test_a_runnable_block_runs(block: Block, tmp_path: Path, request: pytest.Fix
                 earlier.line < block.line):
             (work / earlier.path).write_text(earlier.text)
     if block.harness:
-        docker_env = request.getfixturevalue("harness").docker_env
+        docker_env = request.getfixturevalue("default_harness").docker_env
         env.update({k: v for k, v in docker_env.items() if k != "PATH"})
         env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{docker_env['PATH']}"
         (work / "Dockerfile").write_text(DOCKERFILE)

@@ -33,7 +33,7 @@ def test_gitlab_backend_in_a_gitlab_job(tmp_path: Path, builtins: Plugins) -> No
         "type=registry,ref=registry.example.com/group/app/cache:main",
     ]
     assert [e.format() for e in plan.exports] == [
-        "type=registry,ref=registry.example.com/group/app/cache:feature-login-form,mode=max,ignore-error=true"
+        "type=registry,ref=registry.example.com/group/app/cache:feature-login-form,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true"
     ]
 
 
@@ -118,6 +118,25 @@ def test_registry_options_render_as_buildkit_attributes(tmp_path: Path, builtins
         "type=registry,ref=r/app:feature-login-form,mode=min,ignore-error=false,image-manifest=true,"
         "oci-mediatypes=true,compression=zstd,registry.insecure=true"
     )
+
+
+@pytest.mark.parametrize(("given", "stated"), [
+    ("", "image-manifest=true,oci-mediatypes=true"),
+    ("oci-mediatypes = false\n", "image-manifest=false,oci-mediatypes=false"),
+    ("image-manifest = false\n", "image-manifest=false,oci-mediatypes=true"),
+])
+def test_registry_exports_state_their_format(tmp_path: Path, builtins: Plugins, given: str, stated: str) -> None:
+    """BuildKit's own default changed in v0.21 (index before, image manifest since): the flags never leave it open."""
+    plan = plan_for(tmp_path, builtins, f'[tool.cacheport]\nbackend = "registry"\n[tool.cacheport.registry]\n'
+                    f'ref = "r/app"\n{given}')
+    assert plan.exports[0].format() == f"type=registry,ref=r/app:feature-login-form,mode=max,ignore-error=true,{stated}"
+
+
+def test_an_image_manifest_with_docker_media_types_is_a_config_error(tmp_path: Path, builtins: Plugins) -> None:
+    """BuildKit fails such an export, and ignore-error would hide that: refuse it up front."""
+    with pytest.raises(ConfigError, match="image-manifest = true needs oci-mediatypes = true"):
+        plan_for(tmp_path, builtins, '[tool.cacheport]\nbackend = "gitlab"\n[tool.cacheport.gitlab]\n'
+                 'image-manifest = true\noci-mediatypes = false\n', GITLAB_ENV)
 
 
 def test_options_for_an_idle_backend_are_still_checked(tmp_path: Path, builtins: Plugins) -> None:

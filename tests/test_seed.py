@@ -113,8 +113,8 @@ def store(plugins: Plugins, name: str, key: str | None = None, environ: dict[str
 
 
 def test_branches_map_through_each_backends_own_names(builtins: Plugins) -> None:
-    old = store(builtins, "gitlab", ref="old.example/group/app/cache")
-    new = store(builtins, "registry", ref="new.example/app/cache", image_manifest=True, insecure=True)
+    old = store(builtins, "gitlab", ref="old.example/group/app/cache", image_manifest=False)
+    new = store(builtins, "registry", ref="new.example/app/cache", insecure=True)
     pairs = branch_pairs(old, new, ["main", "feature/Login", "main"])
     assert [(p.branch, str(p.source), str(p.target)) for p in pairs] == [
         ("main", "old.example/group/app/cache:main", "new.example/app/cache:main"),

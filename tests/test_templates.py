@@ -398,7 +398,7 @@ def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path
         "buildx", "build", "--progress=plain",
         f"--cache-from=type=registry,ref={cache}:feature-login",
         f"--cache-from=type=registry,ref={cache}:main",
-        f"--cache-to=type=registry,ref={cache}:feature-login,mode=max,ignore-error=true",
+        f"--cache-to=type=registry,ref={cache}:feature-login,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true",
         "--tag", "registry.example.com/group/app:feature-login",
         "--file", "./Dockerfile",
         "--push", ".",
@@ -408,7 +408,7 @@ def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path
     proc, docker = run_gitlab_job(jobs["worker-build"], example["variables"], {}, tmp_path / "worker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     worker = build_call(docker)["args"]
-    assert f"--cache-to=type=registry,ref={cache}:worker-feature-login,mode=max,ignore-error=true" in worker
+    assert f"--cache-to=type=registry,ref={cache}:worker-feature-login,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true" in worker
     assert worker[-1] == "worker" and worker[worker.index("--tag") + 1] == "registry.example.com/group/app/worker:feature-login"
 
 
@@ -423,7 +423,7 @@ def test_the_include_template_example_builds_the_same_way(tmp_path: Path) -> Non
     proc, docker = run_gitlab_job(jobs["worker-build"], example["variables"], {}, tmp_path / "worker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "--cache-to=type=registry,ref=registry.example.com/group/app/cache:worker-feature-login,mode=max," \
-           "ignore-error=true" in build_call(docker)["args"]
+           "ignore-error=true,image-manifest=true,oci-mediatypes=true" in build_call(docker)["args"]
 
 
 def test_on_docker_in_docker_with_tls_the_builder_sits_on_a_context_with_the_job_s_certificates(
@@ -477,7 +477,7 @@ def test_the_component_s_inputs_reach_the_build(tmp_path: Path) -> None:
     assert not [c for c in docker if c["args"][:2] == ["buildx", "create"]]  # empty driver: the current builder
     build = build_call(docker)["args"]
     assert "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:api-feature-login,mode=max," \
-           "ignore-error=true" in build  # the backend input beats the pipeline's CACHEPORT_BACKEND
+           "ignore-error=true,image-manifest=true,oci-mediatypes=true" in build  # the backend input beats the pipeline's CACHEPORT_BACKEND
     assert build[build.index("--tag") + 1] == "registry.example.com/group/api:abc123"
     assert build[build.index("--file") + 1] == "api/Containerfile"
     assert "--push" not in build and build[-3:] == ["--platform", "linux/arm64", "api"]
@@ -491,7 +491,7 @@ def test_one_variable_moves_the_cache(tmp_path: Path) -> None:
     assert [a for a in build_call(docker)["args"] if a.startswith("--cache-")] == [
         "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:feature-login",
         "--cache-from=type=registry,ref=harbor.example.com/team/app/cache:main",
-        "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:feature-login,mode=max,ignore-error=true",
+        "--cache-to=type=registry,ref=harbor.example.com/team/app/cache:feature-login,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true",
     ]
 
 
@@ -694,7 +694,7 @@ ACTION_CASES = {
         {"backend": "registry", "key": "app", "set": "ref=ghcr.io/Org/App/cache\n  mode=min\n"}, {}, 0,
         {"cache-from": "type=registry,ref=ghcr.io/org/app/cache:app-feature-login\n"
                        "type=registry,ref=ghcr.io/org/app/cache:app-main",
-         "cache-to": "type=registry,ref=ghcr.io/org/app/cache:app-feature-login,mode=min,ignore-error=true"}, None),
+         "cache-to": "type=registry,ref=ghcr.io/org/app/cache:app-feature-login,mode=min,ignore-error=true,image-manifest=true,oci-mediatypes=true"}, None),
     "read-only": (
         {"backend": "registry", "set": "ref=ghcr.io/org/app/cache", "read-only": "true"}, {}, 0,
         {"cache-from": "type=registry,ref=ghcr.io/org/app/cache:feature-login\n"
@@ -704,7 +704,7 @@ ACTION_CASES = {
         {"config": "deploy/cacheport.toml"}, {}, 0,
         {"cache-from": "type=registry,ref=registry.example.com/from-file/cache:feature-login\n"
                        "type=registry,ref=registry.example.com/from-file/cache:main",
-         "cache-to": "type=registry,ref=registry.example.com/from-file/cache:feature-login,mode=max,ignore-error=true"},
+         "cache-to": "type=registry,ref=registry.example.com/from-file/cache:feature-login,mode=max,ignore-error=true,image-manifest=true,oci-mediatypes=true"},
         None),
     "an unknown backend: an error annotation": (
         {"backend": "nope"}, {}, 2, None, "::error title=cacheport::--backend: unknown backend 'nope'"),

@@ -46,3 +46,7 @@ class RegistryError(CacheportError):
 
 class ConversionError(CacheportError):
     """A cache manifest cannot be turned into the format the target needs."""
+
+
+class ReportError(CacheportError):
+    """A build record (metadata file, history document) is not what buildx writes."""

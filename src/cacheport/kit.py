@@ -96,8 +96,10 @@ def export_options() -> tuple[Option, ...]:
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option("ignore-error", "Don't fail the build when exporting the cache fails (a cache outage must not fail "
                "a build).", type=bool, default=True),
-        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index.", type=bool),
-        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool),
+        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index; default: true, "
+               "or false when oci-mediatypes is false (as BuildKit >= 0.21 decides, stated so that BuildKit 0.12 "
+               "to 0.20 write the same).", type=bool),
+        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool, default=True),
         Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
         Option("compression-level", "Compression level for exported cache.", type=int),
         Option("force-compression", "Recompress layers that use another compression.", type=bool),
@@ -136,8 +138,11 @@ class RegistryCache:
 
     @classmethod
     def from_options(cls, ref: str, options: Mapping[str, Any], *, logins: Iterable[Login] = (),
-                     warnings: Iterable[str] = ()) -> RegistryCache:
-        """From a ref and the options of :func:`registry_options` (any of them may be missing)."""
+                     warnings: Iterable[str] = (), forced: bool = False) -> RegistryCache:
+        """From a ref and the options of :func:`registry_options` (any of them may be missing).
+
+        ``forced``: export the format options exactly as set, even a combination BuildKit refuses.
+        """
         ref = ref.strip()
         if not ref or any(c.isspace() for c in ref) or ref.startswith("/"):
             raise ConfigError(f"ref = {ref!r} is not an image repository (host/path, e.g. "
@@ -145,7 +150,11 @@ class RegistryCache:
         last = ref.rsplit("/", 1)[-1]
         fixed = ref if (":" in last or "@" in last) else None
         repo = ref[: len(ref) - len(last)] + re.split(r"[:@]", last, maxsplit=1)[0] if fixed else ref
-        attrs_ = tuple((name, _flag(options[name])) for name in EXPORT_OPTIONS if options.get(name) is not None)
+        # The format is always stated, so that a cache's format never depends on which BuildKit wrote it.
+        stated = options
+        if "oci-mediatypes" in options and not forced:
+            stated = {**options, "image-manifest": export_format(options)}
+        attrs_ = tuple((name, _flag(stated[name])) for name in EXPORT_OPTIONS if stated.get(name) is not None)
         own: list[Login] = []
         if options.get("password-env"):
             own.append(Login(registry_host(ref), str(options["password-env"]),
@@ -164,6 +173,19 @@ class RegistryCache:
             return None
         last = self.fixed.rsplit("/", 1)[-1].split("@", 1)[0]
         return last.partition(":")[2] or NO_BRANCH
+
+
+def export_format(options: Mapping[str, Any]) -> bool:
+    """Whether the export is an image manifest: as set, else true unless oci-mediatypes is false."""
+    oci = options.get("oci-mediatypes") is not False
+    manifest = options.get("image-manifest")
+    if manifest is None:
+        return oci
+    if manifest and not oci:
+        # BuildKit fails that export ("invalid configuration for remote cache"), which ignore-error hides.
+        raise ConfigError("image-manifest = true needs oci-mediatypes = true (BuildKit refuses an image-manifest "
+                          "cache with Docker media types); set oci-mediatypes = true or image-manifest = false")
+    return bool(manifest)
 
 
 def registry_entries(cache: RegistryCache, request: EntryRequest) -> BackendEntries:

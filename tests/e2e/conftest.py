@@ -6,9 +6,40 @@ from typing import NoReturn
 
 import pytest
 
-from .harness import Harness, Pulp, read_env, read_pulp_env
+from .harness import GENERATION_KEYS, Harness, Pulp, read_env, read_pulp_env
 
 E2E_MODE = os.environ.get("CACHEPORT_E2E", "").strip().lower()
+
+# Which test runs on which BuildKit generation, decided here and nowhere else (docs/development.md):
+# the whole suite runs on the current generation, what users run today; the essentials also run on the old
+# one, which many runners still have. CACHEPORT_E2E_GENERATIONS=all runs every test on both. A test that
+# compares the generations takes `every_generation` instead of `harness`.
+FULL_SUITE = "current"
+ESSENTIALS = {
+    "old": (
+        "test_builds.py::test_registry_backend",
+        "test_builds.py::test_gitlab_backend_with_auth",
+        "test_builds.py::test_local_backend_rotates",
+        "test_builds.py::test_new_branch_is_warm_from_the_default_branch_and_exports_to_its_own_tag",
+        "test_builds.py::test_registry_down_during_the_build_still_builds",
+        "test_more_backends.py::test_gha_backend",
+        "test_pulp.py::test_pulp_cold_then_warm",
+    ),
+}
+
+
+def generations_for(nodeid: str) -> list[str]:
+    """The generations a test (``path::name``, no parameters) runs on, per the table above."""
+    if os.environ.get("CACHEPORT_E2E_GENERATIONS", "").strip().lower() == "all":
+        return list(GENERATION_KEYS)
+    test = nodeid.rpartition("/")[2].partition("[")[0]
+    return [FULL_SUITE, *(name for name, tests in ESSENTIALS.items() if test in tests and name != FULL_SUITE)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "generation" in metafunc.fixturenames:
+        metafunc.parametrize("generation", generations_for(metafunc.definition.nodeid), indirect=True,
+                             scope="session")
 
 
 def unavailable(why: str) -> NoReturn:
@@ -19,8 +50,9 @@ def unavailable(why: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def harness() -> Iterator[Harness]:
-    """The running e2e servers; skip (or, with CACHEPORT_E2E=require, fail) when they are not there."""
+def servers() -> Iterator[Harness]:
+    """The running e2e servers with the old generation's engine; skip (or, with CACHEPORT_E2E=require, fail)
+    when they are not there. Tests take ``harness``, which is on the generation the table above gives."""
     env, why = read_env()
     if not why:
         h = Harness(env)
@@ -33,10 +65,48 @@ def harness() -> Iterator[Harness]:
 
 
 @pytest.fixture(scope="session")
-def legacy(harness: Harness) -> Harness:
-    """The harness pointed at the dockerd *without* the containerd image store; skip (or fail) when absent."""
-    host = harness.env.get("CACHEPORT_E2E_LEGACY_DOCKER_HOST", "")
-    h = harness.with_docker_host(host)
+def generation(request: pytest.FixtureRequest) -> str:
+    """The BuildKit generation (a key of harness.GENERATION_KEYS) this test runs on."""
+    return str(request.param)
+
+
+def engine(servers: Harness, generation: str) -> Harness:
+    """The servers, building on the ``generation`` engine; skip (or fail) when that engine is not up."""
+    try:
+        h = servers.on(generation)
+    except LookupError as exc:
+        unavailable(f"the {generation} BuildKit generation is not provisioned: {exc}")
+    probe = h.docker("version", "--format", "{{.Server.Version}}", check=False)
+    if probe.returncode != 0:
+        unavailable(f"the {generation} generation's dockerd at {h.env['CACHEPORT_E2E_DOCKER_HOST']} does not "
+                    f"answer: {probe.stderr.strip()}")
+    return h
+
+
+@pytest.fixture(scope="session")
+def harness(servers: Harness, generation: str) -> Harness:
+    """The servers, building on the engine of the generation the table above gives this test."""
+    return engine(servers, generation)
+
+
+@pytest.fixture(scope="session")
+def default_harness(servers: Harness) -> Harness:
+    """The servers on the generation the whole suite runs on, for tests outside this directory (the docs)."""
+    return engine(servers, FULL_SUITE)
+
+
+@pytest.fixture(scope="session")
+def every_generation(servers: Harness) -> dict[str, Harness]:
+    """The servers on each BuildKit generation's engine, by generation name."""
+    return {name: engine(servers, name) for name in GENERATION_KEYS}
+
+
+@pytest.fixture(scope="session")
+def legacy(servers: Harness) -> Harness:
+    """The old generation's client pointed at the dockerd *without* the containerd image store; skip (or fail)
+    when absent."""
+    host = servers.env.get("CACHEPORT_E2E_LEGACY_DOCKER_HOST", "")
+    h = servers.with_docker_host(host)
     why = "" if host else "no CACHEPORT_E2E_LEGACY_DOCKER_HOST (run scripts/e2e-up as root)"
     if not why:
         # `docker info --format` exits 0 even when no daemon answers; `docker version` does not.

@@ -27,6 +27,17 @@ import attrs
 REQUIRED = ("CACHEPORT_E2E_DOCKER_HOST", "CACHEPORT_E2E_DOCKER_CONFIG", "CACHEPORT_E2E_DOCKER_BIN",
             "CACHEPORT_E2E_REGISTRY", "CACHEPORT_E2E_BUSYBOX")
 RAN = "cacheport-ran:"
+MANIFEST_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.list.v2+json",
+                  "application/vnd.docker.distribution.manifest.v2+json")
+ENGINE_KEYS = ("CACHEPORT_E2E_DOCKER_HOST", "CACHEPORT_E2E_DOCKER_BIN", "CACHEPORT_E2E_DOCKER_CONFIG")
+# Where scripts/e2e-up records each BuildKit generation's engine: dockerd socket, docker client, DOCKER_CONFIG
+# (whose cli-plugins/ holds that generation's buildx). Which tests run on which is decided in conftest.py.
+GENERATION_KEYS = {
+    "old": ENGINE_KEYS,  # Docker 26, buildx 0.13 (BuildKit 0.13), from Debian trixie
+    "current": ("CACHEPORT_E2E_CURRENT_DOCKER_HOST", "CACHEPORT_E2E_CURRENT_DOCKER_BIN",
+                "CACHEPORT_E2E_CURRENT_DOCKER_CONFIG"),  # Docker 28.5, buildx 0.29 (BuildKit 0.25), Debian sid
+}
 
 
 def _variables(prefix: str, state: Path) -> dict[str, str]:
@@ -68,9 +79,24 @@ class Result:
         return (self.out / "rand").read_text()
 
 
+def _engines(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(env.get(k, "") for k in keys) for name, keys in GENERATION_KEYS.items()}
+
+
 @attrs.define
 class Harness:
+    """The servers, with one engine (dockerd + its docker client and buildx) that builds go to.
+
+    Attributes:
+        env: the harness variables; ``CACHEPORT_E2E_DOCKER_*`` name the engine this harness uses.
+        generation: which BuildKit generation that engine is (a key of GENERATION_KEYS), or ``""`` for another.
+        engines: every generation's engine as scripts/e2e-up recorded it, kept across switches.
+    """
+
     env: dict[str, str]
+    generation: str = "old"
+    engines: dict[str, tuple[str, ...]] = attrs.field(
+        default=attrs.Factory(lambda self: _engines(self.env), takes_self=True))
 
     @property
     def docker_env(self) -> dict[str, str]:
@@ -82,9 +108,19 @@ class Harness:
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         }
 
-    def with_docker_host(self, docker_host: str) -> Harness:
-        """The same harness with another dockerd (same client, buildx, registries and busybox)."""
-        return Harness({**self.env, "CACHEPORT_E2E_DOCKER_HOST": docker_host})
+    def with_docker_host(self, docker_host: str, docker_bin: str = "", docker_config: str = "") -> Harness:
+        """The same harness with another dockerd; the same client and buildx unless given."""
+        engine = dict(zip(ENGINE_KEYS, (docker_host, docker_bin, docker_config), strict=True))
+        env = {**self.env, **{k: v for k, v in engine.items() if v}}
+        return Harness(env, generation="", engines=self.engines)
+
+    def on(self, generation: str) -> Harness:
+        """The same servers with the given BuildKit generation's engine, client and buildx."""
+        host, docker_bin, config = self.engines[generation]
+        if not (host and docker_bin and config):
+            missing = [k for k, v in zip(GENERATION_KEYS[generation], self.engines[generation], strict=True) if not v]
+            raise LookupError(f"no {', '.join(missing)} (run scripts/e2e-up as root)")
+        return attrs.evolve(self.with_docker_host(host, docker_bin, config), generation=generation)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.env["CACHEPORT_E2E_DOCKER_BIN"], *args], capture_output=True, text=True,
@@ -132,6 +168,17 @@ class Harness:
             if exc.code == 404:
                 return []
             raise
+
+    def manifest(self, registry: str, repo: str, tag: str, auth: tuple[str, str] | None = None) -> dict[str, object]:
+        """The manifest (or index) a tag points at, as the registry serves it."""
+        request = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}")
+        request.add_header("Accept", ", ".join(MANIFEST_TYPES))
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            doc: dict[str, object] = json.load(response)
+            return doc
 
     @contextmanager
     def throwaway_registry(self, tmp: Path) -> Iterator[str]:

@@ -27,9 +27,10 @@ def test_status_lists_real_tags_with_their_sizes_and_prune_deletes_exactly_the_s
     assert status.returncode == 0, status.stderr
     tags = {t["tag"]: t for t in json.loads(status.stdout)["tags"]}
     assert set(tags) == {"main", "feature-a", "feature-b"}
-    assert tags["main"]["role"] == "this branch" and tags["main"]["format"] == "index"
+    assert tags["main"]["role"] == "this branch" and tags["main"]["format"] == "image-manifest"
     manifest = json.loads(harness.docker("buildx", "imagetools", "inspect", "--raw", f"{image}/cache:main").stdout)
-    assert tags["main"]["size"] == sum(d["size"] for d in manifest["manifests"])  # the registry's own blob sizes
+    blobs = [manifest["config"], *manifest["layers"]]
+    assert tags["main"]["size"] == sum(d["size"] for d in blobs)  # the registry's own blob sizes
 
     feature_env = gitlab_env(image, "feature-a")  # main is the default branch here, so it is protected
     dry = cacheport(harness, ctx, "prune", "--older-than", "0s", "--format", "json", env=feature_env)
@@ -52,7 +53,7 @@ def test_doctor_passes_and_fails_for_the_right_reasons(harness: Harness, tmp_pat
     env = {**good, "DOCKER_CONFIG": str(config)}
     ok = cacheport(harness, tmp_path, "doctor", env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "✓ format:" in ok.stdout and "accepts a cache in the index format" in ok.stdout
+    assert "✓ format:" in ok.stdout and "accepts a cache in the image-manifest format" in ok.stdout
 
     wrong = cacheport(harness, tmp_path, "doctor", env={**env, "CI_REGISTRY_PASSWORD": "wrong"})
     assert wrong.returncode == 1 and "✗ credentials:" in wrong.stdout

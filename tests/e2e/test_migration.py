@@ -35,7 +35,7 @@ def test_switch_from_gitlab_keeps_the_first_build_warm(harness: Harness, tmp_pat
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
     assert doc["migration"] == {"from": "gitlab", "to": "registry", "phase": "dual-read"}
-    assert [(t["tag"], t["old"]["format"], t["new"]["format"]) for t in doc["tags"]] == [("main", "index", "index")]
+    assert [(t["tag"], t["old"]["format"], t["new"]["format"]) for t in doc["tags"]] == [("main", "image-manifest", "image-manifest")]
 
     for step in (["--phase", "cutover"], ["--finish"]):
         done = subprocess.run([sys.executable, "-m", "cacheport", "switch", *step], cwd=ctx, text=True,

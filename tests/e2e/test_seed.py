@@ -100,13 +100,16 @@ def old_cache(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Old
     user, password = harness.env["CACHEPORT_E2E_AUTH_USER"], harness.env["CACHEPORT_E2E_AUTH_PASSWORD"]
     image = f"{reg}/seed-{uuid.uuid4().hex[:8]}/app"
     ctx = harness.project(tmp_path_factory.mktemp("seed"), work=2.0)
+    # The index format, as every BuildKit before v0.21 wrote by default: the caches seed must convert for Pulp.
+    index = {"CACHEPORT_GITLAB__IMAGE_MANIFEST": "false"}
     env = {k: v for k, v in gitlab_env(image, "main", CI_REGISTRY_USER=user, CI_REGISTRY_PASSWORD=password).items()
-           if k not in ("CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME")}
+           if k not in ("CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME")} | index
     harness.prune()
-    cold = harness.build(ctx, env=gitlab_env(image, "main", CI_REGISTRY_USER=user, CI_REGISTRY_PASSWORD=password))
+    cold = harness.build(ctx, env=gitlab_env(image, "main", CI_REGISTRY_USER=user, CI_REGISTRY_PASSWORD=password,
+                                             **index))
     assert cold.code == 0 and cold.ran, cold.log
     feature = harness.build(ctx, env=gitlab_env(image, "feature/Login", CI_REGISTRY_USER=user,
-                                                CI_REGISTRY_PASSWORD=password))
+                                                CI_REGISTRY_PASSWORD=password, **index))
     assert feature.code == 0, feature.log
     repo = image.partition("/")[2] + "/cache"
     assert harness.tags(reg, repo, auth=(user, password)) == ["feature-login", "main"]

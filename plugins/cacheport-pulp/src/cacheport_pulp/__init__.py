@@ -135,7 +135,7 @@ def cache(request: EntryRequest) -> RegistryCache:
     # The format options are always rendered, so the format never depends on which BuildKit writes it.
     export = {**{name: opts[name] for name in FORMAT}, "insecure": is_insecure(opts), "password-env": None}
     return RegistryCache.from_options(cache_ref(opts, request.context.project), {**opts, **export},
-                                      logins=logins, warnings=warnings)
+                                      logins=logins, warnings=warnings, forced=bool(opts.get("force")))
 
 
 def doctor(request: EntryRequest, environ: Mapping[str, str]) -> Iterable[Check]:
