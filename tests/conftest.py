@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 from cacheport_builtins import azblob, contexts, gha, gitlab, inline, local, registry, s3
+from hypothesis import settings
 
 from cacheport.plugins import Plugins
+
+# No test asserts a time, and Hypothesis' deadline is one: on a loaded machine it fails tests that are right.
+settings.register_profile("cacheport", deadline=None)
+settings.load_profile("cacheport")
 
 BUILTINS = (registry, gitlab, local, gha, inline, s3, azblob, contexts)
 

@@ -5,32 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cacheport.entry import CacheEntry
-from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, summarize
+from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder
 from cacheport.records import Login
-
-COLD_AND_WARM_LOG = """\
-#5 [1/4] COPY busybox /bin/busybox
-#5 CACHED
-#6 [2/4] RUN echo slow && sleep 2
-#6 0.101 slow
-#6 DONE 2.1s
-#7 [3/4] RUN true
-#7 DONE 0.3s
-#9 [4/4] RUN head -c 16 /dev/urandom > /rand
-#9 sha256:63b9128dcedde016e3dd3f4bb115d4858323e381df322163f94c27682c984621 119B / 119B 0.0s done
-#9 extracting sha256:63b9128dcedde016e3dd3f4bb115d4858323e381df322163f94c27682c984621 done
-#9 DONE 0.2s
-#10 exporting cache to registry
-#10 DONE 0.1s
-"""
-
-
-def test_summary_counts_cached_and_remotely_fetched_steps() -> None:
-    summary = summarize(COLD_AND_WARM_LOG.splitlines())
-    assert summary.steps == {"5": "COPY", "6": "RUN", "7": "RUN", "9": "RUN"}
-    assert summary.cached == {"5", "9"}
-    assert summary.executed_runs == ["6", "7"]
-
 
 REGISTRY = CacheEntry("registry", {"ref": "r/app:main"})
 S3 = CacheEntry("s3", {"bucket": "b", "region": "eu"})
@@ -64,7 +40,7 @@ def test_command_passes_every_entry_and_quotes_csv() -> None:
     args = command([REGISTRY, CacheEntry("registry", {"ref": "r/app:dev"})], [REGISTRY, local], "ctx",
                    tags=["app:1"], file="Dockerfile.x", extra=["--push"])
     assert args == [
-        "buildx", "build", "--progress=plain",
+        "buildx", "build", "--progress=rawjson",
         "--cache-from=type=registry,ref=r/app:main", "--cache-from=type=registry,ref=r/app:dev",
         "--cache-to=type=registry,ref=r/app:main", '--cache-to=type=local,"dest=/c/a,b",mode=max',
         "--tag", "app:1", "--file", "Dockerfile.x", "--push", "ctx",
@@ -103,3 +79,23 @@ def test_buildx_inspect_text_of_both_generations() -> None:
     assert parse_inspect(new) == ("ci", "docker-container", "v0.25.1")
     with pytest.raises(ValueError, match="no builder name"):
         parse_inspect("ERROR: something else\n")
+
+
+def test_the_rawjson_stream_reads_like_plain_progress_for_both_generations() -> None:
+    """The log a person sees while cacheport reads BuildKit's record, from recorded streams of both generations."""
+    from pathlib import Path
+
+    from cacheport.ops.progress import PlainPrinter
+
+    for generation in ("old", "current"):
+        stream = (Path(__file__).parent / "data" / "buildkit" / generation / "cold.rawjson").read_text()
+        lines: list[str] = []
+        printer = PlainPrinter(lines.append)
+        for i in range(0, len(stream), 97):  # in pieces that cut objects and lines apart, as a pipe does
+            printer.feed(stream[i:i + 97])
+        printer.close()
+        text = "".join(lines)
+        assert "cacheport-ran: slow" in text and "cacheport-ran: random" in text, generation
+        assert any(line.startswith("#") and "DONE" in line for line in lines), generation
+        assert "exporting cache to registry" in text, generation
+        assert all(line.endswith("\n") for line in lines) and '{"vertexes"' not in text, generation

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -73,6 +74,10 @@ class Result:
     def ran(self) -> list[str]:
         """The RUN steps that executed (each reference RUN prints a marker when it does)."""
         return [line for line in self.log.splitlines() if RAN in line and "echo" not in line]
+
+    @property
+    def cache(self) -> dict[str, dict[str, str]]:
+        return cache_report(self.log)
 
     @property
     def rand(self) -> str:
@@ -207,6 +212,19 @@ class Harness:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def cache_report(log: str) -> dict[str, dict[str, str]]:
+    """A build's closing cache report: ``{"import": {cache: status}, "export": {cache: status}}``, where a cache is
+    ``registry HOST/REPO:TAG``, ``local DIR``, ``gha scope=S``, as the report names it (a CI runner may prefix
+    each line with the job's name)."""
+    found: dict[str, dict[str, str]] = {"import": {}, "export": {}}
+    for line in log.splitlines():
+        m = re.search(r"cacheport: cache:\s+(import|export) (\w+)\s+(.+?)\s*$", line)
+        if m and m.group(2) != "none":
+            where = m.group(3).split(": ", 1)[0].split(" (", 1)[0]
+            found[m.group(1)][where] = m.group(2)
+    return found
 
 
 def clean_environ() -> dict[str, str]:

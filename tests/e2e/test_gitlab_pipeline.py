@@ -33,7 +33,7 @@ import pytest
 from cacheport.refs import slug
 
 from .conftest import unavailable
-from .harness import RAN, Harness, clean_environ
+from .harness import RAN, Harness, cache_report, clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
@@ -270,14 +270,14 @@ def test_main_is_cold_then_warm_from_the_registry_over_tls(harness: Harness, run
     built(cold)
     assert cold.ran, "the cold run should have run its steps"
     assert project.cache_tags() == ["main"] and project.image_tags() == ["main"]
-    assert f"exported to {project.registry}/{project.name}/cache:main" in cold.log
+    assert cache_report(cold.log)["export"] == {f"registry {project.registry}/{project.name}/cache:main": "written"}
     cold_layers = project.layers("main")
 
     harness.prune()  # nothing local is left: only the registry can make the next run warm
     warm = project.run()
     built(warm)
     assert warm.ran == [], warm.log
-    assert "cacheport: cache: 4/4 steps cached" in warm.log
+    assert ": 4/4 steps cached, 0 executed" in warm.log
     assert project.layers("main") == cold_layers  # the random step's layer too: it came from the cache
 
 
@@ -295,7 +295,8 @@ def test_a_new_branch_is_warm_from_main_and_exports_to_its_own_slug(harness: Har
     built(first)
     assert first.ran == [], first.log  # its own tag is empty: the hits came from main's
     cache = f"{project.registry}/{project.name}/cache"
-    assert f"imported from {cache}:feature-login, {cache}:main, exported to {cache}:feature-login" in first.log
+    assert cache_report(first.log) == {"import": {f"registry {cache}:feature-login": "missed", f"registry {cache}:main": "hit"},
+                                       "export": {f"registry {cache}:feature-login": "written"}}, first.log
     assert project.cache_tags() == ["feature-login", "main"]
     assert project.layers("feature-login") == main_layers
 
@@ -356,7 +357,7 @@ def test_a_merge_request_from_a_fork_imports_but_exports_nothing(harness: Harnes
     built(run)
     assert "untrusted" in run.log, run.log  # cacheport explain says why
     assert run.ran == [], run.log  # warm from the target branch's cache
-    assert re.search(r"exported to nothing$", run.log, re.M), run.log
+    assert cache_report(run.log)["export"] == {} and re.search(r"cacheport: cache:\s+export none", run.log), run.log
     assert project.cache_tags() == ["main"]
 
 
@@ -412,7 +413,8 @@ def test_switching_cacheport_backend_in_the_pipeline_reads_the_old_cache_while_m
     assert "migrating from gitlab: dual-read" in moved.log  # cacheport explain, in the job log
     assert moved.ran == [], moved.log  # the new home is empty: every hit came from the old one
     old_home = f"{project.registry}/{project.name}/cache"
-    assert f"imported from {new_home}:main, {old_home}:main, exported to {new_home}:main" in moved.log
+    assert cache_report(moved.log) == {"import": {f"registry {new_home}:main": "missed", f"registry {old_home}:main": "hit"},
+                                       "export": {f"registry {new_home}:main": "written"}}, moved.log
     assert project.cache_tags(plain, f"{project.name}/cache") == ["main"]
 
 

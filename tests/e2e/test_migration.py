@@ -44,4 +44,5 @@ def test_switch_from_gitlab_keeps_the_first_build_warm(harness: Harness, tmp_pat
     harness.prune()
     after = harness.build(ctx, env=env)  # the new backend alone now
     assert after.ran == [] and after.rand == before.rand, after.log
-    assert f"imported from {plain}/migrate/cache:main, exported to {plain}/migrate/cache:main" in after.log
+    assert after.cache == {"import": {f"registry {plain}/migrate/cache:main": "hit"},
+                           "export": {f"registry {plain}/migrate/cache:main": "written"}}, after.log

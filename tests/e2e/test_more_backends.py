@@ -23,7 +23,7 @@ def test_gha_backend(harness: Harness, gha: dict[str, str], tmp_path: Path) -> N
     ctx = harness.project(tmp_path)
     env = {**github_env(tmp_path, "org/e2e-gha", "main"), **gha}  # gha is the default backend in GitHub Actions
     cold, _warm = cold_then_warm(harness, ctx, env=env)
-    assert "exported to org-e2e-gha-main" in cold.log
+    assert cold.cache["export"] == {"gha scope=org-e2e-gha-main": "written"}, cold.log
     assert "silently drops" not in cold.log
 
 

@@ -59,7 +59,7 @@ def test_pulp_cold_then_warm(harness: Harness, pulp: Pulp, tmp_path: Path) -> No
                    E2E_PULP_PASS=pulp.password, PULP_USERNAME="", PULP_PASSWORD="")
     harness.docker("logout", pulp.registry, check=False)
     cold, warm = cold_then_warm(harness, ctx, env=env)
-    assert f"exported to {pulp.registry}/{repo}:main" in cold.log
+    assert cold.cache["export"] == {f"registry {pulp.registry}/{repo}:main": "written"}, cold.log
     assert "writing cache image manifest" in cold.log  # the OCI image-manifest form, not an index
     assert harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password)) == ["main"]
     for result in (cold, warm):
@@ -109,7 +109,7 @@ def test_moving_from_gitlab_to_pulp_never_builds_cold(harness: Harness, pulp: Pu
     dual = harness.build(ctx, env=env)  # Pulp is still empty: the GitLab cache keeps this warm
     assert dual.code == 0, dual.log
     assert dual.ran == [] and dual.rand == today.rand, dual.log
-    assert f"exported to {pulp.registry}/{repo}:main\n" in dual.log  # and to Pulp only
+    assert dual.cache["export"] == {f"registry {pulp.registry}/{repo}:main": "written"}, dual.log  # to Pulp only
     assert harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password)) == ["main"]
 
     for step in (("--phase", "cutover"), ("--finish",)):
@@ -119,7 +119,7 @@ def test_moving_from_gitlab_to_pulp_never_builds_cold(harness: Harness, pulp: Pu
         pulp_only = harness.build(ctx, env=env)
         assert pulp_only.code == 0, pulp_only.log
         assert pulp_only.ran == [] and pulp_only.rand == today.rand, pulp_only.log
-        assert f"imported from {pulp.registry}/{repo}:main, exported to" in pulp_only.log
+        assert pulp_only.cache["import"] == {f"registry {pulp.registry}/{repo}:main": "hit"}, pulp_only.log
     text = (ctx / "cacheport.toml").read_text()
     assert text.startswith("# the cache lives in GitLab\n") and "[migration]" not in text
 

@@ -14,7 +14,7 @@ import click
 from cacheport import __version__
 from cacheport.errors import CacheportError
 
-COMMANDS = ("args", "explain", "build", "rotate", "switch", "init", "seed", "status", "prune", "doctor",
+COMMANDS = ("args", "explain", "build", "report", "rotate", "switch", "init", "seed", "status", "prune", "doctor",
             "backends", "plugins")
 EXAMPLES = """\b
 Examples:

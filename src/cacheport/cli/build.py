@@ -16,22 +16,32 @@ Examples:
   cacheport build . -t registry.example.com/app:dev
   cacheport build . -t app -- --push --platform linux/amd64,linux/arm64
   cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
+  cacheport build . --report-file cache-report.json --require-hit
 """)
 @click.argument("context", default=".", required=False)
 @click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Image tag (repeatable).")
 @click.option("-f", "--file", "dockerfile", metavar="PATH", help="Dockerfile (default: CONTEXT/Dockerfile).")
+@click.option("--report-file", metavar="PATH", help="Also write the cache report as JSON (a CI artifact).")
+@click.option("--require-hit", is_flag=True, help="Fail (exit 1) when no cache import hit; by default a miss only "
+              "warns, because the cache never fails a build.")
 @plan_options
 @click.pass_context
-def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None, **common: Any) -> None:
+def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None,
+            report_file: str | None, require_hit: bool, **common: Any) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
     Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
-    the builder can do and drops what it can't (never failing the build for the cache's sake), streams
-    the build log, swaps a local cache into place after success, and ends with a one-line cache summary.
-    Everything after -- goes to buildx as it is. The exit status is the build's.
+    the builder the build will use can do (--builder among buildx's arguments, else $BUILDX_BUILDER, else
+    the current one) and drops what it can't (never failing the build for the cache's sake), streams the
+    build log, swaps a local cache into place after success, and ends with what BuildKit did with the
+    cache: steps cached and executed, each import hit, missed or failed, each export written or failed
+    (even when ignore-error hid it). In GitHub Actions the report also goes to the job summary, in GitLab
+    CI into a collapsed log section. Everything after -- goes to buildx as it is. The exit status is the
+    build's.
     """
     from cacheport.ops.build import run
 
     plan = make_plan(**common)
     extra = (ctx.obj or {}).get("extra", [])
-    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say))
+    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say, report_file=report_file,
+                 require_hit=require_hit))

@@ -9,24 +9,26 @@ more than cacheport's whole start-up, so it is left to ``cacheport doctor``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from cacheport.entry import CacheEntry
+from cacheport.errors import CacheportError
+from cacheport.ops import report
 from cacheport.plan import Plan
 from cacheport.records import Login
 
 # Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
 _NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
 _ENGINE_NEVER = {"s3", "azblob"}
-_STEP = re.compile(r"^#(\d+) \[[^\]]*?\d+/\d+\] (\w+)")
-_LINE = re.compile(r"^#(\d+) (.*)$")
-# A step satisfied from an imported remote cache shows only its layers being fetched, not CACHED.
-_FETCH = re.compile(r"^(?:extracting )?sha256:[0-9a-f]{64}\b")
 
 
 @attrs.frozen
@@ -44,46 +46,6 @@ class Builder:
     driver: str
     containerd_store: bool = False
     buildkit: tuple[int, ...] | None = None
-
-
-@attrs.frozen
-class Summary:
-    """What the build log says about the cache.
-
-    Attributes:
-        steps: build steps (``[n/m]``) seen, by id, with their instruction.
-        cached: ids of the steps that BuildKit reported CACHED.
-    """
-
-    steps: Mapping[str, str]
-    cached: frozenset[str]
-
-    @property
-    def executed_runs(self) -> list[str]:
-        """RUN steps that executed instead of coming from cache."""
-        return [i for i, kind in self.steps.items() if kind == "RUN" and i not in self.cached]
-
-
-def summarize(lines: Iterable[str]) -> Summary:
-    """Read ``--progress=plain`` output."""
-    steps: dict[str, str] = {}
-    cached: set[str] = set()
-    fetched: set[str] = set()
-    worked: set[str] = set()
-    for line in lines:
-        if m := _STEP.match(line):
-            steps.setdefault(m.group(1), m.group(2).upper())
-        elif (m := _LINE.match(line.rstrip())) and m.group(1) in steps:
-            sid, body = m.groups()
-            if body == "CACHED":
-                cached.add(sid)
-            elif body.startswith("DONE") or body == "...":
-                continue
-            elif _FETCH.match(body):
-                fetched.add(sid)
-            else:
-                worked.add(sid)
-    return Summary(steps, frozenset(cached | (fetched - worked)))
 
 
 def fit_to_builder(
@@ -122,9 +84,15 @@ def command(
     tags: Sequence[str] = (),
     file: str | None = None,
     extra: Sequence[str] = (),
+    metadata_file: str | None = None,
 ) -> list[str]:
-    """The ``buildx build`` arguments (after the docker client's own), one word per flag value."""
-    args = ["buildx", "build", "--progress=plain"]
+    """The ``buildx build`` arguments (after the docker client's own), one word per flag value.
+
+    Progress comes as rawjson: the record :mod:`cacheport.ops.report` reads (and :mod:`.progress` prints).
+    """
+    args = ["buildx", "build", "--progress=rawjson"]
+    if metadata_file:
+        args.append(f"--metadata-file={metadata_file}")
     args += [f"--cache-from={e.format()}" for e in imports]
     args += [f"--cache-to={e.format()}" for e in exports]
     for tag in tags:
@@ -225,8 +193,12 @@ def run(
     extra: Sequence[str],
     environ: Mapping[str, str],
     say: Callable[[str], None],
+    *,
+    report_file: str | None = None,
+    require_hit: bool = False,
 ) -> int:
-    """Log in, check the builder, build with live logs, rotate local caches. Returns the build's exit code."""
+    """Log in, check the builder, build with live logs, rotate local caches, and end with what BuildKit did with
+    the cache. Returns the build's exit code (1 with ``require_hit`` when no import hit)."""
     import shutil
     import subprocess
 
@@ -260,22 +232,34 @@ def run(
     if plan.tags and exports and not _pushes(extra):
         say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
             + ", ".join(plan.tags) + ")")
-    full = [*docker, *command(imports, exports, context, [*tags, *plan.tags], file, extra)]
-    log: list[str] = []
-    try:
-        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=dict(environ))
-    except OSError as exc:
-        say(f"error: could not run {found}: {exc.strerror}")
-        return 127
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", errors="replace")
-        log.append(line.rstrip("\n"))
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    code = proc.wait()
-    summary = summarize(log)
+    import tempfile
+
+    from cacheport.ops.progress import PlainPrinter
+
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
+        metadata = Path(tmp) / "metadata.json"
+        full = [*docker, *command(imports, exports, context, [*tags, *plan.tags], file, extra, str(metadata))]
+        stream: list[str] = []
+        try:
+            proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=dict(environ))
+        except OSError as exc:
+            say(f"error: could not run {found}: {exc.strerror}")
+            return 127
+        assert proc.stdout is not None
+        printer = PlainPrinter(_echo)
+        for raw in proc.stdout:
+            text = raw.decode("utf-8", errors="replace")
+            stream.append(text)
+            printer.feed(text)
+        printer.close()
+        code = proc.wait()
+        try:
+            meta: Any = json.loads(metadata.read_text()) if metadata.is_file() else None
+        except (OSError, ValueError):
+            meta = None
+    wall = time.monotonic() - began
     if code == 0:
         from cacheport.ops.rotate import promote
 
@@ -284,11 +268,78 @@ def run(
                 promote(swap)
             except OSError as exc:  # the image is built: a cache problem must not turn that into a failure
                 say(f"warning: could not move {swap.new} into place: {exc}")
-    source = ", ".join(e.get("ref") or e.get("src") or e.get("scope") or e.type for e in imports) or "nothing"
-    target = ", ".join(e.get("ref") or e.get("dest") or e.get("scope") or e.type for e in exports) or "nothing"
-    say(f"cache: {len(summary.cached)}/{len(summary.steps)} steps cached, imported from {source}, exported to {target}"
-        + ("" if code == 0 else f"; build failed with exit code {code}"))
+    found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
+    for line in report.as_text(found_report).splitlines():
+        say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
+    for warning in surprises(found_report, plan):
+        say(f"warning: {warning}")
+    publish(found_report, environ, say, report_file)
+    if code == 0 and require_hit and not any(i.status == report.HIT for i in found_report.imports):
+        say("error: --require-hit: no cache import hit (see the cache report above)")
+        return 1
     return code
+
+
+def _echo(line: str) -> None:
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def build_report(stream: str, metadata: Any, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry],
+                 plan: Plan, wall: float) -> report.BuildReport:
+    """What BuildKit did, from the rawjson stream and the metadata file; local exports named where the cache
+    lives after the swap."""
+    found = [report.parse_rawjson(stream, imports, exports)]
+    if isinstance(metadata, dict):
+        with contextlib.suppress(CacheportError):  # a metadata file we can't read: the stream still speaks
+            found.append(report.parse_metadata(metadata, imports, exports))
+    merged = report.merge(*found)
+    moved = {s.new: s.current for s in plan.swaps}
+    exports_ = [attrs.evolve(e, entry=e.entry.with_attrs(dest=moved[str(e.entry.get("dest"))]))
+                if e.entry.type == "local" and e.entry.get("dest") in moved and e.status == report.WRITTEN else e
+                for e in merged.exports]
+    return attrs.evolve(merged, exports=exports_, wall_seconds=merged.wall_seconds or round(wall, 3))
+
+
+def surprises(found: report.BuildReport, plan: Plan) -> list[str]:
+    """Loud warnings for what should not happen: an export that failed (ignore-error hid it), an import that
+    failed for another reason than not existing, and the default branch's cache missing on another branch."""
+    out = [f"the cache export to {report.describe(e.entry)} FAILED ({e.reason or 'no reason given'}); the build "
+           "passed anyway because of ignore-error, and nothing was stored" for e in found.exports
+           if e.status == report.FAILED and found.status == report.SUCCEEDED]
+    out += [f"the cache import from {report.describe(i.entry)} FAILED: {i.reason}" for i in found.imports
+            if i.status == report.FAILED]
+    ctx = plan.context
+    if found.imports and ctx.branch and ctx.default_branch and ctx.branch != ctx.default_branch:
+        last = found.imports[-1]
+        if last.status == report.MISSED and not any(i.status == report.HIT for i in found.imports):
+            out.append(f"no cache at {report.describe(last.entry)}: the default branch ({ctx.default_branch}) has "
+                       "no cache to start this branch from; its next build exports one")
+    return out
+
+
+def publish(found: report.BuildReport, environ: Mapping[str, str], say: Callable[[str], None],
+            report_file: str | None) -> None:
+    """The report where the CI shows it: a job summary (GitHub), a collapsed log section (GitLab), a JSON file.
+
+    Never fails the build: a file that can't be written is a warning.
+    """
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+                fh.write("### cacheport\n\n" + report.as_markdown(found) + "\n")
+        except OSError as exc:
+            say(f"warning: could not write the job summary: {exc.strerror}")
+    if environ.get("GITLAB_CI") == "true":
+        stamp = int(time.time())
+        text = report.as_text(found).rstrip("\n").replace("\n", "\r\n")
+        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_report[collapsed=true]\r\x1b[0Kcacheport: cache "
+                         f"report\r\n{text}\r\n\x1b[0Ksection_end:{stamp}:cacheport_report\r\x1b[0K\n")
+    if report_file:
+        try:
+            Path(report_file).write_text(json.dumps(report.as_dict(found), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            say(f"warning: could not write the report to {report_file}: {exc.strerror}")
 
 
 def _pushes(extra: Sequence[str]) -> bool:

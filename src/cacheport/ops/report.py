@@ -594,6 +594,10 @@ def as_text(report: BuildReport) -> str:
         lines.append(f"  error: {report.error}")
     for i in report.imports:
         lines.append(f"  import {i.status:<7} {describe(i.entry)}" + (f": {i.reason}" if i.reason else ""))
+    if not report.imports:
+        lines.append("  import none")
+    if not report.exports:
+        lines.append("  export none")
     for e in report.exports:
         details = _export_details(e)
         lines.append(f"  export {e.status:<7} {describe(e.entry)}" + (f" ({details})" if details else "")

@@ -1,0 +1,93 @@
+"""``cacheport report``: what BuildKit did with the cache in a build you ran yourself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cacheport.cli.common import format_option, make_plan, plan_options
+from cacheport.errors import ReportError
+
+
+def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) -> str:
+    """What ``docker buildx ARGS`` printed (on stderr: ``history logs`` writes its stream there)."""
+    command = [docker, "buildx", *(["--builder", builder] if builder else []), *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ReportError(f"could not run {docker} buildx: {exc}") from None
+    if done.returncode != 0:
+        from cacheport.ops.build import last_line
+
+        said = last_line(done.stderr or done.stdout)
+        if args[0] == "history" and ("unknown" in (done.stderr or "").lower() or "COMMAND --help" in said):
+            raise ReportError("this buildx keeps no build history (0.21 added it): save the build's "
+                              "--progress=rawjson output or --metadata-file, and give --progress-file or "
+                              "--metadata-file")
+        raise ReportError(f"docker buildx {' '.join(args[:2])}: {said}")
+    return done.stderr if stderr else done.stdout
+
+
+@click.command("report", epilog="""\b
+Examples:
+  docker buildx build $(cacheport args) . && cacheport report            # the last build on this builder
+  cacheport report qk2x0yi1axls7jh7d7elbs0yq                              # one build, by its history ref
+  docker buildx build --progress=rawjson $(cacheport args) . 2> build.json; cacheport report --progress-file build.json
+  cacheport report --metadata-file meta.json --format markdown >> "$GITHUB_STEP_SUMMARY"
+""")
+@click.argument("ref", required=False)
+@click.option("--builder", metavar="NAME", help="The builder whose history to read (default: $BUILDX_BUILDER, "
+              "else the current one).")
+@click.option("--progress-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A saved --progress=rawjson stream of the build (works with any buildx).")
+@click.option("--metadata-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The build's --metadata-file (names its history ref, and the cache manifest written).")
+@format_option(["text", "json", "markdown"], "text")
+@plan_options
+def command(ref: str | None, builder: str | None, progress_file: Path | None, metadata_file: Path | None, fmt: str,
+            **common: Any) -> None:
+    """Report what BuildKit did with the cache in a build run by hand: steps cached and executed, each import of
+    this plan hit, missed or failed, each export written or failed.
+
+    Reads BuildKit's own records, never the plan: a saved progress stream or metadata file, else buildx's build
+    history (buildx 0.21 or newer): REF, the ref in the metadata file, or the builder's last build.
+    """
+    from cacheport.ops import report
+
+    plan = make_plan(**common)
+    imports, exports = plan.imports, plan.exports
+    found = []
+    if progress_file is not None:
+        found.append(report.parse_rawjson(progress_file.read_text(encoding="utf-8", errors="replace"), imports,
+                                          exports))
+    if metadata_file is not None:
+        try:
+            meta = json.loads(metadata_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReportError(f"{metadata_file}: not a buildx metadata file: {exc}") from None
+        found.append(report.parse_metadata(meta, imports, exports))
+        ref = ref or report.history_ref(meta) or None
+    if ref or not found:
+        docker = os.environ.get("CACHEPORT_DOCKER", "docker")
+        builder = builder or os.environ.get("BUILDX_BUILDER") or None
+        try:
+            doc = json.loads(_buildx(docker, builder, "history", "inspect", *([ref] if ref else []), "--format",
+                                     "json"))
+        except ValueError:
+            raise ReportError("docker buildx history inspect printed no JSON (buildx 0.23 or newer has it)") from None
+        found.append(report.parse_history(doc, imports, exports))
+        logs = _buildx(docker, builder, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
+                       "--progress=rawjson", stderr=True)
+        found.append(report.parse_rawjson(logs, imports, exports))
+    merged = report.merge(*found)
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(merged), indent=2))
+    elif fmt == "markdown":
+        click.echo(report.as_markdown(merged), nl=False)
+    else:
+        click.echo(report.as_text(merged), nl=False)

@@ -1,0 +1,125 @@
+"""A person's view of buildx's ``--progress=rawjson`` stream, printed as it arrives, in the shape of
+``--progress=plain``: each step's name, its output, and how it ended.
+
+``cacheport build`` asks buildx for rawjson because it is the one record that says, per cache entry, what
+BuildKit did (:mod:`cacheport.ops.report` reads it); this keeps the log readable while it does. Pure: it gets
+text and hands back lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+# A status object larger than this is not one; print what we have as text instead of waiting for more.
+_LIMIT = 8 << 20
+
+
+def _seconds(start: Any, end: Any) -> str:
+    try:
+        began = datetime.fromisoformat(str(start)[:26].rstrip("Z") + "+00:00")
+        ended = datetime.fromisoformat(str(end)[:26].rstrip("Z") + "+00:00")
+    except ValueError:
+        return ""
+    return f" {(ended - began).total_seconds():.1f}s"
+
+
+class PlainPrinter:
+    """Feed it the stream in pieces (``feed``), then ``close``; it calls ``write`` with whole lines."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.buffer = ""
+        self.numbers: dict[str, int] = {}
+        self.names: dict[str, str] = {}
+        self.shown: set[str] = set()
+        self.ended: set[str] = set()
+        self.statuses: set[tuple[str, str]] = set()
+        self.decoder = json.JSONDecoder()
+
+    def feed(self, text: str) -> None:
+        self.buffer += text
+        self._drain(final=False)
+
+    def close(self) -> None:
+        self._drain(final=True)
+
+    def _drain(self, final: bool) -> None:
+        while True:
+            text = self.buffer.lstrip()
+            if not text:
+                self.buffer = ""
+                return
+            if text[0] == "{":
+                try:
+                    value, end = self.decoder.raw_decode(text)
+                except (ValueError, RecursionError):
+                    if not final and len(text) < _LIMIT:
+                        self.buffer = text
+                        return  # an object still arriving (old buildx spreads one over many lines)
+                else:
+                    self.buffer = text[end:]
+                    if isinstance(value, dict):
+                        self._status(value)
+                    continue
+            newline = text.find("\n")
+            if newline < 0 and not final:
+                self.buffer = text
+                return
+            line, self.buffer = (text, "") if newline < 0 else (text[:newline], text[newline + 1:])
+            self.write(line.rstrip() + "\n")  # buildx's own lines: warnings, ERROR: ...
+
+    def _number(self, digest: str) -> int:
+        """A step's number, given when it starts (as plain progress does); its name is printed then."""
+        if digest not in self.shown:
+            self.shown.add(digest)
+            self.numbers.setdefault(digest, len(self.numbers) + 1)
+            self.write(f"#{self.numbers[digest]} {self.names.get(digest, '')}\n")
+        return self.numbers[digest]
+
+    def _status(self, doc: dict[str, Any]) -> None:
+        for v in doc.get("vertexes") or ():
+            if not isinstance(v, dict):
+                continue
+            digest = str(v.get("digest", ""))
+            self.names[digest] = str(v.get("name") or self.names.get(digest, ""))
+            if not (v.get("started") or v.get("completed")):
+                continue  # known, not begun: plain progress does not show it yet
+            n = self._number(digest)
+            if v.get("completed") and digest not in self.ended:
+                self.ended.add(digest)
+                if v.get("error"):
+                    self.write(f"#{n} ERROR: {v['error']}\n")
+                elif v.get("cached"):
+                    self.write(f"#{n} CACHED\n")
+                else:
+                    self.write(f"#{n} DONE{_seconds(v.get('started'), v.get('completed'))}\n")
+        for s in doc.get("statuses") or ():
+            if not isinstance(s, dict) or not s.get("completed"):
+                continue
+            key = (str(s.get("vertex", "")), str(s.get("id", "")))
+            if key not in self.statuses:
+                self.statuses.add(key)
+                self.write(f"#{self._number(key[0])} {key[1]} done\n")
+        for log in doc.get("logs") or ():
+            if not isinstance(log, dict):
+                continue
+            try:
+                data = base64.b64decode(str(log.get("data", ""))).decode("utf-8", errors="replace")
+            except ValueError:
+                continue
+            n = self._number(str(log.get("vertex", "")))
+            for line in data.splitlines():
+                if line.strip():
+                    self.write(f"#{n} {line.rstrip()}\n")
+        for warning in doc.get("warnings") or ():
+            if isinstance(warning, dict):
+                try:
+                    short = base64.b64decode(str(warning.get("short", ""))).decode("utf-8", errors="replace")
+                except ValueError:
+                    short = ""
+                if short:
+                    self.write(f"WARNING: {short.strip()}\n")
