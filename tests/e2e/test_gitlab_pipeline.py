@@ -279,6 +279,13 @@ def test_main_is_cold_then_warm_from_the_registry_over_tls(harness: Harness, run
     assert warm.ran == [], warm.log
     assert ": 4/4 steps cached, 0 executed" in warm.log
     assert project.layers("main") == cold_layers  # the random step's layer too: it came from the cache
+    assert "section_start:" in warm.log and "cacheport_report[collapsed=true]" in warm.log  # a log section
+    artifacts = sorted(project.repo.rglob("cacheport-report.json"), key=lambda p: p.stat().st_mtime)
+    assert artifacts, "the job's cacheport-report.json artifact is missing"
+    report = json.loads(artifacts[-1].read_text())
+    assert report["steps"]["cached"] == report["steps"]["total"] == 4
+    assert [(i["cache"], i["status"]) for i in report["imports"]] == [
+        (f"registry {project.registry}/{project.name}/cache:main", "hit")]
 
 
 def test_a_new_branch_is_warm_from_main_and_exports_to_its_own_slug(harness: Harness, runner: str,
