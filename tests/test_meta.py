@@ -47,6 +47,20 @@ def test_generated_backend_docs_are_current() -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_generated_trust_docs_are_current() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-trust-docs"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_every_trust_rule_is_in_the_trust_docs() -> None:
+    from cacheport.trust import RULES
+
+    text = (ROOT / "docs" / "trust.md").read_text()
+    for rule in RULES:
+        assert f"| `{rule.id}` |" in text
+
+
 def test_every_global_key_is_in_the_configuration_docs() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text()
     for option in GLOBAL_OPTIONS:
