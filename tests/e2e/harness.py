@@ -223,3 +223,42 @@ def read_pulp_env() -> tuple[Pulp | None, str]:
     except OSError as exc:
         return None, f"Pulp at {pulp.url} does not answer: {exc}"
     return pulp, ""
+
+
+OBJSTORE_REQUIRED = ("CACHEPORT_E2E_S3_ENDPOINT", "CACHEPORT_E2E_S3_BUCKET", "CACHEPORT_E2E_S3_REGION",
+                     "CACHEPORT_E2E_S3_ACCESS_KEY_ID", "CACHEPORT_E2E_S3_SECRET_ACCESS_KEY",
+                     "CACHEPORT_E2E_AZURE_URL", "CACHEPORT_E2E_AZURE_ACCOUNT", "CACHEPORT_E2E_AZURE_KEY",
+                     "CACHEPORT_E2E_AZURE_CONTAINER")
+
+
+@attrs.frozen
+class ObjectStores:
+    """The S3 (moto) and Azure Blob (Azurite) servers scripts/objstore-up started, with their credentials."""
+
+    s3_endpoint: str
+    s3_bucket: str
+    s3_region: str
+    s3_key_id: str
+    s3_secret: str
+    azure_url: str
+    azure_account: str
+    azure_key: str
+    azure_container: str
+
+
+def read_objstore_env() -> tuple[ObjectStores | None, str]:
+    """The servers from ``CACHEPORT_E2E_S3_*``/``_AZURE_*`` or ``$CACHEPORT_OBJSTORE_STATE/env``, and why not."""
+    state = Path(os.environ.get("CACHEPORT_OBJSTORE_STATE", "/var/tmp/cacheport-objstore"))
+    found = {**_variables("CACHEPORT_E2E_S3_", state), **_variables("CACHEPORT_E2E_AZURE_", state)}
+    missing = [k for k in OBJSTORE_REQUIRED if not found.get(k)]
+    if missing:
+        return None, f"object stores not running (no {', '.join(missing)}; run scripts/objstore-up as root)"
+    stores = ObjectStores(*(found[k] for k in OBJSTORE_REQUIRED))
+    for url in (stores.s3_endpoint, stores.azure_url):
+        try:
+            urllib.request.urlopen(url, timeout=10).close()
+        except urllib.error.HTTPError:
+            pass  # refusing an anonymous request proves it answers
+        except OSError as exc:
+            return None, f"{url} does not answer: {exc}"
+    return stores, ""
