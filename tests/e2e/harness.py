@@ -178,6 +178,7 @@ def github_env(tmp: Path, repository: str, branch: str, default: str = "main", *
         "GITHUB_REF": f"refs/heads/{branch}",
         "GITHUB_REF_NAME": branch,
         "GITHUB_REF_TYPE": "branch",
+        "GITHUB_EVENT_NAME": "push",
         "GITHUB_EVENT_PATH": str(event),
         **extra,
     }
@@ -192,6 +193,7 @@ def gitlab_env(image: str, branch: str, default: str = "main", **extra: str) -> 
         "CI_COMMIT_BRANCH": branch,
         "CI_COMMIT_REF_NAME": branch,
         "CI_DEFAULT_BRANCH": default,
+        "CI_PIPELINE_SOURCE": "push",
         **extra,
     }
 

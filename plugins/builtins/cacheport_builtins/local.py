@@ -57,7 +57,8 @@ BACKEND = Backend(
                default=True),
         Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
         Option("tag", "The name of the cache in the directory's index.json (BuildKit's default: latest), for "
-               "imports and the export alike; several tags can share one directory."),
+               "imports and the export alike. Several tags share one directory only with rotate = false: a "
+               "rotated directory holds one build."),
         Option("image-manifest", "Store the cache as an OCI image manifest instead of an index.", type=bool),
         Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool),
         Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
