@@ -137,6 +137,13 @@ def test_a_job_without_an_event_name_keeps_todays_behaviour(tmp_path: Path) -> N
     assert names(ctx) == (("dev", "main"), "dev")
 
 
+def test_github_reports_the_event_the_protection_and_the_tag(tmp_path: Path) -> None:
+    push = github(tmp_path, "push", {}, **on_branch("main", protected=True))
+    assert (push.event, push.protected, push.tag) == ("push", True, None)
+    tag = github(tmp_path, "release", {}, GITHUB_REF="refs/tags/v2", GITHUB_REF_NAME="v2", GITHUB_REF_TYPE="tag")
+    assert (tag.event, tag.protected, tag.tag, tag.branch) == ("release", None, "v2", None)
+
+
 # --- GitLab pipelines -----------------------------------------------------------------------------------------
 
 GITLAB = {"GITLAB_CI": "true", "CI_PROJECT_PATH": "group/app", "CI_REGISTRY_IMAGE": "registry.example.com/group/app",
@@ -164,6 +171,13 @@ def merge_request(kind: str, source_project: str = "12") -> Context:
 @pytest.mark.parametrize("source", ["push", "web", "api", "schedule", "trigger", "pipeline", "parent_pipeline"])
 def test_gitlab_branch_pipelines_write_their_branch(source: str) -> None:
     assert names(branch_pipeline("dev", source)) == (("dev", "main"), "dev")
+
+
+def test_gitlab_reports_the_pipeline_source_and_the_protection() -> None:
+    ctx = branch_pipeline("main", "schedule", protected=True)
+    assert (ctx.event, ctx.protected, ctx.tag) == ("schedule", True, None)
+    assert (merge_request("merge_train").event, merge_request("detached").event) == ("merge_train",
+                                                                                     "merge_request_event")
 
 
 def test_gitlab_tag_pipelines_import_only() -> None:

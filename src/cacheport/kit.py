@@ -61,7 +61,8 @@ def cache_names(context: Context, key: str | None = None) -> CacheNames:
 
     The one rule for "no branch known": a job that knows no branch, no MR target and no default branch reads
     and writes the name ``latest`` (with ``key``: ``<key>-latest``), and says so in a warning. A job that knows
-    only the default branch (a tag pipeline) imports from it and exports nothing.
+    only the default branch (a tag pipeline) imports from it and exports nothing. Which branches a job reads
+    and whether it writes are the trust rules' (``context.trust``, see :mod:`cacheport.trust`).
     """
     imports, export = branch_names(context, key)
     if imports:
