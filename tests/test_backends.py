@@ -70,11 +70,11 @@ def test_s3_names_per_branch_and_no_credentials(builtins: Plugins) -> None:
     p = plan(builtins, "s3", {"bucket": "b", "region": "eu-west-1", "use_path_style": "true",
                               "endpoint_url": "http://minio:9000", "upload_parallelism": "8"}, env=env)
     assert csv(p.imports) == [
-        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=feat-x",
-        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=main",
+        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=org-app-feat-x",
+        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=org-app-main",
     ]
     assert csv(p.exports) == [
-        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=feat-x,"
+        "type=s3,bucket=b,region=eu-west-1,endpoint_url=http://minio:9000,use_path_style=true,name=org-app-feat-x,"
         "mode=max,ignore-error=true,upload_parallelism=8"
     ]
     assert "s3cret" not in render.args(p) and "AKIA" not in render.args(p)
@@ -88,7 +88,63 @@ def test_azblob_inlines_the_key_for_buildkit_but_redacts_it_for_people(builtins:
     assert "secret_access_key=azure-k3y-value==" in render.args(p)
     for text in (render.explain(p), render.as_json(p), render.args(render.redacted(p)), *p.warnings):
         assert "azure-k3y-value" not in text
-    assert p.exports[0].get("name") == "feat-x"
+    assert p.exports[0].get("name") == "org-app-feat-x"
+
+
+def test_s3_and_azblob_names_are_scoped_by_project_and_key(builtins: Plugins) -> None:
+    s3 = {"bucket": "b", "region": "r"}
+    one, other = plan(builtins, "s3", s3), plan(builtins, "s3", s3, ctx=attrs.evolve(FEATURE, project="org/web"))
+    assert {e.get("name") for e in one.imports}.isdisjoint(e.get("name") for e in other.imports)
+    keyed = plan(builtins, "s3", {**s3, "manifests_prefix": "m/", "blobs_prefix": "b/", "retry_mode": "adaptive",
+                                  "retry_max_attempts": "5", "disable_accept_encoding": "true"},
+                 env={"CACHEPORT_KEY": "arm64"})
+    assert csv(keyed.exports) == ["type=s3,bucket=b,region=r,manifests_prefix=m/,blobs_prefix=b/,"
+                                  "disable_accept_encoding=true,retry_mode=adaptive,retry_max_attempts=5,"
+                                  "name=org-app-arm64-feat-x,mode=max,ignore-error=true"]
+    az = plan(builtins, "azblob", {"account_url": "https://acct.blob.core.windows.net", "manifests_prefix": "m",
+                                   "blobs_prefix": "b"})
+    assert [(e.get("name"), e.get("manifests_prefix"), e.get("blobs_prefix")) for e in az.imports] == [
+        ("org-app-feat-x", "m", "b"), ("org-app-main", "m", "b")]
+    fixed = plan(builtins, "s3", {**s3, "name": "shared"})
+    assert csv(fixed.exports)[0].startswith("type=s3,bucket=b,region=r,name=shared,")
+
+
+def test_s3_warns_when_no_aws_credentials_are_visible(builtins: Plugins, tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    bare = plan(builtins, "s3", {"bucket": "b", "region": "r"}, env=home)
+    assert any("no AWS credentials are visible" in w and "AWS_WEB_IDENTITY_TOKEN_FILE" in w for w in bare.warnings)
+    for env in ({"AWS_ACCESS_KEY_ID": "a"}, {"AWS_PROFILE": "ci"}, {"AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/t"},
+                {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/creds"}):
+        assert not any("AWS credentials" in w for w in plan(builtins, "s3", {"bucket": "b", "region": "r"},
+                                                             env={**home, **env}).warnings)
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
+    assert not any("AWS credentials" in w for w in plan(builtins, "s3", {"bucket": "b", "region": "r"},
+                                                         env=home).warnings)
+
+
+def test_gha_passes_a_github_token_for_cache_listing_but_never_shows_it(builtins: Plugins) -> None:
+    env = {"ACTIONS_RUNTIME_TOKEN": "t", "ACTIONS_CACHE_URL": "http://c/", "GITHUB_TOKEN": "ghs_t0ken"}
+    p = plan(builtins, "gha", {"ghtoken-env": "GITHUB_TOKEN"}, env=env)
+    assert p.exports[0].get("ghtoken") == "ghs_t0ken" and p.exports[0].get("repository") == "Org/App"
+    assert "ghtoken" in p.secret_attrs
+    for text in (render.explain(p), render.as_json(p), render.args(render.redacted(p))):
+        assert "ghs_t0ken" not in text
+    assert "ghtoken" not in csv(plan(builtins, "gha", env=env).exports)[0]
+
+
+def test_local_passes_its_export_options_and_names_its_store_by_tag(builtins: Plugins, tmp_path: Path) -> None:
+    opts = {"src": str(tmp_path / "c"), "tag": "web", "image-manifest": "true", "oci-mediatypes": "true",
+            "compression": "zstd", "compression-level": "3", "force-compression": "true", "reset": "true"}
+    p = plan(builtins, "local", opts)
+    assert csv(p.imports) == [f"type=local,src={tmp_path / 'c'},tag=web"]
+    assert csv(p.exports) == [f"type=local,dest={tmp_path / 'c'}.new,tag=web,mode=max,ignore-error=true,"
+                              "image-manifest=true,oci-mediatypes=true,compression=zstd,compression-level=3,"
+                              "force-compression=true,reset=true"]
+    backend = builtins.backend("local")
+    assert p.request is not None and backend.store is not None
+    store = backend.store(p.request)
+    assert (store.name_for("any"), store.format) == ("web", "image-manifest")
 
 
 def test_azblob_needs_an_account_name_for_ip_and_custom_domains(builtins: Plugins) -> None:
@@ -134,8 +190,9 @@ def test_schema_options_give_entries_that_round_trip(name: str, data: st.DataObj
 
 
 SECRET_VARS = ("CI_REGISTRY_PASSWORD", "CI_JOB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "AWS_SECRET_ACCESS_KEY",
-               "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "PULP_PASSWORD")
+               "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "PULP_PASSWORD", "GITHUB_TOKEN")
 REQUIRED = {"registry": {"ref": "r.example/app"}, "inline": {"ref": "r.example/app"}, "s3": {"bucket": "b", "region": "r"},
+            "gha": {"ghtoken-env": "GITHUB_TOKEN"},
             "azblob": {"account_url": "https://a.blob.core.windows.net"}, "pulp": {"url": "pulp.example"}}
 
 

@@ -46,6 +46,22 @@ def test_a_string_without_equals_is_a_registry_ref() -> None:
     )
 
 
+@pytest.mark.parametrize("text, ref", [
+    # buildx reads a ref-only string as CSV and then the one field again: quotes go, doubled ones too.
+    ('"user/app:cache"', "user/app:cache"),
+    ('"""user/app:cache"""', "user/app:cache"),
+    ("user/app:cache\n", "user/app:cache"),
+    ("user/app:cache\r\n", "user/app:cache"),
+])
+def test_a_ref_is_read_like_buildx_reads_it(text: str, ref: str) -> None:
+    assert CacheEntry.parse(text) == CacheEntry("registry", {"ref": ref})
+
+
+@given(entries)
+def test_one_trailing_newline_is_dropped_as_buildx_does(entry: CacheEntry) -> None:
+    assert CacheEntry.parse(entry.format() + "\n") == entry
+
+
 def test_repeated_key_last_value_wins_like_buildx() -> None:
     assert CacheEntry.parse("type=local,src=a,src=b").get("src") == "b"
 
@@ -60,6 +76,10 @@ def test_repeated_key_last_value_wins_like_buildx() -> None:
         ('type=local,"src=a"x', "extraneous"),
         ("", "empty"),
         ("a,b", "several registry refs"),
+        ('"a,b"', "not key=value"),
+        ('""', "empty"),
+        ("\n", "empty"),
+        ("type=local,src=a\n\n", "line break"),
         ("type=local,", "not key=value"),
     ],
 )

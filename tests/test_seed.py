@@ -367,3 +367,14 @@ def test_from_defaults_to_the_migration_table(clean_env: dict[str, str]) -> None
     out = seed_cli("--branch", "main", env={**clean_env, "CACHEPORT_LOAD_PLUGINS": ""})
     assert out.returncode == 2
     assert 'give --from OLD, or set [migration] from = "OLD"' in out.stderr
+
+
+def test_seed_refuses_jobs_the_trust_rules_keep_off_protected_names(
+        two: tuple[FakeRegistry, FakeRegistry, dict[str, str]]) -> None:
+    old, new, env = two
+    cache_index(old, "group/app/cache", "main")
+    unprotected = {**env, "CACHEPORT_TRUST": "protected"}  # a laptop is no protected pipeline
+    out = seed_cli("--branch", "main", env=unprotected)
+    assert out.returncode == 2 and "not seeding from this job" in out.stderr, out.stderr
+    assert {m for m, _ in new.log} <= {"GET", "HEAD"}
+    assert seed_cli("--branch", "main", "--dry-run", env=unprotected).returncode == 0

@@ -24,6 +24,11 @@ GLOBAL_OPTIONS = (
     Option("backend", "The backend that holds the cache (`cacheport backends` lists them).", default=None),
     Option("key", "Scopes cache refs, so parallel jobs (targets, platforms, matrix axes) never collide."),
     Option("read-only", "Import only; never export.", type=bool, default=False),
+    Option("trust", "Who writes the caches protected builds read: branch (every job that may write writes its "
+           "branch's) or protected (only protected pipelines; others write their own unprotected cache). "
+           "Unset: protected for tags, branch otherwise.", choices=("branch", "protected")),
+    Option("trust-events", "Events that read only by default but may write, comma-separated: GitHub's "
+           "pull_request_target, issue_comment, workflow_run, merge_group, ...; GitLab's merge_train."),
 )
 #: The table that moves the cache from one backend to another, and its keys.
 MIGRATION = "migration"

@@ -18,6 +18,31 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
+class Trust:
+    """What the trust rules (:mod:`cacheport.trust`, one table) decided for one job.
+
+    Attributes:
+        rule: the id of the rule that decided, e.g. ``github:issue_comment``.
+        reason: one line for people: what the job is, and what it may write.
+        mode: the ``trust`` setting in force for this job: ``branch`` or ``protected``.
+        imports: branches to import from, most specific first.
+        export: the branch whose cache this job writes, or None.
+        writes: the job may write at all (a fixed name every branch shares, or ``latest`` when no branch is
+            known); False for forks, tags and read-only events.
+        protected: the job writes as a protected pipeline (its ref is protected and the code built is that
+            ref's). Under mode ``protected`` only such jobs write the names protected jobs read.
+    """
+
+    rule: str
+    reason: str
+    mode: str = "branch"
+    imports: tuple[str, ...] = ()
+    export: str | None = None
+    writes: bool = True
+    protected: bool = False
+
+
+@attrs.frozen
 class Context:
     """The facts about the current job that decide cache refs.
 
@@ -32,6 +57,14 @@ class Context:
         default_backend: the backend to use when no setting names one (``gitlab`` inside GitLab CI).
         branch_slugs: ``(branch, slug)`` pairs the CI computed itself (GitLab's ``CI_COMMIT_REF_SLUG``); a
             branch's cache tag uses its slug from here, so the tag is the CI's even where its rule differs.
+        event: what started the job, in the CI's own words: GitHub's event name (``push``, ``pull_request``,
+            ``issue_comment``, ...), GitLab's pipeline source (``push``, ``schedule``, ``merge_request_event``,
+            ``merge_train``, ...); None when the provider reports none.
+        protected: whether the ref being built is protected (``CI_COMMIT_REF_PROTECTED``,
+            ``GITHUB_REF_PROTECTED``); None when unknown.
+        tag: the tag being built (a tag pipeline, a release), or None.
+        trust: what the trust rules decided for this job (:mod:`cacheport.trust`); the plan fills it in
+            before asking backends, so they never decide it themselves.
     """
 
     provider: str
@@ -43,6 +76,10 @@ class Context:
     job: str | None = None
     default_backend: str = "local"
     branch_slugs: tuple[tuple[str, str], ...] = ()
+    event: str | None = None
+    protected: bool | None = None
+    tag: str | None = None
+    trust: Trust | None = None
 
     def fallback_branches(self) -> tuple[str, ...]:
         """Branches to import from, most specific first: this branch, the MR target, the default branch."""

@@ -59,16 +59,28 @@ class CacheEntry:
 
     @classmethod
     def parse(cls, text: str) -> CacheEntry:
-        """Parse one entry as buildx does; a string with no ``=`` at all is a registry ref."""
+        """Parse one entry as buildx does; a string with no ``=`` at all is a registry ref.
+
+        Like buildx (and the CSV reader it uses), one trailing newline is dropped, and a ref-only string
+        is unquoted and then read again as an entry of its own: ``"user/app:cache"`` is the ref
+        ``user/app:cache``.
+        """
+        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
         if text == "":
             raise EntryError("empty cache entry")
         if "=" not in text:
-            if "," in text:
+            fields = split_csv(text)
+            if len(fields) > 1:
                 raise EntryError(f"{text!r}: several registry refs in one entry; give one per flag")
-            return cls("registry", (("ref", text),))
+            text = fields[0]
+        fields = split_csv(text)
+        if len(fields) == 1 and "=" not in fields[0]:
+            if not fields[0]:
+                raise EntryError("empty cache entry")
+            return cls("registry", (("ref", fields[0]),))
         kind = ""
         pairs: list[tuple[str, str]] = []
-        for field in split_csv(text):
+        for field in fields:
             key, sep, value = field.partition("=")
             if not sep:
                 raise EntryError(f"{text!r}: field {field!r} is not key=value")

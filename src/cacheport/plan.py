@@ -138,6 +138,19 @@ def _shown(backend: Backend, options: dict[str, Setting]) -> list[ShownSetting]:
     ]
 
 
+def _decide_trust(context: Context, globals_: dict[str, Setting], warnings: list[str]) -> Context:
+    """The context with the trust rules' decision in it, which every backend then follows."""
+    from cacheport.trust import decide, parse_events
+
+    events = globals_["trust-events"]
+    mode = globals_["trust"].value
+    trust = decide(context, mode, parse_events(events.value, events.source.detail))
+    if trust.mode == "protected" and trust.writes and context.protected is None and context.provider != "local":
+        warnings.append(f"trust = \"protected\", but {context.provider} does not say whether this ref is "
+                        "protected; it is treated as unprotected")
+    return attrs.evolve(context, trust=trust)
+
+
 def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     """Compute the plan: resolve settings, ask the backend(s) for entries, apply the shared rules.
 
@@ -164,6 +177,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
             raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{hint}; "
                               f"available: {', '.join(known)}")
 
+    context = _decide_trust(context, globals_, warnings)
     key = globals_["key"].value
     cache_dir = str(default_cache_home(config.environ) / "cacheport")
     request = EntryRequest({n: s.value for n, s in options.items()}, context, key, cache_dir, config.environ)
@@ -201,12 +215,15 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
                     old_result = attrs.evolve(old_result, exports=(), swaps=(), tags=())
                 results.append(old_result)
 
-    withheld = bool(globals_["read-only"].value) or not context.trusted
+    trust = context.trust
+    assert trust is not None
+    withheld = bool(globals_["read-only"].value) or not trust.writes
     exports = _unique(tuple(e for r in results for e in r.exports))
     swaps = tuple(s for r in results for s in r.swaps)
     tags = tuple(dict.fromkeys(t for r in results for t in r.tags))
     if withheld:
-        why = "this job is untrusted (a merge/pull request from a fork)" if not context.trusted else "read-only is set"
+        why = ("this job is untrusted (a merge/pull request from a fork)" if not context.trusted
+               else f"the trust rule {trust.rule} lets it read only" if not trust.writes else "read-only is set")
         warnings.append(f"not exporting cache: {why}")
         exports, swaps, tags = (), (), ()
 

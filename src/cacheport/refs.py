@@ -57,15 +57,25 @@ def repository(ref: str) -> str:
 def branch_names(context: Context, key: str | None = None) -> tuple[tuple[str, ...], str | None]:
     """Cache names (tags) in fallback order, and the export's name (None when this job must not export).
 
-    Names: the branch's, the MR target's, the default branch's, without duplicates. The export goes to the
-    branch's own name only, and only for trusted jobs that know their branch. No branch known at all gives
-    no names: :func:`cacheport.kit.cache_names` applies the one rule for that.
+    The trust rules (:mod:`cacheport.trust`) say which branches a job imports and which one it writes:
+    usually its own branch, then the MR target, then the default branch, and it writes its own. A job
+    never writes the name of another branch it knows (the default branch, the MR target) whose slug is the
+    same as its own. Under ``trust = "protected"`` a job that is not a protected pipeline reads and writes
+    its own branch's :data:`~cacheport.trust.UNPROTECTED` name first, which no branch's name can equal.
+    No branch known at all gives no names: :func:`cacheport.kit.cache_names` applies the one rule for that.
     """
-    names = tuple(dict.fromkeys(branch_tag(name, key, context) for name in context.fallback_branches()))
-    export = branch_tag(context.branch, key, context) if context.branch and context.trusted else None
-    if (context.branch and context.default_branch and context.branch != context.default_branch
-            and branch_tag(context.branch, key, context) == branch_tag(context.default_branch, key, context)):
-        export = None  # `Main` or `main-` would overwrite the cache every protected build imports
+    from cacheport.trust import decide, marked
+
+    trust = context.trust or decide(context)
+    names = tuple(dict.fromkeys(branch_tag(name, key, context) for name in trust.imports))
+    export = branch_tag(trust.export, key, context) if trust.export else None
+    for other in (context.default_branch, context.target_branch):
+        if other and other != trust.export and export == branch_tag(other, key, context):
+            export = None  # `Main` or `main-` would overwrite the cache every protected build imports
+    if trust.mode == "protected" and not trust.protected:
+        own = (marked(branch_tag(context.branch, key, context)),) if context.branch in trust.imports else ()
+        names = tuple(dict.fromkeys((*own, *names)))
+        export = marked(export) if export else None
     return names, export
 
 

@@ -95,6 +95,16 @@ def as_dict(plan: Plan) -> dict[str, Any]:
             "default_branch": ctx.default_branch,
             "target_branch": ctx.target_branch,
             "trusted": ctx.trusted,
+            "event": ctx.event,
+            "protected": ctx.protected,
+            "tag": ctx.tag,
+        },
+        "trust": None if ctx.trust is None else {
+            "rule": ctx.trust.rule,
+            "mode": ctx.trust.mode,
+            "writes": ctx.trust.writes,
+            "protected": ctx.trust.protected,
+            "reason": ctx.trust.reason,
         },
         "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
         "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
@@ -182,6 +192,19 @@ def dotenv(plan: Plan) -> str:
     return "".join(f"{name}={value}\n" for name, value in values.items())
 
 
+def _trust_lines(ctx: Any) -> list[str]:
+    """Which trust rule decided, and why; the event and protection it saw."""
+    if ctx.trust is None:
+        return []
+    seen = ", ".join(part for part in (
+        f"event {ctx.event}" if ctx.event else "",
+        f"tag {ctx.tag}" if ctx.tag else "",
+        {True: "protected ref", False: "unprotected ref", None: ""}[ctx.protected],
+    ) if part)
+    return [f"trust:    rule {ctx.trust.rule} (trust = {ctx.trust.mode})" + (f"; {seen}" if seen else ""),
+            f"          {ctx.trust.reason}"]
+
+
 def explain(plan: Plan) -> str:
     """The plan for a person: context, every setting with its source, the entries, and warnings."""
     ctx = plan.context
@@ -190,6 +213,7 @@ def explain(plan: Plan) -> str:
         f"context:  {ctx.provider}, project {ctx.project}",
         f"          branch {ctx.branch or '(unknown)'}, MR/PR target {ctx.target_branch or '-'}, "
         f"default branch {ctx.default_branch or '(unknown)'}; {trust}",
+        *_trust_lines(ctx),
         f"backend:  {plan.backend}"
         + (f" (migrating from {plan.migration.old}: {plan.migration.phase})" if plan.migration else ""),
         "settings:",

@@ -6,7 +6,7 @@ from typing import NoReturn
 
 import pytest
 
-from .harness import GENERATION_KEYS, Harness, Pulp, read_env, read_pulp_env
+from .harness import GENERATION_KEYS, Harness, ObjectStores, Pulp, read_env, read_objstore_env, read_pulp_env
 
 E2E_MODE = os.environ.get("CACHEPORT_E2E", "").strip().lower()
 
@@ -131,6 +131,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pulp() -> Pulp:
     """The running Pulp (scripts/pulp-up); skip (or, with CACHEPORT_E2E=require, fail) when it is not there."""
     found, why = read_pulp_env()
+    if found is None:
+        unavailable(why)
+    return found
+
+
+@pytest.fixture(scope="session")
+def objstores() -> ObjectStores:
+    """moto's S3 and Azurite (scripts/objstore-up); skip (or, with CACHEPORT_E2E=require, fail) without them."""
+    found, why = read_objstore_env()
     if found is None:
         unavailable(why)
     return found

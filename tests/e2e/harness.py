@@ -243,6 +243,7 @@ def github_env(tmp: Path, repository: str, branch: str, default: str = "main", *
         "GITHUB_REF": f"refs/heads/{branch}",
         "GITHUB_REF_NAME": branch,
         "GITHUB_REF_TYPE": "branch",
+        "GITHUB_EVENT_NAME": "push",
         "GITHUB_EVENT_PATH": str(event),
         **extra,
     }
@@ -257,6 +258,7 @@ def gitlab_env(image: str, branch: str, default: str = "main", **extra: str) -> 
         "CI_COMMIT_BRANCH": branch,
         "CI_COMMIT_REF_NAME": branch,
         "CI_DEFAULT_BRANCH": default,
+        "CI_PIPELINE_SOURCE": "push",
         **extra,
     }
 
@@ -288,3 +290,42 @@ def read_pulp_env() -> tuple[Pulp | None, str]:
     except OSError as exc:
         return None, f"Pulp at {pulp.url} does not answer: {exc}"
     return pulp, ""
+
+
+OBJSTORE_REQUIRED = ("CACHEPORT_E2E_S3_ENDPOINT", "CACHEPORT_E2E_S3_BUCKET", "CACHEPORT_E2E_S3_REGION",
+                     "CACHEPORT_E2E_S3_ACCESS_KEY_ID", "CACHEPORT_E2E_S3_SECRET_ACCESS_KEY",
+                     "CACHEPORT_E2E_AZURE_URL", "CACHEPORT_E2E_AZURE_ACCOUNT", "CACHEPORT_E2E_AZURE_KEY",
+                     "CACHEPORT_E2E_AZURE_CONTAINER")
+
+
+@attrs.frozen
+class ObjectStores:
+    """The S3 (moto) and Azure Blob (Azurite) servers scripts/objstore-up started, with their credentials."""
+
+    s3_endpoint: str
+    s3_bucket: str
+    s3_region: str
+    s3_key_id: str
+    s3_secret: str
+    azure_url: str
+    azure_account: str
+    azure_key: str
+    azure_container: str
+
+
+def read_objstore_env() -> tuple[ObjectStores | None, str]:
+    """The servers from ``CACHEPORT_E2E_S3_*``/``_AZURE_*`` or ``$CACHEPORT_OBJSTORE_STATE/env``, and why not."""
+    state = Path(os.environ.get("CACHEPORT_OBJSTORE_STATE", "/var/tmp/cacheport-objstore"))
+    found = {**_variables("CACHEPORT_E2E_S3_", state), **_variables("CACHEPORT_E2E_AZURE_", state)}
+    missing = [k for k in OBJSTORE_REQUIRED if not found.get(k)]
+    if missing:
+        return None, f"object stores not running (no {', '.join(missing)}; run scripts/objstore-up as root)"
+    stores = ObjectStores(*(found[k] for k in OBJSTORE_REQUIRED))
+    for url in (stores.s3_endpoint, stores.azure_url):
+        try:
+            urllib.request.urlopen(url, timeout=10).close()
+        except urllib.error.HTTPError:
+            pass  # refusing an anonymous request proves it answers
+        except OSError as exc:
+            return None, f"{url} does not answer: {exc}"
+    return stores, ""

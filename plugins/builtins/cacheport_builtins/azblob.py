@@ -1,11 +1,12 @@
-"""The ``azblob`` backend: Azure Blob Storage; one cache name per branch."""
+"""The ``azblob`` backend: Azure Blob Storage; one cache name per project and branch."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
+from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
 from cacheport.errors import ConfigError
 from cacheport.kit import MODES
 from cacheport_builtins.s3 import ENGINE_CAVEAT, names_for
@@ -35,7 +36,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
             "account name from it; set account_name"
         )
     common = {"account_url": url}
-    for name in ("account_name", "container", "prefix"):
+    for name in ("account_name", "container", "prefix", "manifests_prefix", "blobs_prefix"):
         if opts[name]:
             common[name] = str(opts[name])
     secret_env = str(opts["secret-access-key-env"] or "")
@@ -56,26 +57,40 @@ def _entries(request: EntryRequest) -> BackendEntries:
     )
 
 
+def _doctor(request: EntryRequest, environ: Mapping[str, str]) -> list[Check]:
+    from cacheport_builtins.objstore import azblob_checks
+
+    return azblob_checks(request, environ)
+
+
 BACKEND = Backend(
     name="azblob",
-    description="Azure Blob Storage: one cache name per branch.",
+    description="Azure Blob Storage: one cache name per project and branch.",
     options=(
         Option("account_url", "The storage account's blob URL, e.g. https://acct.blob.core.windows.net.",
                required=True),
         Option("account_name", "The account name; required when account_url is an IP address or a custom domain."),
         Option("container", "The blob container (BuildKit's default: buildkit-cache)."),
         Option("prefix", "A prefix for every blob the cache writes."),
-        Option("name", "Cache manifest name; default: one per branch (and key), with fallback."),
+        Option("name", "Cache manifest name; default <project>-<key->-<branch>, one per branch with fallback, so "
+               "projects sharing a container never overwrite each other."),
+        Option("manifests_prefix", "Where manifests go under prefix (BuildKit's default: manifests)."),
+        Option("blobs_prefix", "Where layers go under prefix (BuildKit's default: blobs)."),
         Option("secret-access-key-env", "Environment variable holding the account key. BuildKit needs the key "
                "inside the cache entry, so it is redacted wherever a person reads it and files holding it are "
-               "written mode 0600.", default="AZURE_STORAGE_ACCOUNT_KEY"),
+               "written mode 0600; but `docker buildx build` gets it on its command line, where other users of "
+               "the machine can read it (ps), and BuildKit's build history keeps the imports' copy (see "
+               "backends.md#secrets).", default="AZURE_STORAGE_ACCOUNT_KEY"),
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
     ),
     entries=_entries,
     cache_type="azblob",
+    doctor=_doctor,
     docs=(
         "Without a key, BuildKit falls back to its default Azure credentials (managed identity, environment). "
+        "`cacheport doctor` reaches the container, signs a request with the key, and writes, reads and deletes "
+        "one blob (<prefix>/cacheport-doctor). "
         + ENGINE_CAVEAT.format(type="azblob")
     ),
 )

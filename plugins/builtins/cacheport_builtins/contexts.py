@@ -32,13 +32,36 @@ def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
         project=env.get("CI_PROJECT_PATH") or env.get("CI_PROJECT_NAME") or cwd.name,
         branch=branch or None,
         default_branch=env.get("CI_DEFAULT_BRANCH") or None,
-        target_branch=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None,
+        target_branch=(env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME")
+                       or env.get("CI_EXTERNAL_PULL_REQUEST_TARGET_BRANCH_NAME") or None),
         # A fork's merge request pipeline runs in the parent project; it must not write the parent's cache.
-        trusted=not (source and target_project and source != target_project),
+        trusted=not (source and target_project and source != target_project) and not _external_fork(env),
         job=env.get("CI_JOB_NAME"),
         default_backend="gitlab",
         branch_slugs=_gitlab_slugs(env, branch or None),
+        **_gitlab_trust_facts(env),
     )
+
+
+def _external_fork(env: Mapping[str, str]) -> bool:
+    source = env.get("CI_EXTERNAL_PULL_REQUEST_SOURCE_REPOSITORY")
+    target = env.get("CI_EXTERNAL_PULL_REQUEST_TARGET_REPOSITORY")
+    return bool(source and target and source != target)
+
+
+def _flag(value: str | None) -> bool | None:
+    return {"true": True, "false": False}.get((value or "").strip().lower())
+
+
+def _gitlab_trust_facts(env: Mapping[str, str]) -> dict[str, Any]:
+    """What the trust rules need: the pipeline's kind, and whether its ref is protected."""
+    source = env.get("CI_PIPELINE_SOURCE") or None
+    if env.get("CI_MERGE_REQUEST_IID"):  # also a merge request pipeline's child pipelines
+        source = "merge_train" if env.get("CI_MERGE_REQUEST_EVENT_TYPE") == "merge_train" else "merge_request_event"
+    elif env.get("CI_EXTERNAL_PULL_REQUEST_IID"):
+        source = "external_pull_request_event"
+    return {"event": source, "protected": _flag(env.get("CI_COMMIT_REF_PROTECTED")),
+            "tag": env.get("CI_COMMIT_TAG") or None}
 
 
 def _event(env: Mapping[str, str]) -> dict[str, Any]:
@@ -82,11 +105,24 @@ def github(env: Mapping[str, str], cwd: Path) -> Context | None:
         project=env.get("GITHUB_REPOSITORY") or cwd.name,
         branch=branch,
         default_branch=_text(repo.get("default_branch")),
-        target_branch=env.get("GITHUB_BASE_REF") or None,
+        target_branch=env.get("GITHUB_BASE_REF") or _merge_group_base(event) or None,
         trusted=trusted,
         job=env.get("GITHUB_JOB"),
         default_backend="gha",
+        event=env.get("GITHUB_EVENT_NAME") or None,
+        protected=_flag(env.get("GITHUB_REF_PROTECTED")),
+        tag=(env.get("GITHUB_REF_NAME") or None) if _is_tag(env) else None,
     )
+
+
+def _is_tag(env: Mapping[str, str]) -> bool:
+    return env.get("GITHUB_REF_TYPE") == "tag" or env.get("GITHUB_REF", "").startswith("refs/tags/")
+
+
+def _merge_group_base(event: dict[str, Any]) -> str | None:
+    """A merge queue run's base branch (``merge_group.base_ref``, ``refs/heads/main``)."""
+    base = _text(_dig(event, "merge_group").get("base_ref"))
+    return base.removeprefix("refs/heads/") if base else None
 
 
 def _git_dir(cwd: Path) -> Path | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names
+from cacheport.kit import MODES, cache_names, may_write_shared
 from cacheport.refs import slug
 
 # buildx fills these in from the environment and silently drops a gha entry without them.
@@ -18,7 +18,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
     warnings: list[str] = []
     if opts["scope"]:
         scopes: tuple[str, ...] = (str(opts["scope"]),)
-        export = scopes[0] if ctx.trusted else None
+        export = scopes[0] if may_write_shared(ctx) else None
     else:
         names = cache_names(ctx, request.key)
         project = slug(ctx.project)
@@ -27,6 +27,14 @@ def _entries(request: EntryRequest) -> BackendEntries:
         warnings += names.warnings
     common = {name: str(opts[name]) for name in ("version", "timeout", "repository") if opts[name] is not None}
     env = request.environ
+    token_env = str(opts["ghtoken-env"] or "")
+    if token_env and env.get(token_env):
+        # BuildKit lists the repository's caches with it, so layers it already holds aren't uploaded again.
+        common["ghtoken"] = env[token_env]
+        if "repository" not in common and ctx.provider == "github":
+            common["repository"] = ctx.project
+    elif token_env:
+        warnings.append(f"gha: {token_env} is not set, so BuildKit can't list the caches it already has")
     if not env.get(TOKEN_ENV) or not any(env.get(u) for u in URL_ENVS):
         warnings.append(
             f"gha cache needs {TOKEN_ENV} and {' or '.join(URL_ENVS)} in the build's environment (GitHub Actions "
@@ -38,6 +46,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
         imports=[CacheEntry("gha", {"scope": s, **common}) for s in scopes],
         exports=[CacheEntry("gha", {"scope": export, **export_attrs, **common})] if export else [],
         warnings=warnings,
+        secret_attrs={"ghtoken"},
     )
 
 
@@ -63,7 +72,11 @@ BACKEND = Backend(
         Option("timeout", "How long to wait for the cache service, as a Go duration (BuildKit's default: 10m)."),
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
-        Option("repository", "owner/repo, for cache service API v2's cache listing."),
+        Option("repository", "owner/repo, for cache service API v2's cache listing; default: this repository "
+               "when ghtoken-env is set."),
+        Option("ghtoken-env", "Environment variable holding a GitHub token (e.g. GITHUB_TOKEN) that BuildKit uses "
+               "to list the repository's caches, so layers already cached aren't uploaded again. The token travels "
+               "in the cache entry: it is redacted wherever a person reads it, and files holding it are mode 0600."),
     ),
     entries=_entries,
     cache_type="gha",

@@ -24,13 +24,14 @@ def _entries(request: EntryRequest) -> BackendEntries:
     # BuildKit's local exporter only ever adds blobs, so a reused dest grows without bound; writing to a fresh
     # sibling and swapping it in after the build keeps exactly one build's cache.
     target = f"{dest}.new" if opts["rotate"] else dest
-    export: dict[str, str] = {"dest": target, "mode": str(opts["mode"])}
-    if opts["ignore-error"] is not None:
-        export["ignore-error"] = str(opts["ignore-error"]).lower()
-    if opts["compression"]:
-        export["compression"] = str(opts["compression"])
+    tag = {"tag": str(opts["tag"])} if opts["tag"] else {}
+    export: dict[str, str] = {"dest": target, **tag, "mode": str(opts["mode"])}
+    for name in ("ignore-error", "image-manifest", "oci-mediatypes", "compression", "compression-level",
+                 "force-compression", "reset"):
+        if opts[name] is not None and opts[name] != "":
+            export[name] = str(opts[name]).lower() if isinstance(opts[name], bool) else str(opts[name])
     return BackendEntries(
-        imports=[CacheEntry("local", {"src": src})],
+        imports=[CacheEntry("local", {"src": src, **tag})],
         exports=[CacheEntry("local", export)],
         swaps=[Swap(new=target, current=dest)] if opts["rotate"] else [],
     )
@@ -38,8 +39,11 @@ def _entries(request: EntryRequest) -> BackendEntries:
 
 def _store(request: EntryRequest) -> CacheStore:
     # The cache builds import from: the swapped-in directory (or src, when it is not rotated into dest).
+    opts = request.options
     src, dest = _directories(request)
-    return layout_store(dest if request.options["rotate"] else src)
+    return layout_store(dest if opts["rotate"] else src, name=str(opts["tag"] or "latest"),
+                        format="image-manifest" if opts["image-manifest"] else "index",
+                        oci_mediatypes=opts["oci-mediatypes"] is not False)
 
 
 BACKEND = Backend(
@@ -52,7 +56,17 @@ BACKEND = Backend(
         Option("rotate", "Export to <dest>.new and swap it into <dest> after a successful build.", type=bool,
                default=True),
         Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
+        Option("tag", "The name of the cache in the directory's index.json (BuildKit's default: latest), for "
+               "imports and the export alike. Several tags share one directory only with rotate = false: a "
+               "rotated directory holds one build."),
+        Option("image-manifest", "Store the cache as an OCI image manifest instead of an index.", type=bool),
+        Option("oci-mediatypes", "Use OCI media types in the cache manifest.", type=bool),
         Option("compression", "Layer compression for exported cache.", choices=COMPRESSIONS),
+        Option("compression-level", "Compression level for exported cache.", type=int),
+        Option("force-compression", "Recompress layers that use another compression.", type=bool),
+        Option("reset", "After the export, delete every blob index.json no longer references: BuildKit's own cure "
+               "for a growing directory. Honoured by buildx 0.35 and later (its BuildKit client, 0.31, does the "
+               "deleting); older ones ignore it without a word, so rotate stays on by default.", type=bool),
     ),
     entries=_entries,
     store=_store,

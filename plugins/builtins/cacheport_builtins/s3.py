@@ -1,34 +1,57 @@
-"""The ``s3`` backend: an S3 bucket (or compatible store); one cache name per branch."""
+"""The ``s3`` backend: an S3 bucket (or compatible store); one cache name per project and branch."""
 
 from __future__ import annotations
 
-from cacheport import Backend, BackendEntries, CacheEntry, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names
+from collections.abc import Mapping
+
+from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
+from cacheport.kit import MODES, cache_names, may_write_shared
+from cacheport.refs import slug
 
 ENGINE_CAVEAT = (
     "Docker Engine's builder (the docker driver) cannot use {type} cache: use a docker-container or remote "
     "builder (`docker buildx create --use --driver docker-container`)."
 )
+#: Attributes BuildKit reads on import and export alike, besides bucket, region and name.
+COMMON = ("prefix", "manifests_prefix", "blobs_prefix", "endpoint_url", "use_path_style", "disable_accept_encoding",
+          "retry_mode", "retry_max_attempts")
 
 
 def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
-    """Cache names in fallback order, the export's name and warnings: the branch tags, or one fixed name."""
+    """Cache names in fallback order, the export's name and warnings: ``<project>-<branch name>`` with the
+    branch names of :func:`cacheport.kit.cache_names`, or one fixed name."""
     opts, ctx = request.options, request.context
     if opts["name"]:
-        return (str(opts["name"]),), (str(opts["name"]) if ctx.trusted else None), ()
+        return (str(opts["name"]),), (str(opts["name"]) if may_write_shared(ctx) else None), ()
     names = cache_names(ctx, request.key)
-    return names.imports, names.export, names.warnings
+    # Several projects often share one bucket or container: the project keeps their manifests apart.
+    project = slug(ctx.project)
+    return (tuple(f"{project}-{n}" for n in names.imports), f"{project}-{names.export}" if names.export else None,
+            names.warnings)
+
+
+def _flag(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _credentials_warning(environ: Mapping[str, str]) -> list[str]:
+    from cacheport_builtins.objstore import aws_credential_sources
+
+    if aws_credential_sources(environ):
+        return []
+    return ["s3: no AWS credentials are visible here (checked AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+            "AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*, ~/.aws/credentials and ~/.aws/config), so "
+            "buildx forwards none: unless BuildKit has its own (an EC2 instance role, or keys in buildkitd's "
+            "environment), every s3 import and export fails, and ignore-error hides it. `cacheport doctor` checks"]
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
     opts = request.options
     names, export, warnings = names_for(request)
     common = {"bucket": str(opts["bucket"]), "region": str(opts["region"])}
-    for name in ("prefix", "endpoint_url"):
-        if opts[name]:
-            common[name] = str(opts[name])
-    if opts["use_path_style"] is not None:
-        common["use_path_style"] = str(opts["use_path_style"]).lower()
+    for name in COMMON:
+        if opts[name] is not None and opts[name] != "":
+            common[name] = _flag(opts[name])
     export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
     for name in ("upload_parallelism", "touch_refresh"):
         if opts[name] is not None:
@@ -36,22 +59,36 @@ def _entries(request: EntryRequest) -> BackendEntries:
     return BackendEntries(
         imports=[CacheEntry("s3", {**common, "name": n}) for n in names],
         exports=[CacheEntry("s3", {**common, "name": export, **export_attrs})] if export else [],
-        warnings=warnings,
+        warnings=[*warnings, *_credentials_warning(request.environ)],
     )
+
+
+def _doctor(request: EntryRequest, environ: Mapping[str, str]) -> list[Check]:
+    from cacheport_builtins.objstore import s3_checks
+
+    return s3_checks(request, environ)
 
 
 BACKEND = Backend(
     name="s3",
-    description="An S3 bucket or S3-compatible store (MinIO, Ceph, R2): one cache name per branch.",
+    description="An S3 bucket or S3-compatible store (MinIO, Ceph, R2): one cache name per project and branch.",
     options=(
         Option("bucket", "The bucket.", required=True),
         Option("region", "The bucket's region.", required=True),
         Option("prefix", "A prefix for every object the cache writes."),
-        Option("name", "Cache manifest name; default: one per branch (and key), with fallback. "
-               "A fixed name is one cache for every branch."),
+        Option("name", "Cache manifest name; default <project>-<key->-<branch>, one per branch with fallback, so "
+               "projects sharing a bucket never overwrite each other. A fixed name is one cache for every branch."),
+        Option("manifests_prefix", "Where manifests go under prefix (BuildKit's default: manifests/)."),
+        Option("blobs_prefix", "Where layers go under prefix (BuildKit's default: blobs/)."),
         Option("endpoint_url", "Endpoint of an S3-compatible store."),
         Option("use_path_style", "Path-style URLs (bucket in the path), as most S3-compatible stores need.",
                type=bool),
+        Option("disable_accept_encoding", "Drop the SDK's Accept-Encoding handling, for stores behind proxies "
+               "that rewrite it after signing (GCS: SignatureDoesNotMatch).", type=bool),
+        Option("retry_mode", "The AWS SDK's retry mode (BuildKit's default: standard).",
+               choices=("standard", "adaptive")),
+        Option("retry_max_attempts", "Attempts per S3 request, the first included (BuildKit's default: 3).",
+               type=int),
         Option("upload_parallelism", "Parallel layer uploads (BuildKit's default: 4).", type=int),
         Option("touch_refresh", "How often to refresh objects' timestamps, as a Go duration (default 24h).",
                ),
@@ -60,10 +97,12 @@ BACKEND = Backend(
     ),
     entries=_entries,
     cache_type="s3",
+    doctor=_doctor,
     docs=(
         "Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
-        "profiles), which buildx forwards to BuildKit itself; cacheport never renders them. "
-        + ENGINE_CAVEAT.format(type="s3")
+        "profiles), which buildx forwards to BuildKit itself; cacheport never renders them, and warns when it "
+        "sees none. `cacheport doctor` reaches the bucket, signs a request with those credentials, and writes, "
+        "reads and deletes one object (<prefix>cacheport-doctor). " + ENGINE_CAVEAT.format(type="s3")
     ),
 )
 

@@ -23,6 +23,7 @@ from cacheport.cli.common import (
 from cacheport.errors import CacheportError
 
 if TYPE_CHECKING:
+    from cacheport.context import Context
     from cacheport.ops.seed import Reporter
 
 
@@ -90,6 +91,7 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     if not context.trusted and not dry_run:
         raise CacheportError("not seeding from an untrusted job (a merge/pull request from a fork)")
     plan = build_plan(config, context, plugins)
+    _check_may_write(plan.context, dry_run)
     new = plugins.backend(plan.backend)
     old_name = from_ or resolve_migration(config)["from"].value
     if not old_name:
@@ -140,3 +142,12 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
         names_ = ", ".join(o.pair.name for o in failed)
         click.echo(f"cacheport: error: {len(failed)} of {len(outcomes)} ref(s) failed: {names_}", err=True)
         sys.exit(1)
+
+
+def _check_may_write(context: Context, dry_run: bool) -> None:
+    """Seed writes branch names directly: only a job the trust rules let write a shared cache may."""
+    from cacheport.kit import may_write_shared
+
+    if not dry_run and context.trust is not None and not may_write_shared(context):
+        raise CacheportError(f"not seeding from this job: {context.trust.reason} Seed writes the names protected "
+                             "builds read; --dry-run shows what it would copy")
