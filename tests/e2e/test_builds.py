@@ -25,7 +25,8 @@ def cold_then_warm(h: Harness, ctx: Path, *args: str, env: dict[str, str]) -> tu
     assert warm.ran == [], f"steps ran despite the imported cache:\n{warm.log}"
     assert warm.rand == cold.rand
     assert ": 4/4 steps cached, 0 executed" in warm.log
-    assert "hit" in warm.cache["import"].values(), warm.log  # BuildKit says it read the cache
+    said = set(warm.cache["import"].values())  # BuildKit says it read the cache (gha never says either way)
+    assert "hit" in said or said == {"unknown"}, warm.log
     return cold, warm
 
 
@@ -36,7 +37,6 @@ def test_registry_backend(harness: Harness, tmp_path: Path) -> None:
     cold, _warm = cold_then_warm(harness, ctx, env={**env, **gitlab_env(f"{reg}/unused", "main")})
     assert harness.tags(reg, "e2e/registry/cache") == ["main"]
     assert cold.cache["export"] == {f"registry {reg}/e2e/registry/cache:main": "written"}, cold.log
-    assert cold.cache["import"] == {f"registry {reg}/e2e/registry/cache:main": "missed"}, cold.log
 
 
 def test_gitlab_backend_with_auth(harness: Harness, tmp_path: Path) -> None:
@@ -150,5 +150,5 @@ def test_the_exit_code_is_the_builds(harness: Harness, tmp_path: Path, code: int
     (finished / "index.json").write_text("{}")
     result = harness.build(ctx, env={"CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "c")})
     assert result.code == 1, result.log  # buildx reports a failed step as 1
-    assert "build failed with exit code 1" in result.log
+    assert "cacheport: cache: build failed" in result.log
     assert not (tmp_path / "c").exists() and (finished / "index.json").is_file()

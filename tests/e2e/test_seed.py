@@ -133,7 +133,7 @@ def test_seed_across_registries_then_the_new_backend_alone_is_warm(harness: Harn
     # the second ref shares every blob with the first: only its manifest is new
     assert s.summary["refs"][1]["blobs"]["present"] == s.summary["blobs_present"] > 0
     warm = warm_from(harness, old_cache.ctx, old_cache.cold, registry_env(new_ref, "feature/Login"))
-    assert warm.cache["import"] == {f"registry {new_ref}:feature-login": "hit"} and old_cache.registry not in warm.log
+    assert warm.cache["import"][f"registry {new_ref}:feature-login"] == "hit" and old_cache.registry not in warm.log
 
 
 def test_same_host_seed_mounts_resumes_and_dry_run_writes_nothing(harness: Harness, old_cache: OldCache) -> None:
