@@ -97,7 +97,7 @@ class Project:
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
         self.git("init", "-q", "-b", "main")
         self.git("remote", "add", "origin", str(origin))
-        (self.repo / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\n")
+        (self.repo / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\ncacheport-report.json\n")
         # The runner's own docker configuration: its logins, contexts and buildx builders, kept between jobs.
         config = self.tmp / "docker-config"
         (config / "cli-plugins").mkdir(parents=True)
