@@ -35,7 +35,7 @@ MIGRATION_OPTIONS = (
            "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
 )
 #: CACHEPORT_* variables that configure cacheport itself rather than a setting.
-_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E"}
+_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E", "INSECURE_REGISTRIES"}
 _LEVELS = ("default", "file", "env", "cli")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
