@@ -15,6 +15,8 @@ from typing import Any
 import attrs
 
 from cacheport.entry import CacheEntry
+from cacheport.errors import ConfigError
+from cacheport.masking import mask, plan_secrets, secret_forms, terminal_safe
 from cacheport.plan import Plan
 from cacheport.records import Login
 
@@ -156,6 +158,20 @@ def inspect_builder(docker: Any) -> Builder:
     return Builder(builder.name, builder.driver, store, _version(version))
 
 
+def debug_refusal(environ: Mapping[str, str]) -> str | None:
+    """Why python-on-whales must not run here: its debug switch prints every command's whole environment
+    (every secret in it) to stdout, or None."""
+    if environ.get("PYTHON_ON_WHALES_DEBUG", "") not in ("", "0"):
+        return ("PYTHON_ON_WHALES_DEBUG is set: python-on-whales would print the whole environment, secrets "
+                "included; unset it (cacheport -v shows what cacheport does)")
+    return None
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for a docker client that answered, but not in the form python-on-whales reads."""
+    return f"its answer was not what cacheport expected ({type(exc).__name__})"
+
+
 def _version(text: str | None) -> tuple[int, ...] | None:
     numbers = tuple(int(n) for n in re.findall(r"\d+", (text or "").split("+")[0])[:3])
     # The docker driver reports its embedded BuildKit as v0.0.0+unknown: that says nothing.
@@ -177,6 +193,11 @@ def run(
     from python_on_whales.exceptions import DockerException
     from python_on_whales.utils import stream_stdout_and_stderr
 
+    if refusal := debug_refusal(environ):
+        raise ConfigError(refusal)
+    # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
+    forms = secret_forms(plan_secrets(plan, environ))
+    say = _masking(say, forms)
     client = environ.get("CACHEPORT_DOCKER", "docker")
     docker = DockerClient(client_call=[client])
     try:
@@ -186,15 +207,16 @@ def run(
         return 127
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
-            docker.login(server=registry, username=username, password=password)
+            _login(docker, registry, username, password)
         except DockerException as exc:
             # A registry that is down must not fail the build: the cache is an optimisation.
             say(f"warning: login to {registry} failed ({last_line(exc)}); building without it")
     imports, exports = list(plan.imports), list(plan.exports)
     try:
         builder = inspect_builder(docker)
-    except DockerException as exc:
-        say(f"warning: could not inspect the buildx builder ({last_line(exc)}); passing the cache flags as planned")
+    except Exception as exc:  # a client that says nothing usable must not stop the build
+        why = last_line(exc) if isinstance(exc, DockerException) else unexpected(exc)
+        say(f"warning: could not inspect the buildx builder ({why}); passing the cache flags as planned")
     else:
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
@@ -209,7 +231,7 @@ def run(
         for _source, raw in stream_stdout_and_stderr(full):
             line = raw.decode("utf-8", errors="replace")
             log.append(line.rstrip("\n"))
-            sys.stderr.write(line)
+            sys.stderr.write(terminal_safe(mask(line, forms)))
             sys.stderr.flush()
     except DockerException as exc:
         code = exc.return_code or 1
@@ -227,6 +249,19 @@ def run(
     say(f"cache: {len(summary.cached)}/{len(summary.steps)} steps cached, imported from {source}, exported to {target}"
         + ("" if code == 0 else f"; build failed with exit code {code}"))
     return code
+
+
+def _login(docker: Any, registry: str, username: str, password: str) -> None:
+    """``docker login`` with the password on stdin and docker's output captured: python-on-whales' own login
+    lets docker's stderr through, where a registry's answer would reach the log unmasked."""
+    from python_on_whales.utils import run as run_docker
+
+    run_docker([*docker.client_config.docker_cmd, "login", "--password-stdin", "--username", username, registry],
+               input=password.encode())
+
+
+def _masking(say: Callable[[str], None], forms: frozenset[str]) -> Callable[[str], None]:
+    return lambda message: say(mask(message, forms))
 
 
 def _pushes(extra: Sequence[str]) -> bool:
