@@ -63,6 +63,7 @@ BEHAVIOURS = {
     "echo": "Basic auth, then HTTP 403 whose message echoes our Authorization header and terminal escapes",
     "blob-endless": "a cache whose layer blob never ends",
     "bad-digest-header": "a Docker-Content-Digest header that is not a digest",
+    "mediatype-escape": "a manifest whose own mediaType holds terminal escapes (and no Content-Type)",
 }
 
 
@@ -277,8 +278,11 @@ class _RegistryHandler(_Handler):
                 for entry in doc["manifests"]:
                     del entry["digest"]
                 data = json.dumps(doc).encode()
+            if behaviour == "mediatype-escape":
+                data = json.dumps({"schemaVersion": 2, "mediaType": f"x{ESCAPES}", "manifests": []}).encode()
             digest = "../../../v2/other/manifests/x" if behaviour == "bad-digest-header" else sha256_digest(data)
-            return self.send(200, data, {"Content-Type": OCI_INDEX, "Docker-Content-Digest": digest})
+            media_type = "application/json" if behaviour == "mediatype-escape" else OCI_INDEX
+            return self.send(200, data, {"Content-Type": media_type, "Docker-Content-Digest": digest})
         if kind == "blobs":
             if ref.startswith("uploads"):
                 if self.command == "POST":

@@ -312,9 +312,21 @@ def test_a_server_message_is_printable_bounded_and_never_our_credentials(registr
     assert len(message) <= 500 and "\n" not in message
 
 
+def test_a_manifests_own_words_are_shown_escaped(registry: HostileRegistry, tmp_path: Path) -> None:
+    """Seeding into Pulp converts the index, and a document that is none says so with its mediaType escaped."""
+    env = base_env(tmp_path)
+    _backend, sets = _backend_for("password-env", registry, "mediatype-escape", tmp_path, env)
+    flags = [f for s in sets for f in ("--set", s)]
+    result = run_cli(["seed", "--from", "registry", "--to", "pulp", "--all", *flags, "--set",
+                      f"pulp.url=http://{registry.host}", "--set", "pulp.repository=good/cache"], env, tmp_path / "work")
+    assert_clean(result)
+    assert result.code == 1 and "x\\x1b[2J" in result.out and "is not a BuildKit cache index" in result.out
+
+
 def test_every_behaviour_of_the_fixture_is_exercised() -> None:
     covered = set(BROKEN) | {"realm-elsewhere", "realm-own-host", "link-self", "link-foreign", "link-endless",
-                             "redirect-elsewhere", "slow-body", "blob-endless", "bad-digest-header"}
+                             "redirect-elsewhere", "slow-body", "blob-endless", "bad-digest-header",
+                             "mediatype-escape"}
     assert covered == set(BEHAVIOURS)
 
 
