@@ -11,12 +11,37 @@ from cacheport_builtins import azblob, contexts, gha, gitlab, inline, local, reg
 from hypothesis import settings
 
 from cacheport.plugins import Plugins
+from tests import netguard
 
 # No test asserts a time, and Hypothesis' deadline is one: on a loaded machine it fails tests that are right.
 settings.register_profile("cacheport", deadline=None)
 settings.load_profile("cacheport")
 
 BUILTINS = (registry, gitlab, local, gha, inline, s3, azblob, contexts)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never reach the network: this process and its Python subprocesses may talk to loopback only."""
+    import tempfile
+
+    netguard.install()
+    log = Path(tempfile.mkdtemp(prefix="cacheport-netguard-")) / "violations"
+    log.touch()
+    for name, value in netguard.subprocess_env(log).items():
+        if name in ("PYTHONPATH", "NETGUARD_LOG"):
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Fail a test that tried a non-loopback address, in this process or in a Python subprocess."""
+    log = Path(os.environ["NETGUARD_LOG"])
+    netguard.violations.clear()
+    log.write_text("")
+    yield
+    tried = netguard.violations + log.read_text().splitlines()
+    if tried:
+        pytest.fail(f"the test tried to reach the network: {'; '.join(dict.fromkeys(tried))}", pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -40,7 +40,7 @@ MIGRATION_OPTIONS = (
            "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
 )
 #: CACHEPORT_* variables that configure cacheport itself rather than a setting.
-_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E"}
+_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E", "INSECURE_REGISTRIES"}
 _LEVELS = ("default", "file", "env", "cli")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -119,6 +119,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{_show(path)}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{_show(path)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); TOML files are UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{_show(path)}: nested too deeply to read (tables or arrays inside each other "
+                          "hundreds of levels deep)") from None
     except OSError as exc:
         raise ConfigError(f"{_show(path)}: cannot read: {exc.strerror}") from None
 

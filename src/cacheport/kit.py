@@ -7,6 +7,9 @@ a plugin's) and every backend with per-branch cache names (``s3``, ``gha``) shar
   :func:`registry_backend`: a whole registry-type backend (schema, entries, store) from one function that says
   where its cache repository is.
 - :func:`layout_store`: the store of a backend that keeps a cache in an OCI layout directory.
+- :func:`parse_realm`, :func:`withheld` and :func:`insecure_hosts`: where a registry's credentials may go (the
+  token-realm rule of :mod:`cacheport.oci.realm`); :func:`secret_forms`, :func:`mask` and :func:`printable`:
+  what a person may see of a server's words.
 
 Light to import: plugins import this when they load, on every ``cacheport args``. The registry client is
 imported only when a store is opened.
@@ -23,8 +26,18 @@ import attrs
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.errors import ConfigError
+
+# Where a registry's credentials may go, and what a person may see of a server's words: the rules every
+# registry-type backend's own HTTP code follows too (the pulp plugin's doctor does).
+from cacheport.masking import mask as mask
+from cacheport.masking import printable as printable
+from cacheport.masking import secret_forms as secret_forms
+from cacheport.oci.realm import INSECURE_VARIABLE as INSECURE_VARIABLE
+from cacheport.oci.realm import insecure_hosts as insecure_hosts
+from cacheport.oci.realm import parse_realm as parse_realm
+from cacheport.oci.realm import withheld as withheld
 from cacheport.records import Backend, BackendEntries, CacheStore, Check, EntryRequest, Login, Option, StoreSession
-from cacheport.refs import branch_names, branch_tag, repository, slug
+from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug
 from cacheport.trust import decide, marked
 
 if TYPE_CHECKING:
@@ -166,6 +179,11 @@ class RegistryCache:
         last = ref.rsplit("/", 1)[-1]
         fixed = ref if (":" in last or "@" in last) else None
         repo = ref[: len(ref) - len(last)] + re.split(r"[:@]", last, maxsplit=1)[0] if fixed else ref
+        problem = reference_problem(repository(repo) + (ref[len(repo):] if fixed else ""))
+        if problem:
+            from cacheport.masking import shown_value
+
+            raise ConfigError(f"ref = {shown_value(ref)} is not an image repository: {problem}")
         # The format is always stated, so that a cache's format never depends on which BuildKit wrote it.
         stated = options
         if "oci-mediatypes" in options and not forced:
@@ -244,8 +262,9 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         ref = parse_reference(cache.repository)
         credentials = (login_credentials(cache.logins, ref.host, request.environ)
                        or docker_config_credentials(ref.host, request.environ))
-        return RegistryRepository(Registry(ref.host, credentials, insecure=bool(cache.insecure)), ref.repository,
-                                  only=fixed)
+        registry = Registry(ref.host, credentials, insecure=bool(cache.insecure),
+                            insecure_hosts=insecure_hosts(request.environ))
+        return RegistryRepository(registry, ref.repository, only=fixed)
 
     return CacheStore(location=cache.repository, format=cache.format, name_for=name_for, branch_of=branch_of,
                       open=open_, oci_mediatypes=dict(cache.export_attrs).get("oci-mediatypes") != "false",

@@ -84,3 +84,73 @@ def branch_refs(repo: str, context: Context, key: str | None = None) -> tuple[tu
     repo = repository(repo)
     names, export = branch_names(context, key)
     return tuple(f"{repo}:{n}" for n in names), (f"{repo}:{export}" if export else None)
+
+
+# --- what docker accepts as an image reference (distribution's reference grammar) ---------------------------
+
+#: distribution's limit on a repository name, registry host included.
+NAME_MAX = 255
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_PORT = re.compile(r"[0-9]{1,5}\Z")
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{1,256}\Z")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host[:port]`` cannot be a registry host (DNS labels of 1-63 characters, IPv4, ``[IPv6]``, an
+    optional port), or None when it can."""
+    name, port = host, ""
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return "an IPv6 host must be written [address] or [address]:port"
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return f"[{name}] is not an IPv6 address"
+        port = rest[1:] if rest else ""
+        if rest and not _PORT.match(port):
+            return "the port must be a number"
+        return None
+    if ":" in host:
+        name, _, port = host.rpartition(":")
+        if not _PORT.match(port) or int(port) > 65535:
+            return "the port must be a number up to 65535"
+    if not name or len(name) > 253:
+        return "a host name has 1 to 253 characters"
+    bad = next((label for label in name.split(".") if not _LABEL.match(label)), None)
+    if bad is not None:
+        if len(bad) > 63:
+            return f"a host name's parts have at most 63 characters (one has {len(bad)})"
+        return "a host name is letters, digits and '-' between dots"
+    return None
+
+
+def reference_problem(ref: str) -> str | None:
+    """Why ``[host/]path[:tag][@digest]`` is not an image reference docker accepts, or None when it is.
+
+    The path is checked lower-cased (as :func:`repository` writes it); the name (host and path) has at most
+    255 characters.
+    """
+    name, at, digest = ref.partition("@")
+    if at and not _DIGEST.match(digest):
+        return "a digest is algorithm:hex, e.g. sha256:..."
+    first, sep, rest = name.partition("/")
+    host = first if sep and ("." in first or ":" in first or first == "localhost") else ""
+    path = rest if host else name
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, _, tag = path.rpartition(":")
+        if not TAG_PATTERN.match(tag):
+            return "a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+    if len(f"{host}/{path}" if host else path) > NAME_MAX:
+        return f"a repository name has at most {NAME_MAX} characters (this one has {len(host) + len(path) + 1})"
+    if host and (problem := host_problem(host)):
+        return problem
+    if not path:
+        return "it has no repository path"
+    if any(not _COMPONENT.match(part) for part in path.lower().split("/")):
+        return "a repository path is lower-case letters and digits, separated by '/', '.', '_' or '-'"
+    return None

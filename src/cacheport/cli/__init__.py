@@ -69,15 +69,39 @@ def main(argv: Sequence[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"cacheport: error: {exc}", err=True)
+        click.echo(f"cacheport: error: {_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        click.echo(f"cacheport: error: {usage_line(exc)}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        click.echo(f"cacheport: error: {_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code in (1, 2) else 1)
     except click.exceptions.Abort:
         click.echo("cacheport: aborted", err=True)
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # a bug: still one line, and the traceback for the report with -v
+        import os
+
+        if is_verbose(argv) or os.environ.get("CACHEPORT_STRICT_PLUGINS", "").strip().lower() in ("1", "true",
+                                                                                               "yes", "on"):
+            raise
+        click.echo(f"cacheport: internal error (a bug; run again with -v and report the traceback): "
+                   f"{type(exc).__name__}: {_line(exc, 200)}", err=True)
+        sys.exit(1)
+
+
+def _line(message: object, limit: int = 2000) -> str:
+    from cacheport.masking import printable
+
+    return printable(message, limit)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """click's three-line usage error (Usage:, Try, Error:) as one line that says where to look."""
+    where = exc.ctx.command_path if exc.ctx is not None else "cacheport"
+    return f"{_line(exc.format_message())} (see '{where} --help')"

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from cacheport.cli.common import load_plugins, make_plan, plan_options, promote_all, say, write_file
+from cacheport.cli.common import (
+    FilePath,
+    is_terminal,
+    load_plugins,
+    make_plan,
+    plan_options,
+    promote_all,
+    say,
+    write_file,
+)
 
 
 class RendererChoice(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
@@ -59,7 +68,7 @@ Examples:
 @click.option("--lines", "as_lines", is_flag=True, help="Same as --format lines: one flag per line.")
 @click.option("--target", "targets", multiple=True, metavar="NAME",
               help="Bake targets to configure (default: default).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("-o", "--output", type=FilePath(),
               help="Write to this file (atomically, mode 0600) instead of stdout; github appends.")
 @plan_options
 def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, **common: Any) -> None:
@@ -76,7 +85,7 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     if target is None and renderer.append_to and os.environ.get(renderer.append_to):
         target = Path(os.environ[renderer.append_to])
     shown = plan
-    if renderer.secrets and plan.secret_attrs and target is None and sys.stdout.isatty():
+    if renderer.secrets and plan.secret_attrs and (sys.stdout.isatty() if target is None else is_terminal(target)):
         # A terminal is read by a person (and may be recorded); $(cacheport args) and -o get the real values.
         say("secret values shown as *** on a terminal; use -o FILE or $(cacheport args)")
         shown = redacted(plan)
@@ -89,6 +98,7 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
             click.echo(f"::add-mask::{value}")
     promote_all(plan.swaps)
     if target is not None:
-        write_file(target, text, append=bool(renderer.append_to), secret=renderer.secrets and bool(plan.secret_attrs))
+        write_file(target, text, append=bool(renderer.append_to), secret=renderer.secrets and bool(plan.secret_attrs),
+                   source="-o" if output is not None else f"${renderer.append_to}")
     else:
         click.echo(text, nl=False)

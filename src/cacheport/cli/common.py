@@ -4,6 +4,7 @@ plan, reaching a backend's store, writing files, and tables.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -86,9 +87,22 @@ def plan_options(func: F) -> F:
     return func
 
 
+class FilePath(click.Path):
+    """A file path option; a path the OS can't even look at (a NUL byte in it) is a usage error, not a crash."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except ValueError as exc:
+            self.fail(f"{value!r} is not a path: {exc}", param, ctx)
+
+
 def config_option(help: str = "Config file (default: cacheport.toml or pyproject.toml, searched upward).",
                   ) -> Callable[[F], F]:
-    return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), help=help)
+    return click.option("--config", "config_path", type=FilePath(), help=help)
 
 
 def cli_values(backend: str | None, key: str | None, sets: Sequence[tuple[str, str]], read_only: bool | None,
@@ -163,35 +177,97 @@ def promote_all(swaps: Iterable[Swap]) -> None:
             warn(f"could not move {swap.new} into place: {exc}")
 
 
-def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600, secret: bool = False) -> None:
-    """Write all or nothing (temp file + rename); by default readable by the owner only: a plan may carry secrets.
+def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600, secret: bool = False,
+               source: str = "") -> None:
+    """Write ``text`` to ``path``, all or nothing; by default readable by the owner only: a plan may carry secrets.
 
-    ``append`` adds to the file instead; with ``secret``, a file others could read is first made the owner's only.
+    Through a symlink the link's target is written and the link stays. A regular file (or a new one) is
+    replaced atomically: a temporary file beside it, then a rename, so on any failure (a full disk) it is as it
+    was. Anything else (a terminal, a pipe, ``/dev/stdout``, a FIFO) is written as a stream. ``append`` adds
+    to the file instead, and on failure cuts it back to where it was; with ``secret``, a regular file others
+    could read is first made the owner's only. ``source`` says where the path came from (``-o``,
+    ``$GITHUB_OUTPUT``), for errors.
     """
-    if append:
+    import stat
+
+    where = f"{source} {path}" if source else str(path)
+    try:
+        data = text.encode("utf-8")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            if secret and os.fstat(fd).st_mode & 0o077:
-                os.fchmod(fd, os.fstat(fd).st_mode & 0o700)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot append to it: {exc.strerror}") from None
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.write(text)
-        return
+            info: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{where}: is a directory; give a file")
+        if append or (info is not None and not stat.S_ISREG(info.st_mode)):
+            _write_stream(path, data, append=append, secret=secret)
+        else:
+            _write_replacing(Path(os.path.realpath(path)), data, mode, where)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot write it: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path, text that is not Unicode
+        raise ConfigError(f"{where}: cannot write it: {exc}") from None
+
+
+def _write_replacing(target: Path, data: bytes, mode: int, where: str) -> None:
     import tempfile
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write there: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot write it: cannot create a file in {target.parent}: "
+                          f"{exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
+
+
+def _write_stream(path: Path, data: bytes, *, append: bool, secret: bool) -> None:
+    import stat
+
+    # O_NONBLOCK: a FIFO that nobody reads fails at once (ENXIO) instead of hanging the command.
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | (os.O_APPEND | os.O_CREAT if append else 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.set_blocking(fd, True)
+        info = os.fstat(fd)
+        regular = stat.S_ISREG(info.st_mode)
+        if secret and regular and info.st_mode & 0o077:
+            os.fchmod(fd, info.st_mode & 0o700)
+        start = info.st_size if regular else None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+
+
+def is_terminal(path: Path) -> bool:
+    """Whether ``path`` is (a link to) a terminal: a person reads what goes there."""
+    import stat
+
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, store_for
+
+if TYPE_CHECKING:
+    from cacheport.plan import Plan
+    from cacheport.records import Check
 
 
 @click.command("doctor", epilog="""\b
@@ -54,6 +58,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
             checks += store_checks(store_for(backend, request, "doctor"), backend.cache_type)
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
+    checks = _for_people(checks, plan)
     if fmt == "json":
         click.echo(json.dumps([{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks],
                               indent=2))
@@ -62,3 +67,15 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
             fix = "" if c.ok or not c.fix else f"\n    fix: {c.fix}"
             click.echo(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}{fix}")
     sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+def _for_people(checks: list[Check], plan: Plan) -> list[Check]:
+    """Checks as a person may read them: one line each, with no secret value of the plan's in them (a server or
+    a docker client may have echoed one)."""
+    import attrs
+
+    from cacheport.masking import mask, plan_secrets, printable, secret_forms
+
+    forms = secret_forms(plan_secrets(plan, os.environ))
+    return [attrs.evolve(c, detail=printable(mask(c.detail, forms), 1000), fix=printable(mask(c.fix, forms), 1000))
+            for c in checks]

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,9 +26,20 @@ import attrs
 import httpx
 
 from cacheport.errors import RegistryError
+from cacheport.masking import mask, printable, secret_forms, shown_value
 from cacheport.oci.format import DIGEST, MANIFEST_TYPES, Descriptor, Manifest
+from cacheport.oci.realm import parse_realm, withheld
+from cacheport.refs import TAG_PATTERN, reference_problem
 
 CHUNK = 1 << 20  # bytes read from a blob stream at a time: memory stays flat whatever the blob size
+# Bounds on what a registry may send: everything but a blob is small. 4 MiB is distribution's own manifest limit.
+BODY_LIMIT = 4 << 20
+ERROR_TEXT = 64 << 10  # bytes of an error body read for its message
+MAX_REDIRECTS = 10
+MAX_PAGES = 1000
+MAX_TAGS = 100_000
+_BLOB = "cacheport.blob"  # request extension: this answer is a blob, streamed by the caller without a bound
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]{0,126}/[\w.+-]{1,127}\Z")
 _HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
@@ -74,6 +86,9 @@ class Reference:
 def parse_reference(ref: str) -> Reference:
     """``host[:port]/path[:tag][@digest]`` as docker reads it (no host means Docker Hub)."""
     text = ref.strip()
+    problem = reference_problem(text)
+    if problem:
+        raise RegistryError(f"{shown_value(text)} is not an image reference: {problem}")
     name, _, digest = text.partition("@")
     first, sep, rest = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
@@ -118,7 +133,7 @@ def docker_config_credentials(host: str, environ: Mapping[str, str]) -> Credenti
     folder = environ.get("DOCKER_CONFIG") or str(Path(environ.get("HOME") or os.path.expanduser("~")) / ".docker")
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     auths = config.get("auths") if isinstance(config, dict) else None
     if not isinstance(auths, dict):
@@ -221,27 +236,47 @@ class _RegistryAuth(httpx.Auth):
         yield request
 
     def _token(self, params: Mapping[str, str]) -> Generator[httpx.Request, httpx.Response, str | None]:
+        registry = self.registry
+        realm = parse_realm(params["realm"], registry.host)
         query: list[tuple[str, str | int | float | bool | None]] = []
         if params.get("service"):
             query.append(("service", params["service"]))
         query += [("scope", s) for s in params.get("scope", "").split() if s]
         headers = {}
-        creds = self.registry.credentials
+        creds = registry.credentials
         if creds is not None:
+            why = withheld(registry.scheme, registry.host, realm, registry.insecure_hosts)
+            if why:
+                raise RegistryError(f"{registry.host}: credentials not sent to its token service "
+                                    f"{printable(realm.url, 120)}: {why}")
             basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
-        response = yield httpx.Request("GET", params["realm"], params=query, headers=headers)
-        response.read()
-        self.registry.counters.tokens += 1
+        # A request made here gets none of the client's defaults: give it the client's timeouts.
+        response = yield httpx.Request("GET", realm.url, params=query, headers=headers,
+                                       extensions={"timeout": registry.timeouts})
+        _read_body(response, f"{registry.host}: the token service {printable(realm.url, 120)}")
+        registry.counters.tokens += 1
         if response.status_code != 200:
             who = f"as {creds.username!r}" if creds else "anonymously"
-            raise RegistryError(f"{self.registry.host}: the token service {params['realm']} refused a token "
+            raise RegistryError(f"{registry.host}: the token service {printable(realm.url, 120)} refused a token "
                                 f"{who} (HTTP {response.status_code})", response.status_code)
-        try:
-            body = response.json()
-            return str(body.get("token") or body.get("access_token") or "") or None
-        except ValueError:
-            raise RegistryError(f"{self.registry.host}: the token service sent no JSON") from None
+        return _token_from(response.content, registry.host)
+
+
+def _token_from(content: bytes, host: str) -> str | None:
+    """The token in a token service's answer: ``{"token": …}`` or ``{"access_token": …}``."""
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{host}: the token service sent no JSON") from None
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    if token is None or token == "":
+        if isinstance(body, dict):
+            return None
+        raise RegistryError(f"{host}: the token service sent JSON that is not an object with a token")
+    if not isinstance(token, str) or not re.fullmatch(r"[\x21-\x7e]{1,65536}", token):
+        raise RegistryError(f"{host}: the token service sent a token that is not printable text")
+    return token
 
 
 class Registry:
@@ -253,29 +288,46 @@ class Registry:
     """
 
     def __init__(self, host: str, credentials: Credentials | None = None, *, insecure: bool = False,
-                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 insecure_hosts: Iterable[str] = ()) -> None:
         self.host = host.lower()
         self.credentials = credentials
         self.insecure = insecure
+        #: Other hosts the user declared insecure: only these may get credentials over plain HTTP.
+        self.insecure_hosts = tuple(insecure_hosts)
+        self._secrets = secret_forms([credentials.password] if credentials else [])
+        self.timeout = timeout
         self.counters = Counters()
         self.scheme = "http" if is_loopback(self.host) else "https"
         # insecure, as BuildKit reads it: HTTPS without verifying the certificate, else plain HTTP (found out on
         # the first request).
         self._probe = insecure and self.scheme == "https"
         auth = _RegistryAuth(self)
+        self.timeouts = httpx.Timeout(timeout, connect=min(timeout, 15.0)).as_dict()
         self._client = httpx.Client(
             base_url=f"{self.scheme}://{self.host}",
             auth=auth,
             verify=not insecure,
             follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             transport=transport,
-            event_hooks={"request": [self._count]},
+            event_hooks={"request": [self._count], "response": [self._bound]},
             headers={"User-Agent": "cacheport"},
         )
 
     def _count(self, _request: httpx.Request) -> None:
         self.counters.requests += 1
+
+    def _bound(self, response: httpx.Response) -> None:
+        """Every answer but a blob gets a size and time budget, before httpx or we read a byte of it."""
+        if not response.is_success:
+            # httpx reads redirect and 401 bodies itself: decompressed, they would escape the byte budget.
+            response.headers.pop("content-encoding", None)
+        elif response.request.extensions.get(_BLOB):
+            return
+        response.stream = _Budget(response.stream, f"{self.host}: {response.request.method} "
+                                  f"{_path(str(response.request.url))}", self.timeout)
 
     def __enter__(self) -> Registry:
         return self
@@ -300,11 +352,21 @@ class Registry:
             except httpx.TransportError:
                 self.scheme = "http"
                 self._client.base_url = httpx.URL(f"http://{self.host}")
+            except httpx.HTTPError:
+                pass  # the request itself says what is wrong
         try:
             request = self._client.build_request(method, url, **kwargs)
-            response = self._client.send(request, stream=stream)
+            response = self._client.send(request, stream=True)
+            if not stream and response.status_code in ok:
+                _read_body(response, f"{self.host}: {method} {_path(url)}")
         except httpx.TimeoutException:
             raise RegistryError(f"{self.host}: no answer in time ({method} {_path(url)})") from None
+        except httpx.TooManyRedirects:
+            raise RegistryError(f"{self.host}: {method} {_path(url)}: redirected more than {MAX_REDIRECTS} times "
+                                "(a redirect loop?)") from None
+        except httpx.DecodingError:
+            raise RegistryError(f"{self.host}: {method} {_path(url)}: the answer's body is not encoded the way "
+                                "its Content-Encoding says") from None
         except httpx.TransportError as exc:
             raise RegistryError(f"{self.host} is unreachable: {_one_line(exc)}") from None
         except httpx.StreamConsumed:
@@ -315,23 +377,13 @@ class Registry:
         return response
 
     def _error(self, response: httpx.Response, method: str, url: str) -> RegistryError:
-        if not response.is_closed:
-            response.read()
-        code, detail = "", ""
-        try:
-            errors = response.json().get("errors") or []
-            if errors:
-                code = str(errors[0].get("code") or "")
-                detail = str(errors[0].get("message") or "")
-                extra = errors[0].get("detail")
-                if extra:
-                    detail += f" ({json.dumps(extra, separators=(',', ':'))})"
-        except (ValueError, AttributeError, TypeError):
-            detail = response.text.strip()
+        code, detail = _error_detail(_error_body(response))
         status = response.status_code
         what = {401: "not authorized (check the credentials)", 403: "access denied"}.get(status, "")
         text = " ".join(x for x in (f"HTTP {status}", code, what, detail) if x)
-        return RegistryError(f"{self.host}: {method} {_path(url)}: {_one_line(text)}", status, code)
+        # A server's words are shown to people: never our own credentials echoed back, nor terminal escapes.
+        return RegistryError(f"{self.host}: {method} {_path(url)}: {printable(mask(text, self._secrets), 400)}",
+                             status, code)
 
     # --- the API --------------------------------------------------------------------------------------------
 
@@ -342,17 +394,33 @@ class Registry:
     def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """Every tag of a repository, following ``Link`` pagination; [] when the repository does not exist."""
         tags: list[str] = []
-        url: str | None = f"/v2/{repository}/tags/list?n={page_size}"
-        while url:
+        url = f"/v2/{repository}/tags/list?n={page_size}"
+        seen: set[str] = set()
+        for _page in range(MAX_PAGES):
             response = self._request("GET", url, ok=(200, 404))
             if response.status_code == 404:
                 return tags
-            try:
-                tags += response.json().get("tags") or []
-            except (ValueError, AttributeError):
-                raise RegistryError(f"{self.host}: {repository}: the tag list is not JSON") from None
-            url = response.links.get("next", {}).get("url")
-        return tags
+            tags += _tag_page(response.content, f"{self.host}: {repository}")
+            if len(tags) > MAX_TAGS:
+                raise RegistryError(f"{self.host}: {repository}: more than {MAX_TAGS} tags; cacheport stops there")
+            seen.add(str(response.url))
+            following = self._next_page(response, seen)
+            if following is None:
+                return tags
+            url = following
+        raise RegistryError(f"{self.host}: {repository}: the tag list goes on for more than {MAX_PAGES} pages")
+
+    def _next_page(self, response: httpx.Response, seen: set[str]) -> str | None:
+        """The ``Link: rel=next`` page, unless it is one already read or leaves this registry's API."""
+        try:
+            link = response.links.get("next", {}).get("url")
+            following = response.url.join(link) if link else None
+        except (httpx.InvalidURL, ValueError, TypeError):
+            return None
+        if (following is None or str(following) in seen or following.scheme != response.url.scheme
+                or following.netloc != response.url.netloc or not following.path.startswith("/v2/")):
+            return None
+        return str(following)
 
     def get_manifest(self, repository: str, reference: str) -> Manifest | None:
         """A manifest or index by tag or digest, as stored; None when there is none."""
@@ -361,6 +429,8 @@ class Registry:
         if response.status_code == 404:
             return None
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        if not _MEDIA_TYPE.match(media_type):
+            media_type = ""  # not a media type at all: the document's own mediaType says what it is
         manifest = Manifest.from_bytes(response.content, "" if media_type in ("", "application/json") else media_type)
         if reference.startswith("sha256:") and manifest.digest != reference:
             raise RegistryError(f"{self.host}: {repository}@{reference}: the manifest's content has digest "
@@ -374,7 +444,7 @@ class Registry:
         if response.status_code == 404:
             return None
         digest = response.headers.get("docker-content-digest")
-        if digest:
+        if digest and DIGEST.match(digest):
             return str(digest)
         manifest = self.get_manifest(repository, reference)
         return manifest.digest if manifest else None
@@ -384,7 +454,8 @@ class Registry:
         response = self._request("PUT", f"/v2/{repository}/manifests/{reference}", ok=(200, 201),
                                  content=manifest.data, headers={"Content-Type": manifest.media_type})
         self.counters.manifests_put += 1
-        return response.headers.get("docker-content-digest") or manifest.digest
+        digest = response.headers.get("docker-content-digest", "")
+        return digest if DIGEST.match(digest) else manifest.digest
 
     def delete_manifest(self, repository: str, reference: str) -> bool:
         """Delete a manifest by digest, or by tag (resolved to its digest first); False when it is not there.
@@ -403,12 +474,13 @@ class Registry:
         response = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", ok=(200, 404))
         if response.status_code == 404:
             return None
-        return int(response.headers.get("content-length") or 0)
+        length = response.headers.get("content-length", "")
+        return int(length) if length.isdigit() and len(length) < 20 else 0
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
         """A blob's bytes as a stream of chunks (redirects to blob storage are followed)."""
-        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", stream=True)
+        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, extensions={_BLOB: True})
         try:
             yield self._counted(response.iter_bytes(CHUNK))
         finally:
@@ -444,6 +516,7 @@ class Registry:
         response = self._request("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,),
                                  headers={"Content-Length": "0"})
         location = self._location(response)
+        chunks = _at_most(chunks, size, f"{self.host}: {digest}")
         sent = _Sent(self, progress)
         if chunk_size is None:
             self._request("PUT", _with_digest(location, digest), ok=(201,), content=sent.through(chunks),
@@ -496,6 +569,112 @@ class _Sent:
             yield chunk
 
 
+def _at_most(chunks: Iterable[bytes], size: int, what: str) -> Iterator[bytes]:
+    """A blob's stream, cut off as an error once it brings more bytes than its descriptor's size."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            raise RegistryError(f"{what}: the source sent more than the {size} bytes its manifest gives")
+        yield chunk
+
+
+class _Budget(httpx.SyncByteStream):
+    """An answer's body, cut off as a one-line error past :data:`BODY_LIMIT` bytes or ``seconds`` of reading."""
+
+    def __init__(self, stream: Any, what: str, seconds: float) -> None:
+        self.stream, self.what, self.seconds = stream, what, seconds
+
+    def __iter__(self) -> Iterator[bytes]:
+        deadline = time.monotonic() + self.seconds
+        total = 0
+        for chunk in self.stream:
+            total += len(chunk)
+            if total > BODY_LIMIT:
+                raise RegistryError(f"{self.what}: the answer is longer than {BODY_LIMIT >> 20} MiB")
+            if time.monotonic() > deadline:
+                raise RegistryError(f"{self.what}: the answer took longer than {self.seconds:g} s to arrive")
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _read_body(response: httpx.Response, what: str) -> None:
+    """Read an answer's body into memory (decoded), as ``response.read()`` would, but at most BODY_LIMIT bytes."""
+    if hasattr(response, "_content"):
+        return
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > BODY_LIMIT:
+                raise RegistryError(f"{what}: the answer is longer than {BODY_LIMIT >> 20} MiB")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    response._content = b"".join(chunks)
+
+
+def _error_body(response: httpx.Response) -> bytes:
+    """The start of an error answer's body, for its message; whatever goes wrong reading it, what arrived."""
+    if hasattr(response, "_content"):
+        return response.content[:ERROR_TEXT]
+    data = b""
+    try:
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) >= ERROR_TEXT:
+                break
+    except (httpx.HTTPError, RegistryError):
+        pass
+    finally:
+        response.close()
+    return data[:ERROR_TEXT]
+
+
+def _error_detail(body: bytes) -> tuple[str, str]:
+    """``(code, message)`` from an error body: the distribution API's ``{"errors": [{code, message, detail}]}``,
+    another JSON object's ``message``/``detail``/``error``, or the text itself."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return "", body.decode("utf-8", "replace").strip()
+    first: Any = doc
+    if isinstance(doc, dict) and isinstance(doc.get("errors"), list) and doc["errors"]:
+        first = doc["errors"][0]
+    if not isinstance(first, dict):
+        return "", json.dumps(doc)[:ERROR_TEXT] if not isinstance(doc, str) else doc
+    code = first.get("code")
+    code = code if isinstance(code, str) and re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", code) else ""
+    message = next((first[k] for k in ("message", "detail", "error") if isinstance(first.get(k), str)), "")
+    extra = first.get("detail")
+    if extra and extra != message:
+        with suppress(TypeError, ValueError, RecursionError):
+            message += f" ({json.dumps(extra, separators=(',', ':'))})"
+    if not code and not message:
+        message = json.dumps(doc)[:ERROR_TEXT]
+    return code, message
+
+
+def _tag_page(content: bytes, what: str) -> list[str]:
+    """The tags of one page of a tag list: ``{"name": …, "tags": [names]}`` (``null`` for none)."""
+    try:
+        doc = json.loads(content)
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{what}: the tag list is not JSON") from None
+    tags = doc.get("tags") if isinstance(doc, dict) else 0
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        raise RegistryError(f"{what}: the tag list is not {{\"tags\": [names]}}")
+    bad = next((t for t in tags if not isinstance(t, str) or not TAG_PATTERN.match(t)), None)
+    if bad is not None:
+        raise RegistryError(f"{what}: the tag list holds {printable(json.dumps(bad), 80)}, which is not a tag name")
+    return tags
+
+
 def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     """Group a stream into pieces of ``size`` bytes (the last may be shorter); holds one piece in memory."""
     piece: list[bytes] = []
@@ -523,8 +702,7 @@ def _path(url: str) -> str:
 
 
 def _one_line(value: object, limit: int = 400) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return printable(value, limit)
 
 
 class RegistryRepository:

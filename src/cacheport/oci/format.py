@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from cacheport.errors import ConversionError, RegistryError
+from cacheport.masking import printable
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -180,7 +181,8 @@ def to_image_manifest(index: Manifest, *, oci: bool = True) -> Manifest:
     entries = [dict(e) for e in _list(doc.get("manifests"))]
     configs = [e for e in entries if e.get("mediaType") == CACHECONFIG]
     if not index.is_index or len(configs) != 1:
-        raise ConversionError(f"{index.media_type or 'the manifest'} is not a BuildKit cache index (it needs "
+        what = printable(index.media_type, 120) if index.media_type else "the manifest"  # the document's own words
+        raise ConversionError(f"{what} is not a BuildKit cache index (it needs "
                               f"exactly one {CACHECONFIG} entry); cannot convert it to an image manifest")
     nested = [e for e in entries if e.get("mediaType") in MANIFEST_TYPES]
     if nested:

@@ -177,6 +177,9 @@ class Layout:
                     fh.write(chunk)
                     digest.update(chunk)
                     total += len(chunk)
+                    if total > descriptor.size:  # a source that never stops must not fill the disk
+                        raise RegistryError(f"{self.directory}: {descriptor.digest}: the source sent more than "
+                                            f"the {descriptor.size} bytes its manifest gives")
                     if progress is not None:
                         progress(len(chunk))
             got = "sha256:" + digest.hexdigest()

@@ -21,7 +21,8 @@ from typing import Any
 import attrs
 
 from cacheport.entry import CacheEntry
-from cacheport.errors import CacheportError
+from cacheport.errors import CacheportError, ConfigError
+from cacheport.masking import mask, plan_secrets, secret_forms, terminal_safe
 from cacheport.ops import report
 from cacheport.plan import Plan
 from cacheport.records import Login
@@ -179,6 +180,20 @@ class BuildError(Exception):
     """The docker client failed, or answered what we can't read; the message is its last line."""
 
 
+def debug_refusal(environ: Mapping[str, str]) -> str | None:
+    """Why python-on-whales must not run here: its debug switch prints every command's whole environment
+    (every secret in it) to stdout, or None."""
+    if environ.get("PYTHON_ON_WHALES_DEBUG", "") not in ("", "0"):
+        return ("PYTHON_ON_WHALES_DEBUG is set: python-on-whales would print the whole environment, secrets "
+                "included; unset it (cacheport -v shows what cacheport does)")
+    return None
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for a docker client that answered, but not in the form python-on-whales reads."""
+    return f"its answer was not what cacheport expected ({type(exc).__name__})"
+
+
 def _version(text: str | None) -> tuple[int, ...] | None:
     numbers = tuple(int(n) for n in re.findall(r"\d+", (text or "").split("+")[0])[:3])
     # The docker driver reports its embedded BuildKit as v0.0.0+unknown: that says nothing.
@@ -202,6 +217,11 @@ def run(
     import shutil
     import subprocess
 
+    if refusal := debug_refusal(environ):
+        raise ConfigError(refusal)
+    # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
+    forms = secret_forms(plan_secrets(plan, environ))
+    say = _masking(say, forms)
     client = environ.get("CACHEPORT_DOCKER", "docker")
     found = shutil.which(client, path=environ.get("PATH"))
     if found is None:
@@ -248,7 +268,7 @@ def run(
             say(f"error: could not run {found}: {exc.strerror}")
             return 127
         assert proc.stdout is not None
-        printer = PlainPrinter(_echo)
+        printer = PlainPrinter(lambda line: _echo(terminal_safe(mask(line, forms))))
         for raw in proc.stdout:
             text = raw.decode("utf-8", errors="replace")
             stream.append(text)
@@ -278,6 +298,10 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
+
+
+def _masking(say: Callable[[str], None], forms: frozenset[str]) -> Callable[[str], None]:
+    return lambda message: say(mask(message, forms))
 
 
 def _echo(line: str) -> None:

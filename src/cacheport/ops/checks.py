@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport.errors import RegistryError
-from cacheport.ops.build import Builder, BuildError, chosen_builder, fit_to_builder, inspect_builder, last_line
+from cacheport.ops.build import (
+    Builder,
+    BuildError,
+    chosen_builder,
+    debug_refusal,
+    fit_to_builder,
+    inspect_builder,
+    last_line,
+    unexpected,
+)
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, Check, StoreSession
 
@@ -25,6 +34,8 @@ def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None =
     from python_on_whales.exceptions import DockerException
 
     checks: list[Check] = []
+    if refusal := debug_refusal(environ):
+        return [Check("docker", False, refusal.split(";")[0], "unset PYTHON_ON_WHALES_DEBUG")]
     client = environ.get("CACHEPORT_DOCKER", "docker")
     docker = DockerClient(client_call=[client])
     try:
@@ -35,11 +46,19 @@ def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None =
         checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
         return checks
+    except Exception as exc:  # a client whose output python-on-whales cannot read
+        checks.append(Check("docker", False, f"the docker client answered `docker version`, but {unexpected(exc)}",
+                            "check that CACHEPORT_DOCKER (or docker on PATH) is the Docker CLI"))
+        return checks
     try:
         checks.append(Check("buildx", True, docker.buildx.version().strip()))
     except DockerException as exc:
         checks.append(Check("buildx", False, f"buildx is not usable: {last_line(exc)}",
                             "install the docker-buildx plugin (docker buildx version must work)"))
+        return checks
+    except Exception as exc:  # a client python-on-whales cannot read
+        checks.append(Check("buildx", False, f"buildx answered, but {unexpected(exc)}",
+                            "check that the docker-buildx plugin is the real one (docker buildx version must work)"))
         return checks
     name = chosen_builder(["--builder", builder] if builder else [], environ)
     try:

@@ -8,8 +8,10 @@ change something. requests talks to the registry's /v2/ API, which pulp-glue doe
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,6 +23,8 @@ from pulp_glue.common.exceptions import PulpAuthenticationFailed, PulpEntityNotF
 from pulp_glue.container.context import PulpContainerDistributionContext
 
 from cacheport import Check, EntryRequest
+from cacheport.errors import RegistryError as CoreRegistryError
+from cacheport.kit import insecure_hosts, mask, parse_realm, printable, secret_forms, withheld
 from cacheport_pulp import FORMAT, api_url, cache_ref, is_insecure, registry_url
 
 CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
@@ -35,11 +39,18 @@ TIMEOUT = 15
 MAX_DISTRIBUTIONS = 100
 MAX_MANIFESTS = 300
 SHOWN = 10
+BODY_LIMIT = 4 << 20  # bytes of a tag list, manifest or token: the registry's answers are small
 
 
 def run(request: EntryRequest, environ: Mapping[str, str]) -> list[Check]:
-    """Every check, in order; a check that makes the later ones meaningless ends the list."""
-    return list(_checks(request, environ))
+    """Every check, in order; a check that makes the later ones meaningless ends the list.
+
+    What a server said is shown as one printable line, with the password (and its base64) masked.
+    """
+    _username, password, _names = _credentials(request.options, environ)
+    forms = secret_forms([password] if password else [])
+    return [Check(c.name, c.ok, printable(mask(c.detail, forms), 1000), printable(mask(c.fix, forms), 1000))
+            for c in _checks(request, environ)]
 
 
 def _checks(request: EntryRequest, environ: Mapping[str, str]) -> Iterator[Check]:
@@ -69,13 +80,18 @@ def _checks(request: EntryRequest, environ: Mapping[str, str]) -> Iterator[Check
 
     try:
         # pulp-glue sets no timeout, so a host that swallows packets would hang doctor: a bounded probe first.
-        requests.get(f"{split.scheme}://{split.netloc}/", timeout=TIMEOUT, verify=verify, allow_redirects=False)
+        requests.get(f"{split.scheme}://{split.netloc}/", timeout=TIMEOUT, verify=verify, allow_redirects=False,
+                     stream=True).close()
         status = pulp.call("status_read")
     except (requests.RequestException, PulpException) as exc:
         yield Check("pulp server", False, f"no Pulp API at {api}: {_reason(exc)}",
                     f"check that Pulp runs and that api-url (now {api}) is its address")
         return
-    versions = {v.get("component"): v.get("version") for v in status.get("versions") or []}
+    if not isinstance(status, dict) or not isinstance(status.get("versions") or [], list):
+        yield Check("pulp server", False, f"{api} answered the status request, but not as Pulp does",
+                    f"check that api-url (now {api}) is Pulp's API")
+        return
+    versions = {v.get("component"): v.get("version") for v in status.get("versions") or [] if isinstance(v, dict)}
     connected = (status.get("database_connection") or {}).get("connected", True)
     if "container" not in versions:
         yield Check("pulp server", False, f"Pulp at {api} has no container plugin (versions: "
@@ -121,7 +137,7 @@ def _checks(request: EntryRequest, environ: Mapping[str, str]) -> Iterator[Check
     else:
         yield Check("pulp repository", True, f"{ref} exists (distribution {found.get('name', base_path)!r})")
 
-    registry = Registry(registry_url(opts), (username, password), verify)
+    registry = Registry(registry_url(opts), (username, password), verify, insecure=insecure_hosts(environ))
     try:
         listed = distributions.list(limit=MAX_DISTRIBUTIONS, offset=0, parameters={})
         others = sorted(d["base_path"] for d in listed if d.get("repository") and d["base_path"] != base_path)
@@ -189,8 +205,12 @@ class Registry:
     0.2 s each on a small server), and a listing takes one request per distribution and per tag.
     """
 
-    def __init__(self, base: str, auth: tuple[str, str], verify: bool, workers: int = 8) -> None:
+    def __init__(self, base: str, auth: tuple[str, str], verify: bool, workers: int = 8,
+                 insecure: tuple[str, ...] = ()) -> None:
         self.base, self.auth, self.verify, self.workers = base.rstrip("/"), auth, verify, workers
+        split = urllib.parse.urlsplit(self.base)
+        self.scheme, self.host = split.scheme, split.netloc.lower()
+        self.insecure = insecure  # hosts declared insecure: the only others that may get credentials over HTTP
         self.tokens: dict[str, str] = {}
         self.fetched = 0
         self._local = threading.local()
@@ -213,20 +233,32 @@ class Registry:
         if response.status_code == 401 and challenge.lower().startswith("bearer "):
             # Pulp with token auth (its default): trade the credentials for a token, as docker login does.
             params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-            realm = params.pop("realm", "")
-            answer = self.session.get(realm, params=params, auth=self.auth, timeout=TIMEOUT, verify=self.verify)
+            # The same rule as cacheport's own client: never a downgrade, never plain HTTP to another host.
+            try:
+                realm = parse_realm(params.pop("realm", ""), self.host)
+            except CoreRegistryError as exc:
+                raise RegistryError(str(exc)) from None
+            why = withheld(self.scheme, self.host, realm, self.insecure) if self.auth[1] else None
+            if why:
+                raise RegistryError(f"credentials not sent to the token service {printable(realm.url, 120)}: {why}")
+            answer = self.session.get(realm.url, params=params, auth=self.auth if self.auth[1] else None,
+                                      timeout=TIMEOUT, verify=self.verify, stream=True)
+            body = _body(answer)
             if answer.status_code != 200:
                 raise RegistryError(f"the token service refused access to {repo}: HTTP {answer.status_code}")
-            body = answer.json()
-            self.tokens[repo] = str(body.get("token") or body.get("access_token") or "")
+            self.tokens[repo] = _token(body)
             response = self._get(url, accept, bearer=self.tokens[repo])
         return response
 
     def _get(self, url: str, accept: str, bearer: str = "") -> requests.Response:
         if bearer:
-            return self.session.get(url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"},
-                                    timeout=TIMEOUT, verify=self.verify)
-        return self.session.get(url, headers={"Accept": accept}, auth=self.auth, timeout=TIMEOUT, verify=self.verify)
+            response = self.session.get(url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"},
+                                        timeout=TIMEOUT, verify=self.verify, stream=True)
+        else:
+            response = self.session.get(url, headers={"Accept": accept}, auth=self.auth, timeout=TIMEOUT,
+                                        verify=self.verify, stream=True)
+        response._content = _body(response)  # read within bounds; .json() and .text work as usual
+        return response
 
     def tags(self, path: str) -> list[str] | None:
         """The repository's tags; None when these credentials may not read it."""
@@ -237,17 +269,20 @@ class Registry:
             return []
         if response.status_code != 200:
             raise RegistryError(f"GET /v2/{path}/tags/list: HTTP {response.status_code}")
-        return sorted(response.json().get("tags") or [])
+        doc = _json(response.content)
+        tags = doc.get("tags") if isinstance(doc, dict) else 0
+        if not isinstance(tags, list | None) or not all(isinstance(t, str) for t in tags or []):
+            raise RegistryError(f"GET /v2/{path}/tags/list: the answer is not {{\"tags\": [names]}}")
+        return sorted(tags or [])
 
     def is_cache(self, path: str, tag: str) -> bool:
         """A tag is BuildKit cache when its manifest's config is a BuildKit cache config."""
         response = self.get(f"{path}/manifests/{tag}", MANIFESTS)
         if response.status_code != 200:
             return False
-        try:
-            return (response.json().get("config") or {}).get("mediaType") == CACHE_CONFIG
-        except ValueError:
-            return False
+        doc = _json(response.content)
+        config = doc.get("config") if isinstance(doc, dict) else None
+        return isinstance(config, dict) and config.get("mediaType") == CACHE_CONFIG
 
     def _budget(self, first: bool) -> bool:
         """Take one manifest from the MAX_MANIFESTS budget; the first path (ours) is always looked at whole."""
@@ -272,3 +307,34 @@ class Registry:
             scans = list(pool.map(self._scan, paths, [i == 0 for i in range(len(paths))]))
         found = {path: tags for path, tags in zip(paths, scans, strict=True) if tags}
         return found, [path for path, tags in zip(paths, scans, strict=True) if tags is None]
+
+
+def _body(response: requests.Response) -> bytes:
+    """A registry answer's body, at most BODY_LIMIT bytes and TIMEOUT seconds of reading, else an error."""
+    deadline = time.monotonic() + TIMEOUT
+    data = b""
+    try:
+        for chunk in response.iter_content(64 << 10):
+            data += chunk
+            if len(data) > BODY_LIMIT:
+                raise RegistryError(f"{response.url}: the answer is longer than {BODY_LIMIT >> 20} MiB")
+            if time.monotonic() > deadline:
+                raise RegistryError(f"{response.url}: the answer took longer than {TIMEOUT} s to arrive")
+    finally:
+        response.close()
+    return data
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _token(body: bytes) -> str:
+    doc = _json(body)
+    token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+    if not isinstance(token, str) or not re.fullmatch(r"[\x21-\x7e]{1,65536}", token):
+        raise RegistryError("the token service answered without a token")
+    return token

@@ -1,0 +1,118 @@
+"""The credential rule against a real distribution registry with ``auth: token`` whose token service is on another
+loopback address (127.0.0.2), over plain HTTP: the registry password never goes there, until that host is
+declared in CACHEPORT_INSECURE_REGISTRIES; then status and doctor's round trip work through it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import attrs
+import pytest
+
+from .harness import Harness, clean_environ
+from .test_seed import ISSUER, SERVICE, TokenIssuer
+
+
+@attrs.frozen
+class ElsewhereRegistry:
+    host: str
+    realm: str
+    issuer: TokenIssuer
+    user: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def elsewhere(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ElsewhereRegistry]:
+    """A distribution registry on 127.0.0.1 whose realm is a token issuer on 127.0.0.2."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to sign the test token issuer's JWTs")
+    tmp = tmp_path_factory.mktemp("elsewhere")
+    user, password = "seeder", uuid.uuid4().hex
+    issuer = TokenIssuer(tmp, user, password)
+    other = ThreadingHTTPServer(("127.0.0.2", 0), issuer._handler())
+    other.daemon_threads = True
+    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
+    realm = f"http://127.0.0.2:{other.server_address[1]}/token"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
+        f"    rootcertbundle: {issuer.cert}\n")
+    log = (tmp / "registry.log").open("w")
+    proc = subprocess.Popen([harness.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401 and realm in exc.headers.get("WWW-Authenticate", "")
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield ElsewhereRegistry(f"127.0.0.1:{port}", realm, issuer, user, password)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+        other.shutdown()
+        other.server_close()
+        issuer.close()
+
+
+def cacheport(harness: Harness, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**clean_environ(), **harness.docker_env, **env})
+
+
+def login(r: ElsewhereRegistry, repo: str) -> dict[str, str]:
+    return {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{r.host}/{repo}",
+            "CACHEPORT_REGISTRY__USERNAME": r.user, "CACHEPORT_REGISTRY__PASSWORD_ENV": "TOKEN_PW",
+            "TOKEN_PW": r.password}
+
+
+def test_the_password_never_goes_to_a_plain_http_realm_on_another_host(harness: Harness, tmp_path: Path,
+                                                                        elsewhere: ElsewhereRegistry) -> None:
+    r = elsewhere
+    r.issuer.requests.clear()
+    refused = cacheport(harness, tmp_path, "status", env=login(r, "team/cache"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"cacheport: error: {r.host}: credentials not sent to its token service {r.realm}: it is plain HTTP on "
+        f"another host ({r.realm.split('/')[2]}); declare that host in CACHEPORT_INSECURE_REGISTRIES if you trust it")
+    assert r.issuer.requests == []  # nothing reached the token service at all
+    assert r.password not in refused.stdout + refused.stderr
+
+
+def test_declared_insecure_the_realm_gets_them_and_a_round_trip_works(harness: Harness, tmp_path: Path,
+                                                                      elsewhere: ElsewhereRegistry) -> None:
+    r = elsewhere
+    r.issuer.requests.clear()
+    env = {**login(r, f"team-{uuid.uuid4().hex[:8]}/cache"), "CACHEPORT_INSECURE_REGISTRIES": "127.0.0.2"}
+    status = cacheport(harness, tmp_path, "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "0 cache(s)" in status.stdout
+    assert r.issuer.requests, "the declared token service was asked"
+    doctor = cacheport(harness, tmp_path, "doctor", env=env)
+    assert "✓ credentials: accepted" in doctor.stdout, doctor.stdout
+    assert "✓ format:" in doctor.stdout, doctor.stdout
+    assert r.password not in doctor.stdout + doctor.stderr
