@@ -15,7 +15,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cacheport.errors import RegistryError
 from cacheport.oci.format import MANIFEST_TYPES, OCI_INDEX, Descriptor, Manifest
@@ -27,6 +27,21 @@ CHUNK = 1 << 20
 _SHA256 = re.compile(r"sha256:([0-9a-f]{64})\Z")
 # index.json is tiny in practice; a larger one is not a cache BuildKit wrote.
 _MAX_INDEX = 16 << 20
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[BinaryIO]:
+    """A file that takes ``path``'s place only when the block finishes; on any error, nothing changes."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class Layout:
@@ -88,16 +103,8 @@ class Layout:
         self._atomic(self.directory / "index.json", json.dumps(doc, separators=(",", ":")).encode())
 
     def _atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with _replacing(path) as fh:
+            fh.write(data)
 
     # --- the store's operations ---------------------------------------------------------------------------
 
