@@ -151,13 +151,14 @@ class Layout:
             return None
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str) -> Iterator[Iterator[bytes]]:
+    def open_blob(self, digest: str, offset: int = 0) -> Iterator[Iterator[bytes]]:
         path = self._blob_path(digest)
         try:
             fh = path.open("rb")
         except OSError as exc:
             raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
+            fh.seek(offset)
             yield iter(lambda: fh.read(CHUNK), b"")
 
     def mount_from(self, source: object, digest: str) -> bool:
