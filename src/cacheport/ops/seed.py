@@ -314,12 +314,16 @@ class _Copier:
 def copy_blob(source: StoreSession, target: StoreSession, blob: Descriptor,
               progress: Callable[[int], None] | None = None,
               stopping: Callable[[], bool] | None = None) -> tuple[str, int]:
-    """Make a blob present in ``target``: ``present`` (already was), ``mounted`` (no bytes moved) or ``uploaded``,
-    with the bytes sent. The target reads the source again from an offset when it resumes an upload."""
-    if target.blob_size(blob.digest) is not None:
-        return "present", 0
+    """Make a blob present in ``target``: ``mounted`` (no bytes moved), ``present`` (already was) or ``uploaded``,
+    with the bytes sent. The target reads the source again from an offset when it resumes an upload.
+
+    A mount is tried first: where one is possible it is one round trip whether or not the target already had
+    the blob (a blob already there counts as mounted).
+    """
     if target.mount_from(source, blob.digest):
         return "mounted", 0
+    if target.blob_size(blob.digest) is not None:
+        return "present", 0
     sent = 0
 
     def counted(n: int) -> None:
@@ -467,11 +471,18 @@ def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | N
         caches = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cacheport-cache")
         stack.callback(caches.shutdown)
         try:
-            for found in [copier.submit(session.names) for session in sessions.values()]:
-                found.result()
+            # Reaching the stores overlaps the first copies (a round trip saved); their verdict comes first.
+            checks = [copier.submit(session.names) for session in sessions.values()]
             futures = [caches.submit(copy_pair, pair, sessions[pair.source.location], sessions[pair.target.location],
                                      dry_run=dry_run, reporter=reporter, copier=copier, index=i)
                        for i, pair in enumerate(pairs)]
+            try:
+                for check in checks:
+                    check.result()
+            except CacheportError:
+                stop.set()
+                caches.shutdown(wait=True, cancel_futures=True)
+                raise
             for future in futures:
                 outcome = future.result()
                 outcomes.append(outcome)
