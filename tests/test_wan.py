@@ -206,10 +206,12 @@ def test_the_journal_holds_no_credentials_and_ignores_stale_or_foreign_entries(t
 # --- concurrency ------------------------------------------------------------------------------------------------
 
 
-def test_one_client_in_many_threads_shares_tokens_and_counts_every_request(fake: FakeRegistry) -> None:
-    fake.auth = "bearer"
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+def test_one_client_in_many_threads_shares_its_login_and_counts_every_request(fake: FakeRegistry, auth: str) -> None:
+    fake.auth = auth
     index = cache_index(fake, "src/cache", "main", layers=6)
     with Registry(fake.host, Credentials("u", "p")) as client, ThreadPoolExecutor(8) as pool:
+        # every thread's first request is refused at once, before any has learnt how to log in
         sizes = list(pool.map(lambda d: client.blob_size("src/cache", d.digest), index.descriptors() * 5))
         assert sizes == [d.size for d in index.descriptors()] * 5
         assert client.counters.requests == len(fake.log)

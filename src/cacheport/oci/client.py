@@ -232,8 +232,9 @@ class _RegistryAuth(httpx.Auth):
             return
         scheme, params = challenge
         if scheme == "basic":
-            if creds is None or self.basic:
+            if creds is None or request.headers.get("Authorization", "").startswith("Basic "):
                 return  # nothing (else) to offer: the caller reports the 401
+            # (Another thread may have learnt this meanwhile; what counts is what this request carried.)
             self.basic = True
         elif scheme == "bearer" and params.get("realm"):
             token = yield from self._token(params)
