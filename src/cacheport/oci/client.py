@@ -452,7 +452,7 @@ class Registry:
                                  headers=headers)
         skip = offset if offset and response.status_code == 200 else 0
         try:
-            yield self._counted(_skipped(response.iter_bytes(CHUNK), skip))
+            yield self._counted(_skipped(response.iter_bytes(), skip))
         finally:
             response.close()
 

@@ -5,7 +5,6 @@ Nothing here imports click: the commands in :mod:`cacheport.cli` print what thes
 """
 
 #: how many caches, blobs or tags a registry operation works on at once, unless ``--jobs`` says otherwise: enough
-#: to hide a 50 ms round trip, few enough for a registry's rate limits.
-DEFAULT_JOBS = 8
-#: the same for ``status`` and ``prune``, whose requests are small (a manifest, a delete).
-DEFAULT_LOOKUPS = 16
+#: to hide a 50 ms round trip and to send a BuildKit cache's blobs in one go (as ``imagetools create`` does),
+#: few enough for a registry's rate limits.
+DEFAULT_JOBS = 16

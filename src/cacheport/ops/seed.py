@@ -386,7 +386,9 @@ def _copy_pair(pair: Pair, source: StoreSession, target: StoreSession, dry_run: 
         counts = {"uploaded": 0, "mounted": 0, "present": 0}
         size = resumed = 0
         copier.my_turn(index)
-        started = [(blob, *copier.blob(source, target, blob)) for blob in blobs]
+        # Largest first, so that no big blob starts last and runs on alone (the results keep the cache's order).
+        first = {b.digest: copier.blob(source, target, b) for b in sorted(blobs, key=lambda b: -b.size)}
+        started = [(blob, *first[blob.digest]) for blob in blobs]
         copier.claimed_mine(index)
         errors: list[BaseException] = []
         for blob, mine, future in started:  # every blob is waited for, so a failed one leaves the rest copied
