@@ -7,7 +7,7 @@ script starts on a free loopback port. The caches are synthetic (blobs of random
 format, pushed with cacheport's own client), so nothing is built. Every time is wall time of the whole
 command, start-up included; ratios are seed / imagetools (below 1: seed is faster). No test asserts on this.
 
-Usage: python bench/registry_ops.py [--rtt 0,50] [--small-mb 200] [--big-mb 1024] [--tags 500]
+Usage: python bench/registry_ops.py [--rtt 0,50] [--small-mb 200] [--big-mb 1024] [--tags 500] [--reps 1]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,24 +171,43 @@ def raw_copy(src_host: str, src_repo: str, dst_host: str, dst_repo: str, blobs: 
 
 
 def copies(tools: Tools, reg_a: str, reg_b: str, rtt_ms: float,
-           caches: dict[str, tuple[str, list[Descriptor]]]) -> None:
+           caches: dict[str, tuple[str, list[Descriptor]]], reps: int) -> None:
+    """Each copy ``reps`` times into fresh repositories, the two tools taking turns to go first; medians."""
     delay = rtt_ms / 2000
     with Proxy(reg_a, delay=delay) as pa, Proxy(reg_b, delay=delay) as pb:
-        print(f"\n## seed vs imagetools at {rtt_ms:g} ms RTT (proxy: {pa.describe()})", flush=True)
-        print(f"{'cache':24s} {'where':16s} {'imagetools s':>12s} {'seed s':>8s} {'seed/it':>8s}  seed peak RSS")
+        print(f"\n## seed vs imagetools at {rtt_ms:g} ms RTT (proxy: {pa.describe()}); median of {reps}",
+              flush=True)
+        print(f"{'cache':30s} {'where':16s} {'imagetools s':>12s} {'seed s':>8s} {'seed/it':>8s}  seed peak RSS")
         for name, (repo, blobs) in caches.items():
             size = sum(b.size for b in blobs)
             label = f"{name} ({size / 1e6:.0f} MB, {len(blobs)} blobs)"
             for where, proxy in (("cross-registry", pb), ("same registry", pa)):
-                run = uuid.uuid4().hex[:6]
-                it = tools.imagetools(f"{pa.host}/{repo}", f"{proxy.host}/{repo}-it-{run}")
-                seconds, rss, doc = tools.seed(f"{pa.host}/{repo}", f"{proxy.host}/{repo}-seed-{run}")
-                print(f"{label:24s} {where:16s} {it:12.2f} {seconds:8.2f} {seconds / it:8.2f}  {rss:.0f} MB"
+                its, seeds, rss = [], [], 0.0
+                for rep in range(reps):
+                    run = uuid.uuid4().hex[:6]
+                    for tool in (("it", "seed") if rep % 2 == 0 else ("seed", "it")):
+                        if tool == "it":
+                            its.append(tools.imagetools(f"{pa.host}/{repo}", f"{proxy.host}/{repo}-it-{run}"))
+                        else:
+                            seconds, peak, doc = tools.seed(f"{pa.host}/{repo}", f"{proxy.host}/{repo}-seed-{run}")
+                            seeds.append(seconds)
+                            rss = max(rss, peak)
+                it, seconds = statistics.median(its), statistics.median(seeds)
+                print(f"{label:30s} {where:16s} {it:12.2f} {seconds:8.2f} {seconds / it:8.2f}  {rss:.0f} MB"
                       f" ({doc['blobs_uploaded']} uploaded, {doc['blobs_mounted']} mounted)", flush=True)
-            run = uuid.uuid4().hex[:6]
-            raw = raw_copy(pa.host, repo, pb.host, f"{repo}-raw-{run}", blobs, 8)
-            seconds, rss, _ = tools.seed(f"{pa.host}/{repo}", f"{pb.host}/{repo}-conv-{run}", image_manifest=True)
-            print(f"{label:24s} {'→ image-manifest':16s} {'(cannot)':>12s} {seconds:8.2f} {seconds / raw:8.2f}  "
+            raws, convs, rss = [], [], 0.0
+            for rep in range(reps):
+                run = uuid.uuid4().hex[:6]
+                for tool in (("raw", "seed") if rep % 2 == 0 else ("seed", "raw")):
+                    if tool == "raw":
+                        raws.append(raw_copy(pa.host, repo, pb.host, f"{repo}-raw-{run}", blobs, 8))
+                    else:
+                        seconds, peak, _ = tools.seed(f"{pa.host}/{repo}", f"{pb.host}/{repo}-conv-{run}",
+                                                      image_manifest=True)
+                        convs.append(seconds)
+                        rss = max(rss, peak)
+            raw, seconds = statistics.median(raws), statistics.median(convs)
+            print(f"{label:30s} {'→ image-manifest':16s} {'(cannot)':>12s} {seconds:8.2f} {seconds / raw:8.2f}  "
                   f"{rss:.0f} MB; ratio to the raw byte copy of the same blobs, {raw:.2f} s "
                   "(imagetools cannot convert an index)", flush=True)
 
@@ -251,6 +271,7 @@ def main() -> int:
     parser.add_argument("--small-mb", type=int, default=200, help="the many-blob cache's size (default 200)")
     parser.add_argument("--big-mb", type=int, default=1024, help="the one-blob cache's size (default 1024)")
     parser.add_argument("--tags", type=int, default=500, help="tags for status and prune (default 500)")
+    parser.add_argument("--reps", type=int, default=1, help="runs of each copy, for medians (default 1)")
     parser.add_argument("--skip", default="", help="comma-separated: copies, resume, lifecycle")
     opts = parser.parse_args()
     env, why = read_env()
@@ -276,7 +297,7 @@ def main() -> int:
         print(f"pushed the synthetic caches in {time.monotonic() - began:.1f}s", flush=True)
         if "copies" not in skip:
             for rtt in (float(x) for x in opts.rtt.split(",")):
-                copies(tools, reg_a, reg_b, rtt, caches)
+                copies(tools, reg_a, reg_b, rtt, caches, max(1, opts.reps))
         if "resume" not in skip:
             resume(tools, reg_a, reg_b, f"{base}/big", opts.big_mb * MiB)
         if "lifecycle" not in skip:

@@ -36,7 +36,7 @@ from cacheport.oci.retry import ONCE, RETRY_STATUSES, TRIES, RetryPolicy, send_w
 from cacheport.oci.uploads import OpenUpload, UploadJournal
 from cacheport.records import BlobSource
 
-CHUNK = 1 << 20  # bytes read from a blob stream at a time: memory stays flat whatever the blob size
+CHUNK = 1 << 20  # the most of a blob held at once: streams are passed on as they arrive (64 KiB reads)
 #: blobs at least this big are uploaded in PATCHes, each remembered, so an interrupted upload resumes mid-blob.
 CHUNKED_FROM = 64 << 20
 # A PATCH's size adapts so that each takes about this long: long enough that the round trip between two
