@@ -318,3 +318,46 @@ def test_progress_from_many_threads_adds_up() -> None:
 def _manifest(registry: FakeRegistry, tag: str) -> Manifest:
     media_type, data = registry.manifests["old/cache"][tag]
     return Manifest.from_bytes(data, media_type)
+
+
+def _seed_command(env: dict[str, str], terminal: bool) -> tuple[int, str, str]:
+    """``cacheport seed`` with stderr on a pseudo-terminal (or a pipe): exit status, stdout, stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "cacheport", "seed", "--from", "gitlab", "--branch", "main"]
+    if not terminal:
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        return proc.returncode, proc.stdout, proc.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, env={**env, "COLUMNS": "120"})
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    proc.wait(timeout=120)
+    os.close(leader)
+    return proc.returncode, out, seen.decode(errors="replace")
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(clean_env: dict[str, str]) -> None:
+    with FakeRegistry() as old, FakeRegistry() as new:
+        cache_index(old, "app/cache", "main", layers=3)
+        Path("cacheport.toml").write_text(f'backend = "registry"\n[registry]\nref = "{new.host}/new/cache"\n'
+                                          f'[gitlab]\nref = "{old.host}/app/cache"\n')
+        env = {**clean_env, "CACHEPORT_LOAD_PLUGINS": ""}
+        code, out, err = _seed_command(env, terminal=True)
+        assert code == 0, err
+        assert "blobs 4/4" in err and "\x1b[" in err  # rich's bar, drawn with terminal controls
+        assert out.startswith("✓ main: ")
+        code, out, err = _seed_command({**env, "CACHEPORT_REGISTRY__REF": f"{new.host}/other"}, terminal=False)
+        assert code == 0 and "blobs" not in err and "\x1b[" not in err  # a short copy in a log: no progress lines

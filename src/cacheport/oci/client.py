@@ -42,7 +42,7 @@ CHUNKED_FROM = 64 << 20
 # A PATCH's size adapts so that each takes about this long: long enough that the round trip between two
 # PATCHes costs little, short enough that a stop (which finishes the PATCH in flight) is quick.
 _PATCH_SECONDS = 3.0
-_PATCH_MIN, _PATCH_MAX = 32 << 20, 1 << 30
+_PATCH_MIN, _PATCH_MAX = 32 << 20, 256 << 20
 _HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
@@ -602,13 +602,13 @@ class Registry:
         else:
             (location, offset), started = status, known.started if known else time.time()
         journal.put(*key, OpenUpload(location, offset, started))
-        piece = _PATCH_MIN
+        piece, moved, began = _PATCH_MIN, 0, time.monotonic()
         with source(offset) as chunks:
             stream = _Take(chunks)
             while offset < size:
                 if stopping():
                     raise Interrupted(f"stopped with {offset} of {size} bytes of {digest[:19]} sent to {self.host}")
-                length, clock = min(piece, size - offset), time.monotonic()
+                length = min(piece, size - offset)
                 response = self._request(
                     "PATCH", location, ok=(202, 400, 405, 415, 501) if offset == 0 else (202,),
                     content=sent.through(stream.take(length, self.host)),
@@ -622,7 +622,8 @@ class Registry:
                     raise _NoPatch()
                 location, offset = self._location(response), offset + length
                 journal.put(*key, OpenUpload(location, offset, started))
-                rate = length / max(time.monotonic() - clock, 1e-3)
+                moved += length  # the rate over all PATCHes so far: a first one that fits in buffers misleads
+                rate = moved / max(time.monotonic() - began, 1e-3)
                 piece = int(min(_PATCH_MAX, max(_PATCH_MIN, rate * _PATCH_SECONDS)))
         response = self._request("PUT", _with_digest(location, digest), ok=(201, 404),
                                  headers={"Content-Length": "0"})
