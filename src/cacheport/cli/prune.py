@@ -24,7 +24,7 @@ Examples:
 @click.option("--keep", multiple=True, metavar="NAME", help="Never delete this branch's (or tag's) cache.")
 @click.option("--yes", is_flag=True, help="Delete; without it, only show what would be deleted.")
 @format_option(["text", "json"], "text")
-@jobs_option("Manifests read, and tags deleted,")
+@jobs_option("Manifests read, and tags deleted,", lookups=True)
 @plan_options
 def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
             yes: bool, fmt: str, jobs: int, **common: Any) -> None:

@@ -31,7 +31,7 @@ Examples:
   cacheport status --backend local
 """)
 @format_option(["table", "json"], "table")
-@jobs_option("Manifests read")
+@jobs_option("Manifests read", lookups=True)
 @plan_options
 def command(fmt: str, jobs: int, **common: Any) -> None:
     """Show the cache in its backend: every tag, its format, size, last update and branch.

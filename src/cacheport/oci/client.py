@@ -303,6 +303,8 @@ class Registry:
             auth=auth,
             verify=_verified_tls() if not insecure else False,
             follow_redirects=True,
+            # as many kept-alive connections as --jobs can use: a new TLS connection costs round trips
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             transport=transport,
             event_hooks={"request": [self._count]},

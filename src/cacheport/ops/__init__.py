@@ -8,3 +8,5 @@ Nothing here imports click: the commands in :mod:`cacheport.cli` print what thes
 #: to hide a 50 ms round trip and to send a BuildKit cache's blobs in one go (as ``imagetools create`` does),
 #: few enough for a registry's rate limits.
 DEFAULT_JOBS = 16
+#: the same for ``status`` and ``prune``, whose requests are small (a manifest, a delete).
+LOOKUP_JOBS = 32

@@ -18,7 +18,7 @@ import attrs
 from cacheport.context import Context
 from cacheport.errors import ConfigError
 from cacheport.oci.format import cache_format, created_at
-from cacheport.ops import DEFAULT_JOBS
+from cacheport.ops import LOOKUP_JOBS
 from cacheport.records import CacheStore, StoreSession
 
 _DURATION = re.compile(r"(\d+)([smhdw])\Z")
@@ -62,7 +62,7 @@ def roles(context: Context, store: CacheStore) -> dict[str, str]:
     return out
 
 
-def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = DEFAULT_JOBS) -> list[_R]:
+def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = LOOKUP_JOBS) -> list[_R]:
     """``fn`` over ``items``, ``jobs`` at a time, the results in the items' order. The first failure is raised
     once the calls already running have ended."""
     if len(items) <= 1 or jobs <= 1:
@@ -72,7 +72,7 @@ def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = DEFAULT_JOBS) 
 
 
 def list_caches(session: StoreSession, known: dict[str, str] | None = None,
-                jobs: int = DEFAULT_JOBS) -> list[CacheTag]:
+                jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
     """Every name in the store, with what it holds (manifests read ``jobs`` at a time)."""
     known = known or {}
     names = session.names()
@@ -85,7 +85,7 @@ def list_caches(session: StoreSession, known: dict[str, str] | None = None,
     return out
 
 
-def delete_each(session: StoreSession, names: Sequence[str], jobs: int = DEFAULT_JOBS) -> list[str]:
+def delete_each(session: StoreSession, names: Sequence[str], jobs: int = LOOKUP_JOBS) -> list[str]:
     """Delete these names, ``jobs`` at a time; the names, in order (one already gone counts as deleted)."""
     each(session.delete, names, jobs)
     return list(names)
