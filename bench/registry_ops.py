@@ -289,8 +289,8 @@ def main() -> int:
         weights = [8, 6, 5, 4, 4, 4, 3, 3, 2, 2]
         small = [opts.small_mb * 1_000_000 * w // sum(weights) for w in weights]
         began = time.monotonic()
-        print(f"# bench/registry_ops.py: {os.cpu_count()} cores; registry A {reg_a}, registry B {reg_b} "
-              "(distribution 2.8); docker buildx imagetools from the harness", flush=True)
+        print(f"# bench/registry_ops.py: {os.cpu_count()} cores; harness {env.get('CACHEPORT_E2E_STATE', '?')}: "
+              f"registry A {reg_a}, registry B {reg_b} (distribution 2.8), its docker buildx imagetools", flush=True)
         caches = {}
         caches["many blobs"] = (f"{base}/small", push_cache(reg_a, f"{base}/small", small)[1])
         caches["one big blob"] = (f"{base}/big", push_cache(reg_a, f"{base}/big", [opts.big_mb * MiB])[1])

@@ -456,9 +456,9 @@ def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | N
     """Copy every pair, ``jobs`` caches at a time (and ``jobs`` blobs at a time), opening each store once.
 
     Each store is reached (its names listed) while the first copies start, and that verdict comes before any
-    result, so an outage is one error rather than one failure per cache. Outcomes come back, and ``on_done`` is called, in the order of ``pairs``. A KeyboardInterrupt (Ctrl-C, or
-    the CLI's SIGTERM) stops new work, lets uploads in flight reach a point they resume from, and raises
-    :class:`~cacheport.errors.Interrupted`.
+    result, so an outage is one error rather than one failure per cache. Outcomes come back, and ``on_done``
+    is called, in the order of ``pairs``. A KeyboardInterrupt (Ctrl-C, or the CLI's SIGTERM) stops new work,
+    lets uploads in flight reach a point they resume from, and raises :class:`~cacheport.errors.Interrupted`.
     """
     reporter = reporter or Reporter()
     stop = threading.Event()
