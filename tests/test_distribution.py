@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,11 @@ class FakeRegistry:
     def __init__(self, auth: str = "none", mount: str = "201", user: str = "u", password: str = "p",
                  page: int = 0) -> None:
         self.auth, self.mount, self.user, self.password, self.page = auth, mount, user, password, page
+        # faults to inject: (METHOD, path regex, status, headers), each answered once, in order of matching
+        self.faults: list[tuple[str, str, int, dict[str, str]]] = []
+        # a PATCH (or PUT with a body) that keeps this many bytes of its body, then drops the connection
+        self.cut_at: int | None = None
+        self.lock = threading.Lock()
         self.blobs: dict[str, dict[str, bytes]] = {}
         self.manifests: dict[str, dict[str, tuple[str, bytes]]] = {}
         self.uploads: dict[str, tuple[str, bytearray]] = {}
@@ -133,7 +139,38 @@ class FakeRegistry:
                 self._error(401, "UNAUTHORIZED", {"WWW-Authenticate": challenge})
                 return False
 
+            def _fault(self) -> bool:
+                with fake.lock:
+                    found = next((f for f in fake.faults if f[0] == self.command and re.search(f[1], self.path)), None)
+                    if found is not None:
+                        fake.faults.remove(found)
+                if found is None:
+                    return False
+                fake.log.append((self.command, self.path))
+                self._body()
+                self._error(found[2], "INJECTED", found[3])
+                return True
+
+            def _cut(self) -> bool:
+                """Keep the start of an upload's body, as distribution 3 does, then drop the connection."""
+                with fake.lock:
+                    keep, fake.cut_at = fake.cut_at, None
+                upload = urlsplit(self.path).path.rpartition("/uploads/")[2]
+                if keep is None or upload not in fake.uploads:
+                    fake.cut_at = keep
+                    return False
+                fake.log.append((self.command, self.path))
+                fake.uploads[upload][1].extend(self.rfile.read(keep))
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return True
+
             def _route(self) -> None:
+                if self._fault():
+                    return
+                if self.command in ("PATCH", "PUT") and "/uploads/" in self.path and fake.cut_at is not None \
+                        and int(self.headers.get("Content-Length") or 0) > (fake.cut_at or 0) and self._cut():
+                    return
                 body = self._body() if self.command in ("PUT", "PATCH", "POST") else b""
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
@@ -233,6 +270,9 @@ class FakeRegistry:
                     del fake.uploads[upload]
                     return self._send(204)
                 _repo, data = fake.uploads[upload]
+                if self.command == "GET":  # where an upload stands, as distribution 3 reports it
+                    return self._send(204, headers={"Location": f"/v2/{repo}/blobs/uploads/{upload}?_state=s{upload}",
+                                                    "Range": f"0-{max(len(data) - 1, 0)}"})
                 if self.command == "PATCH":
                     start = int(self.headers.get("Content-Range", "0-0").split("-")[0])
                     if start != len(data):

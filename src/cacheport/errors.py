@@ -44,6 +44,12 @@ class RegistryError(CacheportError):
         self.code = code
 
 
+class Interrupted(CacheportError):
+    """A copy was stopped (Ctrl-C, SIGTERM) at a safe point; running it again resumes (exit status 130)."""
+
+    exit_code = 130
+
+
 class ConversionError(CacheportError):
     """A cache manifest cannot be turned into the format the target needs."""
 

@@ -17,6 +17,7 @@ imported only when a store is opened.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -258,12 +259,15 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
 
     def open_() -> StoreSession:
         from cacheport.oci.client import Registry, RegistryRepository, docker_config_credentials, parse_reference
+        from cacheport.oci.uploads import UploadJournal
 
         ref = parse_reference(cache.repository)
         credentials = (login_credentials(cache.logins, ref.host, request.environ)
                        or docker_config_credentials(ref.host, request.environ))
+        # Open blob uploads are remembered beside the user's caches, so a stopped seed resumes mid-blob.
+        uploads = UploadJournal(os.path.join(request.cache_dir, ".uploads") if request.cache_dir else None)
         registry = Registry(ref.host, credentials, insecure=bool(cache.insecure),
-                            insecure_hosts=insecure_hosts(request.environ))
+                            insecure_hosts=insecure_hosts(request.environ), uploads=uploads)
         return RegistryRepository(registry, ref.repository, only=fixed)
 
     return CacheStore(location=cache.repository, format=cache.format, name_for=name_for, branch_of=branch_of,

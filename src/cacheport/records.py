@@ -187,6 +187,34 @@ class Check:
     fix: str = ""
 
 
+def _never() -> bool:
+    return False
+
+
+@attrs.frozen
+class BlobSource:
+    """A blob's bytes as :meth:`StoreSession.put_blob` may receive them: iterable like any chunks, and readable
+    again from any offset, so a writer that can resume an interrupted upload (a registry's) continues mid-blob.
+
+    Attributes:
+        open: ``offset -> context manager of chunks``: the blob's bytes from ``offset`` on.
+        stopping: true once the copy is being interrupted. A resumable writer stops at its next checkpoint;
+            iterating stops at the next chunk. Either way with :class:`cacheport.errors.Interrupted`.
+    """
+
+    open: Callable[[int], AbstractContextManager[Iterator[bytes]]]
+    stopping: Callable[[], bool] = _never
+
+    def __iter__(self) -> Iterator[bytes]:
+        from cacheport.errors import Interrupted
+
+        with self.open(0) as chunks:
+            for chunk in chunks:
+                if self.stopping():
+                    raise Interrupted("interrupted in the middle of a blob")
+                yield chunk
+
+
 class StoreSession(Protocol):
     """An open connection to where a backend keeps caches: a registry repository, a directory.
 
@@ -209,13 +237,15 @@ class StoreSession(Protocol):
         """The digest a name points at, or None."""
     def blob_size(self, digest: str) -> int | None:
         """A blob's size, or None when it is not there."""
-    def open_blob(self, digest: str) -> AbstractContextManager[Iterator[bytes]]:
-        """A blob's bytes, as a stream of chunks."""
+    def open_blob(self, digest: str, offset: int = 0) -> AbstractContextManager[Iterator[bytes]]:
+        """A blob's bytes from ``offset`` on, as a stream of chunks."""
     def mount_from(self, source: StoreSession, digest: str) -> bool:
         """Make a blob present without moving bytes (a registry's cross-repository mount); False when it can't."""
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
                  progress: Callable[[int], None] | None = None) -> None:
-        """Write a blob; ``progress(n)`` as bytes go out."""
+        """Write a blob; ``progress(n)`` as bytes go out. ``chunks`` may be a :class:`BlobSource`: a store that
+        can resume uploads then continues an interrupted one from where it stopped. Safe to call from several
+        threads at once, for different blobs."""
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         """Write a manifest under a name (or its digest). Callers write every blob it needs first."""
     def delete(self, name: str) -> bool:

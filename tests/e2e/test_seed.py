@@ -35,9 +35,10 @@ from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_MANIFEST, Manifest,
 
 from .harness import Harness, Pulp, Result, clean_environ, gitlab_env
 
-RUN_SEED = ("import atexit, resource, sys\n"
-            "atexit.register(lambda: print('maxrss-kb:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " file=sys.stderr))\n"
+RUN_SEED = ("import atexit, re, sys\n"
+            # VmHWM is this process's own peak; getrusage's maxrss would include pytest's at fork time
+            "atexit.register(lambda: print('maxrss-kb:', re.search(r'VmHWM:\\s*(\\d+)', "
+            "open('/proc/self/status').read()).group(1), file=sys.stderr))\n"
             "from cacheport.cli import main\nmain(sys.argv[1:])\n")
 
 
@@ -249,7 +250,9 @@ def test_a_large_blob_is_streamed_with_flat_memory_and_an_interrupted_seed_resum
     report(f"one {BIG >> 20} MiB blob, cross host", s)
     assert s.code == 0, s.stderr
     assert s.summary["copied"] == 1
-    assert s.summary["bytes_uploaded"] == BIG + len(config)
+    # A kill in the middle of a chunk costs that upload on distribution 2.8 (sent again whole); one between
+    # chunks (rare) is continued where it stopped.
+    assert s.summary["bytes_uploaded"] <= BIG + len(config)
     assert s.maxrss_mb < 120, f"seeding a {BIG >> 20} MiB blob peaked at {s.maxrss_mb:.0f} MB"
     with Registry(dst_host, Credentials(user, password)) as target:
         assert target.blob_size(repo, digest) == BIG

@@ -278,6 +278,14 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def jobs_option(what: str, lookups: bool = False) -> Callable[[F], F]:
+    """``--jobs N``: how many registry requests (and so caches, blobs or tags) are in flight at once."""
+    from cacheport.ops import DEFAULT_JOBS, LOOKUP_JOBS
+
+    return click.option("--jobs", "-j", type=click.IntRange(1, 64), show_default=True, metavar="N",
+                        default=LOOKUP_JOBS if lookups else DEFAULT_JOBS, help=f"{what} at once (1 to 64).")
+
+
 def format_option(choices: Sequence[str], default: str) -> Callable[[F], F]:
     return click.option("--format", "fmt", type=click.Choice(list(choices)), default=default, show_default=True,
                         help="Output format.")

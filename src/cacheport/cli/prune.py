@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cacheport.cli.common import format_option, make_plan, plan_options, plan_store
+from cacheport.cli.common import format_option, jobs_option, make_plan, plan_options, plan_store
 
 
 @click.command("prune", epilog="""\b
@@ -24,9 +24,10 @@ Examples:
 @click.option("--keep", multiple=True, metavar="NAME", help="Never delete this branch's (or tag's) cache.")
 @click.option("--yes", is_flag=True, help="Delete; without it, only show what would be deleted.")
 @format_option(["text", "json"], "text")
+@jobs_option("Manifests read, and tags deleted,", lookups=True)
 @plan_options
 def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
-            yes: bool, fmt: str, **common: Any) -> None:
+            yes: bool, fmt: str, jobs: int, **common: Any) -> None:
     """Delete stale caches from the backend's store (a registry's manifest DELETE; a directory's index entry and
     the blobs only it used).
 
@@ -55,7 +56,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     keep_tags |= set(keep)
     deleted: list[str] = []
     with store.open() as session:
-        tags = inventory.list_caches(session, inventory.roles(plan.context, store))
+        tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
             raise ConfigError(f"no such tag in {store.location}: {', '.join(sorted(unknown))}")
@@ -63,9 +64,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
                                      default_tag=store.name_for(default) if default else None)
         doomed = [d for d in decisions if d.delete]
         if yes:
-            for d in doomed:
-                session.delete(d.tag.tag)
-                deleted.append(d.tag.tag)
+            deleted = inventory.delete_each(session, [d.tag.tag for d in doomed], jobs)
     if fmt == "json":
         click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
                                 "deleted": d.tag.tag in deleted} for d in decisions], indent=2))

@@ -14,6 +14,7 @@ import click
 
 from cacheport.cli.common import (
     config_option,
+    jobs_option,
     load_inputs,
     set_option,
     store_for,
@@ -28,20 +29,48 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _reporter(enabled: bool) -> Iterator[Reporter]:
-    from cacheport.ops.seed import BarReporter, Reporter
+def _reporter(terminal: bool) -> Iterator[Reporter]:
+    """A progress bar on a terminal; elsewhere (CI logs) a plain line every 10 s while a long copy runs."""
+    from cacheport.ops.seed import BarReporter, LineReporter
 
-    if not enabled:
-        yield Reporter()
+    if not terminal:
+        yield LineReporter(lambda line: click.echo(line, err=True))
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
     # Lines printed meanwhile go above the bar when stdout is the same terminal, and straight out otherwise.
     with Progress(*columns, console=Console(stderr=True), transient=True,
                   redirect_stdout=sys.stdout.isatty()) as progress:
         yield BarReporter(progress)
+
+
+@contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) stops a seed the way Ctrl-C does: uploads reach a point they resume from.
+    A second signal ends it at once."""
+    import signal
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 @click.command("seed", epilog="""\b
@@ -58,6 +87,7 @@ Examples:
               "(repeatable).")
 @click.option("--all", "all_tags", is_flag=True, help="Every cache the old backend's store holds.")
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
+@jobs_option("Caches, and blobs, copied")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--backend", "-b", metavar="NAME", help="Same as --to.")
 @click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform.")
@@ -66,15 +96,16 @@ Examples:
 @config_option()
 @verbose_option
 def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_tags: bool, dry_run: bool,
-            fmt: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
+            jobs: int, fmt: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
             read_only: bool | None, config_path: Path | None, verbose: int) -> None:
     """Copy cache from one backend to another, so the first build after a switch is warm.
 
     For each branch, the old backend's cache for it is copied to the new backend's name for it: blobs the
     target lacks (mounted on the same registry, streamed otherwise), then the manifest, converted to an image
     manifest when the new backend exports image-manifest=true (as Pulp needs). Any two backends with a store
-    work: registries, Pulp, and local directories in either direction. Running it again copies only what is
-    missing. Exit status 0 when every cache was copied, 1 when one failed.
+    work: registries, Pulp, and local directories in either direction. Blobs go --jobs at a time; large ones
+    in chunks. Running it again copies only what is missing, and continues a large blob's upload where it
+    stopped. Exit status 0 when every cache was copied, 1 when one failed, 130 when stopped (Ctrl-C, SIGTERM).
     """
     from cacheport.config import resolve_migration
     from cacheport.ops.seed import branch_pairs, describe, name_pairs, seed
@@ -114,8 +145,8 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
 
     began = time.monotonic()
     text = fmt == "text"
-    with _reporter(sys.stderr.isatty()) as reporter:
-        outcomes = seed(pairs, dry_run=dry_run, reporter=reporter,
+    with _stoppable(), _reporter(sys.stderr.isatty()) as reporter:
+        outcomes = seed(pairs, dry_run=dry_run, reporter=reporter, jobs=jobs,
                         on_done=(lambda o: click.echo(describe(o))) if text else None)
     seconds = time.monotonic() - began
     failed = [o for o in outcomes if o.status == "failed"]
@@ -128,6 +159,7 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
         "blobs_uploaded": sum(o.uploaded for o in outcomes if o.status == "copied"),
         "blobs_mounted": sum(o.mounted for o in outcomes if o.status == "copied"),
         "blobs_present": sum(o.present for o in outcomes if o.status == "copied"),
+        "blobs_resumed": sum(o.resumed for o in outcomes if o.status == "copied"),
         "seconds": round(seconds, 3),
     }
     if not text:

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, plan_store, store_for, table
+from cacheport.cli.common import (
+    format_option,
+    jobs_option,
+    load_plugins,
+    make_plan,
+    plan_options,
+    plan_store,
+    store_for,
+    table,
+)
 
 if TYPE_CHECKING:
     from cacheport.ops.inventory import CacheTag
@@ -22,8 +31,9 @@ Examples:
   cacheport status --backend local
 """)
 @format_option(["table", "json"], "table")
+@jobs_option("Manifests read", lookups=True)
 @plan_options
-def command(fmt: str, **common: Any) -> None:
+def command(fmt: str, jobs: int, **common: Any) -> None:
     """Show the cache in its backend: every tag, its format, size, last update and branch.
 
     For a local cache directory, also its size and the blobs no build uses any more.
@@ -35,10 +45,10 @@ def command(fmt: str, **common: Any) -> None:
     plan = make_plan(**common)
     _backend, store = plan_store(plan, "status")
     with store.open() as session:
-        tags = list_caches(session, roles(plan.context, store))
+        tags = list_caches(session, roles(plan.context, store), jobs)
         usage = directory_usage(session)
     if plan.migration is not None:
-        _migration_status(plan, store, tags, fmt)
+        _migration_status(plan, store, tags, fmt, jobs)
         return
     if fmt == "json":
         click.echo(json.dumps({"repository": store.location, "format": store.format,
@@ -54,7 +64,7 @@ def command(fmt: str, **common: Any) -> None:
         click.echo(table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
 
 
-def _migration_status(plan: Plan, store: CacheStore, new_tags: list[CacheTag], fmt: str) -> None:
+def _migration_status(plan: Plan, store: CacheStore, new_tags: list[CacheTag], fmt: str, jobs: int) -> None:
     """Which branches have cache in the old and in the new backend."""
     from cacheport.ops.inventory import list_caches, roles
     from cacheport.render import human_size
@@ -63,7 +73,7 @@ def _migration_status(plan: Plan, store: CacheStore, new_tags: list[CacheTag], f
     old = load_plugins().backend(plan.migration.old)
     old_store = store_for(old, plan.migration.request, "status")
     with old_store.open() as session:
-        old_tags = list_caches(session, roles(plan.context, old_store))
+        old_tags = list_caches(session, roles(plan.context, old_store), jobs)
     by_tag: dict[str, dict[str, Any]] = {}
     for label, tags in (("old", old_tags), ("new", new_tags)):
         for t in tags:

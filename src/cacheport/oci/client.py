@@ -13,25 +13,39 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
+import ssl
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
 
-from cacheport.errors import RegistryError
+from cacheport.errors import Interrupted, RegistryError
 from cacheport.masking import mask, printable, secret_forms, shown_value
 from cacheport.oci.format import DIGEST, MANIFEST_TYPES, Descriptor, Manifest
 from cacheport.oci.realm import parse_realm, withheld
+from cacheport.oci.retry import ONCE, RETRY_STATUSES, TRIES, RetryPolicy, send_with_retries
+from cacheport.oci.uploads import OpenUpload, UploadJournal
+from cacheport.records import BlobSource
 from cacheport.refs import TAG_PATTERN, reference_problem
 
-CHUNK = 1 << 20  # bytes read from a blob stream at a time: memory stays flat whatever the blob size
+CHUNK = 1 << 20  # the most of a blob held at once: streams are passed on as they arrive (64 KiB reads)
+#: blobs at least this big are uploaded in PATCHes, each remembered, so an interrupted upload resumes mid-blob.
+CHUNKED_FROM = 64 << 20
+# A PATCH's size adapts so that each takes about this long: long enough that the round trip between two
+# PATCHes costs little, short enough that a stop (which finishes the PATCH in flight) is quick.
+_PATCH_SECONDS = 3.0
+_PATCH_MIN, _PATCH_MAX = 32 << 20, 256 << 20
 # Bounds on what a registry may send: everything but a blob is small. 4 MiB is distribution's own manifest limit.
 BODY_LIMIT = 4 << 20
 ERROR_TEXT = 64 << 10  # bytes of an error body read for its message
@@ -185,6 +199,13 @@ class Counters:
     blobs_present: int = 0
     manifests_put: int = 0
     tokens: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)
+
+    def add(self, **amounts: int) -> None:
+        """Add to some counters; safe from several threads (``x += n`` is not)."""
+        with self._lock:
+            for name, n in amounts.items():
+                setattr(self, name, getattr(self, name) + n)
 
 
 _REPO_IN_PATH = re.compile(r"/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
@@ -197,11 +218,14 @@ class _RegistryAuth(httpx.Auth):
         self.registry = registry
         self.basic = False  # the registry asked for Basic: send it on every request from now on
         self.tokens: dict[str, str] = {}
+        self._lock = threading.Lock()  # requests run in several threads at once; each reads and writes here
 
-    def _apply(self, request: httpx.Request, repo: str) -> None:
+    def _apply(self, request: httpx.Request, repo: str, token: str | None = None) -> None:
         creds = self.registry.credentials
-        if repo in self.tokens:
-            request.headers["Authorization"] = f"Bearer {self.tokens[repo]}"
+        with self._lock:
+            token = token or self.tokens.get(repo)
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token}"
         elif self.basic and creds is not None:
             token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             request.headers["Authorization"] = f"Basic {token}"
@@ -222,17 +246,20 @@ class _RegistryAuth(httpx.Auth):
             return
         scheme, params = challenge
         if scheme == "basic":
-            if creds is None or self.basic:
+            if creds is None or request.headers.get("Authorization", "").startswith("Basic "):
                 return  # nothing (else) to offer: the caller reports the 401
+            # (Another thread may have learnt this meanwhile; what counts is what this request carried.)
             self.basic = True
         elif scheme == "bearer" and params.get("realm"):
             token = yield from self._token(params)
             if token is None:
                 return
-            self.tokens[repo] = token
+            with self._lock:
+                self.tokens[repo] = token
         else:
             return
-        self._apply(request, repo)
+        # The token just granted, not whatever another thread stored meanwhile (it may lack this request's scope).
+        self._apply(request, repo, token if scheme == "bearer" else None)
         yield request
 
     def _token(self, params: Mapping[str, str]) -> Generator[httpx.Request, httpx.Response, str | None]:
@@ -255,7 +282,7 @@ class _RegistryAuth(httpx.Auth):
         response = yield httpx.Request("GET", realm.url, params=query, headers=headers,
                                        extensions={"timeout": registry.timeouts})
         _read_body(response, f"{registry.host}: the token service {printable(realm.url, 120)}")
-        registry.counters.tokens += 1
+        registry.counters.add(tokens=1)
         if response.status_code != 200:
             who = f"as {creds.username!r}" if creds else "anonymously"
             raise RegistryError(f"{registry.host}: the token service {printable(realm.url, 120)} refused a token "
@@ -285,11 +312,15 @@ class Registry:
     A loopback host is spoken to over plain HTTP. Others over HTTPS with verified certificates, unless
     ``insecure``: then HTTPS without verification, or plain HTTP when the host does not speak TLS.
     ``transport`` is for tests (an ``httpx`` transport). Every error is a one-line :class:`RegistryError`.
+
+    Safe to use from several threads at once. Requests that can be sent again unchanged are retried on 429,
+    5xx and dropped connections (``retry``); ``uploads`` remembers open blob uploads so they resume.
     """
 
     def __init__(self, host: str, credentials: Credentials | None = None, *, insecure: bool = False,
                  timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
-                 insecure_hosts: Iterable[str] = ()) -> None:
+                 insecure_hosts: Iterable[str] = (), retry: RetryPolicy | None = None,
+                 uploads: UploadJournal | None = None) -> None:
         self.host = host.lower()
         self.credentials = credentials
         self.insecure = insecure
@@ -298,6 +329,9 @@ class Registry:
         self._secrets = secret_forms([credentials.password] if credentials else [])
         self.timeout = timeout
         self.counters = Counters()
+        self.retry = retry or RetryPolicy()
+        self.uploads = uploads or UploadJournal()
+        self._no_patch = False  # the registry refused a chunk once: it takes blobs in one PUT
         self.scheme = "http" if is_loopback(self.host) else "https"
         # insecure, as BuildKit reads it: HTTPS without verifying the certificate, else plain HTTP (found out on
         # the first request).
@@ -307,9 +341,11 @@ class Registry:
         self._client = httpx.Client(
             base_url=f"{self.scheme}://{self.host}",
             auth=auth,
-            verify=not insecure,
+            verify=_verified_tls() if not insecure else False,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
+            # as many kept-alive connections as --jobs can use: a new TLS connection costs round trips
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             transport=transport,
             event_hooks={"request": [self._count], "response": [self._bound]},
@@ -317,7 +353,7 @@ class Registry:
         )
 
     def _count(self, _request: httpx.Request) -> None:
-        self.counters.requests += 1
+        self.counters.add(requests=1)
 
     def _bound(self, response: httpx.Response) -> None:
         """Every answer but a blob gets a size and time budget, before httpx or we read a byte of it."""
@@ -355,8 +391,9 @@ class Registry:
             except httpx.HTTPError:
                 pass  # the request itself says what is wrong
         try:
-            request = self._client.build_request(method, url, **kwargs)
-            response = self._client.send(request, stream=True)
+            response = send_with_retries(
+                lambda: self._client.send(self._client.build_request(method, url, **kwargs), stream=True),
+                self.retry if _replayable(method, kwargs) else ONCE)
             if not stream and response.status_code in ok:
                 _read_body(response, f"{self.host}: {method} {_path(url)}")
         except httpx.TimeoutException:
@@ -373,7 +410,7 @@ class Registry:
             raise RegistryError(f"{self.host}: asked for credentials again in the middle of an upload "
                                 "(run again to resume)", 401) from None
         if response.status_code not in ok:
-            raise self._error(response, method, url)
+            raise _gave_up(self._error(response, method, url), response)
         return response
 
     def _error(self, response: httpx.Response, method: str, url: str) -> RegistryError:
@@ -453,7 +490,7 @@ class Registry:
         """Store a manifest under a tag (or its digest); returns the digest the registry reports."""
         response = self._request("PUT", f"/v2/{repository}/manifests/{reference}", ok=(200, 201),
                                  content=manifest.data, headers={"Content-Type": manifest.media_type})
-        self.counters.manifests_put += 1
+        self.counters.add(manifests_put=1)
         digest = response.headers.get("docker-content-digest", "")
         return digest if DIGEST.match(digest) else manifest.digest
 
@@ -478,18 +515,28 @@ class Registry:
         return int(length) if length.isdigit() and len(length) < 20 else 0
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
-        """A blob's bytes as a stream of chunks (redirects to blob storage are followed)."""
-        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, extensions={_BLOB: True})
+    def open_blob(self, repository: str, digest: str, offset: int = 0) -> Iterator[Iterator[bytes]]:
+        """A blob's bytes from ``offset`` on, as a stream of chunks (redirects to blob storage are followed).
+
+        From an offset it asks for a range; a registry that sends the whole blob instead has the start skipped.
+        """
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", stream=True, ok=(200, 206),
+                                 headers=headers, extensions={_BLOB: True})
+        skip = offset if offset and response.status_code == 200 else 0
         try:
-            yield self._counted(response.iter_bytes(CHUNK))
+            yield self._counted(_skipped(response.iter_bytes(), skip))
         finally:
             response.close()
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            self.counters.bytes_downloaded += len(chunk)
-            yield chunk
+        try:
+            for chunk in chunks:
+                self.counters.add(bytes_downloaded=len(chunk))
+                yield chunk
+        except httpx.TransportError as exc:
+            # Raised while another registry's request is sending these bytes: say which end broke.
+            raise RegistryError(f"{self.host}: the blob stream broke: {_one_line(exc)}") from None
 
     def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
         """Link a blob from another repository on this registry (no bytes move); False when it can't.
@@ -500,7 +547,7 @@ class Registry:
                                  params={"mount": digest, "from": source_repository},
                                  ok=(201, 202, 401, 403, 404, 405))
         if response.status_code == 201:
-            self.counters.blobs_mounted += 1
+            self.counters.add(blobs_mounted=1)
             return True
         if response.status_code == 202 and response.headers.get("location"):
             with suppress(RegistryError):  # an abandoned upload expires on its own
@@ -533,7 +580,7 @@ class Registry:
             self._request("PUT", _with_digest(location, digest), ok=(201,), headers={"Content-Length": "0"})
         if sent.total != size:
             raise RegistryError(f"{self.host}: {digest}: sent {sent.total} bytes, expected {size}")
-        self.counters.blobs_uploaded += 1
+        self.counters.add(blobs_uploaded=1)
 
     def _location(self, response: httpx.Response) -> str:
         location = response.headers.get("location")
@@ -545,13 +592,118 @@ class Registry:
                   chunk_size: int | None = None, progress: Any = None) -> str:
         """Make a blob present here: ``present`` (already was), ``mounted`` (same host), or ``uploaded``."""
         if self.blob_size(repository, blob.digest) is not None:
-            self.counters.blobs_present += 1
+            self.counters.add(blobs_present=1)
             return "present"
         if source.host == self.host and self.mount_blob(repository, blob.digest, source_repository):
             return "mounted"
         with source.open_blob(source_repository, blob.digest) as chunks:
             self.upload_blob(repository, blob.digest, blob.size, chunks, chunk_size=chunk_size, progress=progress)
         return "uploaded"
+
+    # --- resumable uploads ----------------------------------------------------------------------------------
+
+    def upload_status(self, location: str) -> tuple[str, int] | None:
+        """Where an open upload stands: the URL to continue it at and the bytes the registry holds (its
+        ``Range``), or None when the registry no longer has it (expired, cancelled, or its state is stale)."""
+        response = self._request("GET", location, ok=(200, 204, 400, 404, 416))
+        if response.status_code not in (200, 204):
+            return None
+        match = re.fullmatch(r"\s*(?:bytes[= ])?0-(\d+)\s*", response.headers.get("range", ""))
+        if not match:
+            return None
+        # "0-0" is distribution's answer for nothing received yet (and, ambiguously, for one byte): start at 0.
+        end = int(match.group(1))
+        return self._location(response) if response.headers.get("location") else location, end + 1 if end else 0
+
+    def upload_resumable(self, repository: str, digest: str, size: int,
+                         source: Callable[[int], contextlib.AbstractContextManager[Iterator[bytes]]], *,
+                         progress: Callable[[int], None] | None = None,
+                         stopping: Callable[[], bool] | None = None) -> int:
+        """Upload a blob whose bytes can be read again from any offset (``source(offset)``); returns the bytes
+        sent.
+
+        A blob of :data:`CHUNKED_FROM` bytes or more goes in PATCHes, and after each one the upload's Location
+        and offset are written to the journal (:attr:`uploads`). So when a PATCH fails (a reset connection, a
+        5xx), or an earlier run was stopped, the upload continues from the offset the registry reports for it
+        (``GET`` on its Location). A registry that has lost the upload gets a new one, from the start. A
+        smaller blob is one streamed PUT, sent again from the start when it fails that way. Either is retried
+        within :attr:`retry`'s bounds; ``stopping()`` makes a chunked upload stop (with :class:`Interrupted`)
+        after the PATCH in flight, which keeps it resumable.
+        """
+        stopping = stopping or (lambda: False)
+        sent = _Sent(self, progress)
+        began, failures, last = time.monotonic(), 0, ""
+        chunked = size >= CHUNKED_FROM and not self._no_patch
+        while True:
+            try:
+                if chunked:
+                    self._upload_in_patches(repository, digest, size, source, sent, stopping)
+                else:
+                    # The upload is opened while the source starts answering: one round trip, not two.
+                    opening = _in_thread(partial(self._request, "POST", f"/v2/{repository}/blobs/uploads/",
+                                                 ok=(202,), headers={"Content-Length": "0"}))
+                    with source(0) as chunks:
+                        response = opening.result()
+                        self._request("PUT", _with_digest(self._location(response), digest), ok=(201,),
+                                      content=sent.through(_exactly(chunks, size, self.host)),
+                                      headers={"Content-Type": "application/octet-stream",
+                                               "Content-Length": str(size)})
+                self.counters.add(blobs_uploaded=1)
+                return sent.total
+            except _NoPatch:
+                chunked = False
+                continue
+            except RegistryError as exc:
+                if exc.status is not None and exc.status not in RETRY_STATUSES and exc.status != 416:
+                    raise
+                failures, last = failures + 1, str(exc)
+            if failures >= self.retry.attempts or time.monotonic() - began > self.retry.budget:
+                raise RegistryError(f"{last} (gave up after {failures} tries; run again to resume)")
+            time.sleep(self.retry.wait(failures, None))
+
+    def _upload_in_patches(self, repository: str, digest: str, size: int,
+                           source: Callable[[int], contextlib.AbstractContextManager[Iterator[bytes]]],
+                           sent: _Sent, stopping: Callable[[], bool]) -> None:
+        journal, key = self.uploads, (self.host, repository, digest)
+        known = journal.get(*key)
+        status = self.upload_status(known.location) if known else None
+        if status is None or status[1] > size:
+            if known:
+                journal.drop(*key)
+            response = self._request("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,),
+                                     headers={"Content-Length": "0"})
+            location, offset, started = self._location(response), 0, time.time()
+        else:
+            (location, offset), started = status, known.started if known else time.time()
+        journal.put(*key, OpenUpload(location, offset, started))
+        piece, moved, began = _PATCH_MIN, 0, time.monotonic()
+        with source(offset) as chunks:
+            stream = _Take(chunks)
+            while offset < size:
+                if stopping():
+                    raise Interrupted(f"stopped with {offset} of {size} bytes of {digest[:19]} sent to {self.host}")
+                length = min(piece, size - offset)
+                response = self._request(
+                    "PATCH", location, ok=(202, 400, 405, 415, 501) if offset == 0 else (202,),
+                    content=sent.through(stream.take(length, self.host)),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
+                             "Content-Range": f"{offset}-{offset + length - 1}"})
+                if response.status_code != 202:  # the registry takes no chunks: one PUT instead
+                    self._no_patch = True
+                    with suppress(RegistryError):
+                        self._request("DELETE", location, ok=range(200, 600))
+                    journal.drop(*key)
+                    raise _NoPatch()
+                location, offset = self._location(response), offset + length
+                journal.put(*key, OpenUpload(location, offset, started))
+                moved += length  # the rate over all PATCHes so far: a first one that fits in buffers misleads
+                rate = moved / max(time.monotonic() - began, 1e-3)
+                piece = int(min(_PATCH_MAX, max(_PATCH_MIN, rate * _PATCH_SECONDS)))
+        response = self._request("PUT", _with_digest(location, digest), ok=(201, 404),
+                                 headers={"Content-Length": "0"})
+        journal.drop(*key)
+        if response.status_code == 404 and self.blob_size(repository, digest) != size:
+            raise RegistryError(f"{self.host}: {digest}: the registry lost the upload at its last step", 404)
 
 
 class _Sent:
@@ -563,7 +715,7 @@ class _Sent:
     def through(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             self.total += len(chunk)
-            self.registry.counters.bytes_uploaded += len(chunk)
+            self.registry.counters.add(bytes_uploaded=len(chunk))
             if self.progress is not None:
                 self.progress(len(chunk))
             yield chunk
@@ -692,6 +844,81 @@ def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield piece
 
 
+class _NoPatch(Exception):
+    """The registry refused a PATCH: it takes a blob in one PUT only."""
+
+
+class _Take:
+    """Hands out a stream's bytes in runs of an exact length, keeping the rest of a chunk for the next run."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.rest = chunks, b""
+
+    def take(self, length: int, host: str) -> Iterator[bytes]:
+        while length > 0:
+            chunk = self.rest or next(self.chunks, b"")
+            if not chunk:
+                raise RegistryError(f"{host}: the blob's source ended {length} bytes early")
+            head, self.rest = chunk[:length], chunk[length:]
+            length -= len(head)
+            yield head
+
+
+def _exactly(chunks: Iterable[bytes], size: int, host: str) -> Iterator[bytes]:
+    """The chunks, checked to add up to ``size``: a short source must not end a request early, unnoticed."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            raise RegistryError(f"{host}: the blob's source has more than its {size} bytes")
+        yield chunk
+    if total != size:
+        raise RegistryError(f"{host}: the blob's source ended {size - total} bytes early")
+
+
+def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield chunk[skip:]
+        skip = 0
+
+
+@functools.cache
+def _verified_tls() -> ssl.SSLContext:
+    """One verifying TLS context for every client: loading the CA bundle takes tens of milliseconds."""
+    return httpx.create_ssl_context()
+
+
+def _in_thread(fn: Callable[[], httpx.Response]) -> Future[httpx.Response]:
+    """``fn()`` in a thread of its own; the result (or error) is the future's."""
+    future: Future[httpx.Response] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="cacheport-open-upload").start()
+    return future
+
+
+def _replayable(method: str, kwargs: Mapping[str, Any]) -> bool:
+    """Whether a request may be sent again as it is: its body is bytes (or none), and it is not a PATCH
+    (which appends to an upload)."""
+    content = kwargs.get("content")
+    return method != "PATCH" and (content is None or isinstance(content, bytes | str))
+
+
+def _gave_up(error: RegistryError, response: httpx.Response) -> RegistryError:
+    tries = response.extensions.get(TRIES, 1)
+    if tries <= 1:
+        return error
+    return RegistryError(f"{error} (gave up after {tries} tries)", error.status, error.code)
+
+
 def _with_digest(location: str, digest: str) -> str:
     # An upload's Location carries the registry's own state in its query (distribution's _state): keep it.
     return str(httpx.URL(location).copy_merge_params({"digest": digest}))
@@ -740,8 +967,8 @@ class RegistryRepository:
     def blob_size(self, digest: str) -> int | None:
         return self.registry.blob_size(self.repository, digest)
 
-    def open_blob(self, digest: str) -> contextlib.AbstractContextManager[Iterator[bytes]]:
-        return self.registry.open_blob(self.repository, digest)
+    def open_blob(self, digest: str, offset: int = 0) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        return self.registry.open_blob(self.repository, digest, offset)
 
     def mount_from(self, source: object, digest: str) -> bool:
         if not isinstance(source, RegistryRepository) or source.host != self.host:
@@ -750,7 +977,11 @@ class RegistryRepository:
 
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
                  progress: Callable[[int], None] | None = None) -> None:
-        self.registry.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks, progress=progress)
+        if isinstance(chunks, BlobSource):
+            self.registry.upload_resumable(self.repository, descriptor.digest, descriptor.size, chunks.open,
+                                           progress=progress, stopping=chunks.stopping)
+        else:
+            self.registry.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks, progress=progress)
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         self.registry.put_manifest(self.repository, reference, manifest)

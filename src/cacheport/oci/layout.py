@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +51,7 @@ class Layout:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.host = str(self.directory)
+        self._lock = threading.RLock()  # index.json is read, changed and replaced: one change at a time
 
     def __enter__(self) -> Layout:
         return self
@@ -158,13 +160,14 @@ class Layout:
             return None
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str) -> Iterator[Iterator[bytes]]:
+    def open_blob(self, digest: str, offset: int = 0) -> Iterator[Iterator[bytes]]:
         path = self._blob_path(digest)
         try:
             fh = path.open("rb")
         except OSError as exc:
             raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
+            fh.seek(offset)
             yield iter(lambda: fh.read(CHUNK), b"")
 
     def mount_from(self, source: object, digest: str) -> bool:
@@ -208,19 +211,21 @@ class Layout:
             return
         entry = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.data),
                  "annotations": {REF_NAME: reference}}
-        others = [e for e in self._entries() if self._name(e) != reference]
-        self._write_index([*others, entry])
+        with self._lock:
+            others = [e for e in self._entries() if self._name(e) != reference]
+            self._write_index([*others, entry])
 
     def delete(self, name: str) -> bool:
         """Drop a name from ``index.json`` and the blobs nothing else uses; False when the name is not there."""
-        entries = self._entries()
-        kept = [e for e in entries if self._name(e) != name]
-        if len(kept) == len(entries):
-            return False
-        self._write_index(kept)
-        for digest in self.unused():
-            with contextlib.suppress(OSError):
-                self._blob_path(digest).unlink()
+        with self._lock:
+            entries = self._entries()
+            kept = [e for e in entries if self._name(e) != name]
+            if len(kept) == len(entries):
+                return False
+            self._write_index(kept)
+            for digest in self.unused():
+                with contextlib.suppress(OSError):
+                    self._blob_path(digest).unlink()
         return True
 
     # --- what the directory holds -------------------------------------------------------------------------

@@ -1,25 +1,30 @@
 """The caches in a backend's store: what is there (``status``) and what to delete (``prune``).
 
 Everything goes through the backend's :class:`~cacheport.CacheStore`; nothing here knows a cache type.
+Manifests are read, and tags deleted, ``jobs`` at a time; results keep the store's (sorted) order.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from cacheport.context import Context
 from cacheport.errors import ConfigError
 from cacheport.oci.format import cache_format, created_at
+from cacheport.ops import LOOKUP_JOBS
 from cacheport.records import CacheStore, StoreSession
 
 _DURATION = re.compile(r"(\d+)([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @attrs.frozen
@@ -57,17 +62,33 @@ def roles(context: Context, store: CacheStore) -> dict[str, str]:
     return out
 
 
-def list_caches(session: StoreSession, known: dict[str, str] | None = None) -> list[CacheTag]:
-    """Every name in the store, with what it holds."""
+def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = LOOKUP_JOBS) -> list[_R]:
+    """``fn`` over ``items``, ``jobs`` at a time, the results in the items' order. The first failure is raised
+    once the calls already running have ended."""
+    if len(items) <= 1 or jobs <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(jobs, len(items)), thread_name_prefix="cacheport-lookup") as pool:
+        return list(pool.map(fn, items))
+
+
+def list_caches(session: StoreSession, known: dict[str, str] | None = None,
+                jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
+    """Every name in the store, with what it holds (manifests read ``jobs`` at a time)."""
     known = known or {}
+    names = session.names()
     out = []
-    for name in session.names():
-        manifest = session.get_manifest(name)
+    for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:
             continue
         out.append(CacheTag(name, manifest.digest, cache_format(manifest), manifest.size,
                             created_at(manifest.descriptors()), known.get(name, "")))
     return out
+
+
+def delete_each(session: StoreSession, names: Sequence[str], jobs: int = LOOKUP_JOBS) -> list[str]:
+    """Delete these names, ``jobs`` at a time; the names, in order (one already gone counts as deleted)."""
+    each(session.delete, names, jobs)
+    return list(names)
 
 
 def directory_usage(session: StoreSession) -> dict[str, Any] | None:

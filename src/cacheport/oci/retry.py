@@ -1,0 +1,112 @@
+"""Sending one registry request again when the registry or the network failed it for now, with backoff.
+
+What counts as "for now": a 429 or a 5xx answer (408, 429, 500, 502, 503, 504), and a connection that was
+refused, reset or timed out. ``Retry-After`` (seconds or an HTTP date) is honoured. Retries are bounded in
+number and in total time; when either runs out the last answer is returned (or the last error raised), so the
+caller reports one line with the last status. Only requests that can be sent again unchanged come here with a
+policy that retries (the caller decides: never a PATCH, never a streamed body); an interrupted blob upload is
+resumed by the upload code, from the offset the registry reports.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+
+import attrs
+import httpx
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: the extension key on a returned response: how many times it was sent.
+TRIES = "cacheport.tries"
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How hard to try one request.
+
+    Attributes:
+        attempts: tries in all, the first included (1: never retry).
+        connect_attempts: tries in all when no connection could be made at all (refused, unresolvable, timed
+            out): a host that is simply wrong should not take a minute to say so.
+        budget: seconds from the first try after which no new try starts.
+        base: the first wait in seconds; it doubles with each retry, with jitter (half to all of it).
+        cap: the longest single wait; a ``Retry-After`` longer than this (or than the budget left) ends the
+            retries at once, rather than asking again early.
+    """
+
+    attempts: int = 6
+    connect_attempts: int = 3
+    budget: float = 90.0
+    base: float = 0.5
+    cap: float = 20.0
+
+    def wait(self, retry: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        backoff = min(self.cap, self.base * 2.0 ** (retry - 1)) * random.uniform(0.5, 1.0)
+        return max(backoff, retry_after) if retry_after is not None else backoff
+
+
+ONCE = RetryPolicy(attempts=1, connect_attempts=1)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: ``120`` or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_transient(exc: Exception) -> bool:
+    """A failure of the connection, not of the request: worth another try."""
+    return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
+
+
+def send_with_retries(send: Callable[[], httpx.Response], policy: RetryPolicy, *,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> httpx.Response:
+    """``send()`` until it gives an answer that is not transient, or the policy runs out.
+
+    Returns the last response (``response.extensions[TRIES]`` says how many tries it took); re-raises the last
+    transport error when every try failed that way. A streamed response being retried is closed first.
+    """
+    began = clock()
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            response = send()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            delay = _next_wait(policy, tries, None, clock() - began, policy.connect_attempts if connecting else None)
+            if delay is None:
+                raise
+        else:
+            if response.status_code not in RETRY_STATUSES:
+                response.extensions[TRIES] = tries
+                return response
+            delay = _next_wait(policy, tries, retry_after(response.headers.get("retry-after")), clock() - began)
+            if delay is None:
+                response.extensions[TRIES] = tries
+                return response
+            response.close()
+        sleep(delay)
+
+
+def _next_wait(policy: RetryPolicy, tries: int, after: float | None, elapsed: float,
+               attempts: int | None = None) -> float | None:
+    if tries >= min(policy.attempts, attempts or policy.attempts) or (after is not None and after > policy.cap):
+        return None
+    delay = policy.wait(tries, after)
+    return None if elapsed + delay > policy.budget else delay
