@@ -179,29 +179,21 @@ class Layout:
         """Write a blob, checking its digest and size before it takes its place."""
         path = self._blob_path(descriptor.digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming.")
         digest, total = hashlib.sha256(), 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    total += len(chunk)
-                    if total > descriptor.size:  # a source that never stops must not fill the disk
-                        raise RegistryError(f"{self.directory}: {descriptor.digest}: the source sent more than "
-                                            f"the {descriptor.size} bytes its manifest gives")
-                    if progress is not None:
-                        progress(len(chunk))
+        with _replacing(path) as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                digest.update(chunk)
+                total += len(chunk)
+                if total > descriptor.size:  # a source that never stops must not fill the disk
+                    raise RegistryError(f"{self.directory}: {descriptor.digest}: the source sent more than "
+                                        f"the {descriptor.size} bytes its manifest gives")
+                if progress is not None:
+                    progress(len(chunk))
             got = "sha256:" + digest.hexdigest()
             if got != descriptor.digest or total != descriptor.size:
                 raise RegistryError(f"{self.directory}: {descriptor.digest}: received {total} bytes with digest "
                                     f"{got}; expected {descriptor.size} bytes")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         """Store a manifest's bytes; under a name (not a digest), also point ``index.json`` at it, last."""
