@@ -186,11 +186,21 @@ def test_args_imports_no_heavy_libraries(clean_env: dict[str, str]) -> None:
         "from cacheport.cli import main\n"
         "try:\n    main(['args'])\nexcept SystemExit:\n    pass\n"
         "heavy = {'python_on_whales', 'pydantic', 'httpx', 'requests', 'urllib3', 'rich'}\n"
-        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+        # a None entry is a module kept from loading (httpx's own CLI), not one that was loaded
+        "print(sorted(heavy & {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
+
+
+def test_httpx_is_loaded_without_its_own_command_line(clean_env: dict[str, str]) -> None:
+    """httpx imports its CLI (rich, pygments) when they are installed; cacheport's commands keep it out."""
+    probe = ("import sys\nimport cacheport.cli\nimport httpx\n"
+             "print(sorted({'rich', 'pygments'} & {m.split('.')[0] for m, mod in sys.modules.items() if mod}),"
+             " callable(httpx.main))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env, check=True)
+    assert out.stdout.split() == ["[]", "True"]
 
 RAISING_BACKEND = """
 from cacheport import Backend, hookimpl

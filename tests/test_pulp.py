@@ -192,7 +192,9 @@ def test_every_option_is_in_the_plugin_readme() -> None:
 
 
 def _modules_after(code: str, env: dict[str, str]) -> list[str]:
-    probe = f"import sys\n{code}\nprint(sorted({HEAVY!r} & {{m.split('.')[0] for m in sys.modules}}))\n"
+    # a None entry in sys.modules is a module kept from loading (httpx's own CLI), not one that was loaded
+    probe = (f"import sys\n{code}\nprint(sorted({HEAVY!r} & "
+             "{m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
 

@@ -11,8 +11,13 @@ from collections.abc import Sequence
 
 import click
 
-from cacheport import __version__
-from cacheport.errors import CacheportError
+# httpx imports its own command line (with rich and pygments: tens of milliseconds) whenever click and rich are
+# installed, as they are with cacheport, which never runs it. A None entry makes that import fail quietly, and
+# httpx then offers a stub in its place (`httpx/__init__.py`). Set before anything imports httpx.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from cacheport import __version__  # noqa: E402
+from cacheport.errors import CacheportError  # noqa: E402
 
 COMMANDS = ("args", "explain", "build", "report", "rotate", "switch", "init", "seed", "status", "prune", "doctor",
             "backends", "plugins")
