@@ -271,9 +271,34 @@ def test_status_reads_manifests_in_parallel_and_keeps_the_sorted_order(fake: Fak
     serial = inventory.list_caches(session, jobs=1)
     parallel = inventory.list_caches(session, jobs=16)
     assert parallel == serial and [t.tag for t in parallel] == [f"t{i:02d}" for i in range(40)]
-    assert inventory.delete_each(session, [f"t{i:02d}" for i in range(1, 40, 2)], jobs=8) == [
-        f"t{i:02d}" for i in range(1, 40, 2)]
+    requests_before = len(fake.log)
+    assert inventory.delete_each(session, parallel[1::2], jobs=8) == [f"t{i:02d}" for i in range(1, 40, 2)]
     assert session.names() == [f"t{i:02d}" for i in range(0, 40, 2)]
+    # each by the manifest it was listed with: one DELETE a tag, no lookup first
+    assert [method for method, _ in fake.log[requests_before:]].count("HEAD") == 0
+
+
+def test_prune_deletes_what_it_listed_so_a_tag_pushed_again_since_keeps_its_new_cache(
+        fake: FakeRegistry, tmp_path: Path) -> None:
+    index = cache_index(fake, "r/c", "old")
+    fake.add_manifest("r/c", "moved", {**index.json, "annotations": {"n": "1"}})
+    registry = RegistryRepository(Registry(fake.host), "r/c")
+    from cacheport.oci.format import synthetic_cache
+
+    layout = Layout(tmp_path)
+    blobs, manifest = synthetic_cache(False)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    for name in ("moved", "old"):
+        layout.put_manifest(name, manifest)
+    for session, push_again in (
+            (registry, lambda: fake.add_manifest("r/c", "moved", {**index.json, "annotations": {"n": "2"}})),
+            (layout, lambda: layout.put_manifest("moved", synthetic_cache(True)[1]))):
+        listed = inventory.list_caches(session)
+        push_again()  # a job exports this branch's cache again while prune is deciding
+        assert inventory.delete_each(session, listed, jobs=4) == ["moved", "old"]
+        [kept] = inventory.list_caches(session)
+        assert kept.tag == "moved" and kept.digest != listed[0].digest
 
 
 def test_a_directory_store_takes_deletes_from_several_threads(tmp_path: Path) -> None:
@@ -286,8 +311,8 @@ def test_a_directory_store_takes_deletes_from_several_threads(tmp_path: Path) ->
     names = [f"n{i}" for i in range(20)]
     for name in names:
         layout.put_manifest(name, manifest)
-    inventory.delete_each(layout, names[:10], jobs=8)
-    assert layout.names() == sorted(names[10:])
+    inventory.delete_each(layout, inventory.list_caches(layout)[:10], jobs=8)
+    assert layout.names() == sorted(names)[10:]
 
 
 def test_line_reporter_prints_a_plain_line_at_most_every_interval() -> None:

@@ -248,8 +248,11 @@ class StoreSession(Protocol):
         threads at once, for different blobs."""
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         """Write a manifest under a name (or its digest). Callers write every blob it needs first."""
-    def delete(self, name: str) -> bool:
-        """Delete what a name points at; False when the name is not there."""
+    def delete(self, name: str, digest: str | None = None) -> bool:
+        """Delete what a name points at; False when the name is not there.
+
+        With ``digest`` (the manifest the caller read under that name), that manifest is what goes, without a
+        lookup first; a name that has since moved on to another manifest keeps it."""
 
 
 def _check_format(_inst: object, _attr: object, value: str) -> None:

@@ -64,7 +64,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
                                      default_tag=store.name_for(default) if default else None)
         doomed = [d for d in decisions if d.delete]
         if yes:
-            deleted = inventory.delete_each(session, [d.tag.tag for d in doomed], jobs)
+            deleted = inventory.delete_each(session, [d.tag for d in doomed], jobs)
     if fmt == "json":
         click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
                                 "deleted": d.tag.tag in deleted} for d in decisions], indent=2))

@@ -986,5 +986,6 @@ class RegistryRepository:
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         self.registry.put_manifest(self.repository, reference, manifest)
 
-    def delete(self, name: str) -> bool:
-        return self.registry.delete_manifest(self.repository, name)
+    def delete(self, name: str, digest: str | None = None) -> bool:
+        # With the digest listed, one DELETE; a tag pushed again since keeps its new manifest.
+        return self.registry.delete_manifest(self.repository, digest or name)

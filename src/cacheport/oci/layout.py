@@ -207,11 +207,12 @@ class Layout:
             others = [e for e in self._entries() if self._name(e) != reference]
             self._write_index([*others, entry])
 
-    def delete(self, name: str) -> bool:
-        """Drop a name from ``index.json`` and the blobs nothing else uses; False when the name is not there."""
+    def delete(self, name: str, digest: str | None = None) -> bool:
+        """Drop a name from ``index.json`` and the blobs nothing else uses; False when the name is not there
+        (or, given ``digest``, no longer points at that manifest)."""
         with self._lock:
             entries = self._entries()
-            kept = [e for e in entries if self._name(e) != name]
+            kept = [e for e in entries if self._name(e) != name or (digest is not None and e.get("digest") != digest)]
             if len(kept) == len(entries):
                 return False
             self._write_index(kept)

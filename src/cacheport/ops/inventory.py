@@ -85,10 +85,12 @@ def list_caches(session: StoreSession, known: dict[str, str] | None = None,
     return out
 
 
-def delete_each(session: StoreSession, names: Sequence[str], jobs: int = LOOKUP_JOBS) -> list[str]:
-    """Delete these names, ``jobs`` at a time; the names, in order (one already gone counts as deleted)."""
-    each(session.delete, names, jobs)
-    return list(names)
+def delete_each(session: StoreSession, tags: Sequence[CacheTag], jobs: int = LOOKUP_JOBS) -> list[str]:
+    """Delete these listed caches, ``jobs`` at a time, each by the manifest it was listed with (one request
+    each, and a tag pushed again since the listing keeps its new cache); their names, in order (one already
+    gone counts as deleted)."""
+    each(lambda tag: session.delete(tag.tag, tag.digest), tags, jobs)
+    return [tag.tag for tag in tags]
 
 
 def directory_usage(session: StoreSession) -> dict[str, Any] | None:
