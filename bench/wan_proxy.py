@@ -6,7 +6,9 @@ its own asyncio loop in a daemon thread; ``with Proxy("127.0.0.1:5000", delay=0.
 
 The model, per connection and direction: bytes read from one side are held ``delay`` seconds, then written to
 the other, at most ``rate`` bytes a second; at most ``window`` bytes are held, so one connection moves at most
-``window / delay`` bytes a second, as a real link with that round trip does. Faults:
+``window / delay`` bytes a second, as a real link with that round trip does. With no delay, no cap and no
+faults the proxy only counts: the bytes are spliced from socket to socket in the kernel (``os.splice``), so
+it takes none of the CPU that the tools it sits between would otherwise compete for. Faults:
 
 - ``reset_after=N``: the connection that carries the Nth byte towards the server is reset (RST to the
   client), once;
@@ -17,6 +19,9 @@ the other, at most ``rate`` bytes a second; at most ``window`` bytes are held, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import re
 import socket
 import struct
@@ -86,15 +91,22 @@ class Proxy:
         self.server: asyncio.AbstractServer | None = None
         self.host = ""
         self._writers: set[asyncio.StreamWriter] = set()
+        self._splicer: _Splicer | None = None
 
     def describe(self) -> str:
         """The settings, for a benchmark's output."""
+        if not (self.delay or self.rate or self.reset_after is not None or self.answer):
+            return "0 ms, no cap: bytes counted and spliced in the kernel"
         parts = [f"{self.delay * 1000:g} ms each way ({2 * self.delay * 1000:g} ms RTT)",
                  f"window {self.window >> 20} MiB per connection and direction"]
         parts.append(f"cap {self.rate / 1e6:g} MB/s per connection and direction" if self.rate else "no bandwidth cap")
         return ", ".join(parts)
 
     def __enter__(self) -> Proxy:
+        if not (self.delay or self.rate or self.reset_after is not None or self.answer):
+            self._splicer = _Splicer(self.upstream, self.counters)
+            self.host = self._splicer.host
+            return self
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(10)
@@ -102,6 +114,10 @@ class Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._splicer is not None:
+            self._splicer.close()
+            return
+
         async def close() -> None:
             assert self.server is not None
             self.server.close()
@@ -211,6 +227,73 @@ class Proxy:
             state["closed"] = True
         finally:
             reading.cancel()
+
+
+class _Splicer:
+    """The proxy with nothing to add: a thread per connection and direction moving bytes with ``os.splice``
+    (socket → pipe → socket, never through Python), counting them."""
+
+    def __init__(self, upstream: tuple[str, int], counters: Counters) -> None:
+        self.upstream, self.counters = upstream, counters
+        self.lock = threading.Lock()
+        self.sockets: set[socket.socket] = set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True, name="wan-proxy").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.counters.connections += 1
+                self.sockets |= {client, server}
+            pair = [client, server]
+            for src, dst, up in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, up, pair), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, up: bool, pair: list[socket.socket]) -> None:
+        r, w = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        try:
+            while n := os.splice(src.fileno(), w, 1 << 20):
+                while n:
+                    moved = os.splice(r, dst.fileno(), n)
+                    n -= moved
+                    with self.lock:
+                        if up:
+                            self.counters.up += moved
+                        else:
+                            self.counters.down += moved
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:  # a reset or a closed proxy: the other side sees it end too
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            os.close(r)
+            os.close(w)
+            with self.lock:
+                pair.append(src)  # both directions ended: the sockets can go
+                if len(pair) == 4:
+                    for sock in pair[:2]:
+                        sock.close()
+                        self.sockets.discard(sock)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for sock in list(self.sockets):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Requests:
