@@ -386,3 +386,18 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(clean_env: dict[str, str])
         assert out.startswith("✓ main: ")
         code, out, err = _seed_command({**env, "CACHEPORT_REGISTRY__REF": f"{new.host}/other"}, terminal=False)
         assert code == 0 and "blobs" not in err and "\x1b[" not in err  # a short copy in a log: no progress lines
+
+
+def test_the_benchmark_proxy_with_nothing_to_add_passes_every_byte_both_ways_and_counts_them(
+        fake: FakeRegistry) -> None:
+    from bench.wan_proxy import Proxy
+
+    data = bytes(range(256)) * (12 << 12)  # 12 MiB, more than one pipe's worth
+    with Proxy(fake.host) as proxy, Registry(proxy.host) as registry:
+        assert "spliced" in proxy.describe()
+        digest = sha256_digest(data)
+        registry.upload_blob("r/c", digest, len(data), [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
+        with registry.open_blob("r/c", digest) as chunks:
+            assert b"".join(chunks) == data
+        assert proxy.counters.up > len(data) and proxy.counters.down > len(data)
+    assert fake.blobs["r/c"][digest] == data
