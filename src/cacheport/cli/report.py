@@ -41,8 +41,8 @@ Examples:
   cacheport report --metadata-file meta.json --format markdown >> "$GITHUB_STEP_SUMMARY"
 """)
 @click.argument("ref", required=False)
-@click.option("--builder", metavar="NAME", help="The builder whose history to read (default: $BUILDX_BUILDER, "
-              "else the current one).")
+@click.option("--builder", metavar="NAME", help="The builder whose history to read (default: the one the "
+              "metadata file names, else $BUILDX_BUILDER, else the current one).")
 @click.option("--progress-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A saved --progress=rawjson stream of the build (works with any buildx).")
 @click.option("--metadata-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -60,6 +60,12 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     from cacheport.ops import report
 
     plan = make_plan(**common)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from cacheport.render import secret_values
+
+        # stdout may be the job summary; the runner reads commands on stderr too, and hides each value from then on.
+        for value in secret_values(plan):
+            click.echo(f"::add-mask::{value}", err=True)
     imports, exports = plan.imports, plan.exports
     found = []
     if progress_file is not None:
@@ -72,6 +78,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
             raise ReportError(f"{metadata_file}: not a buildx metadata file: {exc}") from None
         found.append(report.parse_metadata(meta, imports, exports))
         ref = ref or report.history_ref(meta) or None
+        builder = builder or report.history_builder(meta) or None
     if ref or not found:
         docker = os.environ.get("CACHEPORT_DOCKER", "docker")
         builder = builder or os.environ.get("BUILDX_BUILDER") or None
