@@ -65,6 +65,7 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
     ctx = harness.project(tmp_path, work=2)
 
     # main, cold: the one import misses, every step runs, the export is written
+    harness.prune()
     env = job(harness, tmp_path, "main")
     step = github_actions.run_action(ACTION, inputs, env, ctx, tmp_path / "main-cache")
     assert step.code == 0 and step.skipped == ["python", "3"], step.log  # the runner's Python; no runtime needed
@@ -94,3 +95,22 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
                                    (f"registry {cache}:feature-login", "export"): "written"}
     assert "| export | written | image-manifest" in warm.summary  # the metadata's cache manifest
     assert harness.tags(*cache.split("/", 1)) == ["feature-login", "main"]
+
+
+def test_on_a_buildx_without_history_the_summary_still_has_the_export(every_generation: dict[str, Harness],
+                                                                      tmp_path: Path) -> None:
+    h = every_generation["old"]  # buildx 0.13: build history came with 0.21
+    cache = f"{h.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
+    inputs = {"backend": "registry", "set": f"ref={cache}"}
+    ctx = h.project(tmp_path, work=1)
+    env = job(h, tmp_path, "main")
+    step = github_actions.run_action(ACTION, {**inputs, "github-runtime": "false"}, env, ctx, tmp_path / "cache")
+    assert step.code == 0, step.log
+    _log, metadata = build_push_action(h, ctx, step, env)
+    run = github_actions.run_action(REPORT_ACTION, {**inputs, "metadata": metadata}, env, ctx, tmp_path / "report")
+    assert run.code == 0, run.log
+    assert [line for line in run.log.splitlines() if line.startswith("::warning")] == [
+        "::warning title=cacheport report::this buildx keeps no build history (0.21 added it): reporting from the "
+        "given files alone (a metadata file knows exports, not imports or steps)"]
+    assert table(run.summary) == {(f"registry {cache}:main", "import"): "unknown",
+                                  (f"registry {cache}:main", "export"): "written"}
