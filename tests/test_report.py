@@ -29,6 +29,7 @@ from cacheport.ops.report import (
     as_markdown,
     as_text,
     describe,
+    history_builder,
     history_ref,
     history_refs,
     merge,
@@ -182,6 +183,12 @@ def test_the_old_generation_leaves_no_build_history() -> None:
 
 
 # --- build history (buildx 0.29) ---------------------------------------------------------------------------------
+
+
+def test_the_metadata_names_the_builder_its_history_is_on() -> None:
+    assert history_builder(recorded("current", "cold").metadata or {}) == "default"
+    assert history_builder({"buildx.build.ref": "builder-1f2e/builder-1f2e0/qk2x0yi1axls7jh7d7elbs0yq"}) == "builder-1f2e"
+    assert history_builder({"buildx.build.ref": "qk2x0yi1axls7jh7d7elbs0yq"}) == history_builder({}) == ""
 
 
 @pytest.mark.parametrize("scenario", ["cold", "warm", "missing-import", "fallback", "failed-export", "local", "gha"])

@@ -24,6 +24,9 @@ import yaml
 
 from cacheport.plugins import Plugins
 
+from . import github_actions
+from .github_actions import expression, read_outputs
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "templates" / "gitlab" / "cacheport.gitlab-ci.yml"
 BUILD_COMPONENT = ROOT / "templates" / "container-build.yml"
@@ -33,6 +36,8 @@ GITLAB_EXAMPLE = ROOT / "examples" / "gitlab" / ".gitlab-ci.yml"
 TEMPLATE_EXAMPLE = ROOT / "examples" / "gitlab" / "without-components.gitlab-ci.yml"
 ACTION = ROOT / "action.yml"
 GITHUB_EXAMPLE = ROOT / "examples" / "github" / "build.yml"
+REPORT_ACTION = ROOT / "report" / "action.yml"
+PLAN_FLAGS = ROOT / "templates" / "github" / "plan-flags.sh"
 CI_DOC = ROOT / "docs" / "ci.md"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -583,9 +588,11 @@ def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
     inputs = set(load(ACTION)["inputs"])
     assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
     assert inputs - NOT_FLAGS == plan_flags()
-    script = action_step("args")["run"]
+    step = action_step("args")
+    assert 'source "$ACTION_PATH/templates/github/plan-flags.sh"' in step["run"]
+    assert '"${plan_flags[@]}"' in step["run"]
     for name in inputs - NOT_FLAGS:
-        assert f"--{name}" in script and expression(f"inputs.{name}") in action_step("args")["env"].values()
+        assert f"--{name}" in PLAN_FLAGS.read_text() and expression(f"inputs.{name}") in step["env"].values()
 
 
 def test_every_action_input_is_documented() -> None:
@@ -610,28 +617,8 @@ def test_the_action_s_outputs_are_exactly_what_render_writes(builtins: Plugins, 
     assert "args --format github" in action_step("args")["run"]
 
 
-def expression(text: str) -> str:
-    """A GitHub Actions expression, ``${{ text }}``."""
-    return "${{ " + text + " }}"
-
-
 def action_step(step_id: str) -> dict[str, Any]:
     return next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == step_id)
-
-
-def evaluate(env: Mapping[str, str], inputs: Mapping[str, str], contexts: Mapping[str, str]) -> dict[str, str]:
-    """A step's ``env:`` with ``${{ inputs.X }}`` (or the input's default) and other expressions filled in."""
-    defaults = {name: str(spec.get("default", "")) for name, spec in load(ACTION)["inputs"].items()}
-
-    def one(expr: str) -> str:
-        if expr.startswith("inputs."):
-            return inputs.get(expr[7:], defaults[expr[7:]])
-        return contexts.get(expr, "")
-
-    def value(match: re.Match[str]) -> str:  # ``a || b``: the first that is not empty, as the runner does
-        return next((v for v in (one(e.strip()) for e in match.group(1).split("||")) if v), "")
-
-    return {k: re.sub(r"\$\{\{\s*([\w.|\s-]+?)\s*\}\}", value, str(v)) for k, v in env.items()}
 
 
 def github_environ(tmp_path: Path) -> dict[str, str]:
@@ -653,34 +640,10 @@ def github_environ(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def read_outputs(path: Path) -> dict[str, str]:
-    """``$GITHUB_OUTPUT`` as the runner reads it: name=value lines and name<<DELIMITER blocks."""
-    text = path.read_text() if path.exists() else ""
-    out: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        if "<<" in line:
-            name, _, delimiter = line.partition("<<")
-            body = []
-            for body_line in lines:
-                if body_line == delimiter:
-                    break
-                body.append(body_line)
-            out[name] = "\n".join(body)
-        else:
-            name, _, value = line.partition("=")
-            out[name] = value
-    return out
-
-
 def run_step(step_id: str, inputs: Mapping[str, str], env: dict[str, str], cwd: Path,
              contexts: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """A composite step's ``run:`` the way the runner runs ``shell: bash``."""
-    step = action_step(step_id)
-    assert step["shell"] == "bash"
-    env = {**env, **evaluate(step.get("env", {}), inputs, contexts)}
-    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=60)
+    """A step of action.yml, the way the runner runs it."""
+    return github_actions.run_step(ACTION, action_step(step_id), inputs, env, cwd, contexts)
 
 
 GHA = "type=gha,scope=org-app-feature-login"
@@ -795,3 +758,110 @@ def test_the_action_uses_the_runner_s_python_when_it_is_new_enough(version: str,
         assert outputs == {"path": str(fake)}
     else:
         assert outputs == {} and "setup-python installs one" in proc.stdout
+
+
+# The report sub-action
+
+REPORT_OWN = {"metadata": "--metadata-file", "metadata-file": "--metadata-file", "builder": "--builder"}
+
+
+def test_the_report_sub_action_takes_the_cache_step_s_plan_inputs_and_installs_the_same_way() -> None:
+    from cacheport.cli.report import command
+
+    report, main = load(REPORT_ACTION), load(ACTION)
+    assert report["runs"]["using"] == "composite"
+    inputs = set(report["inputs"])
+    assert inputs - NOT_FLAGS - set(REPORT_OWN) == plan_flags()
+    assert inputs & NOT_FLAGS == NOT_FLAGS - {"github-runtime"}  # it runs nothing that needs the cache service
+    for name in inputs & set(main["inputs"]):
+        assert report["inputs"][name]["default"] == main["inputs"][name]["default"], name
+    flags = {opt for p in command.params for opt in p.opts}
+    assert set(REPORT_OWN.values()) <= flags
+    steps = {s.get("id"): s for s in report["runs"]["steps"]}
+    for step_id in ("runner-python", "install"):  # the same scripts, from the checkout the sub-action sits in
+        script = re.search(r'"\$ACTION_PATH/(templates/github/[\w-]+\.sh)"', action_step(step_id)["run"])
+        assert script and f'"$ACTION_PATH/../{script.group(1)}"' in steps[step_id]["run"]
+        assert steps[step_id]["env"] == action_step(step_id)["env"]
+    assert steps["python"]["uses"] == action_step("python")["uses"] and steps["python"]["if"] == action_step("python")["if"]
+    assert 'source "$ACTION_PATH/../templates/github/plan-flags.sh"' in steps["report"]["run"]
+    for name in inputs - NOT_FLAGS:
+        assert steps["report"]["env"][f"INPUT_{name.upper().replace('-', '_')}"] == expression(f"inputs.{name}")
+
+
+def test_every_report_input_is_documented() -> None:
+    documented = table_names(section(CI_DOC.read_text(), "### The report sub-action"))
+    assert set(load(REPORT_ACTION)["inputs"]) == set(documented)
+
+
+def run_report(tmp_path: Path, inputs: Mapping[str, str], extra_env: Mapping[str, str] = (),
+               install: bool = True) -> github_actions.ActionRun:
+    env = {**github_environ(tmp_path), **dict(extra_env)}
+    if install:
+        github_actions.installed_cacheport(tmp_path, str(ROOT), sys.executable)
+    return github_actions.run_action(REPORT_ACTION, {"backend": "registry", "set": "ref=ghcr.io/org/app/cache",
+                                                     **inputs}, env, tmp_path, tmp_path / "runner")
+
+
+def warnings(run: github_actions.ActionRun) -> list[str]:
+    return [line for line in run.log.splitlines() if line.startswith("::warning")]
+
+
+@pytest.mark.parametrize(("inputs", "warning"), [
+    ({"metadata": "{not json"}, "::warning title=cacheport report::the metadata input: not a buildx metadata file: "
+                                "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ({"metadata": "[1, 2]"}, "::warning title=cacheport report::not a buildx --metadata-file document (a JSON object)"),
+    ({"metadata-file": "no/such/metadata.json"}, "::warning title=cacheport report::Invalid value for "
+                                                 "'--metadata-file': File 'no/such/metadata.json' does not exist."),
+], ids=["bad JSON", "JSON that is no metadata", "a missing file"])
+def test_a_broken_report_input_is_one_warning_and_never_fails_the_job(inputs: dict[str, str], warning: str,
+                                                                       tmp_path: Path) -> None:
+    run = run_report(tmp_path, inputs)
+    assert run.code == 0 and all(p.returncode == 0 for p in run.steps.values()), run.log
+    assert [w.split(" (see ")[0] for w in warnings(run)] == [warning]
+    assert run.summary == ""
+
+
+def test_when_cacheport_can_t_be_installed_the_report_is_a_warning(tmp_path: Path) -> None:
+    run = run_report(tmp_path, {"metadata": "{}", "source": str(tmp_path / "no-such-cacheport.whl")}, install=False)
+    assert run.steps["install"].returncode != 0  # continue-on-error: the job goes on
+    assert run.code == 0 and run.steps["report"].returncode == 0
+    assert warnings(run) == ["::warning title=cacheport report::no cache report: cacheport could not be installed"]
+
+
+def test_the_report_masks_the_plan_s_secrets_before_it_says_anything(tmp_path: Path) -> None:
+    token = "ghs_" + "s3cr3t" * 6
+    run = run_report(tmp_path, {"backend": "gha", "set": "ghtoken-env=GH_TOKEN", "metadata": "{not json"},
+                     {"GH_TOKEN": token, **RUNTIME})
+    stderr = run.steps["report"].stderr.splitlines()
+    assert stderr[0] == f"::add-mask::{token}"
+    assert token not in "\n".join(stderr[1:]) + run.steps["report"].stdout + run.summary
+    assert run.code == 0 and len(warnings(run)) == 1
+
+
+def test_after_the_cache_step_the_report_installs_nothing(tmp_path: Path) -> None:
+    python = tmp_path / "python" / "python3"
+    stand_in_python(python, tmp_path / "pip.jsonl")
+    contexts = {"steps.runner-python.outputs.path": str(python)}
+    env = github_environ(tmp_path)
+    assert run_step("install", {}, env, tmp_path, contexts).returncode == 0
+    report_install = next(s for s in load(REPORT_ACTION)["runs"]["steps"] if s.get("id") == "install")
+    again = github_actions.run_step(REPORT_ACTION, report_install, {}, env, tmp_path, contexts)
+    assert again.returncode == 0, again.stderr
+    assert "already installed in this job" in again.stdout
+    assert [json.loads(line)[-1] for line in (tmp_path / "pip.jsonl").read_text().splitlines()] == [str(ROOT)]
+    venv_bin = tmp_path / "cacheport-venv" / "bin"
+    assert read_outputs(tmp_path / "github-output") == {"cli": str(venv_bin / "cacheport")}
+
+
+def test_the_example_workflow_reports_on_the_build_with_the_cache_step_s_plan() -> None:
+    steps = load(GITHUB_EXAMPLE)["jobs"]["image"]["steps"]
+    ours = next(s for s in steps if re.search(r"/cacheport@", s.get("uses", "")))
+    build = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
+    report = next(s for s in steps if re.search(r"/cacheport/report@", s.get("uses", "")))
+    assert report["uses"].split("/report@")[1] == ours["uses"].split("@")[1]  # the same release
+    assert steps.index(build) < steps.index(report)
+    assert report["if"] == "always()"  # a failed build is reported too
+    assert report["with"]["metadata"] == expression(f"steps.{build['id']}.outputs.metadata")
+    plan_inputs = set(load(REPORT_ACTION)["inputs"]) - NOT_FLAGS - set(REPORT_OWN)
+    assert {k: v for k, v in report["with"].items() if k in plan_inputs} == \
+        {k: v for k, v in ours["with"].items() if k in plan_inputs}

@@ -15,13 +15,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
@@ -188,30 +192,158 @@ class Harness:
     @contextmanager
     def throwaway_registry(self, tmp: Path) -> Iterator[str]:
         """A registry of our own on a free loopback port, stopped on exit (by its PID)."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        tmp.mkdir(parents=True, exist_ok=True)
-        config = tmp / "registry.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-            f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
-        )
-        proc = subprocess.Popen([self.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with registry_server(self.env["CACHEPORT_E2E_REGISTRY_BIN"], tmp) as host:
+            yield host
+
+    @contextmanager
+    def token_registry(self, tmp: Path, realm_host: str = "127.0.0.1") -> Iterator[TokenRegistry]:
+        """A registry with ``auth: token`` on a free loopback port, whose token service (a TokenIssuer with a
+        fresh login) listens on ``realm_host``; both stopped on exit. Needs openssl."""
+        user, password = "seeder", uuid.uuid4().hex
+        issuer = TokenIssuer(tmp, user, password, realm_host)
+        auth = (f"  token:\n    realm: {issuer.realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
+                f"    rootcertbundle: {issuer.cert}\n")
+        try:
+            with registry_server(self.env["CACHEPORT_E2E_REGISTRY_BIN"], tmp, auth) as host:
+                try:
+                    urllib.request.urlopen(f"http://{host}/v2/", timeout=10).close()
+                    challenge = ""
+                except urllib.error.HTTPError as exc:
+                    assert exc.code == 401
+                    challenge = exc.headers.get("WWW-Authenticate", "")
+                assert "Bearer" in challenge and issuer.realm in challenge, challenge
+                yield TokenRegistry(host, issuer.realm, issuer, user, password)
+        finally:
+            issuer.close()
+
+
+@contextmanager
+def registry_server(registry_bin: str, tmp: Path, auth: str = "") -> Iterator[str]:
+    """A distribution registry on a free loopback port, its config, data and log under ``tmp``, with ``auth``
+    (the YAML under ``auth:``) if given; stopped on exit (by its PID)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + (f"auth:\n{auth}" if auth else "")
+    )
+    with (tmp / "registry.log").open("w") as log:
+        proc = subprocess.Popen([registry_bin, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
                     break
+                except urllib.error.HTTPError:
+                    break  # it answers (asking for a login is an answer)
                 except OSError:
                     time.sleep(0.1)
             yield f"127.0.0.1:{port}"
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+# --- a real token server ----------------------------------------------------------------------------------------
+
+SERVICE, ISSUER = "cacheport-e2e", "cacheport-e2e-issuer"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """The Docker token service a registry with ``auth: token`` sends clients to: checks a Basic login, grants
+    the requested scopes as an RS256 JWT signed with a throwaway key (openssl), whose certificate the registry
+    trusts."""
+
+    def __init__(self, tmp: Path, user: str, password: str, host: str = "127.0.0.1") -> None:
+        self.tmp, self.user, self.password = tmp, user, password
+        self.key, self.cert = tmp / "issuer.key", tmp / "issuer.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-subj", f"/CN={ISSUER}", "-days", "2"], check=True,
+                       capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[list[str]] = []
+        self.server = ThreadingHTTPServer((host, 0), self._handler())
+        self.server.daemon_threads = True
+        self.realm = f"http://{host}:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
+                                   check=True, capture_output=True).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                good = "Basic " + base64.b64encode(f"{issuer.user}:{issuer.password}".encode()).decode()
+                self._grant(query, self.headers.get("Authorization") == good)
+
+            def do_POST(self) -> None:
+                # containerd (BuildKit) asks with OAuth2's password grant, in a form body.
+                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+                ok = form.get("username") == [issuer.user] and form.get("password") == [issuer.password]
+                self._grant(form, ok)
+
+            def _grant(self, query: dict[str, list[str]], ok: bool) -> None:
+                scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+                issuer.requests.append(scopes)
+                if not ok:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                access = []
+                for scope in scopes:
+                    kind, _, rest = scope.partition(":")
+                    name, _, actions = rest.rpartition(":")
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                now = int(time.time())
+                token = issuer.sign({"iss": ISSUER, "sub": issuer.user, "aud": query.get("service", [SERVICE])[0],
+                                     "exp": now + 300, "nbf": now - 30, "iat": now - 30, "jti": uuid.uuid4().hex,
+                                     "access": access})
+                body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+@attrs.frozen
+class TokenRegistry:
+    """A registry with ``auth: token`` (Harness.token_registry), its token service and the login it grants."""
+
+    host: str
+    realm: str
+    issuer: TokenIssuer
+    user: str
+    password: str
 
 
 def cache_report(log: str) -> dict[str, dict[str, str]]:

@@ -6,77 +6,24 @@ declared in CACHEPORT_INSECURE_REGISTRIES; then status and doctor's round trip w
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-import attrs
 import pytest
 
-from .harness import Harness, clean_environ
-from .test_seed import ISSUER, SERVICE, TokenIssuer
-
-
-@attrs.frozen
-class ElsewhereRegistry:
-    host: str
-    realm: str
-    issuer: TokenIssuer
-    user: str
-    password: str
+from .harness import Harness, TokenRegistry, clean_environ
 
 
 @pytest.fixture(scope="module")
-def elsewhere(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ElsewhereRegistry]:
+def elsewhere(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
     """A distribution registry on 127.0.0.1 whose realm is a token issuer on 127.0.0.2."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to sign the test token issuer's JWTs")
-    tmp = tmp_path_factory.mktemp("elsewhere")
-    user, password = "seeder", uuid.uuid4().hex
-    issuer = TokenIssuer(tmp, user, password)
-    other = ThreadingHTTPServer(("127.0.0.2", 0), issuer._handler())
-    other.daemon_threads = True
-    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
-    realm = f"http://127.0.0.2:{other.server_address[1]}/token"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = tmp / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        f"auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
-        f"    rootcertbundle: {issuer.cert}\n")
-    log = (tmp / "registry.log").open("w")
-    proc = subprocess.Popen([harness.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401 and realm in exc.headers.get("WWW-Authenticate", "")
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield ElsewhereRegistry(f"127.0.0.1:{port}", realm, issuer, user, password)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-        other.shutdown()
-        other.server_close()
-        issuer.close()
+    with harness.token_registry(tmp_path_factory.mktemp("elsewhere"), realm_host="127.0.0.2") as registry:
+        yield registry
 
 
 def cacheport(harness: Harness, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -84,14 +31,14 @@ def cacheport(harness: Harness, cwd: Path, *args: str, env: dict[str, str]) -> s
                           timeout=300, env={**clean_environ(), **harness.docker_env, **env})
 
 
-def login(r: ElsewhereRegistry, repo: str) -> dict[str, str]:
+def login(r: TokenRegistry, repo: str) -> dict[str, str]:
     return {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{r.host}/{repo}",
             "CACHEPORT_REGISTRY__USERNAME": r.user, "CACHEPORT_REGISTRY__PASSWORD_ENV": "TOKEN_PW",
             "TOKEN_PW": r.password}
 
 
 def test_the_password_never_goes_to_a_plain_http_realm_on_another_host(harness: Harness, tmp_path: Path,
-                                                                        elsewhere: ElsewhereRegistry) -> None:
+                                                                        elsewhere: TokenRegistry) -> None:
     r = elsewhere
     r.issuer.requests.clear()
     refused = cacheport(harness, tmp_path, "status", env=login(r, "team/cache"))
@@ -104,7 +51,7 @@ def test_the_password_never_goes_to_a_plain_http_realm_on_another_host(harness: 
 
 
 def test_declared_insecure_the_realm_gets_them_and_a_round_trip_works(harness: Harness, tmp_path: Path,
-                                                                      elsewhere: ElsewhereRegistry) -> None:
+                                                                      elsewhere: TokenRegistry) -> None:
     r = elsewhere
     r.issuer.requests.clear()
     env = {**login(r, f"team-{uuid.uuid4().hex[:8]}/cache"), "CACHEPORT_INSECURE_REGISTRIES": "127.0.0.2"}

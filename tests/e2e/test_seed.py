@@ -8,24 +8,17 @@ anything a cache here holds is streamed with flat memory.
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import pytest
@@ -33,7 +26,7 @@ import pytest
 from cacheport.oci.client import Credentials, Registry
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
 
-from .harness import Harness, Pulp, Result, clean_environ, gitlab_env
+from .harness import Harness, Pulp, Result, TokenRegistry, clean_environ, gitlab_env
 
 RUN_SEED = ("import atexit, re, sys\n"
             # VmHWM is this process's own peak; getrusage's maxrss would include pytest's at fork time
@@ -258,137 +251,13 @@ def test_a_large_blob_is_streamed_with_flat_memory_and_an_interrupted_seed_resum
         assert target.blob_size(repo, digest) == BIG
 
 
-# --- a real token server ----------------------------------------------------------------------------------------
-
-SERVICE, ISSUER = "cacheport-e2e", "cacheport-e2e-issuer"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class TokenIssuer:
-    """The Docker token service a registry with ``auth: token`` sends clients to: checks a Basic login, grants
-    the requested scopes as an RS256 JWT signed with a throwaway key (openssl), whose certificate the registry
-    trusts."""
-
-    def __init__(self, tmp: Path, user: str, password: str) -> None:
-        self.tmp, self.user, self.password = tmp, user, password
-        self.key, self.cert = tmp / "issuer.key", tmp / "issuer.crt"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
-                        "-out", str(self.cert), "-subj", f"/CN={ISSUER}", "-days", "2"], check=True,
-                       capture_output=True)
-        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
-                             capture_output=True).stdout
-        self.x5c = base64.b64encode(der).decode()
-        self.requests: list[list[str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
-                                   check=True, capture_output=True).stdout
-        return f"{signing_input}.{_b64url(signature)}"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                query = parse_qs(urlsplit(self.path).query)
-                good = "Basic " + base64.b64encode(f"{issuer.user}:{issuer.password}".encode()).decode()
-                self._grant(query, self.headers.get("Authorization") == good)
-
-            def do_POST(self) -> None:
-                # containerd (BuildKit) asks with OAuth2's password grant, in a form body.
-                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
-                ok = form.get("username") == [issuer.user] and form.get("password") == [issuer.password]
-                self._grant(form, ok)
-
-            def _grant(self, query: dict[str, list[str]], ok: bool) -> None:
-                scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
-                issuer.requests.append(scopes)
-                if not ok:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                access = []
-                for scope in scopes:
-                    kind, _, rest = scope.partition(":")
-                    name, _, actions = rest.rpartition(":")
-                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
-                now = int(time.time())
-                token = issuer.sign({"iss": ISSUER, "sub": issuer.user, "aud": query.get("service", [SERVICE])[0],
-                                     "exp": now + 300, "nbf": now - 30, "iat": now - 30, "jti": uuid.uuid4().hex,
-                                     "access": access})
-                body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
-
-
-@attrs.frozen
-class TokenRegistry:
-    host: str
-    issuer: TokenIssuer
-    user: str
-    password: str
-
-
 @pytest.fixture(scope="module")
 def token_registry(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
     """A distribution registry with ``auth: token``, and its token issuer, on free loopback ports."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to sign the test token issuer's JWTs")
-    tmp = tmp_path_factory.mktemp("token-registry")
-    user, password = "seeder", uuid.uuid4().hex
-    issuer = TokenIssuer(tmp, user, password)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = tmp / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        f"auth:\n  token:\n    realm: {issuer.realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n"
-        f"    rootcertbundle: {issuer.cert}\n")
-    log = (tmp / "registry.log").open("w")
-    proc = subprocess.Popen([harness.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401 and "Bearer" in exc.headers.get("WWW-Authenticate", "")
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield TokenRegistry(f"127.0.0.1:{port}", issuer, user, password)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-        issuer.close()
+    with harness.token_registry(tmp_path_factory.mktemp("token-registry")) as registry:
+        yield registry
 
 
 def granted(scopes: list[str]) -> set[tuple[str, str]]:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import format_option, make_plan, plan_options
+from cacheport.cli.common import format_option, make_plan, plan_options, warn
 from cacheport.errors import ReportError
+
+if TYPE_CHECKING:
+    from cacheport.entry import CacheEntry
+    from cacheport.ops.report import BuildReport
 
 
 def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) -> str:
@@ -33,6 +38,22 @@ def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) 
     return done.stderr if stderr else done.stdout
 
 
+def _from_history(ref: str | None, builder: str | None, imports: Sequence[CacheEntry],
+                  exports: Sequence[CacheEntry]) -> list[BuildReport]:
+    """The build's record in buildx's history and its progress stream (``ref``, else the builder's last build)."""
+    from cacheport.ops import report
+
+    docker = os.environ.get("CACHEPORT_DOCKER", "docker")
+    builder = builder or os.environ.get("BUILDX_BUILDER") or None
+    try:
+        doc = json.loads(_buildx(docker, builder, "history", "inspect", *([ref] if ref else []), "--format", "json"))
+    except ValueError:
+        raise ReportError("docker buildx history inspect printed no JSON (buildx 0.23 or newer has it)") from None
+    logs = _buildx(docker, builder, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
+                   "--progress=rawjson", stderr=True)
+    return [report.parse_history(doc, imports, exports), report.parse_rawjson(logs, imports, exports)]
+
+
 @click.command("report", epilog="""\b
 Examples:
   docker buildx build $(cacheport args) . && cacheport report            # the last build on this builder
@@ -41,8 +62,8 @@ Examples:
   cacheport report --metadata-file meta.json --format markdown >> "$GITHUB_STEP_SUMMARY"
 """)
 @click.argument("ref", required=False)
-@click.option("--builder", metavar="NAME", help="The builder whose history to read (default: $BUILDX_BUILDER, "
-              "else the current one).")
+@click.option("--builder", metavar="NAME", help="The builder whose history to read (default: the one the "
+              "metadata file names, else $BUILDX_BUILDER, else the current one).")
 @click.option("--progress-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A saved --progress=rawjson stream of the build (works with any buildx).")
 @click.option("--metadata-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -59,7 +80,14 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     """
     from cacheport.ops import report
 
+    asked = ref is not None  # a ref given by hand must be readable; one from the metadata file may not be
     plan = make_plan(**common)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from cacheport.render import secret_values
+
+        # stdout may be the job summary; the runner reads commands on stderr too, and hides each value from then on.
+        for value in secret_values(plan):
+            click.echo(f"::add-mask::{value}", err=True)
     imports, exports = plan.imports, plan.exports
     found = []
     if progress_file is not None:
@@ -72,18 +100,16 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
             raise ReportError(f"{metadata_file}: not a buildx metadata file: {exc}") from None
         found.append(report.parse_metadata(meta, imports, exports))
         ref = ref or report.history_ref(meta) or None
+        builder = builder or report.history_builder(meta) or None
     if ref or not found:
-        docker = os.environ.get("CACHEPORT_DOCKER", "docker")
-        builder = builder or os.environ.get("BUILDX_BUILDER") or None
         try:
-            doc = json.loads(_buildx(docker, builder, "history", "inspect", *([ref] if ref else []), "--format",
-                                     "json"))
-        except ValueError:
-            raise ReportError("docker buildx history inspect printed no JSON (buildx 0.23 or newer has it)") from None
-        found.append(report.parse_history(doc, imports, exports))
-        logs = _buildx(docker, builder, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
-                       "--progress=rawjson", stderr=True)
-        found.append(report.parse_rawjson(logs, imports, exports))
+            found += _from_history(ref, builder, imports, exports)
+        except ReportError as exc:
+            if not found or asked:
+                raise
+            # The metadata still says what was exported; a cache problem is never worth failing over.
+            why = "this buildx keeps no build history (0.21 added it)" if "no build history" in str(exc) else str(exc)
+            warn(f"{why}: reporting from the given files alone (a metadata file knows exports, not imports or steps)")
     merged = report.merge(*found)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(merged), indent=2))

@@ -446,6 +446,12 @@ def history_ref(doc: Mapping[str, Any]) -> str:
     return str(doc.get("buildx.build.ref") or "").rpartition("/")[2]
 
 
+def history_builder(doc: Mapping[str, Any]) -> str:
+    """The builder the build ran on: the first part of ``buildx.build.ref`` (builder/node/ref), when it has one."""
+    parts = str(doc.get("buildx.build.ref") or "").split("/")
+    return parts[0] if len(parts) == 3 else ""
+
+
 def history_refs(text: str) -> list[str]:
     """The refs in ``docker buildx history ls --format json`` output (one JSON object a line), newest first."""
     refs = []
