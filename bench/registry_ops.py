@@ -6,8 +6,10 @@ Needs the e2e harness (scripts/e2e-up): its registry, its docker CLI with buildx
 script starts on a free loopback port. The caches are synthetic (blobs of random bytes in BuildKit's index
 format, pushed with cacheport's own client), so nothing is built. Every time is wall time of the whole
 command, start-up included; ratios are seed / imagetools (below 1: seed is faster). No test asserts on this.
+With --pulp, the resume is also measured into the Pulp of scripts/pulp-up (its nginx front), when it runs.
 
 Usage: python bench/registry_ops.py [--rtt 0,50] [--small-mb 200] [--big-mb 1024] [--tags 500] [--reps 1]
+       [--skip copies,resume,lifecycle] [--pulp]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import httpx  # noqa: E402
 from bench.wan_proxy import Proxy  # noqa: E402
 from cacheport.oci.client import Registry  # noqa: E402
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest  # noqa: E402
-from tests.e2e.harness import Harness, clean_environ, read_env  # noqa: E402
+from tests.e2e.harness import Harness, clean_environ, read_env, read_pulp_env  # noqa: E402
 
 MiB = 1 << 20
 RUN_CACHEPORT = ("import atexit, re, sys\n"
@@ -212,33 +214,36 @@ def copies(tools: Tools, reg_a: str, reg_b: str, rtt_ms: float,
                   "(imagetools cannot convert an index)", flush=True)
 
 
-def resume(tools: Tools, reg_a: str, reg_b: str, repo: str, size: int) -> None:
+def resume(tools: Tools, reg_a: str, repo: str, size: int, targets: dict[str, tuple[str, dict[str, str]]]) -> None:
+    """For each target (name → its host and the seed settings it needs): SIGTERM, then SIGKILL, at about half
+    of the big blob, then the same seed again; what the two runs sent beyond the blob's size was sent twice."""
     print("\n## resume: stop seed at about 50% of the big blob, run it again (proxy: 0 ms, counting bytes)",
           flush=True)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        dst = f"{repo}-resume-{uuid.uuid4().hex[:6]}"
-        with Proxy(reg_b) as pb:
-            env = tools.seed_env(f"{reg_a}/{repo}", f"{pb.host}/{dst}")
-            proc = subprocess.Popen([sys.executable, "-c", RUN_CACHEPORT, "seed", "--from", "gitlab", "--branch",
-                                     "main"], cwd=tools.work, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-            while pb.counters.up < size // 2 and proc.poll() is None:
-                time.sleep(0.02)
-            at = pb.counters.up
-            proc.send_signal(sig)
-            _, err = proc.communicate(timeout=600)
-            time.sleep(1.0)  # what the first run left in socket buffers still reaches the proxy: count it as first
-            first = pb.counters.up
-            last = [line for line in err.splitlines() if line.startswith("cacheport:")][-1:] or ["(killed)"]
-            seconds, doc, _, _ = tools.cacheport("seed", "--from", "gitlab", "--branch", "main", "--format", "json",
-                                                 env=env)
-            second = pb.counters.up - first
-        assert isinstance(doc, dict) and doc["copied"] == 1, doc
-        resent = first + second - size
-        print(f"{sig.name}: signalled at {at / MiB:.0f} MiB; the first run sent {first / MiB:.0f} MiB and said "
-              f"{last[0]!r}; the second sent {second / MiB:.0f} MiB in {seconds:.1f}s "
-              f"(blobs resumed: {doc['blobs_resumed']}); re-sent {max(0, resent) / MiB:.0f} MiB "
-              f"= {100 * max(0, resent) / size:.1f}% of the {size / MiB:.0f} MiB blob", flush=True)
+    for name, (host, extra) in targets.items():
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            dst = f"{repo}-resume-{uuid.uuid4().hex[:6]}"
+            with Proxy(host) as pb:
+                env = {**tools.seed_env(f"{reg_a}/{repo}", f"{pb.host}/{dst}"), **extra}
+                proc = subprocess.Popen([sys.executable, "-c", RUN_CACHEPORT, "seed", "--from", "gitlab",
+                                         "--branch", "main"], cwd=tools.work, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+                while pb.counters.up < size // 2 and proc.poll() is None:
+                    time.sleep(0.02)
+                at = pb.counters.up
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=600)
+                time.sleep(1.0)  # what the first run left in socket buffers still reaches the proxy: count it as first
+                first = pb.counters.up
+                last = [line for line in err.splitlines() if line.startswith("cacheport:")][-1:] or ["(killed)"]
+                seconds, doc, _, _ = tools.cacheport("seed", "--from", "gitlab", "--branch", "main", "--format",
+                                                     "json", env=env)
+                second = pb.counters.up - first
+            assert isinstance(doc, dict) and doc["copied"] == 1, doc
+            resent = first + second - size
+            print(f"{name} {sig.name}: signalled at {at / MiB:.0f} MiB; the first run sent {first / MiB:.0f} MiB "
+                  f"and said {last[0]!r}; the second sent {second / MiB:.0f} MiB in {seconds:.1f}s "
+                  f"(blobs resumed: {doc['blobs_resumed']}); re-sent {max(0, resent) / MiB:.0f} MiB "
+                  f"= {100 * max(0, resent) / size:.1f}% of the {size / MiB:.0f} MiB blob", flush=True)
 
 
 def lifecycle(tools: Tools, reg_a: str, count: int, rtt_ms: float) -> None:
@@ -273,6 +278,8 @@ def main() -> int:
     parser.add_argument("--tags", type=int, default=500, help="tags for status and prune (default 500)")
     parser.add_argument("--reps", type=int, default=1, help="runs of each copy, for medians (default 1)")
     parser.add_argument("--skip", default="", help="comma-separated: copies, resume, lifecycle")
+    parser.add_argument("--pulp", action="store_true",
+                        help="resume into the Pulp of scripts/pulp-up too ($CACHEPORT_PULP_STATE/env), if it runs")
     opts = parser.parse_args()
     env, why = read_env()
     if why:
@@ -299,7 +306,18 @@ def main() -> int:
             for rtt in (float(x) for x in opts.rtt.split(",")):
                 copies(tools, reg_a, reg_b, rtt, caches, max(1, opts.reps))
         if "resume" not in skip:
-            resume(tools, reg_a, reg_b, f"{base}/big", opts.big_mb * MiB)
+            targets = {"distribution 2.8": (reg_b, {})}
+            if opts.pulp:
+                pulp, why = read_pulp_env()
+                if pulp is None:
+                    print(f"(no Pulp resume: {why})", flush=True)
+                else:  # the way Pulp needs a cache (tests/e2e/test_seed.py): converted, with its login
+                    targets["Pulp (nginx front)"] = (pulp.registry, {
+                        "CACHEPORT_REGISTRY__IMAGE_MANIFEST": "true", "CACHEPORT_REGISTRY__OCI_MEDIATYPES": "true",
+                        "CACHEPORT_REGISTRY__USERNAME_ENV": "PULP_USERNAME",
+                        "CACHEPORT_REGISTRY__PASSWORD_ENV": "PULP_PASSWORD",
+                        "PULP_USERNAME": pulp.user, "PULP_PASSWORD": pulp.password})
+            resume(tools, reg_a, f"{base}/big", opts.big_mb * MiB, targets)
         if "lifecycle" not in skip:
             lifecycle(tools, reg_a, opts.tags, 50.0)
         print(f"\n(bench ran {time.monotonic() - began:.0f}s)")

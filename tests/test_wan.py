@@ -146,6 +146,19 @@ def test_a_large_blob_goes_in_patches_and_a_reset_mid_patch_resumes_from_the_reg
     assert sent >= blob.size  # what went out before the drop, plus the rest
 
 
+
+def test_no_patch_is_more_than_a_tenth_of_its_blob_so_a_hard_kill_loses_at_most_that(
+        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
+    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
+    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 20)  # what the rate alone would allow, here
+    data, blob = blob_of(40 * (1 << 16))
+    with Registry(fake.host, retry=FAST) as client:
+        client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
+    assert fake.blobs["r/c"][blob.digest] == data
+    # the first at _PATCH_MIN, then a tenth of the blob (4 × 64 KiB) each: 1 + ⌈39/4⌉, not 1 + ⌈39/16⌉
+    assert len(fake.methods("PATCH")) == 11
+
 def test_an_upload_left_open_by_an_earlier_run_is_continued_from_the_journal(
         fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)

@@ -1,12 +1,14 @@
 """Registry work at a distance against the harness's real registries (distribution), with bench/wan_proxy.py in
 the path: a parallel seed sends every blob exactly once, with the right digest, and the manifest last; a reset
 connection and a 503 with Retry-After are retried; a seed stopped with SIGTERM in the middle of a chunked upload
-continues from the offset the registry reports, byte for byte; status and prune work through many tags in
+continues from the offset the registry reports, byte for byte; one killed with SIGKILL there is sent again from
+zero (distribution 2.8 refuses the upload) and still completes; status and prune work through many tags in
 parallel and print them in order. No timings are asserted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -157,6 +159,45 @@ def test_sigterm_stops_a_chunked_upload_that_the_next_run_continues_byte_for_byt
         assert digest_of(dst_host, repo, big.digest) == big.digest
         assert not list(journal.parent.iterdir()), "the finished upload is forgotten"
 
+
+
+def test_a_seed_killed_mid_chunk_starts_that_upload_again_on_distribution_and_completes(harness: Harness,
+                                                                                        tmp_path: Path) -> None:
+    """What SIGKILL costs on distribution 2.8, honestly: the killed PATCH's bytes reached the upload file, its
+    signed state no longer matches, so the registry refuses the upload and the next run sends the blob whole."""
+    src_host = harness.env["CACHEPORT_E2E_REGISTRY"]
+    repo = f"wan-{uuid.uuid4().hex[:8]}/big"
+    [big, _config] = push_cache(src_host, repo, [72 * MiB])
+    uploads = tmp_path / "cache-home" / "cacheport" / ".uploads"
+
+    def journaled() -> int:
+        for path in uploads.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):  # only a file replaced meanwhile
+                return int(json.loads(path.read_text())["offset"])
+        return 0
+
+    with harness.throwaway_registry(tmp_path / "b") as dst_host, Proxy(dst_host) as proxy:
+        env = seed_env(tmp_path, f"{src_host}/{repo}", f"{proxy.host}/{repo}")
+        first = subprocess.Popen([sys.executable, "-m", "cacheport", "seed", "--from", "gitlab", "--branch", "main"],
+                                 cwd=tmp_path, env={**clean_environ(), "CACHEPORT_LOAD_PLUGINS": "", **env},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120  # a chunk journaled, and 16 MiB of the next one at the registry
+        while first.poll() is None and time.monotonic() < deadline and not (
+                journaled() and proxy.counters.up > journaled() + 16 * MiB):
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        _out, err = first.communicate(timeout=60)
+        assert first.returncode == -signal.SIGKILL, f"the seed ended before it was killed:\n{err}"
+        assert 0 < journaled() < big.size
+        assert harness.tags(dst_host, repo) == [], "no manifest before every blob is there"
+        again = cacheport(tmp_path, "seed", "--from", "gitlab", "--branch", "main", "--format", "json", env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        summary = json.loads(again.stdout)
+        assert (summary["copied"], summary["blobs_resumed"]) == (1, 0), summary
+        assert summary["bytes_uploaded"] >= big.size, "distribution 2.8 refused the upload: sent again from zero"
+        assert digest_of(dst_host, repo, big.digest) == big.digest
+        assert harness.tags(dst_host, repo) == ["main"]
+        assert not list(uploads.glob("*.json")), "the refused upload is forgotten"
 
 def test_status_and_prune_go_through_many_tags_in_parallel_and_print_them_in_order(harness: Harness,
                                                                                    tmp_path: Path) -> None:
