@@ -116,6 +116,7 @@ class Proxy:
     def __exit__(self, *exc: object) -> None:
         if self._splicer is not None:
             self._splicer.close()
+            self.loop.close()
             return
 
         async def close() -> None:
@@ -265,14 +266,13 @@ class _Splicer:
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
         try:
             while n := os.splice(src.fileno(), w, 1 << 20):
+                with self.lock:  # counted before they can arrive, so a reader who has them sees them counted
+                    if up:
+                        self.counters.up += n
+                    else:
+                        self.counters.down += n
                 while n:
-                    moved = os.splice(r, dst.fileno(), n)
-                    n -= moved
-                    with self.lock:
-                        if up:
-                            self.counters.up += moved
-                        else:
-                            self.counters.down += moved
+                    n -= os.splice(r, dst.fileno(), n)
             dst.shutdown(socket.SHUT_WR)
         except OSError:  # a reset or a closed proxy: the other side sees it end too
             for sock in pair:
@@ -289,6 +289,8 @@ class _Splicer:
                         self.sockets.discard(sock)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(), which close() alone does not
         self.listener.close()
         with self.lock:
             for sock in list(self.sockets):

@@ -193,7 +193,6 @@ def test_args_imports_no_heavy_libraries(clean_env: dict[str, str]) -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-
 def test_httpx_is_loaded_without_its_own_command_line(clean_env: dict[str, str]) -> None:
     """httpx imports its CLI (rich, pygments) when they are installed; cacheport's commands keep it out."""
     probe = ("import sys\nimport cacheport.cli\nimport httpx\n"

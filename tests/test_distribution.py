@@ -47,6 +47,10 @@ class FakeRegistry:
         self.faults: list[tuple[str, str, int, dict[str, str]]] = []
         # a PATCH (or PUT with a body) that keeps this many bytes of its body, then drops the connection
         self.cut_at: int | None = None
+        #: PATCHes to answer 401 to (once each) as if their token had just expired: a new token is needed.
+        self.expire_on_patch = 0
+        self.expired: set[str] = set()
+        self.tokens_issued = 0
         self.lock = threading.Lock()
         self.blobs: dict[str, dict[str, bytes]] = {}
         self.manifests: dict[str, dict[str, tuple[str, bytes]]] = {}
@@ -127,7 +131,10 @@ class FakeRegistry:
                         self._error(401, "UNAUTHORIZED", {"WWW-Authenticate": 'Basic realm="fake"'})
                     return ok
                 granted: set[tuple[str, str]] = set()
-                if header.startswith("Bearer "):
+                if header.startswith("Bearer ") and self.command == "PATCH" and fake.expire_on_patch:
+                    fake.expire_on_patch -= 1
+                    fake.expired.add(header)
+                if header.startswith("Bearer ") and header not in fake.expired:
                     for scope in json.loads(base64.b64decode(header[7:])):
                         _type, name, actions = scope.rsplit(":", 2)[0].split(":")[0], *scope.split(":")[1:]
                         granted |= {(name, a) for a in actions.split(",")}
@@ -202,7 +209,9 @@ class FakeRegistry:
                 good = "Basic " + base64.b64encode(f"{fake.user}:{fake.password}".encode()).decode()
                 if self.headers.get("Authorization") != good:
                     return self._error(401, "UNAUTHORIZED")
-                token = base64.b64encode(json.dumps(query.get("scope", [])).encode()).decode()
+                fake.tokens_issued += 1  # each token differs, so an expired one can be told apart
+                token = base64.b64encode(json.dumps([*query.get("scope", []), f"n:{fake.tokens_issued}:"]).encode()
+                                         ).decode()
                 self._send(200, json.dumps({"token": token}).encode(), {"Content-Type": "application/json"})
 
             def _tags(self, repo: str, rest: str, query: dict[str, list[str]], body: bytes) -> None:

@@ -146,18 +146,32 @@ def test_a_large_blob_goes_in_patches_and_a_reset_mid_patch_resumes_from_the_reg
     assert sent >= blob.size  # what went out before the drop, plus the rest
 
 
-
 def test_no_patch_is_more_than_a_tenth_of_its_blob_so_a_hard_kill_loses_at_most_that(
         fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
     monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
     monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 20)  # what the rate alone would allow, here
+    monkeypatch.setattr(client_module, "_PATCH_SECONDS", 1e6)  # whatever this machine's speed
     data, blob = blob_of(40 * (1 << 16))
     with Registry(fake.host, retry=FAST) as client:
         client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
     assert fake.blobs["r/c"][blob.digest] == data
     # the first at _PATCH_MIN, then a tenth of the blob (4 × 64 KiB) each: 1 + ⌈39/4⌉, not 1 + ⌈39/16⌉
     assert len(fake.methods("PATCH")) == 11
+
+
+def test_a_token_that_expires_mid_upload_is_renewed_and_the_upload_goes_on_from_where_it_stood(
+        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 20)
+    monkeypatch.setattr(client_module, "_PATCH_MIN", 2 << 20)  # streamed, not held: it can't be sent again
+    fake.auth, fake.expire_on_patch = "bearer", 1  # the first PATCH meets a token that has just expired
+    data, blob = blob_of(5 << 20)
+    with Registry(fake.host, Credentials(fake.user, fake.password), retry=FAST) as client:
+        sent = client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
+    assert fake.blobs["r/c"][blob.digest] == data
+    assert fake.tokens_issued >= 2, "a new token after the expiry"
+    assert sent >= blob.size
+
 
 def test_an_upload_left_open_by_an_earlier_run_is_continued_from_the_journal(
         fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,7 +323,7 @@ def test_prune_deletes_what_it_listed_so_a_tag_pushed_again_since_keeps_its_new_
             (layout, lambda: layout.put_manifest("moved", synthetic_cache(True)[1]))):
         listed = inventory.list_caches(session)
         push_again()  # a job exports this branch's cache again while prune is deciding
-        assert inventory.delete_each(session, listed, jobs=4) == ["moved", "old"]
+        assert inventory.delete_each(session, listed, jobs=4) == ["old"]  # what is gone afterwards
         [kept] = inventory.list_caches(session)
         assert kept.tag == "moved" and kept.digest != listed[0].digest
 
@@ -414,3 +428,24 @@ def test_the_benchmark_proxy_with_nothing_to_add_passes_every_byte_both_ways_and
             assert b"".join(chunks) == data
         assert proxy.counters.up > len(data) and proxy.counters.down > len(data)
     assert fake.blobs["r/c"][digest] == data
+
+
+def test_prune_deletes_by_name_through_a_store_whose_delete_takes_no_digest(tmp_path: Path) -> None:
+    from cacheport.oci.format import synthetic_cache
+
+    layout = Layout(tmp_path)
+    blobs, manifest = synthetic_cache(False)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    for name in ("a", "b"):
+        layout.put_manifest(name, manifest)
+
+    class OldSession:  # a plugin's session from before delete took the listed digest
+        names = layout.names
+
+        def delete(self, name: str) -> bool:
+            return layout.delete(name)
+
+    listed = inventory.list_caches(layout)
+    assert inventory.delete_each(OldSession(), listed[:1], jobs=2) == ["a"]  # type: ignore[arg-type]
+    assert layout.names() == ["b"]

@@ -160,7 +160,6 @@ def test_sigterm_stops_a_chunked_upload_that_the_next_run_continues_byte_for_byt
         assert not list(journal.parent.iterdir()), "the finished upload is forgotten"
 
 
-
 def test_a_seed_killed_mid_chunk_starts_that_upload_again_on_distribution_and_completes(harness: Harness,
                                                                                         tmp_path: Path) -> None:
     """What SIGKILL costs on distribution 2.8, honestly: the killed PATCH's bytes reached the upload file, its
@@ -176,7 +175,8 @@ def test_a_seed_killed_mid_chunk_starts_that_upload_again_on_distribution_and_co
                 return int(json.loads(path.read_text())["offset"])
         return 0
 
-    with harness.throwaway_registry(tmp_path / "b") as dst_host, Proxy(dst_host) as proxy:
+    # capped at 24 MB/s, so the moment to kill in (16 MiB into the second chunk) lasts most of a second
+    with harness.throwaway_registry(tmp_path / "b") as dst_host, Proxy(dst_host, rate=24e6) as proxy:
         env = seed_env(tmp_path, f"{src_host}/{repo}", f"{proxy.host}/{repo}")
         first = subprocess.Popen([sys.executable, "-m", "cacheport", "seed", "--from", "gitlab", "--branch", "main"],
                                  cwd=tmp_path, env={**clean_environ(), "CACHEPORT_LOAD_PLUGINS": "", **env},
@@ -198,6 +198,7 @@ def test_a_seed_killed_mid_chunk_starts_that_upload_again_on_distribution_and_co
         assert digest_of(dst_host, repo, big.digest) == big.digest
         assert harness.tags(dst_host, repo) == ["main"]
         assert not list(uploads.glob("*.json")), "the refused upload is forgotten"
+
 
 def test_status_and_prune_go_through_many_tags_in_parallel_and_print_them_in_order(harness: Harness,
                                                                                    tmp_path: Path) -> None:

@@ -71,7 +71,13 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
         return
     verb = "deleted" if yes else "would delete"
     for d in decisions:
+        if yes and d.delete and d.tag.tag not in deleted:
+            click.echo(f"{'not deleted':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  still there afterwards "
+                       "(written again while prune ran?)")
+            continue
         click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  {d.reason}")
+    if yes:
+        doomed = [d for d in doomed if d.tag.tag in deleted]
     total = sum(d.tag.size for d in doomed)
     click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
                + ("" if yes or not doomed else "; run again with --yes to delete"))

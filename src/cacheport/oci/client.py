@@ -412,8 +412,8 @@ class Registry:
         except httpx.TransportError as exc:
             raise RegistryError(f"{self.host} is unreachable: {_one_line(exc)}") from None
         except httpx.StreamConsumed:
-            raise RegistryError(f"{self.host}: asked for credentials again in the middle of an upload "
-                                "(run again to resume)", 401) from None
+            raise _AskedAgain(f"{self.host}: asked for credentials again in the middle of an upload "
+                              "(run again to resume)", 401) from None
         if response.status_code not in ok:
             raise _gave_up(self._error(response, method, url), response)
         return response
@@ -659,7 +659,8 @@ class Registry:
                 chunked = False
                 continue
             except RegistryError as exc:
-                if exc.status is not None and exc.status not in RETRY_STATUSES and exc.status != 416:
+                retryable = exc.status in RETRY_STATUSES or exc.status == 416 or isinstance(exc, _AskedAgain)
+                if exc.status is not None and not retryable:
                     raise
                 failures, last = failures + 1, str(exc)
             if failures >= self.retry.attempts or time.monotonic() - began > self.retry.budget:
@@ -858,6 +859,11 @@ def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 class _NoPatch(Exception):
     """The registry refused a PATCH: it takes a blob in one PUT only."""
+
+
+class _AskedAgain(RegistryError):
+    """A 401 to a streamed body (a token that expired mid-upload): the login is renewed by then, and the upload
+    can go on from where the registry says it stands, but that body can't be sent again."""
 
 
 class _Take:

@@ -6,6 +6,7 @@ Manifests are read, and tags deleted, ``jobs`` at a time; results keep the store
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,10 +88,24 @@ def list_caches(session: StoreSession, known: dict[str, str] | None = None,
 
 def delete_each(session: StoreSession, tags: Sequence[CacheTag], jobs: int = LOOKUP_JOBS) -> list[str]:
     """Delete these listed caches, ``jobs`` at a time, each by the manifest it was listed with (one request
-    each, and a tag pushed again since the listing keeps its new cache); their names, in order (one already
-    gone counts as deleted)."""
-    each(lambda tag: session.delete(tag.tag, tag.digest), tags, jobs)
-    return [tag.tag for tag in tags]
+    each, and a tag pushed again since the listing keeps its new cache); the names no longer in the store
+    afterwards, in order (one that went with another name's manifest counts; one written again does not)."""
+    delete = _deleter(session)
+    each(lambda tag: delete(tag.tag, tag.digest), tags, jobs)
+    left = set(session.names())
+    return [tag.tag for tag in tags if tag.tag not in left]
+
+
+def _deleter(session: StoreSession) -> Callable[[str, str], object]:
+    """``session.delete`` given the listed digest; by name alone for a store whose ``delete`` takes no digest
+    (plugins written before it did)."""
+    try:
+        takes_digest = "digest" in inspect.signature(session.delete).parameters
+    except (TypeError, ValueError):
+        takes_digest = False
+    if takes_digest:
+        return session.delete
+    return lambda name, _digest: session.delete(name)
 
 
 def directory_usage(session: StoreSession) -> dict[str, Any] | None:
