@@ -56,3 +56,7 @@ class ConversionError(CacheportError):
 
 class ReportError(CacheportError):
     """A build record (metadata file, history document) is not what buildx writes."""
+
+
+class NoHistoryError(ReportError):
+    """This buildx keeps no build history (older than 0.21)."""

@@ -13,7 +13,8 @@ import click
 
 # httpx imports its own command line (with rich and pygments: tens of milliseconds) whenever click and rich are
 # installed, as they are with cacheport, which never runs it. A None entry makes that import fail quietly, and
-# httpx then offers a stub in its place (`httpx/__init__.py`). Set before anything imports httpx.
+# httpx then offers a stub in its place (`httpx/__init__.py`). Set before anything imports httpx; it holds for
+# the whole process, so a program that imports cacheport.cli gets that stub for `httpx.main` too.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 from cacheport import __version__  # noqa: E402

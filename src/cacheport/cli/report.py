@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cacheport.cli.common import format_option, make_plan, plan_options, warn
-from cacheport.errors import ReportError
+from cacheport.errors import NoHistoryError, ReportError
 
 if TYPE_CHECKING:
     from cacheport.entry import CacheEntry
@@ -31,7 +31,7 @@ def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) 
 
         said = last_line(done.stderr or done.stdout)
         if args[0] == "history" and ("unknown" in (done.stderr or "").lower() or "COMMAND --help" in said):
-            raise ReportError("this buildx keeps no build history (0.21 added it): save the build's "
+            raise NoHistoryError("this buildx keeps no build history (0.21 added it): save the build's "
                               "--progress=rawjson output or --metadata-file, and give --progress-file or "
                               "--metadata-file")
         raise ReportError(f"docker buildx {' '.join(args[:2])}: {said}")
@@ -108,7 +108,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
             if not found or asked:
                 raise
             # The metadata still says what was exported; a cache problem is never worth failing over.
-            why = "this buildx keeps no build history (0.21 added it)" if "no build history" in str(exc) else str(exc)
+            why = "this buildx keeps no build history (0.21 added it)" if isinstance(exc, NoHistoryError) else str(exc)
             warn(f"{why}: reporting from the given files alone (a metadata file knows exports, not imports or steps)")
     merged = report.merge(*found)
     if fmt == "json":

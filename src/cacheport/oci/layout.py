@@ -216,9 +216,9 @@ class Layout:
             if len(kept) == len(entries):
                 return False
             self._write_index(kept)
-            for digest in self.unused():
+            for unused in self.unused():
                 with contextlib.suppress(OSError):
-                    self._blob_path(digest).unlink()
+                    self._blob_path(unused).unlink()
         return True
 
     # --- what the directory holds -------------------------------------------------------------------------
