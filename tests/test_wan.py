@@ -22,7 +22,7 @@ from cacheport.errors import Interrupted, RegistryError
 from cacheport.kit import RegistryCache, layout_store, registry_store
 from cacheport.oci import client as client_module
 from cacheport.oci.client import Credentials, Registry, RegistryRepository
-from cacheport.oci.format import Descriptor, Manifest, sha256_digest
+from cacheport.oci.format import Descriptor, Manifest, sha256_digest, synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.oci.retry import RetryPolicy, retry_after, send_with_retries
 from cacheport.oci.uploads import OpenUpload, UploadJournal
@@ -63,6 +63,17 @@ class Source:
 
 def source_of(data: bytes) -> Source:
     return Source(data)
+
+
+def layout_with(directory: Path, names: list[str]) -> Layout:
+    """A directory store holding one small cache under each of these names."""
+    layout = Layout(directory)
+    blobs, manifest = synthetic_cache(False)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    for name in names:
+        layout.put_manifest(name, manifest)
+    return layout
 
 
 # --- retries ----------------------------------------------------------------------------------------------------
@@ -310,14 +321,7 @@ def test_prune_deletes_what_it_listed_so_a_tag_pushed_again_since_keeps_its_new_
     index = cache_index(fake, "r/c", "old")
     fake.add_manifest("r/c", "moved", {**index.json, "annotations": {"n": "1"}})
     registry = RegistryRepository(Registry(fake.host), "r/c")
-    from cacheport.oci.format import synthetic_cache
-
-    layout = Layout(tmp_path)
-    blobs, manifest = synthetic_cache(False)
-    for d, data in blobs:
-        layout.put_blob(d, [data])
-    for name in ("moved", "old"):
-        layout.put_manifest(name, manifest)
+    layout = layout_with(tmp_path, ["moved", "old"])
     for session, push_again in (
             (registry, lambda: fake.add_manifest("r/c", "moved", {**index.json, "annotations": {"n": "2"}})),
             (layout, lambda: layout.put_manifest("moved", synthetic_cache(True)[1]))):
@@ -329,15 +333,8 @@ def test_prune_deletes_what_it_listed_so_a_tag_pushed_again_since_keeps_its_new_
 
 
 def test_a_directory_store_takes_deletes_from_several_threads(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
-    from cacheport.oci.format import synthetic_cache
-
-    blobs, manifest = synthetic_cache(False)
-    for d, data in blobs:
-        layout.put_blob(d, [data])
     names = [f"n{i}" for i in range(20)]
-    for name in names:
-        layout.put_manifest(name, manifest)
+    layout = layout_with(tmp_path, names)
     inventory.delete_each(layout, inventory.list_caches(layout)[:10], jobs=8)
     assert layout.names() == sorted(names)[10:]
 
@@ -431,14 +428,7 @@ def test_the_benchmark_proxy_with_nothing_to_add_passes_every_byte_both_ways_and
 
 
 def test_prune_deletes_by_name_through_a_store_whose_delete_takes_no_digest(tmp_path: Path) -> None:
-    from cacheport.oci.format import synthetic_cache
-
-    layout = Layout(tmp_path)
-    blobs, manifest = synthetic_cache(False)
-    for d, data in blobs:
-        layout.put_blob(d, [data])
-    for name in ("a", "b"):
-        layout.put_manifest(name, manifest)
+    layout = layout_with(tmp_path, ["a", "b"])
 
     class OldSession:  # a plugin's session from before delete took the listed digest
         names = layout.names
