@@ -256,7 +256,7 @@ def test_a_broken_plugin_is_warned_about_once_per_command(clean_env: dict[str, s
     out = run("status", env={**clean_env, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("plugin 'broken'") == 1
-    assert "0 cache(s)" in out.stdout
+    assert "no such directory yet" in out.stdout  # status ran, with the broken plugin skipped
 
 
 def test_a_cacheport_toml_with_a_tool_table_says_where_settings_go(clean_env: dict[str, str]) -> None:
@@ -265,3 +265,10 @@ def test_a_cacheport_toml_with_a_tool_table_says_where_settings_go(clean_env: di
     assert out.returncode == 2
     assert out.stderr == ("cacheport: error: cacheport.toml: [tool.cacheport] is for pyproject.toml; in cacheport.toml, "
                           'settings go at the top level (backend = "...", then [BACKEND] tables)\n')
+
+
+def test_status_of_a_local_cache_not_made_yet_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
+    out = run("status", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "no such directory yet" in out.stdout and str(tmp_path / "xdg") in out.stdout
+    assert not (tmp_path / "xdg" / "cacheport").exists(), "status creates nothing"

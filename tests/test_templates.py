@@ -821,6 +821,13 @@ def test_a_broken_report_input_is_one_warning_and_never_fails_the_job(inputs: di
     assert run.summary == ""
 
 
+def test_given_both_metadata_and_a_metadata_file_the_report_reads_metadata_and_says_so(tmp_path: Path) -> None:
+    run = run_report(tmp_path, {"metadata": "{not json", "metadata-file": "no/such/metadata.json"})
+    assert run.code == 0, run.log
+    said = [w.split(" (see ")[0] for w in warnings(run)]
+    assert said[0] == "::warning title=cacheport report::both metadata and metadata-file are given: reading metadata"
+    assert said[1].startswith("::warning title=cacheport report::the metadata input: not a buildx metadata file")
+
 def test_when_cacheport_can_t_be_installed_the_report_is_a_warning(tmp_path: Path) -> None:
     run = run_report(tmp_path, {"metadata": "{}", "source": str(tmp_path / "no-such-cacheport.whl")}, install=False)
     assert run.steps["install"].returncode != 0  # continue-on-error: the job goes on

@@ -59,7 +59,8 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
         tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
-            raise ConfigError(f"no such tag in {store.location}: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
+                              "(`cacheport status` lists what is there)")
         decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
                                      default_tag=store.name_for(default) if default else None)
         doomed = [d for d in decisions if d.delete]

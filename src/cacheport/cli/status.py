@@ -54,6 +54,9 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
         click.echo(json.dumps({"repository": store.location, "format": store.format,
                                "tags": [t.as_dict() for t in tags], "directory": usage}, indent=2))
         return
+    if usage is not None and not usage["exists"]:
+        click.echo(f"{store.location}: no such directory yet (the first build that exports the cache makes it)")
+        return
     click.echo(f"{store.location}: {len(tags)} cache(s), exported as {store.format}")
     if usage is not None and usage["exists"]:
         click.echo(f"  {human_size(usage['size'])} in {usage['blobs']} blobs, of which {usage['stale_blobs']} "
