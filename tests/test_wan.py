@@ -439,3 +439,13 @@ def test_prune_deletes_by_name_through_a_store_whose_delete_takes_no_digest(tmp_
     listed = inventory.list_caches(layout)
     assert inventory.delete_each(OldSession(), listed[:1], jobs=2) == ["a"]  # type: ignore[arg-type]
     assert layout.names() == ["b"]
+
+
+@pytest.mark.parametrize(("mode", "terminal", "kind"), [
+    ("auto", False, "LineReporter"), ("plain", True, "LineReporter"), ("quiet", True, "Reporter"),
+    ("quiet", False, "Reporter"), ("tty", False, "BarReporter"), ("auto", True, "BarReporter")])
+def test_seed_progress_follows_the_flag_and_else_the_terminal(mode: str, terminal: bool, kind: str) -> None:
+    from cacheport.cli.seed import _reporter
+
+    with _reporter(mode, terminal) as reporter:
+        assert type(reporter).__name__ == kind

@@ -29,11 +29,17 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _reporter(terminal: bool) -> Iterator[Reporter]:
-    """A progress bar on a terminal; elsewhere (CI logs) a plain line every 10 s while a long copy runs."""
-    from cacheport.ops.seed import BarReporter, LineReporter
+def _reporter(mode: str, terminal: bool) -> Iterator[Reporter]:
+    """``--progress``: a bar (``tty``), a plain line every 10 s while a long copy runs (``plain``, for CI logs),
+    or nothing (``quiet``); ``auto`` is the bar on a terminal and plain lines elsewhere."""
+    from cacheport.ops.seed import BarReporter, LineReporter, Reporter
 
-    if not terminal:
+    if mode == "auto":
+        mode = "tty" if terminal else "plain"
+    if mode == "quiet":
+        yield Reporter()
+        return
+    if mode == "plain":
         yield LineReporter(lambda line: click.echo(line, err=True))
         return
     from rich.console import Console
@@ -89,6 +95,9 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; write nothing.")
 @jobs_option("Caches, and blobs, copied")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet"]), default="auto", show_default=True,
+              help="A long copy's progress on stderr: a bar (tty), a line every 10 s (plain), or none (quiet); auto "
+                   "is the bar on a terminal, plain lines elsewhere.")
 @click.option("--backend", "-b", metavar="NAME", help="Same as --to.")
 @click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform.")
 @set_option()
@@ -96,7 +105,7 @@ Examples:
 @config_option()
 @verbose_option
 def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_tags: bool, dry_run: bool,
-            jobs: int, fmt: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
+            jobs: int, fmt: str, progress: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
             read_only: bool | None, config_path: Path | None, verbose: int) -> None:
     """Copy cache from one backend to another, so the first build after a switch is warm.
 
@@ -145,7 +154,7 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
 
     began = time.monotonic()
     text = fmt == "text"
-    with _stoppable(), _reporter(sys.stderr.isatty()) as reporter:
+    with _stoppable(), _reporter(progress, sys.stderr.isatty()) as reporter:
         outcomes = seed(pairs, dry_run=dry_run, reporter=reporter, jobs=jobs,
                         on_done=(lambda o: click.echo(describe(o))) if text else None)
     seconds = time.monotonic() - began
