@@ -883,12 +883,11 @@ class _Take:
 
 
 def _exactly(chunks: Iterable[bytes], size: int, host: str) -> Iterator[bytes]:
-    """The chunks, checked to add up to ``size``: a short source must not end a request early, unnoticed."""
+    """The chunks, checked to add up to ``size``: a short source must not end a request early, unnoticed (nor a
+    long one run on: :func:`_at_most`)."""
     total = 0
-    for chunk in chunks:
+    for chunk in _at_most(chunks, size, host):
         total += len(chunk)
-        if total > size:
-            raise RegistryError(f"{host}: the blob's source has more than its {size} bytes")
         yield chunk
     if total != size:
         raise RegistryError(f"{host}: the blob's source ended {size - total} bytes early")
