@@ -100,3 +100,19 @@ def test_s3_backend_on_remote(buildkit: Harness, objstores: ObjectStores, tmp_pa
 
 def test_azblob_backend_on_remote(buildkit: Harness, objstores: ObjectStores, tmp_path: Path) -> None:
     remote_cold_then_warm(buildkit, objstores, "azblob", tmp_path)
+
+
+def test_a_tag_without_an_output_is_loaded_into_the_engine(buildkit: Harness, tmp_path: Path) -> None:
+    """A docker-container builder keeps what it builds; `cacheport build -t` adds --load, so the image is there."""
+    tag = f"cacheport-e2e/loaded:{uuid.uuid4().hex[:8]}"
+    env = {"CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache")}
+    with buildkit.builder("docker-container") as name:
+        result = buildkit.build(buildkit.project(tmp_path, work=0), "-t", tag, env={**env, "BUILDX_BUILDER": name},
+                                output=False)
+    try:
+        assert result.code == 0, result.log
+        assert f"builder {name!r} (docker-container driver) keeps what it builds to itself: adding --load" in result.log
+        assert f"cacheport: image: {tag} loaded into the engine" in result.log
+        assert buildkit.docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+    finally:
+        buildkit.docker("image", "rm", tag, check=False)

@@ -36,8 +36,9 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     build log, swaps a local cache into place after success, and ends with what BuildKit did with the
     cache: steps cached and executed, each import hit, missed or failed, each export written or failed
     (even when ignore-error hid it). In GitHub Actions the report also goes to the job summary, in GitLab
-    CI into a collapsed log section. Everything after -- goes to buildx as it is. The exit status is the
-    build's.
+    CI into a collapsed log section. Everything after -- goes to buildx as it is, except that a tag with no
+    --load/--push/--output on a builder that keeps results to itself (docker-container, remote) gets --load
+    for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
 
