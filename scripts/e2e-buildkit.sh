@@ -131,10 +131,11 @@ buildkit_image() {
 
 # Plain HTTP for every loopback registry a test builds against: BuildKit tries TLS first and would
 # fail on one that does not answer a TLS hello with HTTP. Pulp's front is its nginx port, fixed by
-# scripts/pulp/common.sh (asked in a subshell, as that file sets variables of the same names).
+# scripts/pulp/common.sh (asked in a bash of its own, as that file sets variables of the same names).
 buildkit_config() {
     local pulp_port reg
-    pulp_port=$(source "$here/pulp/common.sh" && echo "$FRONT_PORT")
+    # shellcheck disable=SC2016  # expanded by that bash
+    pulp_port=$(bash -c 'source "$1" && echo "$FRONT_PORT"' _ "$here/pulp/common.sh")
     mkdir -p "$BK_STATE"
     {
         echo "# Written by scripts/e2e-up: the loopback registries the e2e tests use speak plain HTTP."
