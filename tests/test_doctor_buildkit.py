@@ -244,3 +244,8 @@ def test_a_builder_that_does_not_start_is_one_failed_line(tmp_path: Path) -> Non
     script.chmod(0o755)
     [check] = buildkit_checks(plan(PULP), "ci", "remote", [str(script)], {})
     assert not check.ok and check.detail == "'ci' does not start: ERROR: no builder \"ci\" found"
+
+
+def test_a_builder_without_a_config_runs_on_buildkits_defaults() -> None:
+    [_, trust] = reach_checks(plan(PULP), "ci", "docker-container", {HOST: Reach("reached", "not found")}, "", "")
+    assert trust.ok and "it has no buildkitd.toml, so BuildKit's defaults apply" in trust.detail

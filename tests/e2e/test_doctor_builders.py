@@ -4,6 +4,8 @@ passes; on each bad one exactly the check that should fail does, with its one-li
 - ``docker-container`` on both generations: buildx 0.13 hides the builder's buildkitd.toml (doctor reads it out
   of the container), buildx 0.29 shows it in ``buildx inspect``.
 - ``remote``: the standalone buildkitd, whose config stays on its own host.
+- A registry of our own that speaks TLS with a private CA (``openssl`` makes it): trusted only by a builder whose
+  buildkitd.toml names the CA.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +51,39 @@ def container_builder(h: Harness, tmp: Path, config: str | None, network_host: b
         yield name
     finally:
         h.docker("buildx", "rm", name, check=False)
+
+
+@contextmanager
+def tls_registry(h: Harness, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """A distribution registry on loopback that speaks only TLS, with a certificate from a CA of its own:
+    ``(host:port, the CA's certificate)``; stopped on exit (by its PID)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=cacheport-e2e-ca")
+    openssl("req", *ec, "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (tmp / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "cert.pem", "-days", "1", "-extfile", "san")
+    port = closed_port()
+    (tmp / "registry.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {tmp / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {tmp / 'cert.pem'}\n    key: {tmp / 'key.pem'}\n")
+    with (tmp / "registry.log").open("w") as log:
+        proc = subprocess.Popen([h.env["CACHEPORT_E2E_REGISTRY_BIN"], "serve", str(tmp / "registry.yml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port}", tmp / "ca.pem"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 def closed_port() -> int:
@@ -126,3 +162,24 @@ def test_a_remote_builder_and_a_closed_registry_port_fail_network(buildkit: Harn
         f"✗ network: {name!r} can't reach {host}: dial tcp {host}: connect: connection refused\n"
         f"    fix: check that {host} is up, and the network, DNS and proxy of the builder {name!r} (not of this "
         "machine)"]
+
+
+@pytest.mark.parametrize(("told", "trusted", "says", "fix"), [
+    # BuildKit speaks plain HTTP to a loopback registry unless told otherwise.
+    ("", False, "BuildKit speaks plain HTTP to it, and it answers 400 (an HTTPS registry does); it has no "
+     "buildkitd.toml, so BuildKit's defaults apply", 'set http = false and ca = ["/path/to/its-ca.pem"] under [registry."{host}"]'),
+    ("http = false\n", False, "BuildKit does not trust its TLS certificate (tls: failed to verify certificate: x509: "
+     "certificate signed by unknown authority); its buildkitd.toml says http = false", 'set ca = ["/path/to/its-ca.pem"] (or insecure = true)'),
+    ('http = false\nca = ["{ca}"]\n', True, "talks to {host} the way it answers", ""),
+])
+def test_a_registry_with_a_private_ca_is_trusted_only_by_a_builder_told_its_ca(
+        buildkit: Harness, tmp_path: Path, told: str, trusted: bool, says: str, fix: str) -> None:
+    (tmp_path / "registry").mkdir()
+    with tls_registry(buildkit, tmp_path / "registry") as (host, ca):
+        config = f'[registry."{host}"]\n' + told.format(ca=ca) if told else None
+        with container_builder(buildkit, tmp_path, config) as name:
+            out = doctor(buildkit, tmp_path, name, f"{host}/{repo()}")
+    assert lines(out.stdout, "network") == [f"✓ network: {name!r} reaches {host}"], out.stdout
+    [trust] = lines(out.stdout, "trust")
+    assert trust.startswith("✓" if trusted else "✗"), trust
+    assert says.format(host=host) in trust and fix.format(host=host) in trust, trust

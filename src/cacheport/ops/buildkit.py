@@ -156,15 +156,16 @@ def classify(output: str, ref: str) -> Reach:
     if marker not in last:
         return Reach("probe", last.removeprefix("ERROR: ").strip() or "the probe build failed without a message")
     cause = last.split(marker, 1)[1].replace(f"{ref}: ", "").strip()
+    cause = re.sub(r'^failed to do request: \w+ "[^"]*": ', "", cause)
     if "server gave HTTP response to HTTPS client" in cause:
         return Reach("trust", "BuildKit speaks HTTPS to it, and it answers in plain HTTP")
     if re.search(r"x509:|tls:|certificate", cause):
-        return Reach("trust", f"BuildKit does not trust its TLS certificate ({cause.rsplit(': ', 1)[-1]})")
+        return Reach("trust", f"BuildKit does not trust its TLS certificate ({cause})")
     if "400 Bad Request" in cause and "http://" in cause:
         return Reach("trust", "BuildKit speaks plain HTTP to it, and it answers 400 (an HTTPS registry does)")
     if re.search(r"not found|\b40[13]\b|unauthorized|denied|forbidden", cause, re.IGNORECASE):
         return Reach("reached", cause)
-    return Reach("network", re.sub(r'^failed to do request: \w+ "[^"]*": ', "", cause))
+    return Reach("network", cause)
 
 
 def registry_refs(plan: Plan) -> dict[str, str]:
@@ -199,6 +200,8 @@ def registry_section(config: str | None, host: str) -> dict[str, object] | None:
 def _setting(section: dict[str, object] | None, config: str | None, where: str) -> str:
     if config is None:
         return f"its buildkitd.toml can't be read from here ({where})"
+    if not config.strip():
+        return "it has no buildkitd.toml, so BuildKit's defaults apply"
     if section is None:
         return "its buildkitd.toml has no section for it"
     said = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in section.items()
@@ -272,7 +275,7 @@ def probe(docker: Sequence[str], environ: Mapping[str, str], name: str, ref: str
 
 def container_config(docker: Sequence[str], environ: Mapping[str, str], node: str) -> str | None:
     """The buildkitd.toml inside a docker-container builder's container (``docker cp`` needs no tool in the
-    image), or None when the current engine does not hold that container."""
+    image), ``""`` when it has none, or None when the current engine does not hold that container."""
     import io
     import tarfile
 
@@ -282,7 +285,8 @@ def container_config(docker: Sequence[str], environ: Mapping[str, str], node: st
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
-        return None
+        # The container is there but has no file: the builder runs on BuildKit's defaults.
+        return "" if b"Could not find the file" in done.stderr else None
     try:
         with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
             member = next((m for m in tar if m.isfile()), None)
