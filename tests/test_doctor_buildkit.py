@@ -150,7 +150,7 @@ def test_one_probe_per_registry_at_a_digest_nobody_has() -> None:
 
 def test_each_registry_gets_a_network_line_and_a_trust_line_with_one_fix() -> None:
     config = f'[registry."{HOST}"]\n  http = false\n'
-    checks = reach_checks(plan(PULP), "ci", "docker-container", {
+    checks = reach_checks("ci", "docker-container", {
         HOST: classify(f"{SOLVE}failed to do request: Head \"https://{HOST}/v2/\": http: server gave HTTP response "
                        "to HTTPS client", REF),
         "127.0.0.1:1": Reach("network", "dial tcp 127.0.0.1:1: connect: connection refused"),
@@ -163,7 +163,7 @@ def test_each_registry_gets_a_network_line_and_a_trust_line_with_one_fix() -> No
 
 
 def test_a_config_that_cannot_be_read_says_why() -> None:
-    [_, trust] = reach_checks(plan(PULP), "ci", "remote", {HOST: Reach("reached", "not found")}, None,
+    [_, trust] = reach_checks("ci", "remote", {HOST: Reach("reached", "not found")}, None,
                               "the remote driver's daemon keeps it")
     assert trust.ok and "can't be read from here (the remote driver's daemon keeps it)" in trust.detail
 
@@ -247,5 +247,5 @@ def test_a_builder_that_does_not_start_is_one_failed_line(tmp_path: Path) -> Non
 
 
 def test_a_builder_without_a_config_runs_on_buildkits_defaults() -> None:
-    [_, trust] = reach_checks(plan(PULP), "ci", "docker-container", {HOST: Reach("reached", "not found")}, "", "")
+    [_, trust] = reach_checks("ci", "docker-container", {HOST: Reach("reached", "not found")}, "", "")
     assert trust.ok and "it has no buildkitd.toml, so BuildKit's defaults apply" in trust.detail

@@ -229,8 +229,7 @@ def _network_fix(host: str, driver: str, name: str) -> str:
     return f"check that {host} is up, and the network, DNS and proxy of the builder {name!r} (not of this machine)"
 
 
-def reach_checks(plan: Plan, name: str, driver: str, probe: Mapping[str, Reach], config: str | None,
-                 where: str) -> list[Check]:
+def reach_checks(name: str, driver: str, probe: Mapping[str, Reach], config: str | None, where: str) -> list[Check]:
     """A ``network`` and a ``trust`` line per registry, from what the probe found (``probe``: host → Reach)."""
     checks: list[Check] = []
     for host, reach in probe.items():
@@ -326,4 +325,4 @@ def buildkit_checks(plan: Plan, name: str, driver: str, docker: Sequence[str],
     with ThreadPoolExecutor(min(4, len(refs))) as pool:
         answers = pool.map(lambda ref: probe(docker, environ, name, ref), refs.values())
         found_by_host = dict(zip(refs, answers, strict=True))
-    return checks + reach_checks(plan, name, driver, found_by_host, config, where)
+    return checks + reach_checks(name, driver, found_by_host, config, where)
