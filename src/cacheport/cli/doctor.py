@@ -28,7 +28,9 @@ Examples:
 def command(fmt: str, builder: str | None, **common: Any) -> None:
     """Check that the configured cache works before a build finds out: one line per check, with the fix.
 
-    Checks Docker, buildx and what the builder can do with this plan; the backend's own checks; and, for a
+    Checks Docker, buildx and what the builder can do with this plan (on a docker-container or remote builder
+    also its BuildKit version, and whether it reaches and trusts the cache's registries: a probe build that
+    asks for a digest no registry holds, and pulls nothing); the backend's own checks; and, for a
     backend with a store, that the store answers, accepts the credentials, and keeps a tiny cache in the
     format the backend exports (written under the name cacheport-doctor, then deleted).
     Exit status 0 when every check passes, 1 when one fails.
