@@ -84,14 +84,16 @@ def fit_to_builder(
 
 def image_output(builder: Builder, tags: Sequence[str], extra: Sequence[str]) -> tuple[list[str], str, str]:
     """Where a tagged build with no output goes on a builder that keeps results to itself: ``--load`` for one
-    platform (into the engine), nothing for several (the engine can't take them). Returns the arguments to add, a
+    platform (into the engine), nothing for several (not every engine takes them). Returns the arguments to add, a
     line to say before the build and one for the report; all empty when there is nothing to do."""
     if builder.driver not in _KEEPS_RESULTS or not tags or _gives_output(extra):
         return [], "", ""
     keeps = f"builder {builder.name!r} ({builder.driver} driver) keeps what it builds to itself"
     if len(_platforms(extra)) > 1:
-        how = "add -- --push to send it to its registry, or -- --output type=oci,dest=FILE"
-        return ([], f"{keeps}, and the engine cannot load a multi-platform image: {tags[0]} stays in the builder's "
+        # Only an engine with the containerd image store takes several platforms, and which one this is is unknown.
+        how = ("add -- --push to send it to its registry, -- --output type=oci,dest=FILE, or -- --load on an engine "
+               "with the containerd image store")
+        return ([], f"{keeps}, and a multi-platform image is not loaded for you: {tags[0]} stays in the builder's "
                 f"cache; {how}", f"{tags[0]} is in the builder's cache only (multi-platform); {how}")
     return (["--load"], f"{keeps}: adding --load, so {', '.join(tags)} is in the engine afterwards",
             f"{', '.join(tags)} loaded into the engine (--load added: {keeps})")
