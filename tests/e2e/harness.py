@@ -180,8 +180,9 @@ class Harness:
         else:
             raise ValueError(f"no BuildKit of our own for the {driver} driver")
         name = f"cacheport-e2e-{driver}-{uuid.uuid4().hex[:8]}"
-        self.docker("buildx", "create", "--name", name, *how, "--bootstrap")
-        try:
+        try:  # a failed bootstrap may leave the builder behind as well
+            made = self.docker("buildx", "create", "--name", name, *how, "--bootstrap", check=False)
+            assert made.returncode == 0, f"buildx create {name} failed: {made.stderr}"
             if driver == "remote":
                 # Every remote builder is the one standalone buildkitd: empty its cache, as a new one's would be.
                 self.docker("buildx", "prune", "-af", "--builder", name)
