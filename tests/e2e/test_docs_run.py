@@ -46,7 +46,8 @@ EXPECTED_FAILURES: dict[str, str] = {
         "issue 23, 5: switch fails on a project with no config",
 }
 
-# The README's two commands install and test cacheport itself; they are honoured, not run, here:
+# Steps honoured rather than run as written (the value runs instead; nothing when empty). The README's two
+# commands install and test cacheport itself:
 HONOURED = {
     # tox installs this checkout into the environment the tests run in, as `pip install .` does, before
     # any test starts; the rest of the line runs.
