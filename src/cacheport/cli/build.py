@@ -14,7 +14,7 @@ from cacheport.cli.common import make_plan, plan_options, say
 @click.command("build", epilog="""\b
 Examples:
   cacheport build . -t registry.example.com/app:dev
-  cacheport build . -t app -- --push --platform linux/amd64,linux/arm64
+  cacheport build . -t registry.example.com/app:dev -- --push --platform linux/amd64,linux/arm64
   cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
   cacheport build . --report-file cache-report.json --require-hit
 """)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Examples:
   cacheport doctor
   cacheport doctor --backend pulp --format json
-  cacheport doctor --builder ci-builder          # the builder `cacheport build -- --builder ci-builder` uses
+  cacheport doctor --builder default             # the builder `cacheport build -- --builder default` uses
 """)
 @format_option(["text", "json"], "text")
 @click.option("--builder", metavar="NAME", help="The buildx builder to check (default: $BUILDX_BUILDER, else the "
