@@ -21,18 +21,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from cacheport.oci.client import (
-    CHUNK,
-    Credentials,
-    Reference,
-    Registry,
-    RegistryError,
-    _pieces,
-    docker_config_credentials,
-    parse_challenge,
-    parse_reference,
-)
+from cacheport.errors import RegistryError
+from cacheport.oci.auth import Credentials, docker_config_credentials, parse_challenge
 from cacheport.oci.format import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
+from cacheport.oci.reference import Reference, parse_reference
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
+from cacheport.oci.upload import CHUNK, UploadPolicy, _Take
+from cacheport.ops.seed import copy_blob
 
 # --- a fake registry --------------------------------------------------------------------------------------------
 
@@ -385,10 +381,13 @@ def test_docker_config_credentials(tmp_path: Path) -> None:
     assert "s3:cret" not in repr(Credentials("alice", "s3:cret"))
 
 
-def test_pieces_groups_a_stream_without_holding_more_than_one_piece() -> None:
-    chunks = [b"abc", b"defgh", b"", b"ij"]
-    assert [b"".join(p) for p in _pieces(chunks, 4)] == [b"abcd", b"efgh", b"ij"]
-    assert [b"".join(p) for p in _pieces([b"x" * 10], 3)] == [b"xxx", b"xxx", b"xxx", b"x"]
+def test_take_hands_out_runs_of_an_exact_length_without_holding_more_than_one_chunk() -> None:
+    take = _Take(iter([b"abc", b"defgh", b"", b"ij"])).take
+    assert [b"".join(take(n, "h")) for n in (4, 4, 2)] == [b"abcd", b"efgh", b"ij"]
+    take = _Take(iter([b"x" * 10])).take
+    assert [b"".join(take(n, "h")) for n in (3, 3, 3, 1)] == [b"xxx", b"xxx", b"xxx", b"x"]
+    with pytest.raises(RegistryError, match="ended 1 bytes early"):
+        b"".join(take(1, "h"))
 
 
 def test_manifest_descriptors_and_size() -> None:
@@ -467,11 +466,13 @@ def test_mount_on_the_same_host_moves_no_bytes(fake: FakeRegistry) -> None:
     fake.auth = "bearer"
     index = cache_index(fake, "old/cache", "main")
     with Registry(fake.host, Credentials("u", "p")) as client:
+        old, new = RegistryRepository(client, "old/cache"), RegistryRepository(client, "new/cache")
         for blob in index.descriptors():
-            assert client.copy_blob(client, "old/cache", "new/cache", blob) == "mounted"
-            assert client.copy_blob(client, "old/cache", "new/cache", blob) == "present"
+            assert copy_blob(old, new, blob) == ("mounted", 0)
+            # a mount is one round trip whether or not the blob is there already
+            assert copy_blob(old, new, blob) == ("mounted", 0)
         assert client.counters.bytes_uploaded == client.counters.bytes_downloaded == 0
-        assert client.counters.blobs_mounted == len(index.descriptors())
+        assert client.counters.blobs_mounted == 2 * len(index.descriptors())
     # the mount's token covers both repositories, as a real token server is asked for
     assert ["repository:new/cache:pull,push", "repository:old/cache:pull"] in [q.get("scope") for q in fake.token_requests]
 
@@ -485,7 +486,8 @@ def test_a_refused_mount_falls_back_to_streaming(mount: str) -> None:
         with Registry(fake.host) as client:
             from cacheport.oci.format import Descriptor
 
-            how = client.copy_blob(client, "elsewhere", "new/cache", Descriptor("l", digest, len(data)))
+            how, _sent = copy_blob(RegistryRepository(client, "elsewhere"), RegistryRepository(client, "new/cache"),
+                                   Descriptor("l", digest, len(data)))
             assert how == "uploaded"
             assert client.counters.blobs_mounted == 0 and client.counters.bytes_uploaded == len(data)
         assert fake.blobs["new/cache"][digest] == data
@@ -496,8 +498,8 @@ def test_a_refused_mount_falls_back_to_streaming(mount: str) -> None:
 def test_chunked_upload_keeps_the_registry_state(fake: FakeRegistry) -> None:
     data = bytes(range(256)) * 40
     seen: list[int] = []
-    with Registry(fake.host) as client:
-        client.upload_blob("r/c", sha256_digest(data), len(data), iter([data[:3000], data[3000:]]), chunk_size=4096,
+    with Registry(fake.host, upload_policy=UploadPolicy(chunked_from=4096, patch_min=4096, patch_max=4096)) as client:
+        client.upload_blob("r/c", sha256_digest(data), len(data), iter([data[:3000], data[3000:]]),
                            progress=seen.append)
     assert fake.blobs["r/c"][sha256_digest(data)] == data
     assert len(fake.methods("PATCH")) == 3
@@ -507,7 +509,7 @@ def test_chunked_upload_keeps_the_registry_state(fake: FakeRegistry) -> None:
 def test_an_upload_of_the_wrong_size_is_an_error(fake: FakeRegistry) -> None:
     data = b"abc"
     with Registry(fake.host) as client, pytest.raises(RegistryError):
-        client.upload_blob("r/c", sha256_digest(data), 5, iter([data]), chunk_size=2)
+        client.upload_blob("r/c", sha256_digest(data), 5, iter([data]))
 
 
 def test_manifest_put_keeps_the_bytes_and_the_digest(fake: FakeRegistry) -> None:
@@ -585,6 +587,8 @@ def test_streamed_copy_uses_flat_chunks(fake: FakeRegistry) -> None:
         from cacheport.oci.format import Descriptor
 
         sizes: list[int] = []
-        assert target.copy_blob(source, "a/c", "b/c", Descriptor("l", digest, len(data)), progress=sizes.append) == "uploaded"
+        how, _sent = copy_blob(RegistryRepository(source, "a/c"), RegistryRepository(target, "b/c"),
+                               Descriptor("l", digest, len(data)), progress=sizes.append)
+        assert how == "uploaded"
         assert other.blobs["b/c"][digest] == data
     assert max(sizes) <= CHUNK and sum(sizes) == len(data) == target.counters.bytes_uploaded

@@ -17,9 +17,11 @@ import httpx
 import pytest
 
 from cacheport.errors import RegistryError
-from cacheport.oci import client as client_module
-from cacheport.oci.client import Credentials, Registry, parse_reference
+from cacheport.oci import registry as client_module
+from cacheport.oci.auth import Credentials
 from cacheport.oci.realm import Realm, parse_realm, withheld
+from cacheport.oci.reference import parse_reference
+from cacheport.oci.registry import Registry
 from tests.hostile import (
     BEHAVIOURS,
     MARKER,

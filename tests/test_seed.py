@@ -17,7 +17,7 @@ import pytest
 from cacheport.context import Context
 from cacheport.errors import CacheportError, ConversionError
 from cacheport.kit import RegistryCache, login_credentials, registry_store
-from cacheport.oci.client import Credentials, Registry, RegistryRepository
+from cacheport.oci.auth import Credentials
 from cacheport.oci.format import (
     CACHECONFIG,
     DOCKER_LIST,
@@ -27,6 +27,8 @@ from cacheport.oci.format import (
     is_cache_index,
     to_image_manifest,
 )
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.seed import Pair, Side, branch_pairs, copy_pair, name_pairs
 from cacheport.plugins import Plugins
 from cacheport.records import CacheStore, EntryRequest, Login

@@ -20,12 +20,13 @@ import pytest
 from cacheport.context import Context
 from cacheport.errors import Interrupted, RegistryError
 from cacheport.kit import RegistryCache, layout_store, registry_store
-from cacheport.oci import client as client_module
-from cacheport.oci.client import Credentials, Registry, RegistryRepository
+from cacheport.oci.auth import Credentials
 from cacheport.oci.format import Descriptor, Manifest, sha256_digest, synthetic_cache
 from cacheport.oci.layout import Layout
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
 from cacheport.oci.retry import RetryPolicy, retry_after, send_with_retries
-from cacheport.oci.uploads import OpenUpload, UploadJournal
+from cacheport.oci.upload import OpenUpload, UploadJournal, UploadPolicy
 from cacheport.ops import inventory
 from cacheport.ops.seed import LineReporter, Pair, Side, seed
 from cacheport.records import EntryRequest
@@ -131,8 +132,10 @@ def test_a_dropped_connection_is_retried_for_requests_that_can_be_sent_again() -
 def test_a_patch_or_a_streamed_body_is_never_sent_twice_by_the_retry_layer(fake: FakeRegistry) -> None:
     fake.faults.append(("PATCH", "/uploads/", 503, {}))
     data, blob = blob_of(5000)
-    with Registry(fake.host, retry=FAST) as client, pytest.raises(RegistryError, match="HTTP 503"):
-        client.upload_blob("r/c", blob.digest, blob.size, iter([data]), chunk_size=4096)
+    in_patches = UploadPolicy(chunked_from=4096, patch_min=4096, patch_max=4096)
+    with Registry(fake.host, retry=FAST, upload_policy=in_patches) as client, \
+            pytest.raises(RegistryError, match="HTTP 503"):
+        client.upload_blob("r/c", blob.digest, blob.size, iter([data]))
     assert [m for m, _ in fake.log].count("PATCH") == 1
 
 
@@ -140,14 +143,12 @@ def test_a_patch_or_a_streamed_body_is_never_sent_twice_by_the_retry_layer(fake:
 
 
 def test_a_large_blob_goes_in_patches_and_a_reset_mid_patch_resumes_from_the_registrys_offset(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 16)
+        fake: FakeRegistry) -> None:
+    policy = UploadPolicy(chunked_from=1 << 16, patch_min=1 << 16, patch_max=1 << 16)
     data, blob = blob_of(5 * (1 << 16) + 123)
     fake.cut_at = 20_000  # the registry keeps this much of the first PATCH, then the connection drops
     source = source_of(data)
-    with Registry(fake.host, retry=FAST) as client:
+    with Registry(fake.host, retry=FAST, upload_policy=policy) as client:
         sent = client.upload_resumable("r/c", blob.digest, blob.size, source.open)
         assert client.counters.blobs_uploaded == 1
     assert fake.blobs["r/c"][blob.digest] == data  # byte-identical (and the registry checked the digest)
@@ -158,13 +159,12 @@ def test_a_large_blob_goes_in_patches_and_a_reset_mid_patch_resumes_from_the_reg
 
 
 def test_no_patch_is_more_than_a_tenth_of_its_blob_so_a_hard_kill_loses_at_most_that(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 20)  # what the rate alone would allow, here
-    monkeypatch.setattr(client_module, "_PATCH_SECONDS", 1e6)  # whatever this machine's speed
+        fake: FakeRegistry) -> None:
+    policy = UploadPolicy(chunked_from=1 << 16, patch_min=1 << 16,
+                          patch_max=1 << 20,  # what the rate alone would allow, here
+                          patch_seconds=1e6)  # whatever this machine's speed
     data, blob = blob_of(40 * (1 << 16))
-    with Registry(fake.host, retry=FAST) as client:
+    with Registry(fake.host, retry=FAST, upload_policy=policy) as client:
         client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
     assert fake.blobs["r/c"][blob.digest] == data
     # the first at _PATCH_MIN, then a tenth of the blob (4 × 64 KiB) each: 1 + ⌈39/4⌉, not 1 + ⌈39/16⌉
@@ -172,12 +172,11 @@ def test_no_patch_is_more_than_a_tenth_of_its_blob_so_a_hard_kill_loses_at_most_
 
 
 def test_a_token_that_expires_mid_upload_is_renewed_and_the_upload_goes_on_from_where_it_stood(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 20)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 2 << 20)  # streamed, not held: it can't be sent again
+        fake: FakeRegistry) -> None:
+    policy = UploadPolicy(chunked_from=1 << 20, patch_min=2 << 20)  # streamed, not held: it can't be sent again
     fake.auth, fake.expire_on_patch = "bearer", 1  # the first PATCH meets a token that has just expired
     data, blob = blob_of(5 << 20)
-    with Registry(fake.host, Credentials(fake.user, fake.password), retry=FAST) as client:
+    with Registry(fake.host, Credentials(fake.user, fake.password), retry=FAST, upload_policy=policy) as client:
         sent = client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
     assert fake.blobs["r/c"][blob.digest] == data
     assert fake.tokens_issued >= 2, "a new token after the expiry"
@@ -185,10 +184,8 @@ def test_a_token_that_expires_mid_upload_is_renewed_and_the_upload_goes_on_from_
 
 
 def test_an_upload_left_open_by_an_earlier_run_is_continued_from_the_journal(
-        fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 16)
+        fake: FakeRegistry, tmp_path: Path) -> None:
+    policy = UploadPolicy(chunked_from=1 << 16, patch_min=1 << 16, patch_max=1 << 16)
     data, blob = blob_of(4 * (1 << 16))
     patches = {"n": 0}
 
@@ -196,27 +193,26 @@ def test_an_upload_left_open_by_an_earlier_run_is_continued_from_the_journal(
         patches["n"] = len(fake.methods("PATCH"))
         return patches["n"] >= 2
 
-    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j")) as first, pytest.raises(Interrupted):
+    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j"), upload_policy=policy) as first, \
+            pytest.raises(Interrupted):
         first.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open, stopping=stop_after_two)
     assert blob.digest not in fake.blobs.get("r/c", {})
     [state] = list((tmp_path / "j").iterdir())
     assert stat.S_IMODE(state.stat().st_mode) == 0o600 and stat.S_IMODE((tmp_path / "j").stat().st_mode) == 0o700
     assert json.loads(state.read_text())["offset"] == 2 * (1 << 16)
     again = source_of(data)
-    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j")) as second:
+    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j"), upload_policy=policy) as second:
         sent = second.upload_resumable("r/c", blob.digest, blob.size, again.open)
     assert again.opened == [2 * (1 << 16)] and sent == 2 * (1 << 16)
     assert fake.blobs["r/c"][blob.digest] == data and len(fake.methods("POST")) == 1
     assert not list((tmp_path / "j").iterdir()), "a finished upload is forgotten"
 
 
-def test_an_upload_the_registry_lost_starts_again_from_zero(fake: FakeRegistry, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
+def test_an_upload_the_registry_lost_starts_again_from_zero(fake: FakeRegistry, tmp_path: Path) -> None:
     data, blob = blob_of(3 * (1 << 16))
     journal = UploadJournal(tmp_path)
     journal.put(fake.host, "r/c", blob.digest, OpenUpload(f"http://{fake.host}/v2/r/c/blobs/uploads/gone?_state=x", 99, 1e10))
-    with Registry(fake.host, uploads=journal) as client:
+    with Registry(fake.host, uploads=journal, upload_policy=UploadPolicy(chunked_from=1 << 16)) as client:
         assert client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open) == blob.size
     assert fake.blobs["r/c"][blob.digest] == data
 

@@ -42,7 +42,7 @@ from cacheport.refs import branch_names, branch_tag, reference_problem, reposito
 from cacheport.trust import decide, marked
 
 if TYPE_CHECKING:
-    from cacheport.oci.client import Credentials
+    from cacheport.oci.auth import Credentials
 
 MODES = ("min", "max")
 COMPRESSIONS = ("uncompressed", "gzip", "estargz", "zstd")
@@ -258,8 +258,11 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
-        from cacheport.oci.client import Registry, RegistryRepository, docker_config_credentials, parse_reference
-        from cacheport.oci.uploads import UploadJournal
+        from cacheport.oci.auth import docker_config_credentials
+        from cacheport.oci.reference import parse_reference
+        from cacheport.oci.registry import Registry
+        from cacheport.oci.repository import RegistryRepository
+        from cacheport.oci.upload import UploadJournal
 
         ref = parse_reference(cache.repository)
         credentials = (login_credentials(cache.logins, ref.host, request.environ)
@@ -277,7 +280,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
 
 def login_credentials(logins: Iterable[Login], host: str, environ: Mapping[str, str]) -> Credentials | None:
     """The first login for ``host`` whose variables are set, as credentials (Docker Hub under either name)."""
-    from cacheport.oci.client import Credentials
+    from cacheport.oci.auth import Credentials
 
     for login in logins:
         if login.registry.lower() not in (host, "docker.io" if host == "registry-1.docker.io" else host):

@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.wan_proxy import Answer, Proxy
-from cacheport.oci.client import Registry
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest
+from cacheport.oci.registry import Registry
 
 from .harness import Harness, clean_environ
 
