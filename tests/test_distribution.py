@@ -23,12 +23,12 @@ import pytest
 
 from cacheport.errors import RegistryError
 from cacheport.oci.auth import Credentials, docker_config_credentials, parse_challenge
+from cacheport.oci.copy import copy_blob
 from cacheport.oci.format import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
 from cacheport.oci.reference import Reference, parse_reference
 from cacheport.oci.registry import Registry
 from cacheport.oci.repository import RegistryRepository
 from cacheport.oci.upload import CHUNK, UploadPolicy, _Take
-from cacheport.ops.seed import copy_blob
 
 # --- a fake registry --------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cacheport.cli.seed import LineReporter
 from cacheport.context import Context
 from cacheport.errors import Interrupted, RegistryError
 from cacheport.kit import RegistryCache, layout_store, registry_store
@@ -28,7 +29,7 @@ from cacheport.oci.repository import RegistryRepository
 from cacheport.oci.retry import RetryPolicy, retry_after, send_with_retries
 from cacheport.oci.upload import OpenUpload, UploadJournal, UploadPolicy
 from cacheport.ops import inventory
-from cacheport.ops.seed import LineReporter, Pair, Side, seed
+from cacheport.ops.seed import Pair, Side, seed
 from cacheport.records import EntryRequest
 
 from .test_distribution import FakeRegistry, cache_index
