@@ -1,11 +1,9 @@
-"""Sending one registry request again when the registry or the network failed it for now, with backoff.
+"""The one retry rule: how often, and after how long, to try again when a registry or the network failed for now
+(:class:`RetryPolicy`, counted by :class:`Backoff`), and :func:`send_with_retries` for one request.
 
-What counts as "for now": a 429 or a 5xx answer (408, 429, 500, 502, 503, 504), and a connection that was
-refused, reset or timed out. ``Retry-After`` (seconds or an HTTP date) is honoured. Retries are bounded in
-number and in total time; when either runs out the last answer is returned (or the last error raised), so the
-caller reports one line with the last status. Only requests that can be sent again unchanged come here with a
-policy that retries (the caller decides: never a PATCH, never a streamed body); an interrupted blob upload is
-resumed by the upload code, from the offset the registry reports.
+"For now" is a 408, 429 or 5xx answer (``Retry-After`` honoured), or a connection refused, reset or timed out.
+Only requests that can be sent again unchanged are retried here (never a PATCH, never a streamed body); a blob
+upload retries itself, from the offset the registry reports, under the same rule (:mod:`.upload`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
-"""Blob uploads: one streamed PUT, or PATCHes whose progress is journalled so that an upload that was
-stopped or broke resumes mid-blob, from the offset the registry reports. How big the PATCHes are is an
-:class:`UploadPolicy`; the open uploads are an :class:`UploadJournal`.
-
-The journal is one small JSON file per upload (mode 0600, in a 0700 directory under the user's cache
-directory), named after a hash of the registry host, repository and blob digest. It holds the upload's
-``Location`` (the registry's own handle on the upload, which may carry signed state) and the offset it had
-reached; never a credential. A journal without a directory keeps uploads in memory only.
-
-Requests go through the registry client (:mod:`.registry`); no API besides the upload endpoints here.
+"""Blob uploads: one streamed PUT, or PATCHes journalled so that an upload that was stopped or broke resumes
+mid-blob (:class:`Uploader`); how big the PATCHes are (:class:`UploadPolicy`); the open uploads
+(:class:`UploadJournal`). Requests go through the registry client's; no other API here.
 """
 
 from __future__ import annotations
@@ -17,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +23,7 @@ import attrs
 import httpx
 
 from cacheport.errors import Interrupted, RegistryError
+from cacheport.files import replacing
 from cacheport.oci.http import AskedAgain, Counters
 from cacheport.oci.retry import RETRY_STATUSES, Backoff, RetryPolicy
 
@@ -86,7 +79,14 @@ class OpenUpload:
 
 
 class UploadJournal:
-    """Open uploads by (host, repository, digest): in ``directory`` when one is given, else in memory."""
+    """Open uploads by (host, repository, digest): in ``directory`` when one is given, else in memory (they
+    resume within one run).
+
+    One small JSON file per upload (mode 0600, in a 0700 directory under the user's cache directory), named
+    after a hash of the registry host, repository and blob digest. It holds the upload's ``Location`` (the
+    registry's own handle on the upload, which may carry signed state) and the offset it had reached; never a
+    credential.
+    """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory) if directory else None
@@ -142,15 +142,8 @@ class UploadJournal:
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload.")  # mkstemp makes it 0600
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with replacing(path, 0o600) as fh:
+            fh.write(data)
 
 
 class Uploader:
