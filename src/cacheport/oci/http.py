@@ -39,7 +39,6 @@ class Counters:
         bytes_downloaded: blob bytes received.
         blobs_uploaded: blobs sent.
         blobs_mounted: blobs mounted from another repository (no bytes moved).
-        blobs_present: blobs found already there and skipped.
         manifests_put: manifests written.
         tokens: bearer tokens fetched.
     """
@@ -49,7 +48,6 @@ class Counters:
     bytes_downloaded: int = 0
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
-    blobs_present: int = 0
     manifests_put: int = 0
     tokens: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)

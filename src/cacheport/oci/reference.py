@@ -33,11 +33,6 @@ class Reference:
     tag: str | None = None
     digest: str | None = None
 
-    @property
-    def reference(self) -> str:
-        """What to ask the manifests endpoint for: the digest, else the tag, else ``latest``."""
-        return self.digest or self.tag or "latest"
-
     def __str__(self) -> str:
         tag = f":{self.tag}" if self.tag else ""
         digest = f"@{self.digest}" if self.digest else ""
