@@ -103,7 +103,7 @@ class Registry:
         elif response.request.extensions.get(BLOB):
             return
         response.stream = Budget(response.stream, f"{self.host}: {response.request.method} "
-                                  f"{path(str(response.request.url))}", self.timeout)
+                                 f"{path(str(response.request.url))}", self.timeout)
 
     def __enter__(self) -> Registry:
         return self
