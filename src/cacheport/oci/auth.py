@@ -39,6 +39,10 @@ class Credentials:
     username: str
     password: str = attrs.field(repr=False)
 
+    def basic(self) -> str:
+        """The ``Authorization`` header's value for HTTP Basic."""
+        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
     """``WWW-Authenticate: Bearer realm="…",service="…",scope="…"`` → ``("bearer", {realm, service, scope})``.
@@ -119,8 +123,7 @@ class RegistryAuth(httpx.Auth):
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
         elif self.basic and creds is not None:
-            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            request.headers["Authorization"] = f"Basic {token}"
+            request.headers["Authorization"] = creds.basic()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if request.url.netloc.decode().lower() != self.registry.host:
@@ -168,8 +171,7 @@ class RegistryAuth(httpx.Auth):
             if why:
                 raise RegistryError(f"{registry.host}: credentials not sent to its token service "
                                     f"{printable(realm.url, 120)}: {why}")
-            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            headers["Authorization"] = f"Basic {basic}"
+            headers["Authorization"] = creds.basic()
         # A request made here gets none of the client's defaults: give it the client's timeouts.
         response = yield httpx.Request("GET", realm.url, params=query, headers=headers,
                                        extensions={"timeout": registry.timeouts})
