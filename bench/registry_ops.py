@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import httpx  # noqa: E402
 
 from bench.wan_proxy import Proxy  # noqa: E402
-from cacheport.oci.client import Registry  # noqa: E402
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest  # noqa: E402
+from cacheport.oci.registry import Registry  # noqa: E402
 from tests.e2e.harness import Harness, clean_environ, read_env, read_pulp_env  # noqa: E402
 
 MiB = 1 << 20

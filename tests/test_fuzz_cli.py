@@ -4,7 +4,7 @@ every secret source (registry passwords, CI_JOB_TOKEN, PULP_PASSWORD, a docker c
 
 The law, for every run: no traceback without -v; exit status 0, 1 or 2; an error is one line that names its
 source; the marker (nor its base64) never reaches what a person reads; a file holding it is 0600; a run that
-fails writes nothing. Every ref has a loopback host, registries are the hostile one of tests/hostile.py, and
+fails writes nothing. Every ref has a loopback host, registries are the hostile one of tests/fakes/hostile.py, and
 the network guard (tests/netguard.py) must stay silent.
 """
 
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from cacheport.masking import mask, secret_forms
 from tests import netguard
-from tests.hostile import BEHAVIOURS, MARKER, USER, HostileRegistry, Recorder, run_cli, servers, stand_in_docker
+from tests.fakes.hostile import BEHAVIOURS, MARKER, USER, HostileRegistry, Recorder, run_cli, servers, stand_in_docker
 
 BACKENDS = ("local", "registry", "gitlab", "pulp", "azblob", "s3", "gha", "inline", "acme", "shared-dir")
 MACHINE_FORMATS = ("args", "lines", "bake", "buildctl", "github", "dotenv")

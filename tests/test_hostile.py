@@ -1,8 +1,8 @@
-"""cacheport against a hostile registry (tests/hostile.py) and in odd corners: where credentials go, one-line
+"""cacheport against a hostile registry (tests/fakes/hostile.py) and in odd corners: where credentials go, one-line
 errors, bounded time, no secret and no terminal escape in what a person reads.
 
-Every run of the CLI here is in-process under a watchdog (:func:`tests.hostile.run_cli`): a hang fails the test
-with :class:`~tests.hostile.Hung`, a traceback is an exception out of ``main``.
+Every run of the CLI here is in-process under a watchdog (:func:`tests.fakes.hostile.run_cli`): a hang fails the test
+with :class:`~tests.fakes.hostile.Hung`, a traceback is an exception out of ``main``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from cacheport.errors import RegistryError
-from cacheport.oci import client as client_module
-from cacheport.oci.client import Credentials, Registry, parse_reference
+from cacheport.oci import registry as client_module
+from cacheport.oci.auth import Credentials
 from cacheport.oci.realm import Realm, parse_realm, withheld
-from tests.hostile import (
+from cacheport.oci.reference import parse_reference
+from cacheport.oci.registry import Registry
+from tests.fakes.hostile import (
     BEHAVIOURS,
     MARKER,
     USER,

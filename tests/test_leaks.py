@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cacheport.masking import mask, printable, secret_forms, terminal_safe
-from tests.hostile import MARKER, assert_clean, base_env, run_cli, stand_in_docker
+from tests.fakes.hostile import MARKER, assert_clean, base_env, run_cli, stand_in_docker
 
 
 def test_doctor_with_a_docker_whose_answers_are_garbage(tmp_path: Path) -> None:

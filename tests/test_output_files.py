@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cacheport.cli import common
-from tests.hostile import MARKER, Result, assert_clean, base_env, run_cli
+from tests.fakes.hostile import MARKER, Result, assert_clean, base_env, run_cli
 
 AZBLOB = ["-b", "azblob", "--set", "account_url=https://acct.blob.core.windows.net"]
 

@@ -1,5 +1,5 @@
 """``cacheport seed``: which caches (asked of the backends' stores), index → image manifest conversion, and the
-command against in-process fake registries (tests/test_distribution.py) and directories. Real registries and
+command against in-process fake registries (tests/fakes/registry.py) and directories. Real registries and
 Pulp: tests/e2e/test_seed.py.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from cacheport.context import Context
 from cacheport.errors import CacheportError, ConversionError
 from cacheport.kit import RegistryCache, login_credentials, registry_store
-from cacheport.oci.client import Credentials, Registry, RegistryRepository
+from cacheport.oci.auth import Credentials
 from cacheport.oci.format import (
     CACHECONFIG,
     DOCKER_LIST,
@@ -27,11 +27,12 @@ from cacheport.oci.format import (
     is_cache_index,
     to_image_manifest,
 )
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.seed import Pair, Side, branch_pairs, copy_pair, name_pairs
 from cacheport.plugins import Plugins
 from cacheport.records import CacheStore, EntryRequest, Login
-
-from .test_distribution import FakeRegistry, cache_index
+from tests.fakes.registry import FakeRegistry, cache_index
 
 CTX = Context("gitlab", "group/app", branch="feat", default_branch="main")
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -1,38 +1,28 @@
-"""Registry work at a distance, against the in-process fake registry: retries (429/5xx, Retry-After, dropped
-connections), resumable chunked uploads, the upload journal, parallel seed, status and prune, and the progress
-reporters. The real registry behind a latency proxy: tests/e2e/test_wan.py.
+"""Registry work at a distance, against the in-process fake registry (tests/fakes/registry.py): parallel seed,
+status and prune, and the progress reporters. Retries and resumable uploads: tests/oci/. The real registry behind
+a latency proxy: tests/e2e/test_wan.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import stat
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
+from cacheport.cli.seed import LineReporter
 from cacheport.context import Context
-from cacheport.errors import Interrupted, RegistryError
 from cacheport.kit import RegistryCache, layout_store, registry_store
-from cacheport.oci import client as client_module
-from cacheport.oci.client import Credentials, Registry, RegistryRepository
-from cacheport.oci.format import Descriptor, Manifest, sha256_digest, synthetic_cache
+from cacheport.oci.format import Manifest, sha256_digest, synthetic_cache
 from cacheport.oci.layout import Layout
-from cacheport.oci.retry import RetryPolicy, retry_after, send_with_retries
-from cacheport.oci.uploads import OpenUpload, UploadJournal
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
 from cacheport.ops import inventory
-from cacheport.ops.seed import LineReporter, Pair, Side, seed
+from cacheport.ops.seed import Pair, Side, seed
 from cacheport.records import EntryRequest
-
-from .test_distribution import FakeRegistry, cache_index
-
-FAST = RetryPolicy(attempts=4, base=0.01, cap=5.0)
+from tests.fakes.registry import FakeRegistry, cache_index
 
 
 @pytest.fixture
@@ -41,28 +31,6 @@ def fake() -> Iterator[FakeRegistry]:
         yield registry
 
 CTX = Context("gitlab", "group/app", branch="main", default_branch="main")
-
-
-def blob_of(size: int, seed_: bytes = b"x") -> tuple[bytes, Descriptor]:
-    data = hashlib.sha256(seed_).digest() * (size // 32 + 1)
-    data = data[:size]
-    return data, Descriptor("application/octet-stream", sha256_digest(data), size)
-
-
-class Source:
-    """A blob's bytes readable from any offset, in small chunks; remembers the offsets it was opened at."""
-
-    def __init__(self, data: bytes, step: int = 1 << 16) -> None:
-        self.data, self.step, self.opened = data, step, list[int]()
-
-    @contextmanager
-    def open(self, offset: int) -> Iterator[Iterator[bytes]]:
-        self.opened.append(offset)
-        yield iter([self.data[i:i + self.step] for i in range(offset, len(self.data), self.step)])
-
-
-def source_of(data: bytes) -> Source:
-    return Source(data)
 
 
 def layout_with(directory: Path, names: list[str]) -> Layout:
@@ -79,181 +47,10 @@ def layout_with(directory: Path, names: list[str]) -> Layout:
 # --- retries ----------------------------------------------------------------------------------------------------
 
 
-def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
-    assert retry_after("3") == 3.0
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert retry_after("soon") is None and retry_after(None) is None
-
-
-def test_a_503_with_retry_after_is_retried_after_waiting_that_long(fake: FakeRegistry) -> None:
-    fake.faults.append(("GET", r"/v2/$", 503, {"Retry-After": "2"}))
-    waits: list[float] = []
-    with Registry(fake.host) as client:
-        response = send_with_retries(lambda: client._client.get("/v2/"), FAST, sleep=waits.append)
-    assert response.status_code == 200 and waits == [2.0]
-
-
-def test_429_and_5xx_are_retried_a_bounded_number_of_times_then_one_line_names_the_registry(fake: FakeRegistry) -> None:
-    fake.faults += [("GET", "/tags/list", 429, {}), ("GET", "/tags/list", 502, {})]
-    with Registry(fake.host, retry=FAST) as client:
-        cache_index(fake, "r/c", "main")
-        assert client.list_tags("r/c") == ["main"]
-        fake.faults += [("GET", "/tags/list", 503, {})] * 10
-        with pytest.raises(RegistryError) as caught:
-            client.list_tags("r/c")
-    message = str(caught.value)
-    assert message.startswith(f"{fake.host}: GET /v2/r/c/tags/list: HTTP 503") and "gave up after 4 tries" in message
-    assert "\n" not in message and caught.value.status == 503
-    assert [m for m, p in fake.log if "tags/list" in p].count("GET") == 2 + 1 + 4
-
-
-def test_a_retry_after_beyond_the_cap_is_not_waited_for(fake: FakeRegistry) -> None:
-    fake.faults.append(("GET", r"/v2/$", 503, {"Retry-After": "3600"}))
-    with Registry(fake.host, retry=FAST) as client, pytest.raises(RegistryError, match="HTTP 503"):
-        client.ping()
-    assert len(fake.log) == 1
-
-
-def test_a_dropped_connection_is_retried_for_requests_that_can_be_sent_again() -> None:
-    calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.method)
-        if len(calls) == 1:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-        return httpx.Response(200, json={"tags": ["a"]})
-
-    with Registry("reg.example", transport=httpx.MockTransport(handler), retry=FAST) as client:
-        assert client.list_tags("r") == ["a"]
-    assert calls == ["GET", "GET"]
-
-
-def test_a_patch_or_a_streamed_body_is_never_sent_twice_by_the_retry_layer(fake: FakeRegistry) -> None:
-    fake.faults.append(("PATCH", "/uploads/", 503, {}))
-    data, blob = blob_of(5000)
-    with Registry(fake.host, retry=FAST) as client, pytest.raises(RegistryError, match="HTTP 503"):
-        client.upload_blob("r/c", blob.digest, blob.size, iter([data]), chunk_size=4096)
-    assert [m for m, _ in fake.log].count("PATCH") == 1
-
-
 # --- resumable uploads ------------------------------------------------------------------------------------------
 
 
-def test_a_large_blob_goes_in_patches_and_a_reset_mid_patch_resumes_from_the_registrys_offset(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 16)
-    data, blob = blob_of(5 * (1 << 16) + 123)
-    fake.cut_at = 20_000  # the registry keeps this much of the first PATCH, then the connection drops
-    source = source_of(data)
-    with Registry(fake.host, retry=FAST) as client:
-        sent = client.upload_resumable("r/c", blob.digest, blob.size, source.open)
-        assert client.counters.blobs_uploaded == 1
-    assert fake.blobs["r/c"][blob.digest] == data  # byte-identical (and the registry checked the digest)
-    assert len(fake.methods("POST")) == 1, "the same upload was continued, not restarted"
-    assert [m for m, p in fake.log if "/uploads/" in p].count("GET") == 1  # asked once where it stood
-    assert source.opened == [0, 20_000], "the source is read again from the offset the registry reported"
-    assert sent >= blob.size  # what went out before the drop, plus the rest
-
-
-def test_no_patch_is_more_than_a_tenth_of_its_blob_so_a_hard_kill_loses_at_most_that(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 20)  # what the rate alone would allow, here
-    monkeypatch.setattr(client_module, "_PATCH_SECONDS", 1e6)  # whatever this machine's speed
-    data, blob = blob_of(40 * (1 << 16))
-    with Registry(fake.host, retry=FAST) as client:
-        client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
-    assert fake.blobs["r/c"][blob.digest] == data
-    # the first at _PATCH_MIN, then a tenth of the blob (4 × 64 KiB) each: 1 + ⌈39/4⌉, not 1 + ⌈39/16⌉
-    assert len(fake.methods("PATCH")) == 11
-
-
-def test_a_token_that_expires_mid_upload_is_renewed_and_the_upload_goes_on_from_where_it_stood(
-        fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 20)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 2 << 20)  # streamed, not held: it can't be sent again
-    fake.auth, fake.expire_on_patch = "bearer", 1  # the first PATCH meets a token that has just expired
-    data, blob = blob_of(5 << 20)
-    with Registry(fake.host, Credentials(fake.user, fake.password), retry=FAST) as client:
-        sent = client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
-    assert fake.blobs["r/c"][blob.digest] == data
-    assert fake.tokens_issued >= 2, "a new token after the expiry"
-    assert sent >= blob.size
-
-
-def test_an_upload_left_open_by_an_earlier_run_is_continued_from_the_journal(
-        fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MIN", 1 << 16)
-    monkeypatch.setattr(client_module, "_PATCH_MAX", 1 << 16)
-    data, blob = blob_of(4 * (1 << 16))
-    patches = {"n": 0}
-
-    def stop_after_two() -> bool:
-        patches["n"] = len(fake.methods("PATCH"))
-        return patches["n"] >= 2
-
-    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j")) as first, pytest.raises(Interrupted):
-        first.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open, stopping=stop_after_two)
-    assert blob.digest not in fake.blobs.get("r/c", {})
-    [state] = list((tmp_path / "j").iterdir())
-    assert stat.S_IMODE(state.stat().st_mode) == 0o600 and stat.S_IMODE((tmp_path / "j").stat().st_mode) == 0o700
-    assert json.loads(state.read_text())["offset"] == 2 * (1 << 16)
-    again = source_of(data)
-    with Registry(fake.host, uploads=UploadJournal(tmp_path / "j")) as second:
-        sent = second.upload_resumable("r/c", blob.digest, blob.size, again.open)
-    assert again.opened == [2 * (1 << 16)] and sent == 2 * (1 << 16)
-    assert fake.blobs["r/c"][blob.digest] == data and len(fake.methods("POST")) == 1
-    assert not list((tmp_path / "j").iterdir()), "a finished upload is forgotten"
-
-
-def test_an_upload_the_registry_lost_starts_again_from_zero(fake: FakeRegistry, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "CHUNKED_FROM", 1 << 16)
-    data, blob = blob_of(3 * (1 << 16))
-    journal = UploadJournal(tmp_path)
-    journal.put(fake.host, "r/c", blob.digest, OpenUpload(f"http://{fake.host}/v2/r/c/blobs/uploads/gone?_state=x", 99, 1e10))
-    with Registry(fake.host, uploads=journal) as client:
-        assert client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open) == blob.size
-    assert fake.blobs["r/c"][blob.digest] == data
-
-
-def test_a_small_blob_is_one_put_and_a_reset_sends_it_again_whole(fake: FakeRegistry) -> None:
-    data, blob = blob_of(200_000)
-    fake.cut_at = 50_000
-    with Registry(fake.host, retry=FAST) as client:
-        sent = client.upload_resumable("r/c", blob.digest, blob.size, source_of(data).open)
-    assert fake.blobs["r/c"][blob.digest] == data and sent > blob.size
-    assert not fake.methods("PATCH") and len(fake.methods("POST")) == 2
-
-
-def test_the_journal_holds_no_credentials_and_ignores_stale_or_foreign_entries(tmp_path: Path) -> None:
-    journal = UploadJournal(tmp_path)
-    journal.put("h", "r", "sha256:1", OpenUpload("http://h/v2/r/blobs/uploads/u?_state=s", 10, 1e10))
-    assert journal.get("h", "r", "sha256:1") == OpenUpload("http://h/v2/r/blobs/uploads/u?_state=s", 10, 1e10)
-    assert UploadJournal(tmp_path).get("h", "r", "sha256:1") is not None  # a new run reads it back
-    assert UploadJournal(tmp_path).get("h", "r", "sha256:2") is None
-    journal.put("h", "r", "sha256:3", OpenUpload("http://h/x", 1, 0.0))  # opened in 1970: expired
-    assert UploadJournal(tmp_path).get("h", "r", "sha256:3") is None
-    assert "password" not in "".join(p.read_text() for p in tmp_path.iterdir())
-
-
 # --- concurrency ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("auth", ["basic", "bearer"])
-def test_one_client_in_many_threads_shares_its_login_and_counts_every_request(fake: FakeRegistry, auth: str) -> None:
-    fake.auth = auth
-    index = cache_index(fake, "src/cache", "main", layers=6)
-    with Registry(fake.host, Credentials("u", "p")) as client, ThreadPoolExecutor(8) as pool:
-        # every thread's first request is refused at once, before any has learnt how to log in
-        sizes = list(pool.map(lambda d: client.blob_size("src/cache", d.digest), index.descriptors() * 5))
-        assert sizes == [d.size for d in index.descriptors()] * 5
-        assert client.counters.requests == len(fake.log)
-        assert client.counters.tokens == len(fake.token_requests) <= 8
 
 
 def store_side(host: str, repo: str, tag: str, image_manifest: bool = False) -> Side:

@@ -33,16 +33,28 @@ from cacheport.errors import ConfigError
 from cacheport.masking import mask as mask
 from cacheport.masking import printable as printable
 from cacheport.masking import secret_forms as secret_forms
-from cacheport.oci.realm import INSECURE_VARIABLE as INSECURE_VARIABLE
-from cacheport.oci.realm import insecure_hosts as insecure_hosts
-from cacheport.oci.realm import parse_realm as parse_realm
-from cacheport.oci.realm import withheld as withheld
 from cacheport.records import Backend, BackendEntries, CacheStore, Check, EntryRequest, Login, Option, StoreSession
 from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug
 from cacheport.trust import decide, marked
 
 if TYPE_CHECKING:
-    from cacheport.oci.client import Credentials
+    from cacheport.oci.auth import Credentials
+    from cacheport.oci.realm import INSECURE_VARIABLE as INSECURE_VARIABLE
+    from cacheport.oci.realm import insecure_hosts as insecure_hosts
+    from cacheport.oci.realm import parse_realm as parse_realm
+    from cacheport.oci.realm import withheld as withheld
+
+#: the token-realm rules, loaded from :mod:`cacheport.oci.realm` when first asked for (not on ``cacheport args``).
+_REALM_RULES = ("INSECURE_VARIABLE", "insecure_hosts", "parse_realm", "withheld")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REALM_RULES:
+        from cacheport.oci import realm
+
+        return getattr(realm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 MODES = ("min", "max")
 COMPRESSIONS = ("uncompressed", "gzip", "estargz", "zstd")
@@ -258,8 +270,12 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
-        from cacheport.oci.client import Registry, RegistryRepository, docker_config_credentials, parse_reference
-        from cacheport.oci.uploads import UploadJournal
+        from cacheport.oci.auth import docker_config_credentials
+        from cacheport.oci.realm import insecure_hosts
+        from cacheport.oci.reference import parse_reference
+        from cacheport.oci.registry import Registry
+        from cacheport.oci.repository import RegistryRepository
+        from cacheport.oci.upload import UploadJournal
 
         ref = parse_reference(cache.repository)
         credentials = (login_credentials(cache.logins, ref.host, request.environ)
@@ -277,7 +293,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
 
 def login_credentials(logins: Iterable[Login], host: str, environ: Mapping[str, str]) -> Credentials | None:
     """The first login for ``host`` whose variables are set, as credentials (Docker Hub under either name)."""
-    from cacheport.oci.client import Credentials
+    from cacheport.oci.auth import Credentials
 
     for login in logins:
         if login.registry.lower() not in (host, "docker.io" if host == "registry-1.docker.io" else host):

@@ -19,11 +19,12 @@ import uuid
 from pathlib import Path
 
 from bench.wan_proxy import Proxy
-from cacheport.oci.client import Credentials, Registry
+from cacheport.oci.auth import Credentials
 from cacheport.oci.format import OCI_MANIFEST
+from cacheport.oci.registry import Registry
+from tests.fakes.caches import MiB, push_cache
 
 from .harness import Harness, Pulp, clean_environ
-from .test_wan import MiB, push_cache
 
 BLOB = 128 * MiB  # four chunks of 32 MiB, the least a chunk is
 

@@ -23,8 +23,9 @@ from typing import Any
 import attrs
 import pytest
 
-from cacheport.oci.client import Credentials, Registry
+from cacheport.oci.auth import Credentials
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
+from cacheport.oci.registry import Registry
 
 from .harness import Harness, Pulp, Result, TokenRegistry, clean_environ, gitlab_env
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -22,26 +21,11 @@ from collections import Counter
 from pathlib import Path
 
 from bench.wan_proxy import Answer, Proxy
-from cacheport.oci.client import Registry
-from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest
+from cacheport.oci.format import OCI_INDEX, Manifest
+from cacheport.oci.registry import Registry
+from tests.fakes.caches import MiB, push_cache
 
 from .harness import Harness, clean_environ
-
-MiB = 1 << 20
-
-
-def push_cache(host: str, repo: str, sizes: list[int], tag: str = "main") -> list[Descriptor]:
-    """A BuildKit index-format cache of random layers of these sizes (and its cacheconfig) under ``tag``."""
-    blobs = [os.urandom(size) for size in sizes]
-    config = json.dumps({"layers": [], "records": [], "n": uuid.uuid4().hex}).encode()
-    descriptors = [Descriptor(OCI_LAYER, sha256_digest(b), len(b)) for b in blobs]
-    descriptors.append(Descriptor(CACHECONFIG, sha256_digest(config), len(config)))
-    with Registry(host) as registry:
-        for d, data in zip(descriptors, [*blobs, config], strict=True):
-            registry.upload_blob(repo, d.digest, d.size, [data])
-        registry.put_manifest(repo, tag, Manifest.from_json(
-            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d.as_json() for d in descriptors]}))
-    return descriptors
 
 
 def cacheport(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -210,22 +210,18 @@ def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600
 
 
 def _write_replacing(target: Path, data: bytes, mode: int, where: str) -> None:
-    import tempfile
+    from cacheport.files import replacing
 
+    opened = False
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with replacing(target, mode) as fh:
+            opened = True
+            fh.write(data)
     except OSError as exc:
+        if opened:
+            raise
         raise ConfigError(f"{where}: cannot write it: cannot create a file in {target.parent}: "
                           f"{exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _write_stream(path: Path, data: bytes, *, append: bool, secret: bool) -> None:

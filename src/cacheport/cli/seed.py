@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,18 +23,102 @@ from cacheport.cli.common import (
     warn,
 )
 from cacheport.errors import CacheportError
+from cacheport.oci.copy import Reporter
 
 if TYPE_CHECKING:
     from cacheport.context import Context
-    from cacheport.ops.seed import Reporter
+
+# --- progress ---------------------------------------------------------------------------------------------------
+
+
+class Totals(Reporter):
+    """Bytes and blobs done and to do, the rate and what is left, kept under a lock for the reporters below."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock, self.lock = clock, threading.Lock()
+        self.blobs = self.blobs_done = self.size = self.sent = 0
+        self.began: float | None = None
+
+    def planned(self, blobs: int, size: int) -> None:
+        with self.lock:
+            self.blobs += blobs
+            self.size += size
+        self.changed()
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            if self.began is None:
+                self.began = self.clock()
+            self.sent += n
+        self.changed()
+
+    def blob_done(self, size: int, sent: int) -> None:
+        with self.lock:
+            self.blobs_done += 1
+            self.size += sent - size  # what is left to send is what it took (less on a resume, none if present)
+        self.changed()
+
+    def changed(self) -> None:
+        """The totals moved (a hook for displays)."""
+
+    def line(self) -> str:
+        """``412.3 MB of 1.2 GB sent (34%), 7 of 13 blobs, 85.1 MB/s, about 9s left``."""
+        from cacheport.render import human_size
+
+        with self.lock:
+            sent, size, done, blobs = self.sent, max(self.size, self.sent), self.blobs_done, self.blobs
+            elapsed = self.clock() - self.began if self.began is not None else 0.0
+        text = f"{human_size(sent)} of {human_size(size)} sent"
+        if size:
+            text += f" ({100 * sent // size}%)"
+        text += f", {done} of {blobs} blobs"
+        if elapsed > 0 and sent:
+            rate = sent / elapsed
+            text += f", {human_size(int(rate))}/s, about {max(0, round((size - sent) / rate))}s left"
+        return text
+
+
+class LineReporter(Totals):
+    """Plain progress lines for logs (CI): one every ``every`` seconds while a long copy runs, none for a short one."""
+
+    def __init__(self, write: Callable[[str], None], every: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock)
+        self.write, self.every = write, every
+        self.last = clock()
+
+    def changed(self) -> None:
+        now = self.clock()
+        with self.lock:
+            if now - self.last < self.every:
+                return
+            self.last = now
+        self.write(f"seed: {self.line()}")
+
+
+class BarReporter(Totals):
+    """One rich progress bar on a terminal: bytes sent of bytes to send, blobs done, rate and time left.
+
+    ``progress`` is a ``rich.progress.Progress`` (thread-safe); rich is imported by the caller only.
+    """
+
+    def __init__(self, progress: Any) -> None:
+        super().__init__()
+        self.progress = progress
+        self.task = progress.add_task("blobs 0/0", total=None)
+
+    def changed(self) -> None:
+        with self.lock:
+            total = max(self.size, self.sent)
+            description, completed = f"blobs {self.blobs_done}/{self.blobs}", self.sent
+        self.progress.update(self.task, description=description, total=total or None, completed=completed)
+
 
 
 @contextmanager
 def _reporter(mode: str, terminal: bool) -> Iterator[Reporter]:
     """``--progress``: a bar (``tty``), a plain line every 10 s while a long copy runs (``plain``, for CI logs),
     or nothing (``quiet``); ``auto`` is the bar on a terminal and plain lines elsewhere."""
-    from cacheport.ops.seed import BarReporter, LineReporter, Reporter
-
     if mode == "auto":
         mode = "tty" if terminal else "plain"
     if mode == "quiet":

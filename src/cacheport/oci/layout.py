@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from cacheport.errors import RegistryError
+from cacheport.files import replacing
 from cacheport.oci.format import MANIFEST_TYPES, OCI_INDEX, Descriptor, Manifest
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -28,21 +28,6 @@ CHUNK = 1 << 20
 _SHA256 = re.compile(r"sha256:([0-9a-f]{64})\Z")
 # index.json is tiny in practice; a larger one is not a cache BuildKit wrote.
 _MAX_INDEX = 16 << 20
-
-
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[BinaryIO]:
-    """A file that takes ``path``'s place only when the block finishes; on any error, nothing changes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class Layout:
@@ -105,7 +90,7 @@ class Layout:
         self._atomic(self.directory / "index.json", json.dumps(doc, separators=(",", ":")).encode())
 
     def _atomic(self, path: Path, data: bytes) -> None:
-        with _replacing(path) as fh:
+        with replacing(path) as fh:
             fh.write(data)
 
     # --- the store's operations ---------------------------------------------------------------------------
@@ -180,7 +165,7 @@ class Layout:
         path = self._blob_path(descriptor.digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         digest, total = hashlib.sha256(), 0
-        with _replacing(path) as fh:
+        with replacing(path) as fh:
             for chunk in chunks:
                 fh.write(chunk)
                 digest.update(chunk)

@@ -1,11 +1,9 @@
-"""Sending one registry request again when the registry or the network failed it for now, with backoff.
+"""The one retry rule: how often, and after how long, to try again when a registry or the network failed for now
+(:class:`RetryPolicy`, counted by :class:`Backoff`), and :func:`send_with_retries` for one request.
 
-What counts as "for now": a 429 or a 5xx answer (408, 429, 500, 502, 503, 504), and a connection that was
-refused, reset or timed out. ``Retry-After`` (seconds or an HTTP date) is honoured. Retries are bounded in
-number and in total time; when either runs out the last answer is returned (or the last error raised), so the
-caller reports one line with the last status. Only requests that can be sent again unchanged come here with a
-policy that retries (the caller decides: never a PATCH, never a streamed body); an interrupted blob upload is
-resumed by the upload code, from the offset the registry reports.
+"For now" is a 408, 429 or 5xx answer (``Retry-After`` honoured), or a connection refused, reset or timed out.
+Only requests that can be sent again unchanged are retried here (never a PATCH, never a streamed body); a blob
+upload retries itself, from the offset the registry reports, under the same rule (:mod:`.upload`).
 """
 
 from __future__ import annotations
@@ -71,6 +69,28 @@ def is_transient(exc: Exception) -> bool:
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
 
 
+class Backoff:
+    """The tries of one operation under a policy: each failed try asks how long to wait before the next, and
+    learns when there is none. The one retry rule: requests (:func:`send_with_retries`) and resumed blob uploads
+    both count their tries here."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy, self.clock = policy, clock
+        self.began, self.tries = clock(), 1
+
+    def next_wait(self, after: float | None = None, attempts: int | None = None) -> float | None:
+        """Seconds to wait before the next try (at least ``after``, a ``Retry-After``), or None when the policy
+        has run out: ``attempts`` (or the policy's) tries made, or the next would start past its budget."""
+        policy = self.policy
+        if self.tries >= min(policy.attempts, attempts or policy.attempts) or (after or 0.0) > policy.cap:
+            return None
+        delay = policy.wait(self.tries, after)
+        if self.clock() - self.began + delay > policy.budget:
+            return None
+        self.tries += 1
+        return delay
+
+
 def send_with_retries(send: Callable[[], httpx.Response], policy: RetryPolicy, *,
                       sleep: Callable[[float], None] = time.sleep,
                       clock: Callable[[], float] = time.monotonic) -> httpx.Response:
@@ -79,34 +99,23 @@ def send_with_retries(send: Callable[[], httpx.Response], policy: RetryPolicy, *
     Returns the last response (``response.extensions[TRIES]`` says how many tries it took); re-raises the last
     transport error when every try failed that way. A streamed response being retried is closed first.
     """
-    began = clock()
-    tries = 0
+    backoff = Backoff(policy, clock)
     while True:
-        tries += 1
         try:
             response = send()
         except Exception as exc:
             if not is_transient(exc):
                 raise
             connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            delay = _next_wait(policy, tries, None, clock() - began, policy.connect_attempts if connecting else None)
+            delay = backoff.next_wait(None, policy.connect_attempts if connecting else None)
             if delay is None:
                 raise
         else:
-            if response.status_code not in RETRY_STATUSES:
-                response.extensions[TRIES] = tries
-                return response
-            delay = _next_wait(policy, tries, retry_after(response.headers.get("retry-after")), clock() - began)
+            delay = None
+            if response.status_code in RETRY_STATUSES:
+                delay = backoff.next_wait(retry_after(response.headers.get("retry-after")))
             if delay is None:
-                response.extensions[TRIES] = tries
+                response.extensions[TRIES] = backoff.tries
                 return response
             response.close()
         sleep(delay)
-
-
-def _next_wait(policy: RetryPolicy, tries: int, after: float | None, elapsed: float,
-               attempts: int | None = None) -> float | None:
-    if tries >= min(policy.attempts, attempts or policy.attempts) or (after is not None and after > policy.cap):
-        return None
-    delay = policy.wait(tries, after)
-    return None if elapsed + delay > policy.budget else delay

@@ -1,15 +1,12 @@
-"""Copying BuildKit caches from one backend's store to another's, ahead of a switch (``cacheport seed``).
+"""Which caches ``cacheport seed`` copies, and the run that copies them.
 
-Which caches come from the stores themselves (the name each backend gives a branch's cache); the bytes go
-through the stores' sessions, so any pair works: registry to registry (mounted on one host), a local
-directory to a registry and back. Blobs first, the manifest last, so a target never references a missing
-blob, and running it again resumes. An index-format cache becomes an image manifest when the target store
-holds that format (Pulp accepts nothing else).
-
-Work runs on bounded thread pools: caches ``jobs`` at a time, and their blobs ``jobs`` at a time, a blob two
-caches share copied once. Results are reported in the order the caches were given, whatever order they finish
-in. A stop (Ctrl-C, SIGTERM) lets each upload reach a point it can resume from, then raises
-:class:`~cacheport.errors.Interrupted`.
+Which caches come from the stores themselves (the name each backend gives a branch's cache), so any pair of
+stores works: registry to registry (mounted on one host), a local directory to a registry and back. An
+index-format cache becomes an image manifest when the target store holds that format (Pulp accepts nothing
+else). The copying is :mod:`cacheport.oci.copy`'s: caches ``jobs`` at a time, and their blobs ``jobs`` at a
+time, a blob two caches share copied once. Results are reported in the order the caches were given, whatever
+order they finish in. A stop (Ctrl-C, SIGTERM) lets each upload reach a point it can resume from, then raises
+:class:`~cacheport.errors.Interrupted`. How progress is shown is the command line's.
 """
 
 from __future__ import annotations
@@ -17,17 +14,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import attrs
 
 from cacheport.errors import CacheportError, Interrupted
-from cacheport.oci.format import MANIFEST_TYPES, Descriptor, Manifest, to_image_manifest
+from cacheport.oci.copy import Copier, Reporter
+from cacheport.oci.format import to_image_manifest
 from cacheport.ops import DEFAULT_JOBS
-from cacheport.records import BlobSource, CacheStore, StoreSession
+from cacheport.records import CacheStore, StoreSession
 
 
 @attrs.frozen
@@ -161,188 +158,8 @@ def _checked(pairs: list[Pair]) -> list[Pair]:
 # --- copying ---------------------------------------------------------------------------------------------------
 
 
-class Reporter:
-    """Where progress goes besides the line per cache: nowhere (the default). Called from several threads."""
-
-    def planned(self, blobs: int, size: int) -> None:
-        """More work became known: ``blobs`` blobs of ``size`` bytes in all, that may have to be sent."""
-
-    def advance(self, n: int) -> None:
-        """``n`` more bytes went out."""
-
-    def blob_done(self, size: int, sent: int) -> None:
-        """A planned blob of ``size`` bytes is there now; ``sent`` bytes of it went out (0: present or mounted)."""
-
-    def done(self, outcome: Outcome) -> None:
-        """A cache is finished."""
-
-
-class Totals(Reporter):
-    """Bytes and blobs done and to do, the rate and what is left, kept under a lock for the reporters below."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock, self.lock = clock, threading.Lock()
-        self.blobs = self.blobs_done = self.size = self.sent = 0
-        self.began: float | None = None
-
-    def planned(self, blobs: int, size: int) -> None:
-        with self.lock:
-            self.blobs += blobs
-            self.size += size
-        self.changed()
-
-    def advance(self, n: int) -> None:
-        with self.lock:
-            if self.began is None:
-                self.began = self.clock()
-            self.sent += n
-        self.changed()
-
-    def blob_done(self, size: int, sent: int) -> None:
-        with self.lock:
-            self.blobs_done += 1
-            self.size += sent - size  # what is left to send is what it took (less on a resume, none if present)
-        self.changed()
-
-    def changed(self) -> None:
-        """The totals moved (a hook for displays)."""
-
-    def line(self) -> str:
-        """``412.3 MB of 1.2 GB sent (34%), 7 of 13 blobs, 85.1 MB/s, about 9s left``."""
-        from cacheport.render import human_size
-
-        with self.lock:
-            sent, size, done, blobs = self.sent, max(self.size, self.sent), self.blobs_done, self.blobs
-            elapsed = self.clock() - self.began if self.began is not None else 0.0
-        text = f"{human_size(sent)} of {human_size(size)} sent"
-        if size:
-            text += f" ({100 * sent // size}%)"
-        text += f", {done} of {blobs} blobs"
-        if elapsed > 0 and sent:
-            rate = sent / elapsed
-            text += f", {human_size(int(rate))}/s, about {max(0, round((size - sent) / rate))}s left"
-        return text
-
-
-class LineReporter(Totals):
-    """Plain progress lines for logs (CI): one every ``every`` seconds while a long copy runs, none for a short one."""
-
-    def __init__(self, write: Callable[[str], None], every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(clock)
-        self.write, self.every = write, every
-        self.last = clock()
-
-    def changed(self) -> None:
-        now = self.clock()
-        with self.lock:
-            if now - self.last < self.every:
-                return
-            self.last = now
-        self.write(f"seed: {self.line()}")
-
-
-class BarReporter(Totals):
-    """One rich progress bar on a terminal: bytes sent of bytes to send, blobs done, rate and time left.
-
-    ``progress`` is a ``rich.progress.Progress`` (thread-safe); rich is imported by the caller only.
-    """
-
-    def __init__(self, progress: Any) -> None:
-        super().__init__()
-        self.progress = progress
-        self.task = progress.add_task("blobs 0/0", total=None)
-
-    def changed(self) -> None:
-        with self.lock:
-            total = max(self.size, self.sent)
-            description, completed = f"blobs {self.blobs_done}/{self.blobs}", self.sent
-        self.progress.update(self.task, description=description, total=total or None, completed=completed)
-
-
-class _Copier:
-    """The blobs of one seed run on a bounded pool; a blob that several caches need in one target is copied
-    once, and the others find it present.
-
-    Caches claim their blobs in the order they were given (each waits for the one before it to have claimed),
-    so which cache a shared blob is counted for does not depend on timing; the copying itself overlaps.
-    """
-
-    def __init__(self, jobs: int, reporter: Reporter, stop: threading.Event, caches: int = 0) -> None:
-        self.pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cacheport-blob")
-        self.reporter, self.stop = reporter, stop
-        self.lock = threading.Lock()
-        self.started: dict[tuple[int, str], Future[tuple[str, int]]] = {}
-        self.claimed = [threading.Event() for _ in range(caches)]
-
-    def my_turn(self, index: int | None) -> None:
-        """Wait until the caches before ``index`` have claimed their blobs."""
-        if index:
-            while not self.claimed[index - 1].wait(0.5):
-                if self.stop.is_set():
-                    raise Interrupted("interrupted")
-
-    def claimed_mine(self, index: int | None) -> None:
-        if index is not None:
-            self.claimed[index].set()
-
-    def close(self, cancel: bool = False) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=cancel)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self.pool.submit(fn, *args)
-
-    def blob(self, source: StoreSession, target: StoreSession,
-             blob: Descriptor) -> tuple[bool, Future[tuple[str, int]]]:
-        """The copy of a blob into ``target``, and whether this call started it (else another cache's did)."""
-        key = (id(target), blob.digest)
-        with self.lock:
-            if key in self.started:
-                return False, self.started[key]
-            self.reporter.planned(1, blob.size)
-            future = self.started[key] = self.pool.submit(self._copy, source, target, blob)
-        return True, future
-
-    def _copy(self, source: StoreSession, target: StoreSession, blob: Descriptor) -> tuple[str, int]:
-        if self.stop.is_set():
-            raise Interrupted("interrupted before a blob was started")
-        how, sent = copy_blob(source, target, blob, self.reporter.advance, self.stop.is_set)
-        self.reporter.blob_done(blob.size, sent)
-        return how, sent
-
-
-def copy_blob(source: StoreSession, target: StoreSession, blob: Descriptor,
-              progress: Callable[[int], None] | None = None,
-              stopping: Callable[[], bool] | None = None) -> tuple[str, int]:
-    """Make a blob present in ``target``: ``mounted`` (no bytes moved), ``present`` (already was) or ``uploaded``,
-    with the bytes sent. The target reads the source again from an offset when it resumes an upload.
-
-    A mount is tried first: where one is possible it is one round trip whether or not the target already had
-    the blob (a blob already there counts as mounted).
-    """
-    if target.mount_from(source, blob.digest):
-        return "mounted", 0
-    if target.blob_size(blob.digest) is not None:
-        return "present", 0
-    sent = 0
-
-    def counted(n: int) -> None:
-        nonlocal sent
-        sent += n
-        if progress is not None:
-            progress(n)
-
-    opener: Callable[[int], AbstractContextManager[Any]] = partial(source.open_blob, blob.digest)
-    target.put_blob(blob, BlobSource(opener, stopping or _never), counted)
-    return "uploaded", sent
-
-
-def _never() -> bool:
-    return False
-
-
 def copy_pair(pair: Pair, source: StoreSession, target: StoreSession, *, dry_run: bool = False,
-              reporter: Reporter | None = None, jobs: int = DEFAULT_JOBS, copier: _Copier | None = None,
+              reporter: Reporter | None = None, jobs: int = DEFAULT_JOBS, copier: Copier | None = None,
               index: int | None = None) -> Outcome:
     """Copy one cache: the blobs it needs that the target lacks (``jobs`` at a time), then its manifest
     (converted if needed).
@@ -352,20 +169,20 @@ def copy_pair(pair: Pair, source: StoreSession, target: StoreSession, *, dry_run
     """
     reporter = reporter or Reporter()
     if copier is None:
-        own = _Copier(jobs, reporter, threading.Event())
+        own = Copier(jobs, reporter, threading.Event())
         try:
             return copy_pair(pair, source, target, dry_run=dry_run, reporter=reporter, copier=own)
         finally:
             own.close()
     began = time.monotonic()
     try:
-        return _copy_pair(pair, source, target, dry_run, reporter, copier, index, began)
+        return _copy_pair(pair, source, target, dry_run, copier, index, began)
     finally:
         copier.claimed_mine(index)
 
 
-def _copy_pair(pair: Pair, source: StoreSession, target: StoreSession, dry_run: bool, reporter: Reporter,
-               copier: _Copier, index: int | None, began: float) -> Outcome:
+def _copy_pair(pair: Pair, source: StoreSession, target: StoreSession, dry_run: bool, copier: Copier,
+               index: int | None, began: float) -> Outcome:
     try:
         # The target's current digest is asked for while the source manifest comes: one round trip, not two.
         current = copier.submit(target.manifest_digest, pair.target.name)
@@ -375,80 +192,17 @@ def _copy_pair(pair: Pair, source: StoreSession, target: StoreSession, dry_run: 
         convert = pair.target.store.format == "image-manifest" and manifest.is_index
         out = to_image_manifest(manifest, oci=pair.target.store.oci_mediatypes) if convert else manifest
         if current.result() == out.digest:
-            outcome = Outcome(pair, "up-to-date", convert)
-            reporter.done(outcome)
-            return outcome
-        blobs, children = _tree(source, manifest)
+            return Outcome(pair, "up-to-date", convert)
         if dry_run:
-            outcome = _dry_run(pair, source, target, blobs, copier, convert, began)
-            reporter.done(outcome)
-            return outcome
-        counts = {"uploaded": 0, "mounted": 0, "present": 0}
-        size = resumed = 0
-        copier.my_turn(index)
-        # Largest first, so that no big blob starts last and runs on alone (the results keep the cache's order).
-        first = {b.digest: copier.blob(source, target, b) for b in sorted(blobs, key=lambda b: -b.size)}
-        started = [(blob, *first[blob.digest]) for blob in blobs]
-        copier.claimed_mine(index)
-        errors: list[BaseException] = []
-        for blob, mine, future in started:  # every blob is waited for, so a failed one leaves the rest copied
-            try:
-                how, sent = future.result()
-            except (CacheportError, CancelledError) as exc:
-                errors.append(exc)
-                continue
-            how = how if mine else "present"
-            counts[how] += 1
-            if mine and how == "uploaded":
-                size += sent
-                resumed += sent < blob.size
-        stop = next((e for e in errors if isinstance(e, Interrupted | CancelledError)), None)
-        if stop is not None or copier.stop.is_set():
-            raise Interrupted("interrupted")
-        if errors:
-            raise errors[0]
-        for child in children:  # an image index's own manifests, before the index that names them
-            target.put_manifest(child.digest, child)
-        target.put_manifest(pair.target.name, out)
-        outcome = Outcome(pair, "copied", convert, counts["uploaded"], counts["mounted"], counts["present"], size,
-                          time.monotonic() - began, resumed=resumed)
+            status, tally = "would-copy", copier.would_copy(source, target, manifest)
+        else:
+            status, tally = "copied", copier.cache(source, target, manifest, out, pair.target.name, index)
+        return Outcome(pair, status, convert, tally.uploaded, tally.mounted, tally.present, tally.bytes_uploaded,
+                       time.monotonic() - began, resumed=tally.resumed)
     except Interrupted:
         raise
     except CacheportError as exc:
-        outcome = Outcome(pair, "failed", seconds=time.monotonic() - began, error=str(exc))
-    reporter.done(outcome)
-    return outcome
-
-
-def _dry_run(pair: Pair, source: StoreSession, target: StoreSession, blobs: list[Descriptor], copier: _Copier,
-             convert: bool, began: float) -> Outcome:
-    counts = {"uploaded": 0, "mounted": 0, "present": 0}
-    size = 0
-    sizes = [copier.submit(target.blob_size, blob.digest) for blob in blobs]
-    for blob, found in zip(blobs, sizes, strict=True):
-        how = ("present" if found.result() is not None
-               else "mounted" if source.host == target.host else "uploaded")
-        counts[how] += 1
-        size += blob.size if how == "uploaded" else 0
-    return Outcome(pair, "would-copy", convert, counts["uploaded"], counts["mounted"], counts["present"], size,
-                   time.monotonic() - began)
-
-
-def _tree(source: StoreSession, manifest: Manifest) -> tuple[list[Descriptor], list[Manifest]]:
-    """The blobs a manifest needs, and (for an image index) its child manifests, children before parents."""
-    blobs: dict[str, Descriptor] = {}
-    children: list[Manifest] = []
-    for descriptor in manifest.descriptors():
-        if descriptor.media_type in MANIFEST_TYPES:
-            child = source.get_manifest(descriptor.digest)
-            if child is None:
-                raise CacheportError(f"{source.host}: {descriptor.digest} is missing")
-            sub_blobs, sub_children = _tree(source, child)
-            blobs.update((b.digest, b) for b in sub_blobs)
-            children += [*sub_children, child]
-        else:
-            blobs.setdefault(descriptor.digest, descriptor)
-    return list(blobs.values()), children
+        return Outcome(pair, "failed", seconds=time.monotonic() - began, error=str(exc))
 
 
 def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | None = None,
@@ -468,7 +222,7 @@ def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | N
         for side in (s for p in pairs for s in (p.source, p.target)):
             if side.location not in sessions:
                 sessions[side.location] = stack.enter_context(side.store.open())
-        copier = _Copier(jobs, reporter, stop, len(pairs))
+        copier = Copier(jobs, reporter, stop, len(pairs))
         stack.callback(copier.close)
         caches = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cacheport-cache")
         stack.callback(caches.shutdown)

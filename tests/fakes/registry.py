@@ -1,8 +1,6 @@
-"""The registry client: challenge parsing, credentials, and every operation against an in-process fake registry.
-
-The fake speaks the distribution API over real HTTP on 127.0.0.1, with the three auth styles real registries
-use (none, Basic, Docker bearer tokens from a realm) and the mount behaviours of distribution (201/202) and
-Pulp (404). The real registries, Pulp and a real token server are in tests/e2e/test_seed.py.
+"""A fake registry: the distribution API over real HTTP on 127.0.0.1, with the three auth styles real
+registries use (none, Basic, Docker bearer tokens from a realm), the mount behaviours of distribution (201/202)
+and Pulp (404), injected faults and dropped connections; and the blobs and sources tests upload.
 """
 
 from __future__ import annotations
@@ -14,27 +12,13 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
-
-from cacheport.oci.client import (
-    CHUNK,
-    Credentials,
-    Reference,
-    Registry,
-    RegistryError,
-    _pieces,
-    docker_config_credentials,
-    parse_challenge,
-    parse_reference,
-)
-from cacheport.oci.format import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
-
-# --- a fake registry --------------------------------------------------------------------------------------------
+from cacheport.oci.format import OCI_INDEX, Descriptor, Manifest, sha256_digest
+from cacheport.oci.retry import RetryPolicy
 
 
 class FakeRegistry:
@@ -302,12 +286,6 @@ class FakeRegistry:
         return Handler
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
-
-
 def cache_index(fake: FakeRegistry, repo: str, tag: str, layers: int = 2, annotations: bool = True) -> Manifest:
     """A BuildKit-style index-format cache: layer entries, then the cacheconfig entry."""
     entries = []
@@ -322,269 +300,26 @@ def cache_index(fake: FakeRegistry, repo: str, tag: str, layers: int = 2, annota
     return fake.add_manifest(repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
 
 
-# --- pure parts -------------------------------------------------------------------------------------------------
+FAST = RetryPolicy(attempts=4, base=0.01, cap=5.0)
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ('Bearer realm="https://gitlab.example.com/jwt/auth",service="container_registry",'
-     'scope="repository:group/app/cache:pull,push"',
-     ("bearer", {"realm": "https://gitlab.example.com/jwt/auth", "service": "container_registry",
-                 "scope": "repository:group/app/cache:pull,push"})),
-    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-     'scope="repository:a:pull,push repository:b:pull"',
-     ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                 "scope": "repository:a:pull,push repository:b:pull"})),
-    ('Basic realm="api"', ("basic", {"realm": "api"})),
-    ("Basic", ("basic", {})),
-    ('bearer realm=https://r.example/token, service=svc', ("bearer", {"realm": "https://r.example/token", "service": "svc"})),
-    ('Bearer realm="a \\"quoted\\" realm",error="insufficient_scope"',
-     ("bearer", {"realm": 'a "quoted" realm', "error": "insufficient_scope"})),
-    ("", None),
-])
-def test_parse_challenge(header: str, expected: tuple[str, dict[str, str]] | None) -> None:
-    assert parse_challenge(header) == expected
+def blob_of(size: int, seed_: bytes = b"x") -> tuple[bytes, Descriptor]:
+    data = hashlib.sha256(seed_).digest() * (size // 32 + 1)
+    data = data[:size]
+    return data, Descriptor("application/octet-stream", sha256_digest(data), size)
 
 
-@pytest.mark.parametrize(("ref", "expected"), [
-    ("127.0.0.1:5000/group/app/cache:main", Reference("127.0.0.1:5000", "group/app/cache", "main")),
-    ("registry.example.com/app/cache", Reference("registry.example.com", "app/cache")),
-    ("localhost/app:v1", Reference("localhost", "app", "v1")),
-    ("REG.example.com/app/cache:Main", Reference("reg.example.com", "app/cache", "Main")),
-    ("user/app:cache", Reference("registry-1.docker.io", "user/app", "cache")),
-    ("alpine", Reference("registry-1.docker.io", "library/alpine")),
-    (f"r.example/app@sha256:{'a' * 64}", Reference("r.example", "app", None, f"sha256:{'a' * 64}")),
-])
-def test_parse_reference(ref: str, expected: Reference) -> None:
-    assert parse_reference(ref) == expected
-    assert expected.reference == (expected.digest or expected.tag or "latest")
+class Source:
+    """A blob's bytes readable from any offset, in small chunks; remembers the offsets it was opened at."""
+
+    def __init__(self, data: bytes, step: int = 1 << 16) -> None:
+        self.data, self.step, self.opened = data, step, list[int]()
+
+    @contextmanager
+    def open(self, offset: int) -> Iterator[Iterator[bytes]]:
+        self.opened.append(offset)
+        yield iter([self.data[i:i + self.step] for i in range(offset, len(self.data), self.step)])
 
 
-@pytest.mark.parametrize("ref", ["", "r.example/", "r.example/app@nodigest"])
-def test_parse_reference_rejects(ref: str) -> None:
-    with pytest.raises(RegistryError, match="not an image reference"):
-        parse_reference(ref)
-
-
-def test_docker_config_credentials(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({
-        "auths": {
-            "https://reg.example.com/v1/": {"auth": base64.b64encode(b"alice:s3:cret").decode()},
-            "other.example": {"username": "bob", "password": "pw"},
-            "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:tok").decode()},
-            "broken.example": {"auth": "!!!"},
-        },
-        "credsStore": "desktop",
-    }))
-    env = {"DOCKER_CONFIG": str(tmp_path)}
-    assert docker_config_credentials("reg.example.com", env) == Credentials("alice", "s3:cret")
-    assert docker_config_credentials("other.example", env) == Credentials("bob", "pw")
-    assert docker_config_credentials("registry-1.docker.io", env) == Credentials("hub", "tok")
-    assert docker_config_credentials("broken.example", env) is None
-    assert docker_config_credentials("unknown.example", env) is None
-    assert docker_config_credentials("reg.example.com", {"DOCKER_CONFIG": str(tmp_path / "none")}) is None
-    assert "s3:cret" not in repr(Credentials("alice", "s3:cret"))
-
-
-def test_pieces_groups_a_stream_without_holding_more_than_one_piece() -> None:
-    chunks = [b"abc", b"defgh", b"", b"ij"]
-    assert [b"".join(p) for p in _pieces(chunks, 4)] == [b"abcd", b"efgh", b"ij"]
-    assert [b"".join(p) for p in _pieces([b"x" * 10], 3)] == [b"xxx", b"xxx", b"xxx", b"x"]
-
-
-def test_manifest_descriptors_and_size() -> None:
-    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": "c", "digest": "sha256:1", "size": 10},
-           "layers": [{"mediaType": "l", "digest": "sha256:2", "size": 5, "annotations": {"a": "b"}}]}
-    manifest = Manifest.from_json(doc)
-    assert not manifest.is_index
-    assert [d.digest for d in manifest.descriptors()] == ["sha256:1", "sha256:2"]
-    assert manifest.descriptors()[1].annotations == {"a": "b"}
-    assert manifest.size == 15
-    assert manifest.digest == sha256_digest(manifest.data) == Manifest.from_json(doc).digest
-
-
-# --- against the fake -------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("auth", ["none", "basic", "bearer"])
-def test_every_operation_with_each_auth_style(auth: str) -> None:
-    with FakeRegistry(auth=auth, page=2) as fake:
-        index = cache_index(fake, "src/cache", "main")
-        for tag in ("a", "b", "c", "d"):
-            fake.add_manifest("src/cache", tag, index.json)
-        creds = None if auth == "none" else Credentials("u", "p")
-        with Registry(fake.host, creds) as client:
-            client.ping()
-            assert client.list_tags("src/cache") == ["a", "b", "c", "d", "main"]  # three pages of two
-            assert client.list_tags("nothing/here") == []
-            got = client.get_manifest("src/cache", "main")
-            assert got is not None and got.data == index.data and got.media_type == OCI_INDEX
-            assert client.get_manifest("src/cache", "nope") is None
-            assert client.manifest_digest("src/cache", "main") == index.digest
-            blob = index.descriptors()[0]
-            assert client.blob_size("src/cache", blob.digest) == blob.size
-            assert client.blob_size("src/cache", "sha256:" + "0" * 64) is None
-            with client.open_blob("src/cache", blob.digest) as chunks:
-                assert sha256_digest(b"".join(chunks)) == blob.digest
-            data = b"new blob " * 1000
-            client.upload_blob("dst/cache", sha256_digest(data), len(data), iter([data[:100], data[100:]]))
-            assert fake.blobs["dst/cache"][sha256_digest(data)] == data
-            assert client.delete_manifest("src/cache", "a") is True
-            assert client.delete_manifest("src/cache", "a") is False
-            assert client.counters.bytes_uploaded == len(data)
-        if auth == "bearer":
-            scopes = [q.get("scope", []) for q in fake.token_requests]
-            assert ["repository:src/cache:pull"] in scopes
-            assert ["repository:dst/cache:pull,push"] in scopes
-            assert ["repository:src/cache:delete"] in scopes
-            assert client.counters.tokens == len(fake.token_requests)
-
-
-def test_bearer_tokens_are_cached_per_repository(fake: FakeRegistry) -> None:
-    fake.auth = "bearer"
-    index = cache_index(fake, "src/cache", "main", layers=3)
-    with Registry(fake.host, Credentials("u", "p")) as client:
-        for descriptor in index.descriptors():
-            assert client.blob_size("src/cache", descriptor.digest) == descriptor.size
-    assert len(fake.token_requests) == 1
-
-
-def test_anonymous_bearer_token_and_wrong_credentials(fake: FakeRegistry) -> None:
-    fake.auth = "bearer"
-    with Registry(fake.host) as anonymous, pytest.raises(RegistryError, match=r"refused a token anonymously \(HTTP 401\)"):
-        anonymous.ping()
-    with Registry(fake.host, Credentials("u", "wrong")) as client, pytest.raises(RegistryError) as caught:
-        client.list_tags("a/b")
-    assert "refused a token as 'u'" in str(caught.value) and "wrong" not in str(caught.value)
-    fake.auth = "basic"
-    with Registry(fake.host, Credentials("u", "wrong")) as client, pytest.raises(RegistryError) as caught:
-        client.ping()
-    assert str(caught.value) == f"{fake.host}: GET /v2/: HTTP 401 UNAUTHORIZED not authorized (check the credentials) unauthorized"
-    assert caught.value.status == 401
-
-
-def test_mount_on_the_same_host_moves_no_bytes(fake: FakeRegistry) -> None:
-    fake.auth = "bearer"
-    index = cache_index(fake, "old/cache", "main")
-    with Registry(fake.host, Credentials("u", "p")) as client:
-        for blob in index.descriptors():
-            assert client.copy_blob(client, "old/cache", "new/cache", blob) == "mounted"
-            assert client.copy_blob(client, "old/cache", "new/cache", blob) == "present"
-        assert client.counters.bytes_uploaded == client.counters.bytes_downloaded == 0
-        assert client.counters.blobs_mounted == len(index.descriptors())
-    # the mount's token covers both repositories, as a real token server is asked for
-    assert ["repository:new/cache:pull,push", "repository:old/cache:pull"] in [q.get("scope") for q in fake.token_requests]
-
-
-@pytest.mark.parametrize("mount", ["202", "404"])
-def test_a_refused_mount_falls_back_to_streaming(mount: str) -> None:
-    with FakeRegistry(mount=mount) as fake:
-        fake.blobs["old/cache"] = {}
-        data = b"x" * 5000
-        digest = fake.add_blob("elsewhere", data)  # the named source does not have it: the mount fails
-        with Registry(fake.host) as client:
-            from cacheport.oci.format import Descriptor
-
-            how = client.copy_blob(client, "elsewhere", "new/cache", Descriptor("l", digest, len(data)))
-            assert how == "uploaded"
-            assert client.counters.blobs_mounted == 0 and client.counters.bytes_uploaded == len(data)
-        assert fake.blobs["new/cache"][digest] == data
-        if mount == "202":
-            assert not fake.uploads, "the upload a failed mount opened is cancelled"
-
-
-def test_chunked_upload_keeps_the_registry_state(fake: FakeRegistry) -> None:
-    data = bytes(range(256)) * 40
-    seen: list[int] = []
-    with Registry(fake.host) as client:
-        client.upload_blob("r/c", sha256_digest(data), len(data), iter([data[:3000], data[3000:]]), chunk_size=4096,
-                           progress=seen.append)
-    assert fake.blobs["r/c"][sha256_digest(data)] == data
-    assert len(fake.methods("PATCH")) == 3
-    assert sum(seen) == len(data)
-
-
-def test_an_upload_of_the_wrong_size_is_an_error(fake: FakeRegistry) -> None:
-    data = b"abc"
-    with Registry(fake.host) as client, pytest.raises(RegistryError):
-        client.upload_blob("r/c", sha256_digest(data), 5, iter([data]), chunk_size=2)
-
-
-def test_manifest_put_keeps_the_bytes_and_the_digest(fake: FakeRegistry) -> None:
-    index = cache_index(fake, "r/c", "main")
-    odd = Manifest.from_bytes(b'{ "schemaVersion": 2,\n "mediaType": "%s", "manifests": %s }' % (
-        OCI_INDEX.encode(), json.dumps(index.json["manifests"]).encode()))
-    with Registry(fake.host) as client:
-        assert client.put_manifest("r/c", "odd", odd) == odd.digest
-        got = client.get_manifest("r/c", "odd")
-    assert got is not None and got.data == odd.data and got.digest == odd.digest
-
-
-def test_a_manifest_whose_content_does_not_match_its_digest_is_refused(fake: FakeRegistry) -> None:
-    manifest = fake.add_manifest("r/c", "main", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
-    fake.manifests["r/c"][manifest.digest] = (OCI_INDEX, b'{"tampered": true}')
-    with Registry(fake.host) as client, pytest.raises(RegistryError, match="has digest"):
-        client.get_manifest("r/c", manifest.digest)
-
-
-def test_an_unreachable_registry_is_one_line() -> None:
-    with FakeRegistry() as fake:
-        host = fake.host
-    with Registry(host, timeout=5) as client, pytest.raises(RegistryError) as caught:
-        client.ping()
-    message = str(caught.value)
-    assert message.startswith(f"{host} is unreachable: ") and "\n" not in message
-
-
-def test_http_for_loopback_https_elsewhere_and_insecure_falls_back_to_http() -> None:
-    import httpx
-
-    assert Registry("127.0.0.1:5000").scheme == "http"
-    assert Registry("localhost:5000").scheme == "http"
-    assert Registry("registry.example.com").scheme == "https"
-    seen: list[str] = []
-
-    def plain_http_only(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        if request.url.scheme == "https":
-            raise httpx.ConnectError("wrong version number")
-        return httpx.Response(200, json={})
-
-    with Registry("reg.internal:5000", insecure=True, transport=httpx.MockTransport(plain_http_only)) as client:
-        client.ping()
-        client.ping()
-    assert client.scheme == "http"
-    assert seen == ["https://reg.internal:5000/v2/", "http://reg.internal:5000/v2/", "http://reg.internal:5000/v2/"]
-
-
-def test_credentials_never_reach_another_host() -> None:
-    """A blob redirected to storage elsewhere gets no Authorization header."""
-    import httpx
-
-    sent: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        if request.url.host == "storage.example":
-            return httpx.Response(200, content=b"data")
-        if "Authorization" not in request.headers:
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
-        return httpx.Response(307, headers={"Location": "https://storage.example/blob?sig=1"})
-
-    with Registry("reg.example", Credentials("u", "p"), transport=httpx.MockTransport(handler)) as client, \
-            client.open_blob("r", "sha256:" + "a" * 64) as chunks:
-        assert b"".join(chunks) == b"data"
-    assert sent[-1].url.host == "storage.example" and "Authorization" not in sent[-1].headers
-    assert sent[1].headers["Authorization"].startswith("Basic ")
-
-
-def test_streamed_copy_uses_flat_chunks(fake: FakeRegistry) -> None:
-    data = hashlib.sha256(b"seed").digest() * (3 * CHUNK // 32 + 7)  # a bit over 3 MiB
-    digest = fake.add_blob("a/c", data)
-    with FakeRegistry() as other, Registry(fake.host) as source, Registry(other.host) as target:
-        from cacheport.oci.format import Descriptor
-
-        sizes: list[int] = []
-        assert target.copy_blob(source, "a/c", "b/c", Descriptor("l", digest, len(data)), progress=sizes.append) == "uploaded"
-        assert other.blobs["b/c"][digest] == data
-    assert max(sizes) <= CHUNK and sum(sizes) == len(data) == target.counters.bytes_uploaded
+def source_of(data: bytes) -> Source:
+    return Source(data)

@@ -1,0 +1,26 @@
+"""Synthetic BuildKit caches pushed straight into a registry, for tests that need one without a build."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest
+from cacheport.oci.registry import Registry
+
+MiB = 1 << 20
+
+
+def push_cache(host: str, repo: str, sizes: list[int], tag: str = "main") -> list[Descriptor]:
+    """A BuildKit index-format cache of random layers of these sizes (and its cacheconfig) under ``tag``."""
+    blobs = [os.urandom(size) for size in sizes]
+    config = json.dumps({"layers": [], "records": [], "n": uuid.uuid4().hex}).encode()
+    descriptors = [Descriptor(OCI_LAYER, sha256_digest(b), len(b)) for b in blobs]
+    descriptors.append(Descriptor(CACHECONFIG, sha256_digest(config), len(config)))
+    with Registry(host) as registry:
+        for d, data in zip(descriptors, [*blobs, config], strict=True):
+            registry.upload_blob(repo, d.digest, d.size, [data])
+        registry.put_manifest(repo, tag, Manifest.from_json(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d.as_json() for d in descriptors]}))
+    return descriptors
