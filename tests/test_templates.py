@@ -682,6 +682,7 @@ def test_the_documented_toml_diff_is_the_config_the_docs_run() -> None:
 
 
 NOT_FLAGS = {"version", "source", "github-runtime", "python-version"}  # how to install and set up, not what to plan
+BUILDER_INPUTS = {"builder-driver", "builder", "buildkit-image", "buildkitd-config", "builder-driver-opts"}  # ditto
 
 
 def plan_flags() -> set[str]:
@@ -696,7 +697,7 @@ def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
     from cacheport.cli.args import command
 
     args_flags = {opt for p in command.params for opt in p.opts}
-    inputs = set(load(ACTION)["inputs"])
+    inputs = set(load(ACTION)["inputs"]) - BUILDER_INPUTS
     assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
     assert inputs - NOT_FLAGS == plan_flags()
     step = action_step("args")
@@ -721,7 +722,7 @@ def test_the_action_s_outputs_are_exactly_what_render_writes(builtins: Plugins, 
                                                       ("ref", "registry.example.com/app/cache", "--set ref=")])
     plan = build_plan(config, detect_context(builtins.context_providers(), clean_env, Path.cwd()), builtins)
     written = re.findall(r"^([\w-]+)<<DELIM$", render.github_output(plan, "DELIM"), re.M)
-    outputs = load(ACTION)["outputs"]
+    outputs = {name: output for name, output in load(ACTION)["outputs"].items() if name != "builder"}
     assert set(outputs) == set(written)
     for name, output in outputs.items():
         assert output["value"] == expression(f"steps.args.outputs.{name}")
@@ -825,6 +826,42 @@ def test_the_action_s_install_step(inputs: dict[str, str], requirement: str, tmp
     assert subprocess.run([venv_bin / "cacheport", "--version"], capture_output=True).returncode == 0
 
 
+def run_builder_step(inputs: Mapping[str, str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """The action's builder step on a stand-in docker that remembers the builders it made (in ``tmp_path``)."""
+    step = action_step("builder")
+    assert step["if"] == "inputs.builder-driver != ''"  # no builder-driver, no builder of the action's own
+    bin_dir = tmp_path / "bin"
+    stand_in_docker(bin_dir, tmp_path / "docker.jsonl")
+    env = github_environ(tmp_path)
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    env["GITHUB_ENV"] = str(tmp_path / "github-env")
+    for name in ("github-output", "github-env"):
+        (tmp_path / name).write_text("")
+    proc = run_step("builder", inputs, env, tmp_path, {})
+    return proc, read_outputs(tmp_path / "github-output")
+
+
+def test_the_action_makes_the_builder_it_is_asked_for_and_reuses_it(tmp_path: Path) -> None:
+    inputs = {"builder-driver": "docker-container", "buildkit-image": "registry.internal:5000/moby/buildkit:v0.32.2",
+              "buildkitd-config": TOML, "builder-driver-opts": "network=host\nmemory=2g"}
+    proc, outputs = run_builder_step(inputs, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    name = outputs["builder"]
+    assert re.fullmatch(r"cacheport-[0-9a-f]{12}", name)
+    assert (tmp_path / "github-env").read_text() == f"BUILDX_BUILDER={name}\n"  # for the job's later steps
+    create = next(c for c in calls(tmp_path / "docker.jsonl") if c["args"][:2] == ["buildx", "create"])
+    config = str(tmp_path / "cacheport-buildkitd.toml")
+    assert create["args"] == ["buildx", "create", "--name", name, "--driver", "docker-container",
+                              "--driver-opt", "image=registry.internal:5000/moby/buildkit:v0.32.2",
+                              "--driver-opt", "network=host", "--driver-opt", "memory=2g", "--buildkitd-config", config]
+    assert create["files"][config] == TOML + "\n"
+
+    again, outputs = run_builder_step(inputs, tmp_path)  # a later job on the same runner
+    assert again.returncode == 0 and outputs["builder"] == name and f"reusing the buildx builder {name}" in again.stdout
+    changed, outputs = run_builder_step({**inputs, "buildkit-image": "moby/buildkit:v0.32.2"}, tmp_path)
+    assert changed.returncode == 0 and outputs["builder"] != name and "creating the buildx builder" in changed.stdout
+
+
 def test_the_action_runs_composite_steps_on_a_python_cacheport_supports() -> None:
     action = load(ACTION)
     assert action["runs"]["using"] == "composite"
@@ -846,9 +883,9 @@ def test_the_example_workflow_feeds_the_action_s_outputs_to_build_push_action() 
     ours = next(s for s in steps if re.search(r"/cacheport@", s.get("uses", "")))
     assert set(ours.get("with", {})) <= set(load(ACTION)["inputs"])
     build = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
-    for name in load(ACTION)["outputs"]:
+    for name in ("cache-from", "cache-to"):  # its builder is setup-buildx-action's: no builder-driver, no builder
         assert build["with"][name] == expression(f"steps.{ours['id']}.outputs.{name}")
-    assert steps.index(ours) < steps.index(build)
+    assert "builder-driver" not in ours.get("with", {}) and steps.index(ours) < steps.index(build)
 
 
 @pytest.mark.parametrize(("version", "found"), [("3.12", True), ("3.11", True), ("3.10", False)])
@@ -884,7 +921,7 @@ def test_the_report_sub_action_takes_the_cache_step_s_plan_inputs_and_installs_t
     inputs = set(report["inputs"])
     assert inputs - NOT_FLAGS - set(REPORT_OWN) == plan_flags()
     assert inputs & NOT_FLAGS == NOT_FLAGS - {"github-runtime"}  # it runs nothing that needs the cache service
-    for name in inputs & set(main["inputs"]):
+    for name in inputs & set(main["inputs"]) - {"builder"}:  # the report's names a builder, the other's makes one
         assert report["inputs"][name]["default"] == main["inputs"][name]["default"], name
     flags = {opt for p in command.params for opt in p.opts}
     assert set(REPORT_OWN.values()) <= flags
