@@ -3,9 +3,11 @@
 # themselves, made from ../shared/buildkit (relative to the repo root) without any pull.
 #
 # - An image for buildx's docker-container driver: buildkitd as entrypoint, buildctl on PATH, the
-#   system's runc and the libraries it links, made with `docker import` in each generation's engine,
-#   tagged on the plain registry and pushed there (buildx pulls before it falls back to a local image;
-#   a loopback tag means no lookup of Docker Hub).
+#   system's runc and the libraries it links, made with `docker import` in the main engine, tagged on
+#   the plain registry and pushed there. buildx pulls the image before it falls back to a local one, so
+#   either generation's engine gets it from there (a loopback tag means no lookup of Docker Hub). It is
+#   not imported into the current engine too: its pull would replace that copy (dockerd 28 then shows
+#   the pulled one without its config), so every e2e-up would import again and leave one behind.
 # - A buildkitd.toml marking the loopback registries (ours and Pulp's nginx front) plain HTTP.
 # - A standalone buildkitd on the host for the remote driver: OCI worker, the system's runc, its own
 #   root and unix socket under the state dir; started and stopped by PID like the other daemons.
@@ -66,6 +68,7 @@ buildkit_rootfs() {
         cp -L "$lib" "$root$lib"
     done
     tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$tar.tmp" .
+    sha256sum "$tar.tmp" | cut -d' ' -f1 >"$tar.sha256"
     mv "$tar.tmp" "$tar"
     rm -rf "$root"
 }
@@ -87,17 +90,16 @@ buildkit_install() {
         # runc changes with the system's packages, so the root is remade when it did.
         local runc_sum
         runc_sum=$(sha256sum "$(command -v runc)" | cut -d' ' -f1)
-        if [[ ! -s $BK_DIR/rootfs.tar || $(cat "$BK_DIR/.runc" 2>/dev/null) != "$runc_sum" ]]; then
+        if [[ ! -s $BK_DIR/rootfs.tar.sha256 || $(cat "$BK_DIR/.runc" 2>/dev/null) != "$runc_sum" ]]; then
             buildkit_rootfs
             printf '%s\n' "$runc_sum" >"$BK_DIR/.runc"
         fi
     ) 8>"$PREFIX/buildkit.lock"
-    [[ -x $BK_DIR/bin/buildkitd && -x $BK_DIR/bin/buildctl && -s $BK_DIR/rootfs.tar ]] ||
+    [[ -x $BK_DIR/bin/buildkitd && -x $BK_DIR/bin/buildctl && -s $BK_DIR/rootfs.tar && -s $BK_DIR/rootfs.tar.sha256 ]] ||
         die "missing after install: $BK_DIR/bin/buildkitd, buildctl or rootfs.tar (remove $BK_DIR and retry)"
 }
 
-# Imports the root into one engine unless it holds the same one under the tag already. $@: the docker
-# command for that engine.
+# Imports the root unless the engine holds the same one under the tag already. $@: the docker command.
 buildkit_import() {
     local have
     have=$("$@" image inspect --format '{{index .Config.Labels "org.cacheport.e2e.rootfs"}}' "$BK_IMAGE" \
@@ -112,10 +114,9 @@ buildkit_import() {
 
 buildkit_image() {
     local main_docker=(env DOCKER_CONFIG="$DOCKER_CONFIG_DIR" "$DOCKER_BIN" -H "unix://$DOCKER_SOCK") pushed
-    BK_ROOTFS_SUM=$(sha256sum "$BK_DIR/rootfs.tar" | cut -d' ' -f1)
+    BK_ROOTFS_SUM=$(cat "$BK_DIR/rootfs.tar.sha256")
     BK_IMAGE=127.0.0.1:$REGISTRY_PORT/$BK_REPO:$BK_VERSION
     buildkit_import "${main_docker[@]}" && say "imported $BK_IMAGE into dockerd"
-    buildkit_import current_docker && say "imported $BK_IMAGE into dockerd-current"
     # Pushed when the registry lacks it or holds another root (remembered beside the registry's data).
     pushed=$STATE/registry/buildkit-pushed
     if [[ $(cat "$pushed" 2>/dev/null) != "$BK_IMAGE $BK_ROOTFS_SUM" ]] ||
@@ -130,10 +131,11 @@ buildkit_image() {
 
 # Plain HTTP for every loopback registry a test builds against: BuildKit tries TLS first and would
 # fail on one that does not answer a TLS hello with HTTP. Pulp's front is its nginx port, fixed by
-# scripts/pulp/common.sh (asked in a subshell, as that file sets variables of the same names).
+# scripts/pulp/common.sh (asked in a bash of its own, as that file sets variables of the same names).
 buildkit_config() {
     local pulp_port reg
-    pulp_port=$(source "$here/pulp/common.sh" && echo "$FRONT_PORT")
+    # shellcheck disable=SC2016  # expanded by that bash
+    pulp_port=$(bash -c 'source "$1" && echo "$FRONT_PORT"' _ "$here/pulp/common.sh")
     mkdir -p "$BK_STATE"
     {
         echo "# Written by scripts/e2e-up: the loopback registries the e2e tests use speak plain HTTP."

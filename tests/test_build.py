@@ -1,11 +1,18 @@
-"""The pure parts of `cacheport build`: reading the log, fitting the cache to the builder, the command."""
+"""The pure parts of `cacheport build`: reading the log, fitting the cache and the output to the builder, the command;
+and, through a stand-in docker, what reaches buildx."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cacheport.entry import CacheEntry
-from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder
+from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, image_output
 from cacheport.records import Login
 
 REGISTRY = CacheEntry("registry", {"ref": "r/app:main"})
@@ -83,7 +90,6 @@ def test_buildx_inspect_text_of_both_generations() -> None:
 
 def test_the_rawjson_stream_reads_like_plain_progress_for_both_generations() -> None:
     """The log a person sees while cacheport reads BuildKit's record, from recorded streams of both generations."""
-    from pathlib import Path
 
     from cacheport.ops.progress import PlainPrinter
 
@@ -99,3 +105,56 @@ def test_the_rawjson_stream_reads_like_plain_progress_for_both_generations() -> 
         assert any(line.startswith("#") and "DONE" in line for line in lines), generation
         assert "exporting cache to registry" in text, generation
         assert all(line.endswith("\n") for line in lines) and '{"vertexes"' not in text, generation
+
+
+@pytest.mark.parametrize("driver", ["docker-container", "remote"])
+def test_a_tag_without_an_output_is_loaded_from_a_builder_that_keeps_results_to_itself(driver: str) -> None:
+    ci = Builder("ci", driver)
+    added, note, said = image_output(ci, ["app:dev"], ["--network=host"])
+    assert added == ["--load"]
+    assert note == f"builder 'ci' ({driver} driver) keeps what it builds to itself: adding --load, so app:dev is " \
+                   "in the engine afterwards"
+    assert said.startswith("app:dev loaded into the engine (--load added")
+    assert image_output(ci, ["app:dev"], ["--platform", "linux/arm64"])[0] == ["--load"]  # one platform loads
+
+
+@pytest.mark.parametrize("extra", [["--push"], ["--load"], ["--output", "type=oci,dest=x"], ["--output=type=docker"],
+                                   ["-o", "type=local,dest=out"], ["-otype=local,dest=out"], ["--call=check"]])
+def test_an_output_given_or_no_tag_or_the_docker_driver_is_left_alone(extra: list[str]) -> None:
+    assert image_output(Builder("ci", "docker-container"), ["app:dev"], extra) == ([], "", "")
+    assert image_output(Builder("ci", "docker-container"), [], []) == ([], "", "")
+    assert image_output(Builder("default", "docker", True), ["app:dev"], []) == ([], "", "")
+
+
+@pytest.mark.parametrize("platforms", [["--platform", "linux/amd64,linux/arm64"],
+                                       ["--platform=linux/amd64", "--platform=linux/arm64"]])
+def test_a_multi_platform_tag_without_an_output_says_how_to_get_the_image(platforms: list[str]) -> None:
+    added, note, said = image_output(Builder("ci", "docker-container"), ["app:dev"], platforms)
+    assert added == []  # only an engine with the containerd image store takes several platforms: nothing is guessed
+    assert "a multi-platform image is not loaded for you: app:dev stays in the builder's cache" in note
+    assert "-- --push" in note and "--output type=oci,dest=FILE" in note and "containerd image store" in note
+    assert said.startswith("app:dev is in the builder's cache only (multi-platform)")
+
+
+def test_build_on_a_docker_container_builder_passes_load_and_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "argv"
+    docker = tmp_path / "docker"
+    docker.write_text(f"""#!{sys.executable}
+import json, sys
+args = sys.argv[1:]
+if args[:2] == ["buildx", "inspect"]:
+    print("Name:   ci\\nDriver: docker-container\\n\\nNodes:\\nName: ci0\\nBuildKit version: v0.32.2")
+elif args[:2] == ["buildx", "build"]:
+    open({str(log)!r}, "w").write(json.dumps(args))
+""")
+    docker.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CACHEPORT_DOCKER": str(docker),
+           "CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "cacheport", "build", ".", "-t", "app:dev", "--", "--builder", "ci"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    args = json.loads(log.read_text())
+    assert args[-3:] == ["ci", "--load", "."]
+    assert "cacheport: note: builder 'ci' (docker-container driver) keeps what it builds to itself: adding --load" \
+        in done.stderr
+    assert "cacheport: image: app:dev loaded into the engine" in done.stderr

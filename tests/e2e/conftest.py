@@ -6,17 +6,30 @@ from typing import NoReturn
 
 import pytest
 
-from .harness import GENERATION_KEYS, Harness, ObjectStores, Pulp, read_env, read_objstore_env, read_pulp_env
+from .harness import (
+    BUILDKIT_KEYS,
+    BUILDKIT_MISSING,
+    GENERATION_KEYS,
+    Harness,
+    ObjectStores,
+    Pulp,
+    read_env,
+    read_objstore_env,
+    read_pulp_env,
+)
 
 E2E_MODE = os.environ.get("CACHEPORT_E2E", "").strip().lower()
 
 # Which test runs on which BuildKit generation, decided here and nowhere else (docs/development.md):
 # the whole suite runs on the current generation, what users run today; the essentials also run on the old
 # one, which many runners still have. CACHEPORT_E2E_GENERATIONS=all runs every test on both. A test that
-# compares the generations takes `every_generation` instead of `harness`.
+# compares the generations takes `every_generation` instead of `harness`. test_builders.py builds on our own
+# BuildKit v0.32.2 (docker-container and remote builders) whichever generation's buildx drives it, so only one of
+# its tests also runs on the old buildx (0.13, whose `buildx create` flags differ).
 FULL_SUITE = "current"
 ESSENTIALS = {
     "old": (
+        "test_builders.py::test_registry_backend_on_docker_container",
         "test_builds.py::test_registry_backend",
         "test_builds.py::test_gitlab_backend_with_auth",
         "test_builds.py::test_local_backend_rotates",
@@ -121,10 +134,40 @@ def legacy(servers: Harness) -> Harness:
     return h
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+NOT_PROVISIONED = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    # Without ../shared/buildkit (a clone outside the project) e2e-up provisions no BuildKit of its own and says
+    # why: its tests are not run, even under CACHEPORT_E2E=require, and the summary repeats the reason.
+    env, _ = read_env()
+    why = env.get(BUILDKIT_MISSING, "")
+    if why and not env.get(BUILDKIT_KEYS[0]):
+        dropped = [item for item in items if "buildkit" in getattr(item, "fixturenames", ())]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if item not in dropped]
+            config.stash[NOT_PROVISIONED] = f"{len(dropped)} tests on docker-container/remote builders not run: {why}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if NOT_PROVISIONED in config.stash:
+        terminalreporter.write_line(config.stash[NOT_PROVISIONED], yellow=True)
+
+
+@pytest.fixture(scope="session")
+def buildkit(harness: Harness) -> Harness:
+    """The servers with our own BuildKit (``harness.builder(driver)`` makes a docker-container or remote builder of
+    it); skip (or fail) when scripts/e2e-up did not provision it. Where it could not (no ../shared/buildkit), these
+    tests are not collected at all: see pytest_collection_modifyitems."""
+    missing = [k for k in BUILDKIT_KEYS if not harness.env.get(k)]
+    if missing:
+        unavailable(harness.env.get(BUILDKIT_MISSING) or
+                    f"no BuildKit of our own (no {', '.join(missing)}; run scripts/e2e-up as root)")
+    return harness
 
 
 @pytest.fixture(scope="session")

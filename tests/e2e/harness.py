@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
@@ -43,6 +44,13 @@ GENERATION_KEYS = {
     "current": ("CACHEPORT_E2E_CURRENT_DOCKER_HOST", "CACHEPORT_E2E_CURRENT_DOCKER_BIN",
                 "CACHEPORT_E2E_CURRENT_DOCKER_CONFIG"),  # Docker 28.5, buildx 0.29 (BuildKit 0.25), Debian sid
 }
+
+
+# BuildKit itself (scripts/e2e-buildkit.sh): the image for buildx's docker-container driver, tagged on a loopback
+# registry; the buildkitd.toml that marks the loopback registries plain HTTP; the standalone buildkitd's socket for
+# the remote driver. Where ../shared/buildkit is missing, e2e-up writes BUILDKIT_MISSING (why) instead.
+BUILDKIT_KEYS = ("CACHEPORT_E2E_BUILDKIT_IMAGE", "CACHEPORT_E2E_BUILDKITD_CONFIG", "CACHEPORT_E2E_BUILDKIT_ADDR")
+BUILDKIT_MISSING = "CACHEPORT_E2E_BUILDKIT_MISSING"
 
 
 def _variables(prefix: str, state: Path) -> dict[str, str]:
@@ -86,6 +94,24 @@ class Result:
     @property
     def rand(self) -> str:
         return (self.out / "rand").read_text()
+
+    @property
+    def layers(self) -> list[str]:
+        """The image's layer digests, from the OCI archive a build with ``oci=True`` wrote beside ``out``."""
+        with tarfile.open(f"{self.out}.oci.tar") as tar:
+            def blob(digest: str) -> Any:
+                found = tar.extractfile(f"blobs/{digest.replace(':', '/', 1)}")
+                assert found is not None, digest
+                return json.load(found)
+
+            index = tar.extractfile("index.json")
+            assert index is not None
+            doc = blob(json.load(index)["manifests"][0]["digest"])
+            # With attestations the image is one manifest of an index; the attestation's platform is unknown.
+            while "manifests" in doc:
+                doc = blob(next(m["digest"] for m in doc["manifests"]
+                                if m.get("platform", {}).get("os") != "unknown"))
+            return [layer["digest"] for layer in doc["layers"]]
 
 
 def _engines(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
@@ -135,6 +161,35 @@ class Harness:
         return subprocess.run([self.env["CACHEPORT_E2E_DOCKER_BIN"], *args], capture_output=True, text=True,
                               env={**os.environ, **self.docker_env}, check=check, timeout=300)
 
+    @contextmanager
+    def builder(self, driver: str) -> Iterator[str]:
+        """A new buildx builder of our own BuildKit, removed on exit: ``docker-container`` (the provisioned image,
+        on the host's network, with the buildkitd.toml) or ``remote`` (the standalone buildkitd, its cache
+        emptied). Not made the current builder: a build names it with ``--builder`` or ``BUILDX_BUILDER``."""
+        image, config, addr = (self.env.get(k, "") for k in BUILDKIT_KEYS)
+        if not (image and config and addr):
+            raise LookupError(f"no {', '.join(k for k in BUILDKIT_KEYS if not self.env.get(k))} "
+                              "(run scripts/e2e-up as root, with ../shared/buildkit beside the repository)")
+        if driver == "docker-container":
+            # buildx 0.13 calls it --config; later ones --buildkitd-config (--config is gone from their help).
+            helped = self.docker("buildx", "create", "--help").stdout
+            flag = "--buildkitd-config" if "--buildkitd-config" in helped else "--config"
+            how = ["--driver", driver, "--driver-opt", f"image={image},network=host", flag, config]
+        elif driver == "remote":
+            how = ["--driver", driver, addr]
+        else:
+            raise ValueError(f"no BuildKit of our own for the {driver} driver")
+        name = f"cacheport-e2e-{driver}-{uuid.uuid4().hex[:8]}"
+        try:  # a failed bootstrap may leave the builder behind as well
+            made = self.docker("buildx", "create", "--name", name, *how, "--bootstrap", check=False)
+            assert made.returncode == 0, f"buildx create {name} failed: {made.stderr}"
+            if driver == "remote":
+                # Every remote builder is the one standalone buildkitd: empty its cache, as a new one's would be.
+                self.docker("buildx", "prune", "-af", "--builder", name)
+            yield name
+        finally:
+            self.docker("buildx", "rm", name, check=False)
+
     def prune(self) -> None:
         """Forget everything BuildKit has locally, so only an imported cache can make a build warm."""
         self.docker("buildx", "prune", "-af")
@@ -155,10 +210,12 @@ class Harness:
         return ctx
 
     def build(self, ctx: Path, *args: str, env: Mapping[str, str] | None = None, out: Path | None = None,
-              extra: tuple[str, ...] = (), output: bool = True) -> Result:
-        """``cacheport build`` in ``ctx``, writing the image's files to ``out`` (unless ``output`` is False)."""
+              extra: tuple[str, ...] = (), output: bool = True, oci: bool = False) -> Result:
+        """``cacheport build`` in ``ctx``, writing the image's files to ``out`` (unless ``output`` is False) and,
+        with ``oci``, the image as an OCI archive to ``out.oci.tar`` too (two exporters: BuildKit 0.13+)."""
         out = out or ctx.parent / f"out-{uuid.uuid4().hex[:8]}"
         outputs = [f"--output=type=local,dest={out}"] if output else []
+        outputs += [f"--output=type=oci,dest={out}.oci.tar"] if oci else []
         cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host", *outputs, *extra]
         proc = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
                               env={**clean_environ(), **self.docker_env, **(env or {})})

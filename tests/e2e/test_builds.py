@@ -14,13 +14,21 @@ import pytest
 from .harness import Harness, Result, gitlab_env
 
 
-def cold_then_warm(h: Harness, ctx: Path, *args: str, env: dict[str, str]) -> tuple[Result, Result]:
-    h.prune()
-    cold = h.build(ctx, *args, env=env)
+def cold_then_warm(h: Harness, ctx: Path, *args: str, env: dict[str, str], driver: str = "",
+                   oci: bool = False) -> tuple[Result, Result]:
+    """A cold build, then a warm one that only the imported cache can make warm: after a prune, or, with
+    ``driver``, each on a new builder of that driver (``--builder``), removed after it."""
+    def build() -> Result:
+        if not driver:
+            h.prune()
+            return h.build(ctx, *args, env=env, oci=oci)
+        with h.builder(driver) as name:
+            return h.build(ctx, *args, env=env, oci=oci, extra=("--builder", name))
+
+    cold = build()
     assert cold.code == 0, cold.log
     assert cold.ran, "the cold build should have run its steps"
-    h.prune()
-    warm = h.build(ctx, *args, env=env)
+    warm = build()
     assert warm.code == 0, warm.log
     assert warm.ran == [], f"steps ran despite the imported cache:\n{warm.log}"
     assert warm.rand == cold.rand

@@ -1,7 +1,7 @@
 """s3 and azblob against real servers: moto's S3 (with IAM, so it checks signatures) and Azurite.
 
-Docker Engine's builder can't use either cache type, so no build goes through them here; what these prove is
-``cacheport doctor``'s checks: the bucket or container answers, the credentials are accepted (or refused, with
+Docker Engine's builder can't use either cache type, so builds through them are in test_builders.py (on a remote
+BuildKit); what these prove is ``cacheport doctor``'s checks: the bucket or container answers, the credentials are accepted (or refused, with
 the fix), and one object is written, read back and deleted under the prefix.
 """
 

@@ -14,7 +14,7 @@ from cacheport.cli.common import make_plan, plan_options, say
 @click.command("build", epilog="""\b
 Examples:
   cacheport build . -t registry.example.com/app:dev
-  cacheport build . -t app -- --push --platform linux/amd64,linux/arm64
+  cacheport build . -t registry.example.com/app:dev -- --push --platform linux/amd64,linux/arm64
   cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
   cacheport build . --report-file cache-report.json --require-hit
 """)
@@ -36,8 +36,9 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     build log, swaps a local cache into place after success, and ends with what BuildKit did with the
     cache: steps cached and executed, each import hit, missed or failed, each export written or failed
     (even when ignore-error hid it). In GitHub Actions the report also goes to the job summary, in GitLab
-    CI into a collapsed log section. Everything after -- goes to buildx as it is. The exit status is the
-    build's.
+    CI into a collapsed log section. Everything after -- goes to buildx as it is, except that a tag with no
+    --load/--push/--output on a builder that keeps results to itself (docker-container, remote) gets --load
+    for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
 

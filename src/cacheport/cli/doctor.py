@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Examples:
   cacheport doctor
   cacheport doctor --backend pulp --format json
-  cacheport doctor --builder ci-builder          # the builder `cacheport build -- --builder ci-builder` uses
+  cacheport doctor --builder default             # the builder `cacheport build -- --builder default` uses
 """)
 @format_option(["text", "json"], "text")
 @click.option("--builder", metavar="NAME", help="The buildx builder to check (default: $BUILDX_BUILDER, else the "
@@ -28,7 +28,9 @@ Examples:
 def command(fmt: str, builder: str | None, **common: Any) -> None:
     """Check that the configured cache works before a build finds out: one line per check, with the fix.
 
-    Checks Docker, buildx and what the builder can do with this plan; the backend's own checks; and, for a
+    Checks Docker, buildx and what the builder can do with this plan (on a docker-container or remote builder
+    also its BuildKit version, and whether it reaches and trusts the cache's registries: a probe build that
+    asks for a digest no registry holds, and pulls nothing); the backend's own checks; and, for a
     backend with a store, that the store answers, accepts the credentials, and keeps a tiny cache in the
     format the backend exports (written under the name cacheport-doctor, then deleted).
     Exit status 0 when every check passes, 1 when one fails.

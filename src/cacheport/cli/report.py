@@ -57,8 +57,9 @@ def _from_history(ref: str | None, builder: str | None, imports: Sequence[CacheE
 @click.command("report", epilog="""\b
 Examples:
   docker buildx build $(cacheport args) . && cacheport report            # the last build on this builder
-  cacheport report qk2x0yi1axls7jh7d7elbs0yq                              # one build, by its history ref
+  cacheport report ^1                                                     # the build before it, by history ref
   docker buildx build --progress=rawjson $(cacheport args) . 2> build.json; cacheport report --progress-file build.json
+  docker buildx build --metadata-file meta.json $(cacheport args) .     # in a GitHub job:
   cacheport report --metadata-file meta.json --format markdown >> "$GITHUB_STEP_SUMMARY"
 """)
 @click.argument("ref", required=False)

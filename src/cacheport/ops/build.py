@@ -30,6 +30,10 @@ from cacheport.records import Login
 # Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
 _NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
 _ENGINE_NEVER = {"s3", "azblob"}
+# Drivers whose builder keeps what it builds unless told where it goes (the docker driver's lands in the engine).
+_KEEPS_RESULTS = {"docker-container", "remote", "kubernetes"}
+# buildx arguments that say where the result goes, or that there is no image to keep.
+_OUTPUT_FLAGS = ("--load", "--push", "--output", "-o", "--call", "--check", "--print")
 
 
 @attrs.frozen
@@ -76,6 +80,41 @@ def fit_to_builder(
     if dropped_in:
         notes.append(f"builder {builder.name!r} (docker driver) cannot import s3/azblob cache; skipped {dropped_in}")
     return keep_in, keep_out, notes
+
+
+def image_output(builder: Builder, tags: Sequence[str], extra: Sequence[str]) -> tuple[list[str], str, str]:
+    """Where a tagged build with no output goes on a builder that keeps results to itself: ``--load`` for one
+    platform (into the engine), nothing for several (not every engine takes them). Returns the arguments to add, a
+    line to say before the build and one for the report; all empty when there is nothing to do."""
+    if builder.driver not in _KEEPS_RESULTS or not tags or _gives_output(extra):
+        return [], "", ""
+    keeps = f"builder {builder.name!r} ({builder.driver} driver) keeps what it builds to itself"
+    if len(_platforms(extra)) > 1:
+        # Only an engine with the containerd image store takes several platforms, and which one this is is unknown.
+        how = ("add -- --push to send it to its registry, -- --output type=oci,dest=FILE, or -- --load on an engine "
+               "with the containerd image store")
+        return ([], f"{keeps}, and a multi-platform image is not loaded for you: {tags[0]} stays in the builder's "
+                f"cache; {how}", f"{tags[0]} is in the builder's cache only (multi-platform); {how}")
+    return (["--load"], f"{keeps}: adding --load, so {', '.join(tags)} is in the engine afterwards",
+            f"{', '.join(tags)} loaded into the engine (--load added: {keeps})")
+
+
+def _gives_output(extra: Sequence[str]) -> bool:
+    return any(a in _OUTPUT_FLAGS or a.startswith(tuple(f"{f}=" for f in _OUTPUT_FLAGS)) or
+               (a.startswith("-o") and not a.startswith("--")) for a in extra)
+
+
+def _platforms(extra: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for i, arg in enumerate(extra):
+        if arg.startswith("--platform="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--platform" and i + 1 < len(extra):
+            value = extra[i + 1]
+        else:
+            continue
+        found += [p for p in value.split(",") if p.strip()]
+    return found
 
 
 def command(
@@ -240,6 +279,7 @@ def run(
             say(f"warning: login to {registry} failed ({failed}); building without it")
     imports, exports = list(plan.imports), list(plan.exports)
     name = chosen_builder(extra, environ)
+    image_report = ""
     try:
         builder = inspect_builder(docker, environ, name)
     except BuildError as exc:
@@ -249,6 +289,10 @@ def run(
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
             say(f"warning: {note}")
+        added, image_note, image_report = image_output(builder, [*tags, *plan.tags], extra)
+        extra = [*extra, *added]
+        if image_note:
+            say(f"note: {image_note}")
     if plan.tags and exports and not _pushes(extra):
         say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
             + ", ".join(plan.tags) + ")")
@@ -291,6 +335,8 @@ def run(
     found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
     for line in report.as_text(found_report).splitlines():
         say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
+    if image_report and code == 0:
+        say(f"image: {image_report}")
     for warning in surprises(found_report, plan):
         say(f"warning: {warning}")
     publish(found_report, environ, say, report_file)

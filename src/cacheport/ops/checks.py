@@ -68,7 +68,9 @@ def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None =
         checks.append(Check("builder", False, f"{which} can't be inspected: {exc}",
                             "check the name (`docker buildx ls`), or create it (`docker buildx create --name NAME`)"))
         return checks
-    return checks + builder_checks(plan, found)
+    from cacheport.ops.buildkit import buildkit_checks
+
+    return checks + builder_checks(plan, found) + buildkit_checks(plan, found.name, found.driver, command, environ)
 
 
 def builder_checks(plan: Plan, builder: Builder) -> list[Check]:
