@@ -63,19 +63,6 @@ def runner(harness: Harness) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def buildkit(harness: Harness) -> tuple[str, str]:
-    """The BuildKit image scripts/e2e-up makes from ../shared/buildkit (a loopback tag) and its buildkitd.toml's
-    text; skipped, saying why, where that folder is missing (a clone outside the project)."""
-    missing = harness.env.get("CACHEPORT_E2E_BUILDKIT_MISSING", "")
-    if missing:
-        pytest.skip(missing)
-    image, config = (harness.env.get(f"CACHEPORT_E2E_{name}", "") for name in ("BUILDKIT_IMAGE", "BUILDKITD_CONFIG"))
-    if not image or not config:
-        unavailable("no BuildKit image (CACHEPORT_E2E_BUILDKIT_IMAGE; run scripts/e2e-up)")
-    return image, Path(config).read_text()
-
-
 @attrs.frozen
 class Run:
     """One pipeline run: gitlab-ci-local's exit code and its whole output (every job's log, prefixed by name)."""
@@ -382,10 +369,12 @@ MADE = re.compile(r"creating the buildx builder (cacheport-[0-9a-f]{12})")
 
 
 def test_the_default_docker_container_builder_cold_warm_a_branch_reused_and_remade(
-        harness: Harness, runner: str, buildkit: tuple[str, str], tmp_path: Path) -> None:
+        harness: Harness, runner: str, buildkit: Harness, tmp_path: Path) -> None:
     # The component's default path on Docker-in-Docker with TLS: a docker-container builder of the job's own,
-    # on a context with the job's certificates, running the BuildKit image and config the inputs name.
-    image, config = buildkit
+    # on a context with the job's certificates, running the BuildKit image scripts/e2e-up made (a loopback tag)
+    # and its buildkitd.toml, as the inputs name them.
+    image = buildkit.env["CACHEPORT_E2E_BUILDKIT_IMAGE"]
+    config = Path(buildkit.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text()
     project = Project(harness, runner, tmp_path)
     inputs = {"builder-driver": "docker-container", "buildkit-image": image, "buildkitd-config": config,
               "builder-driver-opts": "network=host", "build-args": ""}
