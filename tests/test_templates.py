@@ -325,6 +325,7 @@ def test_the_component_runs_the_include_template_s_scripts_word_for_word() -> No
     job = render(BUILD_COMPONENT, {})["container-build"]
     base = load(TEMPLATE)[".cacheport-build"]
     assert job["before_script"] == base["before_script"] and job["script"] == base["script"]
+    assert job["after_script"] == base["after_script"]  # the job's own docker configuration goes with it
     # The component's inputs become the variables the template reads; none is a CACHEPORT_ setting, which
     # as a job variable would beat the pipeline's own CACHEPORT_BACKEND (GitLab's precedence).
     assert not [name for name in job["variables"] if name.startswith("CACHEPORT_")]

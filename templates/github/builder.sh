@@ -23,7 +23,8 @@ elif [[ -n "$INPUT_BUILDKITD_CONFIG" ]]; then
   config="$RUNNER_TEMP/cacheport-buildkitd.toml"
   printf '%s\n' "$INPUT_BUILDKITD_CONFIG" > "$config"
 fi
-digest=$({ printf '%s\n' "${args[@]}"; if [[ -n "$config" ]]; then cat "$config"; fi; } | sha256sum | cut -c1-12)
+digest=$({ printf '%s\n' "${args[@]}"; if [[ -n "$config" ]]; then cat "$config"; fi; } \
+  | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)  # macOS has only shasum
 if [[ -n "$config" ]]; then args+=(--buildkitd-config "$config"); fi
 builder="$INPUT_BUILDER-$digest"
 if docker buildx inspect "$builder" >/dev/null 2>&1; then
