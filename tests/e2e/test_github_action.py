@@ -3,9 +3,10 @@ around real builds: the cache step's outputs go to ``docker buildx build`` as bu
 (one ``--cache-from``/``--cache-to`` per line, ``--metadata-file``), against a real registry, and the report
 sub-action gets buildx's real metadata and must put in the job summary what BuildKit did.
 
-No GitHub runner runs here: the ``uses:`` steps (setup-python, ghaction-github-runtime) are not run (the machine's
+No GitHub runner runs these: the ``uses:`` steps (setup-python, ghaction-github-runtime) are not run (the machine's
 Python is new enough, and the registry backend needs no runtime), and the venv the install step would fill holds
-this checkout's cacheport, which is what it would install from the action's own source.
+this checkout's cacheport, which is what it would install from the action's own source. The action's own
+docker-container builder runs under act, a real workflow runner, on the test host.
 """
 
 from __future__ import annotations
