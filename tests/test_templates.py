@@ -95,7 +95,8 @@ def fenced(text: str, lang: str) -> list[str]:
 
 
 def stand_in_docker(bin_dir: Path, log: Path) -> None:
-    """A ``docker`` that records its arguments (a login's stdin, the chosen builder) and succeeds, except
+    """A ``docker`` that records its arguments (a login's stdin, the chosen builder, its DOCKER_CONFIG, the
+    buildkitd config it is given and the config.json it sees) and succeeds, except
     ``buildx inspect`` but of a builder ``buildx create`` made, and ``context update`` of a missing context;
     ``context show`` says ``default``."""
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,12 @@ stdin = sys.stdin.read() if "--password-stdin" in args else None
 with open({str(log)!r}) if os.path.exists({str(log)!r}) else open(os.devnull) as fh:
     before = [json.loads(line)["args"] for line in fh]
 with open({str(log)!r}, "a") as fh:
-    fh.write(json.dumps({{"args": args, "stdin": stdin, "builder": os.environ.get("BUILDX_BUILDER")}}) + "\\n")
+    config = os.environ.get("DOCKER_CONFIG")
+    files = {{a: open(a).read() for a, b in zip(args[1:], args) if b == "--buildkitd-config"}}
+    if config and os.path.exists(os.path.join(config, "config.json")):
+        files["config.json"] = open(os.path.join(config, "config.json")).read()
+    fh.write(json.dumps({{"args": args, "stdin": stdin, "builder": os.environ.get("BUILDX_BUILDER"),
+                         "config": config, "files": files}}) + "\\n")
 if args[:2] == ["context", "show"]:
     print("default")
 made = [a[a.index("--name") + 1] for a in before if a[:2] == ["buildx", "create"]]
@@ -166,7 +172,8 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def render(path: Path, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """A component's configuration with its inputs interpolated, as GitLab does for ``include: component:``."""
+    """A component's configuration with its inputs interpolated, as GitLab does for ``include: component:``: in
+    the parsed YAML's keys and strings, so that a multi-line input stays one value."""
     spec_text, _, body = path.read_text(encoding="utf-8").partition("\n---\n")
     spec = yaml.safe_load(spec_text)["spec"]["inputs"]
     assert set(inputs) <= set(spec), f"unknown inputs: {set(inputs) - set(spec)}"
@@ -174,9 +181,19 @@ def render(path: Path, inputs: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         if spec[name].get("type") == "boolean":
             assert isinstance(value, bool), f"input {name} must be a boolean"
-        body = body.replace(f"$[[ inputs.{name} ]]", str(value).lower() if isinstance(value, bool) else str(value))
-    assert "$[[" not in body
-    rendered: dict[str, Any] = yaml.safe_load(body)
+
+    def interpolate(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {interpolate(k): interpolate(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [interpolate(item) for item in node]
+        if isinstance(node, str):
+            for name, value in values.items():
+                node = node.replace(f"$[[ inputs.{name} ]]", str(value).lower() if isinstance(value, bool) else str(value))
+            assert "$[[" not in node
+        return node
+
+    rendered: dict[str, Any] = interpolate(yaml.safe_load(body))
     return rendered
 
 
@@ -217,7 +234,8 @@ def expand(value: str, env: Mapping[str, str]) -> str:
 
 def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings: Mapping[str, str],
                    tmp_path: Path, install: bool = False) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    """Run a job's before_script and script as a runner would, in ``sh -e``; return it and the docker calls.
+    """Run a job's before_script and script as a runner would, in ``sh -e``, then its after_script in a shell of
+    its own; return the first and the docker calls. The checkout is ``tmp_path/project``.
 
     Variables, lowest first: predefined, the pipeline's, the job's, the project's CI/CD settings.
     ``install`` leaves cacheport off the PATH, so the job installs it (with a stand-in python3 and pip).
@@ -242,8 +260,13 @@ def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings
     env.update(settings)
     work = tmp_path / "project"
     work.mkdir(exist_ok=True)
+    env["CI_PROJECT_DIR"] = str(work)
     script = "\n".join([*job.get("before_script", []), *job["script"]])
     proc = subprocess.run(["sh", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    if job.get("after_script"):
+        after = subprocess.run(["sh", "-e", "-c", "\n".join(job["after_script"])], cwd=work, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert after.returncode == 0, after.stdout + after.stderr
     return proc, calls(log)
 
 
@@ -273,6 +296,16 @@ else:
     path.chmod(0o755)
 
 
+DEFAULT_BUILDER = ["--driver", "docker-container", "--driver-opt", "image=moby/buildkit:buildx-stable-1"]
+
+
+def builder_name(docker_calls: list[dict[str, Any]]) -> str:
+    """The builder the job made or reused: ``cacheport-`` and a digest of its settings."""
+    names = {c["args"][2] for c in docker_calls if c["args"][:2] == ["buildx", "inspect"]}
+    assert len(names) == 1 and re.fullmatch(r"cacheport-[0-9a-f]{12}", next(iter(names))), names
+    return names.pop()
+
+
 def build_call(docker_calls: list[dict[str, Any]]) -> dict[str, Any]:
     builds = [c for c in docker_calls if c["args"][:2] == ["buildx", "build"]]
     assert len(builds) == 1, docker_calls
@@ -292,6 +325,7 @@ def test_the_component_runs_the_include_template_s_scripts_word_for_word() -> No
     job = render(BUILD_COMPONENT, {})["container-build"]
     base = load(TEMPLATE)[".cacheport-build"]
     assert job["before_script"] == base["before_script"] and job["script"] == base["script"]
+    assert job["after_script"] == base["after_script"]  # the job's own docker configuration goes with it
     # The component's inputs become the variables the template reads; none is a CACHEPORT_ setting, which
     # as a job variable would beat the pipeline's own CACHEPORT_BACKEND (GitLab's precedence).
     assert not [name for name in job["variables"] if name.startswith("CACHEPORT_")]
@@ -394,11 +428,11 @@ def test_the_example_pipeline_builds_and_pushes_with_the_branch_s_cache(tmp_path
         args = login["args"]
         assert args[args.index("--username") + 1] == "gitlab-ci-token" and args[-1] == "registry.example.com"
     made = [c["args"] for c in docker if c["args"][:2] in (["buildx", "inspect"], ["buildx", "create"])]
-    assert made[:2] == [["buildx", "inspect", "cacheport"],
-                        ["buildx", "create", "--name", "cacheport", "--driver", "docker-container"]]
+    name = builder_name(docker)
+    assert made[:2] == [["buildx", "inspect", name], ["buildx", "create", "--name", name, *DEFAULT_BUILDER]]
     cache = "registry.example.com/group/app/cache"
     build = build_call(docker)
-    assert build["builder"] == "cacheport"  # BUILDX_BUILDER, not `buildx use`: a shell runner's default stays
+    assert build["builder"] == name  # BUILDX_BUILDER, not `buildx use`: a shell runner's default stays
     # cacheport build's own record of the build (a temporary file) is not the template's business
     assert [a for a in build["args"] if not a.startswith("--metadata-file=")] == [
         "buildx", "build", "--progress=rawjson",
@@ -441,7 +475,7 @@ def test_on_docker_in_docker_with_tls_the_builder_sits_on_a_context_with_the_job
     tls = "host=tcp://docker:2376,ca=/certs/client/ca.pem,cert=/certs/client/cert.pem,key=/certs/client/key.pem"
     args = [c["args"] for c in docker]
     assert ["context", "create", "cacheport-tls", "--docker", tls] in args
-    assert ["buildx", "create", "--name", "cacheport", "--driver", "docker-container", "cacheport-tls"] in args
+    assert ["buildx", "create", "--name", builder_name(docker), *DEFAULT_BUILDER, "cacheport-tls"] in args
 
 
 def test_docker_in_docker_without_tls_is_one_input(tmp_path: Path) -> None:
@@ -450,7 +484,7 @@ def test_docker_in_docker_without_tls_is_one_input(tmp_path: Path) -> None:
     proc, docker = run_gitlab_job(job, {}, {"DOCKER_HOST": "tcp://docker:2375"}, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not [c for c in docker if c["args"][0] == "context"]
-    assert ["buildx", "create", "--name", "cacheport", "--driver", "docker-container"] in [c["args"] for c in docker]
+    assert ["buildx", "create", "--name", builder_name(docker), *DEFAULT_BUILDER] in [c["args"] for c in docker]
 
 
 def test_the_docker_driver_uses_the_engine_s_own_builder(tmp_path: Path) -> None:
@@ -466,8 +500,86 @@ def test_a_second_job_on_the_same_runner_reuses_the_builder(tmp_path: Path) -> N
     run_gitlab_job(job, {}, {}, tmp_path)
     proc, docker = run_gitlab_job(job, {}, {}, tmp_path)  # same stand-in docker, which remembers the builder
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "reusing the buildx builder cacheport" in proc.stdout
+    assert f"reusing the buildx builder {builder_name(docker)}" in proc.stdout
     assert len([c for c in docker if c["args"][:2] == ["buildx", "create"]]) == 1
+
+
+TOML = '[registry."docker.io"]\n  mirrors = ["pulp.example.com/dockerhub"]\n[registry."registry.internal:5000"]\n  http = true'
+
+
+def test_the_builder_runs_the_buildkit_image_config_and_driver_options_given(tmp_path: Path) -> None:
+    inputs = {"buildkit-image": "pulp.example.com/dockerhub/moby/buildkit:v0.32.2", "buildkitd-config": TOML,
+              "builder-driver-opts": "network=host memory=2g"}
+    proc, docker = run_gitlab_job(render(BUILD_COMPONENT, inputs)["container-build"], {}, {}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    create = next(c for c in docker if c["args"][:2] == ["buildx", "create"])
+    config = create["args"][create["args"].index("--buildkitd-config") + 1]
+    assert create["args"] == ["buildx", "create", "--name", builder_name(docker), "--driver", "docker-container",
+                              "--driver-opt", "image=pulp.example.com/dockerhub/moby/buildkit:v0.32.2",
+                              "--driver-opt", "network=host", "--driver-opt", "memory=2g",
+                              "--buildkitd-config", config]
+    assert create["files"][config] == TOML + "\n"  # the input's text, as a file in the job's own directory
+    assert Path(config).parent == tmp_path / "project.tmp" / "cacheport-docker"
+    assert not Path(config).exists()  # after_script removed it with the rest
+
+
+def test_a_buildkitd_config_file_is_given_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "buildkitd.toml").write_text(TOML)
+    job = render(BUILD_COMPONENT, {"buildkitd-config": "buildkitd.toml"})["container-build"]
+    proc, docker = run_gitlab_job(job, {}, {}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    create = next(c["args"] for c in docker if c["args"][:2] == ["buildx", "create"])
+    assert create[-2:] == ["--buildkitd-config", "buildkitd.toml"]
+
+
+@pytest.mark.parametrize("change", [
+    {"buildkit-image": "registry.internal:5000/moby/buildkit:v0.32.2"},
+    {"buildkitd-config": TOML},
+    {"builder-driver-opts": "network=host"},
+    {"builder-driver": "kubernetes"},
+], ids=lambda change: next(iter(change)))
+def test_a_changed_builder_setting_makes_a_new_builder_and_the_same_reuses_it(change: dict[str, str],
+                                                                             tmp_path: Path) -> None:
+    before = render(BUILD_COMPONENT, {})["container-build"]
+    after = render(BUILD_COMPONENT, change)["container-build"]
+    for job in (before, after, after):  # one runner, whose stand-in docker remembers every builder it made
+        proc, docker = run_gitlab_job(job, {}, {}, tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    made = [c["args"][3] for c in calls(tmp_path / "docker.jsonl") if c["args"][:2] == ["buildx", "create"]]
+    assert len(made) == len(set(made)) == 2, made  # the old one is never reused, the new one is
+    builds = [c["builder"] for c in docker if c["args"][:2] == ["buildx", "build"]]
+    assert f"reusing the buildx builder {made[1]}" in proc.stdout and builds == [*made, made[1]]
+
+
+@pytest.mark.parametrize(("driver", "image"), [("kubernetes", True), ("remote", False)])
+def test_only_drivers_that_run_an_image_get_one(driver: str, image: bool, tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, {"builder-driver": driver, "builder-driver-opts": "cacert=/certs/ca.pem"})
+    proc, docker = run_gitlab_job(job["container-build"], {}, {}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    create = next(c["args"] for c in docker if c["args"][:2] == ["buildx", "create"])
+    assert create[4:] == ["--driver", driver, *(["--driver-opt", "image=moby/buildkit:buildx-stable-1"] if image else []),
+                          "--driver-opt", "cacert=/certs/ca.pem"]
+
+
+def test_the_job_s_logins_go_to_its_own_docker_config_which_goes_with_the_job(tmp_path: Path) -> None:
+    runner_config = tmp_path / "home" / ".docker"
+    runner_config.mkdir(parents=True)
+    (runner_config / "config.json").write_text(json.dumps({
+        "auths": {"docker.io": {"auth": "cnVubmVyOmh1Yg=="}}, "credsStore": "pass",
+        "credHelpers": {"registry.example.com": "ecr-login"}, "proxies": {"default": {"httpProxy": "http://p:3128"}}}))
+    example = load(GITLAB_EXAMPLE)
+    proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], {}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_config = tmp_path / "project.tmp" / "cacheport-docker"
+    logins = [c for c in docker if c["args"][0] == "login"]
+    assert len(logins) == 2 and {c["config"] for c in logins} == {str(job_config)}  # the template's, cacheport build's
+    # the runner's settings and logins, without the helpers that would keep the job's password elsewhere
+    assert json.loads(logins[0]["files"]["config.json"]) == {
+        "auths": {"docker.io": {"auth": "cnVubmVyOmh1Yg=="}}, "proxies": {"default": {"httpProxy": "http://p:3128"}}}
+    assert not job_config.exists()  # after_script removed it
+    assert {p.name for p in runner_config.iterdir()} == {"config.json", "buildx", "contexts", "cli-plugins"}
+    assert "job-token-value" not in (runner_config / "config.json").read_text()
 
 
 def test_the_component_s_inputs_reach_the_build(tmp_path: Path) -> None:
@@ -571,6 +683,7 @@ def test_the_documented_toml_diff_is_the_config_the_docs_run() -> None:
 
 
 NOT_FLAGS = {"version", "source", "github-runtime", "python-version"}  # how to install and set up, not what to plan
+BUILDER_INPUTS = {"builder-driver", "builder", "buildkit-image", "buildkitd-config", "builder-driver-opts"}  # ditto
 
 
 def plan_flags() -> set[str]:
@@ -585,7 +698,7 @@ def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
     from cacheport.cli.args import command
 
     args_flags = {opt for p in command.params for opt in p.opts}
-    inputs = set(load(ACTION)["inputs"])
+    inputs = set(load(ACTION)["inputs"]) - BUILDER_INPUTS
     assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
     assert inputs - NOT_FLAGS == plan_flags()
     step = action_step("args")
@@ -610,7 +723,7 @@ def test_the_action_s_outputs_are_exactly_what_render_writes(builtins: Plugins, 
                                                       ("ref", "registry.example.com/app/cache", "--set ref=")])
     plan = build_plan(config, detect_context(builtins.context_providers(), clean_env, Path.cwd()), builtins)
     written = re.findall(r"^([\w-]+)<<DELIM$", render.github_output(plan, "DELIM"), re.M)
-    outputs = load(ACTION)["outputs"]
+    outputs = {name: output for name, output in load(ACTION)["outputs"].items() if name != "builder"}
     assert set(outputs) == set(written)
     for name, output in outputs.items():
         assert output["value"] == expression(f"steps.args.outputs.{name}")
@@ -714,6 +827,42 @@ def test_the_action_s_install_step(inputs: dict[str, str], requirement: str, tmp
     assert subprocess.run([venv_bin / "cacheport", "--version"], capture_output=True).returncode == 0
 
 
+def run_builder_step(inputs: Mapping[str, str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """The action's builder step on a stand-in docker that remembers the builders it made (in ``tmp_path``)."""
+    step = action_step("builder")
+    assert step["if"] == "inputs.builder-driver != ''"  # no builder-driver, no builder of the action's own
+    bin_dir = tmp_path / "bin"
+    stand_in_docker(bin_dir, tmp_path / "docker.jsonl")
+    env = github_environ(tmp_path)
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    env["GITHUB_ENV"] = str(tmp_path / "github-env")
+    for name in ("github-output", "github-env"):
+        (tmp_path / name).write_text("")
+    proc = run_step("builder", inputs, env, tmp_path, {})
+    return proc, read_outputs(tmp_path / "github-output")
+
+
+def test_the_action_makes_the_builder_it_is_asked_for_and_reuses_it(tmp_path: Path) -> None:
+    inputs = {"builder-driver": "docker-container", "buildkit-image": "registry.internal:5000/moby/buildkit:v0.32.2",
+              "buildkitd-config": TOML, "builder-driver-opts": "network=host\nmemory=2g"}
+    proc, outputs = run_builder_step(inputs, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    name = outputs["builder"]
+    assert re.fullmatch(r"cacheport-[0-9a-f]{12}", name)
+    assert (tmp_path / "github-env").read_text() == f"BUILDX_BUILDER={name}\n"  # for the job's later steps
+    create = next(c for c in calls(tmp_path / "docker.jsonl") if c["args"][:2] == ["buildx", "create"])
+    config = str(tmp_path / "cacheport-buildkitd.toml")
+    assert create["args"] == ["buildx", "create", "--name", name, "--driver", "docker-container",
+                              "--driver-opt", "image=registry.internal:5000/moby/buildkit:v0.32.2",
+                              "--driver-opt", "network=host", "--driver-opt", "memory=2g", "--buildkitd-config", config]
+    assert create["files"][config] == TOML + "\n"
+
+    again, outputs = run_builder_step(inputs, tmp_path)  # a later job on the same runner
+    assert again.returncode == 0 and outputs["builder"] == name and f"reusing the buildx builder {name}" in again.stdout
+    changed, outputs = run_builder_step({**inputs, "buildkit-image": "moby/buildkit:v0.32.2"}, tmp_path)
+    assert changed.returncode == 0 and outputs["builder"] != name and "creating the buildx builder" in changed.stdout
+
+
 def test_the_action_runs_composite_steps_on_a_python_cacheport_supports() -> None:
     action = load(ACTION)
     assert action["runs"]["using"] == "composite"
@@ -735,9 +884,9 @@ def test_the_example_workflow_feeds_the_action_s_outputs_to_build_push_action() 
     ours = next(s for s in steps if re.search(r"/cacheport@", s.get("uses", "")))
     assert set(ours.get("with", {})) <= set(load(ACTION)["inputs"])
     build = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
-    for name in load(ACTION)["outputs"]:
+    for name in ("cache-from", "cache-to"):  # its builder is setup-buildx-action's: no builder-driver, no builder
         assert build["with"][name] == expression(f"steps.{ours['id']}.outputs.{name}")
-    assert steps.index(ours) < steps.index(build)
+    assert "builder-driver" not in ours.get("with", {}) and steps.index(ours) < steps.index(build)
 
 
 @pytest.mark.parametrize(("version", "found"), [("3.12", True), ("3.11", True), ("3.10", False)])
@@ -773,7 +922,7 @@ def test_the_report_sub_action_takes_the_cache_step_s_plan_inputs_and_installs_t
     inputs = set(report["inputs"])
     assert inputs - NOT_FLAGS - set(REPORT_OWN) == plan_flags()
     assert inputs & NOT_FLAGS == NOT_FLAGS - {"github-runtime"}  # it runs nothing that needs the cache service
-    for name in inputs & set(main["inputs"]):
+    for name in inputs & set(main["inputs"]) - {"builder"}:  # the report's names a builder, the other's makes one
         assert report["inputs"][name]["default"] == main["inputs"][name]["default"], name
     flags = {opt for p in command.params for opt in p.opts}
     assert set(REPORT_OWN.values()) <= flags

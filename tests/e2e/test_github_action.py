@@ -3,14 +3,18 @@ around real builds: the cache step's outputs go to ``docker buildx build`` as bu
 (one ``--cache-from``/``--cache-to`` per line, ``--metadata-file``), against a real registry, and the report
 sub-action gets buildx's real metadata and must put in the job summary what BuildKit did.
 
-No GitHub runner runs here: the ``uses:`` steps (setup-python, ghaction-github-runtime) are not run (the machine's
+No GitHub runner runs these: the ``uses:`` steps (setup-python, ghaction-github-runtime) are not run (the machine's
 Python is new enough, and the registry backend needs no runtime), and the venv the install step would fill holds
-this checkout's cacheport, which is what it would install from the action's own source.
+this checkout's cacheport, which is what it would install from the action's own source. The action's own
+docker-container builder runs under act, a real workflow runner, on the test host.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from tests import github_actions
 
+from .conftest import unavailable
 from .harness import RAN, Harness, clean_environ, github_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +73,8 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
     harness.prune()
     env = job(harness, tmp_path, "main")
     step = github_actions.run_action(ACTION, inputs, env, ctx, tmp_path / "main-cache")
-    assert step.code == 0 and step.skipped == ["python", "3"], step.log  # the runner's Python; no runtime needed
+    # the runner's Python; no runtime needed; no builder of the action's own (no builder-driver)
+    assert step.code == 0 and step.skipped == ["python", "3", "builder"], step.log
     assert "already installed in this job" in step.log
     log, metadata = build_push_action(harness, ctx, step, env)
     assert ran(log) == ["install", "slow", "random"]  # the RUN steps really ran
@@ -114,3 +120,116 @@ def test_on_a_buildx_without_history_the_summary_still_has_the_export(every_gene
         "given files alone (a metadata file knows exports, not imports or steps)"]
     assert table(run.summary) == {(f"registry {cache}:main", "import"): "unknown",
                                   (f"registry {cache}:main", "export"): "written"}
+
+
+STUB_ACTION = """# A stand-in for a remote action this workflow never runs (its step's `if:` is false here): act reads
+# every action a composite action names before it runs any of them, and nothing may be fetched.
+name: stand-in
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      run: echo "this stand-in must not run" && exit 1
+"""
+
+
+def workflow_job(name: str, needs: str, inputs: dict[str, str]) -> str:
+    """One job of the act workflow: the cacheport action making its builder, then build-push-action's build."""
+    given = "".join(f"          {key}: {json.dumps(value)}\n" for key, value in inputs.items())
+    return f"""  {name}:
+    runs-on: ubuntu-latest
+    {f"needs: {needs}" if needs else ""}
+    steps:
+      - uses: actions/checkout@v4  # act copies the local checkout instead
+      # The install step's pip install of this checkout, done beforehand: its venv, holding this checkout's
+      # cacheport (the test machine reaches no package index). The step then says it is already installed.
+      - run: |
+          mkdir -p "$RUNNER_TEMP/cacheport-venv/bin"
+          printf '#!/bin/sh\\nexec "%s" -m cacheport "$@"\\n' "$TEST_PYTHON" > "$RUNNER_TEMP/cacheport-venv/bin/cacheport"
+          chmod +x "$RUNNER_TEMP/cacheport-venv/bin/cacheport"
+          (cd "$GITHUB_WORKSPACE" && pwd -P) > "$RUNNER_TEMP/cacheport-venv/cacheport-requirement"
+      - id: cache
+        uses: ./
+        with:
+{given}      # docker/build-push-action's build: one --cache-from/--cache-to per line of the outputs
+      - env:
+          FROM: ${{{{ steps.cache.outputs.cache-from }}}}
+          TO: ${{{{ steps.cache.outputs.cache-to }}}}
+          BUILDER: ${{{{ steps.cache.outputs.builder }}}}
+        run: |
+          test -n "$BUILDER" && test "$BUILDX_BUILDER" = "$BUILDER"
+          flags=()
+          while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-from=$line"); done <<< "$FROM"
+          while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-to=$line"); done <<< "$TO"
+          docker buildx build --builder "$BUILDER" "${{flags[@]}}" --progress=plain \\
+            --output "type=local,dest=$RUNNER_TEMP/out" .
+"""
+
+
+def test_the_action_s_own_docker_container_builder_under_act(buildkit: Harness, tmp_path: Path) -> None:
+    # The action under act, a real workflow runner, on the runner host (-self-hosted): it makes a
+    # docker-container builder running the BuildKit image scripts/e2e-up made (a loopback tag), with that
+    # image's buildkitd.toml; the build exports a registry cache. The next job changes a driver option: the
+    # action makes a new builder, fresh, which the registry's cache alone makes warm.
+    harness = buildkit
+    image, config = harness.env["CACHEPORT_E2E_BUILDKIT_IMAGE"], harness.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]
+    act = Path(harness.env.get("CACHEPORT_E2E_PREFIX", "/nonexistent")) / "venv" / "bin" / "act"
+    if not os.access(act, os.X_OK):
+        unavailable(f"no act at {act} (run scripts/e2e-up without --no-gha)")
+    cache = f"{harness.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
+    repo = harness.project(tmp_path, "repo", work=2)
+    shutil.copy2(ACTION, repo / "action.yml")
+    shutil.copytree(ROOT / "templates" / "github", repo / "templates" / "github")
+    inputs = {"backend": "registry", "set": f"ref={cache}", "github-runtime": "false",
+              "builder-driver": "docker-container", "buildkit-image": image,
+              "buildkitd-config": Path(config).read_text(), "builder-driver-opts": "network=host"}
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "build.yml").write_text(
+        "name: build\non: push\njobs:\n" + workflow_job("cold", "", inputs)
+        + workflow_job("warm", "cold", {**inputs, "builder-driver-opts": "network=host memory=4g"}))
+    stubs = []
+    for action in ("actions/setup-python@v5", "crazy-max/ghaction-github-runtime@v3"):
+        stub = tmp_path / "stubs" / action.replace("/", "-")
+        stub.mkdir(parents=True)
+        (stub / "action.yml").write_text(STUB_ACTION)
+        stubs += ["--local-repository", f"{action}={stub}"]
+    git = ["git", "-C", str(repo), "-c", "user.name=dev", "-c", "user.email=dev@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
+    docker_config = tmp_path / "docker-config"  # the runner's: its builders, and the buildx plugin
+    (docker_config / "cli-plugins").mkdir(parents=True)
+    (docker_config / "cli-plugins" / "docker-buildx").symlink_to(
+        Path(harness.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins" / "docker-buildx")
+    (tmp_path / "home").mkdir()
+    docker_bin = str(Path(harness.env["CACHEPORT_E2E_DOCKER_BIN"]).parent)
+    step_env = {"DOCKER_HOST": harness.env["CACHEPORT_E2E_DOCKER_HOST"], "DOCKER_CONFIG": str(docker_config),
+                "TEST_PYTHON": sys.executable}
+    env = {**clean_environ(), "HOME": str(tmp_path / "home"), "ACT_DISABLE_VERSION_CHECK": "1",
+           "PATH": os.pathsep.join([docker_bin, os.environ.get("PATH", "")]), **step_env}
+    cmd = [str(act), "push", "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
+           "--action-cache-path", str(tmp_path / "act-cache"), *stubs]
+    for key, value in step_env.items():
+        cmd += ["--env", f"{key}={value}"]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+                              start_new_session=True)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log
+        cold = "\n".join(line for line in log.splitlines() if line.startswith("[build/cold]"))
+        warm = "\n".join(line for line in log.splitlines() if line.startswith("[build/warm]"))
+        assert "already installed in this job" in cold and "this stand-in must not run" not in log
+        made = re.findall(r"creating the buildx builder (cacheport-[0-9a-f]{12})", log)
+        assert len(made) == 2 and made[0] != made[1] and "reusing the buildx builder" not in log, log
+        assert made[0] in cold and made[1] in warm
+        assert ran(cold) == ["install", "slow", "random"], cold  # a fresh builder, an empty cache: every step ran
+        assert ran(warm) == [], warm  # another fresh builder: every step came from the registry's cache
+        assert harness.tags(*cache.split("/", 1)) == ["main"]
+        for name in made:  # each runs the BuildKit image the input named
+            inspect = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}",
+                                      f"buildx_buildkit_{name}0"], env=env, capture_output=True, text=True)
+            assert inspect.stdout.strip() == image, inspect.stderr
+    finally:  # the builders' containers live in the engine, which other tests share
+        for name in re.findall(r"cacheport-[0-9a-f]{12}", "\n".join(
+                p.name for p in (docker_config / "buildx" / "instances").glob("*"))):
+            subprocess.run(["docker", "buildx", "rm", name], env=env, capture_output=True, timeout=120)

@@ -6,12 +6,15 @@ components' scripts as written, against the harness: the auth registry stands in
 the main dockerd's TLS listener for Docker-in-Docker with ``DOCKER_TLS_CERTDIR`` (``DOCKER_HOST=tcp://…``,
 ``DOCKER_TLS_VERIFY=1``, ``DOCKER_CERT_PATH``), or its unix socket for a shell runner's own docker.
 
-Builds use the ``docker`` builder driver: the component's default, ``docker-container``, needs the BuildKit
-image, which these machines cannot pull. The one thing that driver adds, creating a builder of its own on
-the TLS context and reusing it in the next job, is run for real too, without a build.
+Most scenarios build with the ``docker`` builder driver, the engine's own builder. The component's default,
+``docker-container``, runs end to end too, with ``buildkit-image`` set to the BuildKit image scripts/e2e-up
+makes from ``../shared/buildkit`` (a loopback tag: nothing is pulled) and its buildkitd.toml as the
+``buildkitd-config`` input: on the TLS context, cold, warm on a fresh builder, a branch, the builder reused by
+the next job and a new builder for changed settings.
 
 Assertions are on the job log and on what the registries hold. No job log may contain the registry
-password, plain or base64: every run checks that.
+password, plain or base64, and after every run no docker configuration may hold it (the runner's; the job's
+own is gone): every run checks that.
 """
 
 from __future__ import annotations
@@ -152,9 +155,36 @@ class Project:
         """Run the pipeline (or only ``jobs``, whatever their rules) on the checked-out branch."""
         proc = self._runner(*jobs, tls=tls, variables=variables, unset=unset)
         run = Run(proc.returncode, proc.stdout + proc.stderr)
-        for secret in (self.password, b64(self.password), b64(f"{self.user}:{self.password}")):
+        for secret in self.secrets:
             assert secret not in run.log, "a job log holds the registry password"
+        self.assert_no_password_in_a_docker_config()
         return run
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.password, b64(self.password), b64(f"{self.user}:{self.password}")
+
+    def assert_no_password_in_a_docker_config(self) -> None:
+        """The jobs logged in (for the push, for the cache), each to a docker configuration of its own, which
+        its after_script removed: none is left, and the runner's own holds no password."""
+        assert not list(self.tmp.rglob("cacheport-docker")), "a job's own docker configuration was left behind"
+        for path in (self.tmp / "docker-config").rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.parent.name != "cli-plugins":
+                text = path.read_text(errors="replace")
+                assert not [s for s in self.secrets if s in text], f"{path} holds the registry password"
+
+    def builders(self) -> list[str]:
+        """The buildx builders the runner keeps (in its docker configuration)."""
+        instances = self.tmp / "docker-config" / "buildx" / "instances"
+        return sorted(p.name for p in instances.iterdir()) if instances.exists() else []
+
+    def docker(self, *args: str) -> str:
+        """The runner's docker, with its own configuration (contexts, builders)."""
+        proc = subprocess.run([self.harness.env["CACHEPORT_E2E_DOCKER_BIN"], *args], capture_output=True, text=True,
+                              env={**clean_environ(), "DOCKER_CONFIG": str(self.tmp / "docker-config"),
+                                   **self.docker_variables(tls=True)}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
 
     def jobs(self, variables: dict[str, str] | None = None) -> list[str]:
         """The jobs a pipeline with these variables would run, by their rules."""
@@ -171,6 +201,7 @@ class Project:
             "CI_REGISTRY": self.registry,
             "CI_REGISTRY_IMAGE": f"{self.registry}/{self.name}",
             "CI_REGISTRY_USER": self.user,
+            "CI_PROJECT_DIR": str(self.repo),  # where the shell executor runs the job (else a made-up /builds/...)
             "DOCKER_CONFIG": str(self.tmp / "docker-config"),
             **self.docker_variables(tls),
             **(variables or {}),
@@ -324,33 +355,87 @@ def test_a_branch_with_separator_runs_is_tagged_with_the_pipeline_s_ref_slug(har
     assert project.cache_tags() == [ref_slug.group(1)] == project.image_tags()
 
 
-def test_two_jobs_in_a_row_reuse_the_builder_they_made_on_a_tls_context(harness: Harness, runner: str,
-                                                                        tmp_path: Path) -> None:
-    # The component's default driver, docker-container, on Docker-in-Docker with TLS: buildx refuses TLS from
-    # the environment, and on a shell runner the second job used to fail because the builder existed.
-    # These jobs make the builder and stop before the build, which would need the BuildKit image.
+def job_log(run: Run, job: str) -> str:
+    """One job's lines of a pipeline's log (gitlab-ci-local prefixes each with the job's name, padded)."""
+    return "\n".join(line for line in run.log.splitlines() if re.match(rf"{re.escape(job)}\s", line))
+
+
+def ran(log: str) -> list[str]:
+    return [line for line in log.splitlines() if RAN in line and "echo" not in line]
+
+
+MADE = re.compile(r"creating the buildx builder (cacheport-[0-9a-f]{12})")
+
+
+def test_the_default_docker_container_builder_cold_warm_a_branch_reused_and_remade(
+        harness: Harness, runner: str, buildkit: Harness, tmp_path: Path) -> None:
+    # The component's default path on Docker-in-Docker with TLS: a docker-container builder of the job's own,
+    # on a context with the job's certificates, running the BuildKit image scripts/e2e-up made (a loopback tag)
+    # and its buildkitd.toml, as the inputs name them.
+    image = buildkit.env["CACHEPORT_E2E_BUILDKIT_IMAGE"]
+    config = Path(buildkit.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text()
     project = Project(harness, runner, tmp_path)
-    inspect = '  script:\n    - docker buildx inspect "$BUILDX_BUILDER"\n'
-    project.commit(pipeline(
-        component(**{"job-name": "first", "builder-driver": "docker-container"}),
-        component(**{"job-name": "second", "stage": "test", "builder-driver": "docker-container"}),
-        jobs=(), extra=f"first:\n  services: []\n{inspect}second:\n  services: []\n{inspect}"))
-    run = project.run()
-    assert run.code == 0 and run.passed("first") and run.passed("second"), run.log
-    first = run.log[:run.log.index("second starting")]
-    second = run.log[run.log.index("second starting"):]
-    assert "reusing the buildx builder cacheport" not in first
-    assert "reusing the buildx builder cacheport" in second
-    for log in (first, second):
-        assert re.search(r"Driver:\s+docker-container", log) and re.search(r"Endpoint:\s+cacheport-tls", log), log
-    # The context holds the job's TLS settings: it reaches the daemon with the client certificate.
-    config = {"DOCKER_CONFIG": str(tmp_path / "docker-config")}
-    version = subprocess.run([harness.env["CACHEPORT_E2E_DOCKER_BIN"], "--context", "cacheport-tls", "version",
-                              "--format", "{{.Server.Version}}"], env={**clean_environ(), **config},
-                             capture_output=True, text=True, timeout=30)
-    assert version.returncode == 0, version.stderr
-    again = project.run("second")  # a third job, a pipeline later: still the same builder
-    assert again.code == 0 and "reusing the buildx builder cacheport" in again.log, again.log
+    inputs = {"builder-driver": "docker-container", "buildkit-image": image, "buildkitd-config": config,
+              "builder-driver-opts": "network=host", "build-args": ""}
+    project.commit(pipeline(component(**{"job-name": "first", **inputs}),
+                            component(**{"job-name": "second", "stage": "test", **inputs}), jobs=("first", "second")))
+    try:
+        cache = f"{project.registry}/{project.name}/cache"
+
+        # main, cold: the first job makes the builder and runs every step; the next job on the runner reuses it
+        cold = project.run()
+        assert cold.code == 0 and cold.passed("first") and cold.passed("second"), cold.log
+        first, second = job_log(cold, "first"), job_log(cold, "second")
+        made = MADE.search(first)
+        assert made and "reusing the buildx builder" not in first, first
+        builder = made.group(1)
+        assert f"reusing the buildx builder {builder}" in second and not MADE.search(second), second
+        assert len(ran(first)) == 3 and ran(second) == [], cold.log
+        # docker login says where it wrote the password: the job's own configuration (gone now: Project.run)
+        assert f"stored unencrypted in '{project.repo}.tmp/cacheport-docker/config.json'" in first, first
+        assert project.builders() == [builder]
+        # the builder runs the BuildKit image given, on the TLS context
+        assert project.docker("inspect", "--format", "{{.Config.Image}}", f"buildx_buildkit_{builder}0").strip() == image
+        assert re.search(r"Endpoint:\s+cacheport-tls", project.docker("buildx", "inspect", builder))
+        assert cache_report(first)["export"] == {f"registry {cache}:main": "written"}
+        assert project.cache_tags() == ["main"] and project.image_tags() == ["main"]  # pushed with the job's login
+        cold_layers = project.layers("main")
+
+        # main again on a fresh builder: only the registry's cache can make it warm
+        project.docker("buildx", "rm", builder)
+        warm = project.run("first")
+        assert warm.code == 0 and warm.passed("first"), warm.log
+        assert MADE.search(warm.log) and MADE.search(warm.log).group(1) == builder  # type: ignore[union-attr]
+        assert ran(warm.log) == [] and ": 4/4 steps cached, 0 executed" in warm.log, warm.log
+        assert project.layers("main") == cold_layers  # the random step's layer too: it came from the cache
+
+        # a new branch, on a fresh builder: warm from main's cache, exporting to its own tag
+        project.git("checkout", "-q", "-b", "feature/login")
+        project.commit(message="start the feature")
+        project.docker("buildx", "rm", builder)
+        branch = project.run("first")
+        assert branch.code == 0 and branch.passed("first"), branch.log
+        assert ran(branch.log) == [], branch.log
+        assert cache_report(branch.log) == {"import": {f"registry {cache}:feature-login": "missed",
+                                                       f"registry {cache}:main": "hit"},
+                                            "export": {f"registry {cache}:feature-login": "written"}}, branch.log
+        assert project.cache_tags() == ["feature-login", "main"]
+
+        # a changed input (a registry mirror in the buildkitd config): a new builder, not the old one reused
+        plain = harness.env["CACHEPORT_E2E_REGISTRY"]
+        mirror = f'[registry."docker.io"]\n  mirrors = ["{plain}/dockerhub"]\n'
+        changed = {**inputs, "buildkitd-config": config + mirror}
+        project.commit(pipeline(component(**{"job-name": "first", **changed}),
+                                component(**{"job-name": "second", "stage": "test", **changed}), jobs=("first", "second")))
+        remade = project.run("first")
+        assert remade.code == 0 and remade.passed("first"), remade.log
+        new = MADE.search(remade.log)
+        assert new and new.group(1) != builder and "reusing the buildx builder" not in remade.log, remade.log
+        assert project.builders() == sorted([builder, new.group(1)])
+        assert ran(remade.log) == [], remade.log  # warm from the branch's own cache
+    finally:  # the builders' containers live in the engine, which other tests share
+        for name in project.builders():
+            project.docker("buildx", "rm", name)
 
 
 def test_a_merge_request_from_a_fork_imports_but_exports_nothing(harness: Harness, runner: str,
