@@ -13,13 +13,15 @@ from cacheport.config import (
     Setting,
     Source,
     default_cache_home,
+    env_overrides,
     resolve_backend,
     resolve_globals,
     resolve_migration,
+    unknown_variables,
 )
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
-from cacheport.errors import ConfigError, PluginError, UnknownBackendError
+from cacheport.errors import ConfigError, PluginError, UnknownBackendError, did_you_mean
 from cacheport.plugins import Plugins
 from cacheport.records import Backend, BackendEntries, EntryRequest, Login, Swap
 
@@ -162,19 +164,18 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     backend, backend_setting, warnings = select_backend(config, context, plugins)
     options = resolve_backend(config, backend, selected=True)
     known = plugins.backends()
+    warnings += unknown_variables(config.environ, known)
+    warnings += env_overrides(config, {b.name: frozenset(o.key for o in b.options if o.secret) for b in known.values()})
     for table in config.tables:
         if table not in known:
-            warnings.append(f"{config.path}: table [{table}] names no installed backend; ignored")
+            warnings.append(f"{config.path}: table [{table}] names no installed backend{did_you_mean(table, known)}; "
+                            "ignored")
     for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", backend.name}):
         if scope in known:
             resolve_backend(config, known[scope], selected=False)  # typos for idle backends still deserve an error
         elif scope not in config.tables:  # from a flag or a variable: a misspelt backend name
-            import difflib
-
             first = next(s for (sc, _k), ss in config.values.items() if sc == scope for s in ss)
-            close = difflib.get_close_matches(scope, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{hint}; "
+            raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{did_you_mean(scope, known)}; "
                               f"available: {', '.join(known)}")
 
     context = _decide_trust(context, globals_, warnings)
