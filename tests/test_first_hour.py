@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from cacheport.errors import CacheportError
+from cacheport.kit import layout_store
 from cacheport.oci.format import synthetic_cache
 from cacheport.oci.layout import Layout
+from cacheport.ops.seed import name_pairs
+from cacheport.records import CacheStore
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -43,3 +47,44 @@ def test_prune_older_than_runs_in_a_repository_without_a_remote(repo: Path, clea
     assert "default branch" in out.stdout.splitlines()[0]
     assert run("prune", "latest", "--yes", env=env, cwd=repo).returncode == 0
     assert Layout(cache).names() == []
+
+
+def _branch_store(location: str) -> CacheStore:
+    """A store that keeps one cache per branch, named after it (as registry backends do)."""
+    return CacheStore(location=location, format="image-manifest", name_for=lambda b: b, branch_of=lambda n: n,
+                      open=lambda: None)  # type: ignore[arg-type, return-value]
+
+
+def test_seed_all_from_a_local_cache_writes_the_default_branch_s_name_not_latest(tmp_path: Path) -> None:
+    local = layout_store(str(tmp_path / "cache"))
+    [pair] = name_pairs(("local", local), ("registry", _branch_store("127.0.0.1:5000/app/cache")), ["latest"],
+                        default_branch="main")
+    assert (pair.branch, pair.source.name, pair.target.name) == ("main", "latest", "main")
+
+
+def test_seed_all_from_a_local_cache_asks_for_the_branch_when_the_default_is_unknown(tmp_path: Path) -> None:
+    local = layout_store(str(tmp_path / "cache"))
+    with pytest.raises(CacheportError, match=r"local keeps one cache for every branch, and the default branch is "
+                                             r"unknown here.*--branch BRANCH"):
+        name_pairs(("local", local), ("registry", _branch_store("127.0.0.1:5000/app/cache")), ["latest"])
+
+
+def test_seed_all_from_a_local_cache_on_the_command_line(repo: Path, clean_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    layout = Layout(cache)
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    layout.put_manifest("latest", manifest)
+    env = {**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}
+    args = ("seed", "--from", "local", "--to", "registry", "--set", "registry.ref=127.0.0.1:9/app/cache", "--all",
+            "--dry-run")
+    asked = run(*args, env=env, cwd=repo)
+    assert asked.returncode == 2 and asked.stderr.strip().endswith("name the branch: --branch BRANCH")
+    subprocess.run(["git", "-C", str(repo), "update-ref", "refs/remotes/origin/main", "HEAD"], env=clean_env,
+                   capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main"],
+                   env=clean_env, check=True)
+    told = run(*args, env=env, cwd=repo)
+    assert "copying it as the default branch's (main)" in told.stderr
