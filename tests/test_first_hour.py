@@ -13,6 +13,7 @@ from cacheport.errors import CacheportError
 from cacheport.kit import layout_store
 from cacheport.oci.format import synthetic_cache
 from cacheport.oci.layout import Layout
+from cacheport.ops.progress import Prelude, take_progress
 from cacheport.ops.seed import name_pairs
 from cacheport.records import CacheStore
 
@@ -88,3 +89,48 @@ def test_seed_all_from_a_local_cache_on_the_command_line(repo: Path, clean_env: 
                    env=clean_env, check=True)
     told = run(*args, env=env, cwd=repo)
     assert "copying it as the default branch's (main)" in told.stderr
+
+
+@pytest.mark.parametrize("argv, fixed", [
+    (["build", ".", "-t", "app", "--network=host"], "cacheport build . -t app -- --network=host"),
+    (["build", "--network", "host", "."], "cacheport build . -- --network host"),
+    (["build", "--no-cache", ".", "--", "--pull"], "cacheport build . -- --no-cache --pull"),
+])
+def test_a_buildx_flag_before_the_double_dash_shows_the_corrected_command(argv: list[str], fixed: str,
+                                                                          clean_env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    out = run(*argv, env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("cacheport: error: no such option '--")
+    assert f"buildx's own flags go after --: {fixed} (see 'cacheport build --help')" in out.stderr
+
+
+def test_a_typo_of_one_of_build_s_own_options_keeps_click_s_suggestion(clean_env: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    out = run("build", ".", "--tga", "x", env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and "'--tag'" in out.stderr and "after --" not in out.stderr
+
+
+@pytest.mark.parametrize("extra, rest, mode", [
+    (["--progress=plain", "--push"], ["--push"], "plain"),
+    (["--progress", "tty", "--pull"], ["--pull"], "tty"),
+    (["--push"], ["--push"], None),
+    (["--progress=plain", "--progress=quiet"], [], "quiet"),
+])
+def test_the_user_s_progress_flag_is_taken_out_of_buildx_s_arguments(extra: list[str], rest: list[str],
+                                                                      mode: str | None) -> None:
+    assert take_progress(extra) == (rest, mode)
+
+
+def test_what_buildx_says_before_the_build_starts_is_held_back() -> None:
+    fed: list[str] = []
+    held = Prelude(fed.append)
+    for line in ['ERROR: "docker buildx build" requires exactly 1 argument.\n', "See 'docker buildx build --help'.\n",
+                 "\n", "Usage:  docker buildx build [OPTIONS] PATH | URL | -\n"]:
+        held.add(line)
+    assert not held.started and fed == []
+    assert held.failure() == 'ERROR: "docker buildx build" requires exactly 1 argument.'
+    started = Prelude(fed.append)
+    started.add("WARNING: something\n")
+    started.add('{"vertexes": []}\n')
+    assert started.started and fed == ["WARNING: something\n", '{"vertexes": []}\n']
