@@ -3,6 +3,7 @@ as written on a laptop, in a fresh git repository with no remote and no config."
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,21 @@ def test_what_buildx_says_before_the_build_starts_is_held_back() -> None:
     started.add("WARNING: something\n")
     started.add('{"vertexes": []}\n')
     assert started.started and fed == ["WARNING: something\n", '{"vertexes": []}\n']
+
+
+def test_getting_started_s_ci_example_leaves_the_next_section_on_the_laptop(repo: Path,
+                                                                            clean_env: dict[str, str]) -> None:
+    """The page's commands run in one shell, as a reader types them: the GitLab variables of "The same command
+    in CI" must not leak into "A cache of your choosing", whose output is a laptop's."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "getting-started.md").read_text()
+
+    def commands(heading: str) -> str:
+        section = page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        return re.search(r"^```sh\n(.*?)^```$", section, re.M | re.S).group(1)  # type: ignore[union-attr]
+
+    script = commands("The same command in CI") + commands("A cache of your choosing")
+    out = subprocess.run(["bash", "-e", "-c", script], cwd=repo, capture_output=True, text=True, timeout=120,
+                         env={**clean_env, "PATH": f"{Path(sys.executable).parent}:{clean_env['PATH']}"})
+    assert out.returncode == 0, out.stderr
+    assert "cache:feature-login,mode=max" in out.stdout
+    assert "(local detected)" in out.stdout and "registry.example.com/team/app/cache:main," in out.stdout

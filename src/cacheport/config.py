@@ -275,8 +275,12 @@ def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[
     return out
 
 
-def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error."""
+def interpolate(text: str, environ: Mapping[str, str], where: str, *, default: str = "") -> str:
+    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error.
+
+    ``default``: the setting's name when ``text`` is its default, which the user never wrote: the error then
+    says what is missing and what to set, not how to edit text they have not seen.
+    """
 
     def one(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -286,6 +290,11 @@ def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
             return environ[var]
         if fallback is not None:
             return fallback
+        if default:
+            scope, _, name = default.rpartition(".")
+            how = f" ({name} in the [{scope}] table, or {env_name(scope, name)})" if scope else ""
+            raise ConfigError(f"{default} is not set, and its default needs the environment variable {var}, which "
+                              f"is not set here either; set {var}, or set {default}{how}")
         raise ConfigError(
             f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)"
         )
@@ -318,7 +327,8 @@ def _coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any
     if setting.source.level in ("env", "cli") and isinstance(value, str):
         value = parse_text(option, value, where)
     elif setting.source.level in ("file", "default") and isinstance(value, str):
-        value = interpolate(value, environ, where)
+        value = interpolate(value, environ, where, default=setting.source.key if setting.source.level == "default"
+                            else "")
     if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
@@ -343,7 +353,8 @@ def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str
     if option.default is None:
         return default
     # A default that can't be used is reported under the setting's name, which is what a user can set.
-    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)"))
+    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)",
+                                           label or option.name))
     return Setting(_coerce(option, named, environ), default.source)
 
 
