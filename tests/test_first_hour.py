@@ -16,6 +16,7 @@ from cacheport.oci.format import synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.ops.progress import Prelude, take_progress
 from cacheport.ops.seed import name_pairs
+from cacheport.plugins import Plugins
 from cacheport.records import CacheStore
 
 
@@ -153,3 +154,23 @@ def test_getting_started_s_ci_example_leaves_the_next_section_on_the_laptop(repo
     assert out.returncode == 0, out.stderr
     assert "cache:feature-login,mode=max" in out.stdout
     assert "(local detected)" in out.stdout and "registry.example.com/team/app/cache:main," in out.stdout
+
+
+def test_explain_shows_the_format_the_export_carries_not_unset(tmp_path: Path, builtins: Plugins) -> None:
+    from cacheport.config import load_config
+    from cacheport.context import Context
+    from cacheport.plan import build_plan
+    from cacheport.render import explain
+
+    ctx = Context("local", "app", branch="main", trusted=True)
+    plan = build_plan(load_config(tmp_path, {}, cli=[("backend", "registry", "--backend"),
+                                                     ("ref", "127.0.0.1:5000/app/cache", "--set ref")]), ctx, builtins)
+    assert plan.exports[0].get("image-manifest") == "true"
+    text = explain(plan)
+    assert re.search(r"\n  registry\.image-manifest +true +← default: registry's own choice, as its export states\n",
+                     text), text
+    assert re.search(r"\n  registry\.compression +\(unset\) +← default\n", text)  # not stated: still unset
+    stated = build_plan(load_config(tmp_path, {}, cli=[
+        ("backend", "registry", "--backend"), ("ref", "127.0.0.1:5000/app/cache", "--set ref"),
+        ("oci-mediatypes", "false", "--set oci-mediatypes")]), ctx, builtins)
+    assert re.search(r"\n  registry\.image-manifest +false +← default: registry's own choice", explain(stated))

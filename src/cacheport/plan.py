@@ -14,6 +14,7 @@ from cacheport.config import (
     Source,
     default_cache_home,
     env_overrides,
+    parse_text,
     resolve_backend,
     resolve_globals,
     resolve_migration,
@@ -133,11 +134,24 @@ def backend_request(config: Config, backend: Backend, request: EntryRequest) -> 
     return attrs.evolve(request, options={n: s.value for n, s in options.items()}), options
 
 
-def _shown(backend: Backend, options: dict[str, Setting]) -> list[ShownSetting]:
-    return [
-        ShownSetting(f"{backend.name}.{name}", s, secret=bool(getattr(backend.option(name), "secret", False)))
-        for name, s in options.items()
-    ]
+def _shown(backend: Backend, options: dict[str, Setting], result: BackendEntries | None = None) -> list[ShownSetting]:
+    """The backend's settings as explain shows them; an unset one the backend decided for itself (registry's
+    image-manifest) shows the value its export carries, so explain never says "unset" beside an export that
+    states it."""
+    export = result.exports[0] if result is not None and result.exports else None
+    out = []
+    for name, s in options.items():
+        option = backend.option(name)
+        secret = bool(getattr(option, "secret", False))
+        stated = export.get(name) if export is not None and option is not None else None
+        if s.value is None and s.source.level == "default" and stated is not None and option is not None and not secret:
+            try:
+                value = parse_text(option, stated, name)
+            except ConfigError:
+                value = stated
+            s = Setting(value, Source("default", f"default: {backend.name}'s own choice, as its export states"))
+        out.append(ShownSetting(f"{backend.name}.{name}", s, secret=secret))
+    return out
 
 
 def _decide_trust(context: Context, globals_: dict[str, Setting], warnings: list[str]) -> Context:
@@ -187,7 +201,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     results = [result]
     shown = [ShownSetting("backend", backend_setting)]
     shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
-    shown += _shown(backend, options)
+    shown += _shown(backend, options, result)
 
     old_name, phase = migration["from"].value, str(migration["phase"].value)
     migrating: Migration | None = None
@@ -209,7 +223,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
                 warnings.append(f"migration: the old backend {old.name!r} can't be used here, so it is not read: {exc}")
             else:
                 migrating = Migration(old.name, phase, old_request)
-                shown += _shown(old, old_options)
+                shown += _shown(old, old_options, old_result)
                 warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
                 if phase == "dual-read":
                     # Only the new home is written: the old one must not be told about new work it would keep.
