@@ -47,8 +47,8 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     # A store with one cache for every branch (a local directory) holds the default branch's cache whatever
     # its name: it is protected without knowing which branch that is.
     if (older_than or branches_gone) and not default and not keep and not store.fixed:
-        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD), so its cache can't be "
-                          "protected; name it: --keep BRANCH")
+        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD, no single main or master), "
+                          "so its cache can't be protected; name it: --keep BRANCH")
     key = plan.request.key if plan.request else None
     live = None
     if branches_gone:

@@ -1,11 +1,13 @@
-"""buildx's own flags around ``cacheport build``, against a real buildx: given in the wrong place, a build that
-never starts, and a --progress of the user's that must not blind the cache report."""
+"""A new user's first hour against a real buildx and registry (issue 23): buildx's flags given in the wrong
+place, a build that never starts, a --progress of the user's that must not blind the cache report, and prune
+in a repository without a remote."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from .harness import Harness, clean_environ, gitlab_env
@@ -34,7 +36,7 @@ def test_a_build_buildx_refuses_to_start_is_one_line_and_no_cache_report(harness
 def test_a_progress_flag_of_the_user_s_keeps_the_cache_report(harness: Harness, tmp_path: Path) -> None:
     reg = harness.env["CACHEPORT_E2E_REGISTRY"]
     ctx = harness.project(tmp_path, work=0.5)
-    ref = f"{reg}/e2e/progress/{tmp_path.name[-12:].lower()}"
+    ref = f"{reg}/e2e/progress/{uuid.uuid4().hex[:12]}"
     env = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": ref, **gitlab_env(f"{reg}/unused", "main")}
     cold = harness.build(ctx, env=env, extra=("--progress=plain",))
     assert cold.code == 0, cold.log
@@ -46,3 +48,18 @@ def test_a_progress_flag_of_the_user_s_keeps_the_cache_report(harness: Harness, 
     assert not warm.ran
     assert "--progress=tty is not passed to buildx" in warm.log
     assert any(line.startswith("#") and "CACHED" in line for line in warm.log.splitlines())  # the plain log
+
+
+def test_prune_older_than_in_a_repository_without_a_remote(harness: Harness, tmp_path: Path) -> None:
+    """`prune --help`'s first example, on a laptop's new repository: its one main branch is the default."""
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    ctx = harness.project(tmp_path, work=0.2)
+    git = ["git", "-C", str(ctx), "-c", "user.email=you@example.com", "-c", "user.name=you"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
+    env = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{reg}/e2e/no-remote/{uuid.uuid4().hex[:12]}"}
+    built = harness.build(ctx, env=env)
+    assert built.code == 0, built.log
+    out = cacheport(harness, ctx, "prune", "--older-than", "14d", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split()[:2] == ["keep", "main"] and "default branch" in out.stdout
