@@ -20,12 +20,12 @@ from cacheport.cli.common import (
 
 @click.command("switch", epilog="""\b
 Examples:
-  cacheport switch registry --set ref=registry.example.com/app/cache --dry-run   # show the diff, write nothing
-  cacheport switch registry --set ref=registry.example.com/app/cache   # start: dual-read from the current backend
+  cacheport switch pulp                     # start: dual-read from the current backend
+  cacheport switch pulp --set url=pulp.example.com
   cacheport switch --phase dual-write       # also export to the old backend
   cacheport switch --phase cutover          # the new backend only
   cacheport switch --finish                 # drop the [migration] table
-  cacheport switch pulp --set url=pulp.example.com --dry-run   # with the cacheport-pulp plugin installed
+  cacheport switch registry --dry-run       # show the diff, write nothing
 """)
 @click.argument("new", required=False)
 @click.option("--phase", type=click.Choice(["dual-read", "dual-write", "cutover"]), help="Migration phase.")
