@@ -334,13 +334,14 @@ def run(
         except (OSError, ValueError):
             meta = None
     wall = time.monotonic() - began
-    if not prelude.started:  # buildx said something and stopped (its usage, --help): there is no build to report
-        if code == 0:
-            for held in prelude.held:
-                show(held)
-        else:
+    if not prelude.started:  # no progress record: buildx refused to start, or printed text (its --help) instead
+        if code != 0:
             say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
-        return code
+            return code
+        for held in prelude.held:
+            show(held)
+        if "".join(prelude.held).strip():
+            return code
     if code == 0:
         from cacheport.ops.rotate import promote
 
