@@ -174,3 +174,29 @@ def test_explain_shows_the_format_the_export_carries_not_unset(tmp_path: Path, b
         ("backend", "registry", "--backend"), ("ref", "127.0.0.1:5000/app/cache", "--set ref"),
         ("oci-mediatypes", "false", "--set oci-mediatypes")]), ctx, builtins)
     assert re.search(r"\n  registry\.image-manifest +false +← default: registry's own choice", explain(stated))
+
+
+def test_branches_gone_in_a_repository_without_a_remote_reads_its_own_branches(repo: Path,
+                                                                                clean_env: dict[str, str]) -> None:
+    from cacheport.errors import ConfigError
+    from cacheport.ops.inventory import remote_branches
+
+    git = ["git", "-C", str(repo), "-c", "user.email=you@example.com", "-c", "user.name=you"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True, env=clean_env)
+    subprocess.run([*git, "branch", "feature/x"], check=True, env=clean_env)
+    assert sorted(remote_branches(repo)) == ["feature/x", "main"]
+    subprocess.run([*git, "remote", "add", "upstream", str(repo / "nowhere")], check=True, env=clean_env)
+    with pytest.raises(ConfigError, match=r"^--branches-gone: git ls-remote --heads origin: fatal: "):
+        remote_branches(repo)
+
+
+def test_explain_never_takes_an_option_for_an_export_attribute_of_the_same_name(tmp_path: Path,
+                                                                                builtins: Plugins) -> None:
+    from cacheport.config import load_config
+    from cacheport.context import Context
+    from cacheport.plan import build_plan
+    from cacheport.render import explain
+
+    plan = build_plan(load_config(tmp_path, {}), Context("local", "app", branch="main", trusted=True), builtins)
+    assert plan.exports[0].get("dest", "").endswith(".new")  # where this build writes, not where the cache lives
+    assert re.search(r"\n  local\.dest +\(unset\) +← default\n", explain(plan)), explain(plan)

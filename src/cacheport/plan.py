@@ -135,15 +135,18 @@ def backend_request(config: Config, backend: Backend, request: EntryRequest) -> 
 
 
 def _shown(backend: Backend, options: dict[str, Setting], result: BackendEntries | None = None) -> list[ShownSetting]:
-    """The backend's settings as explain shows them; an unset one the backend decided for itself (registry's
-    image-manifest) shows the value its export carries, so explain never says "unset" beside an export that
-    states it."""
+    """The backend's settings as explain shows them; an unset cache-export option the backend decided for itself
+    (registry's image-manifest) shows the value its export carries, so explain never says "unset" beside an
+    export that states it. Only BuildKit's export attributes: another option may share a name and not a meaning
+    (local's dest is where the cache ends up; the export's dest, where this build writes it)."""
+    from cacheport.kit import EXPORT_OPTIONS
+
     export = result.exports[0] if result is not None and result.exports else None
     out = []
     for name, s in options.items():
         option = backend.option(name)
         secret = bool(getattr(option, "secret", False))
-        stated = export.get(name) if export is not None and option is not None else None
+        stated = export.get(name) if export is not None and option is not None and name in EXPORT_OPTIONS else None
         if s.value is None and s.source.level == "default" and stated is not None and option is not None and not secret:
             try:
                 value = parse_text(option, stated, name)
