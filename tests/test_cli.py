@@ -141,7 +141,7 @@ def test_explain_shows_sources_and_hides_nothing_it_should_not(clean_env: dict[s
     out = run("explain", "--set", "mode=min", env={**clean_env, "CACHEPORT_KEY": "web"})
     assert out.returncode == 0, out.stderr
     assert re.search(r'\n  registry\.ref +"r\.example/app" +← cacheport\.toml \[registry\] ref\n', out.stdout)
-    assert re.search(r'\n  registry\.mode +"min" +← --set mode=\n', out.stdout)
+    assert re.search(r'\n  registry\.mode +"min" +← --set mode\n', out.stdout)
     assert re.search(r'\n  key +"web" +← CACHEPORT_KEY\n', out.stdout)
     doc = json.loads(run("explain", "--format", "json", env=clean_env).stdout)
     assert doc["settings"]["backend"] == {"value": "registry", "source": "file", "from": "cacheport.toml backend"}

@@ -111,3 +111,18 @@ def test_providers_are_chosen_by_priority_not_registration_order(tmp_path: Path)
     fallback = ContextProvider("local", lambda env, cwd: Context("local", "p"), priority=0)
     for order in ([custom, fallback], [fallback, custom]):
         assert detect_context([*order, ContextProvider("x", never, 99)], {}, tmp_path).provider == "custom"
+
+
+def test_local_without_a_remote_takes_its_one_main_or_master_as_the_default_branch(tmp_path: Path) -> None:
+    repo = tmp_path / "app"
+    (repo / ".git" / "refs" / "heads" / "feature").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/feature/x\n")
+    (repo / ".git" / "config").write_text("[core]\n\tbare = false\n")
+    assert contexts.local({}, repo).default_branch is None  # no commit yet: no branch to name
+    (repo / ".git" / "refs" / "heads" / "main").write_text("0" * 40 + "\n")
+    assert contexts.local({}, repo).default_branch == "main"
+    (repo / ".git" / "packed-refs").write_text(f"{'1' * 40} refs/heads/master\n")
+    assert contexts.local({}, repo).default_branch is None  # both: no telling which
+    (repo / ".git" / "packed-refs").unlink()
+    (repo / ".git" / "config").write_text('[remote "origin"]\n\turl = /elsewhere\n')
+    assert contexts.local({}, repo).default_branch is None  # the remote's default decides, and it is unknown

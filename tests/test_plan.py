@@ -53,8 +53,12 @@ def test_switching_backend_is_one_line(tmp_path: Path, builtins: Plugins) -> Non
 
 
 def test_gitlab_outside_gitlab_names_the_missing_variable(tmp_path: Path, builtins: Plugins) -> None:
-    with pytest.raises(ConfigError, match="CI_REGISTRY_IMAGE is not set"):
+    with pytest.raises(ConfigError) as caught:
         plan_for(tmp_path, builtins, '[tool.cacheport]\nbackend = "gitlab"\n', {})
+    # What is missing, plainly; not how to edit a default the user never wrote.
+    assert str(caught.value) == ("gitlab.ref is not set, and its default needs the environment variable "
+                                 "CI_REGISTRY_IMAGE, which is not set here either; set CI_REGISTRY_IMAGE, or set "
+                                 "gitlab.ref (ref in the [gitlab] table, or CACHEPORT_GITLAB__REF)")
 
 
 def test_no_config_no_ci_is_local_under_the_cache_dir(tmp_path: Path, builtins: Plugins) -> None:

@@ -148,9 +148,12 @@ def test_a_fixed_ref_owns_only_its_tag(builtins: Plugins) -> None:
     _name, fixed = store(builtins, "gitlab", ref="old.example/app:buildcache")
     assert fixed.fixed and fixed.name_for("main") == fixed.name_for("dev") == "buildcache"
     assert fixed.branch_of("buildcache") is None
-    pairs = name_pairs(("gitlab", fixed), store(builtins, "registry", ref="new.example/b"), ["buildcache"])
+    # Copied to the name the new backend's default-branch builds read, not to a tag none of them reads.
+    pairs = name_pairs(("gitlab", fixed), store(builtins, "registry", ref="new.example/b"), ["buildcache"], "main")
     assert [(str(p.source), str(p.target)) for p in pairs] == [
-        ("old.example/app:buildcache", "new.example/b:buildcache")]
+        ("old.example/app:buildcache", "new.example/b:main")]
+    with pytest.raises(CacheportError, match="name the branch: --branch BRANCH"):
+        name_pairs(("gitlab", fixed), store(builtins, "registry", ref="new.example/b"), ["buildcache"])
 
 
 def test_two_sources_into_one_target_or_a_copy_onto_itself_is_refused(builtins: Plugins) -> None:

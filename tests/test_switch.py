@@ -183,13 +183,40 @@ TestMigrations = Migrations.TestCase
 TestMigrations.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
 
 
-def test_switch_from_a_default_backend_needs_from(clean_env: dict[str, str]) -> None:
+def test_switch_from_the_context_default_knows_it(clean_env: dict[str, str]) -> None:
     cwd = Path.cwd()
     env = {**clean_env, **GITLAB_ENV}
-    guess = run(cwd, "switch", "registry", "--set", "ref=new.example/app/cache", env=env)
-    assert guess.returncode == 2 and "--from BACKEND" in guess.stderr and not (cwd / "cacheport.toml").exists()
+    default = run(cwd, "switch", "registry", "--set", "ref=new.example/app/cache", "--dry-run", env=env)
+    assert default.returncode == 0, default.stderr
+    assert 'from = "gitlab"' in default.stdout and "taken to be in 'gitlab' (the gitlab default here)" in default.stderr
     told = run(cwd, "switch", "registry", "--from", "gitlab", "--set", "ref=new.example/app/cache",
                "--set", "insecure=true", env=env)
     assert told.returncode == 0, told.stderr
     text = (cwd / "cacheport.toml").read_text()
     assert 'from = "gitlab"' in text and "insecure = true" in text
+
+
+@pytest.mark.parametrize("ci_file, old", [(None, "local"), (".gitlab-ci.yml", "gitlab"),
+                                          (".github/workflows/build.yml", "gha")])
+def test_switch_on_a_laptop_without_config_reads_the_cache_where_the_repository_s_ci_keeps_it(
+        clean_env: dict[str, str], ci_file: str | None, old: str) -> None:
+    cwd = Path.cwd()
+    subprocess.run(["git", "init", "-q", str(cwd)], check=True)
+    if ci_file:
+        (cwd / ci_file).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / ci_file).write_text("")
+    (cwd / "sub").mkdir()
+    out = run(cwd / "sub", "switch", "registry", "--set", "ref=127.0.0.1:5000/app/cache", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert f"taken to be in {old!r}" in out.stderr
+    assert f'[migration]\nfrom = "{old}"\nphase = "dual-read"' in next(cwd.rglob("cacheport.toml")).read_text()
+
+
+def test_switch_without_config_asks_when_the_repository_has_two_cis(clean_env: dict[str, str]) -> None:
+    cwd = Path.cwd()
+    subprocess.run(["git", "init", "-q", str(cwd)], check=True)
+    (cwd / ".gitlab-ci.yml").write_text("")
+    (cwd / ".github" / "workflows").mkdir(parents=True)
+    out = run(cwd, "switch", "registry", "--set", "ref=127.0.0.1:5000/app/cache", env=clean_env)
+    assert out.returncode == 2 and "cacheport switch registry --from BACKEND" in out.stderr
+    assert not (cwd / "cacheport.toml").exists()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from cacheport.entry import REDACTED
-from cacheport.errors import ConfigError
+from cacheport.errors import ConfigError, close_matches, did_you_mean
 from cacheport.records import Backend, Option, normalize_key
 
 ENV_PREFIX = "CACHEPORT_"
@@ -39,8 +39,26 @@ MIGRATION_OPTIONS = (
     Option("phase", "dual-read: import from both, export to the new backend; dual-write: also export to the old "
            "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
 )
-#: CACHEPORT_* variables that configure cacheport itself rather than a setting.
-_NOT_SETTINGS = {"CONFIG", "LOAD_PLUGINS", "STRICT_PLUGINS", "E2E", "INSECURE_REGISTRIES"}
+#: Every CACHEPORT_* variable that is not a setting (``CACHEPORT_<GLOBAL>``, ``CACHEPORT_<BACKEND>__<OPTION>``),
+#: and what reads it: anything else is a typo to warn about. The one list; a test holds the repository to it.
+OTHER_VARIABLES = {
+    "CACHEPORT_CONFIG": "the config file, as --config",
+    "CACHEPORT_LOAD_PLUGINS": "which third-party plugins load",
+    "CACHEPORT_STRICT_PLUGINS": "a broken plugin is an error",
+    "CACHEPORT_INSECURE_REGISTRIES": "registries spoken to over plain HTTP or unverified TLS",
+    "CACHEPORT_DOCKER": "the docker client to run",
+    # `args --format dotenv` writes these; GitLab hands them to later jobs as variables.
+    "CACHEPORT_CACHE_FROM": "args --format dotenv output",
+    "CACHEPORT_CACHE_TO": "args --format dotenv output",
+    "CACHEPORT_TAGS": "args --format dotenv output",
+    "CACHEPORT_BUILDX_ARGS": "args --format dotenv output",
+    # The test servers' scripts (scripts/pulp-up, scripts/objstore-up), whose env files CI sources.
+    **{f"CACHEPORT_PULP_{v}": "scripts/pulp-up" for v in ("STATE", "PREFIX", "PORT", "PYTHON", "TIMEOUT",
+                                                           "API_PORT", "CONTENT_PORT", "PG_PORT", "ADMIN_PASSWORD")},
+    **{f"CACHEPORT_OBJSTORE_{v}": "scripts/objstore-up" for v in ("STATE", "MOTO", "AZURITE", "NODE")},
+}
+#: Prefixes of whole families of variables that are not settings: the end-to-end harness's.
+OTHER_PREFIXES = ("CACHEPORT_E2E",)
 _LEVELS = ("default", "file", "env", "cli")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -187,14 +205,15 @@ def load_config(
             else:
                 if normalize_key(key) not in {o.key for o in GLOBAL_OPTIONS}:
                     heading = f"[{prefix}] " if prefix else ""
+                    hint = did_you_mean(key, [o.name for o in GLOBAL_OPTIONS], 3)
                     raise ConfigError(
-                        f"{where}: {heading}unknown key {key!r}{_did_you_mean(key, [o.name for o in GLOBAL_OPTIONS])}; "
+                        f"{where}: {heading}unknown key {key!r}{hint}; "
                         "backend options belong in a table named after the backend"
                     )
                 add("", key, value, "file", f"{where} {('[' + prefix + '] ') if prefix else ''}{key}")
 
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _NOT_SETTINGS or value == "":
+        if not name.startswith(ENV_PREFIX) or _not_setting(name) or value == "":
             continue  # an empty variable is an unset one, as CI systems leave them
         rest = name[len(ENV_PREFIX):]
         if "__" in rest:
@@ -219,15 +238,49 @@ def load_config(
     )
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+def _not_setting(name: str) -> bool:
+    return name in OTHER_VARIABLES or name.startswith(OTHER_PREFIXES)
 
 
-def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error."""
+def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend]) -> list[str]:
+    """One warning per ``CACHEPORT_*`` variable that nothing reads (a misspelt name).
+
+    ``CACHEPORT_<BACKEND>__<OPTION>`` is left to the settings' own checks, which name the backend or option.
+    """
+    known = [*OTHER_VARIABLES, *(f"{ENV_PREFIX}{o.key.upper().replace('-', '_')}" for o in GLOBAL_OPTIONS),
+             *(env_name(b.name, o.name) for b in backends.values() for o in b.options),
+             *(env_name(MIGRATION, o.name) for o in MIGRATION_OPTIONS)]
+    return [f"{name} is not a cacheport variable and is ignored{did_you_mean(name, known)}"
+            for name in sorted(environ)
+            if name.startswith(ENV_PREFIX) and "__" not in name and not _not_setting(name)
+            and normalize_key(name[len(ENV_PREFIX):]) not in {o.key for o in GLOBAL_OPTIONS}]
+
+
+def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[str]:
+    """One warning per environment variable that beats a value the config file sets (and differs from it).
+
+    ``secret`` maps a scope (a backend name) to its secret options, whose values are not shown.
+    """
+    out = []
+    for (scope, key), settings in config.values.items():
+        levels = {s.source.level: s for s in settings}
+        env, file = levels.get("env"), levels.get("file")
+        if env is None or file is None or "cli" in levels or str(env.value).strip().lower() == str(
+                file.value).strip().lower():
+            continue
+        hidden = key in secret.get(scope, frozenset())
+        now, was = ("", "") if hidden else (f" = {env.value!r}", f" = {file.value!r}")
+        out.append(f"{env.source.detail}{now} overrides {file.source.detail}{was} "
+                   f"(the environment beats the config file); unset {env.source.detail} to use the file's value")
+    return out
+
+
+def interpolate(text: str, environ: Mapping[str, str], where: str, *, default: str = "") -> str:
+    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error.
+
+    ``default``: the setting's name when ``text`` is its default, which the user never wrote: the error then
+    says what is missing and what to set, not how to edit text they have not seen.
+    """
 
     def one(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -237,6 +290,11 @@ def interpolate(text: str, environ: Mapping[str, str], where: str) -> str:
             return environ[var]
         if fallback is not None:
             return fallback
+        if default:
+            scope, _, name = default.rpartition(".")
+            how = f" ({name} in the [{scope}] table, or {env_name(scope, name)})" if scope else ""
+            raise ConfigError(f"{default} is not set, and its default needs the environment variable {var}, which "
+                              f"is not set here either; set {var}, or set {default}{how}")
         raise ConfigError(
             f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)"
         )
@@ -269,7 +327,8 @@ def _coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any
     if setting.source.level in ("env", "cli") and isinstance(value, str):
         value = parse_text(option, value, where)
     elif setting.source.level in ("file", "default") and isinstance(value, str):
-        value = interpolate(value, environ, where)
+        value = interpolate(value, environ, where, default=setting.source.key if setting.source.level == "default"
+                            else "")
     if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
@@ -294,7 +353,8 @@ def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str
     if option.default is None:
         return default
     # A default that can't be used is reported under the setting's name, which is what a user can set.
-    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)"))
+    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)",
+                                           label or option.name))
     return Setting(_coerce(option, named, environ), default.source)
 
 
@@ -309,7 +369,7 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             where, key = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
             raise ConfigError(
-                f"{where}: backend {backend.name!r} has no option {key!r}{_did_you_mean(key, names)}; "
+                f"{where}: backend {backend.name!r} has no option {key!r}{did_you_mean(key, names, 3)}; "
                 f"its options are: {', '.join(names) or '(none)'}"
             )
         given.setdefault(option.name, []).extend(settings)
@@ -320,9 +380,12 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             table = f"[tool.cacheport.{backend.name}]"
             if config.path is not None and config.path.name != "pyproject.toml":
                 table = f"[{backend.name}] in {_show(config.path)}"
+            # A misspelt table holds the option already: name it rather than send the user to write it again.
+            typo = "".join(f"; the file has a table [{t}]: did you mean [{backend.name}]?"
+                           for t in close_matches(backend.name, [t for t in config.tables if t != backend.name]))
             raise ConfigError(
                 f"backend {backend.name!r} needs option {option.name!r}: set it in {table}, "
-                f"{env_name(backend.name, option.name)}, or --set {option.name}=..."
+                f"{env_name(backend.name, option.name)}, or --set {option.name}=...{typo}"
             )
         resolved[option.name] = setting
     return resolved
@@ -337,7 +400,7 @@ def resolve_migration(config: Config) -> dict[str, Setting]:
         option = next((o for o in MIGRATION_OPTIONS if o.key == key), None)
         if option is None:
             where, key = settings[0].source.detail, settings[0].source.key or key
-            raise ConfigError(f"{where}: [migration] has no key {key!r}{_did_you_mean(key, ['from', 'phase'])}; "
+            raise ConfigError(f"{where}: [migration] has no key {key!r}{did_you_mean(key, ['from', 'phase'])}; "
                               "its keys are: from, phase")
         given.setdefault(option.name, []).extend(settings)
     return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}

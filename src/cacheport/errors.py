@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class CacheportError(Exception):
     """Base class: a problem the user can fix; printed as one line, exit status 2."""
@@ -60,3 +62,16 @@ class ReportError(CacheportError):
 
 class NoHistoryError(ReportError):
     """This buildx keeps no build history (older than 0.21)."""
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
+    """The choices closest to a mistyped word, best first (none when nothing is close)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:
+    """`` (did you mean 'x'?)`` for the choices closest to a mistyped word, or ``""`` when none is close."""
+    close = close_matches(word, choices, n)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

@@ -13,13 +13,16 @@ from cacheport.config import (
     Setting,
     Source,
     default_cache_home,
+    env_overrides,
+    parse_text,
     resolve_backend,
     resolve_globals,
     resolve_migration,
+    unknown_variables,
 )
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
-from cacheport.errors import ConfigError, PluginError, UnknownBackendError
+from cacheport.errors import ConfigError, PluginError, UnknownBackendError, did_you_mean
 from cacheport.plugins import Plugins
 from cacheport.records import Backend, BackendEntries, EntryRequest, Login, Swap
 
@@ -131,11 +134,27 @@ def backend_request(config: Config, backend: Backend, request: EntryRequest) -> 
     return attrs.evolve(request, options={n: s.value for n, s in options.items()}), options
 
 
-def _shown(backend: Backend, options: dict[str, Setting]) -> list[ShownSetting]:
-    return [
-        ShownSetting(f"{backend.name}.{name}", s, secret=bool(getattr(backend.option(name), "secret", False)))
-        for name, s in options.items()
-    ]
+def _shown(backend: Backend, options: dict[str, Setting], result: BackendEntries | None = None) -> list[ShownSetting]:
+    """The backend's settings as explain shows them; an unset cache-export option the backend decided for itself
+    (registry's image-manifest) shows the value its export carries, so explain never says "unset" beside an
+    export that states it. Only BuildKit's export attributes: another option may share a name and not a meaning
+    (local's dest is where the cache ends up; the export's dest, where this build writes it)."""
+    from cacheport.kit import EXPORT_OPTIONS
+
+    export = result.exports[0] if result is not None and result.exports else None
+    out = []
+    for name, s in options.items():
+        option = backend.option(name)
+        secret = bool(getattr(option, "secret", False))
+        stated = export.get(name) if export is not None and option is not None and name in EXPORT_OPTIONS else None
+        if s.value is None and s.source.level == "default" and stated is not None and option is not None and not secret:
+            try:
+                value = parse_text(option, stated, name)
+            except ConfigError:
+                value = stated
+            s = Setting(value, Source("default", f"default: {backend.name}'s own choice, as its export states"))
+        out.append(ShownSetting(f"{backend.name}.{name}", s, secret=secret))
+    return out
 
 
 def _decide_trust(context: Context, globals_: dict[str, Setting], warnings: list[str]) -> Context:
@@ -162,19 +181,18 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     backend, backend_setting, warnings = select_backend(config, context, plugins)
     options = resolve_backend(config, backend, selected=True)
     known = plugins.backends()
+    warnings += unknown_variables(config.environ, known)
+    warnings += env_overrides(config, {b.name: frozenset(o.key for o in b.options if o.secret) for b in known.values()})
     for table in config.tables:
         if table not in known:
-            warnings.append(f"{config.path}: table [{table}] names no installed backend; ignored")
+            warnings.append(f"{config.path}: table [{table}] names no installed backend{did_you_mean(table, known)}; "
+                            "ignored")
     for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", backend.name}):
         if scope in known:
             resolve_backend(config, known[scope], selected=False)  # typos for idle backends still deserve an error
         elif scope not in config.tables:  # from a flag or a variable: a misspelt backend name
-            import difflib
-
             first = next(s for (sc, _k), ss in config.values.items() if sc == scope for s in ss)
-            close = difflib.get_close_matches(scope, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{hint}; "
+            raise ConfigError(f"{first.source.detail}: there is no backend {scope!r}{did_you_mean(scope, known)}; "
                               f"available: {', '.join(known)}")
 
     context = _decide_trust(context, globals_, warnings)
@@ -186,7 +204,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     results = [result]
     shown = [ShownSetting("backend", backend_setting)]
     shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
-    shown += _shown(backend, options)
+    shown += _shown(backend, options, result)
 
     old_name, phase = migration["from"].value, str(migration["phase"].value)
     migrating: Migration | None = None
@@ -208,7 +226,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
                 warnings.append(f"migration: the old backend {old.name!r} can't be used here, so it is not read: {exc}")
             else:
                 migrating = Migration(old.name, phase, old_request)
-                shown += _shown(old, old_options)
+                shown += _shown(old, old_options, old_result)
                 warnings.extend(f"{old.name}: {w}" for w in old_result.warnings)
                 if phase == "dual-read":
                     # Only the new home is written: the old one must not be told about new work it would keep.

@@ -16,7 +16,7 @@ import attrs
 import pluggy
 
 from cacheport import hookspecs
-from cacheport.errors import CacheportError, PluginError, UnknownBackendError
+from cacheport.errors import CacheportError, PluginError, UnknownBackendError, did_you_mean
 from cacheport.records import Backend, ContextProvider, Renderer
 
 T = TypeVar("T")
@@ -203,13 +203,19 @@ class Plugins:
         return [provider for _info, provider in self._collect("cacheport_context_providers", ContextProvider)]
 
 
+#: Backends the docs describe that come in their own distribution: what to install when one is missing.
+KNOWN_PLUGINS = {"pulp": "cacheport-pulp"}
+
+
 def _lookup(found: Mapping[str, T], name: str, what: str) -> T:
     wanted = name.strip().lower()
     if wanted not in found:
-        import difflib
-
-        close = difflib.get_close_matches(wanted, list(found), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if what == "backend" and wanted in KNOWN_PLUGINS:
+            dist = KNOWN_PLUGINS[wanted]
+            hint = (f" (it comes from the {dist} plugin, which is not installed or not loaded: install {dist}, "
+                    f"from a checkout of cacheport `pip install ./plugins/{dist}`)")
+        else:
+            hint = did_you_mean(wanted, found)
         raise UnknownBackendError(
             f"unknown {what} {name!r}{hint}; available: {', '.join(found) or '(none: no plugins loaded)'}"
         )

@@ -29,21 +29,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "cacheport args --help: cacheport args --format bake --target app -o cache.json && docker buildx bake -f docker-bake.hcl -f cache.json":
         "new (not in issue 23): buildx 0.29's bake refuses a local cache outside the context without "
         "--allow=fs.read/fs.write",
-    "docs/getting-started.md: cacheport args --lines (2)":
-        "issue 23, 12: the section before exports GitLab's variables, so init detects gitlab and args plans "
-        "feature-login",
-    "cacheport prune --help: cacheport prune --older-than 14d": "issue 23, 7: fails on a repo without a remote",
-    "cacheport prune --help: cacheport prune --older-than 14d --yes": "issue 23, 7: fails on a repo without a remote",
-    "cacheport prune --help: cacheport prune --branches-gone --yes": "issue 23, 7: fails on a repo without a remote",
-    "cacheport switch --help: cacheport switch pulp": "issue 23, 5: switch fails on a project with no config",
-    "cacheport switch --help: cacheport switch pulp --set url=pulp.example.com":
-        "issue 23, 5: switch fails on a project with no config",
-    "cacheport switch --help: cacheport switch --phase dual-write":
-        "issue 23, 5: no migration, since `switch pulp` failed",
-    "cacheport switch --help: cacheport switch --phase cutover": "issue 23, 5: no migration, since `switch pulp` failed",
-    "cacheport switch --help: cacheport switch --finish": "issue 23, 5: no migration, since `switch pulp` failed",
-    "cacheport switch --help: cacheport switch registry --dry-run":
-        "issue 23, 5: switch fails on a project with no config",
 }
 
 # Steps honoured rather than run as written (the value runs instead; nothing when empty). The README's two

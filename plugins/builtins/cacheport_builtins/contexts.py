@@ -158,8 +158,26 @@ def local(env: Mapping[str, str], cwd: Path) -> Context:
         project=top.name or "project",
         # Read, don't run git: this runs on every `cacheport args`, and git may not be installed.
         branch=_symref(git / "HEAD", "ref: refs/heads/"),
-        default_branch=_symref(common / "refs" / "remotes" / "origin" / "HEAD", "ref: refs/remotes/origin/"),
+        default_branch=_symref(common / "refs" / "remotes" / "origin" / "HEAD", "ref: refs/remotes/origin/")
+        or _only_default(common),
     )
+
+
+def _only_default(common: Path) -> str | None:
+    """In a repository with no remote, the one of ``main`` and ``master`` it has: there is no other project whose
+    default branch it could be following, and ``git init`` makes one of the two. None when both or neither."""
+    try:
+        config = (common / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if "[remote " in config:
+        return None  # a clone whose origin/HEAD is unknown: its remote decides, so don't guess
+    try:
+        packed = (common / "packed-refs").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        packed = []
+    found = [b for b in ("main", "master") if (common / "refs" / "heads" / b).is_file() or f"refs/heads/{b}" in packed]
+    return found[0] if len(found) == 1 else None
 
 
 @hookimpl

@@ -10,8 +10,33 @@ import click
 
 from cacheport.cli.common import make_plan, plan_options, say
 
+#: buildx build flags that take no value, so the word after one is not its value.
+_SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
 
-@click.command("build", epilog="""\b
+
+class _BuildCommand(click.Command):
+    """``cacheport build``, whose unknown options are most often buildx's, given before ``--``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.NoSuchOption as exc:
+            import shlex
+
+            bad = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
+            if bad is None or exc.possibilities:  # a typo of one of ours: click's did-you-mean says it
+                raise
+            at = args.index(bad)
+            moved = args[at:at + 1]
+            if "=" not in bad and at + 1 < len(args) and not args[at + 1].startswith("-") and bad not in _SWITCHES:
+                moved = args[at:at + 2]  # --network host: the flag's value goes with it
+            extra = (ctx.obj or {}).get("extra", [])
+            fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(moved):], "--", *moved, *extra]
+            raise click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "
+                                   f"{shlex.join(fixed)}", ctx) from None
+
+
+@click.command("build", cls=_BuildCommand, epilog="""\b
 Examples:
   cacheport build . -t registry.example.com/app:dev
   cacheport build . -t registry.example.com/app:dev -- --push --platform linux/amd64,linux/arm64

@@ -108,7 +108,7 @@ def config_option(help: str = "Config file (default: cacheport.toml or pyproject
 def cli_values(backend: str | None, key: str | None, sets: Sequence[tuple[str, str]], read_only: bool | None,
                backend_flag: str = "--backend") -> list[tuple[str, Any, str]]:
     """The command line's settings, as :func:`cacheport.config.load_config` takes them."""
-    values: list[tuple[str, Any, str]] = [(n, v, f"--set {n}=") for n, v in sets]
+    values: list[tuple[str, Any, str]] = [(n, v, f"--set {n}") for n, v in sets]
     if backend is not None:
         values.append(("backend", backend, backend_flag))
     if key is not None:

@@ -43,10 +43,12 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     age = inventory.parse_age(older_than) if older_than else None
     plan = make_plan(**common)
     default = plan.context.default_branch
-    if (older_than or branches_gone) and not default and not keep:
-        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD), so its cache can't be "
-                          "protected; name it: --keep BRANCH")
     _backend, store = plan_store(plan, "prune")
+    # A store with one cache for every branch (a local directory) holds the default branch's cache whatever
+    # its name: it is protected without knowing which branch that is.
+    if (older_than or branches_gone) and not default and not keep and not store.fixed:
+        raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD, no single main or master), "
+                          "so its cache can't be protected; name it: --keep BRANCH")
     key = plan.request.key if plan.request else None
     live = None
     if branches_gone:
@@ -62,7 +64,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
                               "(`cacheport status` lists what is there)")
         decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
-                                     default_tag=store.name_for(default) if default else None)
+                                     default_tag=store.name_for(default or "") if default or store.fixed else None)
         doomed = [d for d in decisions if d.delete]
         if yes:
             deleted = inventory.delete_each(session, [d.tag for d in doomed], jobs)

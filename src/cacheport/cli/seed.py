@@ -17,6 +17,7 @@ from cacheport.cli.common import (
     config_option,
     jobs_option,
     load_inputs,
+    say,
     set_option,
     store_for,
     verbose_option,
@@ -231,9 +232,13 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     if all_tags:
         with old_store.open() as session:
             names = session.names()
-        pairs = name_pairs((old.name, old_store), (new.name, new_store), names)
+        default = plan.context.default_branch
+        pairs = name_pairs((old.name, old_store), (new.name, new_store), names, default)
         if not pairs:
             warn(f"no caches in {old_store.location}")
+        elif old_store.fixed and not new_store.fixed and any(p.branch == default for p in pairs):
+            say(f"{old.name} keeps one cache for every branch: copying it as the default branch's ({default}); "
+                "--branch BRANCH copies it as another's")
     else:
         pairs = branch_pairs((old.name, old_store), (new.name, new_store), branches)
 

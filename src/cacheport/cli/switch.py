@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from cacheport.cli.common import check_config_text, config_option, load_plugins, set_option, verbose_option, write_file
+from cacheport.cli.common import (
+    check_config_text,
+    config_option,
+    load_plugins,
+    say,
+    set_option,
+    verbose_option,
+    write_file,
+)
 
 
 @click.command("switch", epilog="""\b
@@ -32,7 +40,9 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
     """Move the cache to another backend by editing the config file, keeping caches warm.
 
     Sets backend = NEW and a [migration] table (from = the current backend, phase = dual-read), so builds
-    read both backends until you move on: --phase dual-write, --phase cutover, then --finish. Comments and
+    read both backends until you move on: --phase dual-write, --phase cutover, then --finish. With no
+    config, the current backend is the default: the CI's inside one; on a laptop, that of the CI the
+    repository's .gitlab-ci.yml (gitlab) or .github/workflows (gha) configures, else local. Comments and
     everything else in the file stay as they are; the file is replaced atomically, and only when the
     result is a valid config.
     """
@@ -55,10 +65,10 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
     if from_:
         current = plugins.backend(from_)
     elif new and setting.source.level == "default":
-        # The default depends on where this runs (gitlab in GitLab CI, local on a laptop): guessing it here
-        # could record the wrong old home and leave the real cache unread.
-        raise ConfigError(f"no config names the current backend ({current.name!r} is only the {context.provider} "
-                          f"default here); say where the cache is now: cacheport switch {new} --from BACKEND")
+        home, why = _default_home(current.name, context.provider, cwd, new)
+        current = plugins.backend(home)
+        say(f"no config names the backend, so the cache is taken to be in {current.name!r} ({why}); "
+            "--from BACKEND says otherwise")
     if new:
         new = plugins.backend(new).name
     path = config.path or cwd / "cacheport.toml"
@@ -82,3 +92,27 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
                    "then `cacheport switch --phase dual-write` or `--phase cutover`")
     else:
         click.echo(f"{path}: migration phase is now {phase}")
+
+
+#: CI files that say, on a laptop, which CI builds this repository, and that CI's default backend.
+_CI_FILES = ((".gitlab-ci.yml", "gitlab"), (".github/workflows", "gha"))
+
+
+def _default_home(default: str, provider: str, cwd: Path, new: str) -> tuple[str, str]:
+    """The backend that holds the cache when no config names one: the context's default inside a CI; on a laptop,
+    that of the CI the repository's files name (a zero-config GitLab project's cache is gitlab's, not this
+    machine's), else the laptop's own."""
+    from cacheport.errors import ConfigError
+
+    if provider != "local":
+        return default, f"the {provider} default here"
+    root = next((d for d in (cwd, *cwd.parents) if (d / ".git").exists()), cwd)
+    found = sorted({backend for name, backend in _CI_FILES if (root / name).exists()})
+    if len(found) > 1:
+        raise ConfigError(f"no config names the current backend, and this repository has both GitLab and GitHub "
+                          f"CI files ({', '.join(found)} by default); say where the cache is now: "
+                          f"cacheport switch {new} --from BACKEND")
+    if found:
+        name = next(n for n, b in _CI_FILES if b == found[0])
+        return found[0], f"the default of the CI that {name} configures"
+    return default, "the default on this machine"

@@ -24,6 +24,7 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, plan_secrets, secret_forms, terminal_safe
 from cacheport.ops import report
+from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
 from cacheport.records import Login
 
@@ -278,6 +279,10 @@ def run(
             # A registry that is down must not fail the build: the cache is an optimisation.
             say(f"warning: login to {registry} failed ({failed}); building without it")
     imports, exports = list(plan.imports), list(plan.exports)
+    extra, progress = take_progress(extra)
+    if progress not in (None, "auto", "plain", "quiet", "rawjson"):
+        say(f"note: --progress={progress} is not passed to buildx: cacheport reads its rawjson progress to report "
+            "what happened to the cache, and shows the log as plain text")
     name = chosen_builder(extra, environ)
     image_report = ""
     try:
@@ -298,7 +303,6 @@ def run(
             + ", ".join(plan.tags) + ")")
     import tempfile
 
-    from cacheport.ops.progress import PlainPrinter
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
@@ -312,11 +316,17 @@ def run(
             say(f"error: could not run {found}: {exc.strerror}")
             return 127
         assert proc.stdout is not None
-        printer = PlainPrinter(lambda line: _echo(terminal_safe(mask(line, forms))))
+
+        def show(line: str) -> None:
+            if progress != "quiet":
+                _echo(terminal_safe(mask(line, forms)))
+
+        printer = PlainPrinter(show)
+        prelude = Prelude(show if progress == "rawjson" else printer.feed)
         for raw in proc.stdout:
             text = raw.decode("utf-8", errors="replace")
             stream.append(text)
-            printer.feed(text)
+            prelude.add(text)
         printer.close()
         code = proc.wait()
         try:
@@ -324,6 +334,14 @@ def run(
         except (OSError, ValueError):
             meta = None
     wall = time.monotonic() - began
+    if not prelude.started:  # no progress record: buildx refused to start, or printed text (its --help) instead
+        if code != 0:
+            say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
+            return code
+        for held in prelude.held:
+            show(held)
+        if "".join(prelude.held).strip():
+            return code
     if code == 0:
         from cacheport.ops.rotate import promote
 
@@ -344,6 +362,13 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
+
+
+def _start_hint(prelude: Prelude) -> str:
+    if re.search(r"requires (exactly )?1 argument", prelude.failure()):  # buildx 0.13, 0.29
+        return ("; the build context goes before --, buildx's own flags after it: "
+                "cacheport build CONTEXT [-t TAG] -- FLAGS")
+    return ""
 
 
 def _masking(say: Callable[[str], None], forms: frozenset[str]) -> Callable[[str], None]:

@@ -184,15 +184,25 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
 
 
 def remote_branches(cwd: Path, remote: str = "origin") -> list[str]:
-    """Branch names on ``remote`` (``git ls-remote --heads``)."""
+    """Branch names on ``remote`` (``git ls-remote --heads``); in a repository with no remote at all, its own
+    branches, which are then the project's."""
     import subprocess
 
-    try:
-        out = subprocess.run(["git", "ls-remote", "--heads", remote], cwd=cwd, capture_output=True, text=True,
-                             timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"--branches-gone: could not run git ls-remote: {exc}") from None
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConfigError(f"--branches-gone: could not run git {args[0]}: {exc}") from None
+
+    remotes = git("remote")
+    if remotes.returncode == 0 and not remotes.stdout.split():
+        own = git("for-each-ref", "--format=%(refname)", "refs/heads/")
+        if own.returncode == 0:
+            return [line.removeprefix("refs/heads/") for line in own.stdout.splitlines() if line]
+    out = git("ls-remote", "--heads", remote)
     if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["failed"])[-1]
-        raise ConfigError(f"--branches-gone: git ls-remote --heads {remote}: {last}")
+        lines = out.stderr.strip().splitlines() or ["failed"]
+        # git's first line says what is wrong; its last is advice ("... and the repository exists.")
+        first = next((line for line in lines if line.startswith("fatal:")), lines[-1])
+        raise ConfigError(f"--branches-gone: git ls-remote --heads {remote}: {first}")
     return [line.split("refs/heads/", 1)[1] for line in out.stdout.splitlines() if "refs/heads/" in line]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -123,3 +123,49 @@ class PlainPrinter:
                     short = ""
                 if short:
                     self.write(f"WARNING: {short.strip()}\n")
+
+
+#: ``--progress`` values buildx takes; cacheport keeps rawjson for itself and shows the user one of these.
+PROGRESS_MODES = ("auto", "plain", "tty", "quiet", "rawjson")
+
+
+def take_progress(extra: Sequence[str]) -> tuple[list[str], str | None]:
+    """buildx's arguments without ``--progress`` (cacheport needs rawjson to read what happened to the cache),
+    and the mode the user asked for there (the last one), or None."""
+    rest: list[str] = []
+    mode: str | None = None
+    words = iter(extra)
+    for word in words:
+        if word == "--progress":
+            mode = next(words, mode)
+        elif word.startswith("--progress="):
+            mode = word.split("=", 1)[1]
+        else:
+            rest.append(word)
+    return rest, mode
+
+
+class Prelude:
+    """What buildx says before the build starts (before its first rawjson record), held back: a build that
+    never starts is reported in one line, not with buildx's whole usage text."""
+
+    def __init__(self, feed: Callable[[str], None]) -> None:
+        self.feed = feed
+        self.held: list[str] = []
+        self.started = False
+
+    def add(self, text: str) -> None:
+        if not self.started and text.lstrip().startswith("{"):
+            self.started = True
+            for held in self.held:
+                self.feed(held)
+            self.held = []
+        if self.started:
+            self.feed(text)
+        else:
+            self.held.append(text)
+
+    def failure(self) -> str:
+        """The line that says why buildx did not start: its first ``ERROR``, else its last line."""
+        lines = [line.strip() for line in "".join(self.held).splitlines() if line.strip()]
+        return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "no output")

@@ -121,16 +121,25 @@ def branch_pairs(old: tuple[str, CacheStore], new: tuple[str, CacheStore], branc
                           Side(new_name, new_store, new_store.name_for(b))) for b in dict.fromkeys(branches)])
 
 
-def name_pairs(old: tuple[str, CacheStore], new: tuple[str, CacheStore], names: Iterable[str]) -> list[Pair]:
+def name_pairs(old: tuple[str, CacheStore], new: tuple[str, CacheStore], names: Iterable[str],
+               default_branch: str | None = None) -> list[Pair]:
     """``--all``: every cache the old store holds, under the name the new backend gives the same branch.
 
     A name that belongs to no branch of the old backend's (another key's, a hand-made tag) keeps its name,
-    unless the new backend keeps one fixed cache, which then receives only the old backend's own.
+    unless the new backend keeps one fixed cache, which then receives only the old backend's own. The one
+    cache of an old store that keeps one for every branch (a local directory's ``latest``) goes to the new
+    backend's name for ``default_branch``: its own name is one no build of the new backend reads.
     """
     (old_name, old_store), (new_name, new_store) = old, new
     pairs = []
     for name in names:
         branch = old_store.branch_of(name)
+        if branch is None and old_store.fixed and not new_store.fixed and name == old_store.name_for(""):
+            if not default_branch:
+                raise CacheportError(f"{old_name} keeps one cache for every branch, and the default branch is "
+                                     f"unknown here, so --all can't tell which of {new_name}'s names to copy it "
+                                     "to; name the branch: --branch BRANCH")
+            branch = default_branch
         if branch is not None:
             target = new_store.name_for(branch)
         elif new_store.fixed:

@@ -1,0 +1,202 @@
+"""A new user's first hour, command by command (issue 23): what the README and the --help examples say runs
+as written on a laptop, in a fresh git repository with no remote and no config."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cacheport.errors import CacheportError
+from cacheport.kit import layout_store
+from cacheport.oci.format import synthetic_cache
+from cacheport.oci.layout import Layout
+from cacheport.ops.progress import Prelude, take_progress
+from cacheport.ops.seed import name_pairs
+from cacheport.plugins import Plugins
+from cacheport.records import CacheStore
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60)
+
+
+@pytest.fixture
+def repo(clean_env: dict[str, str], tmp_path: Path) -> Path:
+    """A new git repository with no remote and no config: where a laptop user starts."""
+    root = tmp_path / "app"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True, env=clean_env)
+    return root
+
+
+def a_local_cache(cache: Path) -> Path:
+    """A cache directory as a build leaves it: one cache, ``latest``."""
+    layout = Layout(cache)
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    layout.put_manifest("latest", manifest)
+    return cache
+
+
+def test_prune_older_than_runs_in_a_repository_without_a_remote(repo: Path, clean_env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    cache = a_local_cache(tmp_path / "cache")
+    env = {**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}
+    out = run("prune", "--older-than", "14d", env=env, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    # The directory's one cache is every branch's, the default branch's too: kept unless named.
+    assert out.stdout.splitlines()[0].split()[:2] == ["keep", "latest"]
+    assert "default branch" in out.stdout.splitlines()[0]
+    assert run("prune", "latest", "--yes", env=env, cwd=repo).returncode == 0
+    assert Layout(cache).names() == []
+
+
+def _branch_store(location: str) -> CacheStore:
+    """A store that keeps one cache per branch, named after it (as registry backends do)."""
+    return CacheStore(location=location, format="image-manifest", name_for=lambda b: b, branch_of=lambda n: n,
+                      open=lambda: None)  # type: ignore[arg-type, return-value]
+
+
+def test_seed_all_from_a_local_cache_writes_the_default_branch_s_name_not_latest(tmp_path: Path) -> None:
+    local = layout_store(str(tmp_path / "cache"))
+    [pair] = name_pairs(("local", local), ("registry", _branch_store("127.0.0.1:5000/app/cache")), ["latest"],
+                        default_branch="main")
+    assert (pair.branch, pair.source.name, pair.target.name) == ("main", "latest", "main")
+
+
+def test_seed_all_from_a_local_cache_asks_for_the_branch_when_the_default_is_unknown(tmp_path: Path) -> None:
+    local = layout_store(str(tmp_path / "cache"))
+    with pytest.raises(CacheportError, match=r"local keeps one cache for every branch, and the default branch is "
+                                             r"unknown here.*--branch BRANCH"):
+        name_pairs(("local", local), ("registry", _branch_store("127.0.0.1:5000/app/cache")), ["latest"])
+
+
+def test_seed_all_from_a_local_cache_on_the_command_line(repo: Path, clean_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    cache = a_local_cache(tmp_path / "cache")
+    env = {**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}
+    args = ("seed", "--from", "local", "--to", "registry", "--set", "registry.ref=127.0.0.1:9/app/cache", "--all",
+            "--dry-run")
+    asked = run(*args, env=env, cwd=repo)
+    assert asked.returncode == 2 and asked.stderr.strip().endswith("name the branch: --branch BRANCH")
+    subprocess.run(["git", "-C", str(repo), "update-ref", "refs/remotes/origin/main", "HEAD"], env=clean_env,
+                   capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main"],
+                   env=clean_env, check=True)
+    told = run(*args, env=env, cwd=repo)
+    assert "copying it as the default branch's (main)" in told.stderr
+
+
+@pytest.mark.parametrize("argv, fixed", [
+    (["build", ".", "-t", "app", "--network=host"], "cacheport build . -t app -- --network=host"),
+    (["build", "--network", "host", "."], "cacheport build . -- --network host"),
+    (["build", "--no-cache", ".", "--", "--pull"], "cacheport build . -- --no-cache --pull"),
+])
+def test_a_buildx_flag_before_the_double_dash_shows_the_corrected_command(argv: list[str], fixed: str,
+                                                                          clean_env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    out = run(*argv, env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("cacheport: error: no such option '--")
+    assert f"buildx's own flags go after --: {fixed} (see 'cacheport build --help')" in out.stderr
+
+
+def test_a_typo_of_one_of_build_s_own_options_keeps_click_s_suggestion(clean_env: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    out = run("build", ".", "--tga", "x", env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and "'--tag'" in out.stderr and "after --" not in out.stderr
+
+
+@pytest.mark.parametrize("extra, rest, mode", [
+    (["--progress=plain", "--push"], ["--push"], "plain"),
+    (["--progress", "tty", "--pull"], ["--pull"], "tty"),
+    (["--push"], ["--push"], None),
+    (["--progress=plain", "--progress=quiet"], [], "quiet"),
+])
+def test_the_user_s_progress_flag_is_taken_out_of_buildx_s_arguments(extra: list[str], rest: list[str],
+                                                                      mode: str | None) -> None:
+    assert take_progress(extra) == (rest, mode)
+
+
+def test_what_buildx_says_before_the_build_starts_is_held_back() -> None:
+    fed: list[str] = []
+    held = Prelude(fed.append)
+    for line in ['ERROR: "docker buildx build" requires exactly 1 argument.\n', "See 'docker buildx build --help'.\n",
+                 "\n", "Usage:  docker buildx build [OPTIONS] PATH | URL | -\n"]:
+        held.add(line)
+    assert not held.started and fed == []
+    assert held.failure() == 'ERROR: "docker buildx build" requires exactly 1 argument.'
+    started = Prelude(fed.append)
+    started.add("WARNING: something\n")
+    started.add('{"vertexes": []}\n')
+    assert started.started and fed == ["WARNING: something\n", '{"vertexes": []}\n']
+
+
+def test_getting_started_s_ci_example_leaves_the_next_section_on_the_laptop(repo: Path,
+                                                                            clean_env: dict[str, str]) -> None:
+    """The page's commands run in one shell, as a reader types them: the GitLab variables of "The same command
+    in CI" must not leak into "A cache of your choosing", whose output is a laptop's."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "getting-started.md").read_text()
+
+    def commands(heading: str) -> str:
+        section = page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        return re.search(r"^```sh\n(.*?)^```$", section, re.M | re.S).group(1)  # type: ignore[union-attr]
+
+    script = commands("The same command in CI") + commands("A cache of your choosing")
+    out = subprocess.run(["bash", "-e", "-c", script], cwd=repo, capture_output=True, text=True, timeout=120,
+                         env={**clean_env, "PATH": f"{Path(sys.executable).parent}:{clean_env['PATH']}"})
+    assert out.returncode == 0, out.stderr
+    assert "cache:feature-login,mode=max" in out.stdout
+    assert "(local detected)" in out.stdout and "registry.example.com/team/app/cache:main," in out.stdout
+
+
+def test_explain_shows_the_format_the_export_carries_not_unset(tmp_path: Path, builtins: Plugins) -> None:
+    from cacheport.config import load_config
+    from cacheport.context import Context
+    from cacheport.plan import build_plan
+    from cacheport.render import explain
+
+    ctx = Context("local", "app", branch="main", trusted=True)
+    plan = build_plan(load_config(tmp_path, {}, cli=[("backend", "registry", "--backend"),
+                                                     ("ref", "127.0.0.1:5000/app/cache", "--set ref")]), ctx, builtins)
+    assert plan.exports[0].get("image-manifest") == "true"
+    text = explain(plan)
+    assert re.search(r"\n  registry\.image-manifest +true +← default: registry's own choice, as its export states\n",
+                     text), text
+    assert re.search(r"\n  registry\.compression +\(unset\) +← default\n", text)  # not stated: still unset
+    stated = build_plan(load_config(tmp_path, {}, cli=[
+        ("backend", "registry", "--backend"), ("ref", "127.0.0.1:5000/app/cache", "--set ref"),
+        ("oci-mediatypes", "false", "--set oci-mediatypes")]), ctx, builtins)
+    assert re.search(r"\n  registry\.image-manifest +false +← default: registry's own choice", explain(stated))
+
+
+def test_branches_gone_in_a_repository_without_a_remote_reads_its_own_branches(repo: Path,
+                                                                                clean_env: dict[str, str]) -> None:
+    from cacheport.errors import ConfigError
+    from cacheport.ops.inventory import remote_branches
+
+    git = ["git", "-C", str(repo), "-c", "user.email=you@example.com", "-c", "user.name=you"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True, env=clean_env)
+    subprocess.run([*git, "branch", "feature/x"], check=True, env=clean_env)
+    assert sorted(remote_branches(repo)) == ["feature/x", "main"]
+    subprocess.run([*git, "remote", "add", "upstream", str(repo / "nowhere")], check=True, env=clean_env)
+    with pytest.raises(ConfigError, match=r"^--branches-gone: git ls-remote --heads origin: fatal: "):
+        remote_branches(repo)
+
+
+def test_explain_never_takes_an_option_for_an_export_attribute_of_the_same_name(tmp_path: Path,
+                                                                                builtins: Plugins) -> None:
+    from cacheport.config import load_config
+    from cacheport.context import Context
+    from cacheport.plan import build_plan
+    from cacheport.render import explain
+
+    plan = build_plan(load_config(tmp_path, {}), Context("local", "app", branch="main", trusted=True), builtins)
+    assert plan.exports[0].get("dest", "").endswith(".new")  # where this build writes, not where the cache lives
+    assert re.search(r"\n  local\.dest +\(unset\) +← default\n", explain(plan)), explain(plan)
