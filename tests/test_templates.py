@@ -569,7 +569,7 @@ def test_the_job_s_logins_go_to_its_own_docker_config_which_goes_with_the_job(tm
         "auths": {"docker.io": {"auth": "cnVubmVyOmh1Yg=="}}, "credsStore": "pass",
         "credHelpers": {"registry.example.com": "ecr-login"}, "proxies": {"default": {"httpProxy": "http://p:3128"}}}))
     example = load(GITLAB_EXAMPLE)
-    proc, docker = run_gitlab_job(pipeline(example)["container-build"], example["variables"], {}, tmp_path)
+    proc, docker = run_gitlab_job(pipeline(example)["container-build"], example.get("variables", {}), {}, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_config = tmp_path / "project.tmp" / "cacheport-docker"
     logins = [c for c in docker if c["args"][0] == "login"]
