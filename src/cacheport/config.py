@@ -17,6 +17,8 @@ import attrs
 from cacheport.entry import REDACTED
 from cacheport.errors import ConfigError, close_matches, did_you_mean
 from cacheport.records import Backend, Option, normalize_key
+from cacheport.records import Setting as Setting
+from cacheport.records import Source as Source
 
 ENV_PREFIX = "CACHEPORT_"
 #: Settings that are not options of one backend.
@@ -61,37 +63,6 @@ OTHER_VARIABLES = {
 OTHER_PREFIXES = ("CACHEPORT_E2E",)
 _LEVELS = ("default", "file", "env", "cli")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@attrs.frozen
-class Source:
-    """Where a value came from.
-
-    Attributes:
-        level: ``default``, ``file``, ``env`` or ``cli`` (in rising precedence).
-        detail: for a person: ``pyproject.toml [tool.cacheport.registry] ref``, ``CACHEPORT_KEY``, ...
-        key: the key as the user wrote it.
-    """
-
-    level: str
-    detail: str
-    key: str = ""
-
-    def __str__(self) -> str:
-        return self.detail
-
-
-@attrs.frozen
-class Setting:
-    """A value and its source.
-
-    Attributes:
-        value: the typed value (str, bool, int) or None when unset.
-        source: where it came from.
-    """
-
-    value: Any
-    source: Source
 
 
 @attrs.frozen

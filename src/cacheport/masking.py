@@ -2,18 +2,15 @@
 docker client's complaint): secret values masked, also in their base64 forms; control characters escaped; one
 line of bounded length.
 
-Pure functions, called at the output edges: the build log, error lines, doctor's checks, registry messages.
+Pure functions, called at the output edges: the build log, error lines, doctor's checks, registry messages. A
+leaf: it imports nothing of cacheport's, so every layer may use it.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from cacheport.plan import Plan
+from collections.abc import Iterable
 
 MASK = "***"
 #: Shorter values are not masked: they would hide ordinary words and say nothing about the secret.
@@ -82,11 +79,3 @@ def shown_value(value: str, limit: int = 80) -> str:
     """A value a user gave, quoted for an error line: printable and at most ``limit`` characters."""
     text = repr(value[: limit + 1])
     return printable(text if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} characters)")
-
-
-def plan_secrets(plan: Plan, environ: Mapping[str, str]) -> list[str]:
-    """The secret values a plan brings into play: its secret attributes and its logins' passwords."""
-    from cacheport.render import secret_values
-
-    passwords = [environ.get(login.password_env, "") for login in plan.logins]
-    return sorted({*secret_values(plan), *(p for p in passwords if p)})

@@ -1,11 +1,15 @@
-"""Every record a plugin hands to the core: backends (schema, entries, store, doctor), context providers and
-renderers, and the checks a doctor returns. The plugin API is these records plus the hooks in hookspecs.py.
+"""Every record of the plugin API: what a plugin hands the core (backends with their schema, entries, store and
+doctor; context providers; renderers; a doctor's checks) and what the core hands a plugin (the CI context and
+the trust decision in an entry request, the plan a renderer renders, the settings it shows). The plugin API is
+these records plus the hooks in hookspecs.py.
 
-Records only; the core's logic for choosing and combining backends lives in plan.py.
+Records only, and every annotation resolves at runtime (``typing.get_type_hints``): nothing here imports a
+module that imports this one. The core's logic lives in context.py, trust.py, plan.py and render.py.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -14,12 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from cacheport.context import Context
 from cacheport.entry import CacheEntry
 
 if TYPE_CHECKING:
+    # Only StoreSession's methods name these; importing oci.format here would slow every `cacheport args`.
     from cacheport.oci.format import Descriptor, Manifest
-    from cacheport.plan import Plan
 
 _BACKEND_NAME = re.compile(r"[a-z][a-z0-9-]*\Z")
 OPTION_TYPES: dict[type, str] = {str: "string", bool: "boolean", int: "integer"}
@@ -64,6 +67,116 @@ def _check_option_type(_inst: object, _attr: object, value: type[Any]) -> None:
         raise ValueError(f"option type must be str, bool or int, not {value!r}")
 
 
+# --- what the core hands a plugin: settings, the CI context and the trust decision -----------------------
+
+
+@attrs.frozen
+class Source:
+    """Where a value came from.
+
+    Attributes:
+        level: ``default``, ``file``, ``env`` or ``cli`` (in rising precedence).
+        detail: for a person: ``pyproject.toml [tool.cacheport.registry] ref``, ``CACHEPORT_KEY``, ...
+        key: the key as the user wrote it.
+    """
+
+    level: str
+    detail: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@attrs.frozen
+class Setting:
+    """A value and its source.
+
+    Attributes:
+        value: the typed value (str, bool, int) or None when unset.
+        source: where it came from.
+    """
+
+    value: Any
+    source: Source
+
+
+@attrs.frozen
+class Trust:
+    """What the trust rules (:mod:`cacheport.trust`, one table) decided for one job.
+
+    Attributes:
+        rule: the id of the rule that decided, e.g. ``github:issue_comment``.
+        reason: one line for people: what the job is, and what it may write.
+        mode: the ``trust`` setting in force for this job: ``branch`` or ``protected``.
+        imports: branches to import from, most specific first.
+        export: the branch whose cache this job writes, or None.
+        writes: the job may write at all (a fixed name every branch shares, or ``latest`` when no branch is
+            known); False for forks, tags and read-only events.
+        protected: the job writes as a protected pipeline (its ref is protected and the code built is that
+            ref's). Under mode ``protected`` only such jobs write the names protected jobs read.
+    """
+
+    rule: str
+    reason: str
+    mode: str = "branch"
+    imports: tuple[str, ...] = ()
+    export: str | None = None
+    writes: bool = True
+    protected: bool = False
+
+
+@attrs.frozen
+class Context:
+    """The facts about the current job that decide cache refs.
+
+    Attributes:
+        provider: which CI system was detected (``gitlab``, ``github``, ``local``, ...).
+        project: the project path or name, for example ``group/app``.
+        branch: the branch being built, or None (detached, tag, no git).
+        default_branch: the project's default branch, when known.
+        target_branch: the merge/pull request's target branch, when building one.
+        trusted: False for merge/pull requests from forks: such jobs never export.
+        job: the CI job name, for messages.
+        default_backend: the backend to use when no setting names one (``gitlab`` inside GitLab CI).
+        branch_slugs: ``(branch, slug)`` pairs the CI computed itself (GitLab's ``CI_COMMIT_REF_SLUG``); a
+            branch's cache tag uses its slug from here, so the tag is the CI's even where its rule differs.
+        event: what started the job, in the CI's own words: GitHub's event name (``push``, ``pull_request``,
+            ``issue_comment``, ...), GitLab's pipeline source (``push``, ``schedule``, ``merge_request_event``,
+            ``merge_train``, ...); None when the provider reports none.
+        protected: whether the ref being built is protected (``CI_COMMIT_REF_PROTECTED``,
+            ``GITHUB_REF_PROTECTED``); None when unknown.
+        tag: the tag being built (a tag pipeline, a release), or None.
+        trust: what the trust rules decided for this job (:mod:`cacheport.trust`); the plan fills it in
+            before asking backends, so they never decide it themselves.
+    """
+
+    provider: str
+    project: str
+    branch: str | None = None
+    default_branch: str | None = None
+    target_branch: str | None = None
+    trusted: bool = True
+    job: str | None = None
+    default_backend: str = "local"
+    branch_slugs: tuple[tuple[str, str], ...] = ()
+    event: str | None = None
+    protected: bool | None = None
+    tag: str | None = None
+    trust: Trust | None = None
+
+    def fallback_branches(self) -> tuple[str, ...]:
+        """Branches to import from, most specific first: this branch, the MR target, the default branch."""
+        seen: dict[str, None] = {}
+        for name in (self.branch, self.target_branch, self.default_branch):
+            if name:
+                seen.setdefault(name, None)
+        return tuple(seen)
+
+
+# --- backends --------------------------------------------------------------------------------------------------
+
+
 @attrs.frozen
 class Option:
     """One setting a backend accepts, in ``[tool.cacheport.<backend>]`` or the environment.
@@ -80,7 +193,8 @@ class Option:
 
     name: str
     help: str
-    type: type[Any] = attrs.field(default=str, validator=_check_option_type)
+    # builtins.type: inside the class, ``type`` is this field, so get_type_hints would resolve it to that.
+    type: builtins.type[Any] = attrs.field(default=str, validator=_check_option_type)
     default: Any = None
     choices: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     secret: bool = False
@@ -364,3 +478,72 @@ class Renderer:
     render: Callable[[Plan, RenderOptions], str]
     secrets: bool = True
     append_to: str = ""
+
+
+# --- the plan a renderer renders -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ShownSetting:
+    """A setting as ``explain`` shows it.
+
+    Attributes:
+        name: ``backend``, ``key``, ``read-only`` or ``<backend>.<option>``.
+        setting: the value and where it came from.
+        secret: show the value as ``***``.
+    """
+
+    name: str
+    setting: Setting
+    secret: bool = False
+
+
+@attrs.frozen
+class Migration:
+    """A migration that is being read (dual-read) or written (dual-write) while the plan is in force.
+
+    Attributes:
+        old: the backend the cache is moving away from.
+        phase: ``dual-read`` or ``dual-write``.
+        request: what the old backend was asked (its options, the same context and key).
+    """
+
+    old: str
+    phase: str
+    request: EntryRequest
+
+
+@attrs.frozen
+class Plan:
+    """The cache plan for one build.
+
+    Attributes:
+        context: where we run.
+        backend: the selected backend's name.
+        imports: ``--cache-from`` entries, tried in this order.
+        exports: ``--cache-to`` entries.
+        swaps: directory swaps to make after a successful build.
+        warnings: one-line messages for the user.
+        settings: every setting that shaped the plan, with its source.
+        secret_attrs: entry attributes to redact wherever a person reads them.
+        logins: registry logins to try before a build (variable names, not values).
+        tags: image tags the build must push for the cache to be stored (inline cache).
+        read_only: exports were withheld (untrusted job, ``read-only``).
+        request: what the backend was asked, for follow-up questions (its store, ``cacheport doctor``).
+        migration: the migration being read or written, or None (none, or in cutover).
+    """
+
+    context: Context
+    backend: str
+    imports: tuple[CacheEntry, ...]
+    exports: tuple[CacheEntry, ...]
+    swaps: tuple[Swap, ...] = ()
+    warnings: tuple[str, ...] = ()
+    settings: tuple[ShownSetting, ...] = ()
+    secret_attrs: frozenset[str] = frozenset()
+    logins: tuple[Login, ...] = ()
+    tags: tuple[str, ...] = ()
+    read_only: bool = False
+    request: EntryRequest | None = None
+    migration: Migration | None = None
+

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from cacheport.entry import REDACTED, CacheEntry
 from cacheport.errors import RenderError
-from cacheport.plan import Plan
+from cacheport.records import Plan
 
 # Characters that word splitting or globbing would change in an unquoted $(cacheport args).
 _UNSAFE_WORD = re.compile(r"[\s*?\[]")
@@ -149,6 +149,12 @@ def buildctl(plan: Plan) -> str:
 def secret_values(plan: Plan) -> list[str]:
     """The secret attribute values the plan carries (for ``::add-mask::``)."""
     return sorted({v for e in (*plan.imports, *plan.exports) for k, v in e.attrs if k in plan.secret_attrs and v})
+
+
+def plan_secrets(plan: Plan, environ: Mapping[str, str]) -> list[str]:
+    """The secret values a plan brings into play: its secret attributes and its logins' passwords."""
+    passwords = [environ.get(login.password_env, "") for login in plan.logins]
+    return sorted({*secret_values(plan), *(p for p in passwords if p)})
 
 
 def github_output(plan: Plan, delimiter: str = "") -> str:

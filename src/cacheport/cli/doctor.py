@@ -76,7 +76,8 @@ def _for_people(checks: list[Check], plan: Plan) -> list[Check]:
     a docker client may have echoed one)."""
     import attrs
 
-    from cacheport.masking import mask, plan_secrets, printable, secret_forms
+    from cacheport.masking import mask, printable, secret_forms
+    from cacheport.render import plan_secrets
 
     forms = secret_forms(plan_secrets(plan, os.environ))
     return [attrs.evolve(c, detail=printable(mask(c.detail, forms), 1000), fix=printable(mask(c.fix, forms), 1000))

@@ -22,11 +22,12 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
-from cacheport.masking import mask, plan_secrets, secret_forms, terminal_safe
+from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.ops import report
 from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
 from cacheport.records import Login
+from cacheport.render import plan_secrets
 
 # Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
 _NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
