@@ -8,6 +8,10 @@ from hypothesis import strategies as st
 from cacheport.context import Context
 from cacheport.refs import SLUG_PATTERN, TAG_PATTERN, branch_refs, branch_tag, repository, slug
 
+# These hold the names to the trust rules' defaults, on contexts made by hand: the deprecated path (a context
+# without the plan's decision), which warns. tests/test_trust.py covers the decided one.
+pytestmark = pytest.mark.filterwarnings("ignore:a context without a trust decision:DeprecationWarning")
+
 branch_names = st.text(min_size=1, max_size=300) | st.sampled_from(
     ["feature/x", "Feature/Ünïcode", "-lead", "..", "a" * 300, "日本語", "release/1.2.3", "_x"]
 )

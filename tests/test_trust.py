@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.errors import ConfigError
-from cacheport.kit import cache_names, may_write_shared
+from cacheport.kit import cache_names
 from cacheport.plan import build_plan
 from cacheport.plugins import Plugins
+from cacheport.refs import slug
 from cacheport.render import as_dict, explain
 from cacheport.trust import RULES, UNPROTECTED, decide, parse_events
 
@@ -43,6 +44,12 @@ def pull(head_repo: str, number: int = 7, base: str = "main") -> dict[str, objec
 
 PR_ENV = {"GITHUB_REF": "refs/pull/7/merge", "GITHUB_REF_NAME": "7/merge", "GITHUB_HEAD_REF": "fix",
           "GITHUB_BASE_REF": "main", "GITHUB_REF_PROTECTED": "false"}
+
+
+def writes_shared(ctx: Context) -> bool:
+    """May the job write a cache every branch shares, by the decision in its context."""
+    assert ctx.trust is not None
+    return ctx.trust.writes_shared
 
 
 def names(ctx: Context, mode: str | None = None, events: str = "", key: str | None = None) -> tuple[tuple[str, ...], str | None]:
@@ -122,7 +129,7 @@ def test_tags_and_releases_import_only(tmp_path: Path, event: str) -> None:
     ctx = github(tmp_path, event, {"release": {"tag_name": "v1.0"}} if event == "release" else {}, **env)
     assert names(ctx) == (("main",), None)
     assert decide(ctx).mode == "protected"  # protected builds read only protected caches, by default for tags
-    assert not may_write_shared(attrs.evolve(ctx, trust=decide(ctx)))
+    assert not writes_shared(attrs.evolve(ctx, trust=decide(ctx)))
 
 
 def test_any_other_event_reads_only_unless_opted_in(tmp_path: Path) -> None:
@@ -249,7 +256,7 @@ def test_fixed_names_are_written_only_by_protected_pipelines_under_protected_mod
     for ctx, mode, expected in [(branch_pipeline("dev"), None, True), (branch_pipeline("dev"), "protected", False),
                                 (branch_pipeline("main", protected=True), "protected", True),
                                 (merge_request("merge_train"), None, False)]:
-        assert may_write_shared(attrs.evolve(ctx, trust=decide(ctx, mode))) is expected
+        assert writes_shared(attrs.evolve(ctx, trust=decide(ctx, mode))) is expected
 
 
 BRANCHES = st.sampled_from(["main", "Main", "main-", "release/1.0", "release-1.0", "feature/x", "feature-x",
@@ -283,10 +290,10 @@ def test_no_untrusted_or_unprotected_job_writes_what_a_protected_job_imports(
     w, r = _decided(writer, "protected", opt_ins), _decided(reader, "protected", opt_ins)
     assert w.trust is not None and r.trust is not None
     if not w.trusted:
-        assert cache_names(w, writer_key).export is None and not may_write_shared(w)
+        assert cache_names(w, writer_key).export is None and not writes_shared(w)
     if r.trust.protected and not w.trust.protected:
         assert cache_names(w, writer_key).export not in cache_names(r, reader_key).imports
-        assert not may_write_shared(w)
+        assert not writes_shared(w)
 
 
 @given(job=jobs, key=KEYS, opt_ins=OPT_INS, mode=st.sampled_from([None, "branch", "protected"]))
@@ -297,7 +304,7 @@ def test_forks_tags_and_read_only_events_never_write(job: Context, key: str | No
     rule = next(r for r in RULES if r.id == ctx.trust.rule)
     opted = rule.opt_in and job.event in opt_ins
     if not job.trusted or rule.when == "tag" or (rule.export == "none" and not opted):
-        assert cache_names(ctx, key).export is None and not may_write_shared(ctx)
+        assert cache_names(ctx, key).export is None and not writes_shared(ctx)
 
 
 @given(job=jobs, key=KEYS)
@@ -353,3 +360,115 @@ def test_unknown_protection_under_protected_mode_is_said(tmp_path: Path, builtin
     ctx = attrs.evolve(branch_pipeline("dev"), protected=None)
     plan = plan_for(tmp_path, builtins, ctx, 'trust = "protected"\n')
     assert any("does not say whether this ref is protected" in w for w in plan.warnings)
+
+
+# --- one decision, made by the plan and followed on every path ------------------------------------------------
+
+#: Every path that once decided again with the default settings (``context.trust or decide(context)``), as a
+#: backend and its settings, and the attribute holding the name its export writes.
+PATHS = {
+    "registry, a tag per branch": ('backend = "registry"\n[registry]\nref = "r.example/app/cache"\n', "ref"),
+    "registry, one fixed ref": ('backend = "registry"\n[registry]\nref = "r.example/app/cache:shared"\n', "ref"),
+    "gha, a scope per branch": ('backend = "gha"\n', "scope"),
+    "gha, one fixed scope": ('backend = "gha"\n[gha]\nscope = "shared"\n', "scope"),
+    "s3, a name per branch": ('backend = "s3"\n[s3]\nbucket = "b"\nregion = "r"\n', "name"),
+    "s3, one fixed name": ('backend = "s3"\n[s3]\nbucket = "b"\nregion = "r"\nname = "shared"\n', "name"),
+    # A backend written against the 0.1 docs: cache_names(request.context, request.key).
+    "a plugin's cache_names": ('backend = "shared-dir"\n[shared-dir]\nroot = "/srv/cache"\n', "dest"),
+}
+NO_BRANCH_GITLAB = Context("gitlab", "group/app", event="push", protected=False)
+NO_BRANCH_COMMENT = Context("github", "org/app", event="issue_comment", protected=True)
+
+
+def _comment_on_main(tmp_path: Path) -> Context:
+    return github(tmp_path, "issue_comment", {"issue": {"number": 7, "pull_request": {"url": "u"}}},
+                  **on_branch("main", protected=True))
+
+
+def _export(tmp_path: Path, ctx: Context, path: str, settings: str) -> str | None:
+    """The name the plan's export writes on one path (a registry's tag, a directory's last part, gha's scope,
+    s3's name), with no deprecated fallback allowed on the way."""
+    import warnings
+
+    import cacheport_example
+    from cacheport_builtins import gha, registry, s3
+
+    toml, attr = PATHS[path]
+    (tmp_path / "cacheport.toml").write_text(settings + toml)
+    plugins = Plugins.from_modules([registry, gha, s3, contexts, cacheport_example])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        plan = build_plan(load_config(tmp_path, {}), ctx, plugins)
+    assert len(plan.exports) <= 1
+    if not plan.exports:
+        return None
+    value = str(plan.exports[0].get(attr))
+    return value.rsplit(":", 1)[-1] if attr == "ref" else value.rsplit("/", 1)[-1]
+
+
+def _named(path: str, ctx: Context, name: str) -> str:
+    """What a branch's cache is called on a path: gha and s3 put the project first."""
+    return f"{slug(ctx.project)}-{name}" if path.startswith(("gha", "s3")) else name
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_configured_trust_mode_is_honoured_on_every_path(tmp_path: Path, path: str) -> None:
+    fixed = "fixed" in path
+    dev, protected = branch_pipeline("dev"), 'trust = "protected"\n'
+    # trust = "protected": an unprotected pipeline writes only its own marked cache, never a shared one;
+    # the default rules (trust = "branch") would have let it write the branch's own name, or the shared one.
+    if fixed:
+        assert _export(tmp_path, dev, path, protected) is None
+        assert _export(tmp_path, dev, path, "") == "shared"
+    else:
+        assert _export(tmp_path, dev, path, protected) == _named(path, dev, f"{UNPROTECTED}dev")
+        assert _export(tmp_path, dev, path, "") == _named(path, dev, "dev")
+        # No branch known at all: the one rule's `latest`, marked too.
+        assert _export(tmp_path, NO_BRANCH_GITLAB, path, protected) == _named(path, NO_BRANCH_GITLAB,
+                                                                             f"{UNPROTECTED}latest")
+        assert _export(tmp_path, NO_BRANCH_GITLAB, path, "") == _named(path, NO_BRANCH_GITLAB, "latest")
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_configured_trust_events_are_honoured_on_every_path(tmp_path: Path, path: str) -> None:
+    fixed = "fixed" in path
+    comment, opted = _comment_on_main(tmp_path), 'trust-events = "issue_comment"\n'
+    assert _export(tmp_path, comment, path, opted) == ("shared" if fixed else _named(path, comment, "main"))
+    assert _export(tmp_path, comment, path, "") is None  # what the default rules decide
+    if not fixed:
+        assert _export(tmp_path, NO_BRANCH_COMMENT, path, opted) == _named(path, NO_BRANCH_COMMENT, "latest")
+        assert _export(tmp_path, NO_BRANCH_COMMENT, path, "") is None
+
+
+def test_seed_follows_the_configured_trust(tmp_path: Path, builtins: Plugins) -> None:
+    from cacheport.cli.seed import _check_may_write
+    from cacheport.errors import CacheportError
+
+    protected = plan_for(tmp_path, builtins, branch_pipeline("dev"), 'trust = "protected"\n')
+    with pytest.raises(CacheportError, match="not seeding from this job"):
+        _check_may_write(protected.context, dry_run=False)
+    _check_may_write(protected.context, dry_run=True)
+    opted = plan_for(tmp_path, builtins, _comment_on_main(tmp_path), 'trust-events = "issue_comment"\n')
+    _check_may_write(opted.context, dry_run=False)
+    with pytest.raises(CacheportError, match="not seeding from this job"):
+        _check_may_write(plan_for(tmp_path, builtins, _comment_on_main(tmp_path)).context, dry_run=False)
+
+
+def test_the_request_carries_the_plan_s_decision(tmp_path: Path, builtins: Plugins) -> None:
+    plan = plan_for(tmp_path, builtins, branch_pipeline("dev"), 'trust = "protected"\ntrust-events = "push"\n')
+    assert plan.request is not None and plan.request.trust is plan.context.trust
+    assert (plan.request.trust.mode, plan.request.trust.writes, plan.request.trust.writes_shared) == (
+        "protected", True, False)
+    with pytest.raises(ValueError, match="carries no trust decision"):
+        _ = attrs.evolve(plan.request, context=branch_pipeline("dev")).trust
+
+
+def test_a_hand_made_context_still_works_and_says_it_is_deprecated() -> None:
+    ctx = branch_pipeline("dev")
+    with pytest.warns(DeprecationWarning, match="ignoring the configured trust and trust-events"):
+        found = cache_names(ctx)
+    assert (found.imports, found.export) == names(ctx)
+    from cacheport.kit import may_write_shared
+
+    with pytest.warns(DeprecationWarning, match="request.trust.writes_shared"):
+        assert may_write_shared(attrs.evolve(ctx, trust=decide(ctx, "protected"))) is False

@@ -20,7 +20,8 @@ def cacheport_backends() -> Iterable[Backend]:
     """Return the cache backends this plugin provides.
 
     Backends are looked up by name, never by hook order; two plugins providing one name is an error.
-    The ``entries`` function must be pure: compute entries from its request, change nothing. A backend that
+    The ``entries`` function must be pure: compute entries from its request, change nothing. Who may write is
+    the plan's decision, carried in ``request.trust``; the kit's ``cache_names`` follows it. A backend that
     stores caches somewhere reachable also gives a ``store`` (see :class:`cacheport.CacheStore`), so that
     ``seed``, ``status``, ``prune`` and ``doctor`` reach its caches; :mod:`cacheport.kit` builds the whole of a
     registry-type backend, store included, from one function (the example's second backend).

@@ -1,8 +1,10 @@
 """The kit for backend authors: what every registry-type backend (``registry``, ``gitlab``, ``pulp``, ``inline``,
 a plugin's) and every backend with per-branch cache names (``s3``, ``gha``) shares.
 
-- :func:`cache_names`: the branch fallback chain, with the one rule for a job that knows no branch, and
-  :func:`may_write_shared` for a cache every branch shares; both follow the trust rules (:mod:`cacheport.trust`).
+- :func:`cache_names`: the branch fallback chain, with the one rule for a job that knows no branch. Like every
+  name a backend writes, it follows the plan's trust decision, which the request carries
+  (:attr:`cacheport.EntryRequest.trust`; ``request.trust.writes_shared`` for a cache every branch shares): a
+  backend never decides who may write.
 - :func:`registry_options`, :class:`RegistryCache`, :func:`registry_entries`, :func:`registry_store` and
   :func:`registry_backend`: a whole registry-type backend (schema, entries, store) from one function that says
   where its cache repository is.
@@ -24,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.errors import ConfigError
 
@@ -33,9 +34,19 @@ from cacheport.errors import ConfigError
 from cacheport.masking import mask as mask
 from cacheport.masking import printable as printable
 from cacheport.masking import secret_forms as secret_forms
-from cacheport.records import Backend, BackendEntries, CacheStore, Check, EntryRequest, Login, Option, StoreSession
+from cacheport.records import (
+    Backend,
+    BackendEntries,
+    CacheStore,
+    Check,
+    Context,
+    EntryRequest,
+    Login,
+    Option,
+    StoreSession,
+)
 from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug
-from cacheport.trust import decide, marked
+from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
     from cacheport.oci.auth import Credentials
@@ -88,26 +99,26 @@ def cache_names(context: Context, key: str | None = None) -> CacheNames:
     The one rule for "no branch known": a job that knows no branch, no MR target and no default branch reads
     and writes the name ``latest`` (with ``key``: ``<key>-latest``), and says so in a warning. A job that knows
     only the default branch (a tag pipeline) imports from it and exports nothing. Which branches a job reads
-    and whether it writes are the trust rules' (``context.trust``, see :mod:`cacheport.trust`).
+    and whether it writes are the plan's trust decision, which ``request.context`` carries (``context.trust``,
+    see :mod:`cacheport.trust`).
     """
     imports, export = branch_names(context, key)
     if imports:
         return CacheNames(imports, export)
     name = branch_tag(NO_BRANCH, key)
-    trust = context.trust or decide(context)
+    trust = decided(context)
     if trust.mode == "protected" and not trust.protected:
         name = marked(name)
     return CacheNames((name,), name if trust.writes else None, (NO_BRANCH_WARNING,))
 
 
 def may_write_shared(context: Context) -> bool:
-    """Whether this job may write a cache every branch shares (a fixed ``ref:tag``, ``name`` or ``scope``).
+    """Deprecated since 0.2: read ``request.trust.writes_shared`` (:attr:`cacheport.records.Trust.writes_shared`)."""
+    import warnings
 
-    Jobs the trust rules let write anything may; under ``trust = "protected"`` only protected pipelines,
-    since protected builds read that one cache too.
-    """
-    trust = context.trust or decide(context)
-    return trust.writes and (trust.mode != "protected" or trust.protected)
+    warnings.warn("cacheport.kit.may_write_shared is deprecated since 0.2: read request.trust.writes_shared",
+                  DeprecationWarning, stacklevel=2)
+    return decided(context).writes_shared
 
 
 def _flag(value: Any) -> str:
@@ -240,7 +251,7 @@ def registry_entries(cache: RegistryCache, request: EntryRequest) -> BackendEntr
     warnings = list(cache.warnings)
     if cache.fixed is not None:
         imports: tuple[str, ...] = (cache.fixed,)
-        export = cache.fixed if may_write_shared(request.context) else None
+        export = cache.fixed if request.trust.writes_shared else None
     else:
         names = cache_names(request.context, request.key)
         imports = tuple(f"{cache.repository}:{n}" for n in names.imports)

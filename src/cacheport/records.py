@@ -103,7 +103,9 @@ class Setting:
 
 @attrs.frozen
 class Trust:
-    """What the trust rules (:mod:`cacheport.trust`, one table) decided for one job.
+    """What the trust rules (:mod:`cacheport.trust`, one table) decided for one job: the one answer to "may this
+    job write, and what?". The plan decides it once, with the ``trust`` and ``trust-events`` settings, and a
+    backend reads it as :attr:`EntryRequest.trust`.
 
     Attributes:
         rule: the id of the rule that decided, e.g. ``github:issue_comment``.
@@ -125,6 +127,13 @@ class Trust:
     writes: bool = True
     protected: bool = False
 
+    @property
+    def writes_shared(self) -> bool:
+        """Whether the job may write a cache every branch shares (a fixed ``ref:tag``, ``name`` or ``scope``):
+        any job that writes at all, but under ``trust = "protected"`` only a protected pipeline, since protected
+        builds read that one cache too."""
+        return self.writes and (self.mode != "protected" or self.protected)
+
 
 @attrs.frozen
 class Context:
@@ -136,7 +145,8 @@ class Context:
         branch: the branch being built, or None (detached, tag, no git).
         default_branch: the project's default branch, when known.
         target_branch: the merge/pull request's target branch, when building one.
-        trusted: False for merge/pull requests from forks: such jobs never export.
+        trusted: False for merge/pull requests from forks: a fact the provider reports, which the trust rules
+            take into account (a fork's job never writes). Read the decision, never this: ``trust``.
         job: the CI job name, for messages.
         default_backend: the backend to use when no setting names one (``gitlab`` inside GitLab CI).
         branch_slugs: ``(branch, slug)`` pairs the CI computed itself (GitLab's ``CI_COMMIT_REF_SLUG``); a
@@ -147,8 +157,9 @@ class Context:
         protected: whether the ref being built is protected (``CI_COMMIT_REF_PROTECTED``,
             ``GITHUB_REF_PROTECTED``); None when unknown.
         tag: the tag being built (a tag pipeline, a release), or None.
-        trust: what the trust rules decided for this job (:mod:`cacheport.trust`); the plan fills it in
-            before asking backends, so they never decide it themselves.
+        trust: what the trust rules decided for this job (:mod:`cacheport.trust`). Providers leave it None;
+            the plan fills it in before asking backends (:attr:`EntryRequest.trust`), so they never decide it
+            themselves.
     """
 
     provider: str
@@ -217,7 +228,8 @@ class EntryRequest:
 
     Attributes:
         options: the backend's validated options, by schema name, with defaults applied.
-        context: where we run (branch, default branch, MR target, trust).
+        context: where we run (branch, default branch, MR target), with the plan's trust decision in it
+            (read it as :attr:`trust`).
         key: the scope for refs (a target, platform or matrix axis), or None.
         cache_dir: a directory this user's caches may live in (``$XDG_CACHE_HOME/cacheport``).
         environ: the environment, read-only, for backends whose entries depend on it (gha's token, a secret
@@ -229,6 +241,17 @@ class EntryRequest:
     key: str | None = None
     cache_dir: str = ""
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def trust(self) -> Trust:
+        """The plan's trust decision for this job (the ``trust`` and ``trust-events`` settings applied): which
+        branches to read, which one to write, and whether to write at all (:attr:`Trust.writes`,
+        :attr:`Trust.writes_shared`). A backend follows it and never decides again."""
+        if self.context.trust is None:
+            raise ValueError("this request's context carries no trust decision: requests come from the plan "
+                             "(cacheport.plan.build_plan); a hand-made one needs "
+                             "attrs.evolve(context, trust=cacheport.trust.decide(context, mode, events))")
+        return self.context.trust
 
 
 @attrs.frozen
@@ -518,7 +541,7 @@ class Plan:
     """The cache plan for one build.
 
     Attributes:
-        context: where we run.
+        context: where we run, with the trust decision (``context.trust``) every backend was asked under.
         backend: the selected backend's name.
         imports: ``--cache-from`` entries, tried in this order.
         exports: ``--cache-to`` entries.
@@ -528,7 +551,8 @@ class Plan:
         secret_attrs: entry attributes to redact wherever a person reads them.
         logins: registry logins to try before a build (variable names, not values).
         tags: image tags the build must push for the cache to be stored (inline cache).
-        read_only: exports were withheld (untrusted job, ``read-only``).
+        read_only: exports were withheld: the trust decision lets this job write nothing, or ``read-only`` is
+            set. What the plan did, not a decision to make again.
         request: what the backend was asked, for follow-up questions (its store, ``cacheport doctor``).
         migration: the migration being read or written, or None (none, or in cutover).
     """

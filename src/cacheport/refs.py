@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from cacheport.context import Context
+from cacheport.records import Context
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]")
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
@@ -63,10 +63,11 @@ def branch_names(context: Context, key: str | None = None) -> tuple[tuple[str, .
     same as its own. Under ``trust = "protected"`` a job that is not a protected pipeline reads and writes
     its own branch's :data:`~cacheport.trust.UNPROTECTED` name first, which no branch's name can equal.
     No branch known at all gives no names: :func:`cacheport.kit.cache_names` applies the one rule for that.
+    Pass the request's context: it carries the plan's decision (``context.trust``).
     """
-    from cacheport.trust import decide, marked
+    from cacheport.trust import decided, marked
 
-    trust = context.trust or decide(context)
+    trust = decided(context)
     names = tuple(dict.fromkeys(branch_tag(name, key, context) for name in trust.imports))
     export = branch_tag(trust.export, key, context) if trust.export else None
     for other in (context.default_branch, context.target_branch):

@@ -1,7 +1,7 @@
 """Who may write a cache that protected builds read: the one rule table, and the decision for a job.
 
 Every CI event and pipeline type is one row of :data:`RULES`. :func:`decide` picks the first row that matches
-a job's context and turns it into a :class:`~cacheport.context.Trust`; the names that follow from it (and the
+a job's context and turns it into a :class:`~cacheport.records.Trust`; the names that follow from it (and the
 guard against slug collisions) are in :func:`cacheport.refs.branch_names`. ``docs/trust.md`` is generated
 from :data:`RULES` by ``scripts/gen-trust-docs``. Pure: no I/O, no environment.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from cacheport.context import Context, Trust
 from cacheport.errors import ConfigError
+from cacheport.records import Context, Trust
 
 #: ``trust = "branch"``: every job that may write writes its own branch's cache. ``trust = "protected"``:
 #: only protected pipelines write the names protected pipelines read; every other job writes its own
@@ -166,6 +166,24 @@ def decide(context: Context, mode: str | None = None, events: frozenset[str] = f
     protected = rule.code_of_ref and context.protected is True
     return Trust(rule.id, _reason(rule, context, kind, writes, opted, mode, protected), mode, imports, export,
                  writes, protected)
+
+
+def decided(context: Context) -> Trust:
+    """The decision the plan put in ``context`` (``context.trust``).
+
+    A context nobody decided for (one a plugin's test made by hand) gets the rules' decision with the default
+    settings, which ignores the ``trust`` and ``trust-events`` a user configured. That is deprecated, and
+    warns: pass the request's context, or decide first with :func:`decide`.
+    """
+    if context.trust is not None:
+        return context.trust
+    import warnings
+
+    warnings.warn("a context without a trust decision: cacheport decides with the default trust settings, "
+                  "ignoring the configured trust and trust-events. Pass request.context (the plan decided for "
+                  "it), or attrs.evolve(context, trust=cacheport.trust.decide(context, mode, events)); "
+                  "deprecated since 0.2", DeprecationWarning, stacklevel=3)
+    return decide(context)
 
 
 def _reason(rule: Rule, context: Context, kind: str, writes: bool, opted: bool, mode: str, protected: bool) -> str:

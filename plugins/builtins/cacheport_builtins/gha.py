@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names, may_write_shared
+from cacheport.kit import MODES, cache_names
 from cacheport.refs import slug
 
 # buildx fills these in from the environment and silently drops a gha entry without them.
@@ -18,7 +18,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
     warnings: list[str] = []
     if opts["scope"]:
         scopes: tuple[str, ...] = (str(opts["scope"]),)
-        export = scopes[0] if may_write_shared(ctx) else None
+        export = scopes[0] if request.trust.writes_shared else None
     else:
         names = cache_names(ctx, request.key)
         project = slug(ctx.project)

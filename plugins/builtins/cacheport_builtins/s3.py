@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names, may_write_shared
+from cacheport.kit import MODES, cache_names
 from cacheport.refs import slug
 
 ENGINE_CAVEAT = (
@@ -22,7 +22,7 @@ def names_for(request: EntryRequest) -> tuple[tuple[str, ...], str | None, tuple
     branch names of :func:`cacheport.kit.cache_names`, or one fixed name."""
     opts, ctx = request.options, request.context
     if opts["name"]:
-        return (str(opts["name"]),), (str(opts["name"]) if may_write_shared(ctx) else None), ()
+        return (str(opts["name"]),), (str(opts["name"]) if request.trust.writes_shared else None), ()
     names = cache_names(ctx, request.key)
     # Several projects often share one bucket or container: the project keeps their manifests apart.
     project = slug(ctx.project)

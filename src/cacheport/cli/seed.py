@@ -214,8 +214,6 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     if bool(branches) == all_tags:
         raise CacheportError("say what to copy: --branch BRANCH (repeatable) or --all")
     config, context, plugins = load_inputs(to or backend, key, sets, None, config_path, verbose, backend_flag="--to")
-    if not context.trusted and not dry_run:
-        raise CacheportError("not seeding from an untrusted job (a merge/pull request from a fork)")
     plan = build_plan(config, context, plugins)
     _check_may_write(plan.context, dry_run)
     new = plugins.backend(plan.backend)
@@ -276,9 +274,7 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
 
 
 def _check_may_write(context: Context, dry_run: bool) -> None:
-    """Seed writes branch names directly: only a job the trust rules let write a shared cache may."""
-    from cacheport.kit import may_write_shared
-
-    if not dry_run and context.trust is not None and not may_write_shared(context):
+    """Seed writes branch names directly: only a job the plan's trust decision lets write a shared cache may."""
+    if not dry_run and context.trust is not None and not context.trust.writes_shared:
         raise CacheportError(f"not seeding from this job: {context.trust.reason} Seed writes the names protected "
                              "builds read; --dry-run shows what it would copy")
