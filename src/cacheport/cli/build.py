@@ -66,8 +66,10 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
+    from cacheport.ops.docker import builder_in, docker_for
 
     plan = make_plan(**common)
     extra = (ctx.obj or {}).get("extra", [])
-    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say, report_file=report_file,
+    docker = docker_for(os.environ, builder_in(extra))
+    sys.exit(run(plan, context, tags, dockerfile, extra, docker, say, report_file=report_file,
                  require_hit=require_hit))

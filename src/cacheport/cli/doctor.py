@@ -39,6 +39,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
 
     from cacheport.errors import CacheportError
     from cacheport.ops.checks import machine_checks, store_checks
+    from cacheport.ops.docker import docker_for
     from cacheport.records import Check
 
     plan = make_plan(**common)
@@ -46,7 +47,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
     backend = plugins.backend(plan.backend)
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
-    checks += machine_checks(plan, os.environ, builder)
+    checks += machine_checks(plan, docker_for(os.environ, builder))
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor

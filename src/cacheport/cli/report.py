@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,18 +15,20 @@ from cacheport.errors import NoHistoryError, ReportError
 
 if TYPE_CHECKING:
     from cacheport.entry import CacheEntry
+    from cacheport.ops.docker import Docker
     from cacheport.ops.report import BuildReport
 
 
-def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) -> str:
+def _buildx(docker: Docker, *args: str, stderr: bool = False) -> str:
     """What ``docker buildx ARGS`` printed (on stderr: ``history logs`` writes its stream there)."""
-    command = [docker, "buildx", *(["--builder", builder] if builder else []), *args]
+    import subprocess
+
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        done = docker.run("buildx", *docker.builder_args(), *args)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ReportError(f"could not run {docker} buildx: {exc}") from None
+        raise ReportError(f"could not run {docker.client} buildx: {exc}") from None
     if done.returncode != 0:
-        from cacheport.ops.build import last_line
+        from cacheport.ops.docker import last_line
 
         said = last_line(done.stderr or done.stdout)
         if args[0] == "history" and ("unknown" in (done.stderr or "").lower() or "COMMAND --help" in said):
@@ -38,18 +39,16 @@ def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) 
     return done.stderr if stderr else done.stdout
 
 
-def _from_history(ref: str | None, builder: str | None, imports: Sequence[CacheEntry],
+def _from_history(ref: str | None, docker: Docker, imports: Sequence[CacheEntry],
                   exports: Sequence[CacheEntry]) -> list[BuildReport]:
     """The build's record in buildx's history and its progress stream (``ref``, else the builder's last build)."""
     from cacheport.ops import report
 
-    docker = os.environ.get("CACHEPORT_DOCKER", "docker")
-    builder = builder or os.environ.get("BUILDX_BUILDER") or None
     try:
-        doc = json.loads(_buildx(docker, builder, "history", "inspect", *([ref] if ref else []), "--format", "json"))
+        doc = json.loads(_buildx(docker, "history", "inspect", *([ref] if ref else []), "--format", "json"))
     except ValueError:
         raise ReportError("docker buildx history inspect printed no JSON (buildx 0.23 or newer has it)") from None
-    logs = _buildx(docker, builder, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
+    logs = _buildx(docker, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
                    "--progress=rawjson", stderr=True)
     return [report.parse_history(doc, imports, exports), report.parse_rawjson(logs, imports, exports)]
 
@@ -104,7 +103,9 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
         builder = builder or report.history_builder(meta) or None
     if ref or not found:
         try:
-            found += _from_history(ref, builder, imports, exports)
+            from cacheport.ops.docker import docker_for
+
+            found += _from_history(ref, docker_for(os.environ, builder), imports, exports)
         except ReportError as exc:
             if not found or asked:
                 raise
