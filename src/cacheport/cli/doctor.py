@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, store_for
+from cacheport.cli.common import format_option, plan_options
 
 if TYPE_CHECKING:
+    from cacheport.cli.session import Session
     from cacheport.plan import Plan
     from cacheport.records import Check
 
@@ -25,7 +26,7 @@ Examples:
 @click.option("--builder", metavar="NAME", help="The buildx builder to check (default: $BUILDX_BUILDER, else the "
               "current one), as `docker buildx build --builder NAME` would use.")
 @plan_options
-def command(fmt: str, builder: str | None, **common: Any) -> None:
+def command(fmt: str, builder: str | None, session: Session) -> None:
     """Check that the configured cache works before a build finds out: one line per check, with the fix.
 
     Checks Docker, buildx and what the builder can do with this plan (on a docker-container or remote builder
@@ -42,12 +43,12 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
     from cacheport.ops.docker import docker_for
     from cacheport.records import Check
 
-    plan = make_plan(**common)
-    plugins = load_plugins()
+    plan = session.plan
+    plugins = session.plugins
     backend = plugins.backend(plan.backend)
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
-    checks += machine_checks(plan, docker_for(os.environ, builder))
+    checks += machine_checks(plan, docker_for(session.environ, builder))
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor
@@ -58,7 +59,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
     if backend.store is not None and request is not None:
         # Last: the format round trip writes a scratch name, which may create the repository.
         try:
-            checks += store_checks(store_for(backend, request, "doctor"), backend.cache_type)
+            checks += store_checks(session.store(), backend.cache_type)
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
     checks = _for_people(checks, plan)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from cacheport.cli.common import check_config_text, load_plugins, set_option, verbose_option, write_file
+from cacheport.cli.common import set_option, verbose_option
+from cacheport.cli.output import write_file
 
 
 @click.command("init", epilog="""\b
@@ -22,20 +20,19 @@ Examples:
 @verbose_option
 def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run: bool, verbose: int) -> None:
     """Write a starter cacheport.toml for the CI detected here."""
-    from cacheport.context import detect_context
+    from cacheport.cli.session import Options, Session
     from cacheport.errors import ConfigError
     from cacheport.switch import starter, typed
 
-    plugins = load_plugins(verbose)
-    cwd = Path.cwd()
-    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    session = Session("init", Options(verbose=verbose))
+    plugins, context = session.plugins, session.context
     chosen = plugins.backend(backend or context.default_backend if (backend or context.default_backend in
                                                                     plugins.backends()) else "local")
-    path = cwd / "cacheport.toml"
+    path = session.cwd / "cacheport.toml"
     if path.exists() and not force and not dry_run:
         raise ConfigError(f"{path.name} exists already; use --force to overwrite it")
     text = starter(chosen.name, typed(chosen, sets))
-    check_config_text(text, path, context, plugins)
+    session.plan_for_text(text, path)
     if dry_run:
         click.echo(text, nl=False)
         return

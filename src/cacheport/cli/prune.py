@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, jobs_option, make_plan, plan_options, plan_store
+from cacheport.cli.common import format_option, jobs_option, plan_options
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
 
 
 @click.command("prune", epilog="""\b
@@ -27,7 +29,7 @@ Examples:
 @jobs_option("Manifests read, and tags deleted,", lookups=True)
 @plan_options
 def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
-            yes: bool, fmt: str, jobs: int, **common: Any) -> None:
+            yes: bool, fmt: str, jobs: int, session: Session) -> None:
     """Delete stale caches from the backend's store (a registry's manifest DELETE; a directory's index entry and
     the blobs only it used).
 
@@ -41,9 +43,9 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     if not (tags_named or older_than or branches_gone):
         raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
     age = inventory.parse_age(older_than) if older_than else None
-    plan = make_plan(**common)
+    plan = session.plan
     default = plan.context.default_branch
-    _backend, store = plan_store(plan, "prune")
+    store = session.store()
     # A store with one cache for every branch (a local directory) holds the default branch's cache whatever
     # its name: it is protected without knowing which branch that is.
     if (older_than or branches_gone) and not default and not keep and not store.fixed:
@@ -52,13 +54,13 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     key = plan.request.key if plan.request else None
     live = None
     if branches_gone:
-        branches = inventory.remote_branches(Path.cwd())
+        branches = inventory.remote_branches(session.cwd)
         live = {store.name_for(b) for b in branches} | {branch_tag(b) for b in branches}
     keep_tags = {store.name_for(k) for k in keep} | {branch_tag(k, key) for k in keep} | {branch_tag(k) for k in keep}
     keep_tags |= set(keep)
     deleted: list[str] = []
-    with store.open() as session:
-        tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+    with store.open() as opened:
+        tags = inventory.list_caches(opened, inventory.roles(plan.context, store), jobs)
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
@@ -67,7 +69,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
                                      default_tag=store.name_for(default or "") if default or store.fixed else None)
         doomed = [d for d in decisions if d.delete]
         if yes:
-            deleted = inventory.delete_each(session, [d.tag for d in doomed], jobs)
+            deleted = inventory.delete_each(opened, [d.tag for d in doomed], jobs)
     if fmt == "json":
         click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
                                 "deleted": d.tag.tag in deleted} for d in decisions], indent=2))

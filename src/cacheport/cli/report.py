@@ -6,14 +6,16 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, make_plan, plan_options, warn
+from cacheport.cli.common import format_option, plan_options
+from cacheport.cli.output import warn
 from cacheport.errors import NoHistoryError, ReportError
 
 if TYPE_CHECKING:
+    from cacheport.cli.session import Session
     from cacheport.entry import CacheEntry
     from cacheport.ops.docker import Docker
     from cacheport.ops.report import BuildReport
@@ -71,7 +73,7 @@ Examples:
 @format_option(["text", "json", "markdown"], "text")
 @plan_options
 def command(ref: str | None, builder: str | None, progress_file: Path | None, metadata_file: Path | None, fmt: str,
-            **common: Any) -> None:
+            session: Session) -> None:
     """Report what BuildKit did with the cache in a build run by hand: steps cached and executed, each import of
     this plan hit, missed or failed, each export written or failed.
 
@@ -81,7 +83,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     from cacheport.ops import report
 
     asked = ref is not None  # a ref given by hand must be readable; one from the metadata file may not be
-    plan = make_plan(**common)
+    plan = session.plan
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from cacheport.render import secret_values
 
@@ -105,7 +107,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
         try:
             from cacheport.ops.docker import docker_for
 
-            found += _from_history(ref, docker_for(os.environ, builder), imports, exports)
+            found += _from_history(ref, docker_for(session.environ, builder), imports, exports)
         except ReportError as exc:
             if not found or asked:
                 raise
