@@ -26,14 +26,27 @@ def test_console_script_is_installed() -> None:
     assert out.stdout.startswith("cacheport, version ")
 
 
+def local_cache(directory: Path) -> None:
+    """A cache BuildKit can import, in an OCI layout directory."""
+    from cacheport.oci.format import synthetic_cache
+    from cacheport.oci.layout import Layout
+
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        Layout(directory).put_blob(d, [data])
+    Layout(directory).put_manifest("latest", manifest)
+
+
 def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert out.returncode == 0, out.stderr
     base = tmp_path / "xdg" / "cacheport" / "work" / "default"
-    assert out.stdout.split() == [
-        f"--cache-from=type=local,src={base}",
-        f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true",
-    ]
+    export = f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true"
+    assert out.stdout.split() == [export]  # no cache there yet: nothing to import, and nothing said
+    assert out.stderr == ""
+    local_cache(base)
+    warm = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert warm.stdout.split() == [f"--cache-from=type=local,src={base}", export]
 
 
 def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_path: Path) -> None:
@@ -118,7 +131,7 @@ def test_broken_plugin_warns_and_the_cli_still_works(clean_env: dict[str, str], 
     env = {**clean_env, "PYTHONPATH": str(site)}
     out = run("args", env=env)
     assert out.returncode == 0
-    assert "--cache-from=type=local" in out.stdout
+    assert "--cache-to=type=local" in out.stdout
     assert "plugin 'broken' from cacheport-broken 0.1 failed to load and was skipped: ModuleNotFoundError" in out.stderr
     assert "Traceback" not in out.stderr
     assert "Traceback" in run("args", "-v", env=env).stderr
@@ -242,6 +255,7 @@ def test_a_renderer_plugin_is_a_format_in_args_and_its_help(clean_env: dict[str,
     helped = run("args", "--help", env=env).stdout
     assert "jenkins" in helped.split("--format", 1)[1].splitlines()[0]  # the choices next to the option
     assert "A Jenkins properties file" in helped
+    local_cache(tmp_path / "xdg" / "cacheport" / "work" / "default")
     out = run("args", "--format", "jenkins", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"CACHE_FROM=type=local,src={tmp_path / 'xdg' / 'cacheport' / 'work' / 'default'}\n"

@@ -177,6 +177,18 @@ def promote_all(swaps: Iterable[Swap]) -> None:
             warn(f"could not move {swap.new} into place: {exc}")
 
 
+def usable_imports(plan: Plan) -> Plan:
+    """The plan without the local imports BuildKit can't use, with a warning for each where something broken is
+    there (no cache yet is no news): a cache problem never fails a build."""
+    from cacheport.ops.preflight import usable
+
+    plan, held = usable(plan)
+    for _entry, problem in held:
+        if problem.broken:
+            warn(problem.message)
+    return plan
+
+
 def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600, secret: bool = False,
                source: str = "") -> None:
     """Write ``text`` to ``path``, all or nothing; by default readable by the owner only: a plan may carry secrets.
