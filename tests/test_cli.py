@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,6 +27,13 @@ def test_console_script_is_installed() -> None:
     assert out.stdout.startswith("cacheport, version ")
 
 
+def local_dir(tmp_path: Path) -> Path:
+    """The local backend's default directory for the ``clean_env`` working directory (no git): the
+    directory's name beside a hash of its path."""
+    work = str((tmp_path / "work").resolve())
+    return tmp_path / "xdg" / "cacheport" / f"work-{hashlib.sha256(work.encode()).hexdigest()[:8]}" / "default"
+
+
 def local_cache(directory: Path) -> None:
     """A cache BuildKit can import, in an OCI layout directory."""
     from cacheport.oci.format import synthetic_cache
@@ -40,7 +48,7 @@ def local_cache(directory: Path) -> None:
 def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert out.returncode == 0, out.stderr
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    base = local_dir(tmp_path)
     export = f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true"
     assert out.stdout.split() == [export]  # no cache there yet: nothing to import, and nothing said
     assert out.stderr == ""
@@ -50,7 +58,7 @@ def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path:
 
 
 def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_path: Path) -> None:
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    base = local_dir(tmp_path)
     new = Path(f"{base}.new")
     new.mkdir(parents=True)
     (new / "index.json").write_text("{}")
@@ -61,7 +69,7 @@ def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_pa
 
 
 def test_an_unfinished_local_export_is_left_alone(clean_env: dict[str, str], tmp_path: Path) -> None:
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    base = local_dir(tmp_path)
     (base).mkdir(parents=True)
     (base / "index.json").write_text("old")
     Path(f"{base}.new").mkdir()
@@ -255,10 +263,10 @@ def test_a_renderer_plugin_is_a_format_in_args_and_its_help(clean_env: dict[str,
     helped = run("args", "--help", env=env).stdout
     assert "jenkins" in helped.split("--format", 1)[1].splitlines()[0]  # the choices next to the option
     assert "A Jenkins properties file" in helped
-    local_cache(tmp_path / "xdg" / "cacheport" / "work" / "default")
+    local_cache(local_dir(tmp_path))
     out = run("args", "--format", "jenkins", env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == f"CACHE_FROM=type=local,src={tmp_path / 'xdg' / 'cacheport' / 'work' / 'default'}\n"
+    assert out.stdout == f"CACHE_FROM=type=local,src={local_dir(tmp_path)}\n"
     listing = {r["name"]: r for r in json.loads(run("plugins", "--format", "json", env=env).stdout)}
     assert listing["jenkins"]["formats"] == ["jenkins"] and listing["renderers"]["formats"][0] == "args"
     bad = run("args", "--format", "jenkin", env=env)

@@ -4,10 +4,12 @@ doctor, status and prune each see one that would (issue 23, finding 1)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.kit import layout_store
@@ -15,7 +17,10 @@ from cacheport.oci.format import synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.ops.checks import store_checks
 from cacheport.ops.preflight import import_checks, layout_problem, usable
-from cacheport.plan import Plan
+from cacheport.ops.rotate import promote
+from cacheport.plan import Plan, build_plan
+from cacheport.plugins import Plugins
+from cacheport.records import Swap
 from tests.hostile import assert_clean, base_env, run_cli
 
 EMPTY_INDEX = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
@@ -223,3 +228,67 @@ def test_build_leaves_out_a_broken_import_and_reports_it(laptop, tmp_path: Path)
     assert warnings == [f"cacheport: warning: not importing {cache}: {cache}/index.json names no cache 'latest' "
                         "(it is empty); fix: `cacheport prune --broken --yes`"]
     assert f"import missed  local {cache}: not passed to buildx: " in result.err
+
+
+# --- one cache per project, not per directory name (finding 10) ---------------------------------------------------
+
+def local_plan(builtins: Plugins, ctx: Context, cache_home: Path, **options: str) -> Plan:
+    cli = [("backend", "local", "--backend")] + [(f"local.{k}", v, f"--set {k}=") for k, v in options.items()]
+    return build_plan(load_config(cache_home, {"XDG_CACHE_HOME": str(cache_home)}, cli=cli), ctx, builtins)
+
+
+def test_two_checkouts_with_one_name_get_their_own_cache_and_clones_of_one_remote_share_one(
+        builtins: Plugins, tmp_path: Path) -> None:
+    def src(**where: str) -> str:
+        found = local_plan(builtins, Context("local", "app", **where), tmp_path).imports[0].get("src")
+        assert found is not None
+        return found
+
+    mine, theirs = src(root="/home/me/work/app"), src(root="/home/me/other/app")
+    assert mine != theirs
+    assert Path(mine).parent.name.startswith("app-") and Path(mine).name == "default"  # still readable
+    https = src(root="/a/app", remote="git.example.com/group/app")
+    assert https == src(root="/b/app", remote="git.example.com/group/app")  # a second clone is warm too
+    assert https != src(root="/a/app", remote="git.example.com/fork/app")
+    assert src() == str(tmp_path / "cacheport" / "app" / "default")  # nothing known: the name alone, as before
+
+
+def test_the_cache_under_the_old_name_moves_once_before_a_build_reads_it(builtins: Plugins, tmp_path: Path) -> None:
+    ctx = Context("local", "app", root="/home/me/app")
+    plan = local_plan(builtins, ctx, tmp_path)
+    src = plan.imports[0].get("src")
+    older = str(tmp_path / "cacheport" / "app" / "default")
+    assert plan.swaps[0] == Swap(new=older, current=str(src), replace=False)
+    assert plan.swaps[1] == Swap(new=f"{src}.new", current=str(src))
+    assert all(s.replace for s in local_plan(builtins, ctx, tmp_path, src=str(tmp_path / "mine")).swaps)
+
+    cache_in(Path(older))
+    assert promote(plan.swaps[0])
+    assert not Path(older).exists() and layout_problem(str(src)) is None
+    cache_in(Path(older), "other")  # another checkout called app, still on an old version: its cache stays
+    assert not promote(plan.swaps[0]) and Path(older).exists()
+
+
+def test_args_and_build_move_the_old_cache_and_import_it(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    work = tmp_path / "work"
+    older = tmp_path / "cache" / "cacheport" / "work" / "default"
+    cache_in(older)
+    result = run_cli(["args"], env, work)
+    assert_clean(result)
+    new = Path(result.out.split("--cache-from=type=local,src=", 1)[1].split()[0])
+    assert new != older and new.name == "default" and new.parent.name.startswith("work-")
+    assert result.err == f"cacheport: moved the cache from {older}, where earlier versions of cacheport kept it, " \
+                         f"to {new}\n"
+    assert not older.exists() and layout_problem(str(new)) is None
+    again = run_cli(["args"], env, work)
+    assert again.err == "" and f"--cache-from=type=local,src={new}" in again.out
+
+    shutil.rmtree(new)
+    cache_in(older)
+    argv = tmp_path / "argv"
+    _recording_docker(Path(env["CACHEPORT_DOCKER"]), argv)
+    built = run_cli(["build", "."], env, work)
+    assert built.code == 0, built
+    assert f"--cache-from=type=local,src={new}" in argv.read_text().splitlines()
+    assert f"cacheport: moved the cache from {older}" in built.err

@@ -65,6 +65,11 @@ class Context:
         tag: the tag being built (a tag pipeline, a release), or None.
         trust: what the trust rules decided for this job (:mod:`cacheport.trust`); the plan fills it in
             before asking backends, so they never decide it themselves.
+        root: the project's top directory on this machine (a git checkout's top, where ``cacheport init``
+            writes), when known.
+        remote: where the project's repository lives, as ``host/path`` (git's ``origin`` remote without its
+            scheme, user or ``.git``), when known. With ``root``, it tells apart two checkouts that share a
+            ``project`` name; None in CI, where ``project`` is unique already.
     """
 
     provider: str
@@ -80,6 +85,8 @@ class Context:
     protected: bool | None = None
     tag: str | None = None
     trust: Trust | None = None
+    root: str | None = None
+    remote: str | None = None
 
     def fallback_branches(self) -> tuple[str, ...]:
         """Branches to import from, most specific first: this branch, the MR target, the default branch."""

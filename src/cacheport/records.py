@@ -124,10 +124,13 @@ class Swap:
     Attributes:
         new: where the build exported to.
         current: where the next build imports from.
+        replace: False for a cache moving in from an older place instead: it moves before the build reads
+            ``current``, and only while ``current`` holds nothing (``cacheport args``, ``build`` and ``rotate``).
     """
 
     new: str
     current: str
+    replace: bool = True
 
 
 @attrs.frozen

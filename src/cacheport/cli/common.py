@@ -167,12 +167,12 @@ def plan_store(plan: Plan, command: str) -> tuple[Backend, CacheStore]:
 
 def promote_all(swaps: Iterable[Swap]) -> None:
     """Swap finished local exports into place; a cache problem never stops anything."""
-    from cacheport.ops.rotate import promote
+    from cacheport.ops.rotate import moved, promote
 
     for swap in swaps:
         try:
             if promote(swap):
-                say(f"moved the last build's cache export into {swap.current}")
+                say(moved(swap))
         except OSError as exc:
             warn(f"could not move {swap.new} into place: {exc}")
 

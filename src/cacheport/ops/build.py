@@ -280,6 +280,7 @@ def run(
         if failed:
             # A registry that is down must not fail the build: the cache is an optimisation.
             say(f"warning: login to {registry} failed ({failed}); building without it")
+    _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
     plan, left_out = usable(plan)
     for _entry, problem in left_out:
         if problem.broken:  # no cache yet is no news: the report says it
@@ -376,11 +377,12 @@ def _start_hint(prelude: Prelude) -> str:
 
 
 def _promote(swaps: Sequence[Swap], say: Callable[[str], None]) -> None:
-    from cacheport.ops.rotate import promote
+    from cacheport.ops.rotate import moved, promote
 
     for swap in swaps:
         try:
-            promote(swap)
+            if promote(swap) and not swap.replace:  # the rotation after every build is no news
+                say(moved(swap))
         except OSError as exc:  # a cache problem must not fail a build, nor a built image
             say(f"warning: could not move {swap.new} into place: {exc}")
 
