@@ -55,6 +55,14 @@ def test_doctor_before_the_first_build_leaves_no_trace_and_every_build_after_it_
     assert built.code == 0 and built.ran == [], built.log
     assert REFUSED not in built.log and "could not lock" not in built.log
 
+    other = {**env, "CACHEPORT_KEY": "other"}  # cacheport build as the first build after doctor, too
+    assert cacheport(harness, ctx, "doctor", env=other).returncode == 0
+    harness.prune()
+    first = harness.build(ctx, env=other)
+    assert first.code == 0 and first.ran, first.log
+    assert "local cache import at" not in first.log and "warning" not in first.log.lower(), first.log
+    assert "no cache there yet" in first.log
+
 
 def ran(log: str) -> list[str]:
     return [line for line in log.splitlines() if RAN in line and "echo" not in line]
