@@ -14,13 +14,13 @@ from cacheport.cli.common import check_config_text, load_plugins, say, set_optio
 Examples:
   cacheport init                            # the detected CI's backend (local on a laptop)
   cacheport init --backend registry --set ref=registry.example.com/team/app/cache
-  cacheport init --here                     # a project in a monorepo's subdirectory, built from there
 """)
 @click.option("--backend", "-b", metavar="NAME", help="The backend (default: the detected CI's).")
 @set_option("Write an option of the backend (repeatable).", "OPTION=VALUE")
 @click.option("--force", is_flag=True, help="Overwrite an existing cacheport.toml.")
 @click.option("--dry-run", is_flag=True, help="Print the file; write nothing.")
-@click.option("--here", is_flag=True, help="Write in this directory, not at the top of the checkout.")
+@click.option("--here", is_flag=True, help="Write in this directory, not at the top of the checkout (a project in a "
+              "monorepo's subdirectory, built from there).")
 @verbose_option
 def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run: bool, here: bool,
             verbose: int) -> None:

@@ -20,7 +20,7 @@ Examples:
   cacheport prune --older-than 14d --yes        # delete it
   cacheport prune --branches-gone --yes         # caches of branches no longer on origin
   cacheport prune feature-x --yes               # one tag, by name (the default branch's too)
-  cacheport prune --broken --yes                # a local cache directory builds can't import from
+  cacheport prune --broken --yes -b local       # a local cache directory builds can't import from
 """)
 @click.argument("tags_named", nargs=-1, metavar="[TAG]...")
 @click.option("--older-than", metavar="AGE", help="Tags not updated for AGE (14d, 12h, 2w).")
