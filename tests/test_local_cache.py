@@ -292,3 +292,15 @@ def test_args_and_build_move_the_old_cache_and_import_it(tmp_path: Path) -> None
     assert built.code == 0, built
     assert f"--cache-from=type=local,src={new}" in argv.read_text().splitlines()
     assert f"cacheport: moved the cache from {older}" in built.err
+
+
+def test_explain_shows_the_move_from_the_old_place_before_the_build_and_the_rotation_after(
+        builtins: Plugins, tmp_path: Path) -> None:
+    from cacheport.render import as_dict, explain
+
+    plan = local_plan(builtins, Context("local", "app", root="/home/me/app"), tmp_path)
+    text = explain(plan)
+    before, after = text.index("before the build, once"), text.index("after a successful build:")
+    assert before < after
+    assert f"move {tmp_path / 'cacheport' / 'app' / 'default'} to " in text[before:after]
+    assert [s["replace"] for s in as_dict(plan)["swaps"]] == [False, True]
