@@ -139,6 +139,7 @@ def test_usable_leaves_out_exactly_the_local_imports_buildkit_cannot_use(tmp_pat
     (tmp_path / "missing" / "index.json").write_text(EMPTY_INDEX)
     failed = [c for c in import_checks(plan) if not c.ok]
     assert len(failed) == 1 and failed[0].fix == "`cacheport prune --broken --yes`"
+    assert failed[0].detail.startswith(f"{tmp_path / 'missing'}: its index.json names no cache 'latest'")
 
 
 # --- the commands ---------------------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def test_args_leaves_out_an_import_that_would_fail_the_build_and_says_so_once(la
     (cache / "index.json").write_text(EMPTY_INDEX)
     broken = cli(laptop, "args")
     assert broken.code == 0 and "--cache-from" not in broken.out
-    assert broken.err == (f"cacheport: warning: not importing {cache}: {cache}/index.json names no cache 'latest' "
+    assert broken.err == (f"cacheport: warning: not importing {cache}: its index.json names no cache 'latest' "
                           "(it is empty); fix: `cacheport prune --broken --yes`\n")
     (cache / "index.json").unlink()
     cache.rmdir()
@@ -185,6 +186,8 @@ def test_status_and_prune_see_and_remove_a_directory_builds_cannot_import(laptop
     assert status.code == 0 and "builds can't import from it" in status.out and "prune --broken --yes" in status.out
     as_json = json.loads(cli(laptop, "status", "--format", "json").out)
     assert as_json["directory"]["problem"].endswith("names no cache 'latest' (it is empty)")
+    named = cli(laptop, "prune", "latest", "--yes")  # what a user tries first
+    assert named.code == 2 and "no such tag" in named.err and "`cacheport prune --broken --yes` removes it" in named.err
     dry = cli(laptop, "prune", "--broken")
     assert dry.code == 0 and dry.out.startswith(f"would remove {cache}: ") and (cache / "index.json").exists()
     done = cli(laptop, "prune", "--broken", "--yes")
@@ -225,7 +228,7 @@ def test_build_leaves_out_a_broken_import_and_reports_it(laptop, tmp_path: Path)
     assert not [a for a in passed if a.startswith("--cache-from")]
     assert f"--cache-to=type=local,dest={cache}.new,mode=max,ignore-error=true" in passed
     warnings = [line for line in result.err.splitlines() if "not importing" in line]
-    assert warnings == [f"cacheport: warning: not importing {cache}: {cache}/index.json names no cache 'latest' "
+    assert warnings == [f"cacheport: warning: not importing {cache}: its index.json names no cache 'latest' "
                         "(it is empty); fix: `cacheport prune --broken --yes`"]
     assert f"import missed  local {cache}: not passed to buildx: " in result.err
 

@@ -12,6 +12,7 @@ from cacheport.cli.common import format_option, jobs_option, make_plan, plan_opt
 
 if TYPE_CHECKING:
     from cacheport.plan import Plan
+    from cacheport.records import CacheStore, StoreSession
 
 
 @click.command("prune", epilog="""\b
@@ -39,7 +40,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
 
     Nothing is deleted without --yes. The default branch's cache is kept unless named as a TAG.
     """
-    from cacheport.errors import ConfigError
+    from cacheport.errors import ConfigError, RegistryError
     from cacheport.ops import inventory
     from cacheport.refs import branch_tag
     from cacheport.render import human_size
@@ -69,11 +70,14 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     keep_tags |= set(keep)
     deleted: list[str] = []
     with store.open() as session:
-        tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+        try:
+            tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+        except RegistryError as exc:
+            raise RegistryError(f"{exc}{_broken_hint(store, session)}") from None
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
-                              "(`cacheport status` lists what is there)")
+                              f"(`cacheport status` lists what is there){_broken_hint(store, session)}")
         decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
                                      default_tag=store.name_for(default or "") if default or store.fixed else None)
         doomed = [d for d in decisions if d.delete]
@@ -95,6 +99,17 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     total = sum(d.tag.size for d in doomed)
     click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
                + ("" if yes or not doomed else "; run again with --yes to delete"))
+
+
+def _broken_hint(store: CacheStore, session: StoreSession) -> str:
+    """For a local cache directory builds can't import from: why, and how to remove it; else nothing."""
+    from cacheport.oci.layout import Layout
+    from cacheport.ops.preflight import store_problem
+
+    problem = store_problem(store) if isinstance(session, Layout) else None
+    if problem is None or not problem.removable:
+        return ""
+    return f"; builds can't import from the directory ({problem.reason}): `cacheport prune --broken --yes` removes it"
 
 
 def _prune_broken(plan: Plan, yes: bool, fmt: str) -> None:

@@ -73,10 +73,10 @@ def layout_problem(directory: str, tag: str | None = None, digest: str | None = 
             if entry is None:
                 names = layout.names()
                 has = f"it has only {', '.join(map(repr, names))}" if names else "it is empty"
-                return LayoutProblem(directory, f"{folder / 'index.json'} names no cache {tag!r} ({has})")
+                return LayoutProblem(directory, f"its index.json names no cache {tag!r} ({has})")
             digest = str(entry.get("digest", ""))
         if layout.blob_size(digest) is None:
-            return LayoutProblem(directory, f"{directory}: the manifest of cache {tag!r}, {digest}, is missing")
+            return LayoutProblem(directory, f"the manifest of its cache {tag!r} ({digest}) is missing")
     except RegistryError as exc:
         return LayoutProblem(directory, str(exc))
     return None
@@ -123,6 +123,7 @@ def import_checks(plan: Plan) -> list[Check]:
         elif not problem.broken:
             checks.append(Check("import", True, f"{problem.reason}; the first build that exports makes it"))
         else:
-            checks.append(Check("import", False, f"{problem.reason}; builds leave it out and run without it",
+            where = "" if problem.directory in problem.reason else f"{problem.directory}: "
+            checks.append(Check("import", False, f"{where}{problem.reason}; builds leave it out and run without it",
                                 problem.fix))
     return checks
