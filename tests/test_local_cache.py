@@ -21,7 +21,7 @@ from cacheport.ops.rotate import promote
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins
 from cacheport.records import Swap
-from tests.hostile import assert_clean, base_env, run_cli
+from tests.fakes.hostile import assert_clean, base_env, run_cli
 
 EMPTY_INDEX = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
 
