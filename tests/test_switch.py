@@ -107,7 +107,7 @@ def test_init_in_a_subdirectory_writes_where_builds_from_the_top_read_it_and_say
 
     here = run(deep, "init", "--here", env=clean_env)  # a monorepo's project, built from its own directory
     assert here.returncode == 0 and (deep / "cacheport.toml").read_text() == 'backend = "local"\n'
-    assert here.stdout.startswith(f"wrote {deep / 'cacheport.toml'}:")
+    assert here.stdout.startswith("wrote cacheport.toml:")  # where it runs: the name says it
 
 
 def test_init_where_pyproject_holds_the_settings_or_cacheport_config_names_the_file(

@@ -39,16 +39,17 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
     chosen = plugins.backend(backend or context.default_backend if (backend or context.default_backend in
                                                                     plugins.backends()) else "local")
     path = _target(cwd, Path(context.root) if context.root and not here else cwd, force or dry_run)
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # elsewhere: where, in full
     if path.exists() and not force and not dry_run:
-        raise ConfigError(f"{path} exists already, and cacheport reads it from here; use --force to overwrite it")
+        raise ConfigError(f"{shown} exists already, and cacheport reads it from here; use --force to overwrite it")
     text = starter(chosen.name, typed(chosen, sets))
     check_config_text(text, path, context, plugins)
     if dry_run:
-        say(f"would write {path}")
+        say(f"would write {shown}")
         click.echo(text, nl=False)
         return
     write_file(path, text, mode=0o644)
-    click.echo(f"wrote {path}: backend = {chosen.name} ({context.provider} detected). "
+    click.echo(f"wrote {shown}: backend = {chosen.name} ({context.provider} detected). "
                "`cacheport explain` shows what it does.")
 
 
