@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import GITLAB_ENV
+from .fakes.caches import local_cache
 from .test_plugins import BROKEN, make_dist
 
 
@@ -32,17 +33,6 @@ def local_dir(tmp_path: Path) -> Path:
     directory's name beside a hash of its path."""
     work = str((tmp_path / "work").resolve())
     return tmp_path / "xdg" / "cacheport" / f"work-{hashlib.sha256(work.encode()).hexdigest()[:8]}" / "default"
-
-
-def local_cache(directory: Path) -> None:
-    """A cache BuildKit can import, in an OCI layout directory."""
-    from cacheport.oci.format import synthetic_cache
-    from cacheport.oci.layout import Layout
-
-    blobs, manifest = synthetic_cache(image_manifest=True)
-    for d, data in blobs:
-        Layout(directory).put_blob(d, [data])
-    Layout(directory).put_manifest("latest", manifest)
 
 
 def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path: Path) -> None:

@@ -13,27 +13,16 @@ from cacheport.config import load_config
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
 from cacheport.kit import layout_store
-from cacheport.oci.format import synthetic_cache
-from cacheport.oci.layout import Layout
 from cacheport.ops.checks import store_checks
 from cacheport.ops.preflight import import_checks, layout_problem, usable
 from cacheport.ops.rotate import promote
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins
 from cacheport.records import Swap
+from tests.fakes.caches import local_cache
 from tests.fakes.hostile import assert_clean, base_env, run_cli
 
 EMPTY_INDEX = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
-
-
-def cache_in(directory: Path, name: str = "latest") -> Layout:
-    """A real (synthetic) cache under ``name``, written the way seed writes one."""
-    layout = Layout(directory)
-    blobs, manifest = synthetic_cache(image_manifest=True)
-    for d, data in blobs:
-        layout.put_blob(d, [data])
-    layout.put_manifest(name, manifest)
-    return layout
 
 
 def files(root: Path) -> list[str]:
@@ -49,7 +38,7 @@ def test_doctor_on_a_local_cache_writes_nothing_and_asks_for_no_credentials(tmp_
     assert "credentials" not in {c.name for c in checks}
     assert files(tmp_path) == []
     existing = tmp_path / "existing"
-    cache_in(existing)
+    local_cache(existing)
     before = {p: p.read_bytes() for p in existing.rglob("*") if p.is_file()}
     assert all(c.ok for c in store_checks(layout_store(str(existing)), "local"))
     assert {p: p.read_bytes() for p in existing.rglob("*") if p.is_file()} == before
@@ -58,11 +47,11 @@ def test_doctor_on_a_local_cache_writes_nothing_and_asks_for_no_credentials(tmp_
 def test_deleting_the_last_name_removes_the_layout_instead_of_leaving_an_empty_index(tmp_path: Path) -> None:
     kept = tmp_path / "made-by-someone-else"
     kept.mkdir()
-    layout = cache_in(kept / "cache")
+    layout = local_cache(kept / "cache")
     (kept / "cache" / "notes.txt").write_text("mine")
     assert layout.delete("latest")
     assert files(kept) == ["cache", "cache/notes.txt"]  # not ours: stays
-    fresh = cache_in(tmp_path / "a" / "b")
+    fresh = local_cache(tmp_path / "a" / "b")
     assert fresh.delete("latest")
     assert not (tmp_path / "a").exists()  # every directory this layout made went with it
 
@@ -76,7 +65,7 @@ def write_index(directory: Path, manifests: list[dict[str, object]]) -> None:
 
 def test_what_buildkit_can_import(tmp_path: Path) -> None:
     good = tmp_path / "good"
-    layout = cache_in(good, "web")
+    layout = local_cache(good, "web")
     digest = layout.manifest_digest("web")
     assert layout_problem(str(good), "web") is None
     assert layout_problem(str(good), digest=digest) is None
@@ -112,7 +101,7 @@ def test_what_buildkit_can_import(tmp_path: Path) -> None:
 
 
 def test_buildkit_takes_a_named_entry_only_and_the_containerd_name_first(tmp_path: Path) -> None:
-    layout = cache_in(tmp_path / "c")
+    layout = local_cache(tmp_path / "c")
     manifest = json.loads((tmp_path / "c" / "index.json").read_text())["manifests"][0]
     unnamed = {k: v for k, v in manifest.items() if k != "annotations"}
     write_index(tmp_path / "c", [unnamed])
@@ -124,7 +113,7 @@ def test_buildkit_takes_a_named_entry_only_and_the_containerd_name_first(tmp_pat
 
 
 def test_usable_leaves_out_exactly_the_local_imports_buildkit_cannot_use(tmp_path: Path) -> None:
-    cache_in(tmp_path / "good")
+    local_cache(tmp_path / "good")
     good = CacheEntry("local", {"src": str(tmp_path / "good")})
     missing = CacheEntry("local", {"src": str(tmp_path / "missing")})
     registry = CacheEntry("registry", {"ref": "127.0.0.1:1/app/cache:main"})
@@ -172,7 +161,7 @@ def test_args_leaves_out_an_import_that_would_fail_the_build_and_says_so_once(la
                           "(it is empty); fix: `cacheport prune --broken --yes`\n")
     (cache / "index.json").unlink()
     cache.rmdir()
-    cache_in(Path(f"{cache}.new"))  # a finished export a hand-run build left: swapped in first, then imported
+    local_cache(Path(f"{cache}.new"))  # a finished export a hand-run build left: swapped in first, then imported
     warm = cli(laptop, "args")
     assert f"--cache-from=type=local,src={cache}" in warm.out and warm.err.startswith("cacheport: moved ")
 
@@ -193,7 +182,7 @@ def test_status_and_prune_see_and_remove_a_directory_builds_cannot_import(laptop
     done = cli(laptop, "prune", "--broken", "--yes")
     assert done.code == 0 and done.out.startswith(f"removed {cache}: ") and not cache.exists()
     assert cli(laptop, "prune", "--broken").out == f"nothing to remove: no cache in {cache} yet\n"
-    cache_in(cache)
+    local_cache(cache)
     assert cli(laptop, "prune", "--broken", "--yes").out == "nothing to remove: builds can import from it\n"
     assert (cache / "index.json").exists()
     alone = cli(laptop, "prune", "--broken", "latest")
@@ -265,10 +254,10 @@ def test_the_cache_under_the_old_name_moves_once_before_a_build_reads_it(builtin
     assert plan.swaps[1] == Swap(new=f"{src}.new", current=str(src))
     assert all(s.replace for s in local_plan(builtins, ctx, tmp_path, src=str(tmp_path / "mine")).swaps)
 
-    cache_in(Path(older))
+    local_cache(Path(older))
     assert promote(plan.swaps[0])
     assert not Path(older).exists() and layout_problem(str(src)) is None
-    cache_in(Path(older), "other")  # another checkout called app, still on an old version: its cache stays
+    local_cache(Path(older), "other")  # another checkout called app, still on an old version: its cache stays
     assert not promote(plan.swaps[0]) and Path(older).exists()
 
 
@@ -276,7 +265,7 @@ def test_args_and_build_move_the_old_cache_and_import_it(tmp_path: Path) -> None
     env = base_env(tmp_path)
     work = tmp_path / "work"
     older = tmp_path / "cache" / "cacheport" / "work" / "default"
-    cache_in(older)
+    local_cache(older)
     result = run_cli(["args"], env, work)
     assert_clean(result)
     new = Path(result.out.split("--cache-from=type=local,src=", 1)[1].split()[0])
@@ -288,7 +277,7 @@ def test_args_and_build_move_the_old_cache_and_import_it(tmp_path: Path) -> None
     assert again.err == "" and f"--cache-from=type=local,src={new}" in again.out
 
     shutil.rmtree(new)
-    cache_in(older)
+    local_cache(older)
     argv = tmp_path / "argv"
     _recording_docker(Path(env["CACHEPORT_DOCKER"]), argv)
     built = run_cli(["build", "."], env, work)
