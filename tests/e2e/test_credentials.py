@@ -5,6 +5,8 @@ declared in CACHEPORT_INSECURE_REGISTRIES; then status and doctor's round trip w
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -63,3 +65,47 @@ def test_declared_insecure_the_realm_gets_them_and_a_round_trip_works(harness: H
     assert "✓ credentials: accepted" in doctor.stdout, doctor.stdout
     assert "✓ format:" in doctor.stdout, doctor.stdout
     assert r.password not in doctor.stdout + doctor.stderr
+
+
+@pytest.fixture(scope="module")
+def token(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
+    """A distribution registry with ``auth: token`` whose token service is on 127.0.0.1 too."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to sign the test token issuer's JWTs")
+    with harness.token_registry(tmp_path_factory.mktemp("token")) as registry:
+        yield registry
+
+
+def desktop(tmp: Path, r: TokenRegistry, store: str = "cacheport-test") -> dict[str, str]:
+    """A docker config whose credsStore is a stand-in credential helper (as Docker Desktop sets up) that knows the
+    registry's login, and nothing in ``auths``."""
+    bin_dir, config = tmp / "helper-bin", tmp / "docker-config"
+    bin_dir.mkdir(exist_ok=True)
+    config.mkdir(exist_ok=True)
+    logins = {r.host: {"ServerURL": r.host, "Username": r.user, "Secret": r.password}}
+    helper = bin_dir / f"docker-credential-{store}"
+    helper.write_text(f"#!{sys.executable}\nimport json, sys\nlogins = {logins!r}\nserver = sys.stdin.read().strip()\n"
+                      "if sys.argv[1] != 'get' or server not in logins:\n"
+                      "    print('credentials not found in native keychain'); sys.exit(1)\n"
+                      "print(json.dumps(logins[server]))\n")
+    helper.chmod(0o755)
+    (config / "config.json").write_text(json.dumps({"auths": {r.host: {}}, "credsStore": store}))
+    return {"DOCKER_CONFIG": str(config), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_status_and_doctor_log_in_through_dockers_credential_helper(harness: Harness, tmp_path: Path,
+                                                                      token: TokenRegistry) -> None:
+    r = token
+    env = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{r.host}/team-{uuid.uuid4().hex[:8]}/cache"}
+    anonymous = cacheport(harness, tmp_path, "status", env=env)
+    assert anonymous.returncode == 1 and "refused a token anonymously" in anonymous.stderr, anonymous.stderr
+    r.issuer.requests.clear()
+    helped = {**env, **desktop(tmp_path, r)}
+    status = cacheport(harness, tmp_path, "status", env=helped)
+    assert status.returncode == 0, status.stderr
+    assert "0 cache(s)" in status.stdout
+    assert r.issuer.requests, "the token service granted a token for the helper's login"
+    doctor = cacheport(harness, tmp_path, "doctor", env=helped)
+    assert "✓ credentials: accepted" in doctor.stdout, doctor.stdout
+    assert "✓ format:" in doctor.stdout, doctor.stdout
+    assert r.password not in status.stdout + status.stderr + doctor.stdout + doctor.stderr
