@@ -5,6 +5,7 @@ declared in CACHEPORT_INSECURE_REGISTRIES; then status and doctor's round trip w
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Harness, TokenRegistry, clean_environ
+from .harness import Harness, TokenRegistry, clean_environ, gitlab_env
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +110,38 @@ def test_status_and_doctor_log_in_through_dockers_credential_helper(harness: Har
     assert "✓ credentials: accepted" in doctor.stdout, doctor.stdout
     assert "✓ format:" in doctor.stdout, doctor.stdout
     assert r.password not in status.stdout + status.stderr + doctor.stdout + doctor.stderr
+
+
+def test_build_logs_in_without_leaving_the_password_in_the_users_docker_config(
+        every_generation: dict[str, Harness], tmp_path: Path) -> None:
+    """cacheport build's login goes to a private DOCKER_CONFIG: the export with auth works, the user's own config
+    (a context of theirs made current, reaching the engine only through it; buildx as a plugin there) keeps
+    working, and no password lands in it, on both BuildKit generations."""
+    for name, h in every_generation.items():
+        reg = h.env["CACHEPORT_E2E_AUTH_REGISTRY"]
+        user, password = h.env["CACHEPORT_E2E_AUTH_USER"], h.env["CACHEPORT_E2E_AUTH_PASSWORD"]
+        mine = tmp_path / name / "docker"
+        mine.mkdir(parents=True)
+        (mine / "cli-plugins").symlink_to(Path(h.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins")
+        (mine / "config.json").write_text("{}")
+        docker = {**clean_environ(), "DOCKER_CONFIG": str(mine)}
+        for step in (["context", "create", "cacheport-e2e", "--docker", f"host={h.env['CACHEPORT_E2E_DOCKER_HOST']}"],
+                     ["context", "use", "cacheport-e2e"]):
+            subprocess.run([h.env["CACHEPORT_E2E_DOCKER_BIN"], *step], env=docker, check=True, capture_output=True)
+        before = sorted(p.name for p in mine.iterdir())
+        repo = f"creds-{name}-{uuid.uuid4().hex[:8]}"
+        env = {**gitlab_env(f"{reg}/{repo}", "main", CI_REGISTRY_USER=user, CI_REGISTRY_PASSWORD=password),
+               "DOCKER_CONFIG": str(mine), "DOCKER_HOST": ""}
+        result = h.build(h.project(tmp_path / name), env=env)
+        assert result.code == 0, result.log
+        assert result.cache["export"] == {f"registry {reg}/{repo}/cache:main": "written"}, result.log
+        assert h.tags(reg, f"{repo}/cache", auth=(user, password)) == ["main"]
+        assert "could not inspect" not in result.log, result.log  # the builder, through their context
+        stored = "".join(p.read_text(errors="replace") for p in mine.rglob("*") if p.is_file() and
+                         "cli-plugins" not in p.parts)
+        for form in (password, base64.b64encode(f"{user}:{password}".encode()).decode()):
+            assert form not in stored and form not in result.log
+        config = json.loads((mine / "config.json").read_text())
+        assert config.get("currentContext") == "cacheport-e2e" and not config.get("auths"), config
+        # buildx keeps its state (build records, activity) where it always does: the user's folder.
+        assert {p.name for p in mine.iterdir()} - {"buildx"} == set(before)

@@ -252,7 +252,31 @@ def run(
     require_hit: bool = False,
 ) -> int:
     """Log in, check the builder, build with live logs, rotate local caches, and end with what BuildKit did with
-    the cache. Returns the build's exit code (1 with ``require_hit`` when no import hit)."""
+    the cache. Returns the build's exit code (1 with ``require_hit`` when no import hit).
+
+    The build's own logins go to a private docker config (:func:`cacheport.ops.logins.private_docker_config`),
+    removed afterwards: no password stays in the user's."""
+    from cacheport.ops.logins import private_docker_config
+
+    logins = [registry for registry, _, _ in choose_logins(plan.logins, environ)]
+    if not logins or debug_refusal(environ):
+        return _run(plan, context, tags, file, extra, environ, say, report_file=report_file, require_hit=require_hit)
+    with private_docker_config(environ, logins) as private:
+        return _run(plan, context, tags, file, extra, private, say, report_file=report_file, require_hit=require_hit)
+
+
+def _run(
+    plan: Plan,
+    context: str,
+    tags: Sequence[str],
+    file: str | None,
+    extra: Sequence[str],
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+    *,
+    report_file: str | None = None,
+    require_hit: bool = False,
+) -> int:
     import shutil
     import subprocess
 
@@ -267,6 +291,11 @@ def run(
         say(f"error: the docker client {client!r} was not found; install it, or set CACHEPORT_DOCKER to its path")
         return 127
     docker = [found]
+    if plan.logins:
+        from cacheport.ops.logins import build_warnings, registry_logins
+
+        for warning in build_warnings(registry_logins(plan.logins, environ)):
+            say(f"warning: {warning}")
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
             done = subprocess.run([*docker, "login", "--username", username, "--password-stdin", registry],
