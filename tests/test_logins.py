@@ -71,8 +71,10 @@ def test_a_broken_helper_is_said_once_in_one_line(tmp_path: Path) -> None:
     assert warning.startswith("docker's credential helper docker-credential-desktop (credsStore in ")
     assert warning.endswith(f"is not on PATH; install it, or remove that setting; docker buildx build will fail to "
                             f"log in to {REG}")
-    [check] = docker_checks([found], env, f"{REG}/app/cache")
+    [check] = docker_checks(registry_logins([OWN], {**env, "CACHE_PW": "x"}), env, f"{REG}/app/cache")
     assert not check.ok and check.detail == found.problem
+    # Without a login of the backend's own, the store's check meets the same helper and says so itself.
+    assert docker_checks([found], env, f"{REG}/app/cache") == []
 
 
 def test_a_user_name_variable_that_is_unset_is_named(tmp_path: Path) -> None:
@@ -89,7 +91,9 @@ def test_store_login_says_whose_credentials_doctor_tried(tmp_path: Path) -> None
         f"anonymous access ($CACHE_PW is not set, and docker has no login for {REG})"
     assert store_login(registry_logins([OWN], logged_in(tmp_path)), where, {}) == \
         f"docker's login as 'me' (auths in {tmp_path / 'docker-config' / 'config.json'})"
-    assert store_login(registry_logins([OWN], nobody), "other.example/team/cache", {}) == ""
+    assert store_login(registry_logins([OWN], nobody), "other.example/team/cache", nobody) == ""
+    assert store_login([], f"{REG}/team/cache", logged_in(tmp_path)).startswith("docker's login as 'me' (auths in ")
+    assert store_login([], f"{REG}/team/cache", logged_in(tmp_path), registry=False) == ""
 
 
 def test_doctor_tries_dockers_own_login_without_the_backends(tmp_path: Path) -> None:
@@ -112,8 +116,9 @@ def test_doctor_tries_dockers_own_login_without_the_backends(tmp_path: Path) -> 
     [missing] = docker_checks(registry_logins([OWN], nobody), nobody, f"{REG}/app/cache", accepts)
     assert not missing.ok and missing.detail.endswith("(cacheport build logs in with $CACHE_PW)")
     assert missing.fix == f"`docker login {REG}`, or build with cacheport build"
-    # Without a login of the backend's own, the store's credentials check already used docker's.
+    # Without a login of the backend's own, the store's credentials check already used docker's, or none.
     assert docker_checks(registry_logins([OWN], logged_in(tmp_path)), {}, f"{REG}/app/cache", accepts) == []
+    assert docker_checks(registry_logins([OWN], docker_config(tmp_path, {})), {}, f"{REG}/app/cache", accepts) == []
 
 
 def test_the_private_docker_config_links_everything_but_the_logins(tmp_path: Path) -> None:

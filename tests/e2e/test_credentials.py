@@ -109,7 +109,15 @@ def test_status_and_doctor_log_in_through_dockers_credential_helper(harness: Har
     doctor = cacheport(harness, tmp_path, "doctor", env=helped)
     assert "✓ credentials: accepted" in doctor.stdout, doctor.stdout
     assert "✓ format:" in doctor.stdout, doctor.stdout
+    assert f"✓ credentials: accepted (docker's login as {r.user!r} (credential helper " in doctor.stdout
     assert r.password not in status.stdout + status.stderr + doctor.stdout + doctor.stderr
+    # With a login of the backend's own too, doctor tries docker's separately: what a plain buildx build gets.
+    both = cacheport(harness, tmp_path, "doctor", env={**login(r, env["CACHEPORT_REGISTRY__REF"].split("/", 1)[1]),
+                                                       **desktop(tmp_path, r)})
+    assert f"✓ credentials: accepted (the login as {r.user!r} from $TOKEN_PW)" in both.stdout, both.stdout
+    assert (f"✓ docker login: docker's login for {r.host} as {r.user!r} is accepted (credential helper "
+            "docker-credential-cacheport-test)") in both.stdout, both.stdout
+    assert r.password not in both.stdout + both.stderr
 
 
 def test_build_logs_in_without_leaving_the_password_in_the_users_docker_config(

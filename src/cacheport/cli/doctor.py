@@ -62,7 +62,8 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
         try:
             store = store_for(backend, request, "doctor")
             logins = registry_logins(plan.logins, os.environ)
-            checks += store_checks(store, backend.cache_type, store_login(logins, store.location, os.environ))
+            who = store_login(logins, store.location, os.environ, backend.cache_type == "registry")
+            checks += store_checks(store, backend.cache_type, who)
             checks += docker_checks(logins, os.environ, store.location, _docker_probe(backend, request))
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import attrs
@@ -118,9 +118,10 @@ def args_warnings(found: Iterable[RegistryLogin]) -> list[str]:
     return out
 
 
-def store_login(found: Iterable[RegistryLogin], location: str, environ: Mapping[str, str]) -> str:
+def store_login(found: Iterable[RegistryLogin], location: str, environ: Mapping[str, str],
+                registry: bool = True) -> str:
     """Whose credentials a store at ``location`` (``host/path``) uses (the backend's, else docker's), for doctor;
-    "" when the plan names no login for its host."""
+    "" when there are none to name (or ``registry`` is False: the store is not on a registry)."""
     for r in found:
         if not _same_host(r.registry, location):
             continue
@@ -129,6 +130,13 @@ def store_login(found: Iterable[RegistryLogin], location: str, environ: Mapping[
         if r.docker is not None:
             return f"docker's login as {r.docker.username!r} ({r.docker.source})"
         return f"anonymous access ({_not_set(r.missing)}, and docker has no login for {r.registry})"
+    if registry:
+        from cacheport.kit import registry_host
+
+        with suppress(CredentialHelperError):  # the store meets the same helper, and says so
+            docker = docker_login(registry_host(location), environ)
+            if docker is not None:
+                return f"docker's login as {docker.username!r} ({docker.source})"
     return ""
 
 
@@ -139,15 +147,17 @@ def docker_checks(found: Iterable[RegistryLogin], environ: Mapping[str, str], lo
     checks = []
     for r in found:
         name = "docker login"
+        if r.own is None:
+            continue  # the store's credentials check used what a plain buildx build gets: docker's, or none
         if r.problem:
             checks.append(Check(name, False, r.problem, "install the helper, or remove that setting and "
                                 f"`docker login {r.registry}` again"))
         elif r.docker is None:
-            by_us = f" (cacheport build logs in with ${r.own.password_env})" if r.own else ""
             checks.append(Check(name, False, f"docker is not logged in to {r.registry}: docker buildx build "
-                                f"$(cacheport args) {_ANONYMOUS}{by_us}",
-                                f"`docker login {r.registry}`" + (", or build with cacheport build" if r.own else "")))
-        elif r.own is not None and probe is not None and _same_host(r.registry, location):
+                                f"$(cacheport args) {_ANONYMOUS} (cacheport build logs in with "
+                                f"${r.own.password_env})", f"`docker login {r.registry}`, or build with cacheport "
+                                "build"))
+        elif probe is not None and _same_host(r.registry, location):
             # The store's check used the backend's login: try docker's own, which a plain buildx build gets.
             try:
                 probe({**environ, **{login.password_env: "" for login in r.logins}})
@@ -157,10 +167,9 @@ def docker_checks(found: Iterable[RegistryLogin], environ: Mapping[str, str], lo
             else:
                 checks.append(Check(name, True, f"docker's login for {r.registry} as {r.docker.username!r} is "
                                     f"accepted ({r.docker.source})"))
-        elif r.own is not None:
+        else:
             checks.append(Check(name, True, f"docker has a login for {r.registry} as {r.docker.username!r} "
                                 f"({r.docker.source})"))
-        # Without a login of the backend's own, the store's credentials check used docker's already.
     return checks
 
 
