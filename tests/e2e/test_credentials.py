@@ -131,7 +131,15 @@ def test_build_logs_in_without_leaving_the_password_in_the_users_docker_config(
         mine = tmp_path / name / "docker"
         mine.mkdir(parents=True)
         (mine / "cli-plugins").symlink_to(Path(h.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins")
-        (mine / "config.json").write_text("{}")
+        # Their logins live in a credential helper (as on Docker Desktop), which must not get the build's.
+        helper_bin = tmp_path / name / "bin"
+        helper_bin.mkdir()
+        helper = helper_bin / "docker-credential-cacheport-e2e"
+        helper.write_text(f"#!{sys.executable}\nimport sys\nwith open({str(helper) + '.asked'!r}, 'a') as log:\n"
+                          "    log.write(sys.argv[1] + ' ' + sys.stdin.read().replace('\\n', ' ') + '\\n')\n"
+                          "print('credentials not found in native keychain'); sys.exit(1)\n")
+        helper.chmod(0o755)
+        (mine / "config.json").write_text(json.dumps({"credsStore": "cacheport-e2e"}))
         docker = {**clean_environ(), "DOCKER_CONFIG": str(mine)}
         for step in (["context", "create", "cacheport-e2e", "--docker", f"host={h.env['CACHEPORT_E2E_DOCKER_HOST']}"],
                      ["context", "use", "cacheport-e2e"]):
@@ -139,7 +147,7 @@ def test_build_logs_in_without_leaving_the_password_in_the_users_docker_config(
         before = sorted(p.name for p in mine.iterdir())
         repo = f"creds-{name}-{uuid.uuid4().hex[:8]}"
         env = {**gitlab_env(f"{reg}/{repo}", "main", CI_REGISTRY_USER=user, CI_REGISTRY_PASSWORD=password),
-               "DOCKER_CONFIG": str(mine), "DOCKER_HOST": ""}
+               "DOCKER_CONFIG": str(mine), "DOCKER_HOST": "", "PATH": f"{helper_bin}{os.pathsep}{h.docker_env['PATH']}"}
         result = h.build(h.project(tmp_path / name), env=env)
         assert result.code == 0, result.log
         assert result.cache["export"] == {f"registry {reg}/{repo}/cache:main": "written"}, result.log
@@ -151,5 +159,7 @@ def test_build_logs_in_without_leaving_the_password_in_the_users_docker_config(
             assert form not in stored and form not in result.log
         config = json.loads((mine / "config.json").read_text())
         assert config.get("currentContext") == "cacheport-e2e" and not config.get("auths"), config
+        asked = Path(f"{helper}.asked").read_text() if Path(f"{helper}.asked").exists() else ""
+        assert "store" not in asked and password not in asked, asked
         # buildx keeps its state (build records, activity) where it always does: the user's folder.
         assert {p.name for p in mine.iterdir()} - {"buildx"} == set(before)

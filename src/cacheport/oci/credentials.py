@@ -3,17 +3,15 @@
 ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``): ``credHelpers[host]``, else ``credsStore``,
 names a credential helper, asked with ``docker-credential-<name> get`` (the server on stdin, JSON out, as
 docker-py's ``docker/credentials/store.py`` does); without one, the ``auths`` entry holds the login itself.
-No HTTP client here: ``cacheport args`` asks this too. A secret read here is never put into a message.
+No HTTP client here, and what only a helper needs is imported when one is asked: ``cacheport args`` asks
+this too. A secret read here is never put into a message.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from cacheport.errors import CredentialHelperError
-from cacheport.masking import printable
 from cacheport.oci.reference import HUB_HOSTS
 
 if TYPE_CHECKING:
@@ -102,6 +99,8 @@ def docker_login(host: str, environ: Mapping[str, str]) -> DockerLogin | None:
     auths = config.get("auths")
     if not isinstance(auths, dict):
         return None
+    import base64
+
     wanted = set(HUB_HOSTS) if host.lower() in HUB_HOSTS else {host.lower()}
     for key, entry in auths.items():
         name = re.sub(r"^[a-z]+://", "", str(key).lower()).split("/", 1)[0]
@@ -131,6 +130,11 @@ def docker_credentials(host: str, environ: Mapping[str, str]) -> Credentials | N
 
 
 def _ask_helper(name: str, chosen_by: str, host: str, environ: Mapping[str, str]) -> DockerLogin | None:
+    import shutil
+    import subprocess
+
+    from cacheport.masking import printable
+
     program = HELPER_PREFIX + name
     where = f"docker's credential helper {program} ({chosen_by})"
     found = shutil.which(program, path=environ.get("PATH"))

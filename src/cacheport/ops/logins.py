@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -189,6 +188,8 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
     logins and helpers still apply, but ``docker login`` to ``registries`` writes to the private
     ``config.json``, not to a credential helper.
     """
+    import tempfile
+
     user = config_dir(environ)
     config = read_config(environ)
     helpers = config.get("credHelpers")
