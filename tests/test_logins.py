@@ -16,6 +16,7 @@ import pytest
 from cacheport.errors import RegistryError
 from cacheport.ops.logins import (
     args_warnings,
+    build_environment,
     build_warnings,
     docker_checks,
     private_docker_config,
@@ -142,6 +143,15 @@ def test_the_private_docker_config_links_everything_but_the_logins(tmp_path: Pat
     assert not private.exists()
     assert (user / "config.json").read_bytes() == before
     assert sorted(p.name for p in user.iterdir()) == ["cli-plugins", "config.json", "contexts"]
+
+
+def test_a_build_without_a_login_to_make_keeps_the_users_docker_config(tmp_path: Path) -> None:
+    environ = {"HOME": str(tmp_path), "CACHE_PW": ""}
+    with build_environment([OWN, TOKEN], environ) as env:
+        assert env is environ
+    with build_environment([OWN, TOKEN], {**environ, "CI_JOB_TOKEN": "t"}) as env:
+        assert Path(env["DOCKER_CONFIG"]).name.startswith("cacheport-docker-")
+        assert json.loads((Path(env["DOCKER_CONFIG"]) / "config.json").read_text()) == {"credHelpers": {REG: ""}}
 
 
 def test_the_private_docker_config_of_a_user_without_one(tmp_path: Path) -> None:

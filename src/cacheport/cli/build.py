@@ -30,7 +30,8 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
             report_file: str | None, require_hit: bool, **common: Any) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
-    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
+    Logs in with the backend's credentials (password on stdin, never in arguments or logs; into a private
+    copy of the docker config, removed afterwards), checks what
     the builder the build will use can do (--builder among buildx's arguments, else $BUILDX_BUILDER, else
     the current one) and drops what it can't (never failing the build for the cache's sake), streams the
     build log, swaps a local cache into place after success, and ends with what BuildKit did with the
@@ -41,8 +42,11 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
+    from cacheport.ops.logins import build_environment
 
     plan = make_plan(**common)
     extra = (ctx.obj or {}).get("extra", [])
-    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say, report_file=report_file,
-                 require_hit=require_hit))
+    with build_environment(plan.logins, os.environ) as environ:  # its logins go to a private docker config
+        code = run(plan, context, tags, dockerfile, extra, environ, say, report_file=report_file,
+                   require_hit=require_hit)
+    sys.exit(code)

@@ -254,29 +254,8 @@ def run(
     """Log in, check the builder, build with live logs, rotate local caches, and end with what BuildKit did with
     the cache. Returns the build's exit code (1 with ``require_hit`` when no import hit).
 
-    The build's own logins go to a private docker config (:func:`cacheport.ops.logins.private_docker_config`),
-    removed afterwards: no password stays in the user's."""
-    from cacheport.ops.logins import private_docker_config
-
-    logins = [registry for registry, _, _ in choose_logins(plan.logins, environ)]
-    if not logins or debug_refusal(environ):
-        return _run(plan, context, tags, file, extra, environ, say, report_file=report_file, require_hit=require_hit)
-    with private_docker_config(environ, logins) as private:
-        return _run(plan, context, tags, file, extra, private, say, report_file=report_file, require_hit=require_hit)
-
-
-def _run(
-    plan: Plan,
-    context: str,
-    tags: Sequence[str],
-    file: str | None,
-    extra: Sequence[str],
-    environ: Mapping[str, str],
-    say: Callable[[str], None],
-    *,
-    report_file: str | None = None,
-    require_hit: bool = False,
-) -> int:
+    Run it in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins stay out of the
+    user's docker config."""
     import shutil
     import subprocess
 

@@ -179,6 +179,18 @@ def _same_host(registry: str, location: str) -> bool:
 
 
 @contextmanager
+def build_environment(logins: Iterable[Login], environ: Mapping[str, str]) -> Iterator[Mapping[str, str]]:
+    """The environment ``cacheport build`` runs in: ``environ`` when it has no login to make, else with a
+    :func:`private_docker_config` for the registries it logs in to."""
+    registries = list(dict.fromkeys(login.registry for login in logins if not _missing(login, environ)))
+    if not registries:
+        yield environ
+        return
+    with private_docker_config(environ, registries) as private:
+        yield private
+
+
+@contextmanager
 def private_docker_config(environ: Mapping[str, str], registries: Iterable[str]) -> Iterator[dict[str, str]]:
     """``environ`` with ``DOCKER_CONFIG`` pointing at a private copy of the user's, in a 0700 directory removed
     afterwards, for ``docker login`` to write the build's own logins to.
