@@ -112,8 +112,14 @@ def test_status_and_doctor_log_in_through_dockers_credential_helper(harness: Har
     assert f"✓ credentials: accepted (docker's login as {r.user!r} (credential helper " in doctor.stdout
     assert r.password not in status.stdout + status.stderr + doctor.stdout + doctor.stderr
     # With a login of the backend's own too, doctor tries docker's separately: what a plain buildx build gets.
-    both = cacheport(harness, tmp_path, "doctor", env={**login(r, env["CACHEPORT_REGISTRY__REF"].split("/", 1)[1]),
-                                                       **desktop(tmp_path, r)})
+    own = login(r, env["CACHEPORT_REGISTRY__REF"].split("/", 1)[1])
+    alone = cacheport(harness, tmp_path, "doctor", env={**own, "DOCKER_CONFIG": str(tmp_path / "no-logins")})
+    assert "✓ credentials: accepted (the login as 'seeder' from $TOKEN_PW)" in alone.stdout, alone.stdout
+    assert (f"✗ docker login: docker is not logged in to {r.host}: docker buildx build $(cacheport args) reads "
+            "and writes its cache anonymously, and a refusal there does not fail the build (cacheport build logs "
+            "in with $TOKEN_PW)\n") in alone.stdout, alone.stdout
+    assert alone.returncode == 1
+    both = cacheport(harness, tmp_path, "doctor", env={**own, **desktop(tmp_path, r)})
     assert f"✓ credentials: accepted (the login as {r.user!r} from $TOKEN_PW)" in both.stdout, both.stdout
     assert (f"✓ docker login: docker's login for {r.host} as {r.user!r} is accepted (credential helper "
             "docker-credential-cacheport-test)") in both.stdout, both.stdout

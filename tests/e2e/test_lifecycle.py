@@ -51,21 +51,9 @@ def test_doctor_passes_and_fails_for_the_right_reasons(harness: Harness, tmp_pat
     (config / "cli-plugins" / "docker-buildx").symlink_to(
         Path(harness.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins" / "docker-buildx")
     env = {**good, "DOCKER_CONFIG": str(config)}
-    # The variables log cacheport build in; docker is not logged in, so a plain buildx build would be refused.
-    alone = cacheport(harness, tmp_path, "doctor", env=env)
-    assert alone.returncode == 1, alone.stdout + alone.stderr
-    assert [line for line in alone.stdout.splitlines() if line.startswith("✗")] == [
-        f"✗ docker login: docker is not logged in to {auth}: docker buildx build $(cacheport args) reads and writes "
-        "its cache anonymously, and a refusal there does not fail the build (cacheport build logs in with "
-        "$CI_REGISTRY_PASSWORD)"], alone.stdout
-    assert "✓ credentials: accepted (the login as 'cacheport' from $CI_REGISTRY_PASSWORD)" in alone.stdout
-    subprocess.run([harness.env["CACHEPORT_E2E_DOCKER_BIN"], "login", "--username", good["CI_REGISTRY_USER"],
-                    "--password-stdin", auth], input=good["CI_REGISTRY_PASSWORD"], text=True, capture_output=True,
-                   env={**clean_environ(), **harness.docker_env, "DOCKER_CONFIG": str(config)}, check=True)
     ok = cacheport(harness, tmp_path, "doctor", env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "✓ format:" in ok.stdout and "accepts a cache in the image-manifest format" in ok.stdout
-    assert f"✓ docker login: docker's login for {auth} as 'cacheport' is accepted" in ok.stdout
 
     wrong = cacheport(harness, tmp_path, "doctor", env={**env, "CI_REGISTRY_PASSWORD": "wrong"})
     assert wrong.returncode == 1 and "✗ credentials:" in wrong.stdout

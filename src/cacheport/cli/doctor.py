@@ -64,7 +64,8 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
             logins = registry_logins(plan.logins, os.environ)
             who = store_login(logins, store.location, os.environ, backend.cache_type == "registry")
             checks += store_checks(store, backend.cache_type, who)
-            checks += docker_checks(logins, os.environ, store.location, _docker_probe(backend, request))
+            checks += docker_checks(logins, os.environ, store.location, _docker_probe(backend, request),
+                                    ci=plan.context.provider != "local")
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
     checks = _for_people(checks, plan)

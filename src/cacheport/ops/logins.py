@@ -140,9 +140,13 @@ def store_login(found: Iterable[RegistryLogin], location: str, environ: Mapping[
 
 
 def docker_checks(found: Iterable[RegistryLogin], environ: Mapping[str, str], location: str,
-                  probe: Callable[[Mapping[str, str]], None] | None = None) -> list[Check]:
+                  probe: Callable[[Mapping[str, str]], None] | None = None, *, ci: bool = False) -> list[Check]:
     """Doctor's checks of what ``docker buildx build $(cacheport args)`` logs in with. ``probe(environ)`` reads
-    the store at ``location`` with only docker's login (raising :class:`RegistryError` when refused)."""
+    the store at ``location`` with only docker's login (raising :class:`RegistryError` when refused).
+
+    Docker without a login where the backend has one fails on a laptop, where the README's build is a plain
+    ``docker buildx build``; in CI (``ci``), where jobs build with ``cacheport build`` or log docker in as a
+    step of their own, it passes and says which step needs it."""
     checks = []
     for r in found:
         name = "docker login"
@@ -151,6 +155,10 @@ def docker_checks(found: Iterable[RegistryLogin], environ: Mapping[str, str], lo
         if r.problem:
             checks.append(Check(name, False, r.problem, "install the helper, or remove that setting and "
                                 f"`docker login {r.registry}` again"))
+        elif r.docker is None and ci:
+            checks.append(Check(name, True, f"docker is not logged in to {r.registry} yet: cacheport build logs "
+                                f"in with ${r.own.password_env}; a docker buildx build $(cacheport args) step needs "
+                                f"`docker login {r.registry}` before it"))
         elif r.docker is None:
             checks.append(Check(name, False, f"docker is not logged in to {r.registry}: docker buildx build "
                                 f"$(cacheport args) {_ANONYMOUS} (cacheport build logs in with "
