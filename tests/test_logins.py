@@ -24,7 +24,7 @@ from cacheport.ops.logins import (
     store_login,
 )
 from cacheport.records import Login
-from tests.hostile import MARKER, assert_clean, base_env, run_cli
+from tests.fakes.hostile import MARKER, assert_clean, base_env, run_cli
 
 REG = "reg.example:5000"
 OWN = Login(REG, "CACHE_PW", username="ci")

@@ -30,8 +30,7 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
             report_file: str | None, require_hit: bool, **common: Any) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
-    Logs in with the backend's credentials (password on stdin, never in arguments or logs; into a private
-    copy of the docker config, removed afterwards), checks what
+    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
     the builder the build will use can do (--builder among buildx's arguments, else $BUILDX_BUILDER, else
     the current one) and drops what it can't (never failing the build for the cache's sake), streams the
     build log, swaps a local cache into place after success, and ends with what BuildKit did with the
