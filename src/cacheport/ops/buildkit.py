@@ -221,7 +221,7 @@ def _trust_fix(host: str, reach: Reach) -> str:
 
 
 def _network_fix(host: str, driver: str, name: str) -> str:
-    from cacheport.oci.client import is_loopback
+    from cacheport.oci.reference import is_loopback
 
     if is_loopback(host) and driver == "docker-container":
         return (f"{host.rsplit(':', 1)[0]} inside a docker-container builder is its own container: recreate it "
