@@ -100,7 +100,9 @@ def build_warnings(found: Iterable[RegistryLogin]) -> list[str]:
 
 
 def args_warnings(found: Iterable[RegistryLogin]) -> list[str]:
-    """For ``docker buildx build $(cacheport args)``: each registry docker has no login for."""
+    """For ``docker buildx build $(cacheport args)``: each registry the backend has a login for (its variables
+    are set) that docker has none for, or whose credential helper is broken. With no login at all, there is
+    nothing the flags' build misses that ``cacheport build`` would have (its own warning names the variables)."""
     out = []
     for r in found:
         if r.docker is not None:
@@ -111,9 +113,6 @@ def args_warnings(found: Iterable[RegistryLogin]) -> list[str]:
             out.append(f"docker is not logged in to {r.registry}, so docker buildx build {_ANONYMOUS}; run "
                        f"`docker login {r.registry}`, or build with `cacheport build`, which logs in with "
                        f"${r.own.password_env}")
-        else:
-            out.append(f"docker is not logged in to {r.registry} and {_not_set(r.missing)}, so docker buildx "
-                       f"build {_ANONYMOUS}; run `docker login {r.registry}`")
     return out
 
 
