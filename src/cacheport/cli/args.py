@@ -15,6 +15,7 @@ from cacheport.cli.session import load_plugins
 
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
+    from cacheport.plan import Plan
     from cacheport.records import Swap
 
 
@@ -71,13 +72,22 @@ Examples:
 def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, session: Session) -> None:
     """Print cache flags for the build that runs next.
 
-    Before printing, a local cache exported by the previous build is swapped into place.
+    Before printing, a local cache exported by the previous build is swapped into place, and a local cache
+    import BuildKit could not use is left out: one there is no cache in yet, silently; a directory BuildKit
+    would fail the build on (an empty or unreadable index.json), with a warning.
     """
     from cacheport.records import RenderOptions
     from cacheport.render import redacted, secret_values
 
     renderer = session.plugins.renderer("lines" if as_lines else fmt)
     plan = session.plan
+    promote_all(plan.swaps)
+    plan = usable_imports(plan)
+    if plan.logins:  # what runs these flags logs in with docker's own login only
+        from cacheport.ops.logins import args_warnings, registry_logins
+
+        for warning in args_warnings(registry_logins(plan.logins, session.environ)):
+            say(f"warning: {warning}")
     target = output
     if target is None and renderer.append_to and session.environ.get(renderer.append_to):
         target = Path(session.environ[renderer.append_to])
@@ -93,7 +103,6 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
         # print the secret into a plain log.
         for value in secret_values(plan):
             click.echo(f"::add-mask::{value}")
-    promote_all(plan.swaps)
     if target is not None:
         write_file(target, text, append=bool(renderer.append_to), secret=renderer.secrets and bool(plan.secret_attrs),
                    source="-o" if output is not None else f"${renderer.append_to}")
@@ -103,11 +112,23 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
 
 def promote_all(swaps: Iterable[Swap]) -> None:
     """Swap finished local exports into place; a cache problem never stops anything."""
-    from cacheport.ops.rotate import promote
+    from cacheport.ops.rotate import moved, promote
 
     for swap in swaps:
         try:
             if promote(swap):
-                say(f"moved the last build's cache export into {swap.current}")
+                say(moved(swap))
         except OSError as exc:
             warn(f"could not move {swap.new} into place: {exc}")
+
+
+def usable_imports(plan: Plan) -> Plan:
+    """The plan without the local imports BuildKit can't use, with a warning for each where something broken is
+    there (no cache yet is no news): a cache problem never fails a build."""
+    from cacheport.ops.preflight import usable
+
+    plan, held = usable(plan)
+    for _entry, problem in held:
+        if problem.broken:
+            warn(problem.message)
+    return plan

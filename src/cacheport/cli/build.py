@@ -70,9 +70,11 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     """
     from cacheport.ops.build import run
     from cacheport.ops.docker import builder_in, docker_for
+    from cacheport.ops.logins import build_environment
 
     plan = session.plan
     extra = (ctx.obj or {}).get("extra", [])
-    docker = docker_for(session.environ, builder_in(extra))
-    sys.exit(run(plan, context, tags, dockerfile, extra, docker, say, report_file=report_file,
-                 require_hit=require_hit))
+    with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
+        code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
+                   report_file=report_file, require_hit=require_hit)
+    sys.exit(code)

@@ -11,9 +11,11 @@ import click
 from cacheport.cli.common import format_option, plan_options
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from cacheport.cli.session import Session
     from cacheport.plan import Plan
-    from cacheport.records import Check
+    from cacheport.records import Backend, Check, EntryRequest
 
 
 @click.command("doctor", epilog="""\b
@@ -41,6 +43,8 @@ def command(fmt: str, builder: str | None, session: Session) -> None:
     from cacheport.errors import CacheportError
     from cacheport.ops.checks import machine_checks, store_checks
     from cacheport.ops.docker import docker_for
+    from cacheport.ops.logins import docker_checks, registry_logins, store_login
+    from cacheport.ops.preflight import import_checks
     from cacheport.records import Check
 
     plan = session.plan
@@ -49,17 +53,23 @@ def command(fmt: str, builder: str | None, session: Session) -> None:
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
     checks += machine_checks(plan, docker_for(session.environ, builder))
+    checks += import_checks(plan)
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor
         try:
-            checks += plugins.guarded(backend, "doctor", lambda: list(doctor(request, os.environ)))
+            checks += plugins.guarded(backend, "doctor", lambda: list(doctor(request, session.environ)))
         except CacheportError as exc:  # a plugin's bug is a failed check, not a crash
             checks.append(Check(f"{backend.name} checks", False, str(exc), "report this to the plugin's authors"))
     if backend.store is not None and request is not None:
         # Last: the format round trip writes a scratch name, which may create the repository.
         try:
-            checks += store_checks(session.store(), backend.cache_type)
+            store = session.store()
+            logins = registry_logins(plan.logins, session.environ)
+            who = store_login(logins, store.location, session.environ, backend.cache_type == "registry")
+            checks += store_checks(store, backend.cache_type, who)
+            checks += docker_checks(logins, session.environ, store.location, _docker_probe(session, backend, request),
+                                    ci=plan.context.provider != "local")
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
     checks = _for_people(checks, plan)
@@ -84,3 +94,15 @@ def _for_people(checks: list[Check], plan: Plan) -> list[Check]:
     forms = secret_forms(plan_secrets(plan, os.environ))
     return [attrs.evolve(c, detail=printable(mask(c.detail, forms), 1000), fix=printable(mask(c.fix, forms), 1000))
             for c in checks]
+
+
+def _docker_probe(session: Session, backend: Backend, request: EntryRequest) -> Callable[[Mapping[str, str]], None]:
+    """Reads the backend's store with another environment (the backend's own password variables emptied)."""
+    import attrs
+
+    def probe(environ: Mapping[str, str]) -> None:
+        with session.store(backend, attrs.evolve(request, environ=environ)).open() as opened:
+            opened.check()
+            opened.names()
+
+    return probe
