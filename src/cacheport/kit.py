@@ -45,7 +45,7 @@ from cacheport.records import (
     Option,
     StoreSession,
 )
-from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug
+from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug, split_host
 from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
@@ -143,12 +143,24 @@ def registry_options(
     )
 
 
-def export_options() -> tuple[Option, ...]:
-    """The cache-export options (mode, ignore-error, format, compression) of a registry-type backend."""
+def mode_options() -> tuple[Option, Option]:
+    """``mode`` (default max) and ``ignore-error`` (default true): the export options every backend shares."""
     return (
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option("ignore-error", "Don't fail the build when exporting the cache fails (a cache outage must not fail "
                "a build).", type=bool, default=True),
+    )
+
+
+def mode_attrs(options: Mapping[str, Any]) -> dict[str, str]:
+    """The export attributes of :func:`mode_options`, as BuildKit reads them."""
+    return {"mode": str(options["mode"]), "ignore-error": _flag(options["ignore-error"])}
+
+
+def export_options() -> tuple[Option, ...]:
+    """The cache-export options (mode, ignore-error, format, compression) of a registry-type backend."""
+    return (
+        *mode_options(),
         Option("image-manifest", "Store the cache as an OCI image manifest instead of an index; default: true, "
                "or false when oci-mediatypes is false (as BuildKit >= 0.21 decides, stated so that BuildKit 0.12 "
                "to 0.20 write the same).", type=bool),
@@ -161,10 +173,8 @@ def export_options() -> tuple[Option, ...]:
 
 def registry_host(ref: str) -> str:
     """The registry part of an image reference, as ``docker login`` wants it (``docker.io`` when none)."""
-    first, sep, _rest = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first.lower()
-    return "docker.io"
+    host, _path = split_host(ref)
+    return host.lower() or "docker.io"
 
 
 @attrs.frozen

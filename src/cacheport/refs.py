@@ -97,6 +97,16 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{1,256}\Z")
 
 
+def split_host(name: str) -> tuple[str, str]:
+    """``(host, rest)`` of an image name as docker reads it: the first component is a registry host when the name
+    has a ``/`` and that component has a ``.`` or a ``:`` or is ``localhost``; otherwise ``("", name)`` (Docker
+    Hub). The host keeps its case."""
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "", name
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host[:port]`` cannot be a registry host (DNS labels of 1-63 characters, IPv4, ``[IPv6]``, an
     optional port), or None when it can."""
@@ -138,9 +148,7 @@ def reference_problem(ref: str) -> str | None:
     name, at, digest = ref.partition("@")
     if at and not _DIGEST.match(digest):
         return "a digest is algorithm:hex, e.g. sha256:..."
-    first, sep, rest = name.partition("/")
-    host = first if sep and ("." in first or ":" in first or first == "localhost") else ""
-    path = rest if host else name
+    host, path = split_host(name)
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, _, tag = path.rpartition(":")

@@ -11,18 +11,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
+
+from cacheport.timestamps import go_time
 
 # A status object larger than this is not one; print what we have as text instead of waiting for more.
 _LIMIT = 8 << 20
 
 
 def _seconds(start: Any, end: Any) -> str:
-    try:
-        began = datetime.fromisoformat(str(start)[:26].rstrip("Z") + "+00:00")
-        ended = datetime.fromisoformat(str(end)[:26].rstrip("Z") + "+00:00")
-    except ValueError:
+    began, ended = go_time(start), go_time(end)
+    if began is None or ended is None:
         return ""
     return f" {(ended - began).total_seconds():.1f}s"
 

@@ -25,6 +25,8 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import ReportError
+from cacheport.refs import split_host
+from cacheport.timestamps import go_time
 
 HIT, MISSED, FAILED, UNKNOWN = "hit", "missed", "failed", "unknown"
 WRITTEN, SKIPPED = "written", "skipped"
@@ -192,17 +194,6 @@ def _stream(text: str) -> Iterator[dict[str, Any] | str]:
         i = end
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    # Go writes nanoseconds, Python reads microseconds at most.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3) if start and end else None
 
@@ -224,8 +215,8 @@ def _vertices(text: str) -> tuple[dict[str, _Vertex], list[str]]:
         for v in item.get("vertexes") or ():
             vertex = vertices.setdefault(str(v.get("digest", "")), _Vertex())
             vertex.name = str(v.get("name") or vertex.name)
-            vertex.started = vertex.started or _time(v.get("started"))
-            vertex.completed = _time(v.get("completed")) or vertex.completed
+            vertex.started = vertex.started or go_time(v.get("started"))
+            vertex.completed = go_time(v.get("completed")) or vertex.completed
             vertex.cached = vertex.cached or bool(v.get("cached"))
             vertex.error = str(v.get("error") or vertex.error)
         for s in item.get("statuses") or ():
@@ -246,10 +237,9 @@ def _step_cached(v: _Vertex) -> bool:
 def normalize_ref(ref: str) -> str:
     """An image reference as BuildKit canonicalizes it: with a registry host and a tag."""
     name, at, digest = ref.partition("@")
-    first, slash, _rest = name.partition("/")
-    if not slash:
+    if "/" not in name:
         name = f"docker.io/library/{name}"
-    elif not ("." in first or ":" in first or first == "localhost"):
+    elif not split_host(name)[0]:
         name = f"docker.io/{name}"
     if not at and ":" not in name.rpartition("/")[2]:
         name += ":latest"
