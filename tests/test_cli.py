@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import GITLAB_ENV
+from .fakes.caches import local_cache
 from .test_plugins import BROKEN, make_dist
 
 
@@ -26,18 +28,27 @@ def test_console_script_is_installed() -> None:
     assert out.stdout.startswith("cacheport, version ")
 
 
+def local_dir(tmp_path: Path) -> Path:
+    """The local backend's default directory for the ``clean_env`` working directory (no git): the
+    directory's name beside a hash of its path."""
+    work = str((tmp_path / "work").resolve())
+    return tmp_path / "xdg" / "cacheport" / f"work-{hashlib.sha256(work.encode()).hexdigest()[:8]}" / "default"
+
+
 def test_no_config_no_ci_prints_local_flags(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert out.returncode == 0, out.stderr
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
-    assert out.stdout.split() == [
-        f"--cache-from=type=local,src={base}",
-        f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true",
-    ]
+    base = local_dir(tmp_path)
+    export = f"--cache-to=type=local,dest={base}.new,mode=max,ignore-error=true"
+    assert out.stdout.split() == [export]  # no cache there yet: nothing to import, and nothing said
+    assert out.stderr == ""
+    local_cache(base)
+    warm = run("args", env={**clean_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert warm.stdout.split() == [f"--cache-from=type=local,src={base}", export]
 
 
 def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_path: Path) -> None:
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    base = local_dir(tmp_path)
     new = Path(f"{base}.new")
     new.mkdir(parents=True)
     (new / "index.json").write_text("{}")
@@ -48,7 +59,7 @@ def test_args_promotes_a_finished_local_export(clean_env: dict[str, str], tmp_pa
 
 
 def test_an_unfinished_local_export_is_left_alone(clean_env: dict[str, str], tmp_path: Path) -> None:
-    base = tmp_path / "xdg" / "cacheport" / "work" / "default"
+    base = local_dir(tmp_path)
     (base).mkdir(parents=True)
     (base / "index.json").write_text("old")
     Path(f"{base}.new").mkdir()
@@ -118,7 +129,7 @@ def test_broken_plugin_warns_and_the_cli_still_works(clean_env: dict[str, str], 
     env = {**clean_env, "PYTHONPATH": str(site)}
     out = run("args", env=env)
     assert out.returncode == 0
-    assert "--cache-from=type=local" in out.stdout
+    assert "--cache-to=type=local" in out.stdout
     assert "plugin 'broken' from cacheport-broken 0.1 failed to load and was skipped: ModuleNotFoundError" in out.stderr
     assert "Traceback" not in out.stderr
     assert "Traceback" in run("args", "-v", env=env).stderr
@@ -242,9 +253,10 @@ def test_a_renderer_plugin_is_a_format_in_args_and_its_help(clean_env: dict[str,
     helped = run("args", "--help", env=env).stdout
     assert "jenkins" in helped.split("--format", 1)[1].splitlines()[0]  # the choices next to the option
     assert "A Jenkins properties file" in helped
+    local_cache(local_dir(tmp_path))
     out = run("args", "--format", "jenkins", env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == f"CACHE_FROM=type=local,src={tmp_path / 'xdg' / 'cacheport' / 'work' / 'default'}\n"
+    assert out.stdout == f"CACHE_FROM=type=local,src={local_dir(tmp_path)}\n"
     listing = {r["name"]: r for r in json.loads(run("plugins", "--format", "json", env=env).stdout)}
     assert listing["jenkins"]["formats"] == ["jenkins"] and listing["renderers"]["formats"][0] == "args"
     bad = run("args", "--format", "jenkin", env=env)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cacheport_builtins import contexts
 
 from cacheport.context import Context, detect_context
@@ -94,6 +95,35 @@ def test_local_reads_the_git_branch_without_running_git(tmp_path: Path) -> None:
     sub.mkdir()
     ctx = contexts.local({}, sub)
     assert (ctx.project, ctx.branch, ctx.default_branch) == ("my-app", "topic/x", "main")
+
+
+@pytest.mark.parametrize(("url", "remote"), [
+    ("https://user:s3cret@git.example.com:8443/Group/App.git", "git.example.com/Group/App"),
+    ("git@GIT.example.com:group/app.git", "git.example.com/group/app"),
+    ("ssh://git@git.example.com:2222/group/app/", "git.example.com/group/app"),
+    ('"https://git.example.com/group/app"', "git.example.com/group/app"),
+    ("/srv/git/app.git", "/srv/git/app"),
+])
+def test_local_knows_where_the_checkout_lives_and_its_origin_without_credentials(
+        tmp_path: Path, url: str, remote: str) -> None:
+    repo = tmp_path / "app"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "config").write_text(
+        '[core]\n\tbare = false\n[remote "upstream"]\n\turl = https://elsewhere.example/x\n'
+        f'[remote "origin"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n\tURL = {url}\n')
+    (repo / "sub").mkdir()
+    ctx = contexts.local({}, repo / "sub")
+    assert (ctx.root, ctx.remote) == (str(repo), remote)
+
+
+def test_local_without_an_origin_or_git_is_known_by_its_directory(tmp_path: Path) -> None:
+    (tmp_path / "r" / ".git").mkdir(parents=True)
+    (tmp_path / "r" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert (contexts.local({}, tmp_path / "r").remote, contexts.local({}, tmp_path / "r").root) == (
+        None, str(tmp_path / "r"))
+    (tmp_path / "plain").mkdir()
+    assert contexts.local({}, tmp_path / "plain").root == str(tmp_path / "plain")
 
 
 def test_local_detached_head_and_no_git(tmp_path: Path) -> None:

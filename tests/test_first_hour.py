@@ -12,12 +12,12 @@ import pytest
 
 from cacheport.errors import CacheportError
 from cacheport.kit import layout_store
-from cacheport.oci.format import synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.ops.progress import Prelude, take_progress
 from cacheport.ops.seed import name_pairs
 from cacheport.plugins import Plugins
 from cacheport.records import CacheStore
+from tests.fakes.caches import local_cache
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -34,19 +34,9 @@ def repo(clean_env: dict[str, str], tmp_path: Path) -> Path:
     return root
 
 
-def a_local_cache(cache: Path) -> Path:
-    """A cache directory as a build leaves it: one cache, ``latest``."""
-    layout = Layout(cache)
-    blobs, manifest = synthetic_cache(image_manifest=True)
-    for d, data in blobs:
-        layout.put_blob(d, [data])
-    layout.put_manifest("latest", manifest)
-    return cache
-
-
 def test_prune_older_than_runs_in_a_repository_without_a_remote(repo: Path, clean_env: dict[str, str],
                                                                 tmp_path: Path) -> None:
-    cache = a_local_cache(tmp_path / "cache")
+    cache = local_cache(tmp_path / "cache").directory
     env = {**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}
     out = run("prune", "--older-than", "14d", env=env, cwd=repo)
     assert out.returncode == 0, out.stderr
@@ -79,7 +69,7 @@ def test_seed_all_from_a_local_cache_asks_for_the_branch_when_the_default_is_unk
 
 def test_seed_all_from_a_local_cache_on_the_command_line(repo: Path, clean_env: dict[str, str],
                                                          tmp_path: Path) -> None:
-    cache = a_local_cache(tmp_path / "cache")
+    cache = local_cache(tmp_path / "cache").directory
     env = {**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}
     args = ("seed", "--from", "local", "--to", "registry", "--set", "registry.ref=127.0.0.1:9/app/cache", "--all",
             "--dry-run")

@@ -46,7 +46,7 @@ def test_o_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path: Path
     assert (work / "link.txt").is_symlink() and MARKER in (work / "real.txt").read_text()
     assert stat.S_IMODE((work / "real.txt").stat().st_mode) == 0o600
     assert run_cli(["args", "-o", "dangling"], env, work).code == 0
-    assert (work / "dangling").is_symlink() and "--cache-from" in (work / "new.txt").read_text()
+    assert (work / "dangling").is_symlink() and "--cache-to" in (work / "new.txt").read_text()
     assert sorted(p.name for p in work.iterdir()) == ["dangling", "link.txt", "new.txt", "real.txt"]
 
 
@@ -56,7 +56,7 @@ def test_o_dev_stdout_prints_and_leaves_the_link_alone(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "cacheport", "args", "-o", "/dev/stdout"], capture_output=True,
                          text=True, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("--cache-from=type=local,")
+    assert out.stdout.startswith("--cache-to=type=local,")
     assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
 
 
@@ -113,7 +113,7 @@ def test_o_a_fifo_nobody_reads_fails_at_once_and_one_that_is_read_gets_the_flags
     ready.wait(10)
     assert run_cli(["args", "-o", "fifo"], env, work, seconds=20).code == 0
     reader.join(10)
-    assert got and got[0].startswith(b"--cache-from=")
+    assert got and got[0].startswith(b"--cache-to=")
 
 
 def test_o_a_terminal_shows_secrets_as_stars(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,45 @@ def test_init_writes_a_working_starter(clean_env: dict[str, str]) -> None:
     missing = run(cwd, "init", "--backend", "registry", "--force", env=clean_env)
     assert missing.returncode == 2 and "needs option 'ref'" in missing.stderr
     assert (cwd / "cacheport.toml").read_text() == 'backend = "gitlab"\n'
+
+
+def test_init_in_a_subdirectory_writes_where_builds_from_the_top_read_it_and_says_where(
+        clean_env: dict[str, str]) -> None:
+    repo = Path.cwd() / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    deep = repo / "sub" / "deep"
+    deep.mkdir(parents=True)
+    out = run(deep, "init", "--backend", "registry", "--set", "ref=127.0.0.1:1/app/cache", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"wrote {repo / 'cacheport.toml'}: backend = registry")
+    assert not (deep / "cacheport.toml").exists()
+    explained = run(repo, "explain", "--format", "json", env=clean_env)  # a build from the top reads it
+    assert json.loads(explained.stdout)["backend"] == "registry", explained.stderr
+    again = run(deep, "init", env=clean_env)
+    assert again.returncode == 2 and f"{repo / 'cacheport.toml'} exists already" in again.stderr
+
+    here = run(deep, "init", "--here", env=clean_env)  # a monorepo's project, built from its own directory
+    assert here.returncode == 0 and (deep / "cacheport.toml").read_text() == 'backend = "local"\n'
+    assert here.stdout.startswith("wrote cacheport.toml:")  # where it runs: the name says it
+
+
+def test_init_where_pyproject_holds_the_settings_or_cacheport_config_names_the_file(
+        clean_env: dict[str, str]) -> None:
+    repo = Path.cwd() / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub").mkdir()
+    (repo / "pyproject.toml").write_text(PYPROJECT)
+    refused = run(repo / "sub", "init", env=clean_env)
+    assert refused.returncode == 2 and f"{repo / 'pyproject.toml'} has a [tool.cacheport] table" in refused.stderr
+    dry = run(repo / "sub", "init", "--dry-run", env=clean_env)
+    assert dry.returncode == 0 and dry.stderr == f"cacheport: would write {repo / 'cacheport.toml'}\n"
+    assert not (repo / "cacheport.toml").exists()
+    forced = run(repo / "sub", "init", "--force", env=clean_env)
+    assert forced.returncode == 0 and (repo / "cacheport.toml").is_file()
+    chosen = Path.cwd() / "elsewhere.toml"
+    named = run(repo / "sub", "init", env={**clean_env, "CACHEPORT_CONFIG": str(chosen)})
+    assert named.returncode == 0 and named.stdout.startswith(f"wrote {chosen}:") and chosen.is_file()
 
 
 # --- a stateful model: random sequences of switches, phases, finishes, overrides and builds ---------------

@@ -160,6 +160,11 @@ class Context:
         trust: what the trust rules decided for this job (:mod:`cacheport.trust`). Providers leave it None;
             the plan fills it in before asking backends (:attr:`EntryRequest.trust`), so they never decide it
             themselves.
+        root: the project's top directory on this machine (a git checkout's top, where ``cacheport init``
+            writes), when known.
+        remote: where the project's repository lives, as ``host/path`` (git's ``origin`` remote without its
+            scheme, user or ``.git``), when known. With ``root``, it tells apart two checkouts that share a
+            ``project`` name; None in CI, where ``project`` is unique already.
     """
 
     provider: str
@@ -175,6 +180,8 @@ class Context:
     protected: bool | None = None
     tag: str | None = None
     trust: Trust | None = None
+    root: str | None = None
+    remote: str | None = None
 
     def fallback_branches(self) -> tuple[str, ...]:
         """Branches to import from, most specific first: this branch, the MR target, the default branch."""
@@ -261,10 +268,13 @@ class Swap:
     Attributes:
         new: where the build exported to.
         current: where the next build imports from.
+        replace: False for a cache moving in from an older place instead: it moves before the build reads
+            ``current``, and only while ``current`` holds nothing (``cacheport args``, ``build`` and ``rotate``).
     """
 
     new: str
     current: str
+    replace: bool = True
 
 
 @attrs.frozen

@@ -111,7 +111,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "tags": list(plan.tags),
         "migration": {"from": plan.migration.old, "phase": plan.migration.phase} if plan.migration else None,
         "read_only": plan.read_only,
-        "swaps": [{"new": s.new, "current": s.current} for s in plan.swaps],
+        "swaps": [{"new": s.new, "current": s.current, "replace": s.replace} for s in plan.swaps],
         "settings": {
             s.name: {
                 "value": REDACTED if s.secret and s.setting.value is not None else s.setting.value,
@@ -238,9 +238,13 @@ def explain(plan: Plan) -> str:
     if plan.tags:
         lines_.append("image tags to push (the cache lives in them):")
         lines_ += [f"  {t}" for t in plan.tags]
-    if plan.swaps:
+    moves = [s for s in plan.swaps if not s.replace]
+    if moves:
+        lines_.append("before the build, once (where earlier versions kept this cache):")
+        lines_ += [f"  move {s.new} to {s.current}, if it is there and the new place holds none" for s in moves]
+    if len(moves) < len(plan.swaps):
         lines_.append("after a successful build:")
-        lines_ += [f"  move {s.new} into place as {s.current}" for s in plan.swaps]
+        lines_ += [f"  move {s.new} into place as {s.current}" for s in plan.swaps if s.replace]
     if plan.warnings:
         lines_.append("warnings:")
         lines_ += [f"  ! {w}" for w in plan.warnings]

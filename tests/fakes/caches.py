@@ -1,12 +1,15 @@
-"""Synthetic BuildKit caches pushed straight into a registry, for tests that need one without a build."""
+"""Synthetic BuildKit caches pushed straight into a registry, or written into a local cache directory, for tests
+that need one without a build."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
+from pathlib import Path
 
-from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest
+from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest, synthetic_cache
+from cacheport.oci.layout import Layout
 from cacheport.oci.registry import Registry
 
 MiB = 1 << 20
@@ -24,3 +27,13 @@ def push_cache(host: str, repo: str, sizes: list[int], tag: str = "main") -> lis
         registry.put_manifest(repo, tag, Manifest.from_json(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d.as_json() for d in descriptors]}))
     return descriptors
+
+
+def local_cache(directory: Path, name: str = "latest") -> Layout:
+    """A local cache directory as a build leaves it: one cache, ``name`` (BuildKit's default: latest)."""
+    layout = Layout(directory)
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    layout.put_manifest(name, manifest)
+    return layout

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cacheport import Context, ContextProvider, hookimpl
 from cacheport.refs import SLUG_PATTERN
+
+_ORIGIN = re.compile(r'\[\s*remote\s+"origin"\s*\]\Z', re.IGNORECASE)
 
 
 def _gitlab_slugs(env: Mapping[str, str], branch: str | None) -> tuple[tuple[str, str], ...]:
@@ -145,10 +148,36 @@ def _symref(path: Path, prefix: str) -> str | None:
     return text[len(prefix):] if text.startswith(prefix) else None
 
 
+def _origin(common: Path) -> str | None:
+    """The ``origin`` remote's URL from git's config, as ``host/path``: no scheme, user, password, port or
+    ``.git``, so the https and ssh forms of one repository are the same. None without one."""
+    from urllib.parse import urlsplit
+
+    try:
+        text = (common / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif _ORIGIN.match(section) and line.split("=", 1)[0].strip().lower() == "url" and "=" in line:
+            url = line.split("=", 1)[1].strip().strip('"')
+            if "://" in url:
+                parts = urlsplit(url)
+                host, path = parts.hostname or "", parts.path
+            else:  # scp-like: [user@]host:path, or a local path
+                host, _, path = url.rpartition("@")[2].rpartition(":")
+            path = path.rstrip("/").removesuffix(".git")
+            return f"{host.lower()}/{path.lstrip('/')}" if host else path or None
+    return None
+
+
 def local(env: Mapping[str, str], cwd: Path) -> Context:
     git = _git_dir(cwd)
     if git is None:
-        return Context(provider="local", project=cwd.name or "project")
+        return Context(provider="local", project=cwd.name or "project", root=str(cwd))
     common = git
     if (git / "commondir").is_file():
         common = (git / (git / "commondir").read_text(encoding="utf-8").strip()).resolve()
@@ -160,6 +189,8 @@ def local(env: Mapping[str, str], cwd: Path) -> Context:
         branch=_symref(git / "HEAD", "ref: refs/heads/"),
         default_branch=_symref(common / "refs" / "remotes" / "origin" / "HEAD", "ref: refs/remotes/origin/")
         or _only_default(common),
+        root=str(top),
+        remote=_origin(common),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from cacheport import Backend, BackendEntries, CacheEntry, CacheStore, EntryRequest, Option, Swap, hookimpl
@@ -9,18 +10,34 @@ from cacheport.kit import COMPRESSIONS, layout_store, mode_attrs, mode_options
 from cacheport.refs import slug
 
 
+def _default(request: EntryRequest) -> tuple[Path, Path | None]:
+    """The default directory, and where earlier versions of cacheport kept it (None when that is the same place).
+
+    The project's name is kept for people to read, beside a short hash of where the project lives (its remote,
+    else its directory), so two checkouts called ``app`` no longer share a cache.
+    """
+    ctx = request.context
+    name, leaf = slug(ctx.project), slug(request.key) if request.key else "default"
+    identity = ctx.remote or ctx.root
+    if not identity:
+        return Path(request.cache_dir) / name / leaf, None
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return Path(request.cache_dir) / f"{name}-{digest}" / leaf, Path(request.cache_dir) / name / leaf
+
+
 def _directories(request: EntryRequest) -> tuple[str, str]:
     """Where imports come from, and where the cache lives after a build (the export's final place)."""
     opts = request.options
-    default = Path(request.cache_dir) / slug(request.context.project) / (slug(request.key) if request.key
-                                                                          else "default")
-    src = str(opts["src"] or default)
+    src = str(opts["src"] or _default(request)[0])
     return src, str(opts["dest"] or src)
 
 
 def _entries(request: EntryRequest) -> BackendEntries:
     opts = request.options
     src, dest = _directories(request)
+    default, older = _default(request)
+    # A cache kept under the project's name alone moves to its new place once, before a build reads it.
+    moves = [Swap(new=str(older), current=src, replace=False)] if older and src == str(default) else []
     # BuildKit's local exporter only ever adds blobs, so a reused dest grows without bound; writing to a fresh
     # sibling and swapping it in after the build keeps exactly one build's cache.
     target = f"{dest}.new" if opts["rotate"] else dest
@@ -33,7 +50,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
     return BackendEntries(
         imports=[CacheEntry("local", {"src": src, **tag})],
         exports=[CacheEntry("local", export)],
-        swaps=[Swap(new=target, current=dest)] if opts["rotate"] else [],
+        swaps=[*moves, *([Swap(new=target, current=dest)] if opts["rotate"] else [])],
     )
 
 
@@ -50,7 +67,8 @@ BACKEND = Backend(
     name="local",
     description="A directory on this machine (the default outside CI).",
     options=(
-        Option("src", "Directory to import from; default $XDG_CACHE_HOME/cacheport/<project>/<key or 'default'>."),
+        Option("src", "Directory to import from; default $XDG_CACHE_HOME/cacheport/<project>-<hash>/<key or "
+               "'default'>, the hash (8 hex digits) of the project's origin remote, else of its directory."),
         Option("dest", "Directory to export to; default: the same as src."),
         *mode_options(),
         Option("rotate", "Export to <dest>.new and swap it into <dest> after a successful build.", type=bool,
@@ -74,7 +92,10 @@ BACKEND = Backend(
         "BuildKit only ever adds to a local cache directory. With rotate (the default) the build exports to "
         "<dest>.new; `cacheport build` swaps it in after a successful build, and `cacheport args` and "
         "`cacheport rotate` swap in a completed one left by an earlier build. The directory is an OCI layout, "
-        "so `cacheport status`, `prune` and `seed` (to and from a registry) work on it."
+        "so `cacheport status`, `prune` and `seed` (to and from a registry) work on it. A cache in the place "
+        "cacheport kept it before (<project>/<key or 'default'>, shared by every checkout of that name) moves "
+        "to the new place once: the first `cacheport args`, `build` or `rotate` moves it, while the new place "
+        "holds no cache."
     ),
 )
 

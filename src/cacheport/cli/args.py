@@ -17,6 +17,7 @@ from cacheport.cli.common import (
     plan_options,
     promote_all,
     say,
+    usable_imports,
     write_file,
 )
 
@@ -74,13 +75,17 @@ Examples:
 def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, **common: Any) -> None:
     """Print cache flags for the build that runs next.
 
-    Before printing, a local cache exported by the previous build is swapped into place.
+    Before printing, a local cache exported by the previous build is swapped into place, and a local cache
+    import BuildKit could not use is left out: one there is no cache in yet, silently; a directory BuildKit
+    would fail the build on (an empty or unreadable index.json), with a warning.
     """
     from cacheport.records import RenderOptions
     from cacheport.render import redacted, secret_values
 
     renderer = load_plugins(common["verbose"]).renderer("lines" if as_lines else fmt)
     plan = make_plan(**common)
+    promote_all(plan.swaps)
+    plan = usable_imports(plan)
     target = output
     if target is None and renderer.append_to and os.environ.get(renderer.append_to):
         target = Path(os.environ[renderer.append_to])
@@ -96,7 +101,6 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
         # print the secret into a plain log.
         for value in secret_values(plan):
             click.echo(f"::add-mask::{value}")
-    promote_all(plan.swaps)
     if target is not None:
         write_file(target, text, append=bool(renderer.append_to), secret=renderer.secrets and bool(plan.secret_attrs),
                    source="-o" if output is not None else f"${renderer.append_to}")

@@ -167,14 +167,26 @@ def plan_store(plan: Plan, command: str) -> tuple[Backend, CacheStore]:
 
 def promote_all(swaps: Iterable[Swap]) -> None:
     """Swap finished local exports into place; a cache problem never stops anything."""
-    from cacheport.ops.rotate import promote
+    from cacheport.ops.rotate import moved, promote
 
     for swap in swaps:
         try:
             if promote(swap):
-                say(f"moved the last build's cache export into {swap.current}")
+                say(moved(swap))
         except OSError as exc:
             warn(f"could not move {swap.new} into place: {exc}")
+
+
+def usable_imports(plan: Plan) -> Plan:
+    """The plan without the local imports BuildKit can't use, with a warning for each where something broken is
+    there (no cache yet is no news): a cache problem never fails a build."""
+    from cacheport.ops.preflight import usable
+
+    plan, held = usable(plan)
+    for _entry, problem in held:
+        if problem.broken:
+            warn(problem.message)
+    return plan
 
 
 def write_file(path: Path, text: str, *, append: bool = False, mode: int = 0o600, secret: bool = False,

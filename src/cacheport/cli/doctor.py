@@ -39,6 +39,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
 
     from cacheport.errors import CacheportError
     from cacheport.ops.checks import machine_checks, store_checks
+    from cacheport.ops.preflight import import_checks
     from cacheport.records import Check
 
     plan = make_plan(**common)
@@ -47,6 +48,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
     checks += machine_checks(plan, os.environ, builder)
+    checks += import_checks(plan)
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor

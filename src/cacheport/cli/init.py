@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cacheport.cli.common import check_config_text, load_plugins, set_option, verbose_option, write_file
+from cacheport.cli.common import check_config_text, load_plugins, say, set_option, verbose_option, write_file
 
 
 @click.command("init", epilog="""\b
@@ -19,9 +19,16 @@ Examples:
 @set_option("Write an option of the backend (repeatable).", "OPTION=VALUE")
 @click.option("--force", is_flag=True, help="Overwrite an existing cacheport.toml.")
 @click.option("--dry-run", is_flag=True, help="Print the file; write nothing.")
+@click.option("--here", is_flag=True, help="Write in this directory, not at the top of the checkout (a project in a "
+              "monorepo's subdirectory, built from there).")
 @verbose_option
-def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run: bool, verbose: int) -> None:
-    """Write a starter cacheport.toml for the CI detected here."""
+def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_run: bool, here: bool,
+            verbose: int) -> None:
+    """Write a starter cacheport.toml for the CI detected here.
+
+    It goes where cacheport looks for it from every directory of the project: the top of the git checkout
+    (or the config cacheport already reads from here, with --force), and it says where.
+    """
     from cacheport.context import detect_context
     from cacheport.errors import ConfigError
     from cacheport.switch import starter, typed
@@ -31,14 +38,41 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
     context = detect_context(plugins.context_providers(), os.environ, cwd)
     chosen = plugins.backend(backend or context.default_backend if (backend or context.default_backend in
                                                                     plugins.backends()) else "local")
-    path = cwd / "cacheport.toml"
+    path = _target(cwd, Path(context.root) if context.root and not here else cwd, force or dry_run)
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # elsewhere: where, in full
     if path.exists() and not force and not dry_run:
-        raise ConfigError(f"{path.name} exists already; use --force to overwrite it")
+        raise ConfigError(f"{shown} exists already, and cacheport reads it from here; use --force to overwrite it")
     text = starter(chosen.name, typed(chosen, sets))
     check_config_text(text, path, context, plugins)
     if dry_run:
+        say(f"would write {shown}")
         click.echo(text, nl=False)
         return
     write_file(path, text, mode=0o644)
-    click.echo(f"wrote {path.name}: backend = {chosen.name} ({context.provider} detected). "
+    click.echo(f"wrote {shown}: backend = {chosen.name} ({context.provider} detected). "
                "`cacheport explain` shows what it does.")
+
+
+def _target(cwd: Path, root: Path, replacing: bool) -> Path:
+    """Where cacheport will read the file from ``cwd`` and every directory below ``root``: ``$CACHEPORT_CONFIG``;
+    else the config it finds from here today, if that is inside ``root``; else ``root/cacheport.toml``.
+    A ``[tool.cacheport]`` table in pyproject.toml is replaced (by a cacheport.toml beside it) only when
+    ``replacing``."""
+    from cacheport.config import find_config
+    from cacheport.errors import ConfigError
+
+    if os.environ.get("CACHEPORT_CONFIG"):
+        explicit = Path(os.environ["CACHEPORT_CONFIG"])
+        if explicit.name == "pyproject.toml":
+            raise ConfigError(f"CACHEPORT_CONFIG names {explicit}: cacheport init writes a cacheport.toml; unset "
+                              "CACHEPORT_CONFIG, or add a [tool.cacheport] table to that file yourself")
+        return explicit
+    found = find_config(cwd)
+    if found is None or not found[0].parent.is_relative_to(root):
+        return root / "cacheport.toml"
+    existing, table = found
+    if table and not replacing:
+        raise ConfigError(f"{existing} has a [tool.cacheport] table, which cacheport reads from here; change it "
+                          "there (`cacheport switch` does), or use --force to write a cacheport.toml beside it, "
+                          "which takes its place")
+    return existing.with_name("cacheport.toml")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cacheport.cli.common import format_option, jobs_option, make_plan, plan_options, plan_store
+
+if TYPE_CHECKING:
+    from cacheport.plan import Plan
+    from cacheport.records import CacheStore, StoreSession
 
 
 @click.command("prune", epilog="""\b
@@ -17,29 +21,37 @@ Examples:
   cacheport prune --older-than 14d --yes        # delete it
   cacheport prune --branches-gone --yes         # caches of branches no longer on origin
   cacheport prune feature-x --yes               # one tag, by name (the default branch's too)
+  cacheport prune --broken --yes -b local       # a local cache directory builds can't import from
 """)
 @click.argument("tags_named", nargs=-1, metavar="[TAG]...")
 @click.option("--older-than", metavar="AGE", help="Tags not updated for AGE (14d, 12h, 2w).")
 @click.option("--branches-gone", is_flag=True, help="Tags of branches that no longer exist on origin.")
+@click.option("--broken", is_flag=True, help="Remove a local cache directory that builds can't import from (an "
+              "empty or unreadable index.json, a missing manifest).")
 @click.option("--keep", multiple=True, metavar="NAME", help="Never delete this branch's (or tag's) cache.")
 @click.option("--yes", is_flag=True, help="Delete; without it, only show what would be deleted.")
 @format_option(["text", "json"], "text")
 @jobs_option("Manifests read, and tags deleted,", lookups=True)
 @plan_options
-def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, keep: tuple[str, ...],
-            yes: bool, fmt: str, jobs: int, **common: Any) -> None:
+def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, broken: bool,
+            keep: tuple[str, ...], yes: bool, fmt: str, jobs: int, **common: Any) -> None:
     """Delete stale caches from the backend's store (a registry's manifest DELETE; a directory's index entry and
     the blobs only it used).
 
     Nothing is deleted without --yes. The default branch's cache is kept unless named as a TAG.
     """
-    from cacheport.errors import ConfigError
+    from cacheport.errors import ConfigError, RegistryError
     from cacheport.ops import inventory
     from cacheport.refs import branch_tag
     from cacheport.render import human_size
 
+    if broken and (tags_named or older_than or branches_gone):
+        raise ConfigError("--broken goes alone: it removes a whole directory, not tags")
+    if broken:
+        _prune_broken(make_plan(**common), yes, fmt)
+        return
     if not (tags_named or older_than or branches_gone):
-        raise ConfigError("say what to prune: TAG names, --older-than AGE or --branches-gone")
+        raise ConfigError("say what to prune: TAG names, --older-than AGE, --branches-gone or --broken")
     age = inventory.parse_age(older_than) if older_than else None
     plan = make_plan(**common)
     default = plan.context.default_branch
@@ -58,11 +70,14 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     keep_tags |= set(keep)
     deleted: list[str] = []
     with store.open() as session:
-        tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+        try:
+            tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+        except RegistryError as exc:
+            raise RegistryError(f"{exc}{_broken_hint(store, session)}") from None
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
-                              "(`cacheport status` lists what is there)")
+                              f"(`cacheport status` lists what is there){_broken_hint(store, session)}")
         decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
                                      default_tag=store.name_for(default or "") if default or store.fixed else None)
         doomed = [d for d in decisions if d.delete]
@@ -84,3 +99,44 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     total = sum(d.tag.size for d in doomed)
     click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
                + ("" if yes or not doomed else "; run again with --yes to delete"))
+
+
+def _broken_hint(store: CacheStore, session: StoreSession) -> str:
+    """For a local cache directory builds can't import from: why, and how to remove it; else nothing."""
+    from cacheport.oci.layout import Layout
+    from cacheport.ops.preflight import store_problem
+
+    problem = store_problem(store) if isinstance(session, Layout) else None
+    if problem is None or not problem.removable:
+        return ""
+    return f"; builds can't import from the directory ({problem.reason}): `cacheport prune --broken --yes` removes it"
+
+
+def _prune_broken(plan: Plan, yes: bool, fmt: str) -> None:
+    """Remove the backend's cache directory when builds can't import from it."""
+    import contextlib
+
+    from cacheport.errors import ConfigError
+    from cacheport.oci.layout import Layout
+    from cacheport.ops.preflight import store_problem
+
+    _backend, store = plan_store(plan, "prune --broken")
+    with store.open() as session:
+        if not isinstance(session, Layout):
+            raise ConfigError(f"--broken is for a local cache directory; {store.location} is not one")
+        problem = store_problem(store)
+        doomed = problem is not None and problem.removable
+        if doomed and yes:
+            session.clear()
+            with contextlib.suppress(OSError):  # empty now, unless someone keeps other files there
+                session.directory.rmdir()
+    reason = problem.reason if problem is not None else "builds can import from it"
+    if fmt == "json":
+        click.echo(json.dumps({"directory": store.location, "broken": bool(problem and problem.broken),
+                               "reason": reason, "delete": doomed, "deleted": doomed and yes}, indent=2))
+    elif not doomed:
+        click.echo(f"nothing to remove: {reason}" if problem is None or not problem.broken
+                   else f"can't remove it: {reason}; fix: {problem.fix}")
+    else:
+        click.echo(f"{'removed' if yes else 'would remove'} {store.location}: {reason}"
+                   + ("" if yes else "; run again with --yes to remove it"))

@@ -20,11 +20,15 @@ def command(**common: Any) -> None:
     BuildKit only ever adds to a local cache directory, so cacheport exports to DIR.new and moves it
     over DIR after the build. `cacheport build` does this itself; `cacheport args` does it before printing.
     """
-    from cacheport.ops.rotate import promote
+    from cacheport.ops.rotate import moved, promote
 
     plan = make_plan(**common)
     if not plan.swaps:
         click.echo("nothing to rotate: this backend keeps no local directory", err=True)
     for swap in plan.swaps:
         done = promote(swap)
+        if not swap.replace:  # a cache moving in from an older place: news only when it moved
+            if done:
+                click.echo(moved(swap))
+            continue
         click.echo(f"rotated {swap.current}" if done else f"no finished export at {swap.new}")

@@ -36,17 +36,28 @@ Examples:
 def command(fmt: str, jobs: int, **common: Any) -> None:
     """Show the cache in its backend: every tag, its format, size, last update and branch.
 
-    For a local cache directory, also its size and the blobs no build uses any more.
+    For a local cache directory, also its size, the blobs no build uses any more, and whether builds can
+    import from it (`cacheport prune --broken` removes one they can't).
     Works for every backend with a store (registry, gitlab, pulp, local, and plugins built on cacheport.kit).
     """
+    from cacheport.errors import RegistryError
     from cacheport.ops.inventory import directory_usage, list_caches, roles
+    from cacheport.ops.preflight import store_problem
     from cacheport.render import human_size
 
     plan = make_plan(**common)
     _backend, store = plan_store(plan, "status")
     with store.open() as session:
-        tags = list_caches(session, roles(plan.context, store), jobs)
         usage = directory_usage(session)
+        problem = store_problem(store) if usage is not None else None
+        try:
+            tags = list_caches(session, roles(plan.context, store), jobs)
+        except RegistryError:
+            if problem is None or not problem.broken:
+                raise
+            tags = []  # the problem line says what is wrong
+    if usage is not None:
+        usage["problem"] = problem.reason if problem is not None and problem.broken else None
     if plan.migration is not None:
         _migration_status(plan, store, tags, fmt, jobs)
         return
@@ -58,6 +69,9 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
         click.echo(f"{store.location}: no such directory yet (the first build that exports the cache makes it)")
         return
     click.echo(f"{store.location}: {len(tags)} cache(s), exported as {store.format}")
+    if problem is not None and problem.broken:
+        click.echo(f"  builds can't import from it: {problem.reason}; they leave it out and run without it. "
+                   f"Fix: {problem.fix}")
     if usage is not None and usage["exists"]:
         click.echo(f"  {human_size(usage['size'])} in {usage['blobs']} blobs, of which {usage['stale_blobs']} "
                    f"({human_size(usage['stale_size'])}) are stale: no cache uses them any more")

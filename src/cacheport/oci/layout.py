@@ -2,7 +2,8 @@
 ``type=local`` cache reads and writes.
 
 Blobs are written to a temporary file and renamed into place once their digest checks out; ``index.json`` is
-replaced atomically and last, so a reader never sees a name that points at a missing blob.
+replaced atomically and last, so a reader never sees a name that points at a missing blob. A layout that holds
+no name is removed rather than written: BuildKit fails a build that imports from an empty ``index.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cacheport.files import replacing
 from cacheport.oci.format import MANIFEST_TYPES, OCI_INDEX, Descriptor, Manifest
 
 REF_NAME = "org.opencontainers.image.ref.name"
+IMAGE_NAME = "io.containerd.image.name"
 #: The name BuildKit's local cache exporter gives its entry when no ``tag`` is set.
 DEFAULT_NAME = "latest"
 CHUNK = 1 << 20
@@ -37,6 +39,7 @@ class Layout:
         self.directory = Path(directory)
         self.host = str(self.directory)
         self._lock = threading.RLock()  # index.json is read, changed and replaced: one change at a time
+        self._made: list[Path] = []  # directories this object created, removed again if the layout empties
 
     def __enter__(self) -> Layout:
         return self
@@ -79,15 +82,38 @@ class Layout:
         annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
         return str((annotations or {}).get(REF_NAME) or DEFAULT_NAME)
 
+    def _mkdir(self, folder: Path) -> None:
+        missing = []
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for made in reversed(missing):
+            made.mkdir(exist_ok=True)
+            self._made.append(made)
+
     def _write_index(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            self.clear()
+            return
         doc = {**self._index(), "manifests": entries}
         doc.setdefault("schemaVersion", 2)
         doc.setdefault("mediaType", OCI_INDEX)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._mkdir(self.directory)
         layout = self.directory / "oci-layout"
         if not layout.exists():
             self._atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
         self._atomic(self.directory / "index.json", json.dumps(doc, separators=(",", ":")).encode())
+
+    def clear(self) -> None:
+        """Remove the layout: ``index.json``, ``oci-layout`` and every blob, then the directories left empty
+        that it or this object made. What else is in the directory stays."""
+        for name in ("index.json", "oci-layout", *(f"blobs/sha256/{d.removeprefix('sha256:')}" for d in self.blobs())):
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / name).unlink()
+        for folder in (self.directory / "blobs" / "sha256", self.directory / "blobs", self.directory / "ingest",
+                       *sorted(self._made, key=lambda p: len(p.parts), reverse=True)):
+            with contextlib.suppress(OSError):  # not empty, or gone: it stays as it is
+                folder.rmdir()
 
     def _atomic(self, path: Path, data: bytes) -> None:
         with replacing(path) as fh:
@@ -134,6 +160,18 @@ class Layout:
             raise RegistryError(f"{path}: its content has digest {manifest.digest}")
         return manifest
 
+    def buildkit_entry(self, tag: str) -> dict[str, Any] | None:
+        """The ``index.json`` entry BuildKit's local cache importer takes for ``tag``, or None (the build then
+        fails). Its rule: the first entry whose ``io.containerd.image.name``, else the first whose
+        ``org.opencontainers.image.ref.name``, is ``tag``; an entry without a name is never taken."""
+        entries = self._entries()
+        for key in (IMAGE_NAME, REF_NAME):
+            for entry in entries:
+                annotations = entry.get("annotations")
+                if isinstance(annotations, dict) and annotations.get(key) == tag:
+                    return entry
+        return None
+
     def manifest_digest(self, name: str) -> str | None:
         entry = next((e for e in self._entries() if self._name(e) == name), None)
         return str(entry["digest"]) if entry and entry.get("digest") else None
@@ -163,7 +201,7 @@ class Layout:
                  progress: Callable[[int], None] | None = None) -> None:
         """Write a blob, checking its digest and size before it takes its place."""
         path = self._blob_path(descriptor.digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(path.parent)
         digest, total = hashlib.sha256(), 0
         with replacing(path) as fh:
             for chunk in chunks:
@@ -201,7 +239,7 @@ class Layout:
             if len(kept) == len(entries):
                 return False
             self._write_index(kept)
-            for unused in self.unused():
+            for unused in self.unused() if kept else ():
                 with contextlib.suppress(OSError):
                     self._blob_path(unused).unlink()
         return True

@@ -24,9 +24,10 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.ops import report
+from cacheport.ops.preflight import usable
 from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
-from cacheport.records import Login
+from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
 
 # Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
@@ -253,8 +254,9 @@ def run(
     report_file: str | None = None,
     require_hit: bool = False,
 ) -> int:
-    """Log in, check the builder, build with live logs, rotate local caches, and end with what BuildKit did with
-    the cache. Returns the build's exit code (1 with ``require_hit`` when no import hit)."""
+    """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
+    caches, and end with what BuildKit did with the cache. Returns the build's exit code (1 with ``require_hit``
+    when no import hit)."""
     import shutil
     import subprocess
 
@@ -279,6 +281,11 @@ def run(
         if failed:
             # A registry that is down must not fail the build: the cache is an optimisation.
             say(f"warning: login to {registry} failed ({failed}); building without it")
+    _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
+    plan, left_out = usable(plan)
+    for _entry, problem in left_out:
+        if problem.broken:  # no cache yet is no news: the report says it
+            say(f"warning: {problem.message}")
     imports, exports = list(plan.imports), list(plan.exports)
     extra, progress = take_progress(extra)
     if progress not in (None, "auto", "plain", "quiet", "rawjson"):
@@ -344,14 +351,12 @@ def run(
         if "".join(prelude.held).strip():
             return code
     if code == 0:
-        from cacheport.ops.rotate import promote
-
-        for swap in plan.swaps:
-            try:
-                promote(swap)
-            except OSError as exc:  # the image is built: a cache problem must not turn that into a failure
-                say(f"warning: could not move {swap.new} into place: {exc}")
+        _promote(plan.swaps, say)
     found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
+    if left_out:
+        found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
+            report.ImportReport(e, report.MISSED, "not passed to buildx: " + p.reason if p.broken else
+                                "no cache there yet") for e, p in left_out)])
     for line in report.as_text(found_report).splitlines():
         say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
     if image_report and code == 0:
@@ -370,6 +375,17 @@ def _start_hint(prelude: Prelude) -> str:
         return ("; the build context goes before --, buildx's own flags after it: "
                 "cacheport build CONTEXT [-t TAG] -- FLAGS")
     return ""
+
+
+def _promote(swaps: Sequence[Swap], say: Callable[[str], None]) -> None:
+    from cacheport.ops.rotate import moved, promote
+
+    for swap in swaps:
+        try:
+            if promote(swap) and not swap.replace:  # the rotation after every build is no news
+                say(moved(swap))
+        except OSError as exc:  # a cache problem must not fail a build, nor a built image
+            say(f"warning: could not move {swap.new} into place: {exc}")
 
 
 def _masking(say: Callable[[str], None], forms: frozenset[str]) -> Callable[[str], None]:

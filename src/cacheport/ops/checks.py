@@ -95,7 +95,8 @@ def _fix(note: str) -> str:
 
 
 def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
-    """Reachable, credentials, and a round trip of a tiny cache in the format the backend exports.
+    """Reachable, credentials, and a round trip of a tiny cache in the format the backend exports; for a local
+    directory (``kind`` local), only that it can be written, and nothing is written.
 
     The round trip writes under :data:`PROBE_NAME` and deletes it again. Never raises.
     """
@@ -112,6 +113,10 @@ def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
                                   "login")]
                 return [Check(kind, False, f"{session.host} does not answer: {exc}",
                               "check the host and port, the network, and TLS (the backend's insecure option)")]
+            if kind == "local":
+                # A directory on this machine: no credentials, and it keeps whatever BuildKit writes (a round trip
+                # would test only cacheport's own writer, and leave a trace in the user's cache).
+                return [Check(kind, True, f"{session.host} can be written")]
             checks = [Check(kind, True, f"{session.host} is reachable"), Check("credentials", True, "accepted")]
             checks.append(_format_round_trip(session, store))
     except RegistryError as exc:

@@ -22,10 +22,11 @@ def promote(swap: Swap) -> bool:
     """Put ``swap.new`` in place of ``swap.current`` if it is a finished export; True if it did.
 
     An unfinished export is left alone: another build may still be writing it, and the next finished export
-    completes it. Only cache directories are ever replaced, and one process at a time does it (a lock file).
+    completes it. Only cache directories are ever replaced (with ``swap.replace`` False, only an empty one), and
+    one process at a time does it (a lock file).
     """
     new, current = Path(swap.new), Path(swap.current)
-    if not is_complete(new) or not _is_cache(current):
+    if not is_complete(new) or not _is_cache(current) or (not swap.replace and is_complete(current)):
         return False
     import fcntl
     import shutil
@@ -36,7 +37,7 @@ def promote(swap: Swap) -> bool:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # someone else is promoting right now
-        if not is_complete(new):  # they finished before we got the lock
+        if not is_complete(new) or (not swap.replace and is_complete(current)):  # they finished first
             return False
         old = current.with_name(current.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -45,3 +46,10 @@ def promote(swap: Swap) -> bool:
         os.rename(new, current)
         shutil.rmtree(old, ignore_errors=True)
     return True
+
+
+def moved(swap: Swap) -> str:
+    """What to tell the user once ``swap`` has happened."""
+    if swap.replace:
+        return f"moved the last build's cache export into {swap.current}"
+    return f"moved the cache from {swap.new}, where earlier versions of cacheport kept it, to {swap.current}"
