@@ -45,7 +45,7 @@ from cacheport.records import (
     Option,
     StoreSession,
 )
-from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug, split_host
+from cacheport.refs import branch_names, branch_tag, key_prefix, reference_problem, repository, split_host
 from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
     """The cache repository as a store: tags are names, one per branch (or the fixed tag)."""
     key = request.key
     fixed = cache.fixed_tag
-    prefix = f"{slug(key)}-" if key else ""
+    prefix = key_prefix(key)
 
     def name_for(branch: str) -> str:
         return fixed or branch_tag(branch, key, request.context)

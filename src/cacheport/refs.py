@@ -30,6 +30,16 @@ def slug(name: str, limit: int = 63) -> str:
     return out
 
 
+def key_prefix(key: str | None) -> str:
+    """What a ``key`` puts before a branch's name in its tag (``arm64-``), or ``""`` without one."""
+    return f"{slug(key)}-" if key else ""
+
+
+def same_branch(name: str, branch_name: str) -> bool:
+    """Whether ``name`` is the cache ``branch_name`` itself or that branch's under some key (``arm64-main``)."""
+    return name == branch_name or name.endswith(f"-{branch_name}")
+
+
 def branch_tag(branch: str, key: str | None = None, context: Context | None = None) -> str:
     """The cache tag for a branch, scoped by ``key`` (a target, platform or matrix axis) when given.
 
@@ -38,7 +48,7 @@ def branch_tag(branch: str, key: str | None = None, context: Context | None = No
     """
     known = dict(context.branch_slugs) if context is not None else {}
     name = known.get(branch) or slug(branch)
-    tag = name if not key else f"{slug(key)}-{name}"
+    tag = f"{key_prefix(key)}{name}"
     assert TAG_PATTERN.match(tag), tag
     return tag
 
