@@ -115,7 +115,7 @@ def test_each_test_gets_a_fresh_manager(builtins: Plugins) -> None:
     assert "shared-dir" not in builtins.backends()
 
 
-# A registry-type backend written against the 0.1 docs: entries only, no store, no CACHEPORT_API.
+# A registry-type backend written against the 0.1 docs: entries only, no store, no cacheport_api.
 OLD_REGISTRY = """
 from cacheport import Backend, BackendEntries, CacheEntry, Option, hookimpl
 

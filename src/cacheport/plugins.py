@@ -37,7 +37,7 @@ class PluginInfo:
         module: the module that implements the hooks.
         error: why it failed to load, or None.
         traceback: the full traceback of that failure, shown with ``-v``.
-        api: the plugin API version it says it was written against (its module's ``CACHEPORT_API``; a
+        api: the plugin API version it says it was written against (its module's ``cacheport_api``; a
             built-in's is :data:`cacheport.API_VERSION`), or None when it says none (written against 0.1).
     """
 
@@ -52,12 +52,12 @@ class PluginInfo:
 
 
 def declared_api(module: object, info: PluginInfo) -> str | None:
-    """The plugin API version a plugin says it targets (``CACHEPORT_API``); built-ins target this one."""
+    """The plugin API version a plugin says it targets (``cacheport_api``); built-ins target this one."""
     from cacheport import API_VERSION
 
     if info.source == "built-in":
         return API_VERSION
-    declared = getattr(module, "CACHEPORT_API", None)
+    declared = getattr(module, "cacheport_api", None)
     return str(declared) if declared is not None else None
 
 

@@ -20,7 +20,7 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="Show tracebacks of plugins that failed to load.")
 def command(fmt: str, verbose: int) -> None:
     """List installed plugins: name, version, the plugin API version each was written against (its
-    CACHEPORT_API; '-' when it declares none, which means 0.1), source, and the backends and output formats each
+    cacheport_api; '-' when it declares none, which means 0.1), source, and the backends and output formats each
     provides; then the API version this cacheport implements.
     """
     import json
@@ -61,4 +61,4 @@ def command(fmt: str, verbose: int) -> None:
     from cacheport import API_VERSION
 
     click.echo(table(cells, ["plugin", "distribution", "api", "source", "provides"]), nl=False)
-    click.echo(f"plugin API {API_VERSION} (a plugin says which it targets with CACHEPORT_API; '-': none, so 0.1)")
+    click.echo(f"plugin API {API_VERSION} (a plugin says which it targets with cacheport_api; '-': none, so 0.1)")

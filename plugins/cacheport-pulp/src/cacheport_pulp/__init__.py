@@ -20,7 +20,7 @@ from cacheport.refs import repository, slug
 
 __version__ = "0.1.0"
 #: The cacheport plugin API this plugin is written against (`cacheport plugins` shows it).
-CACHEPORT_API = "0.2"
+cacheport_api = "0.2"
 
 # Pulp (pulp-container 2.30) answers BuildKit's default cache index with 400 MANIFEST_INVALID, and rejects
 # oci-mediatypes=false as well; an OCI image manifest with OCI media types is what it stores.
