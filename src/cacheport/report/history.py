@@ -11,19 +11,8 @@ from typing import Any
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import ReportError
-from cacheport.report.model import (
-    FAILED,
-    LOCAL_DROPPED,
-    MISSED,
-    NOT_PASSED,
-    SUCCEEDED,
-    UNKNOWN,
-    BuildReport,
-    ExportReport,
-    ImportReport,
-    Steps,
-    one_line,
-)
+from cacheport.report import model
+from cacheport.report.model import BuildReport, ExportReport, ImportReport, Steps, one_line
 from cacheport.report.rawjson import stream
 
 
@@ -54,7 +43,7 @@ def parse_history(doc: Mapping[str, Any], imports: Sequence[CacheEntry] = (),
     if not isinstance(doc, Mapping) or "Ref" not in doc:
         raise ReportError("not a `docker buildx history inspect --format json` document (it has no Ref)")
     state = str(doc.get("Status", "")).lower()
-    status = {"completed": SUCCEEDED, "failed": "failed", "canceled": "failed"}.get(state, UNKNOWN)
+    status = {"completed": model.SUCCEEDED, "failed": "failed", "canceled": "failed"}.get(state, model.UNKNOWN)
     err = doc.get("Error") or {}
     error = ""
     if status == "failed":
@@ -67,19 +56,19 @@ def parse_history(doc: Mapping[str, Any], imports: Sequence[CacheEntry] = (),
     import_reports = []
     for entry in imports:
         if received is None:
-            import_reports.append(ImportReport(entry, UNKNOWN, "the build record's cache imports are unreadable"))
+            import_reports.append(ImportReport(entry, model.UNKNOWN, "the build record's cache imports are unreadable"))
         elif any(_same_import(entry, r) for r in received):
-            import_reports.append(ImportReport(entry, UNKNOWN, "build history records no hit or miss"))
+            import_reports.append(ImportReport(entry, model.UNKNOWN, "build history records no hit or miss"))
         elif entry.type == "local":
-            import_reports.append(ImportReport(entry, MISSED, LOCAL_DROPPED))
+            import_reports.append(ImportReport(entry, model.MISSED, model.LOCAL_DROPPED))
         else:
-            import_reports.append(ImportReport(entry, FAILED, NOT_PASSED))
+            import_reports.append(ImportReport(entry, model.FAILED, model.NOT_PASSED))
     return BuildReport(
         status=status,
         error=error,
         steps=Steps(total, cached, max(completed - cached, 0), counts="vertices") if total else None,
         imports=import_reports,
-        exports=[ExportReport(e, UNKNOWN, "build history records no cache exports") for e in exports],
+        exports=[ExportReport(e, model.UNKNOWN, "build history records no cache exports") for e in exports],
         wall_seconds=round(int(duration) / 1e9, 3) if isinstance(duration, int) else None,
         ref=str(doc.get("Ref") or ""),
         sources=("history",),

@@ -10,16 +10,8 @@ from typing import Any
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import ReportError
-from cacheport.report.model import (
-    FAILED,
-    SAYS_MISSING,
-    SUCCEEDED,
-    UNKNOWN,
-    WRITTEN,
-    BuildReport,
-    ExportReport,
-    ImportReport,
-)
+from cacheport.report import model
+from cacheport.report.model import BuildReport, ExportReport, ImportReport
 
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -48,23 +40,25 @@ def parse_metadata(doc: Mapping[str, Any], imports: Sequence[CacheEntry] = (),
             raise ReportError(f"the metadata's cache.manifest is not JSON: {exc}") from None
         manifest = found if isinstance(found, Mapping) else {}
     # registry and local exports end with a cache manifest; BuildKit returns the last one's descriptor.
-    content = [e for e in exports if e.type in SAYS_MISSING]
+    content = [e for e in exports if e.type in model.SAYS_MISSING]
     reports = []
     for entry in exports:
-        if entry.type not in SAYS_MISSING:
-            reports.append(ExportReport(entry, UNKNOWN, f"the metadata file says nothing about {entry.type} exports"))
+        if entry.type not in model.SAYS_MISSING:
+            reports.append(ExportReport(entry, model.UNKNOWN,
+                                        f"the metadata file says nothing about {entry.type} exports"))
         elif len(content) > 1:
-            reports.append(ExportReport(entry, UNKNOWN, "the metadata file names one cache manifest for several "
-                                                        "exports"))
+            reports.append(ExportReport(entry, model.UNKNOWN,
+                                        "the metadata file names one cache manifest for several exports"))
         elif manifest:
             fmt = "image-manifest" if manifest.get("mediaType") == _OCI_MANIFEST else "index"
-            reports.append(ExportReport(entry, WRITTEN, format=fmt, digest=str(manifest.get("digest") or "")))
+            reports.append(ExportReport(entry, model.WRITTEN, format=fmt, digest=str(manifest.get("digest") or "")))
         else:
-            reports.append(ExportReport(entry, FAILED, "BuildKit returned no cache manifest (with ignore-error the "
-                                                       "build passes anyway)"))
+            reports.append(ExportReport(entry, model.FAILED,
+                                        "BuildKit returned no cache manifest (with ignore-error the build passes "
+                                        "anyway)"))
     return BuildReport(
-        status=SUCCEEDED,
-        imports=[ImportReport(e, UNKNOWN, "the metadata file says nothing about imports") for e in imports],
+        status=model.SUCCEEDED,
+        imports=[ImportReport(e, model.UNKNOWN, "the metadata file says nothing about imports") for e in imports],
         exports=reports,
         ref=history_ref(doc),
         sources=("metadata",),

@@ -15,23 +15,8 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.refs import split_host
-from cacheport.report.model import (
-    FAILED,
-    HIT,
-    LOCAL_DROPPED,
-    MISSED,
-    NOT_PASSED,
-    SAYS_MISSING,
-    SKIPPED,
-    SUCCEEDED,
-    UNKNOWN,
-    WRITTEN,
-    BuildReport,
-    ExportReport,
-    ImportReport,
-    Steps,
-    one_line,
-)
+from cacheport.report import model
+from cacheport.report.model import BuildReport, ExportReport, ImportReport, Steps, one_line
 from cacheport.timestamps import go_time
 
 _STEP = re.compile(r"\[(?:[^\]]* )?\d+/\d+\] ")
@@ -177,11 +162,13 @@ def _import_error(entry: CacheEntry, error: str) -> str:
 
 def _import_from(entry: CacheEntry, v: _Vertex) -> ImportReport:
     if v.error:
-        missing = entry.type in SAYS_MISSING and v.error.rstrip().endswith("not found")
-        return ImportReport(entry, MISSED if missing else FAILED, _import_error(entry, v.error))
-    if entry.type not in SAYS_MISSING:
-        return ImportReport(entry, UNKNOWN, f"BuildKit does not report whether the {entry.type} cache existed")
-    return ImportReport(entry, HIT if v.completed else UNKNOWN, "" if v.completed else "the import never finished")
+        missing = entry.type in model.SAYS_MISSING and v.error.rstrip().endswith("not found")
+        return ImportReport(entry, model.MISSED if missing else model.FAILED, _import_error(entry, v.error))
+    if entry.type not in model.SAYS_MISSING:
+        return ImportReport(entry, model.UNKNOWN, f"BuildKit does not report whether the {entry.type} cache existed")
+    if v.completed:
+        return ImportReport(entry, model.HIT)
+    return ImportReport(entry, model.UNKNOWN, "the import never finished")
 
 
 def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list[str], build_failed: bool,
@@ -198,7 +185,7 @@ def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list
                 found.remove(v)
                 reports[i] = _import_from(entry, v)
         elif entry.type == "local" and entry.get("src") in dropped:
-            reports[i] = ImportReport(entry, MISSED, LOCAL_DROPPED)
+            reports[i] = ImportReport(entry, model.MISSED, model.LOCAL_DROPPED)
     for i, entry in enumerate(entries):
         if reports[i] is not None:
             continue
@@ -207,14 +194,14 @@ def _imports(entries: Sequence[CacheEntry], vertices: list[_Vertex], lines: list
             found.remove(v)
             reports[i] = _import_from(entry, v)
         elif build_failed and not found:
-            reports[i] = ImportReport(entry, UNKNOWN, "the build failed before importing")
+            reports[i] = ImportReport(entry, model.UNKNOWN, "the build failed before importing")
         elif any_seen and entry.type == "local":
             # buildx drops a local import for one reason only: no cache at src (its warning is not in history logs)
-            reports[i] = ImportReport(entry, MISSED, LOCAL_DROPPED)
+            reports[i] = ImportReport(entry, model.MISSED, model.LOCAL_DROPPED)
         elif any_seen:
-            reports[i] = ImportReport(entry, FAILED, NOT_PASSED)
+            reports[i] = ImportReport(entry, model.FAILED, model.NOT_PASSED)
         else:
-            reports[i] = ImportReport(entry, UNKNOWN, "the progress stream has no record of it")
+            reports[i] = ImportReport(entry, model.UNKNOWN, "the progress stream has no record of it")
     return [r for r in reports if r is not None]
 
 
@@ -228,8 +215,8 @@ def _export_from(entry: CacheEntry, v: _Vertex) -> ExportReport:
     seconds = _seconds(v.started, v.completed)
     size = sum(sizes) if any(sizes) else None
     if v.error:
-        return ExportReport(entry, FAILED, one_line(v.error), seconds, size, len(layers) or None, fmt, digest)
-    status, reason = (WRITTEN, "") if v.completed else (UNKNOWN, "the export never finished")
+        return ExportReport(entry, model.FAILED, one_line(v.error), seconds, size, len(layers) or None, fmt, digest)
+    status, reason = (model.WRITTEN, "") if v.completed else (model.UNKNOWN, "the export never finished")
     return ExportReport(entry, status, reason, seconds, size, len(layers), fmt, digest)
 
 
@@ -244,13 +231,13 @@ def _exports(entries: Sequence[CacheEntry], vertices: list[_Vertex], build_faile
             found.remove(v)  # several exports of one type: in the order BuildKit started them
             reports.append(_export_from(entry, v))
         elif entry.type == "inline":
-            reports.append(ExportReport(entry, UNKNOWN, "an inline cache travels in the pushed image"))
+            reports.append(ExportReport(entry, model.UNKNOWN, "an inline cache travels in the pushed image"))
         elif build_failed:
-            reports.append(ExportReport(entry, SKIPPED, "the build failed before exporting"))
+            reports.append(ExportReport(entry, model.SKIPPED, "the build failed before exporting"))
         elif any_seen and name:
-            reports.append(ExportReport(entry, FAILED, "BuildKit never tried it: buildx did not pass it on"))
+            reports.append(ExportReport(entry, model.FAILED, "BuildKit never tried it: buildx did not pass it on"))
         else:
-            reports.append(ExportReport(entry, UNKNOWN, "the progress stream has no record of it"))
+            reports.append(ExportReport(entry, model.UNKNOWN, "the progress stream has no record of it"))
     return reports
 
 
@@ -269,7 +256,7 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
     elif error_line:
         status, error = "failed", one_line(error_line.removeprefix("ERROR:").strip())
     else:
-        status, error = (SUCCEEDED if vertices else UNKNOWN), ""
+        status, error = (model.SUCCEEDED if vertices else model.UNKNOWN), ""
     starts = [v.started for v in vertices if v.started]
     ends = [v.completed for v in vertices if v.completed]
     return BuildReport(
