@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from cacheport.oci.realm import insecure_hosts as insecure_hosts
     from cacheport.oci.realm import parse_realm as parse_realm
     from cacheport.oci.realm import withheld as withheld
+    from cacheport.oci.registry import Registry
 
 #: the token-realm rules, loaded from :mod:`cacheport.oci.realm` when first asked for (not on ``cacheport args``).
 _REALM_RULES = ("INSECURE_VARIABLE", "insecure_hosts", "parse_realm", "withheld")
@@ -324,6 +325,24 @@ def login_credentials(logins: Iterable[Login], host: str, environ: Mapping[str, 
         if password and user:
             return Credentials(user, password)
     return None
+
+
+def registry_client(host: str, username: str = "", password: str = "", *, insecure: bool = False,
+                    insecure_hosts: Iterable[str] = (), timeout: float = 60.0) -> Registry:
+    """cacheport's own client for one registry host's API, for a plugin's doctor checks: retries, answers read
+    within bounds, docker's token flow, and credentials only where the realm rules allow. Use it as a context
+    manager; ``list_tags(repository)`` ([] when the repository does not exist) and ``get_manifest(repository,
+    reference)`` (a manifest with ``.json``, or None); every failure is a one-line
+    :class:`cacheport.errors.RegistryError` whose ``status`` is the HTTP status, when there was one.
+
+    ``host`` is ``host[:port]``: a loopback host is spoken to over plain HTTP, others over verified HTTPS, or
+    with ``insecure`` HTTPS without verification, else plain HTTP.
+    """
+    from cacheport.oci.auth import Credentials
+    from cacheport.oci.registry import Registry
+
+    credentials = Credentials(username, password) if username and password else None
+    return Registry(host, credentials, insecure=insecure, insecure_hosts=insecure_hosts, timeout=timeout)
 
 
 def registry_backend(
