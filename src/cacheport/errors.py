@@ -46,6 +46,10 @@ class RegistryError(CacheportError):
         self.code = code
 
 
+class CredentialHelperError(RegistryError):
+    """docker's credential helper for a registry is missing, failed, or answered something else (exit status 1)."""
+
+
 class Interrupted(CacheportError):
     """A copy was stopped (Ctrl-C, SIGTERM) at a safe point; running it again resumes (exit status 130)."""
 

@@ -292,7 +292,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
-        from cacheport.oci.auth import docker_config_credentials
+        from cacheport.oci.credentials import docker_credentials
         from cacheport.oci.realm import insecure_hosts
         from cacheport.oci.reference import parse_reference
         from cacheport.oci.registry import Registry
@@ -301,7 +301,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
 
         ref = parse_reference(cache.repository)
         credentials = (login_credentials(cache.logins, ref.host, request.environ)
-                       or docker_config_credentials(ref.host, request.environ))
+                       or docker_credentials(ref.host, request.environ))
         # Open blob uploads are remembered beside the user's caches, so a stopped seed resumes mid-blob.
         uploads = UploadJournal(os.path.join(request.cache_dir, ".uploads") if request.cache_dir else None)
         registry = Registry(ref.host, credentials, insecure=bool(cache.insecure),

@@ -67,6 +67,11 @@ ALTERNATIVES = {
 # What the reader did before a command's examples make sense, as one more terminal's steps; each must succeed.
 COMMIT = "git config user.email you@example.com && git config user.name you && git commit -q --allow-empty -m start"
 BEFORE = {
+    # The doctor checks docker's own login too, which a plain buildx build gets (docs/configuration.md).
+    "cacheport doctor --help": [
+        'printf %s "$PULP_PASSWORD" | docker login --username "$PULP_USERNAME" --password-stdin '
+        '"${CACHEPORT_PULP__URL#*://}"',
+    ],
     "cacheport prune --help": [  # a cache for main and one for feature-x
         COMMIT,
         "docker buildx build $(cacheport args) .",

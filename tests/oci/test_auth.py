@@ -4,16 +4,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
 from cacheport.errors import RegistryError
-from cacheport.oci.auth import Credentials, docker_config_credentials, parse_challenge
+from cacheport.oci.auth import Credentials, parse_challenge
 from cacheport.oci.registry import Registry
 from tests.fakes.registry import FakeRegistry, cache_index
 
@@ -36,26 +33,6 @@ from tests.fakes.registry import FakeRegistry, cache_index
 ])
 def test_parse_challenge(header: str, expected: tuple[str, dict[str, str]] | None) -> None:
     assert parse_challenge(header) == expected
-
-
-def test_docker_config_credentials(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({
-        "auths": {
-            "https://reg.example.com/v1/": {"auth": base64.b64encode(b"alice:s3:cret").decode()},
-            "other.example": {"username": "bob", "password": "pw"},
-            "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:tok").decode()},
-            "broken.example": {"auth": "!!!"},
-        },
-        "credsStore": "desktop",
-    }))
-    env = {"DOCKER_CONFIG": str(tmp_path)}
-    assert docker_config_credentials("reg.example.com", env) == Credentials("alice", "s3:cret")
-    assert docker_config_credentials("other.example", env) == Credentials("bob", "pw")
-    assert docker_config_credentials("registry-1.docker.io", env) == Credentials("hub", "tok")
-    assert docker_config_credentials("broken.example", env) is None
-    assert docker_config_credentials("unknown.example", env) is None
-    assert docker_config_credentials("reg.example.com", {"DOCKER_CONFIG": str(tmp_path / "none")}) is None
-    assert "s3:cret" not in repr(Credentials("alice", "s3:cret"))
 
 
 def test_bearer_tokens_are_cached_per_repository(fake: FakeRegistry) -> None:

@@ -86,6 +86,11 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     plan = make_plan(**common)
     promote_all(plan.swaps)
     plan = usable_imports(plan)
+    if plan.logins:  # what runs these flags logs in with docker's own login only
+        from cacheport.ops.logins import args_warnings, registry_logins
+
+        for warning in args_warnings(registry_logins(plan.logins, os.environ)):
+            say(f"warning: {warning}")
     target = output
     if target is None and renderer.append_to and os.environ.get(renderer.append_to):
         target = Path(os.environ[renderer.append_to])

@@ -66,8 +66,11 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
+    from cacheport.ops.logins import build_environment
 
     plan = make_plan(**common)
     extra = (ctx.obj or {}).get("extra", [])
-    sys.exit(run(plan, context, tags, dockerfile, extra, os.environ, say, report_file=report_file,
-                 require_hit=require_hit))
+    with build_environment(plan.logins, os.environ) as environ:  # its logins go to a private docker config
+        code = run(plan, context, tags, dockerfile, extra, environ, say, report_file=report_file,
+                   require_hit=require_hit)
+    sys.exit(code)

@@ -11,8 +11,10 @@ import click
 from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, store_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from cacheport.plan import Plan
-    from cacheport.records import Check
+    from cacheport.records import Backend, Check, EntryRequest
 
 
 @click.command("doctor", epilog="""\b
@@ -39,6 +41,7 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
 
     from cacheport.errors import CacheportError
     from cacheport.ops.checks import machine_checks, store_checks
+    from cacheport.ops.logins import docker_checks, registry_logins, store_login
     from cacheport.ops.preflight import import_checks
     from cacheport.records import Check
 
@@ -59,7 +62,12 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
     if backend.store is not None and request is not None:
         # Last: the format round trip writes a scratch name, which may create the repository.
         try:
-            checks += store_checks(store_for(backend, request, "doctor"), backend.cache_type)
+            store = store_for(backend, request, "doctor")
+            logins = registry_logins(plan.logins, os.environ)
+            who = store_login(logins, store.location, os.environ, backend.cache_type == "registry")
+            checks += store_checks(store, backend.cache_type, who)
+            checks += docker_checks(logins, os.environ, store.location, _docker_probe(backend, request),
+                                    ci=plan.context.provider != "local")
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
     checks = _for_people(checks, plan)
@@ -84,3 +92,15 @@ def _for_people(checks: list[Check], plan: Plan) -> list[Check]:
     forms = secret_forms(plan_secrets(plan, os.environ))
     return [attrs.evolve(c, detail=printable(mask(c.detail, forms), 1000), fix=printable(mask(c.fix, forms), 1000))
             for c in checks]
+
+
+def _docker_probe(backend: Backend, request: EntryRequest) -> Callable[[Mapping[str, str]], None]:
+    """Reads the backend's store with another environment (the backend's own password variables emptied)."""
+    import attrs
+
+    def probe(environ: Mapping[str, str]) -> None:
+        with store_for(backend, attrs.evolve(request, environ=environ), "doctor").open() as session:
+            session.check()
+            session.names()
+
+    return probe

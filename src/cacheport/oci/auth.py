@@ -1,5 +1,5 @@
-"""Who the registry client is, and how it proves it: credentials (given, or ``docker login``'s in the docker
-config), and the registry's auth flow as an httpx auth (anonymous, HTTP Basic, and Docker bearer tokens: a 401
+"""Who the registry client is, and how it proves it: credentials (given; docker's own come from :mod:`.credentials`),
+and the registry's auth flow as an httpx auth (anonymous, HTTP Basic, and Docker bearer tokens: a 401
 ``Bearer realm=…,service=…,scope=…`` challenge is exchanged at the realm, with Basic credentials when there are
 any, for a token scoped to what was asked). Where credentials may go is :mod:`.realm`'s rule.
 
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 from collections.abc import Generator, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
@@ -24,7 +22,6 @@ from cacheport.errors import RegistryError
 from cacheport.masking import printable
 from cacheport.oci.http import Counters, read_body
 from cacheport.oci.realm import parse_realm, withheld
-from cacheport.oci.reference import HUB_HOSTS
 
 
 @attrs.frozen
@@ -58,39 +55,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
         value = m.group(2) if m.group(2) is not None else m.group(3)
         params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
     return scheme, params
-
-
-def docker_config_credentials(host: str, environ: Mapping[str, str]) -> Credentials | None:
-    """The login ``docker login HOST`` stored in ``$DOCKER_CONFIG/config.json`` (or ``~/.docker``), if any.
-
-    Reads ``auths`` entries (base64 ``auth``, or ``username``/``password``). Credential helpers (``credsStore``,
-    ``credHelpers``) and identity tokens are not supported.
-    """
-    folder = environ.get("DOCKER_CONFIG") or str(Path(environ.get("HOME") or os.path.expanduser("~")) / ".docker")
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    auths = config.get("auths") if isinstance(config, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    wanted = {host.lower()}
-    if host in HUB_HOSTS:
-        wanted |= set(HUB_HOSTS)
-    for key, entry in auths.items():
-        name = re.sub(r"^[a-z]+://", "", str(key).lower()).split("/", 1)[0]
-        if name not in wanted or not isinstance(entry, dict):
-            continue
-        if entry.get("auth"):
-            try:
-                user, sep, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-            except ValueError:
-                continue
-            if sep:
-                return Credentials(user, password)
-        if entry.get("username") and entry.get("password"):
-            return Credentials(str(entry["username"]), str(entry["password"]))
-    return None
 
 
 class _Registry(Protocol):

@@ -256,7 +256,10 @@ def run(
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache. Returns the build's exit code (1 with ``require_hit``
-    when no import hit)."""
+    when no import hit).
+
+    Run it in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins stay out of the
+    user's docker config."""
     import shutil
     import subprocess
 
@@ -271,6 +274,11 @@ def run(
         say(f"error: the docker client {client!r} was not found; install it, or set CACHEPORT_DOCKER to its path")
         return 127
     docker = [found]
+    if plan.logins:
+        from cacheport.ops.logins import build_warnings, registry_logins
+
+        for warning in build_warnings(registry_logins(plan.logins, environ)):
+            say(f"warning: {warning}")
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
             done = subprocess.run([*docker, "login", "--username", username, "--password-stdin", registry],

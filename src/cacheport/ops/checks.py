@@ -94,9 +94,9 @@ def _fix(note: str) -> str:
     return ""
 
 
-def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
-    """Reachable, credentials, and a round trip of a tiny cache in the format the backend exports; for a local
-    directory (``kind`` local), only that it can be written, and nothing is written.
+def store_checks(store: CacheStore, kind: str = "registry", who: str = "") -> list[Check]:
+    """Reachable, credentials (``who``: whose, for people), and a round trip of a tiny cache in the format the
+    backend exports; for a local directory (``kind`` local), only that it can be written, and nothing is written.
 
     The round trip writes under :data:`PROBE_NAME` and deletes it again. Never raises.
     """
@@ -108,7 +108,7 @@ def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
             except RegistryError as exc:
                 if exc.status in (401, 403):
                     return [Check(kind, True, f"{session.host} is reachable"),
-                            Check("credentials", False, f"{session.host} refuses them: {exc}",
+                            Check("credentials", False, f"{session.host} refuses {who or 'them'}: {exc}",
                                   "check the variables the backend's username-env/password-env name, or docker "
                                   "login")]
                 return [Check(kind, False, f"{session.host} does not answer: {exc}",
@@ -117,7 +117,8 @@ def store_checks(store: CacheStore, kind: str = "registry") -> list[Check]:
                 # A directory on this machine: no credentials, and it keeps whatever BuildKit writes (a round trip
                 # would test only cacheport's own writer, and leave a trace in the user's cache).
                 return [Check(kind, True, f"{session.host} can be written")]
-            checks = [Check(kind, True, f"{session.host} is reachable"), Check("credentials", True, "accepted")]
+            checks = [Check(kind, True, f"{session.host} is reachable"),
+                      Check("credentials", True, f"accepted ({who})" if who else "accepted")]
             checks.append(_format_round_trip(session, store))
     except RegistryError as exc:
         return [Check(kind, False, f"{store.location}: {exc}", "check the backend's settings")]
