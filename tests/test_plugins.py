@@ -11,6 +11,8 @@ from cacheport import Backend, BackendEntries, Option, hookimpl
 from cacheport.errors import PluginError
 from cacheport.plugins import Plugins, load
 
+from .fakes.docker import stand_in_docker
+
 
 def make_dist(site: Path, dist: str, module: str, entry_name: str, body: str) -> Path:
     """Install a minimal distribution into ``site`` the way pip lays one out (dist-info + entry points)."""
@@ -139,16 +141,7 @@ def test_a_0_1_registry_backend_without_a_store_builds_and_is_told_how_to_add_on
 
     site = make_dist(tmp_path / "site", "cacheport-test-oldreg", "cacheport_test_oldreg", "oldreg", OLD_REGISTRY)
     log = tmp_path / "argv"
-    docker = tmp_path / "docker"
-    docker.write_text(f"""#!{sys.executable}
-import json, sys
-args = sys.argv[1:]
-if args[:2] == ["buildx", "inspect"]:
-    print("Name:   ci\\nDriver: docker-container\\n\\nNodes:\\nName: ci0\\nBuildKit version: v0.32.2")
-elif args[:2] == ["buildx", "build"]:
-    open({str(log)!r}, "w").write(json.dumps(args))
-""")
-    docker.chmod(0o755)
+    docker = stand_in_docker(tmp_path, log)
     work = tmp_path / "work"
     work.mkdir()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(site), "CACHEPORT_DOCKER": str(docker),
