@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from cacheport.cli.session import Session
     from cacheport.entry import CacheEntry
     from cacheport.ops.docker import Docker
-    from cacheport.ops.report import BuildReport
+    from cacheport.report import BuildReport
 
 
 def _buildx(docker: Docker, *args: str, stderr: bool = False) -> str:
@@ -44,7 +44,7 @@ def _buildx(docker: Docker, *args: str, stderr: bool = False) -> str:
 def _from_history(ref: str | None, docker: Docker, imports: Sequence[CacheEntry],
                   exports: Sequence[CacheEntry]) -> list[BuildReport]:
     """The build's record in buildx's history and its progress stream (``ref``, else the builder's last build)."""
-    from cacheport.ops import report
+    from cacheport import report
 
     try:
         doc = json.loads(_buildx(docker, "history", "inspect", *([ref] if ref else []), "--format", "json"))
@@ -80,7 +80,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     Reads BuildKit's own records, never the plan: a saved progress stream or metadata file, else buildx's build
     history (buildx 0.21 or newer): REF, the ref in the metadata file, or the builder's last build.
     """
-    from cacheport.ops import report
+    from cacheport import report
 
     asked = ref is not None  # a ref given by hand must be readable; one from the metadata file may not be
     plan = session.plan

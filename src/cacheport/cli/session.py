@@ -121,8 +121,9 @@ class Session:
         if backend is None:
             backend, request = self.plugins.backend(self.plan.backend), self.plan.request
         if backend.store is None or request is None:
-            raise ConfigError(f"backend {backend.name!r} keeps its cache where cacheport can't reach it "
-                              f"({backend.cache_type} storage offers no store), so {self.command} can't work on it")
+            from cacheport.plugins import no_store
+
+            raise ConfigError(no_store(backend, self.command))
         chosen, asked = backend, request
         store = self.plugins.guarded(chosen, "store", lambda: chosen.store(asked) if chosen.store else None)
         from cacheport.records import CacheStore
