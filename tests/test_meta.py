@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,11 @@ def test_tests_on_our_own_buildkit_are_never_left_out_when_e2e_is_required(tmp_p
     listed = [line for line in done.stdout.splitlines() if "test_builders.py::" in line]
     assert bool(listed) == collected, done.stdout + done.stderr
     assert ("deselected" in done.stdout) != collected, done.stdout
+
+
+def test_end_to_end_tests_skip_only_through_unavailable() -> None:
+    """``unavailable`` skips locally and fails under CACHEPORT_E2E=require; a bare skip would pass CI unseen."""
+    bare = [f"{path.name}:{n}" for path in sorted((ROOT / "tests" / "e2e").glob("*.py")) if path.name != "conftest.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"pytest\.(skip|importorskip)\(|mark\.skip(if)?\b", line)]
+    assert bare == [], "use tests/e2e/conftest.py's unavailable() instead"
