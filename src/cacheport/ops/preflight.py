@@ -58,7 +58,7 @@ def layout_problem(directory: str, tag: str | None = None, digest: str | None = 
         return _layout_problem(directory, tag, digest)
     except OSError as exc:  # a directory this user can't list, a file where a folder should be: never a traceback
         return LayoutProblem(directory, f"{directory} can't be read: {exc.strerror or exc}",
-                             fix=f"check {directory}'s permissions and contents, or {PRUNE}")
+                             fix=f"check {directory}'s permissions and contents, or move it away")
 
 
 def _layout_problem(directory: str, tag: str | None, digest: str | None) -> LayoutProblem | None:
