@@ -328,7 +328,7 @@ def login_credentials(logins: Iterable[Login], host: str, environ: Mapping[str, 
 
 
 def registry_client(host: str, username: str = "", password: str = "", *, insecure: bool = False,
-                    insecure_hosts: Iterable[str] = (), timeout: float = 60.0) -> Registry:
+                    insecure_hosts: Iterable[str] = (), timeout: float = 60.0, scheme: str | None = None) -> Registry:
     """cacheport's own client for one registry host's API, for a plugin's doctor checks: retries, answers read
     within bounds, docker's token flow, and credentials only where the realm rules allow. Use it as a context
     manager; ``list_tags(repository)`` ([] when the repository does not exist) and ``get_manifest(repository,
@@ -336,13 +336,15 @@ def registry_client(host: str, username: str = "", password: str = "", *, insecu
     :class:`cacheport.errors.RegistryError` whose ``status`` is the HTTP status, when there was one.
 
     ``host`` is ``host[:port]``: a loopback host is spoken to over plain HTTP, others over verified HTTPS, or
-    with ``insecure`` HTTPS without verification, else plain HTTP.
+    with ``insecure`` HTTPS without verification, else plain HTTP; ``scheme`` (``http`` or ``https``, from a URL
+    the user gave) overrides that choice.
     """
     from cacheport.oci.auth import Credentials
     from cacheport.oci.registry import Registry
 
     credentials = Credentials(username, password) if username and password else None
-    return Registry(host, credentials, insecure=insecure, insecure_hosts=insecure_hosts, timeout=timeout)
+    return Registry(host, credentials, insecure=insecure, insecure_hosts=insecure_hosts, timeout=timeout,
+                    scheme=scheme)
 
 
 def registry_backend(

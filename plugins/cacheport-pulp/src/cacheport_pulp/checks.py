@@ -201,7 +201,8 @@ class Registry:
         self.base, self.workers = base.rstrip("/"), workers
         split = urllib.parse.urlsplit(self.base)
         self.client = registry_client(split.netloc.lower(), auth[0], auth[1], insecure=not verify or
-                                      split.scheme == "http", insecure_hosts=insecure, timeout=TIMEOUT)
+                                      split.scheme == "http", insecure_hosts=insecure, timeout=TIMEOUT,
+                                      scheme=split.scheme)
         self.fetched = 0
         self._lock = threading.Lock()
 
