@@ -14,6 +14,14 @@ from cacheport.cli.common import make_plan, plan_options, say
 _SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
 
 
+def buildx_flag(args: list[str], at: int) -> list[str]:
+    """The buildx flag at ``args[at]``, with its value when that is the next word (``--network host``)."""
+    flag = args[at]
+    if "=" not in flag and at + 1 < len(args) and not args[at + 1].startswith("-") and flag not in _SWITCHES:
+        return args[at:at + 2]
+    return args[at:at + 1]
+
+
 class _BuildCommand(click.Command):
     """``cacheport build``, whose unknown options are most often buildx's, given before ``--``."""
 
@@ -27,9 +35,7 @@ class _BuildCommand(click.Command):
             if bad is None or exc.possibilities:  # a typo of one of ours: click's did-you-mean says it
                 raise
             at = args.index(bad)
-            moved = args[at:at + 1]
-            if "=" not in bad and at + 1 < len(args) and not args[at + 1].startswith("-") and bad not in _SWITCHES:
-                moved = args[at:at + 2]  # --network host: the flag's value goes with it
+            moved = buildx_flag(args, at)
             extra = (ctx.obj or {}).get("extra", [])
             fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(moved):], "--", *moved, *extra]
             raise click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "

@@ -25,7 +25,7 @@ from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.ops import report
 from cacheport.ops.preflight import usable
-from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
+from cacheport.ops.progress import PlainPrinter, Prelude, said, take_progress
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
@@ -301,11 +301,14 @@ def run(
             "what happened to the cache, and shows the log as plain text")
     name = chosen_builder(extra, environ)
     image_report = ""
+    no_buildx = False
     try:
         builder = inspect_builder(docker, environ, name)
     except BuildError as exc:
+        no_buildx = "unknown command: docker buildx" in str(exc)
         which = f"the builder {name!r}" if name else "the current buildx builder"
-        say(f"warning: could not inspect {which} ({exc}); passing the cache flags as planned")
+        if not no_buildx:  # then buildx can't start: the error after it says so
+            say(f"warning: could not inspect {which} ({exc}); passing the cache flags as planned")
     else:
         imports, exports, notes = fit_to_builder(imports, exports, builder)
         for note in notes:
@@ -352,6 +355,11 @@ def run(
     wall = time.monotonic() - began
     if not prelude.started:  # no progress record: buildx refused to start, or printed text (its --help) instead
         if code != 0:
+            if no_buildx:  # docker's own complaint is about the first buildx flag it doesn't know
+                say(f"error: buildx is not installed (docker: unknown command: docker buildx), exit {code}: install "
+                    "the docker-buildx plugin; `docker buildx version` must work, and `cacheport doctor` checks "
+                    "the whole setup")
+                return code
             say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
             return code
         for held in prelude.held:
@@ -471,5 +479,5 @@ def _pushes(extra: Sequence[str]) -> bool:
 def last_line(exc: Any) -> str:
     """The last line docker printed (an exception's stderr, or text): where it says what went wrong."""
     stderr = exc if isinstance(exc, str) else (getattr(exc, "stderr", "") or str(exc))
-    lines = [line for line in str(stderr).splitlines() if line.strip()]
+    lines = said(str(stderr).splitlines())
     return lines[-1].strip()[:300] if lines else (type(exc).__name__ if not isinstance(exc, str) else "no output")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +146,13 @@ def take_progress(extra: Sequence[str]) -> tuple[list[str], str | None]:
     return rest, mode
 
 
+def said(lines: Iterable[str]) -> list[str]:
+    """What docker said, without its closing ``Run 'docker --help' for more information``, which says nothing
+    about what went wrong (after ``docker: unknown command: docker buildx``, for one)."""
+    return [line for line in lines if line.strip() and not re.match(r"Run '[^']*--help' for more information",
+                                                                    line.strip())]
+
+
 class Prelude:
     """What buildx says before the build starts (before its first rawjson record), held back: a build that
     never starts is reported in one line, not with buildx's whole usage text."""
@@ -167,5 +175,5 @@ class Prelude:
 
     def failure(self) -> str:
         """The line that says why buildx did not start: its first ``ERROR``, else its last line."""
-        lines = [line.strip() for line in "".join(self.held).splitlines() if line.strip()]
+        lines = said(line.strip() for line in "".join(self.held).splitlines())
         return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "no output")
