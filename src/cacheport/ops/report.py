@@ -61,7 +61,7 @@ class Steps:
     Attributes:
         total: steps seen.
         cached: steps BuildKit did not run (cached locally or satisfied from an imported cache).
-        executed: steps that ran.
+        executed: steps that ran (after a failed step, some may have run neither from cache nor at all).
         counts: ``steps`` (the Dockerfile's ``[n/m]`` steps, from a progress stream) or ``vertices`` (BuildKit's
             own count in build history, which includes its internal steps: loading the definition and the
             context, importing and exporting cache).
@@ -368,7 +368,8 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
     return BuildReport(
         status=status,
         error=error,
-        steps=Steps(len(steps), cached, len(steps) - cached) if steps else None,
+        # A step that never started (after a failed one) did not run: it is neither cached nor executed.
+        steps=Steps(len(steps), cached, sum(1 for v in steps if v.started and not _step_cached(v))) if steps else None,
         imports=_imports(imports, vertices, lines, status == "failed", bool(vertices)),
         exports=_exports(exports, vertices, status == "failed", bool(vertices)),
         wall_seconds=_seconds(min(starts), max(ends)) if starts and ends else None,
@@ -590,6 +591,8 @@ def _headline(report: BuildReport) -> str:
     if report.steps:
         s = report.steps
         line += f": {s.cached}/{s.total} {s.counts} cached, {s.executed} executed"
+        if s.cached + s.executed < s.total:
+            line += f", {s.total - s.cached - s.executed} not run"
     return line
 
 
