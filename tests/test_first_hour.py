@@ -267,3 +267,13 @@ sys.exit(125)
     assert out.stderr.splitlines() == [
         "cacheport: error: buildx is not installed (docker: unknown command: docker buildx), exit 125: install the "
         "docker-buildx plugin; `docker buildx version` must work, and `cacheport doctor` checks the whole setup"]
+
+
+def test_status_of_a_local_cache_claims_no_format_its_table_contradicts(repo: Path, clean_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    cache = local_cache(tmp_path / "cache").directory  # image-manifest, as BuildKit 0.21 and later write it
+    out = run("status", env={**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{cache}: 1 cache(s)"
+    assert lines[3].split()[:2] == ["latest", "image-manifest"]

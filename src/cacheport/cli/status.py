@@ -68,7 +68,9 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
     if usage is not None and not usage["exists"]:
         click.echo(f"{store.location}: no such directory yet (the first build that exports the cache makes it)")
         return
-    click.echo(f"{store.location}: {len(tags)} cache(s), exported as {store.format}")
+    # A directory's format is BuildKit's to choose unless image-manifest is set: its FORMAT column says which.
+    exported = f", exported as {store.format}" if usage is None else ""
+    click.echo(f"{store.location}: {len(tags)} cache(s){exported}")
     if problem is not None and problem.broken:
         click.echo(f"  builds can't import from it: {problem.reason}; they leave it out and run without it. "
                    f"Fix: {problem.fix}")
