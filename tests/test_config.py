@@ -101,6 +101,8 @@ def test_interpolation() -> None:
         ("backend = \n", {}, r"cacheport.toml: not valid TOML"),
         ("", {"CACHEPORT_REGISTRY__REF": "r", "CACHEPORT_REGISTRY__COMPRESSION_LEVEL": "high"}, r"CACHEPORT_REGISTRY__COMPRESSION_LEVEL = 'high': expected a whole number"),
         ("", {}, r"backend 'registry' needs option 'ref'.*CACHEPORT_REGISTRY__REF"),
+        ("", {"CACHEPORT_REGISTRY__REF": "r", "CACHEPORT_REGISTRY__MDOE": "min"},
+         r"CACHEPORT_REGISTRY__MDOE: backend 'registry' has no option 'MDOE' \(did you mean 'mode'\?\)"),
     ],
 )
 def test_bad_input_names_file_key_value_and_what_is_allowed(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:

@@ -337,10 +337,10 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             continue
         option = backend.option(key)
         if option is None:
-            where, key = settings[0].source.detail, settings[0].source.key or key
+            where, shown = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
-            raise ConfigError(
-                f"{where}: backend {backend.name!r} has no option {key!r}{did_you_mean(key, names, 3)}; "
+            raise ConfigError(  # the suggestion from the key as read (CACHEPORT_REGISTRY__RF: 'rf'), not as written
+                f"{where}: backend {backend.name!r} has no option {shown!r}{did_you_mean(key, names, 3)}; "
                 f"its options are: {', '.join(names) or '(none)'}"
             )
         given.setdefault(option.name, []).extend(settings)
