@@ -119,6 +119,20 @@ def test_set_without_backend_applies_only_to_the_selected_backend(tmp_path: Path
         resolve_backend(config, REGISTRY, selected=False)
 
 
+@pytest.mark.parametrize("name, text, table", [
+    (None, "", r"\[registry\] in cacheport.toml"),  # no config yet: where `cacheport init` writes one
+    ("pyproject.toml", "[tool.cacheport]\n", r"\[tool.cacheport.registry\] in .*pyproject.toml"),
+    ("cacheport.toml", "", r"\[registry\] in .*cacheport.toml"),
+])
+def test_a_missing_option_names_the_table_of_the_file_it_belongs_in(name: str | None, text: str, table: str,
+                                                                     tmp_path: Path) -> None:
+    if name:
+        write(tmp_path / name, text)
+    config = load_config(tmp_path, {})
+    with pytest.raises(ConfigError, match=rf"needs option 'ref': set it in {table}, CACHEPORT_REGISTRY__REF,"):
+        resolve_backend(config, REGISTRY, selected=True)
+
+
 def test_explicit_config_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path, {"CACHEPORT_CONFIG": str(tmp_path / "nope.toml")})

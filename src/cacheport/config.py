@@ -348,8 +348,11 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
     for option in backend.options:
         setting = _resolve(option, given.get(option.name, ()), config.environ, f"{backend.name}.{option.name}")
         if option.required and setting.value in (None, ""):
-            table = f"[tool.cacheport.{backend.name}]"
-            if config.path is not None and config.path.name != "pyproject.toml":
+            if config.path is None:  # where `cacheport init` and the docs put a new config
+                table = f"[{backend.name}] in cacheport.toml"
+            elif config.path.name == "pyproject.toml":
+                table = f"[tool.cacheport.{backend.name}] in {_show(config.path)}"
+            else:
                 table = f"[{backend.name}] in {_show(config.path)}"
             # A misspelt table holds the option already: name it rather than send the user to write it again.
             typo = "".join(f"; the file has a table [{t}]: did you mean [{backend.name}]?"
