@@ -277,3 +277,22 @@ def test_status_of_a_local_cache_claims_no_format_its_table_contradicts(repo: Pa
     lines = out.stdout.splitlines()
     assert lines[0] == f"{cache}: 1 cache(s)"
     assert lines[3].split()[:2] == ["latest", "image-manifest"]
+
+
+@pytest.mark.parametrize("ci_file, backend", [(".gitlab-ci.yml", "gitlab"), (".github/workflows", "gha"), (None, None)])
+def test_init_on_a_laptop_warns_that_the_ci_would_read_backend_local(ci_file: str | None, backend: str | None,
+                                                                     repo: Path, clean_env: dict[str, str]) -> None:
+    if ci_file:
+        (repo / ci_file).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ci_file).mkdir() if ci_file.endswith("workflows") else (repo / ci_file).write_text("build: {}\n")
+    out = run("init", env=clean_env, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert (repo / "cacheport.toml").read_text() == 'backend = "local"\n'
+    if backend:
+        assert out.stderr.startswith(f"cacheport: warning: {ci_file} builds this repository too, and its jobs read "
+                                     'this file: with backend = "local" each job keeps its cache in its own directory')
+        assert f"without a backend line they use {backend}" in out.stderr
+    else:
+        assert out.stderr == ""
+    chosen = run("init", "--force", "--backend", "local", env=clean_env, cwd=repo)
+    assert chosen.returncode == 0 and chosen.stderr == ""  # asked for by name: no warning
