@@ -52,13 +52,12 @@ class _ArgsCommand(click.Command):
         try:
             return super().parse_args(ctx, list(args))
         except click.NoSuchOption as exc:
-            bad = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
-            if bad is None or exc.possibilities:  # a typo of one of ours: click's did-you-mean says it
-                raise
             from cacheport.cli.build import buildx_flag
 
-            flag = buildx_flag(args, args.index(bad))
-            raise self._misplaced(ctx, flag, f"no such option {exc.option_name!r}") from None
+            found = buildx_flag(args, exc)
+            if found is None:
+                raise
+            raise self._misplaced(ctx, found[1], f"no such option {exc.option_name!r}") from None
         except click.UsageError:
             if "--" not in args:
                 raise
