@@ -124,7 +124,7 @@ def help_steps() -> list[Step]:
 
 
 def examples(help_text: str) -> list[str]:
-    """The lines of a help text's ``Examples:`` section (indented lines up to the first blank one)."""
+    """The commands of a help text's ``Examples:`` section (indented lines up to the first blank one)."""
     lines = help_text.splitlines()
     try:
         start = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
@@ -135,7 +135,7 @@ def examples(help_text: str) -> list[str]:
         if not line.strip():
             break
         found.append(line.strip())
-    return found
+    return list(commands("\n".join(found)))  # an example may go on over several lines, as in a shell
 
 
 @attrs.frozen

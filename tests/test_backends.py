@@ -19,7 +19,7 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError, RenderError
 from cacheport.plan import Plan, build_plan
 from cacheport.plugins import Plugins, load
-from cacheport.records import Backend, Option
+from cacheport.records import Backend, EntryRequest, Option
 
 FEATURE = Context("github", "Org/App", branch="feat/x", target_branch="main", default_branch="main")
 ALL = load({})  # every installed backend: built-ins and third-party plugins alike
@@ -117,10 +117,38 @@ def test_s3_warns_when_no_aws_credentials_are_visible(builtins: Plugins, tmp_pat
                 {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/creds"}):
         assert not any("AWS credentials" in w for w in plan(builtins, "s3", {"bucket": "b", "region": "r"},
                                                              env={**home, **env}).warnings)
+
+
+def test_s3_entries_never_read_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Entries are pure: a ~/.aws file neither silences the warning nor is opened; `cacheport doctor` reads it.
+    from cacheport_builtins.objstore import aws_credential_sources
+    from cacheport_builtins.s3 import BACKEND
+
+    from cacheport.trust import decide
+
     (tmp_path / ".aws").mkdir()
     (tmp_path / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
-    assert not any("AWS credentials" in w for w in plan(builtins, "s3", {"bucket": "b", "region": "r"},
-                                                         env=home).warnings)
+    home = {"HOME": str(tmp_path)}
+    assert aws_credential_sources(home) == [str(tmp_path / ".aws" / "config")]
+    options = {**{o.name: o.default for o in BACKEND.options}, "bucket": "b", "region": "r"}
+    request = EntryRequest(options, attrs.evolve(FEATURE, trust=decide(FEATURE)), None, str(tmp_path), home)
+    touched: list[str] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        touched.append(repr(args[:1]))
+        raise AssertionError("entries touched the host")
+
+    for name in ("is_file", "exists", "stat", "open", "read_text", "expanduser", "home"):
+        monkeypatch.setattr(Path, name, refuse)
+    monkeypatch.setattr("builtins.open", refuse)
+    monkeypatch.setattr("os.stat", refuse)
+    try:
+        entries = BACKEND.entries(request)
+    finally:
+        monkeypatch.undo()
+    assert touched == []
+    assert any("no AWS credentials are visible in the environment" in w for w in entries.warnings)
+    assert [e.get("name") for e in entries.imports] == ["org-app-feat-x", "org-app-main"]
 
 
 def test_gha_passes_a_github_token_for_cache_listing_but_never_shows_it(builtins: Plugins) -> None:

@@ -15,6 +15,8 @@ from cacheport.entry import CacheEntry
 from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, image_output
 from cacheport.records import Login
 
+from .fakes.docker import stand_in_docker
+
 REGISTRY = CacheEntry("registry", {"ref": "r/app:main"})
 S3 = CacheEntry("s3", {"bucket": "b", "region": "eu"})
 
@@ -138,16 +140,7 @@ def test_a_multi_platform_tag_without_an_output_says_how_to_get_the_image(platfo
 
 def test_build_on_a_docker_container_builder_passes_load_and_says_so(tmp_path: Path) -> None:
     log = tmp_path / "argv"
-    docker = tmp_path / "docker"
-    docker.write_text(f"""#!{sys.executable}
-import json, sys
-args = sys.argv[1:]
-if args[:2] == ["buildx", "inspect"]:
-    print("Name:   ci\\nDriver: docker-container\\n\\nNodes:\\nName: ci0\\nBuildKit version: v0.32.2")
-elif args[:2] == ["buildx", "build"]:
-    open({str(log)!r}, "w").write(json.dumps(args))
-""")
-    docker.chmod(0o755)
+    docker = stand_in_docker(tmp_path, log)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CACHEPORT_DOCKER": str(docker),
            "CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "cacheport", "build", ".", "-t", "app:dev", "--", "--builder", "ci"],

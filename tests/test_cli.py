@@ -144,7 +144,7 @@ def test_broken_plugin_warns_and_the_cli_still_works(clean_env: dict[str, str], 
 def test_plugins_table_lists_the_example_plugin(clean_env: dict[str, str]) -> None:
     out = run("plugins", env=clean_env)
     row = next(line for line in out.stdout.splitlines() if line.startswith("shared-dir"))
-    assert row.split() == ["shared-dir", "cacheport-example", "0.1.0", "entry", "point", "shared-dir"]
+    assert row.split() == ["shared-dir", "cacheport-example", "0.1.0", "-", "entry", "point", "shared-dir"]
 
 
 def test_explain_shows_sources_and_hides_nothing_it_should_not(clean_env: dict[str, str]) -> None:

@@ -133,6 +133,15 @@ def test_local_knows_where_the_checkout_lives_and_its_origin_without_credentials
     assert (ctx.root, ctx.remote) == (str(repo), remote)
 
 
+def test_local_with_a_malformed_origin_url_is_known_by_its_directory(tmp_path: Path) -> None:
+    repo = tmp_path / "app"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "config").write_text('[remote "origin"]\n\turl = https://[oops/group/app.git\n')
+    ctx = contexts.local({}, repo)
+    assert (ctx.root, ctx.remote) == (str(repo), None)
+
+
 def test_local_without_an_origin_or_git_is_known_by_its_directory(tmp_path: Path) -> None:
     (tmp_path / "r" / ".git").mkdir(parents=True)
     (tmp_path / "r" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")

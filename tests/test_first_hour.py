@@ -296,3 +296,22 @@ def test_init_on_a_laptop_warns_that_the_ci_would_read_backend_local(ci_file: st
         assert out.stderr == ""
     chosen = run("init", "--force", "--backend", "local", env=clean_env, cwd=repo)
     assert chosen.returncode == 0 and chosen.stderr == ""  # asked for by name: no warning
+
+
+def test_bake_output_for_a_local_cache_makes_its_directory_and_names_the_flag_buildx_asks_for(
+        repo: Path, clean_env: dict[str, str], tmp_path: Path) -> None:
+    cache_root = tmp_path / "xdg-cache"
+    env = {**clean_env, "XDG_CACHE_HOME": str(cache_root)}
+    out = run("args", "--format", "bake", env=env, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    dest = Path(re.search(r"dest=([^,\"]+)", out.stdout)[1])
+    assert dest.is_relative_to(cache_root / "cacheport") and dest.parent.is_dir() and not dest.exists()
+    note = [line for line in out.stderr.splitlines() if "--allow=fs=" in line]
+    assert len(note) == 1 and f"--allow=fs={dest.parent}" in note[0]
+    # A cache inside the project needs no grant, and gets no note.
+    inside = run("args", "--format", "bake", "--set", f"src={repo / '.cache'}", "--backend", "local",
+                 env=env, cwd=repo)
+    assert inside.returncode == 0, inside.stderr
+    assert "--allow" not in inside.stderr
+    # Other formats say nothing about bake.
+    assert "--allow" not in run("args", env=env, cwd=repo).stderr

@@ -296,3 +296,15 @@ def test_explain_shows_the_move_from_the_old_place_before_the_build_and_the_rota
     assert before < after
     assert f"move {tmp_path / 'cacheport' / 'app' / 'default'} to " in text[before:after]
     assert [s["replace"] for s in as_dict(plan)["swaps"]] == [False, True]
+
+
+def test_a_layout_that_cannot_be_read_is_left_out_with_a_warning_not_a_traceback(laptop) -> None:  # type: ignore[no-untyped-def]
+    _env, _work, cache = laptop
+    local_cache(cache)
+    shutil.rmtree(cache / "blobs")
+    (cache / "blobs").write_text("a file where BuildKit keeps its blobs")
+    problem = layout_problem(str(cache))
+    assert problem is not None and problem.broken and "can't be read" in problem.reason
+    result = cli(laptop, "args")
+    assert result.code == 0 and "--cache-from" not in result.out
+    assert result.err.startswith(f"cacheport: warning: not importing {cache}: {cache} can't be read: ")

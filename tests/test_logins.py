@@ -227,3 +227,27 @@ def test_args_warns_once_on_stderr_and_prints_the_same_flags(tmp_path: Path) -> 
         "`cacheport build`, which logs in with $REG_PW"]
     quiet = run_cli(argv, {**env, **logged_in(tmp_path)}, tmp_path / "work")
     assert "docker" not in quiet.err and quiet.out == warned.out and REG in quiet.out
+
+
+def test_a_terminated_build_leaves_no_private_docker_config_behind(tmp_path: Path) -> None:
+    """A cancelled CI job sends SIGTERM: the private config, which holds the build's passwords, still goes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from cacheport.ops.logins import private_docker_config\n"
+        f"with private_docker_config({{'HOME': {str(tmp_path)!r}}}, ['registry.example.com']) as env:\n"
+        "    print(env['DOCKER_CONFIG'], flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        private = Path(proc.stdout.readline().strip())
+        assert (private / "config.json").is_file()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    assert not private.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,29 @@ def test_every_backend_has_an_end_to_end_test_or_a_documented_reason(name: str) 
     path, _, func = (DOCTOR_PROOF if name in NO_E2E else E2E_PROOF)[name].partition("::")
     tree = ast.parse((ROOT / path).read_text())
     assert func in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, f"{path}::{func}"
+
+
+@pytest.mark.parametrize(("mode", "collected"), [("require", True), ("", False)])
+def test_tests_on_our_own_buildkit_are_never_left_out_when_e2e_is_required(tmp_path: Path, mode: str,
+                                                                           collected: bool) -> None:
+    """s3 and azblob have their only end-to-end tests on the remote builder: under CACHEPORT_E2E=require (CI) a
+    harness without our BuildKit must fail them, not leave them out of the run."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEPORT_")}
+    env.update(CACHEPORT_E2E=mode, CACHEPORT_E2E_STATE=str(tmp_path),
+               CACHEPORT_E2E_BUILDKIT_MISSING="no BuildKit at /nowhere")
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           "tests/e2e/test_builders.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    listed = [line for line in done.stdout.splitlines() if "test_builders.py::" in line]
+    assert bool(listed) == collected, done.stdout + done.stderr
+    assert ("deselected" in done.stdout) != collected, done.stdout
+
+
+def test_end_to_end_tests_skip_only_through_unavailable() -> None:
+    """``unavailable`` skips locally and fails under CACHEPORT_E2E=require; a bare skip would pass CI unseen."""
+    bare = [f"{path.name}:{n}" for path in sorted((ROOT / "tests" / "e2e").glob("*.py")) if path.name != "conftest.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"pytest\.(skip|importorskip)\(|mark\.skip(if)?\b", line)]
+    assert bare == [], "use tests/e2e/conftest.py's unavailable() instead"

@@ -11,6 +11,8 @@ from cacheport import Backend, BackendEntries, Option, hookimpl
 from cacheport.errors import PluginError
 from cacheport.plugins import Plugins, load
 
+from .fakes.docker import stand_in_docker
+
 
 def make_dist(site: Path, dist: str, module: str, entry_name: str, body: str) -> Path:
     """Install a minimal distribution into ``site`` the way pip lays one out (dist-info + entry points)."""
@@ -113,3 +115,54 @@ def test_a_hook_that_raises_or_returns_junk_is_contained() -> None:
 
 def test_each_test_gets_a_fresh_manager(builtins: Plugins) -> None:
     assert "shared-dir" not in builtins.backends()
+
+
+# A registry-type backend written against the 0.1 docs: entries only, no store, no cacheport_api.
+OLD_REGISTRY = """
+from cacheport import Backend, BackendEntries, CacheEntry, Option, hookimpl
+
+@hookimpl
+def cacheport_backends():
+    def entries(request):
+        ref = request.options["ref"]
+        return BackendEntries(imports=[CacheEntry("registry", {"ref": f"{ref}:main"})],
+                              exports=[CacheEntry("registry", {"ref": f"{ref}:main", "mode": "max"})])
+    return [Backend(name="oldreg", description="0.1-style", options=[Option("ref", "where", required=True)],
+                    entries=entries)]
+"""
+
+
+def test_a_0_1_registry_backend_without_a_store_builds_and_is_told_how_to_add_one(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from cacheport import API_VERSION
+
+    site = make_dist(tmp_path / "site", "cacheport-test-oldreg", "cacheport_test_oldreg", "oldreg", OLD_REGISTRY)
+    log = tmp_path / "argv"
+    docker = stand_in_docker(tmp_path, log)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(site), "CACHEPORT_DOCKER": str(docker),
+           "CACHEPORT_BACKEND": "oldreg", "CACHEPORT_OLDREG__REF": "127.0.0.1:5999/app"}
+
+    def cacheport(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cacheport", *args], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    args = cacheport("args")
+    assert args.returncode == 0, args.stderr
+    assert "--cache-from=type=registry,ref=127.0.0.1:5999/app:main" in args.stdout
+    assert "oldreg" in cacheport("explain").stdout
+    built = cacheport("build", ".", "--", "--builder", "ci")
+    assert built.returncode == 0, built.stderr
+    assert "type=registry,ref=127.0.0.1:5999/app:main,mode=max" in " ".join(json.loads(log.read_text()))
+    for command in (["status"], ["seed", "--from", "local", "--branch", "main"]):
+        out = cacheport(*command)
+        assert out.returncode == 2, out.stderr
+        (line,) = [line for line in out.stderr.splitlines() if line.strip()]
+        assert "backend 'oldreg'" in line and "cacheport.kit.registry_store" in line
+        assert "cacheport.kit.registry_backend" in line
+    listing = {r["name"]: r for r in json.loads(cacheport("plugins", "--format", "json").stdout)}
+    assert listing["oldreg"]["api"] is None and listing["registry"]["api"] == API_VERSION

@@ -224,7 +224,7 @@ class _TokenRegistry(BaseHTTPRequestHandler):
             challenge = (f'Bearer realm="http://{self.headers["Host"]}/token",service="pulp",'
                          'scope="repository:team/cache:pull"')
             self._send(401, {}, {"WWW-Authenticate": challenge})
-        elif self.path == "/v2/team/cache/tags/list":
+        elif self.path.split("?")[0] == "/v2/team/cache/tags/list":  # a page size may follow
             self._send(200, {"name": "team/cache", "tags": ["main", "v1"]})
         elif self.path == "/v2/team/cache/manifests/main":
             self._send(200, {"schemaVersion": 2, "config": {"mediaType": "application/vnd.buildkit.cacheconfig.v0"}})

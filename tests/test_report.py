@@ -1,4 +1,4 @@
-"""cacheport.ops.report on what real builds recorded (tests/data/buildkit, made by scripts/record-buildkit-data).
+"""cacheport.report on what real builds recorded (tests/data/buildkit, made by scripts/record-buildkit-data).
 
 Each scenario was built on both BuildKit generations of the harness: buildx 0.13 (BuildKit 0.13, no build history)
 and buildx 0.29 (BuildKit 0.25, with `docker buildx history`). The assertions are what each build really did.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import ReportError
-from cacheport.ops.report import (
+from cacheport.report import (
     FAILED,
     HIT,
     MISSED,

@@ -110,10 +110,12 @@ with open({str(log)!r}) if os.path.exists({str(log)!r}) else open(os.devnull) as
 with open({str(log)!r}, "a") as fh:
     config = os.environ.get("DOCKER_CONFIG")
     files = {{a: open(a).read() for a, b in zip(args[1:], args) if b == "--buildkitd-config"}}
+    modes = {{}}
     if config and os.path.exists(os.path.join(config, "config.json")):
         files["config.json"] = open(os.path.join(config, "config.json")).read()
+        modes["config.json"] = os.stat(os.path.join(config, "config.json")).st_mode & 0o777
     fh.write(json.dumps({{"args": args, "stdin": stdin, "builder": os.environ.get("BUILDX_BUILDER"),
-                         "config": config, "files": files}}) + "\\n")
+                         "config": config, "files": files, "modes": modes}}) + "\\n")
 if args[:2] == ["context", "show"]:
     print("default")
 made = [a[a.index("--name") + 1] for a in before if a[:2] == ["buildx", "create"]]
@@ -579,6 +581,7 @@ def test_the_job_s_logins_go_to_its_own_docker_config_which_goes_with_the_job(tm
     # the runner's settings and logins, without the helpers that would keep the job's password elsewhere
     assert json.loads(logins[0]["files"]["config.json"]) == {
         "auths": {"docker.io": {"auth": "cnVubmVyOmh1Yg=="}}, "proxies": {"default": {"httpProxy": "http://p:3128"}}}
+    assert logins[0]["modes"]["config.json"] == 0o600  # it holds the runner's logins: the owner's alone
     assert not job_config.exists()  # after_script removed it
     assert {p.name for p in runner_config.iterdir()} == {"config.json", "buildx", "contexts", "cli-plugins"}
     assert "job-token-value" not in (runner_config / "config.json").read_text()

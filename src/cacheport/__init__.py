@@ -27,10 +27,16 @@ from cacheport.records import (
 
 __version__ = "0.1.0"
 
+#: The version of the plugin API (the hooks, the records, :mod:`cacheport.kit` and :mod:`cacheport.refs`) this
+#: cacheport implements. A plugin may say which one it was written against with a module attribute
+#: ``cacheport_api = "0.2"``; ``cacheport plugins`` shows it. See docs/plugins.md#api-version.
+API_VERSION = "0.2"
+
 #: Decorate plugin functions with this to implement a cacheport hook.
 hookimpl = pluggy.HookimplMarker("cacheport")
 
 __all__ = [
+    "API_VERSION",
     "Backend",
     "BackendEntries",
     "CacheEntry",

@@ -45,7 +45,7 @@ from cacheport.records import (
     Option,
     StoreSession,
 )
-from cacheport.refs import branch_names, branch_tag, reference_problem, repository, slug
+from cacheport.refs import branch_names, branch_tag, key_prefix, reference_problem, repository, split_host
 from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from cacheport.oci.realm import insecure_hosts as insecure_hosts
     from cacheport.oci.realm import parse_realm as parse_realm
     from cacheport.oci.realm import withheld as withheld
+    from cacheport.oci.registry import Registry
 
 #: the token-realm rules, loaded from :mod:`cacheport.oci.realm` when first asked for (not on ``cacheport args``).
 _REALM_RULES = ("INSECURE_VARIABLE", "insecure_hosts", "parse_realm", "withheld")
@@ -143,12 +144,24 @@ def registry_options(
     )
 
 
-def export_options() -> tuple[Option, ...]:
-    """The cache-export options (mode, ignore-error, format, compression) of a registry-type backend."""
+def mode_options() -> tuple[Option, Option]:
+    """``mode`` (default max) and ``ignore-error`` (default true): the export options every backend shares."""
     return (
         Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
         Option("ignore-error", "Don't fail the build when exporting the cache fails (a cache outage must not fail "
                "a build).", type=bool, default=True),
+    )
+
+
+def mode_attrs(options: Mapping[str, Any]) -> dict[str, str]:
+    """The export attributes of :func:`mode_options`, as BuildKit reads them."""
+    return {"mode": str(options["mode"]), "ignore-error": _flag(options["ignore-error"])}
+
+
+def export_options() -> tuple[Option, ...]:
+    """The cache-export options (mode, ignore-error, format, compression) of a registry-type backend."""
+    return (
+        *mode_options(),
         Option("image-manifest", "Store the cache as an OCI image manifest instead of an index; default: true, "
                "or false when oci-mediatypes is false (as BuildKit >= 0.21 decides, stated so that BuildKit 0.12 "
                "to 0.20 write the same).", type=bool),
@@ -161,10 +174,8 @@ def export_options() -> tuple[Option, ...]:
 
 def registry_host(ref: str) -> str:
     """The registry part of an image reference, as ``docker login`` wants it (``docker.io`` when none)."""
-    first, sep, _rest = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first.lower()
-    return "docker.io"
+    host, _path = split_host(ref)
+    return host.lower() or "docker.io"
 
 
 @attrs.frozen
@@ -276,7 +287,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
     """The cache repository as a store: tags are names, one per branch (or the fixed tag)."""
     key = request.key
     fixed = cache.fixed_tag
-    prefix = f"{slug(key)}-" if key else ""
+    prefix = key_prefix(key)
 
     def name_for(branch: str) -> str:
         return fixed or branch_tag(branch, key, request.context)
@@ -320,6 +331,26 @@ def login_credentials(logins: Iterable[Login], host: str, environ: Mapping[str, 
         if password and user:
             return Credentials(user, password)
     return None
+
+
+def registry_client(host: str, username: str = "", password: str = "", *, insecure: bool = False,
+                    insecure_hosts: Iterable[str] = (), timeout: float = 60.0, scheme: str | None = None) -> Registry:
+    """cacheport's own client for one registry host's API, for a plugin's doctor checks: retries, answers read
+    within bounds, docker's token flow, and credentials only where the realm rules allow. Use it as a context
+    manager; ``list_tags(repository)`` ([] when the repository does not exist) and ``get_manifest(repository,
+    reference)`` (a manifest with ``.json``, or None); every failure is a one-line
+    :class:`cacheport.errors.RegistryError` whose ``status`` is the HTTP status, when there was one.
+
+    ``host`` is ``host[:port]``: a loopback host is spoken to over plain HTTP, others over verified HTTPS, or
+    with ``insecure`` HTTPS without verification, else plain HTTP; ``scheme`` (``http`` or ``https``, from a URL
+    the user gave) overrides that choice.
+    """
+    from cacheport.oci.auth import Credentials
+    from cacheport.oci.registry import Registry
+
+    credentials = Credentials(username, password) if username and password else None
+    return Registry(host, credentials, insecure=insecure, insecure_hosts=insecure_hosts, timeout=timeout,
+                    scheme=scheme)
 
 
 def registry_backend(

@@ -37,6 +37,8 @@ class PluginInfo:
         module: the module that implements the hooks.
         error: why it failed to load, or None.
         traceback: the full traceback of that failure, shown with ``-v``.
+        api: the plugin API version it says it was written against (its module's ``cacheport_api``; a
+            built-in's is :data:`cacheport.API_VERSION`), or None when it says none (written against 0.1).
     """
 
     name: str
@@ -46,6 +48,28 @@ class PluginInfo:
     module: str
     error: str | None = None
     traceback: str | None = attrs.field(default=None, repr=False)
+    api: str | None = None
+
+
+def declared_api(module: object, info: PluginInfo) -> str | None:
+    """The plugin API version a plugin says it targets (``cacheport_api``); built-ins target this one."""
+    from cacheport import API_VERSION
+
+    if info.source == "built-in":
+        return API_VERSION
+    declared = getattr(module, "cacheport_api", None)
+    return str(declared) if declared is not None else None
+
+
+def no_store(backend: Backend, command: str) -> str:
+    """One line: ``command`` can't reach this backend's caches, and, for a registry-type backend written without
+    a store (as the 0.1 docs showed), which kit function gives it one."""
+    line = (f"backend {backend.name!r} keeps its cache where cacheport can't reach it "
+            f"({backend.cache_type} storage offers no store), so {command} can't work on it")
+    if backend.cache_type == "registry":
+        line += ("; its author can add one: store=lambda request: cacheport.kit.registry_store(cache, request), "
+                 "or build the whole backend with cacheport.kit.registry_backend")
+    return line
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -89,6 +113,7 @@ class Plugins:
         except Exception as exc:
             self._failed(info, exc)
             return
+        info = attrs.evolve(info, api=declared_api(module, info))
         self.infos.append(info)
         self._by_plugin[info.name] = info
 

@@ -30,6 +30,16 @@ def slug(name: str, limit: int = 63) -> str:
     return out
 
 
+def key_prefix(key: str | None) -> str:
+    """What a ``key`` puts before a branch's name in its tag (``arm64-``), or ``""`` without one."""
+    return f"{slug(key)}-" if key else ""
+
+
+def same_branch(name: str, branch_name: str) -> bool:
+    """Whether ``name`` is the cache ``branch_name`` itself or that branch's under some key (``arm64-main``)."""
+    return name == branch_name or name.endswith(f"-{branch_name}")
+
+
 def branch_tag(branch: str, key: str | None = None, context: Context | None = None) -> str:
     """The cache tag for a branch, scoped by ``key`` (a target, platform or matrix axis) when given.
 
@@ -38,7 +48,7 @@ def branch_tag(branch: str, key: str | None = None, context: Context | None = No
     """
     known = dict(context.branch_slugs) if context is not None else {}
     name = known.get(branch) or slug(branch)
-    tag = name if not key else f"{slug(key)}-{name}"
+    tag = f"{key_prefix(key)}{name}"
     assert TAG_PATTERN.match(tag), tag
     return tag
 
@@ -97,6 +107,16 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{1,256}\Z")
 
 
+def split_host(name: str) -> tuple[str, str]:
+    """``(host, rest)`` of an image name as docker reads it: the first component is a registry host when the name
+    has a ``/`` and that component has a ``.`` or a ``:`` or is ``localhost``; otherwise ``("", name)`` (Docker
+    Hub). The host keeps its case."""
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "", name
+
+
 def host_problem(host: str) -> str | None:
     """Why ``host[:port]`` cannot be a registry host (DNS labels of 1-63 characters, IPv4, ``[IPv6]``, an
     optional port), or None when it can."""
@@ -141,9 +161,7 @@ def reference_problem(ref: str) -> str | None:
     name, at, digest = ref.partition("@")
     if at and not _DIGEST.match(digest):
         return "a digest is algorithm:hex, e.g. sha256:..."
-    first, sep, rest = name.partition("/")
-    host = first if sep and ("." in first or ":" in first or first == "localhost") else ""
-    path = rest if host else name
+    host, path = split_host(name)
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, _, tag = path.rpartition(":")

@@ -15,7 +15,7 @@ case "$INPUT_BUILDER_DRIVER" in
   docker-container | kubernetes) args+=(--driver-opt "image=$INPUT_BUILDKIT_IMAGE") ;;
 esac
 read -r -d '' -a opts <<< "$INPUT_BUILDER_DRIVER_OPTS" || true
-for opt in "${opts[@]}"; do args+=(--driver-opt "$opt"); done
+for opt in ${opts[@]+"${opts[@]}"}; do args+=(--driver-opt "$opt"); done  # bash 3.2 (macOS): an empty array is unset
 config=""
 if [[ -f "$INPUT_BUILDKITD_CONFIG" ]]; then
   config=$INPUT_BUILDKITD_CONFIG

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import unavailable
 from .harness import Harness, TokenRegistry, clean_environ, gitlab_env
 
 
@@ -24,7 +25,7 @@ from .harness import Harness, TokenRegistry, clean_environ, gitlab_env
 def elsewhere(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
     """A distribution registry on 127.0.0.1 whose realm is a token issuer on 127.0.0.2."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to sign the test token issuer's JWTs")
+        unavailable("openssl is needed to sign the test token issuer's JWTs")
     with harness.token_registry(tmp_path_factory.mktemp("elsewhere"), realm_host="127.0.0.2") as registry:
         yield registry
 
@@ -72,7 +73,7 @@ def test_declared_insecure_the_realm_gets_them_and_a_round_trip_works(harness: H
 def token(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
     """A distribution registry with ``auth: token`` whose token service is on 127.0.0.1 too."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to sign the test token issuer's JWTs")
+        unavailable("openssl is needed to sign the test token issuer's JWTs")
     with harness.token_registry(tmp_path_factory.mktemp("token")) as registry:
         yield registry
 

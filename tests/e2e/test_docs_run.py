@@ -26,9 +26,6 @@ PAGES = ("README.md", "docs/getting-started.md")
 # expected failure: when the fix lands, the step passes, the run fails, and its line here goes. One line a step,
 # keyed by the step's id: its source and the command as written, without its comment.
 EXPECTED_FAILURES: dict[str, str] = {
-    "cacheport args --help: cacheport args --format bake --target app -o cache.json && docker buildx bake -f docker-bake.hcl -f cache.json":
-        "new (not in issue 23): buildx 0.29's bake refuses a local cache outside the context without "
-        "--allow=fs.read/fs.write",
 }
 
 # Steps honoured rather than run as written (the value runs instead; nothing when empty). The README's two

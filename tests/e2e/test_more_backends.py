@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import unavailable
 from .harness import Harness, github_env, gitlab_env
 from .test_builds import cold_then_warm
 
@@ -15,7 +16,7 @@ from .test_builds import cold_then_warm
 def gha(harness: Harness) -> dict[str, str]:
     url, token = harness.env.get("CACHEPORT_E2E_GHA_CACHE_URL"), harness.env.get("CACHEPORT_E2E_GHA_TOKEN")
     if not url or not token:
-        pytest.skip("act's cache server is not running (scripts/e2e-up without --no-gha starts it)")
+        unavailable("act's cache server is not running (scripts/e2e-up without --no-gha starts it)")
     return {"ACTIONS_CACHE_URL": url, "ACTIONS_RUNTIME_TOKEN": token}
 
 

@@ -27,6 +27,7 @@ from cacheport.oci.auth import Credentials
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
 from cacheport.oci.registry import Registry
 
+from .conftest import unavailable
 from .harness import Harness, Pulp, Result, TokenRegistry, clean_environ, gitlab_env
 
 RUN_SEED = ("import atexit, re, sys\n"
@@ -256,7 +257,7 @@ def test_a_large_blob_is_streamed_with_flat_memory_and_an_interrupted_seed_resum
 def token_registry(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
     """A distribution registry with ``auth: token``, and its token issuer, on free loopback ports."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to sign the test token issuer's JWTs")
+        unavailable("openssl is needed to sign the test token issuer's JWTs")
     with harness.token_registry(tmp_path_factory.mktemp("token-registry")) as registry:
         yield registry
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
 from cacheport.errors import ConfigError
-from cacheport.kit import MODES
+from cacheport.kit import mode_attrs, mode_options
 from cacheport_builtins.s3 import ENGINE_CAVEAT, names_for
 
 SECRET = "secret_access_key"
@@ -48,7 +48,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
         common[SECRET] = secret
     elif secret_env:
         warnings.append(f"azblob: {secret_env} is not set; BuildKit will try its default Azure credentials")
-    export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
+    export_attrs = mode_attrs(opts)
     return BackendEntries(
         imports=[CacheEntry("azblob", {**common, "name": n}) for n in names],
         exports=[CacheEntry("azblob", {**common, "name": export, **export_attrs})] if export else [],
@@ -81,8 +81,7 @@ BACKEND = Backend(
                "written mode 0600; but `docker buildx build` gets it on its command line, where other users of "
                "the machine can read it (ps), and BuildKit's build history keeps the imports' copy (see "
                "backends.md#secrets).", default="AZURE_STORAGE_ACCOUNT_KEY"),
-        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
-        Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
+        *mode_options(),
     ),
     entries=_entries,
     cache_type="azblob",

@@ -171,8 +171,11 @@ def _origin(common: Path) -> str | None:
         elif _ORIGIN.match(section) and line.split("=", 1)[0].strip().lower() == "url" and "=" in line:
             url = line.split("=", 1)[1].strip().strip('"')
             if "://" in url:
-                parts = urlsplit(url)
-                host, path = parts.hostname or "", parts.path
+                try:
+                    parts = urlsplit(url)
+                    host, path = parts.hostname or "", parts.path
+                except ValueError:  # git would refuse it too: the checkout is then known by its directory
+                    return None
             else:  # scp-like: [user@]host:path, or a local path
                 host, _, path = url.rpartition("@")[2].rpartition(":")
             path = path.rstrip("/").removesuffix(".git")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names
+from cacheport.kit import cache_names, mode_attrs, mode_options
 from cacheport.refs import slug
 
 # buildx fills these in from the environment and silently drops a gha entry without them.
@@ -41,7 +41,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
             "sets them for actions, not for run steps: use crazy-max/ghaction-github-runtime); without them "
             "buildx silently drops the cache"
         )
-    export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
+    export_attrs = mode_attrs(opts)
     return BackendEntries(
         imports=[CacheEntry("gha", {"scope": s, **common}) for s in scopes],
         exports=[CacheEntry("gha", {"scope": export, **export_attrs, **common})] if export else [],
@@ -70,8 +70,7 @@ BACKEND = Backend(
         Option("version", "Cache service API version (buildx picks one from the environment when unset).",
                choices=("1", "2")),
         Option("timeout", "How long to wait for the cache service, as a Go duration (BuildKit's default: 10m)."),
-        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
-        Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
+        *mode_options(),
         Option("repository", "owner/repo, for cache service API v2's cache listing; default: this repository "
                "when ghtoken-env is set."),
         Option("ghtoken-env", "Environment variable holding a GitHub token (e.g. GITHUB_TOKEN) that BuildKit uses "

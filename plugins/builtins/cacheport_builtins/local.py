@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from cacheport import Backend, BackendEntries, CacheEntry, CacheStore, EntryRequest, Option, Swap, hookimpl
-from cacheport.kit import COMPRESSIONS, MODES, layout_store
+from cacheport.kit import COMPRESSIONS, layout_store, mode_attrs, mode_options
 from cacheport.refs import slug
 
 
@@ -42,8 +42,8 @@ def _entries(request: EntryRequest) -> BackendEntries:
     # sibling and swapping it in after the build keeps exactly one build's cache.
     target = f"{dest}.new" if opts["rotate"] else dest
     tag = {"tag": str(opts["tag"])} if opts["tag"] else {}
-    export: dict[str, str] = {"dest": target, **tag, "mode": str(opts["mode"])}
-    for name in ("ignore-error", "image-manifest", "oci-mediatypes", "compression", "compression-level",
+    export: dict[str, str] = {"dest": target, **tag, **mode_attrs(opts)}
+    for name in ("image-manifest", "oci-mediatypes", "compression", "compression-level",
                  "force-compression", "reset"):
         if opts[name] is not None and opts[name] != "":
             export[name] = str(opts[name]).lower() if isinstance(opts[name], bool) else str(opts[name])
@@ -70,10 +70,9 @@ BACKEND = Backend(
         Option("src", "Directory to import from; default $XDG_CACHE_HOME/cacheport/<project>-<hash>/<key or "
                "'default'>, the hash (8 hex digits) of the project's origin remote, else of its directory."),
         Option("dest", "Directory to export to; default: the same as src."),
-        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
+        *mode_options(),
         Option("rotate", "Export to <dest>.new and swap it into <dest> after a successful build.", type=bool,
                default=True),
-        Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
         Option("tag", "The name of the cache in the directory's index.json (BuildKit's default: latest), for "
                "imports and the export alike. Several tags share one directory only with rotate = false: a "
                "rotated directory holds one build."),

@@ -95,13 +95,9 @@ def aws_credentials(environ: Mapping[str, str]) -> tuple[str, str, str, str] | N
 
 def aws_credential_sources(environ: Mapping[str, str]) -> list[str]:
     """The AWS credential sources visible here, the way buildx's SDK would look for them (no network)."""
-    found = []
-    if environ.get("AWS_ACCESS_KEY_ID"):
-        found.append("AWS_ACCESS_KEY_ID")
-    for name in ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-        if environ.get(name):
-            found.append(name)
+    from cacheport_builtins.s3 import AWS_ENV
+
+    found = [name for name in AWS_ENV if environ.get(name)]
     home = Path(environ.get("HOME") or "~").expanduser()
     for var, default in (("AWS_SHARED_CREDENTIALS_FILE", home / ".aws" / "credentials"),
                          ("AWS_CONFIG_FILE", home / ".aws" / "config")):

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cacheport import Backend, BackendEntries, CacheEntry, Check, EntryRequest, Option, hookimpl
-from cacheport.kit import MODES, cache_names
+from cacheport.kit import cache_names, mode_attrs, mode_options
 from cacheport.refs import slug
 
 ENGINE_CAVEAT = (
     "Docker Engine's builder (the docker driver) cannot use {type} cache: use a docker-container or remote "
     "builder (`docker buildx create --use --driver docker-container`)."
 )
+#: The environment variables that name AWS credentials for buildx's SDK (the shared files aside).
+AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+           "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 #: Attributes BuildKit reads on import and export alike, besides bucket, region and name.
 COMMON = ("prefix", "manifests_prefix", "blobs_prefix", "endpoint_url", "use_path_style", "disable_accept_encoding",
           "retry_mode", "retry_max_attempts")
@@ -35,13 +38,12 @@ def _flag(value: object) -> str:
 
 
 def _credentials_warning(environ: Mapping[str, str]) -> list[str]:
-    from cacheport_builtins.objstore import aws_credential_sources
-
-    if aws_credential_sources(environ):
+    # Only the request's environment: entries never read the host, so ~/.aws is `cacheport doctor`'s to check.
+    if any(environ.get(name) for name in AWS_ENV):
         return []
-    return ["s3: no AWS credentials are visible here (checked AWS_ACCESS_KEY_ID, AWS_PROFILE, "
-            "AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*, ~/.aws/credentials and ~/.aws/config), so "
-            "buildx forwards none: unless BuildKit has its own (an EC2 instance role, or keys in buildkitd's "
+    return ["s3: no AWS credentials are visible in the environment (checked AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+            "AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*): unless ~/.aws holds a default profile "
+            "(which buildx forwards) or BuildKit has its own (an EC2 instance role, or keys in buildkitd's "
             "environment), every s3 import and export fails, and ignore-error hides it. `cacheport doctor` checks"]
 
 
@@ -52,7 +54,7 @@ def _entries(request: EntryRequest) -> BackendEntries:
     for name in COMMON:
         if opts[name] is not None and opts[name] != "":
             common[name] = _flag(opts[name])
-    export_attrs = {"mode": str(opts["mode"]), "ignore-error": str(opts["ignore-error"]).lower()}
+    export_attrs = mode_attrs(opts)
     for name in ("upload_parallelism", "touch_refresh"):
         if opts[name] is not None:
             export_attrs[name] = str(opts[name])
@@ -92,17 +94,17 @@ BACKEND = Backend(
         Option("upload_parallelism", "Parallel layer uploads (BuildKit's default: 4).", type=int),
         Option("touch_refresh", "How often to refresh objects' timestamps, as a Go duration (default 24h).",
                ),
-        Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
-        Option("ignore-error", "Don't fail the build when exporting the cache fails.", type=bool, default=True),
+        *mode_options(),
     ),
     entries=_entries,
     cache_type="s3",
     doctor=_doctor,
     docs=(
         "Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
-        "profiles), which buildx forwards to BuildKit itself; cacheport never renders them, and warns when it "
-        "sees none. `cacheport doctor` reaches the bucket, signs a request with those credentials, and writes, "
-        "reads and deletes one object (<prefix>cacheport-doctor). " + ENGINE_CAVEAT.format(type="s3")
+        "profiles), which buildx forwards to BuildKit itself; cacheport never renders them, and warns when the "
+        "environment names none. `cacheport doctor` reaches the bucket, signs a request with those credentials "
+        "(the environment's or ~/.aws's), and writes, reads and deletes "
+        "one object (<prefix>cacheport-doctor). " + ENGINE_CAVEAT.format(type="s3")
     ),
 )
 

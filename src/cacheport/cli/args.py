@@ -85,7 +85,8 @@ class _ArgsCommand(click.Command):
 Examples:
   docker buildx build $(cacheport args) -t app .
   mapfile -t flags < <(cacheport args --lines); docker buildx build "${flags[@]}" .
-  cacheport args --format bake --target app -o cache.json && docker buildx bake -f docker-bake.hcl -f cache.json
+  cacheport args --format bake --target app -o cache.json &&
+    docker buildx bake --allow=fs="${XDG_CACHE_HOME:-$HOME/.cache}/cacheport" -f docker-bake.hcl -f cache.json
   cacheport args --format buildctl          # --import-cache/--export-cache, one per line
   cacheport args --backend registry --set ref=registry.example.com/app/cache
 """)
@@ -116,6 +117,8 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
 
         for warning in args_warnings(registry_logins(plan.logins, os.environ)):
             say(f"warning: {warning}")
+    if renderer.name == "bake":
+        _bake_may_use_local_caches(plan)
     target = output
     if target is None and renderer.append_to and os.environ.get(renderer.append_to):
         target = Path(os.environ[renderer.append_to])
@@ -136,3 +139,22 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
                    source="-o" if output is not None else f"${renderer.append_to}")
     else:
         click.echo(text, nl=False)
+
+
+def _bake_may_use_local_caches(plan: Any) -> None:
+    """buildx 0.20 and newer refuse a bake that reads or writes a directory outside the project unless the
+    command grants it (``--allow=fs=DIR``), and they check the nearest directory that exists: make each local
+    cache's own directory, so granting the cache root is enough, and say which flag to add."""
+    paths = [Path(p) for e in (*plan.imports, *plan.exports) if e.type == "local"
+             for p in (e.get("src"), e.get("dest")) if p]
+    outside = [p for p in paths if not p.resolve().is_relative_to(Path.cwd().resolve())]
+    if not outside:
+        return
+    for path in outside:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return  # the build itself will say what is wrong with the directory
+    root = os.path.commonpath([str(p.parent) for p in outside])
+    say(f"note: buildx 0.20 and newer ask bake for access to the local cache: add --allow=fs={root} to "
+        "docker buildx bake (older buildx has no --allow and needs none)")

@@ -146,8 +146,9 @@ def make_plan(backend: str | None = None, key: str | None = None, sets: Sequence
 def store_for(backend: Backend, request: EntryRequest | None, command: str) -> CacheStore:
     """The backend's store, or one line saying that ``command`` can't reach this backend's caches."""
     if backend.store is None or request is None:
-        raise ConfigError(f"backend {backend.name!r} keeps its cache where cacheport can't reach it "
-                          f"({backend.cache_type} storage offers no store), so {command} can't work on it")
+        from cacheport.plugins import no_store
+
+        raise ConfigError(no_store(backend, command))
     plugins = load_plugins()
     store = plugins.guarded(backend, "store", lambda: backend.store(request) if backend.store else None)
     from cacheport.records import CacheStore

@@ -19,7 +19,10 @@ Examples:
 @format_option(["table", "json"], "table")
 @click.option("-v", "--verbose", count=True, help="Show tracebacks of plugins that failed to load.")
 def command(fmt: str, verbose: int) -> None:
-    """List installed plugins: name, version, source, and the backends and output formats each provides."""
+    """List installed plugins: name, version, the plugin API version each was written against (its
+    cacheport_api; '-' when it declares none, which means 0.1), source, and the backends and output formats each
+    provides; then the API version this cacheport implements.
+    """
     import json
 
     loaded = load_plugins(verbose)
@@ -39,6 +42,7 @@ def command(fmt: str, verbose: int) -> None:
             "version": i.version,
             "source": i.source,
             "module": i.module,
+            "api": i.api,
             "backends": sorted(p for p in provided.get(i.name, []) if not p.startswith("--")),
             "formats": sorted(p[len("--format "):] for p in provided.get(i.name, []) if p.startswith("--")),
             "error": i.error,
@@ -49,9 +53,12 @@ def command(fmt: str, verbose: int) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     cells = [
-        [r["name"], f"{r['distribution']} {r['version']}".strip(), r["source"],
+        [r["name"], f"{r['distribution']} {r['version']}".strip(), r["api"] or "-", r["source"],
          ", ".join([*r["backends"], *(["--format " + "|".join(r["formats"])] if r["formats"] else [])])
          or ("FAILED" if r["error"] else "-")]
         for r in rows
     ]
-    click.echo(table(cells, ["plugin", "distribution", "source", "provides"]), nl=False)
+    from cacheport import API_VERSION
+
+    click.echo(table(cells, ["plugin", "distribution", "api", "source", "provides"]), nl=False)
+    click.echo(f"plugin API {API_VERSION} (a plugin says which it targets with cacheport_api; '-': none, so 0.1)")

@@ -42,7 +42,6 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     """
     from cacheport.errors import ConfigError, RegistryError
     from cacheport.ops import inventory
-    from cacheport.refs import branch_tag
     from cacheport.render import human_size
 
     if broken and (tags_named or older_than or branches_gone):
@@ -61,13 +60,10 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     if (older_than or branches_gone) and not default and not keep and not store.fixed:
         raise ConfigError("the default branch is unknown here (no CI, no origin/HEAD, no single main or master), "
                           "so its cache can't be protected; name it: --keep BRANCH")
-    key = plan.request.key if plan.request else None
     live = None
     if branches_gone:
-        branches = inventory.remote_branches(Path.cwd())
-        live = {store.name_for(b) for b in branches} | {branch_tag(b) for b in branches}
-    keep_tags = {store.name_for(k) for k in keep} | {branch_tag(k, key) for k in keep} | {branch_tag(k) for k in keep}
-    keep_tags |= set(keep)
+        live = inventory.branch_names(store, inventory.remote_branches(Path.cwd()))
+    keep_tags = inventory.branch_names(store, keep) | set(keep)
     deleted: list[str] = []
     with store.open() as session:
         try:

@@ -16,7 +16,7 @@ from cacheport.errors import NoHistoryError, ReportError
 
 if TYPE_CHECKING:
     from cacheport.entry import CacheEntry
-    from cacheport.ops.report import BuildReport
+    from cacheport.report import BuildReport
 
 
 def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) -> str:
@@ -41,7 +41,7 @@ def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) 
 def _from_history(ref: str | None, builder: str | None, imports: Sequence[CacheEntry],
                   exports: Sequence[CacheEntry]) -> list[BuildReport]:
     """The build's record in buildx's history and its progress stream (``ref``, else the builder's last build)."""
-    from cacheport.ops import report
+    from cacheport import report
 
     docker = os.environ.get("CACHEPORT_DOCKER", "docker")
     builder = builder or os.environ.get("BUILDX_BUILDER") or None
@@ -79,7 +79,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     Reads BuildKit's own records, never the plan: a saved progress stream or metadata file, else buildx's build
     history (buildx 0.21 or newer): REF, the ref in the metadata file, or the builder's last build.
     """
-    from cacheport.ops import report
+    from cacheport import report
 
     asked = ref is not None  # a ref given by hand must be readable; one from the metadata file may not be
     plan = make_plan(**common)

@@ -16,6 +16,7 @@ import attrs
 
 from cacheport.errors import ConversionError, RegistryError
 from cacheport.masking import printable
+from cacheport.timestamps import go_time
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -160,14 +161,9 @@ def created_at(descriptors: Iterable[Descriptor]) -> datetime | None:
     """The newest ``buildkit/createdat`` annotation (RFC 3339, nanoseconds cut to what Python reads)."""
     found = []
     for d in descriptors:
-        text = d.annotations.get("buildkit/createdat")
-        if not text:
-            continue
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-        try:
-            found.append(datetime.fromisoformat(text))
-        except ValueError:
-            continue
+        when = go_time(d.annotations.get("buildkit/createdat"))
+        if when is not None:
+            found.append(when)
     return max(found) if found else None
 
 

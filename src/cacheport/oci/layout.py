@@ -272,6 +272,14 @@ class Layout:
                     todo += manifest.descriptors() if manifest else []
         return used
 
+    def usage(self) -> dict[str, Any]:
+        """Its size and the blobs no cache uses any more, for ``cacheport status``."""
+        blobs = self.blobs()
+        unused = set(self.unused())
+        return {"directory": str(self.directory), "exists": self.directory.is_dir(),
+                "size": sum(blobs.values()), "blobs": len(blobs), "stale_blobs": len(unused),
+                "stale_size": sum(size for digest, size in blobs.items() if digest in unused)}
+
     def unused(self) -> list[str]:
         """Blobs no name reaches any more: BuildKit's local exporter only ever adds."""
         used = self.used()

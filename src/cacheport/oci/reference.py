@@ -11,7 +11,7 @@ import attrs
 from cacheport.errors import RegistryError
 from cacheport.masking import shown_value
 from cacheport.oci.format import DIGEST
-from cacheport.refs import reference_problem
+from cacheport.refs import reference_problem, split_host
 
 #: the names Docker Hub goes by; its API is reached at the last one.
 HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -46,11 +46,8 @@ def parse_reference(ref: str) -> Reference:
     if problem:
         raise RegistryError(f"{shown_value(text)} is not an image reference: {problem}")
     name, _, digest = text.partition("@")
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        host, path = first.lower(), rest
-    else:
-        host, path = "docker.io", name
+    host, path = split_host(name)
+    host = host.lower() or "docker.io"
     tag = None
     last = path.rsplit("/", 1)[-1]
     if ":" in last:

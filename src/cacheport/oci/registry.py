@@ -59,7 +59,8 @@ class Registry:
     def __init__(self, host: str, credentials: Credentials | None = None, *, insecure: bool = False,
                  timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
                  insecure_hosts: Iterable[str] = (), retry: RetryPolicy | None = None,
-                 uploads: UploadJournal | None = None, upload_policy: UploadPolicy | None = None) -> None:
+                 uploads: UploadJournal | None = None, upload_policy: UploadPolicy | None = None,
+                 scheme: str | None = None) -> None:
         self.host = host.lower()
         self.credentials = credentials
         self.insecure = insecure
@@ -70,7 +71,8 @@ class Registry:
         self.counters = Counters()
         self.retry = retry or RetryPolicy()
         self.uploads = uploads or UploadJournal()
-        self.scheme = "http" if is_loopback(self.host) else "https"
+        # A URL's own scheme, where the user gave one (a plugin's ``https://127.0.0.1:…``), else the host decides.
+        self.scheme = scheme or ("http" if is_loopback(self.host) else "https")
         # insecure, as BuildKit reads it: HTTPS without verifying the certificate, else plain HTTP (found out on
         # the first request).
         self._probe = insecure and self.scheme == "https"

@@ -20,10 +20,10 @@ from typing import Any
 
 import attrs
 
+from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
-from cacheport.ops import report
 from cacheport.ops.preflight import usable
 from cacheport.ops.progress import PlainPrinter, Prelude, said, take_progress
 from cacheport.plan import Plan
@@ -131,7 +131,7 @@ def command(
 ) -> list[str]:
     """The ``buildx build`` arguments (after the docker client's own), one word per flag value.
 
-    Progress comes as rawjson: the record :mod:`cacheport.ops.report` reads (and :mod:`.progress` prints).
+    Progress comes as rawjson: the record :mod:`cacheport.report` reads (and :mod:`.progress` prints).
     """
     args = ["buildx", "build", "--progress=rawjson"]
     if metadata_file:

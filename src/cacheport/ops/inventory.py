@@ -21,6 +21,7 @@ from cacheport.errors import ConfigError
 from cacheport.oci.format import cache_format, created_at
 from cacheport.ops import LOOKUP_JOBS
 from cacheport.records import CacheStore, StoreSession
+from cacheport.refs import same_branch
 
 _DURATION = re.compile(r"(\d+)([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -60,6 +61,20 @@ def roles(context: Context, store: CacheStore) -> dict[str, str]:
                        (context.branch, "this branch")):
         if name:
             out[store.name_for(name)] = role
+    return out
+
+
+def branch_names(store: CacheStore, branches: Iterable[str]) -> set[str]:
+    """The names the store gives these branches: each one's name under this job's key (``name_for``), and
+    the branch's own name that ``branch_of`` reads back from it (the same branch under any key, see
+    :func:`choose`)."""
+    out: set[str] = set()
+    for branch in branches:
+        name = store.name_for(branch)
+        out.add(name)
+        own = store.branch_of(name)
+        if own:
+            out.add(own)
     return out
 
 
@@ -111,15 +126,8 @@ def _deleter(session: StoreSession) -> Callable[[str, str], object]:
 def directory_usage(session: StoreSession) -> dict[str, Any] | None:
     """For a directory store: its size and the blobs no cache uses any more (BuildKit's local export only
     adds); None for other stores."""
-    from cacheport.oci.layout import Layout
-
-    if not isinstance(session, Layout):
-        return None
-    blobs = session.blobs()
-    unused = set(session.unused())
-    return {"directory": str(session.directory), "exists": session.directory.is_dir(),
-            "size": sum(blobs.values()), "blobs": len(blobs), "stale_blobs": len(unused),
-            "stale_size": sum(size for digest, size in blobs.items() if digest in unused)}
+    usage = getattr(session, "usage", None)
+    return usage() if callable(usage) else None
 
 
 def parse_age(text: str) -> timedelta:
@@ -148,11 +156,6 @@ class Pruning:
     reason: str
 
 
-def _same_branch(tag: str, branch_tag: str) -> bool:
-    """``tag`` is ``branch_tag`` itself or the same branch under some key (``arm64-main``)."""
-    return tag == branch_tag or tag.endswith(f"-{branch_tag}")
-
-
 def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: timedelta | None = None,
            live_branch_tags: set[str] | None = None, keep: Iterable[str] = (), now: datetime | None = None,
            default_tag: str | None = None) -> list[Pruning]:
@@ -170,11 +173,11 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
             decisions[t.tag] = Pruning(t, False, "not a cache")
         elif t.tag in named:
             decisions[t.tag] = Pruning(t, True, "named")
-        elif t.role == "default branch" or (default_tag and _same_branch(t.tag, default_tag)) or t.tag in keep:
+        elif t.role == "default branch" or (default_tag and same_branch(t.tag, default_tag)) or t.tag in keep:
             decisions[t.tag] = Pruning(t, False, "kept" if t.tag in keep else "default branch (name it to delete)")
         elif older_than is not None and t.updated is not None and now - t.updated > older_than:
             decisions[t.tag] = Pruning(t, True, f"not updated for {(now - t.updated).days} days")
-        elif live_branch_tags is not None and not any(_same_branch(t.tag, b) for b in live_branch_tags):
+        elif live_branch_tags is not None and not any(same_branch(t.tag, b) for b in live_branch_tags):
             decisions[t.tag] = Pruning(t, True, "its branch is gone")
         else:
             decisions[t.tag] = Pruning(t, False, "recent" if older_than is not None else "branch exists")

@@ -216,7 +216,7 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
     for registry in registries:
         helpers[server_key(registry)] = ""  # an empty name means config.json's auths, as in docker
     config["credHelpers"] = helpers
-    with tempfile.TemporaryDirectory(prefix="cacheport-docker-") as tmp:
+    with _terminated_unwinds(), tempfile.TemporaryDirectory(prefix="cacheport-docker-") as tmp:
         private = Path(tmp)
         private.chmod(0o700)
         if user.is_dir():
@@ -229,3 +229,24 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
         # buildx keeps its builders and build records in the user's folder even when it does not exist yet.
         buildx = {} if environ.get("BUILDX_CONFIG") else {"BUILDX_CONFIG": str(user / "buildx")}
         yield {**environ, "DOCKER_CONFIG": str(private), **buildx}
+
+
+@contextmanager
+def _terminated_unwinds() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) ends the process by unwinding, as Ctrl-C does, so the private config and the
+    passwords in it are removed, not left in the temporary directory."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

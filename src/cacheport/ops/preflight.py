@@ -54,6 +54,14 @@ class LayoutProblem:
 def layout_problem(directory: str, tag: str | None = None, digest: str | None = None) -> LayoutProblem | None:
     """What would stop BuildKit importing the cache called ``tag`` (BuildKit's default: ``latest``), or the
     manifest ``digest``, from ``directory``; None when it can."""
+    try:
+        return _layout_problem(directory, tag, digest)
+    except OSError as exc:  # a directory this user can't list, a file where a folder should be: never a traceback
+        return LayoutProblem(directory, f"{directory} can't be read: {exc.strerror or exc}",
+                             fix=f"check {directory}'s permissions and contents, or move it away")
+
+
+def _layout_problem(directory: str, tag: str | None, digest: str | None) -> LayoutProblem | None:
     folder = Path(directory)
     if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
         return LayoutProblem(directory, f"no cache in {directory} yet", broken=False)

@@ -2,28 +2,24 @@
 ``--progress=plain``: each step's name, its output, and how it ended.
 
 ``cacheport build`` asks buildx for rawjson because it is the one record that says, per cache entry, what
-BuildKit did (:mod:`cacheport.ops.report` reads it); this keeps the log readable while it does. Pure: it gets
-text and hands back lines.
+BuildKit did (:mod:`cacheport.report` reads it, with the same decoder); this keeps the log readable while it
+does. Pure: it gets text and hands back lines.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
-# A status object larger than this is not one; print what we have as text instead of waiting for more.
-_LIMIT = 8 << 20
+from cacheport.report.rawjson import Decoder
+from cacheport.timestamps import go_time
 
 
 def _seconds(start: Any, end: Any) -> str:
-    try:
-        began = datetime.fromisoformat(str(start)[:26].rstrip("Z") + "+00:00")
-        ended = datetime.fromisoformat(str(end)[:26].rstrip("Z") + "+00:00")
-    except ValueError:
+    began, ended = go_time(start), go_time(end)
+    if began is None or ended is None:
         return ""
     return f" {(ended - began).total_seconds():.1f}s"
 
@@ -33,45 +29,25 @@ class PlainPrinter:
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self.write = write
-        self.buffer = ""
         self.numbers: dict[str, int] = {}
         self.names: dict[str, str] = {}
         self.shown: set[str] = set()
         self.ended: set[str] = set()
         self.statuses: set[tuple[str, str]] = set()
-        self.decoder = json.JSONDecoder()
+        self.decoder = Decoder()
 
     def feed(self, text: str) -> None:
-        self.buffer += text
-        self._drain(final=False)
+        self._show(self.decoder.feed(text))
 
     def close(self) -> None:
-        self._drain(final=True)
+        self._show(self.decoder.close())
 
-    def _drain(self, final: bool) -> None:
-        while True:
-            text = self.buffer.lstrip()
-            if not text:
-                self.buffer = ""
-                return
-            if text[0] == "{":
-                try:
-                    value, end = self.decoder.raw_decode(text)
-                except (ValueError, RecursionError):
-                    if not final and len(text) < _LIMIT:
-                        self.buffer = text
-                        return  # an object still arriving (old buildx spreads one over many lines)
-                else:
-                    self.buffer = text[end:]
-                    if isinstance(value, dict):
-                        self._status(value)
-                    continue
-            newline = text.find("\n")
-            if newline < 0 and not final:
-                self.buffer = text
-                return
-            line, self.buffer = (text, "") if newline < 0 else (text[:newline], text[newline + 1:])
-            self.write(line.rstrip() + "\n")  # buildx's own lines: warnings, ERROR: ...
+    def _show(self, items: list[dict[str, Any] | str]) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                self._status(item)
+            else:
+                self.write(item + "\n")  # buildx's own lines: warnings, ERROR: ...
 
     def _number(self, digest: str) -> int:
         """A step's number, given when it starts (as plain progress does); its name is printed then."""

@@ -15,10 +15,12 @@ from typing import Any
 
 from cacheport import Backend, Check, EntryRequest, Login, Option, hookimpl
 from cacheport.errors import ConfigError
-from cacheport.kit import COMPRESSIONS, MODES, RegistryCache, registry_backend
+from cacheport.kit import COMPRESSIONS, RegistryCache, mode_options, registry_backend
 from cacheport.refs import repository, slug
 
 __version__ = "0.1.0"
+#: The cacheport plugin API this plugin is written against (`cacheport plugins` shows it).
+cacheport_api = "0.2"
 
 # Pulp (pulp-container 2.30) answers BuildKit's default cache index with 400 MANIFEST_INVALID, and rejects
 # oci-mediatypes=false as well; an OCI image manifest with OCI media types is what it stores.
@@ -35,9 +37,7 @@ OPTIONS = (
     Option("username-env", "Environment variable holding the Pulp user name.", default="PULP_USERNAME"),
     Option("password-env", "Environment variable holding the Pulp password; the value itself never appears in "
            "config, flags or output.", default="PULP_PASSWORD"),
-    Option("mode", "max caches every stage's layers; min only the final image's.", default="max", choices=MODES),
-    Option("ignore-error", "Don't fail the build when exporting the cache fails (a cache outage must not fail "
-           "a build).", type=bool, default=True),
+    *mode_options(),
     Option("image-manifest", "Store the cache as an OCI image manifest; Pulp accepts nothing else, so false is "
            "an error unless force is set.", type=bool, default=True),
     Option("oci-mediatypes", "Use OCI media types; Pulp accepts nothing else, so false is an error unless force "

@@ -2,16 +2,15 @@
 
 Imported only when doctor runs. pulp-glue talks to Pulp's REST API: it works from the server's own API spec
 (operations, filters, paging, which auth each call needs), and its dry-run mode refuses any call that would
-change something. requests talks to the registry's /v2/ API, which pulp-glue does not cover.
+change something. The registry's /v2/ API, which pulp-glue does not cover, goes through cacheport's own OCI client
+(:func:`cacheport.kit.registry_client`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,23 +22,16 @@ from pulp_glue.common.exceptions import PulpAuthenticationFailed, PulpEntityNotF
 from pulp_glue.container.context import PulpContainerDistributionContext
 
 from cacheport import Check, EntryRequest
-from cacheport.errors import RegistryError as CoreRegistryError
-from cacheport.kit import insecure_hosts, mask, parse_realm, printable, secret_forms, withheld
+from cacheport.errors import CacheportError, RegistryError
+from cacheport.kit import insecure_hosts, mask, printable, registry_client, secret_forms
 from cacheport_pulp import FORMAT, api_url, cache_ref, is_insecure, registry_url
 
 CACHE_CONFIG = "application/vnd.buildkit.cacheconfig.v0"
-MANIFESTS = ", ".join((
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-))
 TIMEOUT = 15
 # A Pulp with thousands of repositories must not turn doctor into a crawl: look at this much, then say so.
 MAX_DISTRIBUTIONS = 100
 MAX_MANIFESTS = 300
 SHOWN = 10
-BODY_LIMIT = 4 << 20  # bytes of a tag list, manifest or token: the registry's answers are small
 
 
 def run(request: EntryRequest, environ: Mapping[str, str]) -> list[Check]:
@@ -145,9 +137,11 @@ def _checks(request: EntryRequest, environ: Mapping[str, str]) -> Iterator[Check
         paths = ([base_path] if found is not None else []) + others
         holding, denied = registry.caches(paths)
     except (PulpException, requests.RequestException, RegistryError) as exc:
+        registry.close()
         yield Check("pulp caches", False, f"could not list the cache tags: {_reason(exc)}",
                     f"check that {registry.base}/v2/ answers with these credentials")
         return
+    registry.close()
     if denied and len(denied) == len(paths):
         yield Check("pulp caches", False, f"{registry.base}/v2/ refused to show tags of all {len(paths)} "
                     f"distribution(s) (e.g. {denied[0]})", "check the credentials and the registry's token service")
@@ -194,93 +188,43 @@ def _reason(exc: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-class RegistryError(Exception):
-    """The registry answered a /v2/ request with an error."""
-
-
 class Registry:
-    """The OCI distribution API of Pulp: tags and manifests, with Basic or Bearer-token auth.
+    """The OCI distribution API of Pulp, for finding the tags that hold cache: cacheport's own client (Basic or
+    Bearer-token auth, tokens per repository), a few requests at a time.
 
-    Requests run a few at a time: with Basic auth Pulp checks the password hash on every request (about
-    0.2 s each on a small server), and a listing takes one request per distribution and per tag.
+    With Basic auth Pulp checks the password hash on every request (about 0.2 s each on a small server), and a
+    listing takes one request per distribution and per tag.
     """
 
     def __init__(self, base: str, auth: tuple[str, str], verify: bool, workers: int = 8,
                  insecure: tuple[str, ...] = ()) -> None:
-        self.base, self.auth, self.verify, self.workers = base.rstrip("/"), auth, verify, workers
+        self.base, self.workers = base.rstrip("/"), workers
         split = urllib.parse.urlsplit(self.base)
-        self.scheme, self.host = split.scheme, split.netloc.lower()
-        self.insecure = insecure  # hosts declared insecure: the only others that may get credentials over HTTP
-        self.tokens: dict[str, str] = {}
+        self.client = registry_client(split.netloc.lower(), auth[0], auth[1], insecure=not verify or
+                                      split.scheme == "http", insecure_hosts=insecure, timeout=TIMEOUT,
+                                      scheme=split.scheme)
         self.fetched = 0
-        self._local = threading.local()
         self._lock = threading.Lock()
 
-    @property
-    def session(self) -> requests.Session:
-        """One session per thread: requests does not promise that a Session is thread-safe."""
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        return self._local.session  # type: ignore[no-any-return]
-
-    def get(self, path: str, accept: str = "application/json") -> requests.Response:
-        url = f"{self.base}/v2/{path}"
-        repo = path.rsplit("/", 2)[0]
-        if repo in self.tokens:
-            return self._get(url, accept, bearer=self.tokens[repo])
-        response = self._get(url, accept)
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if response.status_code == 401 and challenge.lower().startswith("bearer "):
-            # Pulp with token auth (its default): trade the credentials for a token, as docker login does.
-            params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-            # The same rule as cacheport's own client: never a downgrade, never plain HTTP to another host.
-            try:
-                realm = parse_realm(params.pop("realm", ""), self.host)
-            except CoreRegistryError as exc:
-                raise RegistryError(str(exc)) from None
-            why = withheld(self.scheme, self.host, realm, self.insecure) if self.auth[1] else None
-            if why:
-                raise RegistryError(f"credentials not sent to the token service {printable(realm.url, 120)}: {why}")
-            answer = self.session.get(realm.url, params=params, auth=self.auth if self.auth[1] else None,
-                                      timeout=TIMEOUT, verify=self.verify, stream=True)
-            body = _body(answer)
-            if answer.status_code != 200:
-                raise RegistryError(f"the token service refused access to {repo}: HTTP {answer.status_code}")
-            self.tokens[repo] = _token(body)
-            response = self._get(url, accept, bearer=self.tokens[repo])
-        return response
-
-    def _get(self, url: str, accept: str, bearer: str = "") -> requests.Response:
-        if bearer:
-            response = self.session.get(url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"},
-                                        timeout=TIMEOUT, verify=self.verify, stream=True)
-        else:
-            response = self.session.get(url, headers={"Accept": accept}, auth=self.auth, timeout=TIMEOUT,
-                                        verify=self.verify, stream=True)
-        response._content = _body(response)  # read within bounds; .json() and .text work as usual
-        return response
+    def close(self) -> None:
+        self.client.close()
 
     def tags(self, path: str) -> list[str] | None:
         """The repository's tags; None when these credentials may not read it."""
-        response = self.get(f"{path}/tags/list")
-        if response.status_code in (401, 403):
-            return None
-        if response.status_code == 404:
-            return []
-        if response.status_code != 200:
-            raise RegistryError(f"GET /v2/{path}/tags/list: HTTP {response.status_code}")
-        doc = _json(response.content)
-        tags = doc.get("tags") if isinstance(doc, dict) else 0
-        if not isinstance(tags, list | None) or not all(isinstance(t, str) for t in tags or []):
-            raise RegistryError(f"GET /v2/{path}/tags/list: the answer is not {{\"tags\": [names]}}")
-        return sorted(tags or [])
+        try:
+            return sorted(self.client.list_tags(path))
+        except RegistryError as exc:
+            if exc.status in (401, 403):
+                return None
+            raise
 
     def is_cache(self, path: str, tag: str) -> bool:
         """A tag is BuildKit cache when its manifest's config is a BuildKit cache config."""
-        response = self.get(f"{path}/manifests/{tag}", MANIFESTS)
-        if response.status_code != 200:
+        try:
+            manifest = self.client.get_manifest(path, tag)
+            doc = manifest.json if manifest is not None else None
+        except CacheportError:
             return False
-        doc = _json(response.content)
         config = doc.get("config") if isinstance(doc, dict) else None
         return isinstance(config, dict) and config.get("mediaType") == CACHE_CONFIG
 
@@ -307,34 +251,3 @@ class Registry:
             scans = list(pool.map(self._scan, paths, [i == 0 for i in range(len(paths))]))
         found = {path: tags for path, tags in zip(paths, scans, strict=True) if tags}
         return found, [path for path, tags in zip(paths, scans, strict=True) if tags is None]
-
-
-def _body(response: requests.Response) -> bytes:
-    """A registry answer's body, at most BODY_LIMIT bytes and TIMEOUT seconds of reading, else an error."""
-    deadline = time.monotonic() + TIMEOUT
-    data = b""
-    try:
-        for chunk in response.iter_content(64 << 10):
-            data += chunk
-            if len(data) > BODY_LIMIT:
-                raise RegistryError(f"{response.url}: the answer is longer than {BODY_LIMIT >> 20} MiB")
-            if time.monotonic() > deadline:
-                raise RegistryError(f"{response.url}: the answer took longer than {TIMEOUT} s to arrive")
-    finally:
-        response.close()
-    return data
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _token(body: bytes) -> str:
-    doc = _json(body)
-    token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
-    if not isinstance(token, str) or not re.fullmatch(r"[\x21-\x7e]{1,65536}", token):
-        raise RegistryError("the token service answered without a token")
-    return token

@@ -1,0 +1,105 @@
+"""A build report for people and programs: text for a log, plain data for JSON, Markdown for a job summary. Pure;
+an entry is shown as where its cache lives, never with its attributes' values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from cacheport.entry import CacheEntry
+from cacheport.report.model import BuildReport, ExportReport
+
+
+def describe(entry: CacheEntry) -> str:
+    """Where an entry's cache lives, for a person; never a credential (only these attributes are shown)."""
+    if entry.type == "registry":
+        return f"registry {entry.get('ref', '?')}"
+    if entry.type == "local":
+        return f"local {entry.get('src') or entry.get('dest') or '?'}"
+    if entry.type in ("s3", "azblob"):
+        place = entry.get("bucket") or entry.get("container") or entry.get("account_url") or "?"
+        prefix = entry.get("prefix") or ""
+        return f"{entry.type} {place}/{prefix}{entry.get('name') or ''}".rstrip("/")
+    if entry.type == "gha":
+        return f"gha scope={entry.get('scope') or 'buildkit'}"
+    return entry.type
+
+
+def _export_details(e: ExportReport) -> str:
+    parts = [e.format] if e.format else []
+    if e.layers is not None:
+        parts.append(f"{e.layers} layer{'s' if e.layers != 1 else ''}")
+    if e.size is not None:
+        parts.append(f"{e.size} bytes")
+    if e.seconds is not None:
+        parts.append(f"{e.seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def _headline(report: BuildReport) -> str:
+    words = [f"build {report.status}"]
+    if report.wall_seconds is not None:
+        words.append(f"in {report.wall_seconds:.1f} s")
+    line = " ".join(words)
+    if report.steps:
+        s = report.steps
+        line += f": {s.cached}/{s.total} {s.counts} cached, {s.executed} executed"
+        if s.cached + s.executed < s.total:
+            line += f", {s.total - s.cached - s.executed} not run"
+    return line
+
+
+def as_text(report: BuildReport) -> str:
+    """Lines for a terminal or a CI log."""
+    lines = [_headline(report)]
+    if report.error:
+        lines.append(f"  error: {report.error}")
+    for i in report.imports:
+        lines.append(f"  import {i.status:<7} {describe(i.entry)}" + (f": {i.reason}" if i.reason else ""))
+    if not report.imports:
+        lines.append("  import none")
+    if not report.exports:
+        lines.append("  export none")
+    for e in report.exports:
+        details = _export_details(e)
+        lines.append(f"  export {e.status:<7} {describe(e.entry)}" + (f" ({details})" if details else "")
+                     + (f": {e.reason}" if e.reason else ""))
+    return "\n".join(lines) + "\n"
+
+
+def as_dict(report: BuildReport) -> dict[str, Any]:
+    """Plain data for JSON; entries appear as where they live, never with their attributes' values."""
+    return {
+        "status": report.status,
+        "error": report.error or None,
+        "steps": attrs.asdict(report.steps) if report.steps else None,
+        "imports": [{"cache": describe(i.entry), "type": i.entry.type, "status": i.status, "reason": i.reason or None}
+                    for i in report.imports],
+        "exports": [{"cache": describe(e.entry), "type": e.entry.type, "status": e.status, "reason": e.reason or None,
+                     "seconds": e.seconds, "size": e.size, "layers": e.layers, "format": e.format or None,
+                     "digest": e.digest or None} for e in report.exports],
+        "wall_seconds": report.wall_seconds,
+        "ref": report.ref or None,
+        "sources": list(report.sources),
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def as_markdown(report: BuildReport) -> str:
+    """A short summary and one table, for ``$GITHUB_STEP_SUMMARY`` or a merge request note."""
+    out = [f"**{_cell(_headline(report))}**", ""]
+    if report.error:
+        out += [f"Error: `{_cell(report.error)}`", ""]
+    if report.imports or report.exports:
+        out += ["| cache | | status | details |", "|---|---|---|---|"]
+        for i in report.imports:
+            out.append(f"| `{_cell(describe(i.entry))}` | import | {i.status} | {_cell(i.reason)} |")
+        for e in report.exports:
+            details = "; ".join(p for p in (_export_details(e), e.reason) if p)
+            out.append(f"| `{_cell(describe(e.entry))}` | export | {e.status} | {_cell(details)} |")
+    return "\n".join(out) + "\n"
