@@ -101,6 +101,8 @@ def test_interpolation() -> None:
         ("backend = \n", {}, r"cacheport.toml: not valid TOML"),
         ("", {"CACHEPORT_REGISTRY__REF": "r", "CACHEPORT_REGISTRY__COMPRESSION_LEVEL": "high"}, r"CACHEPORT_REGISTRY__COMPRESSION_LEVEL = 'high': expected a whole number"),
         ("", {}, r"backend 'registry' needs option 'ref'.*CACHEPORT_REGISTRY__REF"),
+        ("", {"CACHEPORT_REGISTRY__REF": "r", "CACHEPORT_REGISTRY__MDOE": "min"},
+         r"CACHEPORT_REGISTRY__MDOE: backend 'registry' has no option 'MDOE' \(did you mean 'mode'\?\)"),
     ],
 )
 def test_bad_input_names_file_key_value_and_what_is_allowed(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -115,6 +117,20 @@ def test_set_without_backend_applies_only_to_the_selected_backend(tmp_path: Path
     assert resolve_backend(config, REGISTRY, selected=True)["ref"].value == "r/x"
     with pytest.raises(ConfigError, match="needs option 'ref'"):
         resolve_backend(config, REGISTRY, selected=False)
+
+
+@pytest.mark.parametrize("name, text, table", [
+    (None, "", r"\[registry\] in cacheport.toml"),  # no config yet: where `cacheport init` writes one
+    ("pyproject.toml", "[tool.cacheport]\n", r"\[tool.cacheport.registry\] in .*pyproject.toml"),
+    ("cacheport.toml", "", r"\[registry\] in .*cacheport.toml"),
+])
+def test_a_missing_option_names_the_table_of_the_file_it_belongs_in(name: str | None, text: str, table: str,
+                                                                     tmp_path: Path) -> None:
+    if name:
+        write(tmp_path / name, text)
+    config = load_config(tmp_path, {})
+    with pytest.raises(ConfigError, match=rf"needs option 'ref': set it in {table}, CACHEPORT_REGISTRY__REF,"):
+        resolve_backend(config, REGISTRY, selected=True)
 
 
 def test_explicit_config_that_does_not_exist(tmp_path: Path) -> None:

@@ -49,6 +49,22 @@ def test_gitlab_merge_request_from_a_fork_is_untrusted(tmp_path: Path) -> None:
     assert (ctx.branch, ctx.target_branch, ctx.trusted) == ("patch-1", "develop", False)
 
 
+@pytest.mark.parametrize("source, target", [
+    ({"CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": "someone/app"}, {"CI_MERGE_REQUEST_PROJECT_PATH": "group/app"}),
+    ({"CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "999"}, {"CI_MERGE_REQUEST_PROJECT_ID": "12"}),
+])
+def test_gitlab_names_a_fork_by_its_project_path_or_its_id(source: dict[str, str], target: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    mr = {**GITLAB_ENV, "CI_COMMIT_BRANCH": "", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "patch-1",
+          "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"}
+    fork = contexts.gitlab({**mr, **source, **target}, tmp_path)
+    assert fork is not None and fork.trusted is False
+    same = contexts.gitlab({**mr, **target,
+                            **{k.replace("CI_MERGE_REQUEST_", "CI_MERGE_REQUEST_SOURCE_"): v
+                               for k, v in target.items()}}, tmp_path)
+    assert same is not None and same.trusted is True
+
+
 def test_gitlab_tag_pipeline_has_no_branch(tmp_path: Path) -> None:
     env = {**GITLAB_ENV, "CI_COMMIT_BRANCH": "", "CI_COMMIT_TAG": "v1.0", "CI_COMMIT_REF_NAME": "v1.0"}
     ctx = contexts.gitlab(env, tmp_path)

@@ -192,6 +192,112 @@ def test_explain_never_takes_an_option_for_an_export_attribute_of_the_same_name(
     assert re.search(r"\n  local\.dest +\(unset\) +← default\n", explain(plan)), explain(plan)
 
 
+def test_status_after_seeding_a_local_cache_does_not_ask_to_seed_it_again(repo: Path, clean_env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    from tests.fakes.registry import FakeRegistry
+
+    cache = local_cache(tmp_path / "cache").directory
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "init"], env=clean_env,
+                   check=True, capture_output=True)
+    with FakeRegistry() as new:
+        (repo / "cacheport.toml").write_text(
+            f'backend = "registry"\n[registry]\nref = "{new.host}/app/cache"\n'
+            f'[local]\nsrc = "{cache}"\n[migration]\nfrom = "local"\n')
+        before = run("status", env=clean_env, cwd=repo)
+        assert before.returncode == 0, before.stderr
+        assert "1 tag(s) only in local: `cacheport seed --from local --to registry --all`" in before.stdout
+        seeded = run("seed", "--from", "local", "--to", "registry", "--all", env=clean_env, cwd=repo)
+        assert seeded.returncode == 0, seeded.stderr
+        after = run("status", env=clean_env, cwd=repo)
+        assert after.returncode == 0, after.stderr
+        # The directory's one cache (latest) now is the default branch's tag in the registry: nothing to seed.
+        assert [line.split()[0] for line in after.stdout.splitlines()[3:]] == ["TAG", "latest", "main"]
+        assert "only in local" not in after.stdout
+
+
+@pytest.mark.parametrize("argv, fixed", [
+    (["args", "--network=host"], "docker buildx build $(cacheport args) --network=host ."),
+    (["args", "--network", "host"], "docker buildx build $(cacheport args) --network host ."),
+    (["args", "--", "--network=host", "--pull"], "docker buildx build $(cacheport args) --network=host --pull ."),
+])
+def test_a_buildx_flag_given_to_args_shows_where_it_goes(argv: list[str], fixed: str, clean_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    out = run(*argv, env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1
+    assert out.stderr.rstrip().endswith(f"buildx's own go on buildx's command line: {fixed} "
+                                        "(see 'cacheport args --help')")
+
+
+def test_a_typo_of_one_of_args_own_options_keeps_click_s_suggestion(clean_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    out = run("args", "--formt", "json", env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and "'--format'" in out.stderr and "buildx" not in out.stderr
+
+
+@pytest.mark.parametrize("setting, key", [("username=bob", "username = 'bob'"), ("username-env=ME", "username-env = 'ME'")])
+def test_a_user_name_without_a_password_variable_is_said(setting: str, key: str, clean_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    out = run("args", "-b", "registry", "--set", "ref=127.0.0.1:5000/app/cache", "--set", setting, env=clean_env,
+              cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("--cache-from=type=registry,")
+    assert f"cacheport: warning: {key} is set but password-env is not, so no login is made" in out.stderr
+    fine = run("args", "-b", "registry", "--set", "ref=127.0.0.1:5000/app/cache", "--set", setting,
+               "--set", "password-env=CACHE_PW", env=clean_env, cwd=tmp_path)
+    assert "password-env" not in fine.stderr
+
+
+def test_build_without_the_buildx_plugin_says_to_install_it(clean_env: dict[str, str], tmp_path: Path) -> None:
+    docker = tmp_path / "docker"  # docker 28 without the plugin: what it prints, and its exit status
+    docker.write_text(f"""#!{sys.executable}
+import sys
+if sys.argv[1:2] == ["buildx"] and sys.argv[2:3] != ["build"]:
+    sys.stderr.write("docker: unknown command: docker buildx\\n\\nRun 'docker --help' for more information\\n")
+    sys.exit(1)
+sys.stderr.write("unknown flag: --progress\\n\\nUsage:  docker [OPTIONS] COMMAND [ARG...]\\n\\n"
+                 "Run 'docker --help' for more information\\n")
+sys.exit(125)
+""")
+    docker.chmod(0o755)
+    env = {**clean_env, "CACHEPORT_DOCKER": str(docker), "CACHEPORT_BACKEND": "local",
+           "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache")}
+    out = run("build", ".", env=env, cwd=tmp_path)
+    assert out.returncode == 125
+    assert out.stderr.splitlines() == [
+        "cacheport: error: buildx is not installed (docker: unknown command: docker buildx), exit 125: install the "
+        "docker-buildx plugin; `docker buildx version` must work, and `cacheport doctor` checks the whole setup"]
+
+
+def test_status_of_a_local_cache_claims_no_format_its_table_contradicts(repo: Path, clean_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    cache = local_cache(tmp_path / "cache").directory  # image-manifest, as BuildKit 0.21 and later write it
+    out = run("status", env={**clean_env, "CACHEPORT_LOCAL__SRC": str(cache)}, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{cache}: 1 cache(s)"
+    assert lines[3].split()[:2] == ["latest", "image-manifest"]
+
+
+@pytest.mark.parametrize("ci_file, backend", [(".gitlab-ci.yml", "gitlab"), (".github/workflows", "gha"), (None, None)])
+def test_init_on_a_laptop_warns_that_the_ci_would_read_backend_local(ci_file: str | None, backend: str | None,
+                                                                     repo: Path, clean_env: dict[str, str]) -> None:
+    if ci_file:
+        (repo / ci_file).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ci_file).mkdir() if ci_file.endswith("workflows") else (repo / ci_file).write_text("build: {}\n")
+    out = run("init", env=clean_env, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert (repo / "cacheport.toml").read_text() == 'backend = "local"\n'
+    if backend:
+        assert out.stderr.startswith(f"cacheport: warning: {ci_file} builds this repository too, and its jobs read "
+                                     'this file: with backend = "local" each job keeps its cache in its own directory')
+        assert f"without a backend line they use {backend}" in out.stderr
+    else:
+        assert out.stderr == ""
+    chosen = run("init", "--force", "--backend", "local", env=clean_env, cwd=repo)
+    assert chosen.returncode == 0 and chosen.stderr == ""  # asked for by name: no warning
+
+
 def test_bake_output_for_a_local_cache_makes_its_directory_and_names_the_flag_buildx_asks_for(
         repo: Path, clean_env: dict[str, str], tmp_path: Path) -> None:
     cache_root = tmp_path / "xdg-cache"

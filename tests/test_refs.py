@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cacheport.context import Context
-from cacheport.refs import SLUG_PATTERN, TAG_PATTERN, branch_refs, branch_tag, repository, slug
+from cacheport.refs import SLUG_PATTERN, TAG_PATTERN, branch_refs, branch_tag, reference_problem, repository, slug
 
 # These hold the names to the trust rules' defaults, on contexts made by hand: the deprecated path (a context
 # without the plan's decision), which warns. tests/test_trust.py covers the decided one.
@@ -140,3 +140,11 @@ def test_mr_chain_is_branch_then_target_then_default() -> None:
     imports, export = branch_refs("reg/g/app/cache", ctx)
     assert imports == ("reg/g/app/cache:feat", "reg/g/app/cache:develop", "reg/g/app/cache:main")
     assert export == "reg/g/app/cache:feat"
+
+
+@pytest.mark.parametrize("ref", ["https://127.0.0.1:5000/app/cache", "oci://reg.example.com/app/cache",
+                                 "http://u:secret@reg.example.com/app"])
+def test_a_url_in_place_of_a_ref_is_told_to_drop_its_scheme_not_that_its_port_is_wrong(ref: str) -> None:
+    problem = reference_problem(ref)
+    assert problem is not None and problem.startswith("a ref is host/path, with no '") and "port" not in problem
+    assert "secret" not in problem

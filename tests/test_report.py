@@ -337,3 +337,21 @@ def test_no_rendering_shows_a_credential() -> None:
     for out in (as_text(report), as_markdown(report), json.dumps(as_dict(report))):
         assert secret not in out and "scope=record-current-" in out
     assert describe(CacheEntry.parse("type=s3,bucket=b,prefix=app/,name=main,secret_access_key=k")) == "s3 b/app/main"
+
+
+def test_steps_after_the_failed_one_are_not_run_not_executed() -> None:
+    def vertex(n: int, name: str, **times: Any) -> str:
+        return json.dumps({"vertexes": [{"digest": f"sha256:{n:064x}", "name": name, **times}]})
+
+    at = {"started": "2026-12-06T06:15:28.1Z", "completed": "2026-12-06T06:15:28.2Z"}
+    stream = "\n".join([  # as buildx 0.29 wrote it: step 2 fails, so 3 and 4 are announced but never start
+        vertex(1, "[1/4] COPY busybox /bin/busybox", cached=True, **at),
+        vertex(2, "[2/4] RUN busybox --install -s /bin", **at, error="network bridge not found"),
+        vertex(3, "[3/4] RUN sleep 3"),
+        vertex(4, "[4/4] RUN sleep 3"),
+    ])
+    report = parse_rawjson(stream)
+    assert report.status == "failed" and report.steps is not None
+    assert (report.steps.total, report.steps.cached, report.steps.executed) == (4, 1, 1)
+    headline = as_text(report).splitlines()[0]
+    assert headline.startswith("build failed") and headline.endswith(": 1/4 steps cached, 1 executed, 2 not run")

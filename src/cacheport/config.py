@@ -337,10 +337,10 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             continue
         option = backend.option(key)
         if option is None:
-            where, key = settings[0].source.detail, settings[0].source.key or key
+            where, shown = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
-            raise ConfigError(
-                f"{where}: backend {backend.name!r} has no option {key!r}{did_you_mean(key, names, 3)}; "
+            raise ConfigError(  # the suggestion from the key as read (CACHEPORT_REGISTRY__RF: 'rf'), not as written
+                f"{where}: backend {backend.name!r} has no option {shown!r}{did_you_mean(key, names, 3)}; "
                 f"its options are: {', '.join(names) or '(none)'}"
             )
         given.setdefault(option.name, []).extend(settings)
@@ -348,8 +348,11 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
     for option in backend.options:
         setting = _resolve(option, given.get(option.name, ()), config.environ, f"{backend.name}.{option.name}")
         if option.required and setting.value in (None, ""):
-            table = f"[tool.cacheport.{backend.name}]"
-            if config.path is not None and config.path.name != "pyproject.toml":
+            if config.path is None:  # where `cacheport init` and the docs put a new config
+                table = f"[{backend.name}] in cacheport.toml"
+            elif config.path.name == "pyproject.toml":
+                table = f"[tool.cacheport.{backend.name}] in {_show(config.path)}"
+            else:
                 table = f"[{backend.name}] in {_show(config.path)}"
             # A misspelt table holds the option already: name it rather than send the user to write it again.
             typo = "".join(f"; the file has a table [{t}]: did you mean [{backend.name}]?"

@@ -225,6 +225,12 @@ class RegistryCache:
             stated = {**options, "image-manifest": export_format(options)}
         attrs_ = tuple((name, _flag(stated[name])) for name in EXPORT_OPTIONS if stated.get(name) is not None)
         own: list[Login] = []
+        user = options.get("username") or options.get("username-env")
+        if user and not options.get("password-env"):
+            key = "username" if options.get("username") else "username-env"
+            warnings = [*warnings, f"{key} = {str(user)!r} is set but password-env is not, so no login is made: set "
+                        "password-env to the name of the variable that holds the password (password-env = "
+                        "\"CACHE_PASSWORD\"), never the password itself"]
         if options.get("password-env"):
             own.append(Login(registry_host(ref), str(options["password-env"]),
                              str(options.get("username-env") or ""), str(options.get("username") or "")))

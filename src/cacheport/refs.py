@@ -155,6 +155,9 @@ def reference_problem(ref: str) -> str | None:
     The path is checked lower-cased (as :func:`repository` writes it); the name (host and path) has at most
     255 characters.
     """
+    scheme = re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", ref)
+    if scheme:
+        return f"a ref is host/path, with no {scheme.group(0)!r} in front"
     name, at, digest = ref.partition("@")
     if at and not _DIGEST.match(digest):
         return "a digest is algorithm:hex, e.g. sha256:..."

@@ -38,7 +38,9 @@ def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
         target_branch=(env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME")
                        or env.get("CI_EXTERNAL_PULL_REQUEST_TARGET_BRANCH_NAME") or None),
         # A fork's merge request pipeline runs in the parent project; it must not write the parent's cache.
-        trusted=not (source and target_project and source != target_project) and not _external_fork(env),
+        trusted=not _differ(source, target_project) and not _differ(
+            env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH"), env.get("CI_MERGE_REQUEST_PROJECT_PATH"))
+        and not _external_fork(env),
         job=env.get("CI_JOB_NAME"),
         default_backend="gitlab",
         branch_slugs=_gitlab_slugs(env, branch or None),
@@ -46,10 +48,14 @@ def gitlab(env: Mapping[str, str], cwd: Path) -> Context | None:
     )
 
 
-def _external_fork(env: Mapping[str, str]) -> bool:
-    source = env.get("CI_EXTERNAL_PULL_REQUEST_SOURCE_REPOSITORY")
-    target = env.get("CI_EXTERNAL_PULL_REQUEST_TARGET_REPOSITORY")
+def _differ(source: str | None, target: str | None) -> bool:
+    """Whether a merge/pull request's source and target projects are both known and not the same: a fork."""
     return bool(source and target and source != target)
+
+
+def _external_fork(env: Mapping[str, str]) -> bool:
+    return _differ(env.get("CI_EXTERNAL_PULL_REQUEST_SOURCE_REPOSITORY"),
+                   env.get("CI_EXTERNAL_PULL_REQUEST_TARGET_REPOSITORY"))
 
 
 def _flag(value: str | None) -> bool | None:

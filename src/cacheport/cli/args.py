@@ -44,6 +44,31 @@ class RendererChoice(click.ParamType):  # type: ignore[type-arg]  # generic only
 
 
 class _ArgsCommand(click.Command):
+    """``cacheport args``, to which a newcomer sometimes gives buildx's flags: they belong on buildx's line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.NoSuchOption as exc:
+            from cacheport.cli.build import buildx_flag
+
+            found = buildx_flag(args, exc)
+            if found is None:
+                raise
+            raise self._misplaced(ctx, found[1], f"no such option {exc.option_name!r}") from None
+        except click.UsageError:
+            if "--" not in args:
+                raise
+            raise self._misplaced(ctx, args[args.index("--") + 1:], "nothing goes after --") from None
+
+    @staticmethod
+    def _misplaced(ctx: click.Context, flags: list[str], what: str) -> click.UsageError:
+        import shlex
+
+        return click.UsageError(f"{what}: `cacheport args` only prints the cache flags, so buildx's own go on "
+                                f"buildx's command line: docker buildx build $(cacheport args) {shlex.join(flags)} .",
+                                ctx)
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         try:

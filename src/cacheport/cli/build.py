@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 _SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
 
 
+def buildx_flag(args: list[str], exc: click.NoSuchOption) -> tuple[int, list[str]] | None:
+    """Where the option click refused is in ``args``, and it as buildx's flag with its value when that is the
+    next word (``--network host``); None for a typo of one of ours, which click's did-you-mean says."""
+    flag = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
+    if flag is None or exc.possibilities:
+        return None
+    at = args.index(flag)
+    if "=" not in flag and at + 1 < len(args) and not args[at + 1].startswith("-") and flag not in _SWITCHES:
+        return at, args[at:at + 2]
+    return at, args[at:at + 1]
+
+
 class _BuildCommand(click.Command):
     """``cacheport build``, whose unknown options are most often buildx's, given before ``--``."""
 
@@ -26,13 +38,10 @@ class _BuildCommand(click.Command):
         except click.NoSuchOption as exc:
             import shlex
 
-            bad = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
-            if bad is None or exc.possibilities:  # a typo of one of ours: click's did-you-mean says it
+            found = buildx_flag(args, exc)
+            if found is None:
                 raise
-            at = args.index(bad)
-            moved = args[at:at + 1]
-            if "=" not in bad and at + 1 < len(args) and not args[at + 1].startswith("-") and bad not in _SWITCHES:
-                moved = args[at:at + 2]  # --network host: the flag's value goes with it
+            at, moved = found
             extra = (ctx.obj or {}).get("extra", [])
             fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(moved):], "--", *moved, *extra]
             raise click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "

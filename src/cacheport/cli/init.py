@@ -55,6 +55,20 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
     write_file(path, text, mode=0o644)
     click.echo(f"wrote {shown}: backend = {chosen.name} ({context.provider} detected). "
                "`cacheport explain` shows what it does.")
+    _warn_local_in_ci(chosen.name, backend, context.provider, cwd)
+
+
+def _warn_local_in_ci(chosen: str, asked: str | None, provider: str, cwd: Path) -> None:
+    """A laptop's default, local, in a file the CI reads too: its jobs would each keep the cache to themselves."""
+    from cacheport.cli.switch import ci_files
+
+    if chosen != "local" or asked or provider != "local":
+        return
+    for name, backend in ci_files(cwd):
+        say(f"warning: {name} builds this repository too, and its jobs read this file: with backend = \"local\" "
+            f"each job keeps its cache in its own directory, and no job finds another's; without a backend line "
+            f"they use {backend}, or name a shared backend (`cacheport init --force --backend registry --set "
+            "ref=...`)")
 
 
 def _target(session: Session, root: Path, replacing: bool) -> Path:

@@ -13,7 +13,7 @@ from cacheport.cli.output import table
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
     from cacheport.ops.inventory import CacheTag
-    from cacheport.records import CacheStore
+    from cacheport.records import CacheStore, Plan
 
 
 @click.command("status", epilog="""\b
@@ -60,7 +60,9 @@ def command(fmt: str, jobs: int, session: Session) -> None:
     if usage is not None and not usage["exists"]:
         click.echo(f"{store.location}: no such directory yet (the first build that exports the cache makes it)")
         return
-    click.echo(f"{store.location}: {len(tags)} cache(s), exported as {store.format}")
+    # A directory's format is BuildKit's to choose unless image-manifest is set: its FORMAT column says which.
+    exported = f", exported as {store.format}" if usage is None else ""
+    click.echo(f"{store.location}: {len(tags)} cache(s){exported}")
     if problem is not None and problem.broken:
         click.echo(f"  builds can't import from it: {problem.reason}; they leave it out and run without it. "
                    f"Fix: {problem.fix}")
@@ -101,7 +103,24 @@ def _migration_status(session: Session, store: CacheStore, new_tags: list[CacheT
 
     click.echo(table([[r["tag"], cell(r["old"]), cell(r["new"]), r["role"] or ""] for r in rows],
                      ["tag", f"old ({old.name})", f"new ({plan.backend})", "branch"]), nl=False)
-    missing = [r["tag"] for r in rows if r["old"] and not r["new"]]
+    missing = _not_seeded(plan, (old.name, old_store), store, old_tags, new_tags)
     if missing:
         click.echo(f"{len(missing)} tag(s) only in {old.name}: `cacheport seed --from {old.name} --to {plan.backend} "
                    "--all` copies them")
+
+
+def _not_seeded(plan: Plan, old: tuple[str, CacheStore], new_store: CacheStore, old_tags: list[CacheTag],
+                new_tags: list[CacheTag]) -> list[str]:
+    """The old backend's caches with no copy in the new one, under the name `seed --all` would give it.
+
+    Not the names themselves: a local directory's one cache (``latest``) is seeded as the default branch's tag.
+    """
+    from cacheport.errors import CacheportError
+    from cacheport.ops.seed import name_pairs
+
+    have = {t.tag for t in new_tags}
+    try:
+        pairs = name_pairs(old, (plan.backend, new_store), [t.tag for t in old_tags], plan.context.default_branch)
+    except CacheportError:  # seed --all would refuse too, and say why
+        return [t.tag for t in old_tags if t.tag not in have]
+    return [p.source.name for p in pairs if p.target.name not in have]

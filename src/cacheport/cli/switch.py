@@ -88,6 +88,12 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
 _CI_FILES = ((".gitlab-ci.yml", "gitlab"), (".github/workflows", "gha"))
 
 
+def ci_files(cwd: Path) -> list[tuple[str, str]]:
+    """The CI files at the top of the checkout ``cwd`` is in, each with its CI's default backend."""
+    root = next((d for d in (cwd, *cwd.parents) if (d / ".git").exists()), cwd)
+    return [(name, backend) for name, backend in _CI_FILES if (root / name).exists()]
+
+
 def _default_home(default: str, provider: str, cwd: Path, new: str) -> tuple[str, str]:
     """The backend that holds the cache when no config names one: the context's default inside a CI; on a laptop,
     that of the CI the repository's files name (a zero-config GitLab project's cache is gitlab's, not this
@@ -96,8 +102,7 @@ def _default_home(default: str, provider: str, cwd: Path, new: str) -> tuple[str
 
     if provider != "local":
         return default, f"the {provider} default here"
-    root = next((d for d in (cwd, *cwd.parents) if (d / ".git").exists()), cwd)
-    found = sorted({backend for name, backend in _CI_FILES if (root / name).exists()})
+    found = sorted({backend for _name, backend in ci_files(cwd)})
     if len(found) > 1:
         raise ConfigError(f"no config names the current backend, and this repository has both GitLab and GitHub "
                           f"CI files ({', '.join(found)} by default); say where the cache is now: "

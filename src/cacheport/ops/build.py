@@ -176,10 +176,13 @@ def run(
         say(f"note: --progress={progress} is not passed to buildx: cacheport reads its rawjson progress to report "
             "what happened to the cache, and shows the log as plain text")
     image_report = ""
+    no_buildx = False
     try:
         builder = inspect_builder(docker)
     except BuildError as exc:
-        say(f"warning: could not inspect {which_builder(docker)} ({exc}); passing the cache flags as planned")
+        no_buildx = "unknown command: docker buildx" in str(exc)
+        if not no_buildx:  # then buildx can't start: the error after it says so
+            say(f"warning: could not inspect {which_builder(docker)} ({exc}); passing the cache flags as planned")
     else:
         imports, exports, unfit = fit_to_builder(imports, exports, builder)
         for each in unfit:
@@ -226,6 +229,11 @@ def run(
     wall = time.monotonic() - began
     if not prelude.started:  # no progress record: buildx refused to start, or printed text (its --help) instead
         if code != 0:
+            if no_buildx:  # docker's own complaint is about the first buildx flag it doesn't know
+                say(f"error: buildx is not installed (docker: unknown command: docker buildx), exit {code}: install "
+                    "the docker-buildx plugin; `docker buildx version` must work, and `cacheport doctor` checks "
+                    "the whole setup")
+                return code
             say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
             return code
         for held in prelude.held:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -216,10 +216,17 @@ def unexpected(exc: BaseException) -> str:
     return f"its answer was not what cacheport expected ({type(exc).__name__})"
 
 
+def said(lines: Iterable[str]) -> list[str]:
+    """What docker said, without its closing ``Run 'docker --help' for more information``, which says nothing
+    about what went wrong (after ``docker: unknown command: docker buildx``, for one)."""
+    return [line for line in lines if line.strip() and not re.match(r"Run '[^']*--help' for more information",
+                                                                    line.strip())]
+
+
 def last_line(exc: Any) -> str:
     """The last line docker printed (an exception's stderr, or text): where it says what went wrong."""
     stderr = exc if isinstance(exc, str) else (getattr(exc, "stderr", "") or str(exc))
-    lines = [line for line in str(stderr).splitlines() if line.strip()]
+    lines = said(str(stderr).splitlines())
     return lines[-1].strip()[:300] if lines else (type(exc).__name__ if not isinstance(exc, str) else "no output")
 
 

@@ -12,6 +12,7 @@ import base64
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cacheport.ops.docker import said
 from cacheport.report.rawjson import Decoder
 from cacheport.timestamps import go_time
 
@@ -143,5 +144,5 @@ class Prelude:
 
     def failure(self) -> str:
         """The line that says why buildx did not start: its first ``ERROR``, else its last line."""
-        lines = [line.strip() for line in "".join(self.held).splitlines() if line.strip()]
+        lines = said(line.strip() for line in "".join(self.held).splitlines())
         return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "no output")

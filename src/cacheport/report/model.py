@@ -35,7 +35,7 @@ class Steps:
     Attributes:
         total: steps seen.
         cached: steps BuildKit did not run (cached locally or satisfied from an imported cache).
-        executed: steps that ran.
+        executed: steps that ran. After a failed step, the rest may not have run at all: total - cached - executed.
         counts: ``steps`` (the Dockerfile's ``[n/m]`` steps, from a progress stream) or ``vertices`` (BuildKit's
             own count in build history, which includes its internal steps: loading the definition and the
             context, importing and exporting cache).

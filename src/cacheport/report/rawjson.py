@@ -262,7 +262,8 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
     return BuildReport(
         status=status,
         error=error,
-        steps=Steps(len(steps), cached, len(steps) - cached) if steps else None,
+        # A step that never started (after a failed one) did not run: it is neither cached nor executed.
+        steps=Steps(len(steps), cached, sum(1 for v in steps if v.started and not _step_cached(v))) if steps else None,
         imports=_imports(imports, vertices, lines, status == "failed", bool(vertices)),
         exports=_exports(exports, vertices, status == "failed", bool(vertices)),
         wall_seconds=_seconds(min(starts), max(ends)) if starts and ends else None,

@@ -46,6 +46,8 @@ def _headline(report: BuildReport) -> str:
     if report.steps:
         s = report.steps
         line += f": {s.cached}/{s.total} {s.counts} cached, {s.executed} executed"
+        if s.cached + s.executed < s.total:
+            line += f", {s.total - s.cached - s.executed} not run"
     return line
 
 
