@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheport.cli import common
+from cacheport.cli import output as common
 from tests.fakes.hostile import MARKER, Result, assert_clean, base_env, run_cli
 
 AZBLOB = ["-b", "azblob", "--set", "account_url=https://acct.blob.core.windows.net"]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cacheport.entry import CacheEntry
-from cacheport.ops.build import Builder, choose_logins, command, fit_to_builder, image_output
+from cacheport.ops.build import choose_logins, command, image_output
+from cacheport.ops.docker import Builder, fit_to_builder
 from cacheport.records import Login
 from tests.fakes.docker import stand_in_docker
 
@@ -23,7 +24,7 @@ S3 = CacheEntry("s3", {"bucket": "b", "region": "eu"})
 def test_docker_driver_without_containerd_store_imports_only() -> None:
     imports, exports, notes = fit_to_builder([REGISTRY], [REGISTRY], Builder("default", "docker", False))
     assert (imports, exports) == ([REGISTRY], [])
-    assert len(notes) == 1 and "containerd-snapshotter" in notes[0] and "imports only" in notes[0]
+    assert len(notes) == 1 and "containerd-snapshotter" in notes[0].fix and "imports only" in notes[0].problem
 
 
 def test_docker_driver_with_containerd_store_keeps_everything() -> None:
@@ -39,7 +40,7 @@ def test_s3_never_on_the_engine_but_fine_on_a_container_builder() -> None:
 def test_dual_write_degrades_on_buildkit_before_0_11() -> None:
     old = CacheEntry("registry", {"ref": "old/app:main"})
     _, exports, notes = fit_to_builder([], [REGISTRY, old], Builder("b", "docker-container", buildkit=(0, 10, 6)))
-    assert exports == [REGISTRY] and "BuildKit 0.10.6" in notes[0]
+    assert exports == [REGISTRY] and "BuildKit 0.10.6" in notes[0].problem
     assert fit_to_builder([], [REGISTRY, old], Builder("b", "docker-container", buildkit=(0, 13, 1)))[1] == [REGISTRY, old]
 
 
@@ -68,7 +69,10 @@ def test_first_usable_login_per_registry() -> None:
 
 
 def test_the_builder_named_for_buildx_is_the_one_checked() -> None:
-    from cacheport.ops.build import chosen_builder
+    from cacheport.ops.docker import builder_in, docker_for
+
+    def chosen_builder(extra: list[str], environ: dict[str, str]) -> str | None:
+        return docker_for(environ, builder_in(extra)).builder
 
     assert chosen_builder(["--push", "--builder", "ci"], {"BUILDX_BUILDER": "env"}) == "ci"
     assert chosen_builder(["--builder=ci2"], {}) == "ci2"
@@ -77,7 +81,7 @@ def test_the_builder_named_for_buildx_is_the_one_checked() -> None:
 
 
 def test_buildx_inspect_text_of_both_generations() -> None:
-    from cacheport.ops.build import parse_inspect
+    from cacheport.ops.docker import parse_inspect
 
     old = "Name:          default\nDriver:        docker\n\nNodes:\nName:      default\nEndpoint:  default\n" \
           "BuildKit version: v0.0.0+unknown\n"

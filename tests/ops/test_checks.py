@@ -6,8 +6,8 @@ from cacheport_builtins import gha
 
 from cacheport.context import Context
 from cacheport.entry import CacheEntry
-from cacheport.ops.build import Builder
 from cacheport.ops.checks import builder_checks
+from cacheport.ops.docker import Builder
 from cacheport.plan import Plan
 
 REG = CacheEntry("registry", {"ref": "r/app:main"})

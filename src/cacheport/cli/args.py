@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import (
-    FilePath,
-    is_terminal,
-    load_plugins,
-    make_plan,
-    plan_options,
-    promote_all,
-    say,
-    usable_imports,
-    write_file,
-)
+from cacheport.cli.common import FilePath, plan_options
+from cacheport.cli.output import is_terminal, say, warn, write_file
+from cacheport.cli.session import load_plugins
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
+    from cacheport.plan import Plan
+    from cacheport.records import Swap
 
 
 class RendererChoice(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
@@ -73,7 +71,7 @@ Examples:
 @click.option("-o", "--output", type=FilePath(),
               help="Write to this file (atomically, mode 0600) instead of stdout; github appends.")
 @plan_options
-def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, **common: Any) -> None:
+def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | None, session: Session) -> None:
     """Print cache flags for the build that runs next.
 
     Before printing, a local cache exported by the previous build is swapped into place, and a local cache
@@ -83,28 +81,28 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     from cacheport.records import RenderOptions
     from cacheport.render import redacted, secret_values
 
-    renderer = load_plugins(common["verbose"]).renderer("lines" if as_lines else fmt)
-    plan = make_plan(**common)
+    renderer = session.plugins.renderer("lines" if as_lines else fmt)
+    plan = session.plan
     promote_all(plan.swaps)
     plan = usable_imports(plan)
     if plan.logins:  # what runs these flags logs in with docker's own login only
         from cacheport.ops.logins import args_warnings, registry_logins
 
-        for warning in args_warnings(registry_logins(plan.logins, os.environ)):
+        for warning in args_warnings(registry_logins(plan.logins, session.environ)):
             say(f"warning: {warning}")
     if renderer.name == "bake":
         _bake_may_use_local_caches(plan)
     target = output
-    if target is None and renderer.append_to and os.environ.get(renderer.append_to):
-        target = Path(os.environ[renderer.append_to])
+    if target is None and renderer.append_to and session.environ.get(renderer.append_to):
+        target = Path(session.environ[renderer.append_to])
     shown = plan
     if renderer.secrets and plan.secret_attrs and (sys.stdout.isatty() if target is None else is_terminal(target)):
         # A terminal is read by a person (and may be recorded); $(cacheport args) and -o get the real values.
         say("secret values shown as *** on a terminal; use -o FILE or $(cacheport args)")
         shown = redacted(plan)
-    text = load_plugins().guarded(renderer, "render",
+    text = session.plugins.guarded(renderer, "render",
                                   lambda: renderer.render(shown, RenderOptions(targets or ("default",))))
-    if renderer.append_to and target is not None and os.environ.get("GITHUB_ACTIONS") == "true":
+    if renderer.append_to and target is not None and session.environ.get("GITHUB_ACTIONS") == "true":
         # Only the runner reads these, and it then hides the value wherever it is echoed; elsewhere they would
         # print the secret into a plain log.
         for value in secret_values(plan):
@@ -114,6 +112,30 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
                    source="-o" if output is not None else f"${renderer.append_to}")
     else:
         click.echo(text, nl=False)
+
+
+def promote_all(swaps: Iterable[Swap]) -> None:
+    """Swap finished local exports into place; a cache problem never stops anything."""
+    from cacheport.ops.rotate import moved, promote
+
+    for swap in swaps:
+        try:
+            if promote(swap):
+                say(moved(swap))
+        except OSError as exc:
+            warn(f"could not move {swap.new} into place: {exc}")
+
+
+def usable_imports(plan: Plan) -> Plan:
+    """The plan without the local imports BuildKit can't use, with a warning for each where something broken is
+    there (no cache yet is no news): a cache problem never fails a build."""
+    from cacheport.ops.preflight import usable
+
+    plan, held = usable(plan)
+    for _entry, problem in held:
+        if problem.broken:
+            warn(problem.message)
+    return plan
 
 
 def _bake_may_use_local_caches(plan: Any) -> None:

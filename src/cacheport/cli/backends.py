@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
-from cacheport.cli.common import format_option, load_plugins, table
+from cacheport.cli.common import format_option
+from cacheport.cli.output import table
+from cacheport.cli.session import load_plugins
 
 
 @click.command("backends", epilog="""\b

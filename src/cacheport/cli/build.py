@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import make_plan, plan_options, say
+from cacheport.cli.common import plan_options
+from cacheport.cli.output import say
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
 
 #: buildx build flags that take no value, so the word after one is not its value.
 _SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
@@ -52,7 +55,7 @@ Examples:
 @plan_options
 @click.pass_context
 def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None,
-            report_file: str | None, require_hit: bool, **common: Any) -> None:
+            report_file: str | None, require_hit: bool, session: Session) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
     Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
@@ -66,11 +69,12 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
     from cacheport.ops.build import run
+    from cacheport.ops.docker import builder_in, docker_for
     from cacheport.ops.logins import build_environment
 
-    plan = make_plan(**common)
+    plan = session.plan
     extra = (ctx.obj or {}).get("extra", [])
-    with build_environment(plan.logins, os.environ) as environ:  # its logins go to a private docker config
-        code = run(plan, context, tags, dockerfile, extra, environ, say, report_file=report_file,
-                   require_hit=require_hit)
+    with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
+        code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
+                   report_file=report_file, require_hit=require_hit)
     sys.exit(code)

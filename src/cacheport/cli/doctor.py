@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, load_plugins, make_plan, plan_options, store_for
+from cacheport.cli.common import format_option, plan_options
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from cacheport.cli.session import Session
     from cacheport.plan import Plan
     from cacheport.records import Backend, Check, EntryRequest
 
@@ -27,7 +28,7 @@ Examples:
 @click.option("--builder", metavar="NAME", help="The buildx builder to check (default: $BUILDX_BUILDER, else the "
               "current one), as `docker buildx build --builder NAME` would use.")
 @plan_options
-def command(fmt: str, builder: str | None, **common: Any) -> None:
+def command(fmt: str, builder: str | None, session: Session) -> None:
     """Check that the configured cache works before a build finds out: one line per check, with the fix.
 
     Checks Docker, buildx and what the builder can do with this plan (on a docker-container or remote builder
@@ -41,32 +42,33 @@ def command(fmt: str, builder: str | None, **common: Any) -> None:
 
     from cacheport.errors import CacheportError
     from cacheport.ops.checks import machine_checks, store_checks
+    from cacheport.ops.docker import docker_for
     from cacheport.ops.logins import docker_checks, registry_logins, store_login
     from cacheport.ops.preflight import import_checks
     from cacheport.records import Check
 
-    plan = make_plan(**common)
-    plugins = load_plugins()
+    plan = session.plan
+    plugins = session.plugins
     backend = plugins.backend(plan.backend)
     checks: list[Check] = [Check("plan", True, f"backend {plan.backend}: {len(plan.imports)} import(s), "
                                  f"{len(plan.exports)} export(s)")]
-    checks += machine_checks(plan, os.environ, builder)
+    checks += machine_checks(plan, docker_for(session.environ, builder))
     checks += import_checks(plan)
     request = plan.request
     if backend.doctor is not None and request is not None:
         doctor = backend.doctor
         try:
-            checks += plugins.guarded(backend, "doctor", lambda: list(doctor(request, os.environ)))
+            checks += plugins.guarded(backend, "doctor", lambda: list(doctor(request, session.environ)))
         except CacheportError as exc:  # a plugin's bug is a failed check, not a crash
             checks.append(Check(f"{backend.name} checks", False, str(exc), "report this to the plugin's authors"))
     if backend.store is not None and request is not None:
         # Last: the format round trip writes a scratch name, which may create the repository.
         try:
-            store = store_for(backend, request, "doctor")
-            logins = registry_logins(plan.logins, os.environ)
-            who = store_login(logins, store.location, os.environ, backend.cache_type == "registry")
+            store = session.store()
+            logins = registry_logins(plan.logins, session.environ)
+            who = store_login(logins, store.location, session.environ, backend.cache_type == "registry")
             checks += store_checks(store, backend.cache_type, who)
-            checks += docker_checks(logins, os.environ, store.location, _docker_probe(backend, request),
+            checks += docker_checks(logins, session.environ, store.location, _docker_probe(session, backend, request),
                                     ci=plan.context.provider != "local")
         except CacheportError as exc:
             checks.append(Check(backend.cache_type, False, str(exc), "check the backend's settings"))
@@ -94,13 +96,13 @@ def _for_people(checks: list[Check], plan: Plan) -> list[Check]:
             for c in checks]
 
 
-def _docker_probe(backend: Backend, request: EntryRequest) -> Callable[[Mapping[str, str]], None]:
+def _docker_probe(session: Session, backend: Backend, request: EntryRequest) -> Callable[[Mapping[str, str]], None]:
     """Reads the backend's store with another environment (the backend's own password variables emptied)."""
     import attrs
 
     def probe(environ: Mapping[str, str]) -> None:
-        with store_for(backend, attrs.evolve(request, environ=environ), "doctor").open() as session:
-            session.check()
-            session.names()
+        with session.store(backend, attrs.evolve(request, environ=environ)).open() as opened:
+            opened.check()
+            opened.names()
 
     return probe

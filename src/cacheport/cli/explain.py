@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, make_plan, plan_options
+from cacheport.cli.common import format_option, plan_options
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
 
 
 @click.command("explain", epilog="""\b
@@ -17,9 +20,9 @@ Examples:
 """)
 @format_option(["text", "json"], "text")
 @plan_options
-def command(fmt: str, **common: Any) -> None:
+def command(fmt: str, session: Session) -> None:
     """Show the plan, and where every setting came from (file and key, env var, flag, default)."""
     from cacheport import render
 
-    plan = make_plan(**common)
+    plan = session.plan
     click.echo(render.as_json(plan) if fmt == "json" else render.explain(plan), nl=False)

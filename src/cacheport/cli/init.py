@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import check_config_text, load_plugins, say, set_option, verbose_option, write_file
+from cacheport.cli.common import set_option, verbose_option
+from cacheport.cli.output import say, write_file
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
 
 
 @click.command("init", epilog="""\b
@@ -29,21 +33,21 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
     It goes where cacheport looks for it from every directory of the project: the top of the git checkout
     (or the config cacheport already reads from here, with --force), and it says where.
     """
-    from cacheport.context import detect_context
+    from cacheport.cli.session import Options, Session
     from cacheport.errors import ConfigError
     from cacheport.switch import starter, typed
 
-    plugins = load_plugins(verbose)
-    cwd = Path.cwd()
-    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    session = Session("init", Options(verbose=verbose))
+    plugins, context = session.plugins, session.context
     chosen = plugins.backend(backend or context.default_backend if (backend or context.default_backend in
                                                                     plugins.backends()) else "local")
-    path = _target(cwd, Path(context.root) if context.root and not here else cwd, force or dry_run)
+    cwd = session.cwd
+    path = _target(session, Path(context.root) if context.root and not here else cwd, force or dry_run)
     shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # elsewhere: where, in full
     if path.exists() and not force and not dry_run:
         raise ConfigError(f"{shown} exists already, and cacheport reads it from here; use --force to overwrite it")
     text = starter(chosen.name, typed(chosen, sets))
-    check_config_text(text, path, context, plugins)
+    session.plan_for_text(text, path)
     if dry_run:
         say(f"would write {shown}")
         click.echo(text, nl=False)
@@ -53,21 +57,21 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
                "`cacheport explain` shows what it does.")
 
 
-def _target(cwd: Path, root: Path, replacing: bool) -> Path:
-    """Where cacheport will read the file from ``cwd`` and every directory below ``root``: ``$CACHEPORT_CONFIG``;
-    else the config it finds from here today, if that is inside ``root``; else ``root/cacheport.toml``.
-    A ``[tool.cacheport]`` table in pyproject.toml is replaced (by a cacheport.toml beside it) only when
-    ``replacing``."""
+def _target(session: Session, root: Path, replacing: bool) -> Path:
+    """Where cacheport will read the file from the session's directory and every directory below ``root``:
+    ``$CACHEPORT_CONFIG``; else the config it finds from here today, if that is inside ``root``; else
+    ``root/cacheport.toml``. A ``[tool.cacheport]`` table in pyproject.toml is replaced (by a cacheport.toml
+    beside it) only when ``replacing``."""
     from cacheport.config import find_config
     from cacheport.errors import ConfigError
 
-    if os.environ.get("CACHEPORT_CONFIG"):
-        explicit = Path(os.environ["CACHEPORT_CONFIG"])
+    if session.environ.get("CACHEPORT_CONFIG"):
+        explicit = Path(session.environ["CACHEPORT_CONFIG"])
         if explicit.name == "pyproject.toml":
             raise ConfigError(f"CACHEPORT_CONFIG names {explicit}: cacheport init writes a cacheport.toml; unset "
                               "CACHEPORT_CONFIG, or add a [tool.cacheport] table to that file yourself")
         return explicit
-    found = find_config(cwd)
+    found = find_config(session.cwd)
     if found is None or not found[0].parent.is_relative_to(root):
         return root / "cacheport.toml"
     existing, table = found

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import attrs
 import click
 
-from cacheport.cli.common import format_option, jobs_option, make_plan, plan_options, plan_store
+from cacheport.cli.common import format_option, jobs_option, plan_options
 
 if TYPE_CHECKING:
-    from cacheport.plan import Plan
+    from cacheport.cli.session import Session
+
+if TYPE_CHECKING:
     from cacheport.records import CacheStore, StoreSession
 
 
@@ -34,7 +36,7 @@ Examples:
 @jobs_option("Manifests read, and tags deleted,", lookups=True)
 @plan_options
 def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: bool, broken: bool,
-            keep: tuple[str, ...], yes: bool, fmt: str, jobs: int, **common: Any) -> None:
+            keep: tuple[str, ...], yes: bool, fmt: str, jobs: int, session: Session) -> None:
     """Delete stale caches from the backend's store (a registry's manifest DELETE; a directory's index entry and
     the blobs only it used).
 
@@ -47,14 +49,14 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
     if broken and (tags_named or older_than or branches_gone):
         raise ConfigError("--broken goes alone: it removes a whole directory, not tags")
     if broken:
-        _prune_broken(make_plan(**common), yes, fmt)
+        _prune_broken(attrs.evolve(session, command="prune --broken"), yes, fmt)
         return
     if not (tags_named or older_than or branches_gone):
         raise ConfigError("say what to prune: TAG names, --older-than AGE, --branches-gone or --broken")
     age = inventory.parse_age(older_than) if older_than else None
-    plan = make_plan(**common)
+    plan = session.plan
     default = plan.context.default_branch
-    _backend, store = plan_store(plan, "prune")
+    store = session.store()
     # A store with one cache for every branch (a local directory) holds the default branch's cache whatever
     # its name: it is protected without knowing which branch that is.
     if (older_than or branches_gone) and not default and not keep and not store.fixed:
@@ -62,23 +64,23 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
                           "so its cache can't be protected; name it: --keep BRANCH")
     live = None
     if branches_gone:
-        live = inventory.branch_names(store, inventory.remote_branches(Path.cwd()))
+        live = inventory.branch_names(store, inventory.remote_branches(session.cwd))
     keep_tags = inventory.branch_names(store, keep) | set(keep)
     deleted: list[str] = []
-    with store.open() as session:
+    with store.open() as opened:
         try:
-            tags = inventory.list_caches(session, inventory.roles(plan.context, store), jobs)
+            tags = inventory.list_caches(opened, inventory.roles(plan.context, store), jobs)
         except RegistryError as exc:
-            raise RegistryError(f"{exc}{_broken_hint(store, session)}") from None
+            raise RegistryError(f"{exc}{_broken_hint(store, opened)}") from None
         unknown = set(tags_named) - {t.tag for t in tags}
         if unknown:
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
-                              f"(`cacheport status` lists what is there){_broken_hint(store, session)}")
+                              f"(`cacheport status` lists what is there){_broken_hint(store, opened)}")
         decisions = inventory.choose(tags, named=tags_named, older_than=age, live_branch_tags=live, keep=keep_tags,
                                      default_tag=store.name_for(default or "") if default or store.fixed else None)
         doomed = [d for d in decisions if d.delete]
         if yes:
-            deleted = inventory.delete_each(session, [d.tag for d in doomed], jobs)
+            deleted = inventory.delete_each(opened, [d.tag for d in doomed], jobs)
     if fmt == "json":
         click.echo(json.dumps([{**d.tag.as_dict(), "delete": d.delete, "reason": d.reason,
                                 "deleted": d.tag.tag in deleted} for d in decisions], indent=2))
@@ -108,7 +110,7 @@ def _broken_hint(store: CacheStore, session: StoreSession) -> str:
     return f"; builds can't import from the directory ({problem.reason}): `cacheport prune --broken --yes` removes it"
 
 
-def _prune_broken(plan: Plan, yes: bool, fmt: str) -> None:
+def _prune_broken(session: Session, yes: bool, fmt: str) -> None:
     """Remove the backend's cache directory when builds can't import from it."""
     import contextlib
 
@@ -116,16 +118,16 @@ def _prune_broken(plan: Plan, yes: bool, fmt: str) -> None:
     from cacheport.oci.layout import Layout
     from cacheport.ops.preflight import store_problem
 
-    _backend, store = plan_store(plan, "prune --broken")
-    with store.open() as session:
-        if not isinstance(session, Layout):
+    store = session.store()
+    with store.open() as opened:
+        if not isinstance(opened, Layout):
             raise ConfigError(f"--broken is for a local cache directory; {store.location} is not one")
         problem = store_problem(store)
         doomed = problem is not None and problem.removable
         if doomed and yes:
-            session.clear()
+            opened.clear()
             with contextlib.suppress(OSError):  # empty now, unless someone keeps other files there
-                session.directory.rmdir()
+                opened.directory.rmdir()
     reason = problem.reason if problem is not None else "builds can import from it"
     if fmt == "json":
         click.echo(json.dumps({"directory": store.location, "broken": bool(problem and problem.broken),

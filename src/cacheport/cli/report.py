@@ -4,30 +4,33 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import format_option, make_plan, plan_options, warn
+from cacheport.cli.common import format_option, plan_options
+from cacheport.cli.output import warn
 from cacheport.errors import NoHistoryError, ReportError
 
 if TYPE_CHECKING:
+    from cacheport.cli.session import Session
     from cacheport.entry import CacheEntry
+    from cacheport.ops.docker import Docker
     from cacheport.report import BuildReport
 
 
-def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) -> str:
+def _buildx(docker: Docker, *args: str, stderr: bool = False) -> str:
     """What ``docker buildx ARGS`` printed (on stderr: ``history logs`` writes its stream there)."""
-    command = [docker, "buildx", *(["--builder", builder] if builder else []), *args]
+    import subprocess
+
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        done = docker.run("buildx", *docker.builder_args(), *args)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ReportError(f"could not run {docker} buildx: {exc}") from None
+        raise ReportError(f"could not run {docker.client} buildx: {exc}") from None
     if done.returncode != 0:
-        from cacheport.ops.build import last_line
+        from cacheport.ops.docker import last_line
 
         said = last_line(done.stderr or done.stdout)
         if args[0] == "history" and ("unknown" in (done.stderr or "").lower() or "COMMAND --help" in said):
@@ -38,18 +41,16 @@ def _buildx(docker: str, builder: str | None, *args: str, stderr: bool = False) 
     return done.stderr if stderr else done.stdout
 
 
-def _from_history(ref: str | None, builder: str | None, imports: Sequence[CacheEntry],
+def _from_history(ref: str | None, docker: Docker, imports: Sequence[CacheEntry],
                   exports: Sequence[CacheEntry]) -> list[BuildReport]:
     """The build's record in buildx's history and its progress stream (``ref``, else the builder's last build)."""
     from cacheport import report
 
-    docker = os.environ.get("CACHEPORT_DOCKER", "docker")
-    builder = builder or os.environ.get("BUILDX_BUILDER") or None
     try:
-        doc = json.loads(_buildx(docker, builder, "history", "inspect", *([ref] if ref else []), "--format", "json"))
+        doc = json.loads(_buildx(docker, "history", "inspect", *([ref] if ref else []), "--format", "json"))
     except ValueError:
         raise ReportError("docker buildx history inspect printed no JSON (buildx 0.23 or newer has it)") from None
-    logs = _buildx(docker, builder, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
+    logs = _buildx(docker, "history", "logs", report.history_ref({"buildx.build.ref": doc["Ref"]}),
                    "--progress=rawjson", stderr=True)
     return [report.parse_history(doc, imports, exports), report.parse_rawjson(logs, imports, exports)]
 
@@ -72,7 +73,7 @@ Examples:
 @format_option(["text", "json", "markdown"], "text")
 @plan_options
 def command(ref: str | None, builder: str | None, progress_file: Path | None, metadata_file: Path | None, fmt: str,
-            **common: Any) -> None:
+            session: Session) -> None:
     """Report what BuildKit did with the cache in a build run by hand: steps cached and executed, each import of
     this plan hit, missed or failed, each export written or failed.
 
@@ -82,7 +83,7 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
     from cacheport import report
 
     asked = ref is not None  # a ref given by hand must be readable; one from the metadata file may not be
-    plan = make_plan(**common)
+    plan = session.plan
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from cacheport.render import secret_values
 
@@ -104,7 +105,9 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
         builder = builder or report.history_builder(meta) or None
     if ref or not found:
         try:
-            found += _from_history(ref, builder, imports, exports)
+            from cacheport.ops.docker import docker_for
+
+            found += _from_history(ref, docker_for(session.environ, builder), imports, exports)
         except ReportError as exc:
             if not found or asked:
                 raise

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cacheport.cli.common import make_plan, plan_options
+from cacheport.cli.common import plan_options
+
+if TYPE_CHECKING:
+    from cacheport.cli.session import Session
 
 
 @click.command("rotate", epilog="""\b
@@ -14,7 +17,7 @@ Examples:
   cacheport rotate                 # after docker buildx build $(cacheport args) succeeded
 """)
 @plan_options
-def command(**common: Any) -> None:
+def command(session: Session) -> None:
     """Swap a finished local cache export into place (for builds you run yourself).
 
     BuildKit only ever adds to a local cache directory, so cacheport exports to DIR.new and moves it
@@ -22,7 +25,7 @@ def command(**common: Any) -> None:
     """
     from cacheport.ops.rotate import moved, promote
 
-    plan = make_plan(**common)
+    plan = session.plan
     if not plan.swaps:
         click.echo("nothing to rotate: this backend keeps no local directory", err=True)
     for swap in plan.swaps:

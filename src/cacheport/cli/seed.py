@@ -8,25 +8,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
-from cacheport.cli.common import (
-    config_option,
-    jobs_option,
-    load_inputs,
-    say,
-    set_option,
-    store_for,
-    verbose_option,
-    warn,
-)
+from cacheport.cli.common import jobs_option, plan_options
+from cacheport.cli.output import say, warn
 from cacheport.errors import CacheportError
 from cacheport.oci.copy import Reporter
 
 if TYPE_CHECKING:
+    from cacheport.cli.session import Session
     from cacheport.context import Context
 
 # --- progress ---------------------------------------------------------------------------------------------------
@@ -184,15 +177,9 @@ Examples:
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet"]), default="auto", show_default=True,
               help="A long copy's progress on stderr: a bar (tty), a line every 10 s (plain), or none (quiet); auto "
                    "is the bar on a terminal, plain lines elsewhere.")
-@click.option("--backend", "-b", metavar="NAME", help="Same as --to.")
-@click.option("--key", metavar="KEY", help="Scope cache refs, e.g. by target or platform.")
-@set_option()
-@click.option("--read-only", is_flag=True, default=None, hidden=True)
-@config_option()
-@verbose_option
+@plan_options(backend_help="Same as --to.", read_only_hidden=True)
 def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_tags: bool, dry_run: bool,
-            jobs: int, fmt: str, progress: str, backend: str | None, key: str | None, sets: list[tuple[str, str]],
-            read_only: bool | None, config_path: Path | None, verbose: int) -> None:
+            jobs: int, fmt: str, progress: str, session: Session) -> None:
     """Copy cache from one backend to another, so the first build after a switch is warm.
 
     For each branch, the old backend's cache for it is copied to the new backend's name for it: blobs the
@@ -204,17 +191,19 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     """
     from cacheport.config import resolve_migration
     from cacheport.ops.seed import branch_pairs, describe, name_pairs, seed
-    from cacheport.plan import backend_request, build_plan
+    from cacheport.plan import backend_request
     from cacheport.render import human_size
 
+    backend = session.options.backend
     if to and backend and to.lower() != backend.lower():
         raise CacheportError(f"--to {to} and --backend {backend} disagree; give one")
-    if read_only:
+    if session.options.read_only:
         raise CacheportError("seed writes to the new backend; --read-only contradicts it (try --dry-run)")
     if bool(branches) == all_tags:
         raise CacheportError("say what to copy: --branch BRANCH (repeatable) or --all")
-    config, context, plugins = load_inputs(to or backend, key, sets, None, config_path, verbose, backend_flag="--to")
-    plan = build_plan(config, context, plugins)
+    session = attrs.evolve(session, options=attrs.evolve(session.options, backend=to or backend, read_only=None,
+                                                         backend_flag="--to"), plan_warnings=False)
+    config, plugins, plan = session.config, session.plugins, session.plan
     _check_may_write(plan.context, dry_run)
     new = plugins.backend(plan.backend)
     old_name = from_ or resolve_migration(config)["from"].value
@@ -226,10 +215,10 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     if plan.request is None:
         raise CacheportError(f"backend {new.name!r} gave no request")  # build_plan always sets it
     old_request, _ = backend_request(config, old, plan.request)
-    old_store, new_store = store_for(old, old_request, "seed"), store_for(new, plan.request, "seed")
+    old_store, new_store = session.store(old, old_request), session.store(new, plan.request)
     if all_tags:
-        with old_store.open() as session:
-            names = session.names()
+        with old_store.open() as opened:
+            names = opened.names()
         default = plan.context.default_branch
         pairs = name_pairs((old.name, old_store), (new.name, new_store), names, default)
         if not pairs:

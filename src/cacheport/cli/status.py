@@ -7,20 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import (
-    format_option,
-    jobs_option,
-    load_plugins,
-    make_plan,
-    plan_options,
-    plan_store,
-    store_for,
-    table,
-)
+from cacheport.cli.common import format_option, jobs_option, plan_options
+from cacheport.cli.output import table
 
 if TYPE_CHECKING:
+    from cacheport.cli.session import Session
     from cacheport.ops.inventory import CacheTag
-    from cacheport.plan import Plan
     from cacheport.records import CacheStore
 
 
@@ -33,7 +25,7 @@ Examples:
 @format_option(["table", "json"], "table")
 @jobs_option("Manifests read", lookups=True)
 @plan_options
-def command(fmt: str, jobs: int, **common: Any) -> None:
+def command(fmt: str, jobs: int, session: Session) -> None:
     """Show the cache in its backend: every tag, its format, size, last update and branch.
 
     For a local cache directory, also its size, the blobs no build uses any more, and whether builds can
@@ -45,13 +37,13 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
     from cacheport.ops.preflight import store_problem
     from cacheport.render import human_size
 
-    plan = make_plan(**common)
-    _backend, store = plan_store(plan, "status")
-    with store.open() as session:
-        usage = directory_usage(session)
+    plan = session.plan
+    store = session.store()
+    with store.open() as opened:
+        usage = directory_usage(opened)
         problem = store_problem(store) if usage is not None else None
         try:
-            tags = list_caches(session, roles(plan.context, store), jobs)
+            tags = list_caches(opened, roles(plan.context, store), jobs)
         except RegistryError:
             if problem is None or not problem.broken:
                 raise
@@ -59,7 +51,7 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
     if usage is not None:
         usage["problem"] = problem.reason if problem is not None and problem.broken else None
     if plan.migration is not None:
-        _migration_status(plan, store, tags, fmt, jobs)
+        _migration_status(session, store, tags, fmt, jobs)
         return
     if fmt == "json":
         click.echo(json.dumps({"repository": store.location, "format": store.format,
@@ -81,16 +73,17 @@ def command(fmt: str, jobs: int, **common: Any) -> None:
         click.echo(table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
 
 
-def _migration_status(plan: Plan, store: CacheStore, new_tags: list[CacheTag], fmt: str, jobs: int) -> None:
+def _migration_status(session: Session, store: CacheStore, new_tags: list[CacheTag], fmt: str, jobs: int) -> None:
     """Which branches have cache in the old and in the new backend."""
     from cacheport.ops.inventory import list_caches, roles
     from cacheport.render import human_size
 
+    plan = session.plan
     assert plan.migration is not None
-    old = load_plugins().backend(plan.migration.old)
-    old_store = store_for(old, plan.migration.request, "status")
-    with old_store.open() as session:
-        old_tags = list_caches(session, roles(plan.context, old_store), jobs)
+    old = session.plugins.backend(plan.migration.old)
+    old_store = session.store(old, plan.migration.request)
+    with old_store.open() as opened:
+        old_tags = list_caches(opened, roles(plan.context, old_store), jobs)
     by_tag: dict[str, dict[str, Any]] = {}
     for label, tags in (("old", old_tags), ("new", new_tags)):
         for t in tags:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from cacheport.cli.common import (
-    check_config_text,
-    config_option,
-    load_plugins,
-    say,
-    set_option,
-    verbose_option,
-    write_file,
-)
+from cacheport.cli.common import config_option, set_option, verbose_option
+from cacheport.cli.output import say, write_file
 
 
 @click.command("switch", epilog="""\b
@@ -46,18 +38,16 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
     everything else in the file stay as they are; the file is replaced atomically, and only when the
     result is a valid config.
     """
-    from cacheport.config import load_config, resolve_migration
-    from cacheport.context import detect_context
+    from cacheport.cli.session import Options, Session
+    from cacheport.config import resolve_migration
     from cacheport.errors import ConfigError
     from cacheport.plan import select_backend
     from cacheport.switch import diff, switched, typed, with_options
 
     if not (new or phase or finish):
         raise ConfigError("switch needs a backend name, --phase or --finish (see cacheport switch --help)")
-    plugins = load_plugins(verbose)
-    cwd = Path.cwd()
-    config = load_config(cwd, os.environ, config_path=config_path)
-    context = detect_context(plugins.context_providers(), os.environ, cwd)
+    session = Session("switch", Options(config_path=config_path, verbose=verbose))
+    plugins, config, context, cwd = session.plugins, session.config, session.context, session.cwd
     current, setting, _ = select_backend(config, context, plugins)
     for name, s in [("backend", setting), *[(f"migration.{k}", v) for k, v in resolve_migration(config).items()]]:
         if s.source.level in ("env", "cli"):
@@ -78,7 +68,7 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
     if sets:
         target = plugins.backend(new or current.name)
         after = with_options(after, pyproject=pyproject, backend=target.name, options=typed(target, sets))
-    plan = check_config_text(after, path, context, plugins)
+    plan = session.plan_for_text(after, path)
     if dry_run:
         click.echo(diff(before, after, path) or "no change", nl=False)
         return

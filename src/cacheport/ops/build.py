@@ -24,65 +24,26 @@ from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
+from cacheport.ops.docker import (
+    Builder,
+    BuildError,
+    Docker,
+    debug_refusal,
+    fit_to_builder,
+    inspect_builder,
+    last_line,
+    which_builder,
+)
 from cacheport.ops.preflight import usable
 from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
 
-# Cache types the docker driver can export only with the containerd image store; s3 and azblob never.
-_NEEDS_CONTAINERD_STORE = {"registry", "local", "gha"}
-_ENGINE_NEVER = {"s3", "azblob"}
 # Drivers whose builder keeps what it builds unless told where it goes (the docker driver's lands in the engine).
 _KEEPS_RESULTS = {"docker-container", "remote", "kubernetes"}
 # buildx arguments that say where the result goes, or that there is no image to keep.
 _OUTPUT_FLAGS = ("--load", "--push", "--output", "-o", "--call", "--check", "--print")
-
-
-@attrs.frozen
-class Builder:
-    """What the current buildx builder can do.
-
-    Attributes:
-        name: the builder's name.
-        driver: ``docker``, ``docker-container``, ``kubernetes``, ``remote``.
-        containerd_store: for the docker driver, whether the engine uses the containerd image store.
-        buildkit: BuildKit's version as numbers (``(0, 13, 1)``), when the builder says.
-    """
-
-    name: str
-    driver: str
-    containerd_store: bool = False
-    buildkit: tuple[int, ...] | None = None
-
-
-def fit_to_builder(
-    imports: Sequence[CacheEntry], exports: Sequence[CacheEntry], builder: Builder
-) -> tuple[list[CacheEntry], list[CacheEntry], list[str]]:
-    """Drop what this builder cannot do, with one line each saying why and how to fix it. Never fails."""
-    notes: list[str] = []
-    keep_in = [e for e in imports if not (builder.driver == "docker" and e.type in _ENGINE_NEVER)]
-    keep_out: list[CacheEntry] = []
-    for entry in exports:
-        if builder.driver == "docker" and entry.type in _ENGINE_NEVER:
-            notes.append(f"builder {builder.name!r} (docker driver) cannot use {entry.type} cache; fix: "
-                         "`docker buildx create --use --driver docker-container` or a remote BuildKit")
-        elif builder.driver == "docker" and entry.type in _NEEDS_CONTAINERD_STORE and not builder.containerd_store:
-            notes.append(f"builder {builder.name!r} uses the docker driver without the containerd image store, "
-                         f"which cannot export {entry.type} cache; building with imports only. Fix: set "
-                         '"features": {"containerd-snapshotter": true} in daemon.json, or '
-                         "`docker buildx create --use --driver docker-container`")
-        else:
-            keep_out.append(entry)
-    if len(keep_out) > 1 and builder.buildkit is not None and builder.buildkit < (0, 11):
-        version = ".".join(map(str, builder.buildkit))
-        notes.append(f"builder {builder.name!r} runs BuildKit {version}, which exports one cache only (0.11 added "
-                     f"several); exporting to {keep_out[0].get('ref') or keep_out[0].type} only. Fix: update BuildKit")
-        keep_out = keep_out[:1]
-    dropped_in = len(imports) - len(keep_in)
-    if dropped_in:
-        notes.append(f"builder {builder.name!r} (docker driver) cannot import s3/azblob cache; skipped {dropped_in}")
-    return keep_in, keep_out, notes
 
 
 def image_output(builder: Builder, tags: Sequence[str], extra: Sequence[str]) -> tuple[list[str], str, str]:
@@ -158,122 +119,38 @@ def choose_logins(logins: Sequence[Login], environ: Mapping[str, str]) -> list[t
     return list(chosen.values())
 
 
-def chosen_builder(extra: Sequence[str], environ: Mapping[str, str]) -> str | None:
-    """The builder buildx will use: ``--builder`` among buildx's arguments, else ``BUILDX_BUILDER``, else None
-    (the current one)."""
-    for i, arg in enumerate(extra):
-        if arg == "--builder" and i + 1 < len(extra):
-            return extra[i + 1]
-        if arg.startswith("--builder="):
-            return arg.split("=", 1)[1]
-    return environ.get("BUILDX_BUILDER") or None
-
-
-def parse_inspect(text: str) -> tuple[str, str, str | None]:
-    """``(name, driver, BuildKit version)`` from ``docker buildx inspect``'s text (0.10 to 0.29 print it so)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("Name", "Driver", "BuildKit version", "Buildkit") and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    if "Name" not in fields or "Driver" not in fields:
-        raise ValueError("docker buildx inspect printed no builder name and driver")
-    return fields["Name"], fields["Driver"], fields.get("BuildKit version") or fields.get("Buildkit")
-
-
-def inspect_builder(docker: Sequence[str], environ: Mapping[str, str], name: str | None = None) -> Builder:
-    """What the builder ``name`` (None: the current one) is, from one ``buildx inspect`` and, at the same time,
-    the engine's driver status (the docker driver can export cache only with the containerd image store).
-
-    Raises :class:`BuildError` with docker's last line when the builder can't be inspected.
-    """
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
-    def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*docker, *args], capture_output=True, text=True, env=dict(environ), timeout=60,
-                              stdin=subprocess.DEVNULL)
-
-    with ThreadPoolExecutor(2) as pool:
-        inspected = pool.submit(call, "buildx", "inspect", *([name] if name else []))
-        # A docker-driver builder is a docker context of the same name: ask that engine, not the current one.
-        info = pool.submit(call, *(["--context", name] if name else []), "info", "--format", "{{json .DriverStatus}}")
-        try:
-            found = inspected.result()
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise BuildError(str(exc)) from None
-        if found.returncode != 0:
-            raise BuildError(last_line(found.stderr or found.stdout))
-        try:
-            builder_name, driver, version = parse_inspect(found.stdout)
-        except ValueError as exc:
-            raise BuildError(str(exc)) from None
-        store = False
-        if driver == "docker":
-            try:
-                status = info.result()
-            except (OSError, subprocess.SubprocessError):
-                status = None
-            store = status is not None and status.returncode == 0 and "containerd.snapshotter" in status.stdout
-    return Builder(builder_name, driver, store, _version(version))
-
-
-class BuildError(Exception):
-    """The docker client failed, or answered what we can't read; the message is its last line."""
-
-
-def debug_refusal(environ: Mapping[str, str]) -> str | None:
-    """Why python-on-whales must not run here: its debug switch prints every command's whole environment
-    (every secret in it) to stdout, or None."""
-    if environ.get("PYTHON_ON_WHALES_DEBUG", "") not in ("", "0"):
-        return ("PYTHON_ON_WHALES_DEBUG is set: python-on-whales would print the whole environment, secrets "
-                "included; unset it (cacheport -v shows what cacheport does)")
-    return None
-
-
-def unexpected(exc: BaseException) -> str:
-    """One line for a docker client that answered, but not in the form python-on-whales reads."""
-    return f"its answer was not what cacheport expected ({type(exc).__name__})"
-
-
-def _version(text: str | None) -> tuple[int, ...] | None:
-    numbers = tuple(int(n) for n in re.findall(r"\d+", (text or "").split("+")[0])[:3])
-    # The docker driver reports its embedded BuildKit as v0.0.0+unknown: that says nothing.
-    return numbers if any(numbers) else None
-
-
 def run(
     plan: Plan,
     context: str,
     tags: Sequence[str],
     file: str | None,
     extra: Sequence[str],
-    environ: Mapping[str, str],
+    docker: Docker,
     say: Callable[[str], None],
     *,
     report_file: str | None = None,
     require_hit: bool = False,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
-    caches, and end with what BuildKit did with the cache. Returns the build's exit code (1 with ``require_hit``
-    when no import hit).
+    caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
+    (1 with ``require_hit`` when no import hit).
 
-    Run it in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins stay out of the
-    user's docker config."""
-    import shutil
+    Run it with ``docker`` made in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins
+    stay out of the user's docker config."""
     import subprocess
 
+    environ = docker.environ
     if refusal := debug_refusal(environ):
         raise ConfigError(refusal)
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
     forms = secret_forms(plan_secrets(plan, environ))
     say = _masking(say, forms)
-    client = environ.get("CACHEPORT_DOCKER", "docker")
-    found = shutil.which(client, path=environ.get("PATH"))
-    if found is None:
-        say(f"error: the docker client {client!r} was not found; install it, or set CACHEPORT_DOCKER to its path")
+    located = docker.located()
+    if located is None:
+        say(f"error: the docker client {docker.client!r} was not found; install it, or set CACHEPORT_DOCKER to its "
+            "path")
         return 127
-    docker = [found]
+    docker = located
     if plan.logins:
         from cacheport.ops.logins import build_warnings, registry_logins
 
@@ -281,8 +158,7 @@ def run(
             say(f"warning: {warning}")
     for registry, username, password in choose_logins(plan.logins, environ):
         try:
-            done = subprocess.run([*docker, "login", "--username", username, "--password-stdin", registry],
-                                  input=password, capture_output=True, text=True, env=dict(environ), timeout=120)
+            done = docker.run("login", "--username", username, "--password-stdin", registry, stdin=password)
             failed = last_line(done.stderr or done.stdout) if done.returncode else ""
         except (OSError, subprocess.SubprocessError) as exc:
             failed = str(exc)
@@ -299,17 +175,15 @@ def run(
     if progress not in (None, "auto", "plain", "quiet", "rawjson"):
         say(f"note: --progress={progress} is not passed to buildx: cacheport reads its rawjson progress to report "
             "what happened to the cache, and shows the log as plain text")
-    name = chosen_builder(extra, environ)
     image_report = ""
     try:
-        builder = inspect_builder(docker, environ, name)
+        builder = inspect_builder(docker)
     except BuildError as exc:
-        which = f"the builder {name!r}" if name else "the current buildx builder"
-        say(f"warning: could not inspect {which} ({exc}); passing the cache flags as planned")
+        say(f"warning: could not inspect {which_builder(docker)} ({exc}); passing the cache flags as planned")
     else:
-        imports, exports, notes = fit_to_builder(imports, exports, builder)
-        for note in notes:
-            say(f"warning: {note}")
+        imports, exports, unfit = fit_to_builder(imports, exports, builder)
+        for each in unfit:
+            say(f"warning: {each}")
         added, image_note, image_report = image_output(builder, [*tags, *plan.tags], extra)
         extra = [*extra, *added]
         if image_note:
@@ -323,13 +197,13 @@ def run(
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
-        full = [*docker, *command(imports, exports, context, [*tags, *plan.tags], file, extra, str(metadata))]
+        full = [*docker.command, *command(imports, exports, context, [*tags, *plan.tags], file, extra, str(metadata))]
         stream: list[str] = []
         try:
             proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=dict(environ))
         except OSError as exc:
-            say(f"error: could not run {found}: {exc.strerror}")
+            say(f"error: could not run {docker.client}: {exc.strerror}")
             return 127
         assert proc.stdout is not None
 
@@ -467,9 +341,3 @@ def _pushes(extra: Sequence[str]) -> bool:
         a in ("--output", "-o") and i + 1 < len(extra) and "push=true" in extra[i + 1] for i, a in enumerate(extra)
     )
 
-
-def last_line(exc: Any) -> str:
-    """The last line docker printed (an exception's stderr, or text): where it says what went wrong."""
-    stderr = exc if isinstance(exc, str) else (getattr(exc, "stderr", "") or str(exc))
-    lines = [line for line in str(stderr).splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else (type(exc).__name__ if not isinstance(exc, str) else "no output")

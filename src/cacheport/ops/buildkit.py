@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from cacheport.kit import registry_host
+from cacheport.ops.docker import Docker
 from cacheport.plan import Plan
 from cacheport.records import Check
 
@@ -251,20 +252,14 @@ def reach_checks(name: str, driver: str, probe: Mapping[str, Reach], config: str
     return checks
 
 
-def _run(docker: Sequence[str], environ: Mapping[str, str], *args: str, stdin: str = "",
-         cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*docker, *args], input=stdin, capture_output=True, text=True, env=dict(environ),
-                          timeout=120, cwd=cwd)
-
-
-def probe(docker: Sequence[str], environ: Mapping[str, str], name: str, ref: str) -> Reach:
+def probe(docker: Docker, name: str, ref: str) -> Reach:
     """Resolve ``ref`` (at a digest no registry holds) on the builder ``name``. Never raises."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cacheport-doctor-") as empty:
         try:
-            done = _run(docker, environ, "buildx", "build", "--builder", name, "--progress=plain", "--file", "-",
-                        empty, stdin=f"FROM {ref}\n", cwd=empty)
+            done = docker.run("buildx", "build", "--builder", name, "--progress=plain", "--file", "-", empty,
+                              stdin=f"FROM {ref}\n", cwd=empty)
         except (OSError, subprocess.SubprocessError) as exc:
             return Reach("probe", str(exc))
     if done.returncode == 0:  # a registry that answered for a digest nobody has: it did answer
@@ -272,15 +267,15 @@ def probe(docker: Sequence[str], environ: Mapping[str, str], name: str, ref: str
     return classify(done.stderr + done.stdout, ref)
 
 
-def container_config(docker: Sequence[str], environ: Mapping[str, str], node: str) -> str | None:
+def container_config(docker: Docker, node: str) -> str | None:
     """The buildkitd.toml inside a docker-container builder's container (``docker cp`` needs no tool in the
     image), ``""`` when it has none, or None when the current engine does not hold that container."""
     import io
     import tarfile
 
     try:
-        done = subprocess.run([*docker, "cp", f"buildx_buildkit_{node}:/etc/buildkit/buildkitd.toml", "-"],
-                              capture_output=True, env=dict(environ), timeout=60, stdin=subprocess.DEVNULL)
+        done = subprocess.run([*docker.command, "cp", f"buildx_buildkit_{node}:/etc/buildkit/buildkitd.toml", "-"],
+                              capture_output=True, env=dict(docker.environ), timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -295,16 +290,17 @@ def container_config(docker: Sequence[str], environ: Mapping[str, str], node: st
         return None
 
 
-def buildkit_checks(plan: Plan, name: str, driver: str, docker: Sequence[str],
+def buildkit_checks(plan: Plan, name: str, driver: str, command: Sequence[str],
                     environ: Mapping[str, str]) -> list[Check]:
-    """Version, network and trust on a builder that runs its own BuildKit; nothing for the docker driver.
-    Never raises: a failure is a failed check."""
+    """Version, network and trust on the builder ``name`` when it runs its own BuildKit, asked through the docker
+    client ``command``; nothing for the docker driver. Never raises: a failure is a failed check."""
     from concurrent.futures import ThreadPoolExecutor
 
     if driver == "docker":
         return []
+    docker = Docker(tuple(command), name, environ)
     try:
-        found = _run(docker, environ, "buildx", "inspect", "--bootstrap", name)
+        found = docker.run("buildx", "inspect", "--bootstrap", name, stdin="")
     except (OSError, subprocess.SubprocessError) as exc:
         found = subprocess.CompletedProcess([], 1, "", str(exc))
     if found.returncode != 0:
@@ -318,11 +314,11 @@ def buildkit_checks(plan: Plan, name: str, driver: str, docker: Sequence[str],
         return checks
     config, where = node.config, ""
     if config is None and driver == "docker-container" and node.name:
-        config = container_config(docker, environ, node.name)
+        config = container_config(docker, node.name)
         where = "the builder's container is not in this engine"
     elif config is None:
         where = f"the {driver} driver's daemon keeps it"
     with ThreadPoolExecutor(min(4, len(refs))) as pool:
-        answers = pool.map(lambda ref: probe(docker, environ, name, ref), refs.values())
+        answers = pool.map(lambda ref: probe(docker, name, ref), refs.values())
         found_by_host = dict(zip(refs, answers, strict=True))
     return checks + reach_checks(name, driver, found_by_host, config, where)

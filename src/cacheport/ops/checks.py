@@ -6,18 +6,19 @@ Backend-specific checks (Pulp's API, the gha environment) come from the backends
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import attrs
 
 from cacheport.errors import RegistryError
-from cacheport.ops.build import (
+from cacheport.ops.docker import (
     Builder,
     BuildError,
-    chosen_builder,
+    Docker,
     debug_refusal,
     fit_to_builder,
     inspect_builder,
     last_line,
     unexpected,
+    which_builder,
 )
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, Check, StoreSession
@@ -26,22 +27,21 @@ from cacheport.records import CacheStore, Check, StoreSession
 PROBE_NAME = "cacheport-doctor"
 
 
-def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None = None) -> list[Check]:
-    """What the build machine can do with this plan, on the builder a build would use (``builder``, else
-    ``BUILDX_BUILDER``, else the current one). Never raises: a failure is a failed check."""
+def machine_checks(plan: Plan, docker: Docker) -> list[Check]:
+    """What the build machine can do with this plan, on ``docker``'s builder. Never raises: a failure is a failed
+    check."""
     from python_on_whales import DockerClient
     from python_on_whales.client_config import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
 
     checks: list[Check] = []
-    if refusal := debug_refusal(environ):
+    if refusal := debug_refusal(docker.environ):
         return [Check("docker", False, refusal.split(";")[0], "unset PYTHON_ON_WHALES_DEBUG")]
-    client = environ.get("CACHEPORT_DOCKER", "docker")
-    docker = DockerClient(client_call=[client])
+    client = DockerClient(client_call=list(docker.command))
     try:
-        server = docker.version().server
+        server = client.version().server
         checks.append(Check("docker", True, f"Docker Engine {getattr(server, 'version', '?')} answers"))
-        command = docker.client_config.docker_cmd
+        docker = attrs.evolve(docker, command=tuple(client.client_config.docker_cmd))
     except (DockerException, ClientNotFoundError, OSError) as exc:
         checks.append(Check("docker", False, f"Docker does not answer: {last_line(exc)}",
                             "start Docker, or point DOCKER_HOST (or CACHEPORT_DOCKER) at it"))
@@ -51,7 +51,7 @@ def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None =
                             "check that CACHEPORT_DOCKER (or docker on PATH) is the Docker CLI"))
         return checks
     try:
-        checks.append(Check("buildx", True, docker.buildx.version().strip()))
+        checks.append(Check("buildx", True, client.buildx.version().strip()))
     except DockerException as exc:
         checks.append(Check("buildx", False, f"buildx is not usable: {last_line(exc)}",
                             "install the docker-buildx plugin (docker buildx version must work)"))
@@ -60,38 +60,30 @@ def machine_checks(plan: Plan, environ: Mapping[str, str], builder: str | None =
         checks.append(Check("buildx", False, f"buildx answered, but {unexpected(exc)}",
                             "check that the docker-buildx plugin is the real one (docker buildx version must work)"))
         return checks
-    name = chosen_builder(["--builder", builder] if builder else [], environ)
     try:
-        found = inspect_builder(list(command), environ, name)
+        found = inspect_builder(docker)
     except BuildError as exc:
-        which = f"the builder {name!r}" if name else "the current builder"
-        checks.append(Check("builder", False, f"{which} can't be inspected: {exc}",
+        checks.append(Check("builder", False, f"{which_builder(docker, 'the current builder')} can't be inspected: "
+                            f"{exc}",
                             "check the name (`docker buildx ls`), or create it (`docker buildx create --name NAME`)"))
         return checks
     from cacheport.ops.buildkit import buildkit_checks
 
-    return checks + builder_checks(plan, found) + buildkit_checks(plan, found.name, found.driver, command, environ)
+    return checks + builder_checks(plan, found) + buildkit_checks(plan, found.name, found.driver, docker.command,
+                                                                  docker.environ)
 
 
 def builder_checks(plan: Plan, builder: Builder) -> list[Check]:
     """Whether the builder can import and export each configured cache type."""
     store = " with the containerd image store" if builder.driver == "docker" and builder.containerd_store else ""
     found = [Check("builder", True, f"{builder.name!r} uses the {builder.driver} driver{store}")]
-    _, _, notes = fit_to_builder(plan.imports, plan.exports, builder)
+    _, _, problems = fit_to_builder(plan.imports, plan.exports, builder)
     kinds = sorted({e.type for e in (*plan.imports, *plan.exports)})
-    if notes:
-        found += [Check("cache types", False, note.split("; fix: ")[0].split(". Fix: ")[0], _fix(note))
-                  for note in notes]
+    if problems:
+        found += [Check("cache types", False, p.problem, p.fix) for p in problems]
     else:
         found.append(Check("cache types", True, f"the builder can import and export {', '.join(kinds) or 'nothing'}"))
     return found
-
-
-def _fix(note: str) -> str:
-    for marker in ("; fix: ", ". Fix: "):
-        if marker in note:
-            return note.split(marker, 1)[1]
-    return ""
 
 
 def store_checks(store: CacheStore, kind: str = "registry", who: str = "") -> list[Check]:
