@@ -147,7 +147,7 @@ def imported_modules(path: Path) -> list[str]:
 
 def test_no_test_module_imports_another() -> None:
     """Tests share code through tests/fakes/, tests/e2e/harness.py and conftest fixtures, never by importing a
-    test module: that would collect its tests twice in spirit and tie one file's helpers to another's tests."""
+    test module: that ties one file's helpers to another file's tests, and a move or rename breaks both."""
     modules = sorted((ROOT / "tests").rglob("test_*.py"))
     assert len(modules) > 40
     crossing = [f"{path.relative_to(ROOT)} imports {name}" for path in modules for name in imported_modules(path)
