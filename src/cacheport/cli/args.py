@@ -90,8 +90,6 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
 
         for warning in args_warnings(registry_logins(plan.logins, session.environ)):
             say(f"warning: {warning}")
-    if renderer.name == "bake":
-        _bake_may_use_local_caches(plan)
     target = output
     if target is None and renderer.append_to and session.environ.get(renderer.append_to):
         target = Path(session.environ[renderer.append_to])
@@ -112,6 +110,8 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
                    source="-o" if output is not None else f"${renderer.append_to}")
     else:
         click.echo(text, nl=False)
+    if renderer.name == "bake":  # once the output is out: a failure to write it leaves nothing behind
+        _bake_may_use_local_caches(plan)
 
 
 def promote_all(swaps: Iterable[Swap]) -> None:
