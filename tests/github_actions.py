@@ -1,5 +1,5 @@
 """A composite action's steps run the way the GitHub Actions runner runs them, for the tests of action.yml and
-report/action.yml (tests/test_templates.py, tests/e2e/test_github_action.py).
+report/action.yml (tests/templates/test_templates.py, tests/e2e/test_github_action.py).
 
 What the runner does and this does too: ``${{ inputs.X }}`` (else the input's default), ``${{ github.action_path }}``
 and ``${{ steps.ID.outputs.NAME }}`` filled in (``a || b``: the first that is not empty), a step's ``if:`` (``A == 'x'``,

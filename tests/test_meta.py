@@ -1,7 +1,9 @@
-"""Meta-tests: the plugin API and the backends are documented, and the docs can't drift from the code."""
+"""Meta-tests: the plugin API and the backends are documented, the docs can't drift from the code, and the tests
+stay independent of one another."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import subprocess
@@ -126,3 +128,28 @@ def test_end_to_end_tests_skip_only_through_unavailable() -> None:
             for n, line in enumerate(path.read_text().splitlines(), 1)
             if re.search(r"pytest\.(skip|importorskip)\(|mark\.skip(if)?\b", line)]
     assert bare == [], "use tests/e2e/conftest.py's unavailable() instead"
+
+
+def imported_modules(path: Path) -> list[str]:
+    """Every module ``path`` imports (or may import: ``from a import b`` counts ``a`` and ``a.b``), as an absolute
+    dotted name; relative imports are resolved against the package ``path`` is in."""
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join([*package[:len(package) - node.level + 1], *([node.module] if node.module else [])]) \
+                if node.level else node.module or ""
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return names
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share code through tests/fakes/, tests/e2e/harness.py and conftest fixtures, never by importing a
+    test module: that ties one file's helpers to another file's tests, and a move or rename breaks both."""
+    modules = sorted((ROOT / "tests").rglob("test_*.py"))
+    assert len(modules) > 40
+    crossing = [f"{path.relative_to(ROOT)} imports {name}" for path in modules for name in imported_modules(path)
+                if name.split(".")[0] == "tests" and any(part.startswith("test_") for part in name.split("."))]
+    assert crossing == []

@@ -10,19 +10,8 @@ import pytest
 from cacheport import Backend, BackendEntries, Option, hookimpl
 from cacheport.errors import PluginError
 from cacheport.plugins import Plugins, load
-
-from .fakes.docker import stand_in_docker
-
-
-def make_dist(site: Path, dist: str, module: str, entry_name: str, body: str) -> Path:
-    """Install a minimal distribution into ``site`` the way pip lays one out (dist-info + entry points)."""
-    (site / module).mkdir(parents=True, exist_ok=True)
-    (site / module / "__init__.py").write_text(body)
-    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[cacheport]\n{entry_name} = {module}\n")
-    return site
+from tests.fakes.docker import stand_in_docker
+from tests.fakes.plugins import BROKEN, make_dist
 
 
 @pytest.fixture
@@ -36,7 +25,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     importlib.invalidate_caches()
 
 
-BROKEN = "import cacheport_test_this_module_does_not_exist\n"
 DUPLICATE = """
 from cacheport import Backend, BackendEntries, hookimpl
 

@@ -530,3 +530,45 @@ def read_objstore_env() -> tuple[ObjectStores | None, str]:
         except OSError as exc:
             return None, f"{url} does not answer: {exc}"
     return stores, ""
+
+
+def cold_then_warm(h: Harness, ctx: Path, *args: str, env: dict[str, str], driver: str = "",
+                   oci: bool = False) -> tuple[Result, Result]:
+    """A cold build, then a warm one that only the imported cache can make warm: after a prune, or, with
+    ``driver``, each on a new builder of that driver (``--builder``), removed after it."""
+    def build() -> Result:
+        if not driver:
+            h.prune()
+            return h.build(ctx, *args, env=env, oci=oci)
+        with h.builder(driver) as name:
+            return h.build(ctx, *args, env=env, oci=oci, extra=("--builder", name))
+
+    cold = build()
+    assert cold.code == 0, cold.log
+    assert cold.ran, "the cold build should have run its steps"
+    warm = build()
+    assert warm.code == 0, warm.log
+    assert warm.ran == [], f"steps ran despite the imported cache:\n{warm.log}"
+    assert warm.rand == cold.rand
+    assert ": 4/4 steps cached, 0 executed" in warm.log
+    said = set(warm.cache["import"].values())  # BuildKit says it read the cache (gha never says either way)
+    assert "hit" in said or said == {"unknown"}, warm.log
+    return cold, warm
+
+
+def s3_keys(stores: ObjectStores) -> list[tuple[str, bool]]:
+    """Every object moto ever held, with whether it was deleted since: from moto's own state API."""
+    with urllib.request.urlopen(f"{stores.s3_endpoint}/moto-api/data.json", timeout=10) as response:
+        return [(k.get("name", ""), bool(k.get("disposed"))) for k in json.load(response)["s3"].get("FakeKey", [])]
+
+
+def pulp_env(pulp: Pulp, project: str, branch: str = "main", **extra: str) -> dict[str, str]:
+    """A GitLab job whose cache backend is the real Pulp, logging in with the admin account."""
+    return {
+        **gitlab_env("registry.invalid/unused", branch, CI_PROJECT_PATH=project),
+        "CACHEPORT_BACKEND": "pulp",
+        "CACHEPORT_PULP__URL": pulp.url,  # http://127.0.0.1:PORT: plain HTTP, so registry.insecure=true
+        "PULP_USERNAME": pulp.user,
+        "PULP_PASSWORD": pulp.password,
+        **extra,
+    }

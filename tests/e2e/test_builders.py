@@ -13,10 +13,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from .harness import Harness, ObjectStores, Pulp, gitlab_env
-from .test_builds import cold_then_warm
-from .test_objstore import s3_keys
-from .test_pulp import pulp_env
+from .harness import Harness, ObjectStores, Pulp, cold_then_warm, gitlab_env, pulp_env, s3_keys
 
 
 def test_registry_backend_on_docker_container(buildkit: Harness, tmp_path: Path) -> None:

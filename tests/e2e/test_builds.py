@@ -11,31 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Harness, Result, gitlab_env
-
-
-def cold_then_warm(h: Harness, ctx: Path, *args: str, env: dict[str, str], driver: str = "",
-                   oci: bool = False) -> tuple[Result, Result]:
-    """A cold build, then a warm one that only the imported cache can make warm: after a prune, or, with
-    ``driver``, each on a new builder of that driver (``--builder``), removed after it."""
-    def build() -> Result:
-        if not driver:
-            h.prune()
-            return h.build(ctx, *args, env=env, oci=oci)
-        with h.builder(driver) as name:
-            return h.build(ctx, *args, env=env, oci=oci, extra=("--builder", name))
-
-    cold = build()
-    assert cold.code == 0, cold.log
-    assert cold.ran, "the cold build should have run its steps"
-    warm = build()
-    assert warm.code == 0, warm.log
-    assert warm.ran == [], f"steps ran despite the imported cache:\n{warm.log}"
-    assert warm.rand == cold.rand
-    assert ": 4/4 steps cached, 0 executed" in warm.log
-    said = set(warm.cache["import"].values())  # BuildKit says it read the cache (gha never says either way)
-    assert "hit" in said or said == {"unknown"}, warm.log
-    return cold, warm
+from .harness import Harness, Result, cold_then_warm, gitlab_env
 
 
 def test_registry_backend(harness: Harness, tmp_path: Path) -> None:

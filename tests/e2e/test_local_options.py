@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .harness import Harness, clean_environ
-from .test_builds import cold_then_warm
+from .harness import Harness, clean_environ, cold_then_warm
 
 
 def test_a_tagged_local_cache_is_written_read_and_listed_under_its_tag(harness: Harness, tmp_path: Path) -> None:

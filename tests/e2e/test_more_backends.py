@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import unavailable
-from .harness import Harness, github_env, gitlab_env
-from .test_builds import cold_then_warm
+from .harness import Harness, cold_then_warm, github_env, gitlab_env
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .harness import ObjectStores, clean_environ
+from .harness import ObjectStores, clean_environ, s3_keys
 
 
 def doctor(tmp_path: Path, toml: str, env: dict[str, str], backend: str) -> dict[str, dict[str, object]]:
@@ -31,12 +30,6 @@ def doctor(tmp_path: Path, toml: str, env: dict[str, str], backend: str) -> dict
 def s3_toml(stores: ObjectStores, bucket: str | None = None, prefix: str = "team/app/") -> str:
     return (f'[s3]\nbucket = "{bucket or stores.s3_bucket}"\nregion = "{stores.s3_region}"\n'
             f'endpoint_url = "{stores.s3_endpoint}"\nuse_path_style = true\nprefix = "{prefix}"\n')
-
-
-def s3_keys(stores: ObjectStores) -> list[tuple[str, bool]]:
-    """Every object moto ever held, with whether it was deleted since: from moto's own state API."""
-    with urllib.request.urlopen(f"{stores.s3_endpoint}/moto-api/data.json", timeout=10) as response:
-        return [(k.get("name", ""), bool(k.get("disposed"))) for k in json.load(response)["s3"].get("FakeKey", [])]
 
 
 def test_s3_doctor_writes_and_deletes_one_object_with_working_credentials(objstores: ObjectStores,

@@ -14,20 +14,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from .harness import Harness, Pulp, clean_environ, gitlab_env
-from .test_builds import cold_then_warm
-
-
-def pulp_env(pulp: Pulp, project: str, branch: str = "main", **extra: str) -> dict[str, str]:
-    """A GitLab job whose cache backend is the real Pulp, logging in with the admin account."""
-    return {
-        **gitlab_env("registry.invalid/unused", branch, CI_PROJECT_PATH=project),
-        "CACHEPORT_BACKEND": "pulp",
-        "CACHEPORT_PULP__URL": pulp.url,  # http://127.0.0.1:PORT: plain HTTP, so registry.insecure=true
-        "PULP_USERNAME": pulp.user,
-        "PULP_PASSWORD": pulp.password,
-        **extra,
-    }
+from .harness import Harness, Pulp, clean_environ, cold_then_warm, gitlab_env, pulp_env
 
 
 def cacheport(h: Harness, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

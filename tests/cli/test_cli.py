@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import GITLAB_ENV
-from .fakes.caches import local_cache
-from .test_plugins import BROKEN, make_dist
+from tests.conftest import GITLAB_ENV
+from tests.fakes.caches import local_cache
+from tests.fakes.plugins import BROKEN, make_dist
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

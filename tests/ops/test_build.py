@@ -15,8 +15,7 @@ from cacheport.entry import CacheEntry
 from cacheport.ops.build import choose_logins, command, image_output
 from cacheport.ops.docker import Builder, fit_to_builder
 from cacheport.records import Login
-
-from .fakes.docker import stand_in_docker
+from tests.fakes.docker import stand_in_docker
 
 REGISTRY = CacheEntry("registry", {"ref": "r/app:main"})
 S3 = CacheEntry("s3", {"bucket": "b", "region": "eu"})
@@ -100,7 +99,7 @@ def test_the_rawjson_stream_reads_like_plain_progress_for_both_generations() -> 
     from cacheport.ops.progress import PlainPrinter
 
     for generation in ("old", "current"):
-        stream = (Path(__file__).parent / "data" / "buildkit" / generation / "cold.rawjson").read_text()
+        stream = (Path(__file__).parent.parent / "data" / "buildkit" / generation / "cold.rawjson").read_text()
         lines: list[str] = []
         printer = PlainPrinter(lines.append)
         for i in range(0, len(stream), 97):  # in pieces that cut objects and lines apart, as a pipe does

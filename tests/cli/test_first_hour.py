@@ -132,7 +132,7 @@ def test_getting_started_s_ci_example_leaves_the_next_section_on_the_laptop(repo
                                                                             clean_env: dict[str, str]) -> None:
     """The page's commands run in one shell, as a reader types them: the GitLab variables of "The same command
     in CI" must not leak into "A cache of your choosing", whose output is a laptop's."""
-    page = (Path(__file__).resolve().parent.parent / "docs" / "getting-started.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "getting-started.md").read_text()
 
     def commands(heading: str) -> str:
         section = page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]

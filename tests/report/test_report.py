@@ -38,7 +38,7 @@ from cacheport.report import (
     parse_rawjson,
 )
 
-DATA = Path(__file__).parent / "data" / "buildkit"
+DATA = Path(__file__).parent.parent / "data" / "buildkit"
 GENERATIONS = ("old", "current")
 
 

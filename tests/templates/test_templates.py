@@ -23,11 +23,10 @@ import pytest
 import yaml
 
 from cacheport.plugins import Plugins
+from tests import github_actions
+from tests.github_actions import expression, read_outputs
 
-from . import github_actions
-from .github_actions import expression, read_outputs
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "gitlab" / "cacheport.gitlab-ci.yml"
 BUILD_COMPONENT = ROOT / "templates" / "container-build.yml"
 CLEANUP_COMPONENT = ROOT / "templates" / "cache-cleanup.yml"

@@ -32,7 +32,7 @@ from tests.fakes.hostile import BEHAVIOURS, MARKER, USER, HostileRegistry, Recor
 BACKENDS = ("local", "registry", "gitlab", "pulp", "azblob", "s3", "gha", "inline", "acme", "shared-dir")
 MACHINE_FORMATS = ("args", "lines", "bake", "buildctl", "github", "dotenv")
 FORMS = secret_forms([MARKER])
-# Behaviours that only cost time (a minute of dribble, a thousand pages): proven in test_hostile.py.
+# Behaviours that only cost time (a minute of dribble, a thousand pages): proven in tests/oci/test_hostile.py.
 SLOW = {"slow-body", "link-endless"}
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # What an error line names: a file, a key, a flag, a variable, a host.

@@ -1,0 +1,1 @@
+"""Tests of cacheport.cli: the commands, their output files and what they print."""

@@ -1,0 +1,1 @@
+"""Tests of cacheport.ops: the side-effect layer (docker, buildx, registries, files)."""

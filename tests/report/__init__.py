@@ -1,0 +1,1 @@
+"""Tests of cacheport.report: the build report's model, sources and rendering."""

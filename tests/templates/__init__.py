@@ -1,0 +1,1 @@
+"""Tests of templates/: the GitHub action and the GitLab CI template, run through their expressions."""
