@@ -61,3 +61,26 @@ def test_streamed_copy_uses_flat_chunks(fake: FakeRegistry) -> None:
         assert how == "uploaded"
         assert other.blobs["b/c"][digest] == data
     assert max(sizes) <= CHUNK and sum(sizes) == len(data) == target.counters.bytes_uploaded
+
+
+def test_a_manifest_refused_for_a_blob_the_registry_called_present_is_sent_again_with_its_blobs() -> None:
+    """Pulp, with two caches copied into one repository at once, can answer a blob present (or mounted) and then
+    refuse the manifest that names it: the blobs go again, and the manifest is written."""
+    import threading
+
+    from cacheport.oci.copy import Copier, Reporter
+
+    with FakeRegistry() as fake:
+        index = cache_index(fake, "old/cache", "main")
+        # the mount answers 201 without the blob arriving: the registry says it has what it does not
+        fake.faults.append(("POST", r"/v2/new/cache/blobs/uploads/\?.*mount=", 201, {"Location": "/v2/new/cache/x"}))
+        with Registry(fake.host) as client:
+            old, new = RegistryRepository(client, "old/cache"), RegistryRepository(client, "new/cache")
+            copier = Copier(2, Reporter(), threading.Event())
+            try:
+                copier.cache(old, new, index, index, "main")
+            finally:
+                copier.close()
+        assert "main" in fake.manifests["new/cache"]
+        assert set(fake.blobs["new/cache"]) == {d.digest for d in index.descriptors()}
+        assert [m for m, p in fake.log if m == "PUT" and "/manifests/main" in p] == ["PUT", "PUT"]

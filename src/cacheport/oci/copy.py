@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from cacheport.errors import CacheportError, Interrupted
+from cacheport.errors import CacheportError, Interrupted, RegistryError
 from cacheport.oci.format import MANIFEST_TYPES, Descriptor, Manifest
 from cacheport.records import BlobSource, StoreSession
 
@@ -118,9 +118,27 @@ class Copier:
         if errors:
             raise errors[0]
         for child in children:  # an image index's own manifests, before the index that names them
-            target.put_manifest(child.digest, child)
-        target.put_manifest(name, out)
+            self._put_manifest(source, target, child.digest, child, blobs)
+        self._put_manifest(source, target, name, out, blobs)
         return Tally(counts["uploaded"], counts["mounted"], counts["present"], size, resumed)
+
+    def _put_manifest(self, source: StoreSession, target: StoreSession, reference: str, manifest: Manifest,
+                      blobs: list[Descriptor]) -> None:
+        """Write a manifest whose blobs are all there. A registry that keeps blobs apart from its repositories
+        (Pulp, with two caches copied into one repository at once) can call a blob present, or mounted, and still
+        refuse a manifest that names it: such blobs are sent again, whole, and the manifest with them, twice at
+        the most."""
+        for attempt in range(3):
+            try:
+                target.put_manifest(reference, manifest)
+                return
+            except RegistryError as exc:
+                if exc.code not in _BLOB_UNKNOWN or attempt == 2 or self.stop.is_set():
+                    raise
+                named = [b for b in blobs if b.digest in str(exc)] or blobs
+                for blob in named:
+                    copy_blob(source, target, blob, self.reporter.advance, self.stop.is_set, again=True)
+                self.stop.wait(0.5 * (attempt + 1))
 
     def would_copy(self, source: StoreSession, target: StoreSession, manifest: Manifest) -> Tally:
         """What :meth:`cache` would do, asking the target only which blobs it has."""
@@ -156,16 +174,16 @@ class Copier:
 
 def copy_blob(source: StoreSession, target: StoreSession, blob: Descriptor,
               progress: Callable[[int], None] | None = None,
-              stopping: Callable[[], bool] | None = None) -> tuple[str, int]:
+              stopping: Callable[[], bool] | None = None, again: bool = False) -> tuple[str, int]:
     """Make a blob present in ``target``: ``mounted`` (no bytes moved), ``present`` (already was) or ``uploaded``,
     with the bytes sent. The target reads the source again from an offset when it resumes an upload.
 
     A mount is tried first: where one is possible it is one round trip whether or not the target already had
-    the blob (a blob already there counts as mounted).
+    the blob (a blob already there counts as mounted). ``again``: upload it whatever the target says it has.
     """
-    if target.mount_from(source, blob.digest):
+    if not again and target.mount_from(source, blob.digest):
         return "mounted", 0
-    if target.blob_size(blob.digest) is not None:
+    if not again and target.blob_size(blob.digest) is not None:
         return "present", 0
     sent = 0
 
@@ -195,6 +213,10 @@ def tree(source: StoreSession, manifest: Manifest) -> tuple[list[Descriptor], li
         else:
             blobs.setdefault(descriptor.digest, descriptor)
     return list(blobs.values()), children
+
+
+# What a registry answers a manifest naming a blob it lacks: the distribution spec's code, and Pulp's.
+_BLOB_UNKNOWN = ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN")
 
 
 def _never() -> bool:
