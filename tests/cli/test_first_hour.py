@@ -3,6 +3,7 @@ as written on a laptop, in a fresh git repository with no remote and no config."
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -280,20 +281,27 @@ def test_status_of_a_local_cache_claims_no_format_its_table_contradicts(repo: Pa
 
 
 @pytest.mark.parametrize("ci_file, backend", [(".gitlab-ci.yml", "gitlab"), (".github/workflows", "gha"), (None, None)])
-def test_init_on_a_laptop_warns_that_the_ci_would_read_backend_local(ci_file: str | None, backend: str | None,
-                                                                     repo: Path, clean_env: dict[str, str]) -> None:
+def test_init_on_a_laptop_leaves_the_backend_to_each_place_when_a_ci_reads_the_file_too(
+        ci_file: str | None, backend: str | None, repo: Path, clean_env: dict[str, str]) -> None:
     if ci_file:
         (repo / ci_file).parent.mkdir(parents=True, exist_ok=True)
         (repo / ci_file).mkdir() if ci_file.endswith("workflows") else (repo / ci_file).write_text("build: {}\n")
     out = run("init", env=clean_env, cwd=repo)
     assert out.returncode == 0, out.stderr
-    assert (repo / "cacheport.toml").read_text() == 'backend = "local"\n'
+    written = (repo / "cacheport.toml").read_text()
     if backend:
-        assert out.stderr.startswith(f"cacheport: warning: {ci_file} builds this repository too, and its jobs read "
-                                     'this file: with backend = "local" each job keeps its cache in its own directory')
-        assert f"without a backend line they use {backend}" in out.stderr
+        # backend = "local" here would be the CI jobs' backend too, each job keeping its cache to itself
+        assert "backend =" not in written.replace('#   backend = "registry"', "")
+        assert f"{ci_file} builds with {backend}" in out.stdout and out.stderr == ""
+        plan = json.loads(run("explain", "--format", "json", env=clean_env, cwd=repo).stdout)
+        assert plan["backend"] == "local"  # this laptop still keeps its own
+        in_ci = run("explain", "--format", "json", env={**clean_env, "GITLAB_CI": "true", "CI": "true",
+                    "CI_REGISTRY_IMAGE": "127.0.0.1:5000/group/app", "CI_PROJECT_PATH": "group/app",
+                    "CI_COMMIT_REF_NAME": "main", "CI_DEFAULT_BRANCH": "main"}, cwd=repo)
+        if backend == "gitlab":
+            assert json.loads(in_ci.stdout)["backend"] == "gitlab", in_ci.stderr
     else:
-        assert out.stderr == ""
+        assert written == 'backend = "local"\n' and out.stderr == ""
     chosen = run("init", "--force", "--backend", "local", env=clean_env, cwd=repo)
     assert chosen.returncode == 0 and chosen.stderr == ""  # asked for by name: no warning
 

@@ -46,29 +46,35 @@ def command(backend: str | None, sets: list[tuple[str, str]], force: bool, dry_r
     shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # elsewhere: where, in full
     if path.exists() and not force and not dry_run:
         raise ConfigError(f"{shown} exists already, and cacheport reads it from here; use --force to overwrite it")
-    text = starter(chosen.name, typed(chosen, sets))
+    from cacheport.cli.switch import ci_files
+
+    shared = ci_files(cwd) if chosen.name == "local" and not backend and not sets and context.provider == "local" \
+        else []
+    text = _each_its_default(shared) if shared else starter(chosen.name, typed(chosen, sets))
     session.plan_for_text(text, path)
     if dry_run:
         say(f"would write {shown}")
         click.echo(text, nl=False)
         return
     write_file(path, text, mode=0o644)
+    if shared:
+        click.echo(f"wrote {shown} with no backend line: this laptop keeps a local cache, and "
+                   f"{' and '.join(f'{name} builds with {ci}' for name, ci in shared)} (its default); "
+                   "`cacheport explain` shows what it does.")
+        return
     click.echo(f"wrote {shown}: backend = {chosen.name} ({context.provider} detected). "
                "`cacheport explain` shows what it does.")
-    _warn_local_in_ci(chosen.name, backend, context.provider, cwd)
 
 
-def _warn_local_in_ci(chosen: str, asked: str | None, provider: str, cwd: Path) -> None:
-    """A laptop's default, local, in a file the CI reads too: its jobs would each keep the cache to themselves."""
-    from cacheport.cli.switch import ci_files
-
-    if chosen != "local" or asked or provider != "local":
-        return
-    for name, backend in ci_files(cwd):
-        say(f"warning: {name} builds this repository too, and its jobs read this file: with backend = \"local\" "
-            f"each job keeps its cache in its own directory, and no job finds another's; without a backend line "
-            f"they use {backend}, or name a shared backend (`cacheport init --force --backend registry --set "
-            "ref=...`)")
+def _each_its_default(ci: list[tuple[str, str]]) -> str:
+    """A starter for a repository that a CI builds too: a laptop's default (local) in the file would become the
+    CI jobs' backend, each job keeping its cache to itself; with no backend line each place keeps its own."""
+    names = " and ".join(f"{name} ({backend})" for name, backend in ci)
+    return (f"# cacheport.toml: read on laptops and by the jobs of {names}. With no backend line each uses its\n"
+            "# own default: a local cache on a laptop, the CI's own in its jobs. To share one cache everywhere:\n"
+            "#   backend = \"registry\"\n"
+            "#   [registry]\n"
+            "#   ref = \"registry.example.com/team/app/cache\"\n")
 
 
 def _target(session: Session, root: Path, replacing: bool) -> Path:
