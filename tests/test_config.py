@@ -31,6 +31,18 @@ def test_pyproject_without_the_table_is_skipped_and_cacheport_toml_wins(tmp_path
     assert find_config(inner) == (tmp_path / "cacheport.toml", "")
 
 
+def test_the_search_stops_at_the_top_of_the_git_checkout(tmp_path: Path) -> None:
+    # a leftover file above the repository belongs to something else
+    write(tmp_path / "pyproject.toml", '[tool.cacheport]\nbackend = "registy"\n')
+    repo = tmp_path / "app"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src").mkdir()
+    assert find_config(repo / "src") is None
+    write(repo / "cacheport.toml", 'backend = "local"\n')
+    assert find_config(repo / "src") == (repo / "cacheport.toml", "")
+    assert find_config(tmp_path) == (tmp_path / "pyproject.toml", "tool.cacheport")  # outside any checkout: upward
+
+
 def test_file_values_and_their_sources(tmp_path: Path) -> None:
     write(tmp_path / "cacheport.toml", 'backend = "registry"\nkey = "web"\n[registry]\nref = "r.example/app"\n')
     config = load_config(tmp_path, {})

@@ -87,7 +87,8 @@ class Config:
 
 
 def find_config(start: Path) -> tuple[Path, str] | None:
-    """The nearest ``cacheport.toml``, or ``pyproject.toml`` with ``[tool.cacheport]``, from ``start`` up."""
+    """The nearest ``cacheport.toml``, or ``pyproject.toml`` with ``[tool.cacheport]``, from ``start`` up to the
+    top of the git checkout it is in (a file above it belongs to something else), or to the root outside one."""
     for folder in (start, *start.parents):
         own = folder / "cacheport.toml"
         if own.is_file():
@@ -97,6 +98,8 @@ def find_config(start: Path) -> tuple[Path, str] | None:
             data = _read_toml(pyproject)
             if isinstance(data.get("tool"), dict) and "cacheport" in data["tool"]:
                 return pyproject, "tool.cacheport"
+        if (folder / ".git").exists():
+            return None
     return None
 
 
