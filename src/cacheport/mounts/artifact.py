@@ -17,6 +17,7 @@ from cacheport.errors import MountError, RegistryError
 from cacheport.masking import printable
 from cacheport.mounts import CacheMount, MountArchive
 from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from cacheport.timestamps import go_time
 
 #: The artifact's type; a later format gets ``v2`` and this cacheport refuses it.
 ARTIFACT_TYPE = "application/vnd.cacheport.mounts.v1"
@@ -85,6 +86,15 @@ def manifest_for(archives: Sequence[MountArchive], created: datetime | None = No
 def _annotations(mount: CacheMount) -> dict[str, str]:
     return {_KEY + "id": mount.id, _KEY + "target": mount.target, _KEY + "sharing": mount.sharing,
             _KEY + "uid": str(mount.uid), _KEY + "gid": str(mount.gid), _KEY + "mode": f"{mount.mode:o}"}
+
+
+def created(manifest: Manifest) -> datetime | None:
+    """When the artifact was written (its ``org.opencontainers.image.created``), when it says."""
+    try:
+        annotations = manifest.json.get("annotations")
+    except RegistryError:
+        return None
+    return go_time(annotations.get(CREATED)) if isinstance(annotations, dict) else None
 
 
 def is_mounts(manifest: Manifest) -> bool:
