@@ -32,6 +32,7 @@ SUFFIX = ".mounts"
 #: The longest tag a registry takes (the distribution spec's 128 characters).
 NAME_MAX = 128
 CREATED = "org.opencontainers.image.created"
+NAME = "io.cacheport.mounts.name"
 _KEY = "io.cacheport.mount."
 _FIELDS = ("id", "target", "sharing", "uid", "gid", "mode")
 _NEWER = re.compile(r"application/vnd\.cacheport\.mounts?\.v(\d+)")
@@ -73,13 +74,20 @@ def layer_name_of(name: str) -> str | None:
     return base
 
 
-def manifest_for(archives: Sequence[MountArchive], created: datetime | None = None) -> Manifest:
-    """The artifact's manifest for these archives, one layer each, in the order given."""
+def manifest_for(archives: Sequence[MountArchive], created: datetime | None = None, name: str = "") -> Manifest:
+    """The artifact's manifest for these archives, one layer each, in the order given.
+
+    ``name``, the name it is written under, makes two names' manifests differ even when their archives are the
+    same: a registry deletes a manifest, with every tag pointing at it, so pruning one must not take the other.
+    """
     layers = [Descriptor(LAYER_TYPE, a.digest, a.size, _annotations(a.mount)).as_json() for a in archives]
     doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
                            "config": EMPTY_CONFIG.as_json(), "layers": layers}
-    if created is not None:
-        doc["annotations"] = {CREATED: created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    annotations = {CREATED: created.strftime("%Y-%m-%dT%H:%M:%SZ")} if created is not None else {}
+    if name:
+        annotations[NAME] = name
+    if annotations:
+        doc["annotations"] = annotations
     return Manifest.from_json(doc)
 
 
