@@ -169,3 +169,13 @@ def test_a_fixed_tag_store_lists_its_mounts_too(fake: FakeRegistry, archives: li
         publish(session, "buildcache", archives, limits=LIMITS)
         fake.add_manifest("app/cache", "other", {"schemaVersion": 2, "mediaType": "x", "manifests": []})
         assert session.names() == [mounts_name("buildcache")]
+
+
+def test_two_mounts_with_the_same_bytes_and_the_dockerfiles_settings_now(layout: Layout, tmp_path: Path) -> None:
+    one = make(tmp_path / "one.tgz", PIP, {})
+    two = MountArchive(GO, one.path, one.digest, one.size)  # two empty caches: the same archive
+    assert [o.action for o in publish(layout, "main", [one, two], limits=LIMITS)] == ["saved", "saved"]
+    changed = CacheMount("gomod", "/go/pkg/mod", uid=1000, gid=1000, mode=0o700)
+    got, outcomes = fetch(layout, ["main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, changed])
+    assert [o.action for o in outcomes] == ["restored", "restored"]
+    assert len({g.path for g in got}) == 2 and [g.mount for g in got] == [PIP, changed]

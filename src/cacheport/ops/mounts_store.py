@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
+
 from cacheport.errors import CacheportError, MountError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
@@ -48,11 +50,13 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
     Returns the archives (digest and safety checked), and one outcome per mount: ``restored`` for each archive
     fetched (downloaded and checked; the caller makes it ``failed`` if the builder then can't take it),
     ``missed``, ``refused`` (hostile), ``too-large`` or ``failed``. With ``wanted`` (the build's mounts), only
-    those are fetched, and each has an outcome; without, every mount the artifact holds, and a missing or
-    unreadable artifact is one outcome with an empty id.
+    those are fetched (matched by id, and returned with the wanted mount's settings), and each has an outcome;
+    without, every mount the artifact holds, and a missing or unreadable artifact is one outcome with an empty
+    id.
     """
     began = time.monotonic()
     ids = [m.id for m in wanted] if wanted is not None else None
+    current = {m.id: m for m in wanted or ()}
     found, problems = _first_artifact(session, chain(names))
     if found is None:
         detail = "; ".join(problems) or f"no cache mounts under {', '.join(chain(names)) or 'any name'}"
@@ -68,7 +72,8 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         if mount_id not in by_id:
             outcomes[mount_id] = MountOutcome(mount_id, "missed", name, detail=f"{name} holds no mount {mount_id!r}")
             continue
-        mount, layer = by_id[mount_id]
+        stored, layer = by_id[mount_id]
+        mount = current.get(mount_id, stored)  # restored with the Dockerfile's settings as they are now
         total += layer.size
         if layer.size > limits.per_mount or total > limits.total:
             total -= layer.size
@@ -79,7 +84,8 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         todo.append((mount, layer))
     dest_dir.mkdir(parents=True, exist_ok=True)
     got: list[MountArchive] = []
-    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits), todo, JOBS):
+    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits),
+                                        list(enumerate(todo)), JOBS):
         outcomes[mount.id] = outcome
         if archive is not None:
             got.append(archive)
@@ -103,11 +109,12 @@ def _first_artifact(session: StoreSession, names: Sequence[str],
     return None, problems
 
 
-def _download(session: StoreSession, name: str, item: tuple[CacheMount, Descriptor], dest_dir: Path,
+def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMount, Descriptor]], dest_dir: Path,
               limits: MountLimits) -> tuple[CacheMount, MountOutcome, MountArchive | None]:
-    mount, layer = item
+    index, (mount, layer) = item
     began = time.monotonic()
-    path = dest_dir / f"{layer.digest.removeprefix('sha256:')[:32]}.tar.gz"
+    # Two mounts may hold the same bytes (two empty caches): each its own file.
+    path = dest_dir / f"{index}-{layer.digest.removeprefix('sha256:')[:16]}.tar.gz"
     try:
         _stream_to(session, layer, path)
         archives_.check(path, limit=limits.per_mount, name=mount.id)
@@ -180,8 +187,11 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             session.put_blob(EMPTY_CONFIG, [EMPTY_DATA])
     except CacheportError as exc:
         return [outcomes.get(a.mount.id) or _failed(a, target, exc) for a in archives]
-    for archive, result in each(lambda a: (a, _upload(session, target, a)), changed, JOBS):
-        outcomes[archive.mount.id] = result
+    # Two mounts holding the same bytes share one blob: it is sent once.
+    sent = {a.digest: result for a, result in
+            each(lambda a: (a, _upload(session, target, a)), list({a.digest: a for a in changed}.values()), JOBS)}
+    for archive in changed:
+        outcomes[archive.mount.id] = attrs.evolve(sent[archive.digest], id=archive.mount.id)
     for a in same:
         outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
                                             detail="equal to the stored archive; nothing uploaded")
