@@ -56,7 +56,7 @@ def test_target_aliases_quotes_and_key_case() -> None:
 def test_other_mount_types_and_other_flags_are_not_cache_mounts() -> None:
     assert ids("""
         FROM alpine
-        RUN --network=none --mount=type=bind,source=x,target=/x --mount=target=/y --mount=type=secret,id=s \\
+        RUN --network=none --mount=type=bind,source=$UNSET,target=/x --mount=target=/y --mount=type=secret,id=s \\
             --mount=type=tmpfs,target=/t --mount=type=ssh --mount=type=cache,target=/c true
         """) == ["/c"]
 
@@ -254,8 +254,8 @@ def test_one_mount_per_id_and_a_warning_when_owners_differ() -> None:
     ("type=cache,target=/x,sharing=sometimes", "sharing=sometimes (allowed: shared, private, locked)"),
     ("type=cache,target=/x,uid=-1", "uid=-1 is not a number"),
     ("type=cache,target=/x,gid=4294967296", "gid=4294967296 is not a number"),
-    ("type=cache,target=/x,mode=0o755", "mode=0o755 is not a octal number"),
-    ("type=cache,target=/x,mode=0799", "mode=0799 is not a octal number"),
+    ("type=cache,target=/x,mode=0o755", "mode=0o755 is not an octal number"),
+    ("type=cache,target=/x,mode=0799", "mode=0799 is not an octal number"),
     ("type=cache,id=x", "a cache mount needs a target"),
     ("type=cache,target=/x,colour=red", "unknown key 'colour'"),
     ("type=cache,target=/x,shared", "'shared' must be a key=value pair"),

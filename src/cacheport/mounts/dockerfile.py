@@ -194,7 +194,7 @@ class _Reader:
                             needs.append(_expand(flag.partition("=")[2], values, self.escape, strict=False))
             elif ins.name == "RUN":
                 for flag in ins.flags:
-                    if flag.partition("=")[0].lower() == "--mount":
+                    if flag.partition("=")[0] == "--mount":
                         mount = self._mount(flag.partition("=")[2], values, stage, ins.start_line, needs)
                         if mount is not None:
                             mounts.append(mount)
@@ -222,26 +222,23 @@ class _Reader:
             fields = _parse_mount(flag)
             if "$" in fields.get("from", ""):
                 raise ValueError("'from' takes no variables (BuildKit refuses them; name a stage instead)")
-            fields = {k: _expand(v, values, self.escape) for k, v in fields.items()}
-        except _Unresolved as exc:
-            self.warn(line, f"cache mount skipped: {exc}")
-            return None
+            kind = _expand(fields.get("type", "bind"), values, self.escape).lower()
+            if kind not in _MOUNT_TYPES:
+                raise ValueError(f"unknown type {kind!r} (allowed: {', '.join(_MOUNT_TYPES)})")
         except ValueError as exc:
             self.warn(line, f"--mount={flag} skipped: {exc}")
             return None
         if fields.get("from"):
             needs.append(fields["from"])
-        kind = fields.get("type", "bind").lower()
-        if kind not in _MOUNT_TYPES:
-            self.warn(line, f"--mount={flag} skipped: unknown type {kind!r} (allowed: {', '.join(_MOUNT_TYPES)})")
-            return None
         if kind != "cache" or fields.get("from"):
             return None  # a cache mount from a stage or an image starts from that content, not from ours
         try:
-            return _cache_mount(fields, stage.label, line)
+            return _cache_mount({k: _expand(v, values, self.escape) for k, v in fields.items()}, stage.label, line)
+        except _Unresolved as exc:
+            self.warn(line, f"cache mount skipped: {exc}")
         except ValueError as exc:
             self.warn(line, f"--mount={flag} skipped: {exc}")
-            return None
+        return None
 
 
 def _cache_mount(fields: Mapping[str, str], stage: str, line: int) -> CacheMount:
@@ -261,7 +258,7 @@ def _cache_mount(fields: Mapping[str, str], stage: str, line: int) -> CacheMount
         except ValueError:
             value = -1
         if not (text.isascii() and text.isdigit() and 0 <= value < 1 << 32):
-            raise ValueError(f"{key}={text} is not a{' octal' if base == 8 else ''} number")
+            raise ValueError(f"{key}={text} is not {'an octal' if base == 8 else 'a'} number")
         return value
 
     return CacheMount(id=fields.get("id") or _clean(target), target=target, sharing=sharing,
@@ -273,7 +270,7 @@ def _stages(instructions: list[DockerfileInstruction], args: dict[str, str], bui
             escape: str) -> list[_Stage]:
     """The stages; ``args`` gets the global ARGs (those before the first FROM) with their values."""
     stages: list[_Stage] = []
-    header: list[Any] = []  # (FROM, body) pairs
+    header: list[tuple[DockerfileInstruction, list[DockerfileInstruction]]] = []  # (FROM, body) pairs
     for ins in instructions:
         if ins.name == "FROM":
             header.append((ins, []))
