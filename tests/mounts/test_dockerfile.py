@@ -45,6 +45,23 @@ def test_defaults_are_buildkits() -> None:
                                  sharing="shared", uid=0, gid=0, mode=0o755, stage="0", line=2)]
 
 
+def test_a_relative_target_is_under_the_workdir_and_its_id_as_written() -> None:
+    mounts, warnings = read("""
+        FROM alpine AS base
+        RUN --mount=type=cache,target=.cache/a true
+        WORKDIR /src
+        ARG SUB=app
+        WORKDIR $SUB
+        RUN --mount=type=cache,target=.cache/b true
+        FROM base
+        WORKDIR ../lib
+        RUN --mount=type=cache,target=./c/ true
+        """)
+    assert warnings == []
+    assert [(m.id, m.target) for m in mounts] == [(".cache/a", ".cache/a"), (".cache/b", "/src/app/.cache/b"),
+                                                 ("c", "/src/lib/c")]
+
+
 def test_target_aliases_quotes_and_key_case() -> None:
     assert ids("""
         FROM alpine
