@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cacheport.errors import RegistryError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits
 from cacheport.mounts.archive import digest_of
 from cacheport.mounts.artifact import layers_of, manifest_for, mounts_name
@@ -171,3 +172,42 @@ def test_two_mounts_with_the_same_bytes_and_the_dockerfiles_settings_now(layout:
     got, outcomes = fetch(layout, ["main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, changed])
     assert [o.action for o in outcomes] == ["restored", "restored"]
     assert len({g.path for g in got}) == 2 and [g.mount for g in got] == [PIP, changed]
+
+
+def test_a_mount_as_restored_from_another_name_is_saved_without_its_file(layout: Layout,
+                                                                         archives: list[MountArchive],
+                                                                         tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    got, _ = fetch(layout, ["feature", "main"], tmp_path / "in", limits=LIMITS)
+    for g in got:
+        g.path.unlink()  # the caller's temporary files are gone; the layers are in the store
+    changed = mount_archive(tmp_path / "go2.tgz", GO, {"mod/z": b"new"})
+    written: list[str] = []
+    put_blob = layout.put_blob
+    layout.put_blob = lambda d, chunks, progress=None: (written.append(d.digest), put_blob(d, chunks, progress))
+    outcomes = publish(layout, "feature", [got[0], changed], limits=LIMITS)
+    assert [(o.action, o.name) for o in outcomes] == [("saved", "feature.mounts")] * 2
+    assert "nothing uploaded" in outcomes[0].detail
+    assert changed.digest in written and got[0].digest not in written
+    again, _ = fetch(layout, ["feature"], tmp_path / "again", limits=LIMITS)
+    assert [a.path.read_bytes() for a in again] == [archives[0].path.read_bytes(), changed.path.read_bytes()]
+
+
+def test_a_failed_upload_keeps_what_was_stored_for_that_mount(layout: Layout, archives: list[MountArchive],
+                                                               tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    gone = mount_archive(tmp_path / "gone.tgz", GO, {"mod/q": b"q"})
+    newer = mount_archive(tmp_path / "pip2.tgz", PIP, {"b.whl": b"b"})
+    real = layout.put_blob
+
+    def refuse(d, chunks, progress=None):  # type: ignore[no-untyped-def]
+        if d.digest == gone.digest:
+            raise RegistryError("HTTP 500 from the store")
+        return real(d, chunks, progress)
+
+    layout.put_blob = refuse  # type: ignore[method-assign]
+    outcomes = publish(layout, "main", [newer, gone], limits=LIMITS)
+    assert [o.action for o in outcomes] == ["saved", "failed"] and "HTTP 500" in outcomes[1].detail
+    manifest = layout.get_manifest("main.mounts")
+    assert manifest is not None
+    assert [(m.id, d.digest) for m, d in layers_of(manifest)] == [("pip", newer.digest), ("gomod", archives[1].digest)]

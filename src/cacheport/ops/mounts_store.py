@@ -154,10 +154,12 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
 
     Archives over a limit are left out (``too-large``), hostile ones too (``refused``). Layers the stored
     artifact already holds, with the same digest, are ``unchanged`` and not sent; when every one is, nothing is
-    written at all. Otherwise the changed ones are uploaded (``saved``; a blob the store has already is not
-    sent again) and the manifest written last. ``previous``: the manifest stored under the mounts name, when
-    the caller has read it already (else it is read here). A store error makes the archives it concerns
-    ``failed``.
+    written at all. Otherwise the changed ones are uploaded (``saved``) and the manifest written last. A blob
+    the store has already (a mount whose contents are as restored from another name) is not sent again: for
+    such a mount the caller may pass the archive :func:`fetch` returned even after its file is gone.
+    ``previous``: the manifest stored under the mounts name, when the caller has read it already (else it is
+    read here). A store error makes the archives it concerns ``failed``; a mount whose upload failed keeps
+    what was stored for it before.
     """
     target = mounts_name(name)
     outcomes: dict[str, MountOutcome] = {}
@@ -175,43 +177,48 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
         else:
             kept.append(archive)
     stored = _stored(session, target, previous)
-    same = [a for a in kept if stored.get(_key(a.mount)) == a.digest]
-    if kept and len(same) == len(kept) == len(stored):
-        for a in kept:
-            outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
-                                                detail="equal to the stored archive; nothing uploaded")
+    same = [a for a in kept if _digest(stored.get(_key(a.mount))) == a.digest]
+    for a in same:
+        outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
+                                            detail="equal to the stored archive; nothing uploaded")
+    if not kept or len(same) == len(kept) == len(stored):
         return [outcomes[a.mount.id] for a in archives]
     changed = [a for a in kept if a not in same]
     try:
-        if kept and session.blob_size(EMPTY_CONFIG.digest) is None:
+        if session.blob_size(EMPTY_CONFIG.digest) is None:
             session.put_blob(EMPTY_CONFIG, [EMPTY_DATA])
     except CacheportError as exc:
         return [outcomes.get(a.mount.id) or _failed(a, target, exc) for a in archives]
     # Two mounts holding the same bytes share one blob: it is sent once.
     sent = {a.digest: result for a, result in
             each(lambda a: (a, _upload(session, target, a)), list({a.digest: a for a in changed}.values()), JOBS)}
-    for archive in changed:
-        outcomes[archive.mount.id] = attrs.evolve(sent[archive.digest], id=archive.mount.id)
-    for a in same:
-        outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
-                                            detail="equal to the stored archive; nothing uploaded")
-    failed = [a for a in kept if outcomes[a.mount.id].action == "failed"]
-    if kept and not failed:
-        try:
-            session.put_manifest(target, manifest_for(kept, datetime.now(UTC), target))
-        except CacheportError as exc:
-            for a in kept:
-                outcomes[a.mount.id] = _failed(a, target, exc)
+    layers = []
+    for archive in kept:
+        if archive in changed:
+            outcomes[archive.mount.id] = attrs.evolve(sent[archive.digest], id=archive.mount.id)
+        before = stored.get(_key(archive.mount))
+        if outcomes[archive.mount.id].action != "failed":
+            layers.append(archive)
+        elif before is not None:
+            layers.append(attrs.evolve(archive, digest=before.digest, size=before.size))
+    try:
+        session.put_manifest(target, manifest_for(layers, datetime.now(UTC), target))
+    except CacheportError as exc:
+        for a in kept:
+            outcomes[a.mount.id] = _failed(a, target, exc)
     return [outcomes[a.mount.id] for a in archives]
 
 
 def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
-    """Why an archive may not be saved (over the limit, not safe to restore), or None."""
+    """Why an archive may not be saved (over the limit, not safe to restore), or None. One whose file is gone
+    (as restored from the store) is the store's already: it is never uploaded, so there is nothing to check."""
     began = time.monotonic()
     if archive.size > limits.per_mount:
         return MountOutcome(archive.mount.id, "too-large", size=archive.size,
                             detail=f"{archive.size} bytes is over one mount's size limit ({limits.per_mount} "
                                    "bytes); not saved")
+    if not archive.path.exists():
+        return None
     try:
         archives_.check(archive.path, limit=limits.per_mount, name=archive.mount.id)
     except MountError as exc:
@@ -221,13 +228,17 @@ def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
     return None
 
 
-def _stored(session: StoreSession, target: str, previous: Manifest | None) -> dict[tuple[object, ...], str]:
-    """Mount -> digest of what ``target`` holds now; empty when nothing readable is there (it is replaced)."""
+def _stored(session: StoreSession, target: str, previous: Manifest | None) -> dict[tuple[object, ...], Descriptor]:
+    """Mount -> the layer ``target`` holds for it now; empty when nothing readable is there (it is replaced)."""
     try:
         manifest = previous if previous is not None else session.get_manifest(target)
-        return {_key(m): d.digest for m, d in layers_of(manifest)} if manifest is not None else {}
+        return {_key(m): d for m, d in layers_of(manifest)} if manifest is not None else {}
     except CacheportError:
         return {}
+
+
+def _digest(descriptor: Descriptor | None) -> str | None:
+    return descriptor.digest if descriptor is not None else None
 
 
 def _key(mount: CacheMount) -> tuple[object, ...]:
@@ -239,8 +250,10 @@ def _upload(session: StoreSession, target: str, archive: MountArchive) -> MountO
     began = time.monotonic()
     descriptor = Descriptor(LAYER_TYPE, archive.digest, archive.size)
     try:
-        if session.blob_size(archive.digest) is None:
-            session.put_blob(descriptor, BlobSource(lambda offset: _read(archive.path, offset)))
+        if session.blob_size(archive.digest) is not None:
+            return MountOutcome(archive.mount.id, "saved", target, archive.size, time.monotonic() - began,
+                                "the store holds these contents already (under another name): nothing uploaded")
+        session.put_blob(descriptor, BlobSource(lambda offset: _read(archive.path, offset)))
     except (CacheportError, OSError) as exc:
         return _failed(archive, target, exc, time.monotonic() - began)
     return MountOutcome(archive.mount.id, "saved", target, archive.size, time.monotonic() - began)
