@@ -162,10 +162,13 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     what was stored for it before.
     """
     target = mounts_name(name)
+    stored = _stored(session, target, previous)
     outcomes: dict[str, MountOutcome] = {}
     kept: list[MountArchive] = []
     total = 0
-    for archive, problem in each(lambda a: (a, _refusal(a, limits)), archives, JOBS):
+    # An archive equal to the stored one is not sent, so it needs no reading through (a big one takes seconds).
+    for archive, problem in each(lambda a: (a, _refusal(a, limits, _digest(stored.get(_key(a.mount))))),
+                                 archives, JOBS):
         total += archive.size
         if problem is None and total > limits.total:
             problem = MountOutcome(archive.mount.id, "too-large", target, archive.size,
@@ -176,7 +179,6 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             outcomes[archive.mount.id] = problem
         else:
             kept.append(archive)
-    stored = _stored(session, target, previous)
     same = [a for a in kept if _digest(stored.get(_key(a.mount))) == a.digest]
     for a in same:
         outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
@@ -209,15 +211,15 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     return [outcomes[a.mount.id] for a in archives]
 
 
-def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
-    """Why an archive may not be saved (over the limit, not safe to restore), or None. One whose file is gone
-    (as restored from the store) is the store's already: it is never uploaded, so there is nothing to check."""
+def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> MountOutcome | None:
+    """Why an archive may not be saved (over the limit, not safe to restore), or None. One that the store holds
+    already (``stored``, or a file gone, as restored from the store) is never uploaded: nothing to check."""
     began = time.monotonic()
     if archive.size > limits.per_mount:
         return MountOutcome(archive.mount.id, "too-large", size=archive.size,
                             detail=f"{archive.size} bytes is over one mount's size limit ({limits.per_mount} "
                                    "bytes); not saved")
-    if not archive.path.exists():
+    if archive.digest == stored or not archive.path.exists():
         return None
     try:
         archives_.check(archive.path, limit=limits.per_mount, name=archive.mount.id)
