@@ -19,7 +19,7 @@ from pathlib import Path
 
 import attrs
 
-from cacheport.errors import CacheportError, MountError
+from cacheport.errors import CacheportError, MountError, MountTooLarge
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
 from cacheport.mounts.artifact import EMPTY_CONFIG, EMPTY_DATA, LAYER_TYPE, layers_of, manifest_for, mounts_name
@@ -120,7 +120,7 @@ def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMoun
         archives_.check(path, limit=limits.per_mount, name=mount.id)
     except MountError as exc:
         path.unlink(missing_ok=True)
-        action = "too-large" if "expands to more than" in str(exc) else "refused"
+        action = "too-large" if isinstance(exc, MountTooLarge) else "refused"
         return mount, MountOutcome(mount.id, action, name, layer.size, time.monotonic() - began, str(exc)), None
     except (CacheportError, OSError) as exc:
         path.unlink(missing_ok=True)
@@ -203,6 +203,8 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             layers.append(archive)
         elif before is not None:
             layers.append(attrs.evolve(archive, digest=before.digest, size=before.size))
+    if not layers or {(_key(a.mount), a.digest) for a in layers} == {(k, d.digest) for k, d in stored.items()}:
+        return [outcomes[a.mount.id] for a in archives]  # every upload failed: what is stored stays as it is
     try:
         session.put_manifest(target, manifest_for(layers, datetime.now(UTC), target))
     except CacheportError as exc:
@@ -224,7 +226,7 @@ def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> 
     try:
         archives_.check(archive.path, limit=limits.per_mount, name=archive.mount.id)
     except MountError as exc:
-        action = "too-large" if "expands to more than" in str(exc) else "refused"
+        action = "too-large" if isinstance(exc, MountTooLarge) else "refused"
         return MountOutcome(archive.mount.id, action, size=archive.size, seconds=time.monotonic() - began,
                             detail=str(exc))
     return None
