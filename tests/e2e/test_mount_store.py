@@ -146,6 +146,17 @@ def test_status_shows_prune_removes_and_seed_carries_the_mounts(servers: Harness
     reg, repo = env["CACHEPORT_REGISTRY__REF"].split("/", 1)
     assert servers.tags(reg, repo) == ["main", "main.mounts"], pruned.stdout
 
+    # --branches-gone never takes a .mounts name for a branch: mounts whose cache is gone follow their branch
+    with store.open() as session:
+        for branch in ("feature-b", "spike"):
+            publish(session, store.name_for(branch), mine, limits=LIMITS)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "x"], ["branch", "feature-b"]):
+        subprocess.run([*git, *args], cwd=in_tmp, check=True, capture_output=True)
+    gone = cacheport("prune", "--branches-gone", "--yes", env=env, cwd=in_tmp)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert servers.tags(reg, repo) == ["feature-b.mounts", "main", "main.mounts"], gone.stdout
+
 
 def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path) -> None:
     env = backend_env("local", servers, None, in_tmp)
