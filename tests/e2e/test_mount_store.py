@@ -38,6 +38,10 @@ def backend_env(which: str, servers: Harness, pulp: Pulp | None, tmp_path: Path)
         reg = servers.env["CACHEPORT_E2E_REGISTRY"]
         return {**gitlab_env(f"{reg}/unused", "main"), "CACHEPORT_BACKEND": "registry",
                 "CACHEPORT_REGISTRY__REF": f"{reg}/e2e/mounts-{run}"}
+    if which == "fixed":  # one cache for every branch, as hand-written pipelines have: one mounts name too
+        reg = servers.env["CACHEPORT_E2E_REGISTRY"]
+        return {**gitlab_env(f"{reg}/unused", "main"), "CACHEPORT_BACKEND": "registry",
+                "CACHEPORT_REGISTRY__REF": f"{reg}/e2e/mounts-{run}:buildcache"}
     if which == "gitlab":
         reg = servers.env["CACHEPORT_E2E_AUTH_REGISTRY"]
         return gitlab_env(f"{reg}/e2e/mounts-{run}", "main", CI_REGISTRY_USER=servers.env["CACHEPORT_E2E_AUTH_USER"],
@@ -69,7 +73,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("which", ["registry", "gitlab", "pulp", "local"])
+@pytest.mark.parametrize("which", ["registry", "fixed", "gitlab", "pulp", "local"])
 def test_every_store_keeps_the_mounts_artifact(which: str, servers: Harness, in_tmp: Path,
                                                request: pytest.FixtureRequest) -> None:
     pulp = request.getfixturevalue("pulp") if which == "pulp" else None
