@@ -171,3 +171,11 @@ def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path
     doc = status(env, in_tmp)
     assert [(t["tag"], t["mounts"]["tag"]) for t in doc["tags"]] == [("latest", "latest.mounts")]
     assert doc["directory"]["stale_blobs"] == 0  # the mounts' blobs count as used
+
+    # seed --all: the directory's one cache becomes the default branch's, and its mounts go beside it
+    into = backend_env("registry", servers, None, in_tmp)
+    seeded = cacheport("seed", "--from", "local", "--to", "registry", "--all",
+                       env={**into, "CACHEPORT_LOCAL__SRC": env["CACHEPORT_LOCAL__SRC"]}, cwd=in_tmp)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    reg, repo = into["CACHEPORT_REGISTRY__REF"].split("/", 1)
+    assert servers.tags(reg, repo) == ["main", "main.mounts"], seeded.stdout
