@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import plan_options
+from cacheport.cli.common import BuildxFlagsCommand, plan_options
 from cacheport.cli.output import say
 from cacheport.report.rawjson import Decoder
 from cacheport.timestamps import go_time
@@ -148,39 +148,17 @@ def take_progress(extra: Sequence[str]) -> tuple[list[str], str | None]:
     return rest, mode
 
 
-#: buildx build flags that take no value, so the word after one is not its value.
-_SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
-
-
-def buildx_flag(args: list[str], exc: click.NoSuchOption) -> tuple[int, list[str]] | None:
-    """Where the option click refused is in ``args``, and it as buildx's flag with its value when that is the
-    next word (``--network host``); None for a typo of one of ours, which click's did-you-mean says."""
-    flag = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
-    if flag is None or exc.possibilities:
-        return None
-    at = args.index(flag)
-    if "=" not in flag and at + 1 < len(args) and not args[at + 1].startswith("-") and flag not in _SWITCHES:
-        return at, args[at:at + 2]
-    return at, args[at:at + 1]
-
-
-class _BuildCommand(click.Command):
+class _BuildCommand(BuildxFlagsCommand):
     """``cacheport build``, whose unknown options are most often buildx's, given before ``--``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, list(args))
-        except click.NoSuchOption as exc:
-            import shlex
+    def misplaced(self, ctx: click.Context, args: list[str], at: int, flags: list[str],
+                  exc: click.NoSuchOption) -> click.UsageError:
+        import shlex
 
-            found = buildx_flag(args, exc)
-            if found is None:
-                raise
-            at, moved = found
-            extra = (ctx.obj or {}).get("extra", [])
-            fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(moved):], "--", *moved, *extra]
-            raise click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "
-                                   f"{shlex.join(fixed)}", ctx) from None
+        extra = (ctx.obj or {}).get("extra", [])
+        fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(flags):], "--", *flags, *extra]
+        return click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "
+                                f"{shlex.join(fixed)}", ctx)
 
 
 @click.command("build", cls=_BuildCommand, epilog="""\b

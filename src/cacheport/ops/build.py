@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -25,9 +25,7 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.ops.docker import (
-    Builder,
     BuildError,
-    Docker,
     debug_refusal,
     fit_to_builder,
     inspect_builder,
@@ -39,6 +37,9 @@ from cacheport.ops.preflight import usable
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
+
+if TYPE_CHECKING:
+    from cacheport.ops.docker import Builder, Docker
 
 # Drivers whose builder keeps what it builds unless told where it goes (the docker driver's lands in the engine).
 _KEEPS_RESULTS = {"docker-container", "remote", "kubernetes"}
