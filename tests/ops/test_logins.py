@@ -229,6 +229,34 @@ def test_args_warns_once_on_stderr_and_prints_the_same_flags(tmp_path: Path) -> 
     assert "docker" not in quiet.err and quiet.out == warned.out and REG in quiet.out
 
 
+def test_args_asks_no_credential_helper_and_counts_one_on_path_as_docker_s_login(tmp_path: Path) -> None:
+    """A helper may wait a minute for a keychain; rendering flags must not. Only one missing from PATH is said."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    asked = tmp_path / "asked"
+    program = bin_dir / "docker-credential-desk"
+    program.write_text(f"#!{sys.executable}\nopen({str(asked)!r}, 'a').write('asked\\n')\n"
+                       "print('{\"Username\": \"me\", \"Secret\": \"s\"}')\n")
+    program.chmod(0o755)
+    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": "desk"}))
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    argv = ["args", "-b", "registry", "--set", f"ref={REG}/app/cache", "--set", "username=u", "--set",
+            "password-env=REG_PW"]
+    found = run_cli(argv, env, tmp_path / "work")
+    assert_clean(found)
+    assert found.code == 0 and f"--cache-from=type=registry,ref={REG}/app/cache" in found.out
+    assert "docker" not in found.err and not asked.exists()
+    assert registry_logins([OWN], env)[0].docker is not None and asked.exists()  # doctor and build do ask it
+    gone = run_cli(argv, {**env, **docker_config(tmp_path, {"credsStore": "gone"})}, tmp_path / "work")
+    assert gone.out == found.out
+    assert [line for line in gone.err.splitlines() if "docker" in line] == [
+        "cacheport: warning: docker's credential helper docker-credential-gone (credsStore in "
+        f"{tmp_path / 'docker-config' / 'config.json'}) is not on PATH; install it, or remove that setting; docker "
+        f"buildx build will fail to log in to {REG}"]
+
+
 def test_a_terminated_build_leaves_no_private_docker_config_behind(tmp_path: Path) -> None:
     """A cancelled CI job sends SIGTERM: the private config, which holds the build's passwords, still goes."""
     import os

@@ -107,7 +107,8 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     if plan.logins:  # what runs these flags logs in with docker's own login only
         from cacheport.ops.logins import args_warnings, registry_logins
 
-        for warning in args_warnings(registry_logins(plan.logins, session.environ)):
+        # Rendering asks no credential helper: one may take a minute, and the build asks it anyway.
+        for warning in args_warnings(registry_logins(plan.logins, session.environ, ask_helpers=False)):
             say(f"warning: {warning}")
     target = output
     if target is None and renderer.append_to and session.environ.get(renderer.append_to):

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from cacheport.errors import CredentialHelperError, RegistryError
-from cacheport.oci.credentials import DockerLogin, config_dir, docker_login, read_config, server_key
+from cacheport.oci.credentials import DockerLogin, config_dir, docker_helper, docker_login, read_config, server_key
 from cacheport.records import Check, Login
 
 
@@ -32,6 +32,8 @@ class RegistryLogin:
         docker: docker's own login there (what ``docker buildx build`` uses), or None.
         problem: why docker's login there can't be read (its credential helper is missing or broken), or "".
         logins: all of the backend's logins for it.
+        helper: the credential helper docker would take its login there from, when it was not asked
+            (:func:`registry_logins` without ``ask_helpers``); then :attr:`docker` is None.
     """
 
     registry: str
@@ -40,6 +42,7 @@ class RegistryLogin:
     docker: DockerLogin | None
     problem: str = ""
     logins: tuple[Login, ...] = ()
+    helper: str = ""
 
     def own_user(self, environ: Mapping[str, str]) -> str:
         """The user name of :attr:`own` (a name, not a secret)."""
@@ -58,8 +61,10 @@ def _missing(login: Login, environ: Mapping[str, str]) -> str:
     return ""
 
 
-def registry_logins(logins: Iterable[Login], environ: Mapping[str, str]) -> list[RegistryLogin]:
-    """One :class:`RegistryLogin` per registry the logins name, in order. Asks docker's credential helpers."""
+def registry_logins(logins: Iterable[Login], environ: Mapping[str, str], *,
+                    ask_helpers: bool = True) -> list[RegistryLogin]:
+    """One :class:`RegistryLogin` per registry the logins name, in order. Asks docker's credential helpers, or
+    with ``ask_helpers=False`` only finds them on PATH (:attr:`RegistryLogin.helper`)."""
     groups: dict[str, list[Login]] = {}
     for login in logins:
         groups.setdefault(login.registry, []).append(login)
@@ -67,13 +72,16 @@ def registry_logins(logins: Iterable[Login], environ: Mapping[str, str]) -> list
     for registry, group in groups.items():
         missing = [_missing(login, environ) for login in group]
         own = next((login for login, why in zip(group, missing, strict=True) if not why), None)
-        docker, problem = None, ""
+        docker, problem, helper = None, "", None
         try:
-            docker = docker_login(registry, environ)
+            if not ask_helpers:
+                helper = docker_helper(registry, environ)
+            if helper is None:
+                docker = docker_login(registry, environ)
         except CredentialHelperError as exc:
             problem = str(exc)
         found.append(RegistryLogin(registry, own, tuple(dict.fromkeys(m for m in missing if m)), docker, problem,
-                                   tuple(group)))
+                                   tuple(group), helper or ""))
     return found
 
 
@@ -102,10 +110,11 @@ def build_warnings(found: Iterable[RegistryLogin]) -> list[str]:
 def args_warnings(found: Iterable[RegistryLogin]) -> list[str]:
     """For ``docker buildx build $(cacheport args)``: each registry the backend has a login for (its variables
     are set) that docker has none for, or whose credential helper is broken. With no login at all, there is
-    nothing the flags' build misses that ``cacheport build`` would have (its own warning names the variables)."""
+    nothing the flags' build misses that ``cacheport build`` would have (its own warning names the variables).
+    A credential helper docker would ask counts as a login: whether it holds one is the helper's to say."""
     out = []
     for r in found:
-        if r.docker is not None:
+        if r.docker is not None or r.helper:
             continue
         if r.problem:
             out.append(f"{r.problem}; docker buildx build will fail to log in to {r.registry}")
