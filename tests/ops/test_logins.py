@@ -199,6 +199,32 @@ def test_build_logs_in_to_a_private_config_and_leaves_none_behind(tmp_path: Path
     assert sorted(p.name for p in user.iterdir()) == ["cli-plugins"]  # no config.json with the password
 
 
+@pytest.mark.parametrize("user_helpers, after", [({REG: "desk"}, {REG: "desk"}), ({}, {})])
+def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Path, user_helpers: dict[str, str],
+                                                                   after: dict[str, str]) -> None:
+    """The private config sets the user's helper for the registry aside, so that docker login writes there; when
+    that login fails, the build still has the user's own login (credHelpers, else credsStore)."""
+    import sys
+
+    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": "other",
+                                                                        "credHelpers": user_helpers}))
+    record = tmp_path / "record"
+    Path(env["CACHEPORT_DOCKER"]).write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "if sys.argv[1] == 'login':\n    sys.stderr.write('Error: connection refused\\n')\n    sys.exit(1)\n"
+        "if sys.argv[1:3] == ['buildx', 'build']:\n"
+        "    config = json.load(open(os.path.join(os.environ['DOCKER_CONFIG'], 'config.json')))\n"
+        f"    open({str(record)!r}, 'w').write(json.dumps(config['credHelpers']))\n"
+        "sys.exit(0 if sys.argv[1:3] == ['buildx', 'build'] else 1)\n")
+    argv = ["build", "-b", "registry", "--set", f"ref={REG}/app/cache", "--set", "username=u", "--set",
+            "password-env=REG_PW", "."]
+    result = run_cli(argv, env, tmp_path / "work")
+    assert_clean(result)
+    assert f"cacheport: warning: login to {REG} failed (Error: connection refused); building without it" in \
+        result.err.splitlines()
+    assert json.loads(record.read_text()) == after
+
+
 @pytest.mark.parametrize("docker_login", [False, True])
 def test_build_names_the_unset_variable_unless_docker_is_logged_in(tmp_path: Path, docker_login: bool) -> None:
     env = base_env(tmp_path)

@@ -166,7 +166,7 @@ def run(
         return 127
     docker = located
     if plan.logins:
-        from cacheport.ops.logins import build_warnings, registry_logins
+        from cacheport.ops.logins import build_warnings, registry_logins, restore_helper
 
         for warning in build_warnings(registry_logins(plan.logins, environ)):
             say(f"warning: {warning}")
@@ -177,7 +177,9 @@ def run(
         except (OSError, subprocess.SubprocessError) as exc:
             failed = str(exc)
         if failed:
-            # A registry that is down must not fail the build: the cache is an optimisation.
+            # A registry that is down must not fail the build: the cache is an optimisation. Docker's own login
+            # there, if the user has one, still applies.
+            restore_helper(environ, registry)
             say(f"warning: login to {registry} failed ({failed}); building without it")
     _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
     plan, left_out = usable(plan)

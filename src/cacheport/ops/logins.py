@@ -194,6 +194,11 @@ def _same_host(registry: str, location: str) -> bool:
     return server_key(registry) == server_key(registry_host(location))
 
 
+# The user's own credHelpers entries each private docker config set aside (None: there was none), by its
+# directory, while it exists: what a failed login puts back (restore_helper).
+_SET_ASIDE: dict[str, dict[str, str | None]] = {}
+
+
 @contextmanager
 def build_environment(logins: Iterable[Login], environ: Mapping[str, str]) -> Iterator[Mapping[str, str]]:
     """The environment ``cacheport build`` runs in: ``environ`` when it has no login to make, else with a
@@ -222,8 +227,9 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
     config = read_config(environ)
     helpers = config.get("credHelpers")
     helpers = dict(helpers) if isinstance(helpers, dict) else {}
-    for registry in registries:
-        helpers[server_key(registry)] = ""  # an empty name means config.json's auths, as in docker
+    aside = {server_key(registry): helpers.get(server_key(registry)) for registry in registries}
+    for key in aside:
+        helpers[key] = ""  # an empty name means config.json's auths, as in docker
     config["credHelpers"] = helpers
     with _terminated_unwinds(), tempfile.TemporaryDirectory(prefix="cacheport-docker-") as tmp:
         private = Path(tmp)
@@ -237,7 +243,33 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
             json.dump(config, fh)
         # buildx keeps its builders and build records in the user's folder even when it does not exist yet.
         buildx = {} if environ.get("BUILDX_CONFIG") else {"BUILDX_CONFIG": str(user / "buildx")}
-        yield {**environ, "DOCKER_CONFIG": str(private), **buildx}
+        _SET_ASIDE[str(private)] = aside
+        try:
+            yield {**environ, "DOCKER_CONFIG": str(private), **buildx}
+        finally:
+            _SET_ASIDE.pop(str(private), None)
+
+
+def restore_helper(environ: Mapping[str, str], registry: str) -> None:
+    """After the build's own ``docker login`` to ``registry`` failed, in ``environ``'s private docker config:
+    docker takes its login there from where the user's config says again (the credential helper set aside for
+    the login), not from the private ``auths``, which has none. Nothing to do outside a private config."""
+    from cacheport.files import replacing
+
+    aside = _SET_ASIDE.get(environ.get("DOCKER_CONFIG", ""), {})
+    key = server_key(registry)
+    if key not in aside:
+        return
+    config = read_config(environ)
+    helpers = config.get("credHelpers")
+    helpers = dict(helpers) if isinstance(helpers, dict) else {}
+    if aside[key] is None:
+        helpers.pop(key, None)
+    else:
+        helpers[key] = aside[key]
+    config["credHelpers"] = helpers
+    with replacing(config_dir(environ) / "config.json", 0o600) as fh:
+        fh.write(json.dumps(config).encode())
 
 
 @contextmanager
