@@ -324,3 +324,19 @@ def test_a_layout_that_cannot_be_read_is_left_out_with_a_warning_not_a_traceback
     result = cli(laptop, "args")
     assert result.code == 0 and "--cache-from" not in result.out
     assert result.err.startswith(f"cacheport: warning: not importing {cache}: {cache} can't be read: ")
+
+
+def test_rotate_with_nothing_to_move_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    env = base_env(tmp_path)
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    # No rotation of exports, so the one move planned is from where earlier versions kept the cache: empty here.
+    result = run_cli(["rotate", "-b", "local", "--set", "rotate=false"], env, work)
+    assert_clean(result)
+    older = tmp_path / "cache" / "cacheport" / "work" / "default"
+    assert result.code == 0 and result.out == f"nothing to move: no cache waits at {older}\n" and result.err == ""
+    local_cache(older)
+    moved = run_cli(["rotate", "-b", "local", "--set", "rotate=false"], env, work)
+    assert moved.out.startswith(f"moved the cache from {older}, where earlier versions of cacheport kept it, to ")
