@@ -107,6 +107,7 @@ class PlainPrinter:
                 if short:
                     self.write(f"WARNING: {short.strip()}\n")
 
+
 class Passthrough:
     """``--progress=rawjson``: the stream as buildx writes it."""
 
