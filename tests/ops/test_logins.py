@@ -199,15 +199,26 @@ def test_build_logs_in_to_a_private_config_and_leaves_none_behind(tmp_path: Path
     assert sorted(p.name for p in user.iterdir()) == ["cli-plugins"]  # no config.json with the password
 
 
-@pytest.mark.parametrize("user_helpers, after", [({REG: "desk"}, {REG: "desk"}), ({}, {})])
-def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Path, user_helpers: dict[str, str],
+@pytest.mark.parametrize("store, user_helpers, after", [
+    ("other", {REG: "desk"}, {REG: "desk"}),
+    ("other", {}, {}),
+    ("gone", {}, {REG: ""}),  # a helper that is not there would fail the build: anonymous instead
+])
+def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Path, store: str,
+                                                                   user_helpers: dict[str, str],
                                                                    after: dict[str, str]) -> None:
     """The private config sets the user's helper for the registry aside, so that docker login writes there; when
     that login fails, the build still has the user's own login (credHelpers, else credsStore)."""
     import sys
 
-    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": "other",
+    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": store,
                                                                         "credHelpers": user_helpers}))
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    for name in ("desk", "other"):
+        (helpers / f"docker-credential-{name}").write_text("#!/bin/sh\nexit 1\n")
+        (helpers / f"docker-credential-{name}").chmod(0o755)
+    env["PATH"] = f"{helpers}:{env['PATH']}"
     record = tmp_path / "record"
     Path(env["CACHEPORT_DOCKER"]).write_text(
         f"#!{sys.executable}\nimport json, os, sys\n"

@@ -118,14 +118,15 @@ def docker_login(host: str, environ: Mapping[str, str]) -> DockerLogin | None:
     return None
 
 
-def docker_helper(host: str, environ: Mapping[str, str]) -> str | None:
+def docker_helper(host: str, environ: Mapping[str, str], config: Mapping[str, Any] | None = None) -> str | None:
     """The credential helper docker would ask for ``host``'s login (``docker-credential-NAME``), found on PATH
     but not asked; None when docker reads ``auths`` instead. For what only needs to know that docker has
     somewhere to take a login from (``cacheport args``): asking a helper may take a minute (a keychain to unlock).
+    ``config`` is ``config.json`` as it would be, when not as it is.
 
     Raises :class:`CredentialHelperError` when that helper is not on PATH: docker itself would fail then.
     """
-    helper = helper_for(host, read_config(environ))
+    helper = helper_for(host, read_config(environ) if config is None else config)
     if helper is None:
         return None
     program, _where = _helper_program(helper[0], f"{helper[1]} in {config_dir(environ) / 'config.json'}", environ)

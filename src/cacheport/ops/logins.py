@@ -253,7 +253,8 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
 def restore_helper(environ: Mapping[str, str], registry: str) -> None:
     """After the build's own ``docker login`` to ``registry`` failed, in ``environ``'s private docker config:
     docker takes its login there from where the user's config says again (the credential helper set aside for
-    the login), not from the private ``auths``, which has none. Nothing to do outside a private config."""
+    the login), not from the private ``auths``, which has none; unless that helper is not on PATH. Nothing to do
+    outside a private config."""
     from cacheport.files import replacing
 
     aside = _SET_ASIDE.get(environ.get("DOCKER_CONFIG", ""), {})
@@ -268,6 +269,10 @@ def restore_helper(environ: Mapping[str, str], registry: str) -> None:
     else:
         helpers[key] = aside[key]
     config["credHelpers"] = helpers
+    try:
+        docker_helper(registry, environ, config)
+    except CredentialHelperError:
+        return  # a helper that is not there fails every request docker makes there; without it, anonymous
     with replacing(config_dir(environ) / "config.json", 0o600) as fh:
         fh.write(json.dumps(config).encode())
 
