@@ -46,6 +46,7 @@ from cacheport.records import (
     StoreSession,
 )
 from cacheport.refs import branch_names, branch_tag, key_prefix, reference_problem, repository, split_host
+from cacheport.signing import SUFFIX as SIGNATURE_SUFFIX
 from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
@@ -293,8 +294,8 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return fixed or branch_tag(branch, key, request.context)
 
     def branch_of(name: str) -> str | None:
-        if fixed is not None or not name.startswith(prefix):
-            return None
+        if fixed is not None or not name.startswith(prefix) or name.endswith(SIGNATURE_SUFFIX):
+            return None  # a signature (trust = "signed") belongs to no branch
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
