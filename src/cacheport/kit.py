@@ -46,7 +46,6 @@ from cacheport.records import (
     StoreSession,
 )
 from cacheport.refs import branch_names, branch_tag, key_prefix, reference_problem, repository, split_host
-from cacheport.signing import SUFFIX as SIGNATURE_SUFFIX
 from cacheport.trust import decided, marked
 
 if TYPE_CHECKING:
@@ -294,7 +293,9 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return fixed or branch_tag(branch, key, request.context)
 
     def branch_of(name: str) -> str | None:
-        if fixed is not None or not name.startswith(prefix) or name.endswith(SIGNATURE_SUFFIX):
+        from cacheport.signing import is_signature_tag
+
+        if fixed is not None or not name.startswith(prefix) or is_signature_tag(name):
             return None  # a signature (trust = "signed") belongs to no branch
         return name[len(prefix):] or None
 

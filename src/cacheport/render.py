@@ -216,6 +216,8 @@ def _trust_lines(ctx: Any) -> list[str]:
 
 def _signatures(plan: Plan) -> dict[str, Any] | None:
     """Under ``trust = "signed"``: whether this job verifies its imports, with which keys, and signs with what."""
+    if plan.context.trust is None or not plan.context.trust.signed:
+        return None
     from cacheport.signing import policy
 
     found = policy(plan)
