@@ -145,6 +145,7 @@ def run(
     from cacheport.ops import signatures
 
     key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
+    pinned = signatures.pin_in_background(plan, environ)
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
     forms = secret_forms([*plan_secrets(plan, environ), *signatures.key_values(plan, environ)])
     say = _masking(say, forms)
@@ -169,7 +170,7 @@ def run(
             # A registry that is down must not fail the build: the cache is an optimisation.
             say(f"warning: login to {registry} failed ({failed}); building without it")
     _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
-    plan, verdicts = signatures.pin(plan, environ)
+    plan, verdicts = pinned()
     for verdict in verdicts:
         say(f"signature: {signatures.line(verdict)}")
     plan, left_out = usable(plan)

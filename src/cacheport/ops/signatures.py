@@ -6,7 +6,7 @@ what it exported, and storing signatures beside the caches. The envelope and the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -137,6 +137,35 @@ def pin(plan: Plan, environ: Mapping[str, str], now: datetime | None = None) -> 
         return plan, []
     verdicts = [verify_entry(e, found, plan.logins, environ, now) for e in plan.imports]
     return attrs.evolve(plan, imports=tuple(v.pinned for v in verdicts if v.ok)), verdicts
+
+
+def pin_in_background(plan: Plan, environ: Mapping[str, str]) -> Callable[[], tuple[Plan, list[Verdict]]]:
+    """:func:`pin`, started now on a thread so its imports and round trips overlap the build's logins and its
+    look at the builder; call the result for its answer. No thread when there is nothing to verify."""
+    found = policy(plan)
+    if found is None or not found.protected:
+        return lambda: (plan, [])
+    import threading
+
+    answer: list[tuple[Plan, list[Verdict]]] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            answer.append(pin(plan, environ))
+        except BaseException as exc:  # handed to the caller, which raises it where it waits
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="cacheport-verify", daemon=True)
+    thread.start()
+
+    def result() -> tuple[Plan, list[Verdict]]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return answer[0]
+
+    return result
 
 
 def line(verdict: Verdict) -> str:
