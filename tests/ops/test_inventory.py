@@ -116,3 +116,16 @@ def test_other_keys_are_safe_from_each_other() -> None:
     assert out == {"main": False, "arm64-main": False, "arm64-gone": True, "feature-a": False}
     aged = {p.tag.tag: p.delete for p in choose(tags, older_than=timedelta(days=14), default_tag="main", now=NOW)}
     assert aged["arm64-main"] is False  # the default branch's cache under another key is protected too
+
+
+def test_a_signature_goes_with_the_last_cache_that_points_at_what_it_signs() -> None:
+    from cacheport.signing import signature_tag
+
+    old, current, gone = "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "c" * 64
+    tags = [tag("main", 1, "default branch", current), tag("feature", 40, digest=gone),
+            *(tag(signature_tag(d), 1, fmt=None) for d in (old, current, gone))]
+    decided = {p.tag.tag: (p.delete, p.reason) for p in choose(tags, older_than=timedelta(days=30), now=NOW)}
+    assert decided[signature_tag(current)] == (False, "the signature of a cache that stays")
+    assert decided[signature_tag(old)] == (True, "the signature of a cache that is gone")  # an earlier build's
+    assert decided[signature_tag(gone)] == (True, "the signature of a cache that is gone")
+    assert decided["feature"][0] and not decided["main"][0]

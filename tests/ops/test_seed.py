@@ -387,3 +387,19 @@ def test_seed_refuses_jobs_the_trust_rules_keep_off_protected_names(
     assert out.returncode == 2 and "not seeding from this job" in out.stderr, out.stderr
     assert {m for m, _ in new.log} <= {"GET", "HEAD"}
     assert seed_cli("--branch", "main", "--dry-run", env=unprotected).returncode == 0
+
+
+def test_a_signature_goes_with_a_cache_copied_as_it_is_and_not_with_a_converted_one() -> None:
+    from cacheport.ops.signatures import store as store_signature
+    from cacheport.signing import signature_tag
+
+    with FakeRegistry() as a, FakeRegistry() as b, Registry(a.host) as src, Registry(b.host) as dst:
+        index = cache_index(a, "old/cache", "main")
+        store_signature(src, "old/cache", index.digest, b'{"payloadType": "stand-in"}')
+        same = Pair("main", side(a.host, "old/cache:main"), side(b.host, "new/cache:main"))
+        assert copy_pair(same, session(src, "old/cache"), session(dst, "new/cache")).status == "copied"
+        assert dst.get_manifest("new/cache", signature_tag(index.digest)) == src.get_manifest(
+            "old/cache", signature_tag(index.digest))
+        converted = Pair("main", side(a.host, "old/cache:main"), side(b.host, "other/cache:main", image_manifest=True))
+        assert copy_pair(converted, session(src, "old/cache"), session(dst, "other/cache")).converted
+        assert [t for t in b.manifests["other/cache"] if t.endswith(".cacheport-sig")] == []

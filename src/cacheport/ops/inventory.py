@@ -182,8 +182,24 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
         else:
             decisions[t.tag] = Pruning(t, False, "recent" if older_than is not None else "branch exists")
     staying = {p.tag.digest for p in decisions.values() if not p.delete}
+    kept = {p.tag.digest for p in decisions.values() if p.tag.format is not None and (
+        not p.delete or p.tag.digest in staying)}
     return [attrs.evolve(p, delete=False, reason="shares its manifest with a tag that stays")
-            if p.delete and p.tag.digest in staying else p for p in decisions.values()]
+            if p.delete and p.tag.digest in staying else _signature(p, kept) for p in decisions.values()]
+
+
+def _signature(decision: Pruning, kept: set[str]) -> Pruning:
+    """A cache's signature (``trust = "signed"``) goes once no cache tag that stays points at what it signs:
+    every protected build signs a new digest, and the old signatures would pile up."""
+    from cacheport.signing import SUFFIX, is_signature_tag
+
+    tag = decision.tag.tag
+    if not is_signature_tag(tag):
+        return decision
+    signed = "sha256:" + tag.removeprefix("sha256-").removesuffix(SUFFIX)
+    if signed in kept:
+        return attrs.evolve(decision, delete=False, reason="the signature of a cache that stays")
+    return attrs.evolve(decision, delete=True, reason="the signature of a cache that is gone")
 
 
 def remote_branches(cwd: Path, remote: str = "origin") -> list[str]:
