@@ -168,3 +168,19 @@ def test_no_untrusted_write_makes_a_protected_build_import_an_unsigned_or_foreig
     for verdict in verdicts:
         if verdict.ok:  # only a digest a protected build signed, under the name it is imported as
             assert verdict.digest in trusted[str(verdict.entry.get("ref")).rsplit(":", 1)[1]]
+
+
+def test_only_what_buildkit_reports_writing_is_signed_and_an_export_without_a_digest_is_said(
+        fake: FakeRegistry) -> None:
+    from cacheport import report
+
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    digest = cache_index(fake, REPO, "main").digest
+    entry = plan.exports[0]
+    lines = signatures.sign_written(plan, [report.ExportReport(entry, report.WRITTEN, digest=digest),
+                                           report.ExportReport(entry, report.FAILED, digest="sha256:" + "0" * 64),
+                                           report.ExportReport(entry, report.WRITTEN)], key, {})
+    assert lines == [f"warning: not signed: BuildKit named no cache manifest for {entry.get('ref')}, so protected "
+                     "builds will not import it", f"signed {entry.get('ref')} ({digest})"]
+    assert [t for t in fake.manifests[REPO] if t.endswith(".cacheport-sig")] == [signature_tag(digest)]

@@ -101,7 +101,7 @@ def _public_key(plan: Plan, environ: Any) -> str:
 def _sign(plan: Plan, metadata: Path, session: Session) -> int:
     from cacheport import report
     from cacheport.errors import ConfigError
-    from cacheport.ops.signatures import sign, signing_key
+    from cacheport.ops.signatures import sign_written, signing_key
 
     trust = plan.context.trust
     if trust is None or not trust.protected or not plan.exports:
@@ -113,12 +113,10 @@ def _sign(plan: Plan, metadata: Path, session: Session) -> int:
         raise ConfigError(f"--sign {metadata}: not a buildx metadata file ({exc})") from None
     key = signing_key(plan, session.environ)
     found = report.parse_metadata(doc, plan.imports, plan.exports)
-    written = [(e.entry, e.digest) for e in found.exports
-               if e.status == report.WRITTEN and e.digest and e.entry.type == "registry"]
-    if not written:
+    lines = sign_written(plan, found.exports, key, session.environ)
+    if not lines:
         say(f"error: {metadata} names no cache manifest a registry export wrote; nothing signed")
         return 1
-    lines = sign(plan, written, key, session.environ)
     for line in lines:
         say(line)
     return 1 if any(line.startswith("warning:") for line in lines) else 0

@@ -251,9 +251,7 @@ def run(
         _promote(plan.swaps, say)
     found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
     if key is not None and code == 0:
-        for signed in signatures.sign(plan, [(e.entry, e.digest) for e in found_report.exports
-                                             if e.status == report.WRITTEN and e.digest and e.entry.type == "registry"],
-                                      key, environ):
+        for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")
     if left_out or verdicts:
         found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(

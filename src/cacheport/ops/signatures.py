@@ -31,6 +31,7 @@ from cacheport.signing import (
 if TYPE_CHECKING:
     from cacheport.oci.reference import Reference
     from cacheport.oci.registry import Registry
+    from cacheport.report import ExportReport
 
 _EMPTY = b"{}"
 _EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -219,6 +220,17 @@ def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, env
         else:
             lines.append(f"signed {entry.get('ref')} ({digest})")
     return lines
+
+
+def sign_written(plan: Plan, exports: Sequence[ExportReport], key: object, environ: Mapping[str, str]) -> list[str]:
+    """:func:`sign` each registry export the build report says was written, by the digest BuildKit reported;
+    one line for an export it names no digest for (nothing is read back from the tag in its place)."""
+    from cacheport import report
+
+    written = [e for e in exports if e.status == report.WRITTEN and e.entry.type == "registry"]
+    lines = [f"warning: not signed: BuildKit named no cache manifest for {e.entry.get('ref')}, so protected builds "
+             "will not import it" for e in written if not e.digest]
+    return lines + sign(plan, [(e.entry, e.digest) for e in written if e.digest], key, environ)
 
 
 def store(registry: Registry, repository: str, digest: str, data: bytes) -> None:
