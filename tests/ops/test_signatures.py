@@ -184,3 +184,10 @@ def test_only_what_buildkit_reports_writing_is_signed_and_an_export_without_a_di
     assert lines == [f"warning: not signed: BuildKit named no cache manifest for {entry.get('ref')}, so protected "
                      "builds will not import it", f"signed {entry.get('ref')} ({digest})"]
     assert [t for t in fake.manifests[REPO] if t.endswith(".cacheport-sig")] == [signature_tag(digest)]
+
+
+def test_the_processes_a_build_runs_never_get_the_private_key(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    environ = {"CACHE_SIGNING_KEY": "secret", "PATH": "/bin"}
+    assert signatures.without_key(plan_for(fake, key), environ) == {"PATH": "/bin"}
+    assert signatures.key_values(plan_for(fake, key), environ) == ["secret"]

@@ -149,6 +149,8 @@ def run(
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
     forms = secret_forms([*plan_secrets(plan, environ), *signatures.key_values(plan, environ)])
     say = _masking(say, forms)
+    docker = attrs.evolve(docker, environ=signatures.without_key(plan, environ))
+    environ = docker.environ
     located = docker.located()
     if located is None:
         say(f"error: the docker client {docker.client!r} was not found; install it, or set CACHEPORT_DOCKER to its "

@@ -202,6 +202,15 @@ def key_values(plan: Plan, environ: Mapping[str, str]) -> list[str]:
     return [value.strip()] if value.strip() else []
 
 
+def without_key(plan: Plan, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment without the private key's variable, for the processes a build runs (docker, buildx):
+    none of them needs it."""
+    found = policy(plan)
+    if found is None or found.key_env not in environ:
+        return environ
+    return {name: value for name, value in environ.items() if name != found.key_env}
+
+
 def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, environ: Mapping[str, str],
          now: datetime | None = None) -> list[str]:
     """Sign each ``(export, manifest digest)`` BuildKit reported writing, and store the signature beside it.
