@@ -6,7 +6,8 @@ own cache onto the protected tag with plain buildx; the next protected build ref
 and signs what it exports; the one after is warm again. A tag moved between the check (`cacheport args`) and the
 build changes nothing, because the import is by digest; an older signed cache replayed onto the tag is imported
 while its signature is younger than signed-max-age (the design's answer to rollback; the bound itself is tested in
-tests/test_signing.py), and a signed cache of another name replayed onto it is refused.
+tests/test_signing.py). Seeding from the registry to Pulp carries the signature, so Pulp alone is warm for a
+protected build, and prune removes a signature no cache points at any more.
 """
 
 from __future__ import annotations
@@ -226,3 +227,48 @@ def test_a_protected_build_without_the_key_stops_before_building(harness: Harnes
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones(harness: Harness, pulp: Pulp,
+                                                                          tmp_path: Path) -> None:
+    """GitLab's registry (token auth) to Pulp under trust = "signed": the seeded cache's signature comes along, so
+    the first protected build from Pulp alone is warm; prune then removes the signature no cache points at."""
+    private, public = keys()
+    project = f"E2E/Seeded-{uuid.uuid4().hex[:8]}"
+    repo = f"{project.lower()}/cache"
+    (tmp_path / "registry").mkdir()
+    with harness.token_registry(tmp_path / "registry") as reg:
+        env = {**pulp_env(pulp, project), "CI_REGISTRY_IMAGE": f"{reg.host}/group/app",
+               "CI_REGISTRY_USER": reg.user, "CI_REGISTRY_PASSWORD": reg.password,
+               "CI_COMMIT_REF_PROTECTED": "true", "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public,
+               "CACHE_SIGNING_KEY": private}
+        ctx = harness.project(tmp_path)
+        harness.prune()
+        first = harness.build(ctx, "--backend", "gitlab", env=env)
+        assert first.code == 0 and "signature: signed" in first.log, first.log
+
+        def cacheport(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "cacheport", *args], cwd=ctx, capture_output=True,
+                                  text=True, env={**clean_environ(), **harness.docker_env, **env}, timeout=300)
+
+        seeded = cacheport("seed", "--from", "gitlab", "--to", "pulp", "--branch", "main", "--progress", "quiet")
+        assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+        harness.prune()
+        warm = harness.build(ctx, env=env)
+        assert warm.code == 0 and warm.ran == [], warm.log
+        assert f"signature: verified {pulp.registry}/{repo}:main" in warm.log
+        (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text() + "RUN echo changed > /changed\n")
+        changed = harness.build(ctx, env=env)  # a new cache, signed; the seeded one's signature is now stale
+        assert changed.code == 0 and "signature: signed" in changed.log, changed.log
+        signatures_ = [t for t in harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password))
+                       if t.endswith(".cacheport-sig")]
+        assert len(signatures_) >= 2, signatures_
+        pruned = cacheport("prune", "--older-than", "30d", "--yes")
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        left = [t for t in harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password))
+                if t.endswith(".cacheport-sig")]
+        assert left == [f"sha256-{digest_of(_pulp_store(pulp, repo), 'main').removeprefix('sha256:')}.cacheport-sig"]
+
+
+def _pulp_store(pulp: Pulp, repo: str) -> Store:
+    return Store(pulp.registry, repo, pulp.user, pulp.password, {})
