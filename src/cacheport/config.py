@@ -27,10 +27,17 @@ GLOBAL_OPTIONS = (
     Option("key", "Scopes cache refs, so parallel jobs (targets, platforms, matrix axes) never collide."),
     Option("read-only", "Import only; never export.", type=bool, default=False),
     Option("trust", "Who writes the caches protected builds read: branch (every job that may write writes its "
-           "branch's) or protected (only protected pipelines; others write their own unprotected cache). "
-           "Unset: protected for tags, branch otherwise.", choices=("branch", "protected")),
+           "branch's), protected (only protected pipelines; others write their own unprotected cache) or signed "
+           "(protected, and protected pipelines sign their caches and import only signed ones). "
+           "Unset: protected for tags, branch otherwise.", choices=("branch", "protected", "signed")),
     Option("trust-events", "Events that read only by default but may write, comma-separated: GitHub's "
            "pull_request_target, issue_comment, workflow_run, merge_group, ...; GitLab's merge_train."),
+    Option("signers", "Under trust = signed: the Ed25519 public keys whose signatures protected builds accept, "
+           "comma-separated, each the base64 of its DER form (openssl pkey -pubout -outform DER | base64 -w0)."),
+    Option("signing-key-env", "Under trust = signed: the protected CI/CD variable holding the private key that "
+           "protected pipelines sign with (PKCS#8, PEM or the base64 of its DER).", default="CACHE_SIGNING_KEY"),
+    Option("signed-max-age", "Under trust = signed: how many days a signature stays good for, bounding a "
+           "rollback to an older signed cache; 0 for no bound.", type=int, default=30),
 )
 #: The table that moves the cache from one backend to another, and its keys.
 MIGRATION = "migration"

@@ -102,6 +102,10 @@ def _decide_trust(context: Context, globals_: dict[str, Setting], warnings: list
     if trust.mode == "protected" and trust.writes and context.protected is None and context.provider != "local":
         warnings.append(f"trust = \"protected\", but {context.provider} does not say whether this ref is "
                         "protected; it is treated as unprotected")
+    if trust.signed:
+        from cacheport.signing import policy_from
+
+        policy_from(globals_, context.project, trust.protected)  # a bad key or no signer: one line, before anything
     return attrs.evolve(context, trust=trust)
 
 

@@ -156,9 +156,15 @@ def run(
     environ = docker.environ
     if refusal := debug_refusal(environ):
         raise ConfigError(refusal)
+    from cacheport.ops import signatures
+
+    key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
+    pinned = signatures.pin_in_background(plan, environ)
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
-    forms = secret_forms(plan_secrets(plan, environ))
+    forms = secret_forms([*plan_secrets(plan, environ), *signatures.key_values(plan, environ)])
     say = _masking(say, forms)
+    docker = attrs.evolve(docker, environ=signatures.without_key(plan, environ))
+    environ = docker.environ
     located = docker.located()
     if located is None:
         say(f"error: the docker client {docker.client!r} was not found; install it, or set CACHEPORT_DOCKER to its "
@@ -182,6 +188,9 @@ def run(
             restore_helper(environ, registry)
             say(f"warning: login to {registry} failed ({failed}); building without it")
     _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
+    plan, verdicts = pinned()
+    for verdict in verdicts:
+        say(f"signature: {signatures.line(verdict)}")
     plan, left_out = usable(plan)
     for _entry, problem in left_out:
         if problem.broken:  # no cache yet is no news: the report says it
@@ -250,10 +259,15 @@ def run(
     if code == 0:
         _promote(plan.swaps, say)
     found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
-    if left_out:
+    if key is not None and code == 0:
+        for signed in signatures.sign_written(plan, found_report.exports, key, environ):
+            say(f"signature: {signed}")
+    if left_out or verdicts:
         found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
             report.ImportReport(e, report.MISSED, "not passed to buildx: " + p.reason if p.broken else
-                                "no cache there yet") for e, p in left_out)])
+                                "no cache there yet") for e, p in left_out), *(
+            report.ImportReport(v.entry, report.MISSED if v.missing else report.FAILED, v.reason if v.missing else
+                                f"refused: {v.reason}") for v in verdicts if not v.ok)])
     for line in report.as_text(found_report).splitlines():
         say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
     if image_report and code == 0:
