@@ -124,10 +124,10 @@ def _parse_mount(flag: str) -> dict[str, str]:
     for field in fields:
         key, eq, value = field.partition("=")
         key = key.lower()
-        if key not in _KEYS:
-            raise ValueError(f"unknown key {key!r}")
         if not eq and key not in _FLAG_KEYS:
             raise ValueError(f"{field!r} must be a key=value pair")
+        if key not in _KEYS:
+            raise ValueError(f"unknown key {key!r}")
         out[key] = value
     return out
 
