@@ -199,3 +199,18 @@ def test_mounts_commands_around_a_build_cacheport_does_not_run(buildkit: Harness
                 after = cacheport(ctx, "save")
                 assert [m["action"] for m in after["mounts"]] == ["saved"], after
             assert server.counts == expected
+
+
+def test_a_helper_image_that_cannot_be_pulled_is_one_line_per_mount_and_the_build_passes(harness: Harness,
+                                                                                          tmp_path: Path) -> None:
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    env = {**mounts_env(harness, f"{reg}/e2e/mounts-{uuid.uuid4().hex[:8]}", "main"),
+           "CACHEPORT_MOUNTS__HELPER_IMAGE": f"{reg}/e2e/no-such-helper:{uuid.uuid4().hex[:8]}"}
+    with downloads() as server:
+        harness.prune()
+        result = harness.build(mounts_project(harness, tmp_path, server.port, ["a"]), env=env)
+        assert result.code == 0, result.log
+        assert server.counts == {"a": 1}
+    lines = mount_lines(result)
+    assert len(lines) == 2, lines  # restore missed (nothing stored), save failed: the helper image
+    assert ": missed" in lines[0] and ": failed (helper build failed: " in lines[1], lines
