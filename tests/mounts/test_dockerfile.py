@@ -45,6 +45,23 @@ def test_defaults_are_buildkits() -> None:
                                  sharing="shared", uid=0, gid=0, mode=0o755, stage="0", line=2)]
 
 
+def test_a_relative_target_is_under_the_workdir_and_its_id_as_written() -> None:
+    mounts, warnings = read("""
+        FROM alpine AS base
+        RUN --mount=type=cache,target=.cache/a true
+        WORKDIR /src
+        ARG SUB=app
+        WORKDIR $SUB
+        RUN --mount=type=cache,target=.cache/b true
+        FROM base
+        WORKDIR ../lib
+        RUN --mount=type=cache,target=./c/ true
+        """)
+    assert warnings == []
+    assert [(m.id, m.target) for m in mounts] == [(".cache/a", ".cache/a"), (".cache/b", "/src/app/.cache/b"),
+                                                 ("c", "/src/lib/c")]
+
+
 def test_target_aliases_quotes_and_key_case() -> None:
     assert ids("""
         FROM alpine
@@ -56,7 +73,7 @@ def test_target_aliases_quotes_and_key_case() -> None:
 def test_other_mount_types_and_other_flags_are_not_cache_mounts() -> None:
     assert ids("""
         FROM alpine
-        RUN --network=none --mount=type=bind,source=x,target=/x --mount=target=/y --mount=type=secret,id=s \\
+        RUN --network=none --mount=type=bind,source=$UNSET,target=/x --mount=target=/y --mount=type=secret,id=s \\
             --mount=type=tmpfs,target=/t --mount=type=ssh --mount=type=cache,target=/c true
         """) == ["/c"]
 
@@ -254,8 +271,8 @@ def test_one_mount_per_id_and_a_warning_when_owners_differ() -> None:
     ("type=cache,target=/x,sharing=sometimes", "sharing=sometimes (allowed: shared, private, locked)"),
     ("type=cache,target=/x,uid=-1", "uid=-1 is not a number"),
     ("type=cache,target=/x,gid=4294967296", "gid=4294967296 is not a number"),
-    ("type=cache,target=/x,mode=0o755", "mode=0o755 is not a octal number"),
-    ("type=cache,target=/x,mode=0799", "mode=0799 is not a octal number"),
+    ("type=cache,target=/x,mode=0o755", "mode=0o755 is not an octal number"),
+    ("type=cache,target=/x,mode=0799", "mode=0799 is not an octal number"),
     ("type=cache,id=x", "a cache mount needs a target"),
     ("type=cache,target=/x,colour=red", "unknown key 'colour'"),
     ("type=cache,target=/x,shared", "'shared' must be a key=value pair"),
