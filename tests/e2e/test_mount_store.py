@@ -23,7 +23,7 @@ from cacheport.cli.session import Options, Session
 from cacheport.mounts import CacheMount, MountArchive, MountLimits
 from cacheport.mounts.archive import digest_of
 from cacheport.mounts.artifact import mounts_name
-from cacheport.oci.format import synthetic_cache
+from cacheport.oci.format import Manifest, synthetic_cache
 from cacheport.ops.mounts_store import fetch, publish
 from cacheport.records import CacheStore
 
@@ -68,6 +68,7 @@ def store_of(env: dict[str, str]) -> CacheStore:
 def put_layer_cache(store: CacheStore, name: str) -> None:
     """A small BuildKit cache under ``name``, in the format the store's backend exports."""
     blobs, manifest = synthetic_cache(image_manifest=store.format == "image-manifest")
+    manifest = Manifest.from_json({**manifest.json, "annotations": {"e2e.name": name}})  # each cache its own
     with store.open() as session:
         for descriptor, data in blobs:
             session.put_blob(descriptor, [data])
@@ -116,3 +117,54 @@ def status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
     out = cacheport("status", "--format", "json", env=env, cwd=cwd)
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
+
+
+def test_status_shows_prune_removes_and_seed_carries_the_mounts(servers: Harness, pulp: Pulp, in_tmp: Path) -> None:
+    env = backend_env("registry", servers, None, in_tmp)
+    store = store_of(env)
+    mine = [archive(in_tmp / "pip.tgz", PIP, {"wheels/a.whl": os.urandom(1 << 20)})]
+    for branch in ("main", "feature-a"):
+        put_layer_cache(store, store.name_for(branch))
+        with store.open() as session:
+            assert [o.action for o in publish(session, store.name_for(branch), mine, limits=LIMITS)] == ["saved"]
+
+    doc = status(env, in_tmp)
+    rows = {t["tag"]: t for t in doc["tags"]}
+    assert set(rows) == {"main", "feature-a"}  # the mounts are beside their caches, not branches of their own
+    assert rows["main"]["mounts"]["tag"] == "main.mounts" and rows["main"]["mounts"]["size"] > mine[0].size
+    assert rows["main"]["mounts"]["updated"]
+    table = cacheport("status", env=env, cwd=in_tmp)
+    assert "MOUNTS" in table.stdout.splitlines()[1] and "1.0 MB, " in table.stdout, table.stdout
+
+    # seed carries main's mounts into Pulp, which takes them as they are
+    into = pulp_env(pulp, f"E2E/Mounts-{uuid.uuid4().hex[:8]}")
+    seeded = cacheport("seed", "--from", "registry", "--to", "pulp", "--branch", "main",
+                       env={**into, "CACHEPORT_REGISTRY__REF": env["CACHEPORT_REGISTRY__REF"]}, cwd=in_tmp)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert "✓ main (mounts): " in seeded.stdout and ":main.mounts" in seeded.stdout, seeded.stdout
+    pulp_store = store_of(into)
+    with pulp_store.open() as session:
+        got, outcomes = fetch(session, [pulp_store.name_for("main")], in_tmp / "from-pulp", limits=LIMITS)
+    assert [o.action for o in outcomes] == ["restored"], outcomes
+    assert got[0].path.read_bytes() == mine[0].path.read_bytes()
+    again = cacheport("seed", "--from", "registry", "--to", "pulp", "--branch", "main",
+                      env={**into, "CACHEPORT_REGISTRY__REF": env["CACHEPORT_REGISTRY__REF"]}, cwd=in_tmp)
+    assert "= main (mounts): " in again.stdout and "up to date" in again.stdout, again.stdout
+
+    # prune takes a branch's mounts with its cache, and leaves the others' alone
+    pruned = cacheport("prune", "feature-a", "--yes", env=env, cwd=in_tmp)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "with its cache mounts" in pruned.stdout, pruned.stdout
+    reg, repo = env["CACHEPORT_REGISTRY__REF"].split("/", 1)
+    assert servers.tags(reg, repo) == ["main", "main.mounts"], pruned.stdout
+
+
+def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path) -> None:
+    env = backend_env("local", servers, None, in_tmp)
+    store = store_of(env)
+    put_layer_cache(store, "latest")
+    with store.open() as session:
+        publish(session, "latest", [archive(in_tmp / "pip.tgz", PIP, {"x": b"y"})], limits=LIMITS)
+    doc = status(env, in_tmp)
+    assert [(t["tag"], t["mounts"]["tag"]) for t in doc["tags"]] == [("latest", "latest.mounts")]
+    assert doc["directory"]["stale_blobs"] == 0  # the mounts' blobs count as used

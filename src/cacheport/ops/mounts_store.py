@@ -188,7 +188,7 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     failed = [a for a in kept if outcomes[a.mount.id].action == "failed"]
     if kept and not failed:
         try:
-            session.put_manifest(target, manifest_for(kept, datetime.now(UTC)))
+            session.put_manifest(target, manifest_for(kept, datetime.now(UTC), target))
         except CacheportError as exc:
             for a in kept:
                 outcomes[a.mount.id] = _failed(a, target, exc)
