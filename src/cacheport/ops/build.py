@@ -24,6 +24,7 @@ from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
+from cacheport.mounts import MountOutcome
 from cacheport.ops.docker import (
     Builder,
     BuildError,
@@ -34,6 +35,7 @@ from cacheport.ops.docker import (
     last_line,
     which_builder,
 )
+from cacheport.ops.mounts import Around
 from cacheport.ops.preflight import usable
 from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
@@ -130,10 +132,14 @@ def run(
     *,
     report_file: str | None = None,
     require_hit: bool = False,
+    mounts: Around | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit).
+
+    With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
+    a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
 
     Run it with ``docker`` made in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins
     stay out of the user's docker config."""
@@ -196,7 +202,12 @@ def run(
             + ", ".join(plan.tags) + ")")
     import tempfile
 
-
+    mount_outcomes: list[MountOutcome] = []
+    if mounts is not None and not no_buildx:
+        for warning in mounts.warnings:
+            say(f"warning: {warning}")
+        mount_outcomes = mounts.restore(docker)
+        _say_mounts(mount_outcomes, say)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
@@ -242,6 +253,10 @@ def run(
             return code
     if code == 0:
         _promote(plan.swaps, say)
+        if mounts is not None and not no_buildx:
+            saved = mounts.save(docker)
+            _say_mounts(saved, say)
+            mount_outcomes += saved
     found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
     if left_out:
         found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
@@ -258,6 +273,13 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
+
+
+def _say_mounts(outcomes: Sequence[MountOutcome], say: Callable[[str], None]) -> None:
+    from cacheport.ops.mounts import report_lines
+
+    for line in report_lines(outcomes):
+        say(f"cache: {line}")
 
 
 def _start_hint(prelude: Prelude) -> str:

@@ -1,0 +1,201 @@
+"""Cache mounts (``RUN --mount=type=cache``) carried from one fresh builder to the next, on real builders.
+
+The Dockerfile's step downloads files from a server the test runs on 127.0.0.1 (busybox ``wget``, the build on
+the host's network) into a cache mount, skipping those it already has. The server counts every download, so
+what a build downloaded is a fact, not a log line: a restored mount means fewer downloads.
+
+- On the docker driver of both generations, "fresh" is a ``buildx prune -af``, which empties the cache mounts too.
+- On a ``docker-container`` builder, each build has a new builder (``Harness.builder``).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .harness import RAN, Harness, Result, gitlab_env
+
+
+class Downloads:
+    """A file server on 127.0.0.1 that counts how often each file was fetched."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        counts = self.counts
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.strip("/")
+                counts[name] += 1
+                body = (name * 1000).encode()  # a file the step keeps in its cache mount
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def downloads() -> Iterator[Downloads]:
+    server = Downloads()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def mounts_project(h: Harness, root: Path, port: int, files: list[str]) -> Path:
+    """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it."""
+    ctx = root / "app"
+    ctx.mkdir(parents=True, exist_ok=True)
+    if not (ctx / "busybox").exists():
+        import shutil
+
+        shutil.copy2(h.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
+    mount_id = f"downloads-{root.name}"
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
+        "COPY files.txt /files.txt\n"
+        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked,uid=1000,gid=1000,mode=0750 \\\n"
+        f"    echo {RAN} fetch && for f in $(cat /files.txt); do [ -s /var/cache/dl/$f ] || "
+        f"wget -q -O /var/cache/dl/$f http://127.0.0.1:{port}/$f || exit 1; done && cp -r /var/cache/dl /got\n"
+    )
+    (ctx / "files.txt").write_text("\n".join(files) + "\n")
+    return ctx
+
+
+def mounts_env(h: Harness, image: str, branch: str, **extra: str) -> dict[str, str]:
+    return {**gitlab_env(image, branch, **extra), "CACHEPORT_MOUNTS__HELPER_IMAGE": h.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+
+
+def mount_lines(result: Result) -> list[str]:
+    return [line for line in result.log.splitlines() if "cacheport: cache: mount " in line]
+
+
+def test_a_restored_mount_saves_the_downloads_on_a_fresh_engine_builder(harness: Harness, tmp_path: Path) -> None:
+    """Build 1 after a prune downloads everything and saves the mount; build 2 after another prune, with one more
+    file, downloads only that one; a build with mounts off downloads everything again."""
+    from cacheport.mounts.artifact import mounts_name
+
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    project = f"e2e/mounts-{uuid.uuid4().hex[:8]}"
+    env = mounts_env(harness, f"{reg}/{project}", "main")
+    with downloads() as server:
+        harness.prune()
+        first = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "c"]), env=env)
+        assert first.code == 0, first.log
+        assert server.counts == {"a": 1, "b": 1, "c": 1}
+        assert harness.tags(reg, f"{project}/cache") == sorted(["main", mounts_name("main")]), first.log
+        harness.prune()
+        second = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "c", "d"]), env=env)
+        assert second.code == 0, second.log
+        assert server.counts == {"a": 1, "b": 1, "c": 1, "d": 1}, mount_lines(second)
+        assert (second.out / "got" / "d").read_text() == "d" * 1000
+        harness.prune()
+        off = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "c", "d", "e"]),
+                            "--mounts", "off", env=env)
+        assert off.code == 0, off.log
+        assert server.counts == {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1}, off.log
+        assert mount_lines(off) == []
+
+
+def test_an_untrusted_job_restores_but_never_saves_and_a_new_branch_starts_from_main(harness: Harness,
+                                                                                      tmp_path: Path) -> None:
+    from cacheport.mounts.artifact import mounts_name
+
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    project = f"e2e/mounts-{uuid.uuid4().hex[:8]}"
+    image = f"{reg}/{project}"
+    with downloads() as server:
+        harness.prune()
+        main = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b"]),
+                             env=mounts_env(harness, image, "main"))
+        assert main.code == 0, main.log
+        saved = harness.tags(reg, f"{project}/cache")
+        assert mounts_name("main") in saved, main.log
+        harness.prune()
+        fork = mounts_env(harness, image, "", CI_MERGE_REQUEST_SOURCE_BRANCH_NAME="patch-1",
+                          CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main", CI_MERGE_REQUEST_SOURCE_PROJECT_ID="99",
+                          CI_MERGE_REQUEST_PROJECT_ID="1")
+        untrusted = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "x"]), env=fork)
+        assert untrusted.code == 0, untrusted.log
+        assert server.counts == {"a": 1, "b": 1, "x": 1}, mount_lines(untrusted)  # restored from main's
+        assert harness.tags(reg, f"{project}/cache") == saved  # and nothing written
+        assert any(": refused" in line for line in mount_lines(untrusted)), untrusted.log
+        harness.prune()
+        feature = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "y"]),
+                                env=mounts_env(harness, image, "feature/new"))
+        assert feature.code == 0, feature.log
+        assert server.counts == {"a": 1, "b": 1, "x": 1, "y": 1}, mount_lines(feature)
+        assert mounts_name("feature-new") in harness.tags(reg, f"{project}/cache"), feature.log
+
+
+def test_mounts_follow_fresh_docker_container_builders(buildkit: Harness, tmp_path: Path) -> None:
+    """Each build on a new docker-container builder, which starts with no cache mount at all."""
+    reg = buildkit.env["CACHEPORT_E2E_REGISTRY"]
+    env = mounts_env(buildkit, f"{reg}/e2e/mounts-dc-{uuid.uuid4().hex[:8]}", "main")
+    with downloads() as server:
+        for files, expected in ((["a", "b", "c"], {"a": 1, "b": 1, "c": 1}),
+                                (["a", "b", "c", "d"], {"a": 1, "b": 1, "c": 1, "d": 1})):
+            with buildkit.builder("docker-container") as name:
+                result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files), env=env,
+                                        extra=("--builder", name))
+            assert result.code == 0, result.log
+            assert server.counts == expected, mount_lines(result)
+
+
+def test_mounts_commands_around_a_build_cacheport_does_not_run(buildkit: Harness, tmp_path: Path) -> None:
+    """`cacheport mounts restore`, a plain `docker buildx build`, `cacheport mounts save`, on new builders."""
+    import json
+    import subprocess
+    import sys
+
+    from .harness import clean_environ
+
+    reg = buildkit.env["CACHEPORT_E2E_REGISTRY"]
+    env = {**clean_environ(), **buildkit.docker_env,
+           **mounts_env(buildkit, f"{reg}/e2e/mounts-cmd-{uuid.uuid4().hex[:8]}", "main"),
+           "CACHEPORT_BACKEND": "gitlab"}
+
+    def cacheport(ctx: Path, *args: str) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-m", "cacheport", "mounts", *args, "--format", "json", "."],
+                              cwd=ctx, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        found: dict[str, Any] = json.loads(proc.stdout)
+        return found
+
+    with downloads() as server:
+        for files, expected, restored in ((["a", "b"], {"a": 1, "b": 1}, "missed"),
+                                          (["a", "b", "c"], {"a": 1, "b": 1, "c": 1}, "restored")):
+            ctx = mounts_project(buildkit, tmp_path, server.port, files)
+            with buildkit.builder("docker-container") as name:
+                env["BUILDX_BUILDER"] = name
+                before = cacheport(ctx, "restore")
+                assert [m["action"] for m in before["mounts"]] == [restored], before
+                built = subprocess.run([buildkit.env["CACHEPORT_E2E_DOCKER_BIN"], "buildx", "build",
+                                        "--network=host", "--output", f"type=local,dest={tmp_path / 'out'}", "."],
+                                       cwd=ctx, capture_output=True, text=True, timeout=300, env=env)
+                assert built.returncode == 0, built.stderr
+                after = cacheport(ctx, "save")
+                assert [m["action"] for m in after["mounts"]] == ["saved"], after
+            assert server.counts == expected
