@@ -298,6 +298,7 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
+        from cacheport.mounts.artifact import mounts_name
         from cacheport.oci.credentials import docker_credentials
         from cacheport.oci.realm import insecure_hosts
         from cacheport.oci.reference import parse_reference
@@ -312,7 +313,8 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         uploads = UploadJournal(os.path.join(request.cache_dir, ".uploads") if request.cache_dir else None)
         registry = Registry(ref.host, credentials, insecure=bool(cache.insecure),
                             insecure_hosts=insecure_hosts(request.environ), uploads=uploads)
-        return RegistryRepository(registry, ref.repository, only=fixed)
+        return RegistryRepository(registry, ref.repository,
+                                  only=None if fixed is None else (fixed, mounts_name(fixed)))
 
     return CacheStore(location=cache.repository, format=cache.format, name_for=name_for, branch_of=branch_of,
                       open=open_, oci_mediatypes=dict(cache.export_attrs).get("oci-mediatypes") != "false",
