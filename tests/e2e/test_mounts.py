@@ -62,8 +62,9 @@ def downloads() -> Iterator[Downloads]:
         server.close()
 
 
-def mounts_project(h: Harness, root: Path, port: int, files: list[str]) -> Path:
-    """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it."""
+def mounts_project(h: Harness, root: Path, port: int, files: list[str], owner: bool = True) -> Path:
+    """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it; with
+    ``owner``, the mount has uid, gid and mode (BuildKit keys such a mount by the root it makes for them too)."""
     ctx = root / "app"
     ctx.mkdir(parents=True, exist_ok=True)
     if not (ctx / "busybox").exists():
@@ -76,7 +77,8 @@ def mounts_project(h: Harness, root: Path, port: int, files: list[str]) -> Path:
         "COPY busybox /bin/busybox\n"
         'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
         "COPY files.txt /files.txt\n"
-        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked,uid=1000,gid=1000,mode=0750 \\\n"
+        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked"
+        + (",uid=1000,gid=1000,mode=0750" if owner else "") + " \\\n"
         f"    echo {RAN} fetch && for f in $(cat /files.txt); do [ -s /var/cache/dl/$f ] || "
         f"wget -q -O /var/cache/dl/$f http://127.0.0.1:{port}/$f || exit 1; done && cp -r /var/cache/dl /got\n"
     )
@@ -158,7 +160,7 @@ def test_mounts_follow_fresh_docker_container_builders(buildkit: Harness, tmp_pa
         for files, expected in ((["a", "b", "c"], {"a": 1, "b": 1, "c": 1}),
                                 (["a", "b", "c", "d"], {"a": 1, "b": 1, "c": 1, "d": 1})):
             with buildkit.builder("docker-container") as name:
-                result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files), env=env,
+                result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files, owner=False), env=env,
                                         extra=("--builder", name))
             assert result.code == 0, result.log
             assert server.counts == expected, mount_lines(result)

@@ -78,8 +78,9 @@ def usable(mount: CacheMount) -> str:
 
 
 def _mount_flag(mount: CacheMount, target: str) -> str:
-    return (f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing},uid={mount.uid},"
-            f"gid={mount.gid},mode={mount.mode:o}")
+    # uid/gid/mode only where the Dockerfile has them: with them, BuildKit keys the mount by the root it makes too.
+    owner = f",uid={mount.uid},gid={mount.gid},mode={mount.mode:o}" if mount.sets_owner else ""
+    return f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing}{owner}"
 
 
 #: The helper builds' own cache mount: per mount, what the last restore put there (``digest fingerprint name``).
