@@ -6,13 +6,10 @@ status shows the mounts beside their branch's cache, prune removes them with it,
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,27 +17,18 @@ from typing import Any
 import pytest
 
 from cacheport.cli.session import Options, Session
-from cacheport.mounts import CacheMount, MountArchive, MountLimits
-from cacheport.mounts.archive import digest_of
+from cacheport.mounts import CacheMount, MountLimits
 from cacheport.mounts.artifact import mounts_name
 from cacheport.oci.format import Manifest, synthetic_cache
 from cacheport.ops.mounts_store import fetch, publish
 from cacheport.records import CacheStore
+from tests.fakes.caches import mount_archive
 
 from .harness import Harness, Pulp, clean_environ, gitlab_env, pulp_env
 
 LIMITS = MountLimits(per_mount=64 << 20, total=128 << 20)
 PIP = CacheMount("pip", "/root/.cache/pip", "locked", 0, 0, 0o755)
 GO = CacheMount("gomod", "/go/pkg/mod", "shared", 1000, 1000, 0o700)
-
-
-def archive(path: Path, mount: CacheMount, files: dict[str, bytes]) -> MountArchive:
-    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return MountArchive(mount, path, digest_of(path), path.stat().st_size)
 
 
 def backend_env(which: str, servers: Harness, pulp: Pulp | None, tmp_path: Path) -> dict[str, str]:
@@ -87,8 +75,8 @@ def test_every_store_keeps_the_mounts_artifact(which: str, servers: Harness, in_
     pulp = request.getfixturevalue("pulp") if which == "pulp" else None
     store = store_of(backend_env(which, servers, pulp, in_tmp))
     name = store.name_for("main")
-    mine = [archive(in_tmp / "pip.tgz", PIP, {"wheels/a.whl": os.urandom(2 << 20), "http/x": b"cached"}),
-            archive(in_tmp / "go.tgz", GO, {"cache/download/m.zip": os.urandom(100_000)})]
+    mine = [mount_archive(in_tmp / "pip.tgz", PIP, {"wheels/a.whl": os.urandom(2 << 20), "http/x": b"cached"}),
+            mount_archive(in_tmp / "go.tgz", GO, {"cache/download/m.zip": os.urandom(100_000)})]
     with store.open() as session:
         saved = publish(session, name, mine, limits=LIMITS)
         assert [(o.action, o.name) for o in saved] == [("saved", mounts_name(name))] * 2, saved
@@ -122,7 +110,7 @@ def status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
 def test_status_shows_prune_removes_and_seed_carries_the_mounts(servers: Harness, pulp: Pulp, in_tmp: Path) -> None:
     env = backend_env("registry", servers, None, in_tmp)
     store = store_of(env)
-    mine = [archive(in_tmp / "pip.tgz", PIP, {"wheels/a.whl": os.urandom(1 << 20)})]
+    mine = [mount_archive(in_tmp / "pip.tgz", PIP, {"wheels/a.whl": os.urandom(1 << 20)})]
     for branch in ("main", "feature-a"):
         put_layer_cache(store, store.name_for(branch))
         with store.open() as session:
@@ -164,7 +152,7 @@ def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path
     store = store_of(env)
     put_layer_cache(store, "latest")
     with store.open() as session:
-        publish(session, "latest", [archive(in_tmp / "pip.tgz", PIP, {"x": b"y"})], limits=LIMITS)
+        publish(session, "latest", [mount_archive(in_tmp / "pip.tgz", PIP, {"x": b"y"})], limits=LIMITS)
     doc = status(env, in_tmp)
     assert [(t["tag"], t["mounts"]["tag"]) for t in doc["tags"]] == [("latest", "latest.mounts")]
     assert doc["directory"]["stale_blobs"] == 0  # the mounts' blobs count as used

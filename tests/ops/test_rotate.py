@@ -4,8 +4,6 @@ cache, so the mounts artifact the directory held is carried into it (hard-linked
 from __future__ import annotations
 
 import gzip
-import io
-import tarfile
 from pathlib import Path
 
 from cacheport.mounts import CacheMount, MountArchive, MountLimits
@@ -15,23 +13,19 @@ from cacheport.oci.layout import Layout
 from cacheport.ops.mounts_store import fetch, publish
 from cacheport.ops.rotate import carry_mounts, promote
 from cacheport.records import Swap
-from tests.fakes.caches import local_cache
+from tests.fakes.caches import local_cache, mount_archive
 
 LIMITS = MountLimits()
 
 
-def mount_archive(path: Path) -> MountArchive:
-    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
-        info = tarfile.TarInfo("pip/wheel")
-        info.size = 5
-        tar.addfile(info, io.BytesIO(b"wheel"))
-    return MountArchive(CacheMount("pip", "/root/.cache/pip"), path, digest_of(path), path.stat().st_size)
+def pip_archive(path: Path) -> MountArchive:
+    return mount_archive(path, CacheMount("pip", "/root/.cache/pip"), {"pip/wheel": b"wheel"})
 
 
 def test_promotion_carries_the_mounts_into_the_new_export(tmp_path: Path) -> None:
     current, new = tmp_path / "default", tmp_path / "default.new"
     local_cache(current)
-    archive = mount_archive(tmp_path / "pip.tgz")
+    archive = pip_archive(tmp_path / "pip.tgz")
     assert [o.action for o in publish(Layout(current), "latest", [archive], limits=LIMITS)] == ["saved"]
     local_cache(new)  # the build's export: a layer cache only
     blob = current / "blobs" / "sha256" / archive.digest.removeprefix("sha256:")
@@ -51,7 +45,7 @@ def test_a_newer_export_of_the_mounts_is_not_overwritten(tmp_path: Path) -> None
     current, new = tmp_path / "a", tmp_path / "b"
     local_cache(current)
     local_cache(new)
-    old = mount_archive(tmp_path / "old.tgz")
+    old = pip_archive(tmp_path / "old.tgz")
     publish(Layout(current), "latest", [old], limits=LIMITS)
     fresh = MountArchive(old.mount, tmp_path / "new.tgz", "", 0)
     fresh.path.write_bytes(gzip.compress(b"\0" * 1024))

@@ -393,6 +393,7 @@ def test_a_caches_mounts_go_with_it_to_the_name_beside_the_new_one(builtins: Plu
     old = store(builtins, "gitlab", key="arm64", ref="old.example/a")
     new = store(builtins, "registry", key="arm64", ref="new.example/b")
     names = ["arm64-main", "arm64-main.mounts", "arm64-feature-x", "arm64-gone.mounts"]
+    assert old[1].branch_of("arm64-main.mounts") is None
     pairs = name_pairs(old, new, names)
     # never a branch called "main.mounts"; mounts whose cache is gone are not copied on their own
     assert [(p.name, p.source.name, p.target.name) for p in pairs] == [
