@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -72,13 +73,16 @@ def fresh(h: Harness, driver: str) -> Iterator[dict[str, str]]:
         yield {"BUILDX_BUILDER": name}
 
 
-def timed_build(h: Harness, ctx: Path, env: dict[str, str], *args: str) -> float:
+def timed_build(h: Harness, ctx: Path, env: dict[str, str], *args: str) -> tuple[float, dict[str, float]]:
+    """The build's wall time, and the seconds its report gives each mount's restore and save."""
     start = time.perf_counter()
     result = h.build(ctx, *args, env=env, output=False)
     elapsed = time.perf_counter() - start
     if result.code != 0:
         raise SystemExit(f"build failed:\n{result.log}")
-    return elapsed
+    parts = {m.group(1): float(m.group(2))
+             for m in re.finditer(r"cacheport: cache: mount \S+: (restored|saved) .* in ([\d.]+)s", result.log)}
+    return elapsed, parts
 
 
 def mounts_command(action: str, ctx: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
@@ -124,25 +128,28 @@ def main() -> int:
             root = Path(tmp)
             mount_id = f"bench-dl-{run}"
             with fresh(h, driver) as builder:
-                seed = timed_build(h, app(h, root, server.port, files, mount_id), {**settings, **builder})
+                seed, _ = timed_build(h, app(h, root, server.port, files, mount_id), {**settings, **builder})
             print(f"seed build (every file downloaded, mounts saved): {seed:.1f} s, "
                   f"{server.total} downloads")
             print(f"\n{'round':>5s} {'without s':>10s} {'with s':>8s} {'with/without':>13s} {'downloads without':>18s} "
-                  f"{'with':>5s}")
+                  f"{'with':>5s} {'of which restore s':>19s} {'save s':>7s}")
             ratios = []
             for n in range(opts.rounds):
                 times: dict[str, float] = {}
                 downloads: dict[str, int] = {}
+                parts: dict[str, float] = {}
                 for kind in (("without", "with") if n % 2 == 0 else ("with", "without")):
                     ctx = app(h, root, server.port, [*files, f"new-{n}-{kind}.whl"], mount_id)
                     before = server.total
                     with fresh(h, driver) as builder:
                         args = ("--mounts", "off") if kind == "without" else ()
-                        times[kind] = timed_build(h, ctx, {**settings, **builder}, *args)
+                        times[kind], got = timed_build(h, ctx, {**settings, **builder}, *args)
+                    parts = got if kind == "with" else parts
                     downloads[kind] = server.total - before
                 ratios.append(times["with"] / times["without"])
                 print(f"{n + 1:5d} {times['without']:10.1f} {times['with']:8.1f} {ratios[-1]:13.2f} "
-                      f"{downloads['without']:18d} {downloads['with']:5d}")
+                      f"{downloads['without']:18d} {downloads['with']:5d} {parts.get('restored', 0):19.1f} "
+                      f"{parts.get('saved', 0):7.1f}")
             print(f"median with/without: {statistics.median(ratios):.2f} (goal: at most 0.50)")
 
             print(f"\n{'MiB':>5s} {'save s':>7s} {'MB/s':>6s} {'unchanged s':>12s} {'restore s':>10s} {'MB/s':>6s}")
