@@ -7,6 +7,7 @@ environment. Without them the e2e tests skip, unless CACHEPORT_E2E=require, wher
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import re
@@ -416,6 +417,69 @@ class TokenRegistry:
     issuer: TokenIssuer
     user: str
     password: str
+
+
+class Downloads:
+    """Files on 127.0.0.1 for a build's ``RUN --mount=type=cache`` step to fetch (a package index), counting each
+    download, so that what a restored mount saved is a count, not a log line. ``delay`` seconds pass before each
+    answer and ``bandwidth`` MB/s caps each download (a package index across a WAN); a file of ``size`` bytes
+    repeats its own name. ``port`` is where it listens; stop it with :meth:`close`."""
+
+    def __init__(self, size: int = 1000, delay: float = 0.0, bandwidth: float = 0.0) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        counts, chunk = self.counts, 16 << 10
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.strip("/")
+                counts[name] += 1
+                time.sleep(delay)
+                body = (name.encode() * (size // max(len(name), 1) + 1))[:size]
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                for start in range(0, size, chunk):
+                    self.wfile.write(body[start:start + chunk])
+                    if bandwidth:
+                        time.sleep(len(body[start:start + chunk]) / (bandwidth * 1e6))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def downloads_context(h: Harness, ctx: Path, port: int, files: list[str], mount_id: str,
+                      target: str = "/root/.cache/dl", options: str = "") -> Path:
+    """A build context (``ctx``) whose step fetches ``files`` from a :class:`Downloads` on ``port`` into the cache
+    mount ``mount_id`` at ``target`` (with more of the mount's ``options``: ``uid=1000,gid=1000``), each only when
+    the mount lacks it, as a package manager does, and copies them to ``/deps``: ``requirements.txt`` lists them."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    if not (ctx / "busybox").exists():
+        shutil.copy2(h.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
+        "COPY requirements.txt /requirements.txt\n"
+        f"RUN --mount=type=cache,id={mount_id},target={target}{',' + options if options else ''} \\\n"
+        f"    echo {RAN} fetch && mkdir -p /deps && for f in $(cat /requirements.txt); do "
+        f"[ -s {target}/$f ] || wget -q -O {target}/$f http://127.0.0.1:{port}/$f || exit 1; "
+        f"cp {target}/$f /deps/; done\n"
+    )
+    (ctx / "requirements.txt").write_text("\n".join(files) + "\n")
+    return ctx
 
 
 def cache_report(log: str) -> dict[str, dict[str, str]]:
