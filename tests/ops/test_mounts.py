@@ -137,6 +137,9 @@ def test_saved_then_restored_into_a_fresh_builder_then_unchanged(tmp_path: Path)
     assert [o.action for o in again] == ["unchanged"], again  # as restored from there: nothing uploaded
     other = save(store, "feature-x", [PIP], docker, SETTINGS)
     assert [o.action for o in other] == ["saved"], other  # restored from main's, so feature-x has none yet
+    assert "nothing uploaded" in other[0].detail  # but the store holds those bytes already
+    both = save(store, "main", [PIP, GO], docker, SETTINGS)  # one mount as restored, one empty
+    assert [o.action for o in both] == ["unchanged", "skipped"], both
     (fresh / "pip" / "index").write_text("a\nb\n")
     changed = save(store, "main", [PIP], docker, SETTINGS)
     assert [o.action for o in changed] == ["saved"], changed

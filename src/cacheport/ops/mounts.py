@@ -103,30 +103,30 @@ def dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
             "COPY --from=helper /out/ /\n")
 
 
-def restore_script(archives: Sequence[MountArchive], names: Sequence[str]) -> str:
-    """Mount ``n`` emptied and given ``/in/n.tar.gz`` (``names[n]``: where it came from), unless the last restore
-    left that very archive there untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said."""
+def restore_script(archives: Sequence[MountArchive]) -> str:
+    """Mount ``n`` emptied and given ``/in/n.tar.gz``, unless the last restore left that very archive there
+    untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said. The state remembers the archive (digest,
+    size) and the mount's fingerprint after it, for the save to know an untouched mount."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
-    for n, (archive, name) in enumerate(zip(archives, names, strict=True)):
+    for n, archive in enumerate(archives):
         stamp, digest = _stamp(archive.mount), shlex.quote(archive.digest)
-        lines += [f"if read -r d f _ <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+        lines += [f"if read -r d z f <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
                   f"then echo ok >/out/{n}.ok",
                   f"elif (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
                   f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; "
-                  f"then echo {digest} \"$(fp /m/{n})\" {shlex.quote(name)} >{stamp}; echo ok >/out/{n}.ok",
+                  f"then echo {digest} {archive.size} \"$(fp /m/{n})\" >{stamp}; echo ok >/out/{n}.ok",
                   f"else rm -f {stamp}; fi"]
     return "\n".join(lines) + "\n"
 
 
-def save_script(mounts: Sequence[CacheMount], target: str) -> str:
-    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or
-    ``/out/n.same`` (the digest) when it is as the last restore from ``target`` left it, so the store holds it
-    already; or ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
+def save_script(mounts: Sequence[CacheMount]) -> str:
+    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or ``/out/n.same``
+    (``digest size``) when it is as the last restore left it, an archive the store holds already; or
+    ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
     for n, mount in enumerate(mounts):
-        stamp = _stamp(mount)
-        lines += [f"if read -r d f t <{stamp} 2>/dev/null && [ \"$t\" = {shlex.quote(target)} ] && "
-                  f"[ \"$f\" = \"$(fp /m/{n})\" ]; then echo \"$d\" >/out/{n}.same",
+        lines += [f"if read -r d z f <{_stamp(mount)} 2>/dev/null && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+                  f"then echo \"$d $z\" >/out/{n}.same",
                   f'elif [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty',
                   f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"]
     return "\n".join(lines) + "\n"
@@ -217,8 +217,7 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
         context.mkdir()
         for n, (_mount, archive) in enumerate(todo):
             _place(archive.path, context / f"{n}.tar.gz")  # a build context never follows a symlink
-        came_from = [said[m.id].name if m.id in said else "" for m, _ in todo]
-        (context / "helper.sh").write_text(restore_script([a for _, a in todo], came_from), encoding="utf-8")
+        (context / "helper.sh").write_text(restore_script([a for _, a in todo]), encoding="utf-8")
         failed = helper_build(docker, dockerfile(settings.helper_image, [m for m, _ in todo]), context, out)
         seconds = round(time.monotonic() - began, 3)
         for n, (mount, archive) in enumerate(todo):
@@ -229,7 +228,7 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
             elif not (out / f"{n}.ok").is_file():
                 done = attrs.evolve(done, action="failed", detail=f"tar in the helper build: {_said(out / f'{n}.err')}")
             outcomes.append(done)
-    return outcomes
+    return _in_order(outcomes, mounts)
 
 
 def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Docker,
@@ -248,16 +247,16 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
     with tempfile.TemporaryDirectory(prefix="cacheport-mounts-out-") as tmp:
         context, out = Path(tmp) / "context", Path(tmp) / "out"
         context.mkdir()
-        (context / "helper.sh").write_text(save_script(wanted, target), encoding="utf-8")
+        (context / "helper.sh").write_text(save_script(wanted), encoding="utf-8")
         failed = helper_build(docker, dockerfile(settings.helper_image, wanted), context, out)
         if failed:
             return outcomes + [MountOutcome(m.id, "failed", target, detail=failed) for m in wanted]
         archives: list[MountArchive] = []
         for n, mount in enumerate(wanted):
             path = out / f"{n}.tar.gz"
-            if (out / f"{n}.same").is_file():
-                outcomes.append(MountOutcome(mount.id, "unchanged", target, seconds=round(time.monotonic() - began, 3),
-                                             detail="as restored from there: nothing uploaded"))
+            same = _read_same(out / f"{n}.same")
+            if same is not None:  # as restored: its archive is the store's already (publish sends nothing)
+                archives.append(MountArchive(mount, path, *same))
             elif (out / f"{n}.empty").is_file():
                 outcomes.append(MountOutcome(mount.id, "skipped", target, detail="the mount is empty: nothing saved"))
             elif not path.is_file():
@@ -274,7 +273,7 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
                                           detail=f"could not write the store: {_line(exc)}") for a in archives]
             spent = round(time.monotonic() - began, 3)  # the helper build's time and the upload's
             outcomes += [attrs.evolve(o, seconds=spent) for o in published]
-    return outcomes
+    return _in_order(outcomes, mounts)
 
 
 @attrs.frozen
@@ -403,6 +402,20 @@ def _place(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copyfile(source, dest)
+
+
+def _in_order(outcomes: Sequence[MountOutcome], mounts: Sequence[CacheMount]) -> list[MountOutcome]:
+    order = {m.id: n for n, m in reversed(list(enumerate(mounts)))}
+    return sorted(outcomes, key=lambda o: order.get(o.id, len(order)))
+
+
+def _read_same(path: Path) -> tuple[str, int] | None:
+    """``(digest, size)`` of the archive a mount is as restored from, from the save's ``n.same``; None without."""
+    try:
+        digest, size = path.read_text(encoding="utf-8").split()
+        return (digest, int(size)) if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _said(path: Path) -> str:
