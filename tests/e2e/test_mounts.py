@@ -5,7 +5,8 @@ the host's network) into a cache mount, skipping those it already has. The serve
 what a build downloaded is a fact, not a log line: a restored mount means fewer downloads.
 
 - On the docker driver of both generations, "fresh" is a ``buildx prune -af``, which empties the cache mounts too.
-- On a ``docker-container`` builder, each build has a new builder (``Harness.builder``).
+- On a ``docker-container`` builder, each build has a new builder (``Harness.builder``); on the ``remote`` one
+  (the standalone buildkitd), its cache is pruned.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .harness import Downloads, Harness, Result, downloads_context, gitlab_env
 
@@ -101,14 +104,16 @@ def test_an_untrusted_job_restores_but_never_saves_and_a_new_branch_starts_from_
         assert mounts_name("feature-new") in harness.tags(reg, f"{project}/cache"), feature.log
 
 
-def test_mounts_follow_fresh_docker_container_builders(buildkit: Harness, tmp_path: Path) -> None:
-    """Each build on a new docker-container builder, which starts with no cache mount at all."""
+@pytest.mark.parametrize("driver", ["docker-container", "remote"])
+def test_mounts_follow_fresh_builders_of_our_own_buildkit(buildkit: Harness, tmp_path: Path, driver: str) -> None:
+    """Each build on a new builder (a new docker-container one; the standalone buildkitd pruned), which starts with
+    no cache mount at all."""
     reg = buildkit.env["CACHEPORT_E2E_REGISTRY"]
     env = mounts_env(buildkit, f"{reg}/e2e/mounts-dc-{uuid.uuid4().hex[:8]}", "main")
     with downloads() as server:
         for files, expected in ((["a", "b", "c"], {"a": 1, "b": 1, "c": 1}),
                                 (["a", "b", "c", "d"], {"a": 1, "b": 1, "c": 1, "d": 1})):
-            with buildkit.builder("docker-container") as name:
+            with buildkit.builder(driver) as name:
                 result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files, owner=False), env=env,
                                         extra=("--builder", name))
             assert result.code == 0, result.log
