@@ -430,17 +430,3 @@ def _line(exc: BaseException) -> str:
     from cacheport.masking import printable
 
     return printable(str(exc) or type(exc).__name__, 300)
-
-
-def report_lines(outcomes: Sequence[MountOutcome]) -> list[str]:
-    """One line per outcome, for a build log."""
-    from cacheport.render import human_size
-
-    lines = []
-    for o in outcomes:
-        preposition = {"restored": "from", "saved": "to", "unchanged": "at"}.get(o.action)
-        where = f" {preposition} {o.name}" if o.name and preposition else ""
-        size = f", {human_size(o.size)}" if o.size and o.action in ("restored", "saved", "unchanged") else ""
-        secs = f" in {o.seconds:.1f}s" if o.seconds and o.action in ("restored", "saved") else ""
-        lines.append(f"mount {o.id}: {o.action}{where}{size}{secs}" + (f" ({o.detail})" if o.detail else ""))
-    return lines
