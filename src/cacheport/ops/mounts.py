@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -29,14 +29,16 @@ from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.ops.docker import Docker, last_line
 
 if TYPE_CHECKING:
+    from cacheport.config import Config
     from cacheport.plan import Plan
     from cacheport.records import CacheStore
 
-#: The helper image when ``mounts.helper-image`` names none: it needs ``sh``, ``tar`` (with gzip) and ``find``.
+#: The helper image when ``mounts.helper-image`` names none. A helper image needs ``sh``, ``tar`` (with gzip),
+#: ``find``, ``stat``, ``sort``, ``md5sum``, ``head`` and ``cut``, as busybox has them.
 DEFAULT_HELPER = "busybox"
 #: The build argument that makes every helper step run (``--no-cache`` would empty the cache mounts).
 NONCE_ARG = "CACHEPORT_NONCE"
-# What an id or target may hold to go into a --mount flag of a generated Dockerfile unquoted.
+# What an id may hold to go into a --mount flag of a generated Dockerfile unquoted.
 _SAFE = re.compile(r"[A-Za-z0-9._/:@+=~-]+")
 
 
@@ -57,7 +59,7 @@ class MountSettings:
     off_by: str = ""
 
 
-def settings_of(config: Any) -> MountSettings:
+def settings_of(config: Config) -> MountSettings:
     """The mount settings of a :class:`cacheport.config.Config`; a bad value is a ``ConfigError`` naming it."""
     from cacheport.config import resolve_mounts
 
@@ -69,9 +71,8 @@ def settings_of(config: Any) -> MountSettings:
 
 def usable(mount: CacheMount) -> str:
     """Why a mount can't go into a helper build's ``--mount`` flag, or ``""``."""
-    for what, value in (("id", mount.id), ("target", mount.target)):
-        if not _SAFE.fullmatch(value):
-            return f"its {what} {value!r} holds characters cacheport does not pass to a helper build"
+    if not _SAFE.fullmatch(mount.id):
+        return f"its id {mount.id!r} holds characters cacheport does not pass to a helper build"
     if mount.sharing not in ("shared", "private", "locked"):
         return f"its sharing {mount.sharing!r} is not shared, private or locked"
     return ""
@@ -83,7 +84,7 @@ def _mount_flag(mount: CacheMount, target: str) -> str:
     return f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing}{owner}"
 
 
-#: The helper builds' own cache mount: per mount, what the last restore put there (``digest fingerprint name``).
+#: The helper builds' own cache mount: per mount, what the last restore put there (``digest size fingerprint``).
 STATE_ID = "cacheport-mounts-state"
 # A mount's fingerprint: every entry's name, size, mtime, owner, mode and type, sorted.
 _FINGERPRINT = ("""fp() { (cd "$1" && find . -exec stat -c '%n|%s|%Y|%u|%g|%a|%F' {} + | sort | md5sum """
@@ -176,17 +177,27 @@ class Names:
 
 
 def names_for(plan: Plan, store: CacheStore) -> Names:
-    """The layer cache names the mounts sit beside: restore over the branch and its fallback chain, save to the
-    branch's own name only when the plan may write the layer cache."""
+    """The layer cache names the mounts sit beside, as the plan's trust decision gives the layer cache's: restore
+    over the branches it imports (its own unprotected name first under ``trust = "protected"``), save beside the
+    one it exports, only when the plan may write the layer cache."""
     from cacheport.kit import NO_BRANCH
+    from cacheport.trust import marked
 
-    context = plan.context
-    branches = [context.branch, *context.fallback_branches()] if context.branch else []
-    restore = tuple(dict.fromkeys(store.name_for(b) for b in branches or [NO_BRANCH]))
-    if plan.read_only or not plan.exports:
-        return Names(restore, "", "this job may not write the layer cache (read-only, or not trusted to), so it "
-                     "may not write cache mounts either")
-    return Names(restore, restore[0])
+    context, trust = plan.context, plan.context.trust
+    branches = list(trust.imports) if trust is not None else list(context.fallback_branches())
+    export = trust.export if trust is not None else context.branch
+    unprotected = trust is not None and trust.mode == "protected" and not trust.protected and not store.fixed
+    if not branches and not export:  # the one rule for a job that knows no branch at all
+        branches, export = [NO_BRANCH], NO_BRANCH
+    restore = [store.name_for(b) for b in branches]
+    if unprotected and context.branch in branches:
+        restore.insert(0, marked(store.name_for(context.branch)))
+    names = tuple(dict.fromkeys(restore))
+    if plan.read_only or not plan.exports or not export:
+        return Names(names, "", "this job may not write the layer cache (read-only, or not trusted to), so it may "
+                     "not write cache mounts either")
+    save = store.name_for(export)
+    return Names(names, marked(save) if unprotected else save)
 
 
 def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount], docker: Docker,
