@@ -63,6 +63,7 @@ OTHER_VARIABLES = {
     "CACHEPORT_STRICT_PLUGINS": "a broken plugin is an error",
     "CACHEPORT_INSECURE_REGISTRIES": "registries spoken to over plain HTTP or unverified TLS",
     "CACHEPORT_DOCKER": "the docker client to run",
+    "CACHEPORT_NONCE": "a build argument of the cache-mount helper builds, never read from the environment",
     # `args --format dotenv` writes these; GitLab hands them to later jobs as variables.
     "CACHEPORT_CACHE_FROM": "args --format dotenv output",
     "CACHEPORT_CACHE_TO": "args --format dotenv output",

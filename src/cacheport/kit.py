@@ -293,7 +293,10 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return fixed or branch_tag(branch, key, request.context)
 
     def branch_of(name: str) -> str | None:
-        if fixed is not None or not name.startswith(prefix):
+        from cacheport.mounts.artifact import is_mounts_name
+
+        # A branch's cache mounts (<tag>.mounts) are beside its cache, never a branch of their own.
+        if fixed is not None or not name.startswith(prefix) or is_mounts_name(name):
             return None
         return name[len(prefix):] or None
 

@@ -230,8 +230,11 @@ class Harness:
         outputs = [f"--output=type=local,dest={out}"] if output else []
         outputs += [f"--output=type=oci,dest={out}.oci.tar"] if oci else []
         cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host", *outputs, *extra]
+        # Cache mounts' helper builds start from the local helper image, never from one pulled from outside.
+        helper = {"CACHEPORT_MOUNTS__HELPER_IMAGE": self.env["CACHEPORT_E2E_HELPER_IMAGE"]} if self.env.get(
+            "CACHEPORT_E2E_HELPER_IMAGE") else {}
         proc = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
-                              env={**clean_environ(), **self.docker_env, **(env or {})})
+                              env={**clean_environ(), **self.docker_env, **helper, **(env or {})})
         return Result(proc.returncode, proc.stdout + proc.stderr, out)
 
     def tags(self, registry: str, repo: str, auth: tuple[str, str] | None = None) -> list[str]:

@@ -62,8 +62,9 @@ def downloads() -> Iterator[Downloads]:
         server.close()
 
 
-def mounts_project(h: Harness, root: Path, port: int, files: list[str]) -> Path:
-    """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it."""
+def mounts_project(h: Harness, root: Path, port: int, files: list[str], owner: bool = True) -> Path:
+    """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it; with
+    ``owner``, the mount has uid, gid and mode (BuildKit keys such a mount by the root it makes for them too)."""
     ctx = root / "app"
     ctx.mkdir(parents=True, exist_ok=True)
     if not (ctx / "busybox").exists():
@@ -76,7 +77,8 @@ def mounts_project(h: Harness, root: Path, port: int, files: list[str]) -> Path:
         "COPY busybox /bin/busybox\n"
         'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
         "COPY files.txt /files.txt\n"
-        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked,uid=1000,gid=1000,mode=0750 \\\n"
+        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked"
+        + (",uid=1000,gid=1000,mode=0750" if owner else "") + " \\\n"
         f"    echo {RAN} fetch && for f in $(cat /files.txt); do [ -s /var/cache/dl/$f ] || "
         f"wget -q -O /var/cache/dl/$f http://127.0.0.1:{port}/$f || exit 1; done && cp -r /var/cache/dl /got\n"
     )
@@ -89,7 +91,7 @@ def mounts_env(h: Harness, image: str, branch: str, **extra: str) -> dict[str, s
 
 
 def mount_lines(result: Result) -> list[str]:
-    return [line for line in result.log.splitlines() if "cacheport: cache: mount " in line]
+    return [line for line in result.log.splitlines() if line.startswith("cacheport: cache:   mount ")]
 
 
 def test_a_restored_mount_saves_the_downloads_on_a_fresh_engine_builder(harness: Harness, tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_an_untrusted_job_restores_but_never_saves_and_a_new_branch_starts_from_
         assert untrusted.code == 0, untrusted.log
         assert server.counts == {"a": 1, "b": 1, "x": 1}, mount_lines(untrusted)  # restored from main's
         assert harness.tags(reg, f"{project}/cache") == saved  # and nothing written
-        assert any(": refused" in line for line in mount_lines(untrusted)), untrusted.log
+        assert [line.split()[3] for line in mount_lines(untrusted)] == ["restored", "refused"], untrusted.log
         harness.prune()
         feature = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "y"]),
                                 env=mounts_env(harness, image, "feature/new"))
@@ -158,7 +160,7 @@ def test_mounts_follow_fresh_docker_container_builders(buildkit: Harness, tmp_pa
         for files, expected in ((["a", "b", "c"], {"a": 1, "b": 1, "c": 1}),
                                 (["a", "b", "c", "d"], {"a": 1, "b": 1, "c": 1, "d": 1})):
             with buildkit.builder("docker-container") as name:
-                result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files), env=env,
+                result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files, owner=False), env=env,
                                         extra=("--builder", name))
             assert result.code == 0, result.log
             assert server.counts == expected, mount_lines(result)
@@ -199,3 +201,19 @@ def test_mounts_commands_around_a_build_cacheport_does_not_run(buildkit: Harness
                 after = cacheport(ctx, "save")
                 assert [m["action"] for m in after["mounts"]] == ["saved"], after
             assert server.counts == expected
+
+
+def test_a_helper_image_that_cannot_be_pulled_is_one_line_per_mount_and_the_build_passes(harness: Harness,
+                                                                                          tmp_path: Path) -> None:
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    env = {**mounts_env(harness, f"{reg}/e2e/mounts-{uuid.uuid4().hex[:8]}", "main"),
+           "CACHEPORT_MOUNTS__HELPER_IMAGE": f"{reg}/e2e/no-such-helper:{uuid.uuid4().hex[:8]}"}
+    with downloads() as server:
+        harness.prune()
+        result = harness.build(mounts_project(harness, tmp_path, server.port, ["a"]), env=env)
+        assert result.code == 0, result.log
+        assert server.counts == {"a": 1}
+    lines = mount_lines(result)
+    assert len(lines) == 2, lines  # restore missed (nothing stored), save failed: the helper image
+    assert [line.split()[3] for line in lines] == ["missed", "failed"], lines
+    assert "helper build failed: " in lines[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cacheport.errors import RegistryError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits
 from cacheport.mounts.archive import digest_of
 from cacheport.mounts.artifact import layers_of, manifest_for, mounts_name
@@ -21,6 +22,7 @@ from cacheport.oci.layout import Layout
 from cacheport.oci.registry import Registry
 from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.mounts_store import chain, fetch, publish
+from tests.fakes.caches import mount_archive
 from tests.fakes.registry import FAST, FakeRegistry
 
 PIP = CacheMount("pip", "/root/.cache/pip", "locked", 0, 0, 0o755, stage="0", line=3)
@@ -28,19 +30,10 @@ GO = CacheMount("gomod", "/go/pkg/mod")
 LIMITS = MountLimits(per_mount=8 << 20, total=16 << 20)
 
 
-def make(path: Path, mount: CacheMount, files: dict[str, bytes]) -> MountArchive:
-    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return MountArchive(mount, path, digest_of(path), path.stat().st_size)
-
-
 @pytest.fixture
 def archives(tmp_path: Path) -> list[MountArchive]:
-    return [make(tmp_path / "pip.tgz", PIP, {"a.whl": os.urandom(300_000)}),
-            make(tmp_path / "go.tgz", GO, {"mod/x": b"module x\n"})]
+    return [mount_archive(tmp_path / "pip.tgz", PIP, {"a.whl": os.urandom(300_000)}),
+            mount_archive(tmp_path / "go.tgz", GO, {"mod/x": b"module x\n"})]
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ def test_an_unchanged_publish_writes_nothing_and_one_change_sends_only_that_laye
     again = publish(layout, "main", archives, limits=LIMITS)
     assert {o.action for o in again} == {"unchanged"}
     assert layout.manifest_digest("main.mounts") == before
-    changed = make(tmp_path / "go2.tgz", GO, {"mod/x": b"module x\n", "mod/y": b"module y\n"})
+    changed = mount_archive(tmp_path / "go2.tgz", GO, {"mod/x": b"module x\n", "mod/y": b"module y\n"})
     written: list[str] = []
     put_blob = layout.put_blob
     layout.put_blob = lambda d, chunks, progress=None: (written.append(d.digest), put_blob(d, chunks, progress))
@@ -94,7 +87,7 @@ def test_limits_leave_out_what_is_too_large(layout: Layout, archives: list[Mount
     total = MountLimits(per_mount=1 << 30, total=archives[0].size)
     assert [o.action for o in publish(layout, "b", archives, limits=total)] == ["saved", "too-large"]
     # the expanded size counts too: 1 MiB of zeros in a tiny archive
-    zeros = make(layout.directory.parent / "zeros.tgz", PIP, {"z": bytes(1 << 20)})
+    zeros = mount_archive(layout.directory.parent / "zeros.tgz", PIP, {"z": bytes(1 << 20)})
     expanded = MountLimits(per_mount=zeros.size * 10, total=1 << 30)
     [outcome] = publish(layout, "c", [zeros], limits=expanded)
     assert outcome.action == "too-large" and "expands to more than" in outcome.detail
@@ -169,3 +162,52 @@ def test_a_fixed_tag_store_lists_its_mounts_too(fake: FakeRegistry, archives: li
         publish(session, "buildcache", archives, limits=LIMITS)
         fake.add_manifest("app/cache", "other", {"schemaVersion": 2, "mediaType": "x", "manifests": []})
         assert session.names() == [mounts_name("buildcache")]
+
+
+def test_two_mounts_with_the_same_bytes_and_the_dockerfiles_settings_now(layout: Layout, tmp_path: Path) -> None:
+    one = mount_archive(tmp_path / "one.tgz", PIP, {})
+    two = MountArchive(GO, one.path, one.digest, one.size)  # two empty caches: the same archive
+    assert [o.action for o in publish(layout, "main", [one, two], limits=LIMITS)] == ["saved", "saved"]
+    changed = CacheMount("gomod", "/go/pkg/mod", uid=1000, gid=1000, mode=0o700)
+    got, outcomes = fetch(layout, ["main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, changed])
+    assert [o.action for o in outcomes] == ["restored", "restored"]
+    assert len({g.path for g in got}) == 2 and [g.mount for g in got] == [PIP, changed]
+
+
+def test_a_mount_as_restored_from_another_name_is_saved_without_its_file(layout: Layout,
+                                                                         archives: list[MountArchive],
+                                                                         tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    got, _ = fetch(layout, ["feature", "main"], tmp_path / "in", limits=LIMITS)
+    for g in got:
+        g.path.unlink()  # the caller's temporary files are gone; the layers are in the store
+    changed = mount_archive(tmp_path / "go2.tgz", GO, {"mod/z": b"new"})
+    written: list[str] = []
+    put_blob = layout.put_blob
+    layout.put_blob = lambda d, chunks, progress=None: (written.append(d.digest), put_blob(d, chunks, progress))
+    outcomes = publish(layout, "feature", [got[0], changed], limits=LIMITS)
+    assert [(o.action, o.name) for o in outcomes] == [("saved", "feature.mounts")] * 2
+    assert "nothing uploaded" in outcomes[0].detail
+    assert changed.digest in written and got[0].digest not in written
+    again, _ = fetch(layout, ["feature"], tmp_path / "again", limits=LIMITS)
+    assert [a.path.read_bytes() for a in again] == [archives[0].path.read_bytes(), changed.path.read_bytes()]
+
+
+def test_a_failed_upload_keeps_what_was_stored_for_that_mount(layout: Layout, archives: list[MountArchive],
+                                                               tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    gone = mount_archive(tmp_path / "gone.tgz", GO, {"mod/q": b"q"})
+    newer = mount_archive(tmp_path / "pip2.tgz", PIP, {"b.whl": b"b"})
+    real = layout.put_blob
+
+    def refuse(d, chunks, progress=None):  # type: ignore[no-untyped-def]
+        if d.digest == gone.digest:
+            raise RegistryError("HTTP 500 from the store")
+        return real(d, chunks, progress)
+
+    layout.put_blob = refuse  # type: ignore[method-assign]
+    outcomes = publish(layout, "main", [newer, gone], limits=LIMITS)
+    assert [o.action for o in outcomes] == ["saved", "failed"] and "HTTP 500" in outcomes[1].detail
+    manifest = layout.get_manifest("main.mounts")
+    assert manifest is not None
+    assert [(m.id, d.digest) for m, d in layers_of(manifest)] == [("pip", newer.digest), ("gomod", archives[1].digest)]

@@ -17,6 +17,7 @@ from cacheport.errors import MountError, RegistryError
 from cacheport.masking import printable
 from cacheport.mounts import CacheMount, MountArchive
 from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from cacheport.timestamps import go_time
 
 #: The artifact's type; a later format gets ``v2`` and this cacheport refuses it.
 ARTIFACT_TYPE = "application/vnd.cacheport.mounts.v1"
@@ -31,6 +32,7 @@ SUFFIX = ".mounts"
 #: The longest tag a registry takes (the distribution spec's 128 characters).
 NAME_MAX = 128
 CREATED = "org.opencontainers.image.created"
+NAME = "io.cacheport.mounts.name"
 _KEY = "io.cacheport.mount."
 _FIELDS = ("id", "target", "sharing", "uid", "gid", "mode")
 _NEWER = re.compile(r"application/vnd\.cacheport\.mounts?\.v(\d+)")
@@ -72,19 +74,35 @@ def layer_name_of(name: str) -> str | None:
     return base
 
 
-def manifest_for(archives: Sequence[MountArchive], created: datetime | None = None) -> Manifest:
-    """The artifact's manifest for these archives, one layer each, in the order given."""
+def manifest_for(archives: Sequence[MountArchive], created: datetime | None = None, name: str = "") -> Manifest:
+    """The artifact's manifest for these archives, one layer each, in the order given.
+
+    ``name``, the name it is written under, makes two names' manifests differ even when their archives are the
+    same: a registry deletes a manifest, with every tag pointing at it, so pruning one must not take the other.
+    """
     layers = [Descriptor(LAYER_TYPE, a.digest, a.size, _annotations(a.mount)).as_json() for a in archives]
     doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
                            "config": EMPTY_CONFIG.as_json(), "layers": layers}
-    if created is not None:
-        doc["annotations"] = {CREATED: created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    annotations = {CREATED: created.strftime("%Y-%m-%dT%H:%M:%SZ")} if created is not None else {}
+    if name:
+        annotations[NAME] = name
+    if annotations:
+        doc["annotations"] = annotations
     return Manifest.from_json(doc)
 
 
 def _annotations(mount: CacheMount) -> dict[str, str]:
     return {_KEY + "id": mount.id, _KEY + "target": mount.target, _KEY + "sharing": mount.sharing,
             _KEY + "uid": str(mount.uid), _KEY + "gid": str(mount.gid), _KEY + "mode": f"{mount.mode:o}"}
+
+
+def created(manifest: Manifest) -> datetime | None:
+    """When the artifact was written (its ``org.opencontainers.image.created``), when it says."""
+    try:
+        annotations = manifest.json.get("annotations")
+    except RegistryError:
+        return None
+    return go_time(annotations.get(CREATED)) if isinstance(annotations, dict) else None
 
 
 def is_mounts(manifest: Manifest) -> bool:

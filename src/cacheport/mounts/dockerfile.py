@@ -107,9 +107,11 @@ class _Stage:
 
 @attrs.define
 class _Scan:
-    """What one stage gives: its ENV (which a stage built on it inherits), its cache mounts, the stages it needs."""
+    """What one stage gives: its ENV and WORKDIR (which a stage built on it inherits; "" for the image's own),
+    its cache mounts, the stages it needs."""
 
     env: dict[str, str]
+    workdir: str
     mounts: list[CacheMount]
     needs: list[str]
 
@@ -124,10 +126,10 @@ def _parse_mount(flag: str) -> dict[str, str]:
     for field in fields:
         key, eq, value = field.partition("=")
         key = key.lower()
-        if key not in _KEYS:
-            raise ValueError(f"unknown key {key!r}")
         if not eq and key not in _FLAG_KEYS:
             raise ValueError(f"{field!r} must be a key=value pair")
+        if key not in _KEYS:
+            raise ValueError(f"unknown key {key!r}")
         out[key] = value
     return out
 
@@ -171,10 +173,12 @@ class _Reader:
         if stage.index in self.scans:
             return self.scans[stage.index]
         env: dict[str, str] = {}
+        workdir = ""
         needs: list[str] = []
         parent = self.find(stage.base)
         if parent is not None and parent.index != stage.index and parent.index not in parents:
-            env = dict(self.scan(parent, parents | {stage.index}).env)
+            inherited = self.scan(parent, parents | {stage.index})
+            env, workdir = dict(inherited.env), inherited.workdir
             needs.append(parent.name)
         args: dict[str, str] = {}
         mounts: list[CacheMount] = []
@@ -187,6 +191,11 @@ class _Reader:
                 for key, value in zip(ins.args[0::3], ins.args[1::3], strict=False):
                     with contextlib.suppress(ValueError):  # BuildKit stops there; the mounts before it stay
                         env[key] = _expand(value, values, self.escape, strict=False)
+            elif ins.name == "WORKDIR" and ins.args:
+                with contextlib.suppress(ValueError):
+                    where = _expand(ins.args[0], values, self.escape, strict=False)
+                    # relative to the image's own WORKDIR, which only the image knows
+                    workdir = posixpath.join(workdir, where) if workdir or where.startswith("/") else ""
             elif ins.name == "COPY":
                 for flag in ins.flags:
                     if flag.startswith("--from="):
@@ -194,11 +203,11 @@ class _Reader:
                             needs.append(_expand(flag.partition("=")[2], values, self.escape, strict=False))
             elif ins.name == "RUN":
                 for flag in ins.flags:
-                    if flag.partition("=")[0].lower() == "--mount":
-                        mount = self._mount(flag.partition("=")[2], values, stage, ins.start_line, needs)
+                    if flag.partition("=")[0] == "--mount":
+                        mount = self._mount(flag.partition("=")[2], values, stage, ins.start_line, needs, workdir)
                         if mount is not None:
                             mounts.append(mount)
-        self.scans[stage.index] = _Scan(env, mounts, needs)
+        self.scans[stage.index] = _Scan(env, workdir, mounts, needs)
         return self.scans[stage.index]
 
     def _declare(self, args: dict[str, str], decl: str, values: Mapping[str, str], line: int) -> None:
@@ -213,8 +222,8 @@ class _Reader:
         elif name in self.global_args:
             args[name] = self.global_args[name]
 
-    def _mount(self, flag: str, values: Mapping[str, str], stage: _Stage, line: int,
-               needs: list[str]) -> CacheMount | None:
+    def _mount(self, flag: str, values: Mapping[str, str], stage: _Stage, line: int, needs: list[str],
+               workdir: str) -> CacheMount | None:
         if not flag:
             self.warn(line, "--mount without a value skipped")
             return None
@@ -222,32 +231,33 @@ class _Reader:
             fields = _parse_mount(flag)
             if "$" in fields.get("from", ""):
                 raise ValueError("'from' takes no variables (BuildKit refuses them; name a stage instead)")
-            fields = {k: _expand(v, values, self.escape) for k, v in fields.items()}
-        except _Unresolved as exc:
-            self.warn(line, f"cache mount skipped: {exc}")
-            return None
+            kind = _expand(fields.get("type", "bind"), values, self.escape).lower()
+            if kind not in _MOUNT_TYPES:
+                raise ValueError(f"unknown type {kind!r} (allowed: {', '.join(_MOUNT_TYPES)})")
         except ValueError as exc:
             self.warn(line, f"--mount={flag} skipped: {exc}")
             return None
         if fields.get("from"):
             needs.append(fields["from"])
-        kind = fields.get("type", "bind").lower()
-        if kind not in _MOUNT_TYPES:
-            self.warn(line, f"--mount={flag} skipped: unknown type {kind!r} (allowed: {', '.join(_MOUNT_TYPES)})")
-            return None
         if kind != "cache" or fields.get("from"):
             return None  # a cache mount from a stage or an image starts from that content, not from ours
         try:
-            return _cache_mount(fields, stage.label, line)
+            return _cache_mount({k: _expand(v, values, self.escape) for k, v in fields.items()}, workdir,
+                                stage.label, line)
+        except _Unresolved as exc:
+            self.warn(line, f"cache mount skipped: {exc}")
         except ValueError as exc:
             self.warn(line, f"--mount={flag} skipped: {exc}")
-            return None
+        return None
 
 
-def _cache_mount(fields: Mapping[str, str], stage: str, line: int) -> CacheMount:
-    target = fields.get("target") or fields.get("dst") or fields.get("destination") or ""
-    if not target:
+def _cache_mount(fields: Mapping[str, str], workdir: str, stage: str, line: int) -> CacheMount:
+    """The mount BuildKit makes of a ``type=cache`` flag's fields: the id defaults to the target as written, and
+    a relative target is under the WORKDIR (left as written when that is the image's own)."""
+    written = fields.get("target") or fields.get("dst") or fields.get("destination") or ""
+    if not written:
         raise ValueError("a cache mount needs a target")
+    target = _clean(posixpath.join(workdir, written)) if workdir and not written.startswith("/") else written
     sharing = fields.get("sharing", "shared").lower()
     if sharing not in SHARING:
         raise ValueError(f"sharing={sharing} (allowed: {', '.join(SHARING)})")
@@ -261,10 +271,10 @@ def _cache_mount(fields: Mapping[str, str], stage: str, line: int) -> CacheMount
         except ValueError:
             value = -1
         if not (text.isascii() and text.isdigit() and 0 <= value < 1 << 32):
-            raise ValueError(f"{key}={text} is not a{' octal' if base == 8 else ''} number")
+            raise ValueError(f"{key}={text} is not {'an octal' if base == 8 else 'a'} number")
         return value
 
-    return CacheMount(id=fields.get("id") or _clean(target), target=target, sharing=sharing,
+    return CacheMount(id=fields.get("id") or _clean(written), target=target, sharing=sharing,
                       uid=number("uid", 10, 0), gid=number("gid", 10, 0), mode=number("mode", 8, 0o755),
                       stage=stage, line=line)
 
@@ -273,7 +283,7 @@ def _stages(instructions: list[DockerfileInstruction], args: dict[str, str], bui
             escape: str) -> list[_Stage]:
     """The stages; ``args`` gets the global ARGs (those before the first FROM) with their values."""
     stages: list[_Stage] = []
-    header: list[Any] = []  # (FROM, body) pairs
+    header: list[tuple[DockerfileInstruction, list[DockerfileInstruction]]] = []  # (FROM, body) pairs
     for ins in instructions:
         if ins.name == "FROM":
             header.append((ins, []))

@@ -194,8 +194,24 @@ class Layout:
             yield iter(lambda: fh.read(CHUNK), b"")
 
     def mount_from(self, source: object, digest: str) -> bool:
-        """A directory mounts nothing: blobs are copied."""
-        return False
+        """From another directory: a hard link (blobs are never changed in place, so both may share one file);
+        False when that can't be done (another store, another file system), and the blob is copied instead."""
+        if not isinstance(source, Layout):
+            return False
+        here = self._blob_path(digest)
+        if here.exists():
+            return True
+        there = source._blob_path(digest)
+        if not there.is_file():
+            return False
+        self._mkdir(here.parent)
+        try:
+            os.link(there, here)
+        except FileExistsError:
+            return True
+        except OSError:
+            return False
+        return True
 
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
                  progress: Callable[[int], None] | None = None) -> None:

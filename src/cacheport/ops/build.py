@@ -206,8 +206,7 @@ def run(
     if mounts is not None and not no_buildx:
         for warning in mounts.warnings:
             say(f"warning: {warning}")
-        mount_outcomes = mounts.restore(docker)
-        _say_mounts(mount_outcomes, say)
+        mount_outcomes = mounts.restore(docker)  # the report at the end says what became of each
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
@@ -254,10 +253,9 @@ def run(
     if code == 0:
         _promote(plan.swaps, say)
         if mounts is not None and not no_buildx:
-            saved = mounts.save(docker)
-            _say_mounts(saved, say)
-            mount_outcomes += saved
-    found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
+            mount_outcomes += mounts.save(docker)
+    found_report = attrs.evolve(build_report("".join(stream), meta, imports, exports, plan, wall),
+                                mounts=tuple(mount_outcomes))
     if left_out:
         found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
             report.ImportReport(e, report.MISSED, "not passed to buildx: " + p.reason if p.broken else
@@ -273,13 +271,6 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
-
-
-def _say_mounts(outcomes: Sequence[MountOutcome], say: Callable[[str], None]) -> None:
-    from cacheport.ops.mounts import report_lines
-
-    for line in report_lines(outcomes):
-        say(f"cache: {line}")
 
 
 def _start_hint(prelude: Prelude) -> str:

@@ -14,6 +14,7 @@ uploads) is :mod:`cacheport.ops.mounts_store`'s; which mounts a Dockerfile has i
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import tempfile
 import time
@@ -77,36 +78,64 @@ def usable(mount: CacheMount) -> str:
 
 
 def _mount_flag(mount: CacheMount, target: str) -> str:
-    return (f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing},uid={mount.uid},"
-            f"gid={mount.gid},mode={mount.mode:o}")
+    # uid/gid/mode only where the Dockerfile has them: with them, BuildKit keys the mount by the root it makes too.
+    owner = f",uid={mount.uid},gid={mount.gid},mode={mount.mode:o}" if mount.sets_owner else ""
+    return f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing}{owner}"
 
 
-def restore_dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
-    """The restore build: mount ``n`` gets ``/in/n.tar.gz`` (its build context) after it is emptied; ``/out/n.ok``
-    says it worked, ``/out/n.err`` what tar said when it did not. Its only output is ``/out``."""
-    steps = [f"if (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
-             f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; then echo ok >/out/{n}.ok; fi"
-             for n in range(len(mounts))]
-    return _helper_dockerfile(helper, ["--mount=type=bind,source=.,target=/in"]
-                              + [_mount_flag(m, f"/m/{n}") for n, m in enumerate(mounts)], steps)
+#: The helper builds' own cache mount: per mount, what the last restore put there (``digest fingerprint name``).
+STATE_ID = "cacheport-mounts-state"
+# A mount's fingerprint: every entry's name, size, mtime, owner, mode and type, sorted.
+_FINGERPRINT = ("""fp() { (cd "$1" && find . -exec stat -c '%n|%s|%Y|%u|%g|%a|%F' {} + | sort | md5sum """
+                """| cut -d' ' -f1); }""")
 
 
-def save_dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
-    """The save build: mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link),
-    or ``/out/n.empty`` when it holds nothing, or ``/out/n.err`` with what tar said."""
-    steps = [f'if [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty; '
-             f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"
-             for n in range(len(mounts))]
-    return _helper_dockerfile(helper, [_mount_flag(m, f"/m/{n}") for n, m in enumerate(mounts)], steps)
-
-
-def _helper_dockerfile(helper: str, flags: Sequence[str], steps: Sequence[str]) -> str:
-    script = " ; ".join(["mkdir -p /out", *steps])
+def dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
+    """A helper build's Dockerfile: its context at ``/in`` (``helper.sh`` runs), mount ``n`` at ``/m/n``, the
+    state at ``/s``; only ``/out`` is exported. The network is off: a helper never needs one."""
+    flags = ["--network=none", "--mount=type=bind,source=.,target=/in",
+             f"--mount=type=cache,id={STATE_ID},target=/s,sharing=locked",
+             *(_mount_flag(m, f"/m/{n}") for n, m in enumerate(mounts))]
     return (f"FROM {helper} AS helper\n"
             f"ARG {NONCE_ARG}\n"
-            f"RUN --network=none {' '.join(flags)} \\\n    sh -c '{script}'\n"
+            f"RUN {' '.join(flags)} \\\n    sh /in/helper.sh\n"
             "FROM scratch\n"
             "COPY --from=helper /out/ /\n")
+
+
+def restore_script(archives: Sequence[MountArchive], names: Sequence[str]) -> str:
+    """Mount ``n`` emptied and given ``/in/n.tar.gz`` (``names[n]``: where it came from), unless the last restore
+    left that very archive there untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said."""
+    lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
+    for n, (archive, name) in enumerate(zip(archives, names, strict=True)):
+        stamp, digest = _stamp(archive.mount), shlex.quote(archive.digest)
+        lines += [f"if read -r d f _ <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+                  f"then echo ok >/out/{n}.ok",
+                  f"elif (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
+                  f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; "
+                  f"then echo {digest} \"$(fp /m/{n})\" {shlex.quote(name)} >{stamp}; echo ok >/out/{n}.ok",
+                  f"else rm -f {stamp}; fi"]
+    return "\n".join(lines) + "\n"
+
+
+def save_script(mounts: Sequence[CacheMount], target: str) -> str:
+    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or
+    ``/out/n.same`` (the digest) when it is as the last restore from ``target`` left it, so the store holds it
+    already; or ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
+    lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
+    for n, mount in enumerate(mounts):
+        stamp = _stamp(mount)
+        lines += [f"if read -r d f t <{stamp} 2>/dev/null && [ \"$t\" = {shlex.quote(target)} ] && "
+                  f"[ \"$f\" = \"$(fp /m/{n})\" ]; then echo \"$d\" >/out/{n}.same",
+                  f'elif [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty',
+                  f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"]
+    return "\n".join(lines) + "\n"
+
+
+def _stamp(mount: CacheMount) -> str:
+    import hashlib
+
+    return f"/s/{hashlib.sha256(mount.id.encode()).hexdigest()[:32]}"
 
 
 def helper_build(docker: Docker, dockerfile: str, context: Path, out: Path, *, timeout: float = 3600) -> str:
@@ -188,7 +217,9 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
         context.mkdir()
         for n, (_mount, archive) in enumerate(todo):
             _place(archive.path, context / f"{n}.tar.gz")  # a build context never follows a symlink
-        failed = helper_build(docker, restore_dockerfile(settings.helper_image, [m for m, _ in todo]), context, out)
+        came_from = [said[m.id].name if m.id in said else "" for m, _ in todo]
+        (context / "helper.sh").write_text(restore_script([a for _, a in todo], came_from), encoding="utf-8")
+        failed = helper_build(docker, dockerfile(settings.helper_image, [m for m, _ in todo]), context, out)
         seconds = round(time.monotonic() - began, 3)
         for n, (mount, archive) in enumerate(todo):
             done = attrs.evolve(said.get(mount.id) or MountOutcome(mount.id, "restored"), size=archive.size,
@@ -205,6 +236,7 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
          settings: MountSettings) -> list[MountOutcome]:
     """Copy each mount out of the builder in one helper build and publish the archives beside the layer cache
     ``name`` (nothing unchanged is uploaded). One outcome per mount; never raises for the cache's sake."""
+    from cacheport.mounts.archive import digest_of
     from cacheport.mounts.artifact import mounts_name
     from cacheport.ops.mounts_store import publish
 
@@ -216,19 +248,23 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
     with tempfile.TemporaryDirectory(prefix="cacheport-mounts-out-") as tmp:
         context, out = Path(tmp) / "context", Path(tmp) / "out"
         context.mkdir()
-        failed = helper_build(docker, save_dockerfile(settings.helper_image, wanted), context, out)
+        (context / "helper.sh").write_text(save_script(wanted, target), encoding="utf-8")
+        failed = helper_build(docker, dockerfile(settings.helper_image, wanted), context, out)
         if failed:
             return outcomes + [MountOutcome(m.id, "failed", target, detail=failed) for m in wanted]
         archives: list[MountArchive] = []
         for n, mount in enumerate(wanted):
             path = out / f"{n}.tar.gz"
-            if (out / f"{n}.empty").is_file():
+            if (out / f"{n}.same").is_file():
+                outcomes.append(MountOutcome(mount.id, "unchanged", target, seconds=round(time.monotonic() - began, 3),
+                                             detail="as restored from there: nothing uploaded"))
+            elif (out / f"{n}.empty").is_file():
                 outcomes.append(MountOutcome(mount.id, "skipped", target, detail="the mount is empty: nothing saved"))
             elif not path.is_file():
                 outcomes.append(MountOutcome(mount.id, "failed", target,
                                              detail=f"tar in the helper build: {_said(out / f'{n}.err')}"))
             else:
-                archives.append(MountArchive(mount, path, _digest(path), path.stat().st_size))
+                archives.append(MountArchive(mount, path, digest_of(path), path.stat().st_size))
         if archives:
             try:
                 with store.open() as session:
@@ -236,8 +272,8 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
             except Exception as exc:  # a store that breaks in any way must not fail the build
                 published = [MountOutcome(a.mount.id, "failed", target, a.size,
                                           detail=f"could not write the store: {_line(exc)}") for a in archives]
-            spent = round(time.monotonic() - began, 3)
-            outcomes += [o if o.seconds else attrs.evolve(o, seconds=spent) for o in published]
+            spent = round(time.monotonic() - began, 3)  # the helper build's time and the upload's
+            outcomes += [attrs.evolve(o, seconds=spent) for o in published]
     return outcomes
 
 
@@ -280,7 +316,7 @@ def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settin
            target: str | None = None, build_args: Mapping[str, str] | None = None) -> Around:
     """What to restore and save around a build of ``dockerfile``: its cache mounts, the store (``store()`` raises
     ``ConfigError`` for a backend without one), the names. Never raises for the cache's sake."""
-    from cacheport.errors import CacheportError
+    from cacheport.errors import CacheportError, ConfigError
     from cacheport.mounts.dockerfile import read_mounts
 
     if not settings.enabled:
@@ -295,8 +331,10 @@ def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settin
         return Around(settings=settings, warnings=tuple(warnings))
     try:
         chosen = store()
-    except CacheportError as exc:
-        why = f"{exc}; cache mounts are neither restored nor saved"
+    except CacheportError as exc:  # a ConfigError says this command can't reach the backend: true of mounts too
+        where = (f"backend {plan.backend!r} has no store cacheport can reach (as gha, inline, s3 and azblob)"
+                 if isinstance(exc, ConfigError) else str(exc))
+        why = f"{where}: cache mounts are neither restored nor saved, and the build goes on"
         return Around(found, settings, warnings=(*warnings, f"cache mounts: {why}"),
                       notes=tuple(skipped(found, "the backend has no store")))
     return Around(found, settings, chosen, names_for(plan, chosen), warnings=tuple(warnings))
@@ -367,16 +405,6 @@ def _place(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
-def _digest(path: Path) -> str:
-    import hashlib
-
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    return f"sha256:{sha.hexdigest()}"
-
-
 def _said(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -397,8 +425,8 @@ def report_lines(outcomes: Sequence[MountOutcome]) -> list[str]:
 
     lines = []
     for o in outcomes:
-        where = f" {'from' if o.action == 'restored' else 'to'} {o.name}" if o.name and o.action in (
-            "restored", "saved", "unchanged") else ""
+        preposition = {"restored": "from", "saved": "to", "unchanged": "at"}.get(o.action)
+        where = f" {preposition} {o.name}" if o.name and preposition else ""
         size = f", {human_size(o.size)}" if o.size and o.action in ("restored", "saved", "unchanged") else ""
         secs = f" in {o.seconds:.1f}s" if o.seconds and o.action in ("restored", "saved") else ""
         lines.append(f"mount {o.id}: {o.action}{where}{size}{secs}" + (f" ({o.detail})" if o.detail else ""))

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
+
 from cacheport.errors import CacheportError, MountError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
@@ -48,11 +50,13 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
     Returns the archives (digest and safety checked), and one outcome per mount: ``restored`` for each archive
     fetched (downloaded and checked; the caller makes it ``failed`` if the builder then can't take it),
     ``missed``, ``refused`` (hostile), ``too-large`` or ``failed``. With ``wanted`` (the build's mounts), only
-    those are fetched, and each has an outcome; without, every mount the artifact holds, and a missing or
-    unreadable artifact is one outcome with an empty id.
+    those are fetched (matched by id, and returned with the wanted mount's settings), and each has an outcome;
+    without, every mount the artifact holds, and a missing or unreadable artifact is one outcome with an empty
+    id.
     """
     began = time.monotonic()
     ids = [m.id for m in wanted] if wanted is not None else None
+    current = {m.id: m for m in wanted or ()}
     found, problems = _first_artifact(session, chain(names))
     if found is None:
         detail = "; ".join(problems) or f"no cache mounts under {', '.join(chain(names)) or 'any name'}"
@@ -68,7 +72,8 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         if mount_id not in by_id:
             outcomes[mount_id] = MountOutcome(mount_id, "missed", name, detail=f"{name} holds no mount {mount_id!r}")
             continue
-        mount, layer = by_id[mount_id]
+        stored, layer = by_id[mount_id]
+        mount = current.get(mount_id, stored)  # restored with the Dockerfile's settings as they are now
         total += layer.size
         if layer.size > limits.per_mount or total > limits.total:
             total -= layer.size
@@ -79,7 +84,8 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         todo.append((mount, layer))
     dest_dir.mkdir(parents=True, exist_ok=True)
     got: list[MountArchive] = []
-    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits), todo, JOBS):
+    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits),
+                                        list(enumerate(todo)), JOBS):
         outcomes[mount.id] = outcome
         if archive is not None:
             got.append(archive)
@@ -103,11 +109,12 @@ def _first_artifact(session: StoreSession, names: Sequence[str],
     return None, problems
 
 
-def _download(session: StoreSession, name: str, item: tuple[CacheMount, Descriptor], dest_dir: Path,
+def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMount, Descriptor]], dest_dir: Path,
               limits: MountLimits) -> tuple[CacheMount, MountOutcome, MountArchive | None]:
-    mount, layer = item
+    index, (mount, layer) = item
     began = time.monotonic()
-    path = dest_dir / f"{layer.digest.removeprefix('sha256:')[:32]}.tar.gz"
+    # Two mounts may hold the same bytes (two empty caches): each its own file.
+    path = dest_dir / f"{index}-{layer.digest.removeprefix('sha256:')[:16]}.tar.gz"
     try:
         _stream_to(session, layer, path)
         archives_.check(path, limit=limits.per_mount, name=mount.id)
@@ -147,10 +154,12 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
 
     Archives over a limit are left out (``too-large``), hostile ones too (``refused``). Layers the stored
     artifact already holds, with the same digest, are ``unchanged`` and not sent; when every one is, nothing is
-    written at all. Otherwise the changed ones are uploaded (``saved``; a blob the store has already is not
-    sent again) and the manifest written last. ``previous``: the manifest stored under the mounts name, when
-    the caller has read it already (else it is read here). A store error makes the archives it concerns
-    ``failed``.
+    written at all. Otherwise the changed ones are uploaded (``saved``) and the manifest written last. A blob
+    the store has already (a mount whose contents are as restored from another name) is not sent again: for
+    such a mount the caller may pass the archive :func:`fetch` returned even after its file is gone.
+    ``previous``: the manifest stored under the mounts name, when the caller has read it already (else it is
+    read here). A store error makes the archives it concerns ``failed``; a mount whose upload failed keeps
+    what was stored for it before.
     """
     target = mounts_name(name)
     outcomes: dict[str, MountOutcome] = {}
@@ -168,40 +177,48 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
         else:
             kept.append(archive)
     stored = _stored(session, target, previous)
-    same = [a for a in kept if stored.get(_key(a.mount)) == a.digest]
-    if kept and len(same) == len(kept) == len(stored):
-        for a in kept:
-            outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
-                                                detail="equal to the stored archive; nothing uploaded")
-        return [outcomes[a.mount.id] for a in archives]
-    changed = [a for a in kept if a not in same]
-    try:
-        if kept and session.blob_size(EMPTY_CONFIG.digest) is None:
-            session.put_blob(EMPTY_CONFIG, [EMPTY_DATA])
-    except CacheportError as exc:
-        return [outcomes.get(a.mount.id) or _failed(a, target, exc) for a in archives]
-    for archive, result in each(lambda a: (a, _upload(session, target, a)), changed, JOBS):
-        outcomes[archive.mount.id] = result
+    same = [a for a in kept if _digest(stored.get(_key(a.mount))) == a.digest]
     for a in same:
         outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
                                             detail="equal to the stored archive; nothing uploaded")
-    failed = [a for a in kept if outcomes[a.mount.id].action == "failed"]
-    if kept and not failed:
-        try:
-            session.put_manifest(target, manifest_for(kept, datetime.now(UTC)))
-        except CacheportError as exc:
-            for a in kept:
-                outcomes[a.mount.id] = _failed(a, target, exc)
+    if not kept or len(same) == len(kept) == len(stored):
+        return [outcomes[a.mount.id] for a in archives]
+    changed = [a for a in kept if a not in same]
+    try:
+        if session.blob_size(EMPTY_CONFIG.digest) is None:
+            session.put_blob(EMPTY_CONFIG, [EMPTY_DATA])
+    except CacheportError as exc:
+        return [outcomes.get(a.mount.id) or _failed(a, target, exc) for a in archives]
+    # Two mounts holding the same bytes share one blob: it is sent once.
+    sent = {a.digest: result for a, result in
+            each(lambda a: (a, _upload(session, target, a)), list({a.digest: a for a in changed}.values()), JOBS)}
+    layers = []
+    for archive in kept:
+        if archive in changed:
+            outcomes[archive.mount.id] = attrs.evolve(sent[archive.digest], id=archive.mount.id)
+        before = stored.get(_key(archive.mount))
+        if outcomes[archive.mount.id].action != "failed":
+            layers.append(archive)
+        elif before is not None:
+            layers.append(attrs.evolve(archive, digest=before.digest, size=before.size))
+    try:
+        session.put_manifest(target, manifest_for(layers, datetime.now(UTC), target))
+    except CacheportError as exc:
+        for a in kept:
+            outcomes[a.mount.id] = _failed(a, target, exc)
     return [outcomes[a.mount.id] for a in archives]
 
 
 def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
-    """Why an archive may not be saved (over the limit, not safe to restore), or None."""
+    """Why an archive may not be saved (over the limit, not safe to restore), or None. One whose file is gone
+    (as restored from the store) is the store's already: it is never uploaded, so there is nothing to check."""
     began = time.monotonic()
     if archive.size > limits.per_mount:
         return MountOutcome(archive.mount.id, "too-large", size=archive.size,
                             detail=f"{archive.size} bytes is over one mount's size limit ({limits.per_mount} "
                                    "bytes); not saved")
+    if not archive.path.exists():
+        return None
     try:
         archives_.check(archive.path, limit=limits.per_mount, name=archive.mount.id)
     except MountError as exc:
@@ -211,13 +228,17 @@ def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
     return None
 
 
-def _stored(session: StoreSession, target: str, previous: Manifest | None) -> dict[tuple[object, ...], str]:
-    """Mount -> digest of what ``target`` holds now; empty when nothing readable is there (it is replaced)."""
+def _stored(session: StoreSession, target: str, previous: Manifest | None) -> dict[tuple[object, ...], Descriptor]:
+    """Mount -> the layer ``target`` holds for it now; empty when nothing readable is there (it is replaced)."""
     try:
         manifest = previous if previous is not None else session.get_manifest(target)
-        return {_key(m): d.digest for m, d in layers_of(manifest)} if manifest is not None else {}
+        return {_key(m): d for m, d in layers_of(manifest)} if manifest is not None else {}
     except CacheportError:
         return {}
+
+
+def _digest(descriptor: Descriptor | None) -> str | None:
+    return descriptor.digest if descriptor is not None else None
 
 
 def _key(mount: CacheMount) -> tuple[object, ...]:
@@ -229,8 +250,10 @@ def _upload(session: StoreSession, target: str, archive: MountArchive) -> MountO
     began = time.monotonic()
     descriptor = Descriptor(LAYER_TYPE, archive.digest, archive.size)
     try:
-        if session.blob_size(archive.digest) is None:
-            session.put_blob(descriptor, BlobSource(lambda offset: _read(archive.path, offset)))
+        if session.blob_size(archive.digest) is not None:
+            return MountOutcome(archive.mount.id, "saved", target, archive.size, time.monotonic() - began,
+                                "the store holds these contents already (under another name): nothing uploaded")
+        session.put_blob(descriptor, BlobSource(lambda offset: _read(archive.path, offset)))
     except (CacheportError, OSError) as exc:
         return _failed(archive, target, exc, time.monotonic() - began)
     return MountOutcome(archive.mount.id, "saved", target, archive.size, time.monotonic() - began)
