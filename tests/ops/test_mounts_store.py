@@ -211,3 +211,7 @@ def test_a_failed_upload_keeps_what_was_stored_for_that_mount(layout: Layout, ar
     manifest = layout.get_manifest("main.mounts")
     assert manifest is not None
     assert [(m.id, d.digest) for m, d in layers_of(manifest)] == [("pip", newer.digest), ("gomod", archives[1].digest)]
+    # only a failed upload: the stored artifact stays exactly as it was
+    before = layout.manifest_digest("main.mounts")
+    [outcome] = publish(layout, "main", [gone], limits=LIMITS)
+    assert outcome.action == "failed" and layout.manifest_digest("main.mounts") == before

@@ -17,7 +17,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from cacheport.errors import MountError
+from cacheport.errors import MountError, MountTooLarge
 from cacheport.masking import printable
 
 CHUNK = 1 << 20
@@ -42,7 +42,7 @@ class _Bounded:
         data = self.raw.read(size if size >= 0 else CHUNK)
         self.read_so_far += len(data)
         if self.read_so_far > self.limit:
-            raise MountError(f"{self.what}: expands to more than {self.limit} bytes; refused (the limit for one "
+            raise MountTooLarge(f"{self.what}: expands to more than {self.limit} bytes; refused (the limit for one "
                              "mount)")
         return data
 
@@ -92,7 +92,7 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
             files.add(name)
             total += member.size
             if total > limit:
-                raise MountError(f"{what}: expands to more than {limit} bytes; refused (the limit for one mount)")
+                raise MountTooLarge(f"{what}: expands to more than {limit} bytes; refused (the limit for one mount)")
         elif not member.isdir():
             raise MountError(f"{what}: {shown} is of a kind a cache mount does not hold; refused")
     return total

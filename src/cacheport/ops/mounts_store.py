@@ -19,7 +19,7 @@ from pathlib import Path
 
 import attrs
 
-from cacheport.errors import CacheportError, MountError
+from cacheport.errors import CacheportError, MountError, MountTooLarge
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
 from cacheport.mounts.artifact import EMPTY_CONFIG, EMPTY_DATA, LAYER_TYPE, layers_of, manifest_for, mounts_name
@@ -120,7 +120,7 @@ def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMoun
         archives_.check(path, limit=limits.per_mount, name=mount.id)
     except MountError as exc:
         path.unlink(missing_ok=True)
-        action = "too-large" if "expands to more than" in str(exc) else "refused"
+        action = "too-large" if isinstance(exc, MountTooLarge) else "refused"
         return mount, MountOutcome(mount.id, action, name, layer.size, time.monotonic() - began, str(exc)), None
     except (CacheportError, OSError) as exc:
         path.unlink(missing_ok=True)
@@ -162,10 +162,13 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     what was stored for it before.
     """
     target = mounts_name(name)
+    stored = _stored(session, target, previous)
     outcomes: dict[str, MountOutcome] = {}
     kept: list[MountArchive] = []
     total = 0
-    for archive, problem in each(lambda a: (a, _refusal(a, limits)), archives, JOBS):
+    # An archive equal to the stored one is not sent, so it needs no reading through (a big one takes seconds).
+    for archive, problem in each(lambda a: (a, _refusal(a, limits, _digest(stored.get(_key(a.mount))))),
+                                 archives, JOBS):
         total += archive.size
         if problem is None and total > limits.total:
             problem = MountOutcome(archive.mount.id, "too-large", target, archive.size,
@@ -176,7 +179,6 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             outcomes[archive.mount.id] = problem
         else:
             kept.append(archive)
-    stored = _stored(session, target, previous)
     same = [a for a in kept if _digest(stored.get(_key(a.mount))) == a.digest]
     for a in same:
         outcomes[a.mount.id] = MountOutcome(a.mount.id, "unchanged", target, a.size,
@@ -201,6 +203,8 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             layers.append(archive)
         elif before is not None:
             layers.append(attrs.evolve(archive, digest=before.digest, size=before.size))
+    if not layers or {(_key(a.mount), a.digest) for a in layers} == {(k, d.digest) for k, d in stored.items()}:
+        return [outcomes[a.mount.id] for a in archives]  # every upload failed: what is stored stays as it is
     try:
         session.put_manifest(target, manifest_for(layers, datetime.now(UTC), target))
     except CacheportError as exc:
@@ -209,20 +213,20 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     return [outcomes[a.mount.id] for a in archives]
 
 
-def _refusal(archive: MountArchive, limits: MountLimits) -> MountOutcome | None:
-    """Why an archive may not be saved (over the limit, not safe to restore), or None. One whose file is gone
-    (as restored from the store) is the store's already: it is never uploaded, so there is nothing to check."""
+def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> MountOutcome | None:
+    """Why an archive may not be saved (over the limit, not safe to restore), or None. One that the store holds
+    already (``stored``, or a file gone, as restored from the store) is never uploaded: nothing to check."""
     began = time.monotonic()
     if archive.size > limits.per_mount:
         return MountOutcome(archive.mount.id, "too-large", size=archive.size,
                             detail=f"{archive.size} bytes is over one mount's size limit ({limits.per_mount} "
                                    "bytes); not saved")
-    if not archive.path.exists():
+    if archive.digest == stored or not archive.path.exists():
         return None
     try:
         archives_.check(archive.path, limit=limits.per_mount, name=archive.mount.id)
     except MountError as exc:
-        action = "too-large" if "expands to more than" in str(exc) else "refused"
+        action = "too-large" if isinstance(exc, MountTooLarge) else "refused"
         return MountOutcome(archive.mount.id, action, size=archive.size, seconds=time.monotonic() - began,
                             detail=str(exc))
     return None
