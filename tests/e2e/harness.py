@@ -482,6 +482,14 @@ def downloads_context(h: Harness, ctx: Path, port: int, files: list[str], mount_
     return ctx
 
 
+def mount_said(log: str, mount_id: str, action: str, name: str = "") -> bool:
+    """Whether a log says ``action`` happened to the cache mount ``mount_id`` (from or to ``name``): in a build's
+    report (``mount  restored  ID from NAME``) or in ``cacheport mounts``' lines (``mount ID: restored from NAME``)."""
+    place = rf" (?:from|to|at) {re.escape(name)}" if name else ""
+    return re.search(rf"mount(?:\s+{action}\s+{re.escape(mount_id)}{place}| {re.escape(mount_id)}: {action}{place})",
+                     log) is not None
+
+
 def cache_report(log: str) -> dict[str, dict[str, str]]:
     """A build's closing cache report: ``{"import": {cache: status}, "export": {cache: status}}``, where a cache is
     ``registry HOST/REPO:TAG``, ``local DIR``, ``gha scope=S``, as the report names it (a CI runner may prefix

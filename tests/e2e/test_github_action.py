@@ -25,7 +25,7 @@ import attrs
 from tests import github_actions
 
 from .conftest import unavailable
-from .harness import RAN, Downloads, Harness, clean_environ, downloads_context, github_env
+from .harness import RAN, Downloads, Harness, clean_environ, downloads_context, github_env, mount_said
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action.yml"
@@ -306,8 +306,8 @@ def test_under_act_the_save_step_keeps_the_cache_mounts_for_the_next_job_s_fresh
         second = "\n".join(line for line in log.splitlines() if line.startswith("[build/second]"))
         assert re.search(r"creating the buildx builder first-[0-9a-f]{12}", first), first
         assert re.search(r"creating the buildx builder second-[0-9a-f]{12}", second), second
-        assert re.search(rf"mount {mount_id}: missed", first) and re.search(rf"mount {mount_id}: saved", first), first
-        assert re.search(rf"mount {mount_id}: restored from {re.escape(mounts_name('main'))}", second), second
+        assert mount_said(first, mount_id, "missed") and mount_said(first, mount_id, "saved", "main.mounts"), first
+        assert mount_said(second, mount_id, "restored", mounts_name("main")), second
         assert server.counts == {"a": 1, "b": 1, "c": 1, "d": 1}  # the second job fetched the new file alone
         assert harness.tags(reg, f"{project}/cache") == sorted(["main", mounts_name("main")])
     finally:
