@@ -65,3 +65,56 @@ def test_a_dockerfile_without_cache_mounts_has_nothing_to_do(clean_env: dict[str
     done = run("restore", ".", env=clean_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "has no cache mounts" in done.stderr
+
+
+def stand_in(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``docker`` whose builder is a docker-container one and whose every ``buildx build`` appends its arguments
+    (one JSON list a line) to a log, building nothing."""
+    log = tmp_path / "builds"
+    docker = tmp_path / "docker"
+    docker.write_text(f"""#!{sys.executable}
+import json, sys
+args = sys.argv[1:]
+if args[:2] == ["buildx", "inspect"]:
+    print("Name:   ci\\nDriver: docker-container\\n\\nNodes:\\nName: ci0\\nBuildKit version: v0.32.2")
+elif args[:2] == ["buildx", "build"]:
+    open({str(log)!r}, "a").write(json.dumps(args) + "\\n")
+""")
+    docker.chmod(0o755)
+    return docker, log
+
+
+def build(tmp_path: Path, clean_env: dict[str, str], *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                                       list[list[str]]]:
+    docker, log = stand_in(tmp_path)
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    done = subprocess.run([sys.executable, "-m", "cacheport", "build", ".", *args], cwd=tmp_path, timeout=60,
+                          env={**clean_env, "CACHEPORT_DOCKER": str(docker), **env}, capture_output=True, text=True)
+    builds = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done, builds
+
+
+def test_build_with_a_backend_without_a_store_says_so_once_and_builds(clean_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    done, builds = build(tmp_path, clean_env, "--backend", "inline", "--set", "ref=127.0.0.1:5000/app")
+    assert done.returncode == 0, done.stderr
+    assert len(builds) == 1  # the build itself, no helper build
+    assert [line for line in done.stderr.splitlines() if "cache mounts" in line] == [
+        "cacheport: warning: cache mounts: backend 'inline' has no store cacheport can reach (as gha, inline, s3 and "
+        "azblob): cache mounts are neither restored nor saved, and the build goes on"]
+    assert "cacheport: cache:   mount  skipped   dl: the backend has no store" in done.stderr
+
+
+def test_build_runs_a_save_helper_build_after_the_build_and_none_with_mounts_off(clean_env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    env = {"CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache"),
+           "CACHEPORT_MOUNTS__HELPER_IMAGE": "127.0.0.1:5000/helper"}
+    done, builds = build(tmp_path, clean_env, "--", "--builder", "ci", **env)
+    assert done.returncode == 0, done.stderr
+    # Nothing stored yet: no restore build; the build on builder ci, then the save's helper build on ci too.
+    assert [b[b.index("--builder") + 1] for b in builds] == ["ci", "ci"], builds
+    assert any(a.startswith("CACHEPORT_NONCE=") for a in builds[1])
+    (tmp_path / "off").mkdir()
+    off, builds = build(tmp_path / "off", clean_env, "--mounts", "off", **env)
+    assert off.returncode == 0, off.stderr
+    assert len(builds) == 1 and " mount " not in off.stderr
