@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.docker import stand_in_docker
+
 DOCKERFILE = "FROM busybox\nRUN --mount=type=cache,id=dl,target=/var/cache/dl true\n"
 
 
@@ -67,26 +69,10 @@ def test_a_dockerfile_without_cache_mounts_has_nothing_to_do(clean_env: dict[str
     assert "has no cache mounts" in done.stderr
 
 
-def stand_in(tmp_path: Path) -> tuple[Path, Path]:
-    """A ``docker`` whose builder is a docker-container one and whose every ``buildx build`` appends its arguments
-    (one JSON list a line) to a log, building nothing."""
-    log = tmp_path / "builds"
-    docker = tmp_path / "docker"
-    docker.write_text(f"""#!{sys.executable}
-import json, sys
-args = sys.argv[1:]
-if args[:2] == ["buildx", "inspect"]:
-    print("Name:   ci\\nDriver: docker-container\\n\\nNodes:\\nName: ci0\\nBuildKit version: v0.32.2")
-elif args[:2] == ["buildx", "build"]:
-    open({str(log)!r}, "a").write(json.dumps(args) + "\\n")
-""")
-    docker.chmod(0o755)
-    return docker, log
-
-
 def build(tmp_path: Path, clean_env: dict[str, str], *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str],
                                                                                        list[list[str]]]:
-    docker, log = stand_in(tmp_path)
+    log = tmp_path / "builds"
+    docker = stand_in_docker(tmp_path, log, every=True)
     (tmp_path / "Dockerfile").write_text(DOCKERFILE)
     done = subprocess.run([sys.executable, "-m", "cacheport", "build", ".", *args], cwd=tmp_path, timeout=60,
                           env={**clean_env, "CACHEPORT_DOCKER": str(docker), **env}, capture_output=True, text=True)
