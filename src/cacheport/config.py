@@ -386,33 +386,31 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
 
 def resolve_migration(config: Config) -> dict[str, Setting]:
     """The ``[migration]`` table's keys (``from``, ``phase``), typed, each from its highest level."""
+    given = _table(config, MIGRATION, MIGRATION_OPTIONS)
+    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
+
+
+def _table(config: Config, table: str, options: Sequence[Option]) -> dict[str, list[Setting]]:
+    """The settings given for a table of cacheport's own (``[migration]``, ``[mounts]``), by option; a key it
+    does not have is one line naming where it was set."""
     given: dict[str, list[Setting]] = {}
     for (scope, key), settings in config.values.items():
-        if scope != MIGRATION:
+        if scope != table:
             continue
-        option = next((o for o in MIGRATION_OPTIONS if o.key == key), None)
+        option = next((o for o in options if o.key == key), None)
         if option is None:
             where, key = settings[0].source.detail, settings[0].source.key or key
-            raise ConfigError(f"{where}: [migration] has no key {key!r}{did_you_mean(key, ['from', 'phase'])}; "
-                              "its keys are: from, phase")
+            names = [o.name for o in options]
+            raise ConfigError(f"{where}: [{table}] has no key {key!r}{did_you_mean(key, names)}; "
+                              f"its keys are: {', '.join(names)}")
         given.setdefault(option.name, []).extend(settings)
-    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
+    return given
 
 
 def resolve_mounts(config: Config) -> dict[str, Setting]:
     """The ``[mounts]`` table's keys, typed, each from its highest level; ``mounts = "off"`` (or ``on``) at the
     top, or ``CACHEPORT_MOUNTS``, ``--mounts``, sets ``enabled`` at its own level."""
-    given: dict[str, list[Setting]] = {}
-    for (scope, key), settings in config.values.items():
-        if scope != MOUNTS:
-            continue
-        option = next((o for o in MOUNTS_OPTIONS if o.key == key), None)
-        if option is None:
-            where, key = settings[0].source.detail, settings[0].source.key or key
-            names = [o.name for o in MOUNTS_OPTIONS]
-            raise ConfigError(f"{where}: [mounts] has no key {key!r}{did_you_mean(key, names)}; "
-                              f"its keys are: {', '.join(names)}")
-        given.setdefault(option.name, []).extend(settings)
+    given = _table(config, MOUNTS, MOUNTS_OPTIONS)
     switch = next(o for o in GLOBAL_OPTIONS if o.name == "mounts")
     for setting in config.raw("", "mounts"):
         value = _coerce(switch, setting, config.environ)

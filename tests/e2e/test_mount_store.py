@@ -38,6 +38,10 @@ def backend_env(which: str, servers: Harness, pulp: Pulp | None, tmp_path: Path)
         reg = servers.env["CACHEPORT_E2E_REGISTRY"]
         return {**gitlab_env(f"{reg}/unused", "main"), "CACHEPORT_BACKEND": "registry",
                 "CACHEPORT_REGISTRY__REF": f"{reg}/e2e/mounts-{run}"}
+    if which == "fixed":  # one cache for every branch, as hand-written pipelines have: one mounts name too
+        reg = servers.env["CACHEPORT_E2E_REGISTRY"]
+        return {**gitlab_env(f"{reg}/unused", "main"), "CACHEPORT_BACKEND": "registry",
+                "CACHEPORT_REGISTRY__REF": f"{reg}/e2e/mounts-{run}:buildcache"}
     if which == "gitlab":
         reg = servers.env["CACHEPORT_E2E_AUTH_REGISTRY"]
         return gitlab_env(f"{reg}/e2e/mounts-{run}", "main", CI_REGISTRY_USER=servers.env["CACHEPORT_E2E_AUTH_USER"],
@@ -69,7 +73,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("which", ["registry", "gitlab", "pulp", "local"])
+@pytest.mark.parametrize("which", ["registry", "fixed", "gitlab", "pulp", "local"])
 def test_every_store_keeps_the_mounts_artifact(which: str, servers: Harness, in_tmp: Path,
                                                request: pytest.FixtureRequest) -> None:
     pulp = request.getfixturevalue("pulp") if which == "pulp" else None
@@ -146,6 +150,17 @@ def test_status_shows_prune_removes_and_seed_carries_the_mounts(servers: Harness
     reg, repo = env["CACHEPORT_REGISTRY__REF"].split("/", 1)
     assert servers.tags(reg, repo) == ["main", "main.mounts"], pruned.stdout
 
+    # --branches-gone never takes a .mounts name for a branch: mounts whose cache is gone follow their branch
+    with store.open() as session:
+        for branch in ("feature-b", "spike"):
+            publish(session, store.name_for(branch), mine, limits=LIMITS)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "x"], ["branch", "feature-b"]):
+        subprocess.run([*git, *args], cwd=in_tmp, check=True, capture_output=True)
+    gone = cacheport("prune", "--branches-gone", "--yes", env=env, cwd=in_tmp)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert servers.tags(reg, repo) == ["feature-b.mounts", "main", "main.mounts"], gone.stdout
+
 
 def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path) -> None:
     env = backend_env("local", servers, None, in_tmp)
@@ -156,3 +171,11 @@ def test_a_local_directorys_mounts_show_in_status(servers: Harness, in_tmp: Path
     doc = status(env, in_tmp)
     assert [(t["tag"], t["mounts"]["tag"]) for t in doc["tags"]] == [("latest", "latest.mounts")]
     assert doc["directory"]["stale_blobs"] == 0  # the mounts' blobs count as used
+
+    # seed --all: the directory's one cache becomes the default branch's, and its mounts go beside it
+    into = backend_env("registry", servers, None, in_tmp)
+    seeded = cacheport("seed", "--from", "local", "--to", "registry", "--all",
+                       env={**into, "CACHEPORT_LOCAL__SRC": env["CACHEPORT_LOCAL__SRC"]}, cwd=in_tmp)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    reg, repo = into["CACHEPORT_REGISTRY__REF"].split("/", 1)
+    assert servers.tags(reg, repo) == ["main", "main.mounts"], seeded.stdout

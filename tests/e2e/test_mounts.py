@@ -5,52 +5,21 @@ the host's network) into a cache mount, skipping those it already has. The serve
 what a build downloaded is a fact, not a log line: a restored mount means fewer downloads.
 
 - On the docker driver of both generations, "fresh" is a ``buildx prune -af``, which empties the cache mounts too.
-- On a ``docker-container`` builder, each build has a new builder (``Harness.builder``).
+- On a ``docker-container`` builder, each build has a new builder (``Harness.builder``); on the ``remote`` one
+  (the standalone buildkitd), its cache is pruned.
 """
 
 from __future__ import annotations
 
-import collections
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .harness import RAN, Harness, Result, gitlab_env
+import pytest
 
-
-class Downloads:
-    """A file server on 127.0.0.1 that counts how often each file was fetched."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        counts = self.counts
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                name = self.path.strip("/")
-                counts[name] += 1
-                body = (name * 1000).encode()  # a file the step keeps in its cache mount
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from .harness import Downloads, Harness, Result, downloads_context, gitlab_env
 
 
 @contextmanager
@@ -65,25 +34,8 @@ def downloads() -> Iterator[Downloads]:
 def mounts_project(h: Harness, root: Path, port: int, files: list[str], owner: bool = True) -> Path:
     """A build context whose step fetches ``files`` into a cache mount, each only when the mount lacks it; with
     ``owner``, the mount has uid, gid and mode (BuildKit keys such a mount by the root it makes for them too)."""
-    ctx = root / "app"
-    ctx.mkdir(parents=True, exist_ok=True)
-    if not (ctx / "busybox").exists():
-        import shutil
-
-        shutil.copy2(h.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
-    mount_id = f"downloads-{root.name}"
-    (ctx / "Dockerfile").write_text(
-        "FROM scratch\n"
-        "COPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
-        "COPY files.txt /files.txt\n"
-        f"RUN --mount=type=cache,id={mount_id},target=/var/cache/dl,sharing=locked"
-        + (",uid=1000,gid=1000,mode=0750" if owner else "") + " \\\n"
-        f"    echo {RAN} fetch && for f in $(cat /files.txt); do [ -s /var/cache/dl/$f ] || "
-        f"wget -q -O /var/cache/dl/$f http://127.0.0.1:{port}/$f || exit 1; done && cp -r /var/cache/dl /got\n"
-    )
-    (ctx / "files.txt").write_text("\n".join(files) + "\n")
-    return ctx
+    return downloads_context(h, root / "app", port, files, f"downloads-{root.name}", target="/var/cache/dl",
+                             options="sharing=locked" + (",uid=1000,gid=1000,mode=0750" if owner else ""))
 
 
 def mounts_env(h: Harness, image: str, branch: str, **extra: str) -> dict[str, str]:
@@ -112,7 +64,7 @@ def test_a_restored_mount_saves_the_downloads_on_a_fresh_engine_builder(harness:
         second = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "c", "d"]), env=env)
         assert second.code == 0, second.log
         assert server.counts == {"a": 1, "b": 1, "c": 1, "d": 1}, mount_lines(second)
-        assert (second.out / "got" / "d").read_text() == "d" * 1000
+        assert (second.out / "deps" / "d").read_text() == "d" * 1000
         harness.prune()
         off = harness.build(mounts_project(harness, tmp_path, server.port, ["a", "b", "c", "d", "e"]),
                             "--mounts", "off", env=env)
@@ -152,14 +104,16 @@ def test_an_untrusted_job_restores_but_never_saves_and_a_new_branch_starts_from_
         assert mounts_name("feature-new") in harness.tags(reg, f"{project}/cache"), feature.log
 
 
-def test_mounts_follow_fresh_docker_container_builders(buildkit: Harness, tmp_path: Path) -> None:
-    """Each build on a new docker-container builder, which starts with no cache mount at all."""
+@pytest.mark.parametrize("driver", ["docker-container", "remote"])
+def test_mounts_follow_fresh_builders_of_our_own_buildkit(buildkit: Harness, tmp_path: Path, driver: str) -> None:
+    """Each build on a new builder (a new docker-container one; the standalone buildkitd pruned), which starts with
+    no cache mount at all."""
     reg = buildkit.env["CACHEPORT_E2E_REGISTRY"]
     env = mounts_env(buildkit, f"{reg}/e2e/mounts-dc-{uuid.uuid4().hex[:8]}", "main")
     with downloads() as server:
         for files, expected in ((["a", "b", "c"], {"a": 1, "b": 1, "c": 1}),
                                 (["a", "b", "c", "d"], {"a": 1, "b": 1, "c": 1, "d": 1})):
-            with buildkit.builder("docker-container") as name:
+            with buildkit.builder(driver) as name:
                 result = buildkit.build(mounts_project(buildkit, tmp_path, server.port, files, owner=False), env=env,
                                         extra=("--builder", name))
             assert result.code == 0, result.log

@@ -113,7 +113,7 @@ def test_uid_gid_and_mode_are_given_exactly_when_the_dockerfile_gives_them() -> 
 def test_an_id_that_cannot_go_into_a_flag_is_left_out() -> None:
     assert usable(PIP) == ""
     assert "id" in usable(attrs.evolve(PIP, id="a b"))
-    assert "target" in usable(attrs.evolve(PIP, target="/x,y"))
+    assert "id" in usable(attrs.evolve(PIP, id="/x,y"))
 
 
 def test_saved_then_restored_into_a_fresh_builder_then_unchanged(tmp_path: Path) -> None:
@@ -137,6 +137,9 @@ def test_saved_then_restored_into_a_fresh_builder_then_unchanged(tmp_path: Path)
     assert [o.action for o in again] == ["unchanged"], again  # as restored from there: nothing uploaded
     other = save(store, "feature-x", [PIP], docker, SETTINGS)
     assert [o.action for o in other] == ["saved"], other  # restored from main's, so feature-x has none yet
+    assert "nothing uploaded" in other[0].detail  # but the store holds those bytes already
+    both = save(store, "main", [PIP, GO], docker, SETTINGS)  # one mount as restored, one empty
+    assert [o.action for o in both] == ["unchanged", "skipped"], both
     (fresh / "pip" / "index").write_text("a\nb\n")
     changed = save(store, "main", [PIP], docker, SETTINGS)
     assert [o.action for o in changed] == ["saved"], changed
@@ -187,22 +190,35 @@ def test_a_store_that_breaks_is_an_outcome_never_an_exception(tmp_path: Path) ->
         assert "connection refused" in outcomes[0].detail
 
 
-def plan(branch: str | None, *, exports: bool = True, read_only: bool = False, target: str | None = None) -> Plan:
+def plan(branch: str | None, *, exports: bool = True, read_only: bool = False, target: str | None = None,
+         mode: str = "branch", protected: bool | None = None, default: str | None = "main") -> Plan:
     from cacheport.entry import CacheEntry
+    from cacheport.trust import decide
 
-    context = Context("gitlab", "g/app", branch=branch, default_branch="main", target_branch=target)
+    context = Context("gitlab", "g/app", branch=branch, default_branch=default, target_branch=target,
+                      protected=protected)
+    context = attrs.evolve(context, trust=decide(context, mode, ()))
     entry = CacheEntry.parse("type=registry,ref=r/app/cache:x")
     return Plan(context, "registry", (entry,), (entry,) if exports else (), read_only=read_only)
 
 
-def test_names_follow_the_branch_chain_and_only_a_writer_saves(tmp_path: Path) -> None:
+def test_names_follow_the_trust_decision_and_only_a_writer_saves(tmp_path: Path) -> None:
     store = local_store(tmp_path)
     names = names_for(plan("feature/x", target="develop"), store)
     assert names.restore == ("feature-x", "develop", "main")
     assert names.save == "feature-x"
     refused = names_for(plan("feature/x", exports=False, read_only=True), store)
     assert refused.save == "" and "may not write" in refused.refusal
-    assert names_for(plan(None), store).restore == ("latest",)
+    nowhere = names_for(plan(None, default=None), store)
+    assert (nowhere.restore, nowhere.save) == (("latest",), "latest")
+
+
+def test_an_unprotected_job_under_protected_trust_writes_only_its_own_unprotected_mounts(tmp_path: Path) -> None:
+    from cacheport.trust import marked
+
+    names = names_for(plan("feature/x", mode="protected", protected=False), local_store(tmp_path))
+    assert names.save == marked("feature-x")
+    assert names.restore[0] == marked("feature-x") and "main" in names.restore
 
 
 def test_a_job_that_may_not_write_gets_refused_outcomes_and_writes_nothing(tmp_path: Path) -> None:

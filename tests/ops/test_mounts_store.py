@@ -4,6 +4,7 @@ a store outage are outcomes, never exceptions."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -213,5 +214,32 @@ def test_a_failed_upload_keeps_what_was_stored_for_that_mount(layout: Layout, ar
     assert [(m.id, d.digest) for m, d in layers_of(manifest)] == [("pip", newer.digest), ("gomod", archives[1].digest)]
     # only a failed upload: the stored artifact stays exactly as it was
     before = layout.manifest_digest("main.mounts")
-    [outcome] = publish(layout, "main", [gone], limits=LIMITS)
-    assert outcome.action == "failed" and layout.manifest_digest("main.mounts") == before
+    outcomes = publish(layout, "main", [newer, gone], limits=LIMITS)
+    assert [o.action for o in outcomes] == ["unchanged", "failed"]
+    assert layout.manifest_digest("main.mounts") == before
+
+
+def test_a_download_that_breaks_off_continues_where_it_stopped(layout: Layout, archives: list[MountArchive],
+                                                               tmp_path: Path) -> None:
+    publish(layout, "main", archives[:1], limits=LIMITS)
+    real = layout.open_blob
+    offsets: list[int] = []
+
+    @contextlib.contextmanager
+    def breaking(digest: str, offset: int = 0) -> Iterator[Iterator[bytes]]:
+        offsets.append(offset)
+
+        def chunks() -> Iterator[bytes]:
+            with real(digest, offset) as inner:
+                for chunk in inner:
+                    yield chunk[:50_000]
+                    if len(offsets) < 3:
+                        raise RegistryError("the blob stream broke")
+                    yield chunk[50_000:]
+
+        yield chunks()
+
+    layout.open_blob = breaking  # type: ignore[method-assign]
+    got, [outcome] = fetch(layout, ["main"], tmp_path / "in", limits=LIMITS)
+    assert outcome.action == "restored" and offsets == [0, 50_000, 100_000]
+    assert got[0].path.read_bytes() == archives[0].path.read_bytes()

@@ -62,3 +62,15 @@ def test_a_directory_mounts_blobs_from_another_by_hard_link(tmp_path: Path) -> N
     assert two.mount_from(one, digest) and two.blob_size(digest) == one.blob_size(digest)
     assert not two.mount_from(one, "sha256:" + "0" * 64)
     assert not two.mount_from(object(), digest)
+
+
+def test_a_directory_with_only_mounts_has_no_cache_yet_and_is_not_broken(tmp_path: Path) -> None:
+    from cacheport.ops.preflight import layout_problem
+
+    publish(Layout(tmp_path / "d"), "latest", [pip_archive(tmp_path / "pip.tgz")], limits=LIMITS)
+    problem = layout_problem(str(tmp_path / "d"))
+    assert problem is not None and not problem.broken and "only cache mounts" in problem.reason
+    # and the first export swapped in keeps them
+    local_cache(tmp_path / "d.new")
+    assert promote(Swap(new=str(tmp_path / "d.new"), current=str(tmp_path / "d")))
+    assert Layout(tmp_path / "d").names() == ["latest", "latest.mounts"] and layout_problem(str(tmp_path / "d")) is None

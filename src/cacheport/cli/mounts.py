@@ -111,22 +111,19 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
         warn(warning)
     if settings.enabled:
         outcomes = act(chosen, docker_for(session.environ, builder))
+    from cacheport.report import BuildReport, as_dict, as_text
+
+    # The same lines and fields as the mounts section of a build's report.
+    shown = BuildReport("unknown", mounts=outcomes)
     if fmt == "json":
         click.echo(json.dumps({"action": action, "enabled": settings.enabled, "warnings": list(chosen.warnings),
-                               "mounts": [_as_dict(o) for o in outcomes]}, indent=2))
+                               "mounts": as_dict(shown).get("mounts", [])}, indent=2))
         return
     if not settings.enabled:
         say(f"cache mounts are off ({settings.off_by}): nothing to {action}")
     elif not chosen.mounts and not outcomes:
         say(f"{path} has no cache mounts (RUN --mount=type=cache) in the stages the build reaches: nothing to "
             f"{action}")
-    from cacheport.ops.mounts import report_lines
-
-    for line in report_lines(outcomes):
-        say(line)
-
-
-def _as_dict(outcome: MountOutcome) -> dict[str, Any]:
-    import attrs
-
-    return attrs.asdict(outcome)
+    for line in as_text(shown).splitlines():
+        if line.startswith("  mount "):
+            say(line.strip())

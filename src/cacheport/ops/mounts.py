@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -29,14 +29,16 @@ from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.ops.docker import Docker, last_line
 
 if TYPE_CHECKING:
+    from cacheport.config import Config
     from cacheport.plan import Plan
     from cacheport.records import CacheStore
 
-#: The helper image when ``mounts.helper-image`` names none: it needs ``sh``, ``tar`` (with gzip) and ``find``.
+#: The helper image when ``mounts.helper-image`` names none. A helper image needs ``sh``, ``tar`` (with gzip),
+#: ``find``, ``stat``, ``sort``, ``md5sum``, ``head`` and ``cut``, as busybox has them.
 DEFAULT_HELPER = "busybox"
 #: The build argument that makes every helper step run (``--no-cache`` would empty the cache mounts).
 NONCE_ARG = "CACHEPORT_NONCE"
-# What an id or target may hold to go into a --mount flag of a generated Dockerfile unquoted.
+# What an id may hold to go into a --mount flag of a generated Dockerfile unquoted.
 _SAFE = re.compile(r"[A-Za-z0-9._/:@+=~-]+")
 
 
@@ -57,7 +59,7 @@ class MountSettings:
     off_by: str = ""
 
 
-def settings_of(config: Any) -> MountSettings:
+def settings_of(config: Config) -> MountSettings:
     """The mount settings of a :class:`cacheport.config.Config`; a bad value is a ``ConfigError`` naming it."""
     from cacheport.config import resolve_mounts
 
@@ -69,9 +71,8 @@ def settings_of(config: Any) -> MountSettings:
 
 def usable(mount: CacheMount) -> str:
     """Why a mount can't go into a helper build's ``--mount`` flag, or ``""``."""
-    for what, value in (("id", mount.id), ("target", mount.target)):
-        if not _SAFE.fullmatch(value):
-            return f"its {what} {value!r} holds characters cacheport does not pass to a helper build"
+    if not _SAFE.fullmatch(mount.id):
+        return f"its id {mount.id!r} holds characters cacheport does not pass to a helper build"
     if mount.sharing not in ("shared", "private", "locked"):
         return f"its sharing {mount.sharing!r} is not shared, private or locked"
     return ""
@@ -83,7 +84,7 @@ def _mount_flag(mount: CacheMount, target: str) -> str:
     return f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing}{owner}"
 
 
-#: The helper builds' own cache mount: per mount, what the last restore put there (``digest fingerprint name``).
+#: The helper builds' own cache mount: per mount, what the last restore put there (``digest size fingerprint``).
 STATE_ID = "cacheport-mounts-state"
 # A mount's fingerprint: every entry's name, size, mtime, owner, mode and type, sorted.
 _FINGERPRINT = ("""fp() { (cd "$1" && find . -exec stat -c '%n|%s|%Y|%u|%g|%a|%F' {} + | sort | md5sum """
@@ -103,30 +104,30 @@ def dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
             "COPY --from=helper /out/ /\n")
 
 
-def restore_script(archives: Sequence[MountArchive], names: Sequence[str]) -> str:
-    """Mount ``n`` emptied and given ``/in/n.tar.gz`` (``names[n]``: where it came from), unless the last restore
-    left that very archive there untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said."""
+def restore_script(archives: Sequence[MountArchive]) -> str:
+    """Mount ``n`` emptied and given ``/in/n.tar.gz``, unless the last restore left that very archive there
+    untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said. The state remembers the archive (digest,
+    size) and the mount's fingerprint after it, for the save to know an untouched mount."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
-    for n, (archive, name) in enumerate(zip(archives, names, strict=True)):
+    for n, archive in enumerate(archives):
         stamp, digest = _stamp(archive.mount), shlex.quote(archive.digest)
-        lines += [f"if read -r d f _ <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+        lines += [f"if read -r d z f <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
                   f"then echo ok >/out/{n}.ok",
                   f"elif (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
                   f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; "
-                  f"then echo {digest} \"$(fp /m/{n})\" {shlex.quote(name)} >{stamp}; echo ok >/out/{n}.ok",
+                  f"then echo {digest} {archive.size} \"$(fp /m/{n})\" >{stamp}; echo ok >/out/{n}.ok",
                   f"else rm -f {stamp}; fi"]
     return "\n".join(lines) + "\n"
 
 
-def save_script(mounts: Sequence[CacheMount], target: str) -> str:
-    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or
-    ``/out/n.same`` (the digest) when it is as the last restore from ``target`` left it, so the store holds it
-    already; or ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
+def save_script(mounts: Sequence[CacheMount]) -> str:
+    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or ``/out/n.same``
+    (``digest size``) when it is as the last restore left it, an archive the store holds already; or
+    ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
     for n, mount in enumerate(mounts):
-        stamp = _stamp(mount)
-        lines += [f"if read -r d f t <{stamp} 2>/dev/null && [ \"$t\" = {shlex.quote(target)} ] && "
-                  f"[ \"$f\" = \"$(fp /m/{n})\" ]; then echo \"$d\" >/out/{n}.same",
+        lines += [f"if read -r d z f <{_stamp(mount)} 2>/dev/null && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+                  f"then echo \"$d $z\" >/out/{n}.same",
                   f'elif [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty',
                   f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"]
     return "\n".join(lines) + "\n"
@@ -176,17 +177,27 @@ class Names:
 
 
 def names_for(plan: Plan, store: CacheStore) -> Names:
-    """The layer cache names the mounts sit beside: restore over the branch and its fallback chain, save to the
-    branch's own name only when the plan may write the layer cache."""
+    """The layer cache names the mounts sit beside, as the plan's trust decision gives the layer cache's: restore
+    over the branches it imports (its own unprotected name first under ``trust = "protected"``), save beside the
+    one it exports, only when the plan may write the layer cache."""
     from cacheport.kit import NO_BRANCH
+    from cacheport.trust import marked
 
-    context = plan.context
-    branches = [context.branch, *context.fallback_branches()] if context.branch else []
-    restore = tuple(dict.fromkeys(store.name_for(b) for b in branches or [NO_BRANCH]))
-    if plan.read_only or not plan.exports:
-        return Names(restore, "", "this job may not write the layer cache (read-only, or not trusted to), so it "
-                     "may not write cache mounts either")
-    return Names(restore, restore[0])
+    context, trust = plan.context, plan.context.trust
+    branches = list(trust.imports) if trust is not None else list(context.fallback_branches())
+    export = trust.export if trust is not None else context.branch
+    unprotected = trust is not None and trust.mode == "protected" and not trust.protected and not store.fixed
+    if not branches and not export:  # the one rule for a job that knows no branch at all
+        branches, export = [NO_BRANCH], NO_BRANCH
+    restore = [store.name_for(b) for b in branches]
+    if unprotected and context.branch in branches:
+        restore.insert(0, marked(store.name_for(context.branch)))
+    names = tuple(dict.fromkeys(restore))
+    if plan.read_only or not plan.exports or not export:
+        return Names(names, "", "this job may not write the layer cache (read-only, or not trusted to), so it may "
+                     "not write cache mounts either")
+    save = store.name_for(export)
+    return Names(names, marked(save) if unprotected else save)
 
 
 def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount], docker: Docker,
@@ -217,8 +228,7 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
         context.mkdir()
         for n, (_mount, archive) in enumerate(todo):
             _place(archive.path, context / f"{n}.tar.gz")  # a build context never follows a symlink
-        came_from = [said[m.id].name if m.id in said else "" for m, _ in todo]
-        (context / "helper.sh").write_text(restore_script([a for _, a in todo], came_from), encoding="utf-8")
+        (context / "helper.sh").write_text(restore_script([a for _, a in todo]), encoding="utf-8")
         failed = helper_build(docker, dockerfile(settings.helper_image, [m for m, _ in todo]), context, out)
         seconds = round(time.monotonic() - began, 3)
         for n, (mount, archive) in enumerate(todo):
@@ -229,7 +239,7 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
             elif not (out / f"{n}.ok").is_file():
                 done = attrs.evolve(done, action="failed", detail=f"tar in the helper build: {_said(out / f'{n}.err')}")
             outcomes.append(done)
-    return outcomes
+    return _in_order(outcomes, mounts)
 
 
 def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Docker,
@@ -248,16 +258,16 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
     with tempfile.TemporaryDirectory(prefix="cacheport-mounts-out-") as tmp:
         context, out = Path(tmp) / "context", Path(tmp) / "out"
         context.mkdir()
-        (context / "helper.sh").write_text(save_script(wanted, target), encoding="utf-8")
+        (context / "helper.sh").write_text(save_script(wanted), encoding="utf-8")
         failed = helper_build(docker, dockerfile(settings.helper_image, wanted), context, out)
         if failed:
             return outcomes + [MountOutcome(m.id, "failed", target, detail=failed) for m in wanted]
         archives: list[MountArchive] = []
         for n, mount in enumerate(wanted):
             path = out / f"{n}.tar.gz"
-            if (out / f"{n}.same").is_file():
-                outcomes.append(MountOutcome(mount.id, "unchanged", target, seconds=round(time.monotonic() - began, 3),
-                                             detail="as restored from there: nothing uploaded"))
+            same = _read_same(out / f"{n}.same")
+            if same is not None:  # as restored: its archive is the store's already (publish sends nothing)
+                archives.append(MountArchive(mount, path, *same))
             elif (out / f"{n}.empty").is_file():
                 outcomes.append(MountOutcome(mount.id, "skipped", target, detail="the mount is empty: nothing saved"))
             elif not path.is_file():
@@ -274,7 +284,7 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
                                           detail=f"could not write the store: {_line(exc)}") for a in archives]
             spent = round(time.monotonic() - began, 3)  # the helper build's time and the upload's
             outcomes += [attrs.evolve(o, seconds=spent) for o in published]
-    return outcomes
+    return _in_order(outcomes, mounts)
 
 
 @attrs.frozen
@@ -405,6 +415,20 @@ def _place(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
+def _in_order(outcomes: Sequence[MountOutcome], mounts: Sequence[CacheMount]) -> list[MountOutcome]:
+    order = {m.id: n for n, m in reversed(list(enumerate(mounts)))}
+    return sorted(outcomes, key=lambda o: order.get(o.id, len(order)))
+
+
+def _read_same(path: Path) -> tuple[str, int] | None:
+    """``(digest, size)`` of the archive a mount is as restored from, from the save's ``n.same``; None without."""
+    try:
+        digest, size = path.read_text(encoding="utf-8").split()
+        return (digest, int(size)) if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
+    except (OSError, ValueError):
+        return None
+
+
 def _said(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -417,17 +441,3 @@ def _line(exc: BaseException) -> str:
     from cacheport.masking import printable
 
     return printable(str(exc) or type(exc).__name__, 300)
-
-
-def report_lines(outcomes: Sequence[MountOutcome]) -> list[str]:
-    """One line per outcome, for a build log."""
-    from cacheport.render import human_size
-
-    lines = []
-    for o in outcomes:
-        preposition = {"restored": "from", "saved": "to", "unchanged": "at"}.get(o.action)
-        where = f" {preposition} {o.name}" if o.name and preposition else ""
-        size = f", {human_size(o.size)}" if o.size and o.action in ("restored", "saved", "unchanged") else ""
-        secs = f" in {o.seconds:.1f}s" if o.seconds and o.action in ("restored", "saved") else ""
-        lines.append(f"mount {o.id}: {o.action}{where}{size}{secs}" + (f" ({o.detail})" if o.detail else ""))
-    return lines

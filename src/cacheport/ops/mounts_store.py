@@ -30,6 +30,8 @@ from cacheport.records import BlobSource, StoreSession
 #: Archives moved at once: each is one stream, and a build has a handful of mounts.
 JOBS = 4
 CHUNK = 1 << 20
+#: How often a download that broke off is continued from where it stopped.
+RESUMES = 3
 
 
 def chain(names: Iterable[str]) -> list[str]:
@@ -131,15 +133,26 @@ def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMoun
 
 
 def _stream_to(session: StoreSession, layer: Descriptor, path: Path) -> None:
-    """The blob into ``path``, checked against its digest and size while it comes."""
+    """The blob into ``path``, checked against its digest and size while it comes. A stream that breaks is
+    continued from where it stopped (a registry's range request), :data:`RESUMES` times at the most."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "wb") as fh, session.open_blob(layer.digest) as chunks:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > layer.size:
-                raise MountError(f"layer {layer.digest} is longer than the {layer.size} bytes its manifest gives")
-            digest.update(chunk)
-            fh.write(chunk)
+    with open(path, "wb") as fh:
+        for attempt in range(RESUMES + 1):
+            try:
+                with session.open_blob(layer.digest, size) as chunks:
+                    for chunk in chunks:
+                        size += len(chunk)
+                        if size > layer.size:
+                            raise MountError(f"layer {layer.digest} is longer than the {layer.size} bytes its "
+                                             "manifest gives")
+                        digest.update(chunk)
+                        fh.write(chunk)
+                break
+            except MountError:
+                raise
+            except CacheportError:
+                if attempt == RESUMES or size >= layer.size:
+                    raise
     got = "sha256:" + digest.hexdigest()
     if got != layer.digest or size != layer.size:
         raise MountError(f"layer {layer.digest}: received {size} bytes with digest {got}")

@@ -79,7 +79,11 @@ def _layout_problem(directory: str, tag: str | None, digest: str | None) -> Layo
         if digest is None:
             entry = layout.buildkit_entry(tag)
             if entry is None:
+                from cacheport.mounts.artifact import is_mounts_name
+
                 names = layout.names()
+                if names and all(is_mounts_name(n) for n in names):  # saved before the first export: no harm
+                    return LayoutProblem(directory, f"no cache in {directory} yet (only cache mounts)", broken=False)
                 has = f"it has only {', '.join(map(repr, names))}" if names else "it is empty"
                 return LayoutProblem(directory, f"its index.json names no cache {tag!r} ({has})")
             digest = str(entry.get("digest", ""))
