@@ -1040,7 +1040,7 @@ with open({str(log)!r}, "a") as fh:
     fh.write(json.dumps({{"args": sys.argv[1:], "env": {{k: v for k, v in os.environ.items()
                                                        if k.startswith("CACHEPORT_MOUNTS")}}}}) + "\\n")
 if sys.argv[1:2] == ["mounts"]:
-    sys.stderr.write("cacheport: mount deps: " + sys.argv[2] + "d, 1.0 MiB in 0.5s\\n" + {stderr!r})
+    sys.stderr.write(f"cacheport: mount  {{sys.argv[2]}}d  deps from main.mounts (1.0 MiB, 0.5 s)\\n" + {stderr!r})
     sys.exit({status})
 """)
     path.chmod(0o755)
@@ -1104,8 +1104,9 @@ def test_the_action_restores_the_build_s_cache_mounts_by_default_after_the_cache
     assert cli[1]["args"][2:] == MOUNTS_FLAGS
     assert cli[1]["env"] == {"CACHEPORT_MOUNTS__HELPER_IMAGE": "ghcr.io/org/busybox:1.36"}
     # what happened to each mount: in the log, and in the job summary
-    assert "cacheport: mount deps: restored, 1.0 MiB in 0.5s" in run.steps["mounts"].stderr
-    assert run.summary == "### Cache mounts: restore\n\n```text\nmount deps: restored, 1.0 MiB in 0.5s\n```\n"
+    assert "cacheport: mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)" in run.steps["mounts"].stderr
+    assert run.summary == ("### Cache mounts: restore\n\n```text\n"
+                           "mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)\n```\n")
 
 
 def test_the_action_s_save_mode_saves_the_cache_mounts_and_does_nothing_else(tmp_path: Path) -> None:
