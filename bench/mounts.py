@@ -81,7 +81,7 @@ def timed_build(h: Harness, ctx: Path, env: dict[str, str], *args: str) -> tuple
     if result.code != 0:
         raise SystemExit(f"build failed:\n{result.log}")
     parts = {m.group(1): float(m.group(2))
-             for m in re.finditer(r"cacheport: cache: mount \S+: (restored|saved) .* in ([\d.]+)s", result.log)}
+             for m in re.finditer(r"cacheport: cache:\s+mount\s+(restored|saved)\s.*, ([\d.]+) s\)", result.log)}
     return elapsed, parts
 
 

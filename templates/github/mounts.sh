@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cacheport action's cache mounts (its `mounts` input): `cacheport mounts restore` before the build
 # (mode restore), `cacheport mounts save` after a successful one (mode save), for the Dockerfile, target and
-# build arguments the build uses. It never fails the job: every problem is a warning annotation.
+# build arguments the build uses, with what happened to each mount in the log and the job summary. It never
+# fails the job: every problem is a warning annotation.
 #   CLI                        the cacheport to run
 #   MODE                       restore or save
 #   INPUT_CONTEXT, INPUT_FILE, INPUT_TARGET, INPUT_BUILD_ARGS (one NAME=VALUE a line): the build's
@@ -28,6 +29,10 @@ status=0
 "$CLI" "${args[@]}" 2> "$stderr" || status=$?
 # Errors too become warnings: the cache mounts only ever make a build faster.
 sed -E 's/^cacheport: (warning|error): (.*)$/::warning title=cacheport::\2/' "$stderr" >&2
+said=$(sed -n -E 's/^cacheport: (mount .*)$/\1/p' "$stderr")  # one line per mount: what happened to it
+if [[ -n "$said" && -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
+  printf '### Cache mounts: %s\n\n```text\n%s\n```\n' "$MODE" "$said" >> "$GITHUB_STEP_SUMMARY"
+fi
 rm -f "$stderr"
 if [[ "$status" != 0 ]]; then
   echo "::warning title=cacheport::cache mounts: \`cacheport mounts $MODE\` exited with $status; the build goes on without them"

@@ -1031,8 +1031,8 @@ def test_the_example_workflow_reports_on_the_build_with_the_cache_step_s_plan() 
 
 
 def recording_cacheport(path: Path, log: Path, status: int = 0, stderr: str = "") -> None:
-    """A ``cacheport`` that records its arguments and the mounts settings it was given; ``cacheport mounts`` says
-    ``stderr`` and exits with ``status``."""
+    """A ``cacheport`` that records its arguments and the mounts settings it was given; ``cacheport mounts`` prints
+    a line about a mount, says ``stderr`` and exits with ``status``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""#!{sys.executable}
 import json, os, sys
@@ -1040,7 +1040,7 @@ with open({str(log)!r}, "a") as fh:
     fh.write(json.dumps({{"args": sys.argv[1:], "env": {{k: v for k, v in os.environ.items()
                                                        if k.startswith("CACHEPORT_MOUNTS")}}}}) + "\\n")
 if sys.argv[1:2] == ["mounts"]:
-    sys.stderr.write({stderr!r})
+    sys.stderr.write(f"cacheport: mount  {{sys.argv[2]}}d  deps from main.mounts (1.0 MiB, 0.5 s)\\n" + {stderr!r})
     sys.exit({status})
 """)
     path.chmod(0o755)
@@ -1103,6 +1103,10 @@ def test_the_action_restores_the_build_s_cache_mounts_by_default_after_the_cache
     assert [c["args"][:2] for c in cli] == [["args", "--format"], ["mounts", "restore"]]
     assert cli[1]["args"][2:] == MOUNTS_FLAGS
     assert cli[1]["env"] == {"CACHEPORT_MOUNTS__HELPER_IMAGE": "ghcr.io/org/busybox:1.36"}
+    # what happened to each mount: in the log, and in the job summary
+    assert "cacheport: mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)" in run.steps["mounts"].stderr
+    assert run.summary == ("### Cache mounts: restore\n\n```text\n"
+                           "mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)\n```\n")
 
 
 def test_the_action_s_save_mode_saves_the_cache_mounts_and_does_nothing_else(tmp_path: Path) -> None:
