@@ -38,6 +38,8 @@ GLOBAL_OPTIONS = (
            "protected pipelines sign with (PKCS#8, PEM or the base64 of its DER).", default="CACHE_SIGNING_KEY"),
     Option("signed-max-age", "Under trust = signed: how many days a signature stays good for, bounding a "
            "rollback to an older signed cache; 0 for no bound.", type=int, default=30),
+    Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
+           "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
 )
 #: The table that moves the cache from one backend to another, and its keys.
 MIGRATION = "migration"
@@ -48,6 +50,18 @@ MIGRATION_OPTIONS = (
     Option("phase", "dual-read: import from both, export to the new backend; dual-write: also export to the old "
            "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
 )
+#: The table for cache mounts (``mounts = "off"`` is its ``enabled = false``), and its keys.
+MOUNTS = "mounts"
+MOUNTS_OPTIONS = (
+    Option("enabled", "Restore the Dockerfile's cache mounts before `cacheport build` and save them after a "
+           "successful one.", type=bool, default=True),
+    Option("helper-image", "The image of the small builds that copy mount contents into and out of the builder; "
+           "it needs a shell and tar (busybox has both).", default="busybox"),
+    Option("max-size", "The largest one mount's archive (and its contents) may be: bytes, or a number with KiB, "
+           "MiB, GiB (KB, MB, GB: powers of 1000). Over it, the mount is not saved.", default="2GiB"),
+    Option("max-total", "The most all of a build's mount archives may take together; same units.",
+           default="4GiB"),
+)
 #: Every CACHEPORT_* variable that is not a setting (``CACHEPORT_<GLOBAL>``, ``CACHEPORT_<BACKEND>__<OPTION>``),
 #: and what reads it: anything else is a typo to warn about. The one list; a test holds the repository to it.
 OTHER_VARIABLES = {
@@ -56,6 +70,7 @@ OTHER_VARIABLES = {
     "CACHEPORT_STRICT_PLUGINS": "a broken plugin is an error",
     "CACHEPORT_INSECURE_REGISTRIES": "registries spoken to over plain HTTP or unverified TLS",
     "CACHEPORT_DOCKER": "the docker client to run",
+    "CACHEPORT_NONCE": "a build argument of the cache-mount helper builds, never read from the environment",
     # `args --format dotenv` writes these; GitLab hands them to later jobs as variables.
     "CACHEPORT_CACHE_FROM": "args --format dotenv output",
     "CACHEPORT_CACHE_TO": "args --format dotenv output",
@@ -176,7 +191,7 @@ def load_config(
         for key, value in data.items():
             if isinstance(value, dict):
                 table = f"{prefix}.{key}" if prefix else key
-                if normalize_key(key) != MIGRATION:
+                if normalize_key(key) not in (MIGRATION, MOUNTS):
                     tables.append(normalize_key(key))
                 for opt, val in value.items():
                     if isinstance(val, dict | list):
@@ -230,7 +245,8 @@ def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend
     """
     known = [*OTHER_VARIABLES, *(f"{ENV_PREFIX}{o.key.upper().replace('-', '_')}" for o in GLOBAL_OPTIONS),
              *(env_name(b.name, o.name) for b in backends.values() for o in b.options),
-             *(env_name(MIGRATION, o.name) for o in MIGRATION_OPTIONS)]
+             *(env_name(MIGRATION, o.name) for o in MIGRATION_OPTIONS),
+             *(env_name(MOUNTS, o.name) for o in MOUNTS_OPTIONS)]
     return [f"{name} is not a cacheport variable and is ignored{did_you_mean(name, known)}"
             for name in sorted(environ)
             if name.startswith(ENV_PREFIX) and "__" not in name and not _not_setting(name)
@@ -377,17 +393,55 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
 
 def resolve_migration(config: Config) -> dict[str, Setting]:
     """The ``[migration]`` table's keys (``from``, ``phase``), typed, each from its highest level."""
+    given = _table(config, MIGRATION, MIGRATION_OPTIONS)
+    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
+
+
+def _table(config: Config, table: str, options: Sequence[Option]) -> dict[str, list[Setting]]:
+    """The settings given for a table of cacheport's own (``[migration]``, ``[mounts]``), by option; a key it
+    does not have is one line naming where it was set."""
     given: dict[str, list[Setting]] = {}
     for (scope, key), settings in config.values.items():
-        if scope != MIGRATION:
+        if scope != table:
             continue
-        option = next((o for o in MIGRATION_OPTIONS if o.key == key), None)
+        option = next((o for o in options if o.key == key), None)
         if option is None:
             where, key = settings[0].source.detail, settings[0].source.key or key
-            raise ConfigError(f"{where}: [migration] has no key {key!r}{did_you_mean(key, ['from', 'phase'])}; "
-                              "its keys are: from, phase")
+            names = [o.name for o in options]
+            raise ConfigError(f"{where}: [{table}] has no key {key!r}{did_you_mean(key, names)}; "
+                              f"its keys are: {', '.join(names)}")
         given.setdefault(option.name, []).extend(settings)
-    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
+    return given
+
+
+def resolve_mounts(config: Config) -> dict[str, Setting]:
+    """The ``[mounts]`` table's keys, typed, each from its highest level; ``mounts = "off"`` (or ``on``) at the
+    top, or ``CACHEPORT_MOUNTS``, ``--mounts``, sets ``enabled`` at its own level."""
+    given = _table(config, MOUNTS, MOUNTS_OPTIONS)
+    switch = next(o for o in GLOBAL_OPTIONS if o.name == "mounts")
+    for setting in config.raw("", "mounts"):
+        value = _coerce(switch, setting, config.environ)
+        given.setdefault("enabled", []).append(Setting(value == "on", setting.source))
+    resolved = {o.name: _resolve(o, given.get(o.name, ()), config.environ, f"mounts.{o.name}") for o in MOUNTS_OPTIONS}
+    for name in ("max-size", "max-total"):
+        setting = resolved[name]
+        resolved[name] = Setting(parse_size(setting.value, setting.source.detail), setting.source)
+    return resolved
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "tb": 1000**4}
+
+
+def parse_size(value: Any, where: str) -> int:
+    """A size in bytes from a whole number or text such as ``512MiB`` or ``2 GB``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if isinstance(value, str) and match and match.group(2).lower() in _UNITS and float(match.group(1)) > 0:
+        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ConfigError(f"{where} = {value!r}: expected a size above 0: bytes, or a number with KiB, MiB, GiB, KB, "
+                      "MB or GB")
 
 
 def env_name(backend: str, option: str) -> str:

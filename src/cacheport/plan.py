@@ -126,7 +126,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         if table not in known:
             warnings.append(f"{config.path}: table [{table}] names no installed backend{did_you_mean(table, known)}; "
                             "ignored")
-    for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", backend.name}):
+    for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", "mounts", backend.name}):
         if scope in known:
             resolve_backend(config, known[scope], selected=False)  # typos for idle backends still deserve an error
         elif scope not in config.tables:  # from a flag or a variable: a misspelt backend name

@@ -24,6 +24,7 @@ from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
+from cacheport.mounts import MountOutcome
 from cacheport.ops.docker import (
     BuildError,
     debug_refusal,
@@ -33,6 +34,7 @@ from cacheport.ops.docker import (
     said,
     which_builder,
 )
+from cacheport.ops.mounts import Around
 from cacheport.ops.preflight import usable
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
@@ -143,11 +145,15 @@ def run(
     progress: Callable[[Callable[[str], None]], Reporter],
     report_file: str | None = None,
     require_hit: bool = False,
+    mounts: Around | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
+
+    With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
+    a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
 
     Run it with ``docker`` made in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins
     stay out of the user's docker config."""
@@ -217,6 +223,11 @@ def run(
             + ", ".join(plan.tags) + ")")
     import tempfile
 
+    mount_outcomes: list[MountOutcome] = []
+    if mounts is not None and not no_buildx:
+        for warning in mounts.warnings:
+            say(f"warning: {warning}")
+        mount_outcomes = mounts.restore(docker)  # the report at the end says what became of each
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
@@ -258,7 +269,10 @@ def run(
             return code
     if code == 0:
         _promote(plan.swaps, say)
-    found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
+        if mounts is not None and not no_buildx:
+            mount_outcomes += mounts.save(docker)
+    found_report = attrs.evolve(build_report("".join(stream), meta, imports, exports, plan, wall),
+                                mounts=tuple(mount_outcomes))
     if key is not None and code == 0:
         for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")

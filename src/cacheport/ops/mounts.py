@@ -1,0 +1,445 @@
+"""Cache mounts in and out of the builder: the helper builds, and the whole restore / save around a build.
+
+A helper build runs on the same builder as the user's build (the :class:`~cacheport.ops.docker.Docker` record's),
+so it works on every driver: ``docker``, ``docker-container``, ``remote``. Restore bind-mounts the downloaded
+archives (its build context) and extracts each into a cache mount of the same id, uid, gid and mode; save tars
+each cache mount into ``/out`` and exports it with ``--output type=local``. Both bust their step cache with a
+build argument: ``--no-cache`` would hand them empty cache mounts.
+
+Every failure (the helper image, the store, a hostile archive, the builder) becomes one
+:class:`~cacheport.mounts.MountOutcome`; nothing here fails a build. The store side (which archives, digests,
+uploads) is :mod:`cacheport.ops.mounts_store`'s; which mounts a Dockerfile has is :mod:`cacheport.mounts.dockerfile`'s.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
+from cacheport.ops.docker import Docker, last_line
+
+if TYPE_CHECKING:
+    from cacheport.config import Config
+    from cacheport.plan import Plan
+    from cacheport.records import CacheStore
+
+#: The helper image when ``mounts.helper-image`` names none. A helper image needs ``sh``, ``tar`` (with gzip),
+#: ``find``, ``stat``, ``sort``, ``md5sum``, ``head`` and ``cut``, as busybox has them.
+DEFAULT_HELPER = "busybox"
+#: The build argument that makes every helper step run (``--no-cache`` would empty the cache mounts).
+NONCE_ARG = "CACHEPORT_NONCE"
+# What an id may hold to go into a --mount flag of a generated Dockerfile unquoted.
+_SAFE = re.compile(r"[A-Za-z0-9._/:@+=~-]+")
+
+
+@attrs.frozen
+class MountSettings:
+    """The ``[mounts]`` settings, resolved.
+
+    Attributes:
+        enabled: restore and save around ``cacheport build`` (``mounts = "off"`` turns it off).
+        helper_image: the image the helper builds start from.
+        limits: the size limits.
+        off_by: where ``enabled = false`` came from, for the one line that says so.
+    """
+
+    enabled: bool = True
+    helper_image: str = DEFAULT_HELPER
+    limits: MountLimits = attrs.field(factory=MountLimits)
+    off_by: str = ""
+
+
+def settings_of(config: Config) -> MountSettings:
+    """The mount settings of a :class:`cacheport.config.Config`; a bad value is a ``ConfigError`` naming it."""
+    from cacheport.config import resolve_mounts
+
+    found = resolve_mounts(config)
+    return MountSettings(bool(found["enabled"].value), str(found["helper-image"].value),
+                         MountLimits(int(found["max-size"].value), int(found["max-total"].value)),
+                         "" if found["enabled"].value else found["enabled"].source.detail)
+
+
+def usable(mount: CacheMount) -> str:
+    """Why a mount can't go into a helper build's ``--mount`` flag, or ``""``."""
+    if not _SAFE.fullmatch(mount.id):
+        return f"its id {mount.id!r} holds characters cacheport does not pass to a helper build"
+    if mount.sharing not in ("shared", "private", "locked"):
+        return f"its sharing {mount.sharing!r} is not shared, private or locked"
+    return ""
+
+
+def _mount_flag(mount: CacheMount, target: str) -> str:
+    # uid/gid/mode only where the Dockerfile has them: with them, BuildKit keys the mount by the root it makes too.
+    owner = f",uid={mount.uid},gid={mount.gid},mode={mount.mode:o}" if mount.sets_owner else ""
+    return f"--mount=type=cache,id={mount.id},target={target},sharing={mount.sharing}{owner}"
+
+
+#: The helper builds' own cache mount: per mount, what the last restore put there (``digest size fingerprint``).
+STATE_ID = "cacheport-mounts-state"
+# A mount's fingerprint: every entry's name, size, mtime, owner, mode and type, sorted.
+_FINGERPRINT = ("""fp() { (cd "$1" && find . -exec stat -c '%n|%s|%Y|%u|%g|%a|%F' {} + | sort | md5sum """
+                """| cut -d' ' -f1); }""")
+
+
+def dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
+    """A helper build's Dockerfile: its context at ``/in`` (``helper.sh`` runs), mount ``n`` at ``/m/n``, the
+    state at ``/s``; only ``/out`` is exported. The network is off: a helper never needs one."""
+    flags = ["--network=none", "--mount=type=bind,source=.,target=/in",
+             f"--mount=type=cache,id={STATE_ID},target=/s,sharing=locked",
+             *(_mount_flag(m, f"/m/{n}") for n, m in enumerate(mounts))]
+    return (f"FROM {helper} AS helper\n"
+            f"ARG {NONCE_ARG}\n"
+            f"RUN {' '.join(flags)} \\\n    sh /in/helper.sh\n"
+            "FROM scratch\n"
+            "COPY --from=helper /out/ /\n")
+
+
+def restore_script(archives: Sequence[MountArchive]) -> str:
+    """Mount ``n`` emptied and given ``/in/n.tar.gz``, unless the last restore left that very archive there
+    untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said. The state remembers the archive (digest,
+    size) and the mount's fingerprint after it, for the save to know an untouched mount."""
+    lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
+    for n, archive in enumerate(archives):
+        stamp, digest = _stamp(archive.mount), shlex.quote(archive.digest)
+        lines += [f"if read -r d z f <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+                  f"then echo ok >/out/{n}.ok",
+                  f"elif (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
+                  f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; "
+                  f"then echo {digest} {archive.size} \"$(fp /m/{n})\" >{stamp}; echo ok >/out/{n}.ok",
+                  f"else rm -f {stamp}; fi"]
+    return "\n".join(lines) + "\n"
+
+
+def save_script(mounts: Sequence[CacheMount]) -> str:
+    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or ``/out/n.same``
+    (``digest size``) when it is as the last restore left it, an archive the store holds already; or
+    ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
+    lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
+    for n, mount in enumerate(mounts):
+        lines += [f"if read -r d z f <{_stamp(mount)} 2>/dev/null && [ \"$f\" = \"$(fp /m/{n})\" ]; "
+                  f"then echo \"$d $z\" >/out/{n}.same",
+                  f'elif [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty',
+                  f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"]
+    return "\n".join(lines) + "\n"
+
+
+def _stamp(mount: CacheMount) -> str:
+    import hashlib
+
+    return f"/s/{hashlib.sha256(mount.id.encode()).hexdigest()[:32]}"
+
+
+def helper_build(docker: Docker, dockerfile: str, context: Path, out: Path, *, timeout: float = 3600) -> str:
+    """Run one helper build on ``docker``'s builder, its ``/out`` exported into ``out``; ``""`` when it ran, else
+    the last line buildx printed."""
+    with tempfile.TemporaryDirectory(prefix="cacheport-helper-") as tmp:
+        file = Path(tmp) / "Dockerfile"
+        file.write_text(dockerfile, encoding="utf-8")
+        args = ["buildx", "build", *docker.builder_args(), "--progress=plain", "--file", str(file),
+                "--build-arg", f"{NONCE_ARG}={uuid.uuid4().hex}", "--output", f"type=local,dest={out}", str(context)]
+        try:
+            done = docker.run(*args, timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return str(exc) or type(exc).__name__
+    if done.returncode == 0:
+        return ""
+    said = last_line(done.stderr or done.stdout)
+    # BuildKit repeats the whole step before its reason; the reason is what a report line needs.
+    return f"helper build failed: {said.rpartition('did not complete successfully: ')[2]}"
+
+
+# --- restore and save -----------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Names:
+    """Where a build's mounts come from and go, as the layer cache's names (the mounts sit beside each).
+
+    Attributes:
+        restore: the layer cache names to restore beside, first found wins (the branch's, then its fallbacks').
+        save: the layer cache name to save beside, or ``""`` when this job may not write.
+        refusal: why it may not write (for the ``refused`` outcomes), or ``""``.
+    """
+
+    restore: tuple[str, ...]
+    save: str = ""
+    refusal: str = ""
+
+
+def names_for(plan: Plan, store: CacheStore) -> Names:
+    """The layer cache names the mounts sit beside, as the plan's trust decision gives the layer cache's: restore
+    over the branches it imports (its own unprotected name first under ``trust = "protected"``), save beside the
+    one it exports, only when the plan may write the layer cache."""
+    from cacheport.kit import NO_BRANCH
+    from cacheport.trust import marked
+
+    context, trust = plan.context, plan.context.trust
+    branches = list(trust.imports) if trust is not None else list(context.fallback_branches())
+    export = trust.export if trust is not None else context.branch
+    unprotected = trust is not None and trust.mode == "protected" and not trust.protected and not store.fixed
+    if not branches and not export:  # the one rule for a job that knows no branch at all
+        branches, export = [NO_BRANCH], NO_BRANCH
+    restore = [store.name_for(b) for b in branches]
+    if unprotected and context.branch in branches:
+        restore.insert(0, marked(store.name_for(context.branch)))
+    names = tuple(dict.fromkeys(restore))
+    if plan.read_only or not plan.exports or not export:
+        return Names(names, "", "this job may not write the layer cache (read-only, or not trusted to), so it may "
+                     "not write cache mounts either")
+    save = store.name_for(export)
+    return Names(names, marked(save) if unprotected else save)
+
+
+def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount], docker: Docker,
+            settings: MountSettings) -> list[MountOutcome]:
+    """Fetch each mount's archive (beside the first name that has mounts) and copy it into the builder's mount of
+    the same id in one helper build. One outcome per mount; never raises for the cache's sake."""
+    from cacheport.ops.mounts_store import fetch
+
+    wanted, outcomes = _split_usable(mounts)
+    if not wanted:
+        return outcomes
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cacheport-mounts-in-") as tmp:
+        folder = Path(tmp) / "archives"
+        try:
+            with store.open() as session:
+                archives, fetched = fetch(session, list(names), folder, limits=settings.limits, wanted=wanted)
+        except Exception as exc:  # a store that breaks in any way must not fail the build
+            return outcomes + [MountOutcome(m.id, "failed", detail=f"could not read the store: {_line(exc)}")
+                               for m in wanted]
+        said = {o.id: o for o in fetched}
+        found = _archives_by_id(archives)
+        todo = [(m, found[m.id]) for m in wanted if m.id in found]
+        outcomes += [said.get(m.id) or MountOutcome(m.id, "missed") for m in wanted if m.id not in found]
+        if not todo:
+            return outcomes
+        context, out = Path(tmp) / "context", Path(tmp) / "out"
+        context.mkdir()
+        for n, (_mount, archive) in enumerate(todo):
+            _place(archive.path, context / f"{n}.tar.gz")  # a build context never follows a symlink
+        (context / "helper.sh").write_text(restore_script([a for _, a in todo]), encoding="utf-8")
+        failed = helper_build(docker, dockerfile(settings.helper_image, [m for m, _ in todo]), context, out)
+        seconds = round(time.monotonic() - began, 3)
+        for n, (mount, archive) in enumerate(todo):
+            done = attrs.evolve(said.get(mount.id) or MountOutcome(mount.id, "restored"), size=archive.size,
+                                seconds=seconds)
+            if failed:
+                done = attrs.evolve(done, action="failed", detail=failed)
+            elif not (out / f"{n}.ok").is_file():
+                done = attrs.evolve(done, action="failed", detail=f"tar in the helper build: {_said(out / f'{n}.err')}")
+            outcomes.append(done)
+    return _in_order(outcomes, mounts)
+
+
+def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Docker,
+         settings: MountSettings) -> list[MountOutcome]:
+    """Copy each mount out of the builder in one helper build and publish the archives beside the layer cache
+    ``name`` (nothing unchanged is uploaded). One outcome per mount; never raises for the cache's sake."""
+    from cacheport.mounts.archive import digest_of
+    from cacheport.mounts.artifact import mounts_name
+    from cacheport.ops.mounts_store import publish
+
+    wanted, outcomes = _split_usable(mounts)
+    if not wanted:
+        return outcomes
+    target = mounts_name(name)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cacheport-mounts-out-") as tmp:
+        context, out = Path(tmp) / "context", Path(tmp) / "out"
+        context.mkdir()
+        (context / "helper.sh").write_text(save_script(wanted), encoding="utf-8")
+        failed = helper_build(docker, dockerfile(settings.helper_image, wanted), context, out)
+        if failed:
+            return outcomes + [MountOutcome(m.id, "failed", target, detail=failed) for m in wanted]
+        archives: list[MountArchive] = []
+        for n, mount in enumerate(wanted):
+            path = out / f"{n}.tar.gz"
+            same = _read_same(out / f"{n}.same")
+            if same is not None:  # as restored: its archive is the store's already (publish sends nothing)
+                archives.append(MountArchive(mount, path, *same))
+            elif (out / f"{n}.empty").is_file():
+                outcomes.append(MountOutcome(mount.id, "skipped", target, detail="the mount is empty: nothing saved"))
+            elif not path.is_file():
+                outcomes.append(MountOutcome(mount.id, "failed", target,
+                                             detail=f"tar in the helper build: {_said(out / f'{n}.err')}"))
+            else:
+                archives.append(MountArchive(mount, path, digest_of(path), path.stat().st_size))
+        if archives:
+            try:
+                with store.open() as session:
+                    published = publish(session, name, archives, limits=settings.limits)
+            except Exception as exc:  # a store that breaks in any way must not fail the build
+                published = [MountOutcome(a.mount.id, "failed", target, a.size,
+                                          detail=f"could not write the store: {_line(exc)}") for a in archives]
+            spent = round(time.monotonic() - began, 3)  # the helper build's time and the upload's
+            outcomes += [attrs.evolve(o, seconds=spent) for o in published]
+    return _in_order(outcomes, mounts)
+
+
+@attrs.frozen
+class Around:
+    """The restore before one build and the save after it.
+
+    Attributes:
+        mounts: the Dockerfile's cache mounts that the build reaches.
+        settings: the ``[mounts]`` settings.
+        store: the backend's store, or None when it has none (then ``notes`` says so for each mount).
+        names: where the mounts come from and go.
+        notes: outcomes known before anything runs (a mount left out, a backend without a store).
+        warnings: lines to say first (from reading the Dockerfile).
+    """
+
+    mounts: tuple[CacheMount, ...] = ()
+    settings: MountSettings = attrs.field(factory=MountSettings)
+    store: CacheStore | None = None
+    names: Names = Names(())
+    notes: tuple[MountOutcome, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def restore(self, docker: Docker) -> list[MountOutcome]:
+        """Each mount restored (or why not), with the notes first."""
+        if self.store is None or not self.mounts:
+            return list(self.notes)
+        return [*self.notes, *restore(self.store, self.names.restore, self.mounts, docker, self.settings)]
+
+    def save(self, docker: Docker) -> list[MountOutcome]:
+        """Each mount saved, unchanged, refused (this job may not write), or why not."""
+        if self.store is None or not self.mounts:
+            return []
+        if not self.names.save:
+            return refused(self.mounts, self.names.refusal)
+        return save(self.store, self.names.save, self.mounts, docker, self.settings)
+
+
+def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settings: MountSettings, *,
+           target: str | None = None, build_args: Mapping[str, str] | None = None) -> Around:
+    """What to restore and save around a build of ``dockerfile``: its cache mounts, the store (``store()`` raises
+    ``ConfigError`` for a backend without one), the names. Never raises for the cache's sake."""
+    from cacheport.errors import CacheportError, ConfigError
+    from cacheport.mounts.dockerfile import read_mounts
+
+    if not settings.enabled:
+        return Around(settings=settings)
+    try:
+        text = dockerfile.read_text(encoding="utf-8")
+    except FileNotFoundError:  # buildx says so, as the build's own error
+        return Around(settings=settings)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Around(settings=settings, warnings=(f"cache mounts: could not read {dockerfile}: {_line(exc)}",))
+    mounts, warnings = read_mounts(text, path=str(dockerfile), target=target, build_args=dict(build_args or {}))
+    found = tuple(mounts)
+    if not found:
+        return Around(settings=settings, warnings=tuple(warnings))
+    try:
+        chosen = store()
+    except CacheportError as exc:  # a ConfigError says this command can't reach the backend: true of mounts too
+        where = (f"backend {plan.backend!r} has no store cacheport can reach (as gha, inline, s3 and azblob)"
+                 if isinstance(exc, ConfigError) else str(exc))
+        why = f"{where}: cache mounts are neither restored nor saved, and the build goes on"
+        return Around(found, settings, warnings=(*warnings, f"cache mounts: {why}"),
+                      notes=tuple(skipped(found, "the backend has no store")))
+    return Around(found, settings, chosen, names_for(plan, chosen), warnings=tuple(warnings))
+
+
+def build_options(args: Sequence[str], environ: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
+    """``--target`` and every ``--build-arg`` among buildx's arguments (``--build-arg NAME`` takes the value from
+    the environment, as buildx does)."""
+    target: str | None = None
+    build_args: dict[str, str] = {}
+    words = list(args)
+    for i, arg in enumerate(words):
+        flag, eq, value = arg.partition("=")
+        if flag not in ("--target", "--build-arg"):
+            continue
+        if not eq:
+            if i + 1 >= len(words):
+                continue
+            value = words[i + 1]
+        if flag == "--target":
+            target = value
+        else:
+            name, has, given = value.partition("=")
+            if has:
+                build_args[name] = given
+            elif name in environ:
+                build_args[name] = environ[name]
+    return target, build_args
+
+
+def refused(mounts: Sequence[CacheMount], why: str) -> list[MountOutcome]:
+    """A ``refused`` outcome for each mount: this job may not write."""
+    return [MountOutcome(m.id, "refused", detail=why) for m in mounts]
+
+
+def skipped(mounts: Sequence[CacheMount], why: str) -> list[MountOutcome]:
+    """A ``skipped`` outcome for each mount."""
+    return [MountOutcome(m.id, "skipped", detail=why) for m in mounts]
+
+
+def _split_usable(mounts: Sequence[CacheMount]) -> tuple[list[CacheMount], list[MountOutcome]]:
+    wanted: dict[str, CacheMount] = {}
+    outcomes: list[MountOutcome] = []
+    for mount in mounts:
+        why = usable(mount)
+        if why:
+            outcomes.append(MountOutcome(mount.id, "skipped", detail=f"line {mount.line}: {why}"))
+        else:
+            wanted.setdefault(mount.id, mount)  # one id is one mount in the builder, however many steps use it
+    return list(wanted.values()), outcomes
+
+
+def _archives_by_id(archives: Sequence[MountArchive]) -> Mapping[str, MountArchive]:
+    found: dict[str, MountArchive] = {}
+    for archive in archives:
+        found.setdefault(archive.mount.id, archive)
+    return found
+
+
+def _place(source: Path, dest: Path) -> None:
+    """``source`` at ``dest`` without copying its bytes when the file system allows (a hard link)."""
+    import os
+    import shutil
+
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _in_order(outcomes: Sequence[MountOutcome], mounts: Sequence[CacheMount]) -> list[MountOutcome]:
+    order = {m.id: n for n, m in reversed(list(enumerate(mounts)))}
+    return sorted(outcomes, key=lambda o: order.get(o.id, len(order)))
+
+
+def _read_same(path: Path) -> tuple[str, int] | None:
+    """``(digest, size)`` of the archive a mount is as restored from, from the save's ``n.same``; None without."""
+    try:
+        digest, size = path.read_text(encoding="utf-8").split()
+        return (digest, int(size)) if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _said(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "no archive was written"
+    return last_line(text) if text.strip() else "no archive was written"
+
+
+def _line(exc: BaseException) -> str:
+    from cacheport.masking import printable
+
+    return printable(str(exc) or type(exc).__name__, 300)
