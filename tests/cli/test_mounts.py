@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.docker import stand_in_docker
+
 DOCKERFILE = "FROM busybox\nRUN --mount=type=cache,id=dl,target=/var/cache/dl true\n"
 
 
@@ -65,3 +67,40 @@ def test_a_dockerfile_without_cache_mounts_has_nothing_to_do(clean_env: dict[str
     done = run("restore", ".", env=clean_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "has no cache mounts" in done.stderr
+
+
+def build(tmp_path: Path, clean_env: dict[str, str], *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                                       list[list[str]]]:
+    log = tmp_path / "builds"
+    docker = stand_in_docker(tmp_path, log, every=True)
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    done = subprocess.run([sys.executable, "-m", "cacheport", "build", ".", *args], cwd=tmp_path, timeout=60,
+                          env={**clean_env, "CACHEPORT_DOCKER": str(docker), **env}, capture_output=True, text=True)
+    builds = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done, builds
+
+
+def test_build_with_a_backend_without_a_store_says_so_once_and_builds(clean_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    done, builds = build(tmp_path, clean_env, "--backend", "inline", "--set", "ref=127.0.0.1:5000/app")
+    assert done.returncode == 0, done.stderr
+    assert len(builds) == 1  # the build itself, no helper build
+    assert [line for line in done.stderr.splitlines() if "cache mounts" in line] == [
+        "cacheport: warning: cache mounts: backend 'inline' has no store cacheport can reach (as gha, inline, s3 and "
+        "azblob): cache mounts are neither restored nor saved, and the build goes on"]
+    assert "cacheport: cache:   mount  skipped   dl: the backend has no store" in done.stderr
+
+
+def test_build_runs_a_save_helper_build_after_the_build_and_none_with_mounts_off(clean_env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    env = {"CACHEPORT_BACKEND": "local", "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache"),
+           "CACHEPORT_MOUNTS__HELPER_IMAGE": "127.0.0.1:5000/helper"}
+    done, builds = build(tmp_path, clean_env, "--", "--builder", "ci", **env)
+    assert done.returncode == 0, done.stderr
+    # Nothing stored yet: no restore build; the build on builder ci, then the save's helper build on ci too.
+    assert [b[b.index("--builder") + 1] for b in builds] == ["ci", "ci"], builds
+    assert any(a.startswith("CACHEPORT_NONCE=") for a in builds[1])
+    (tmp_path / "off").mkdir()
+    off, builds = build(tmp_path / "off", clean_env, "--mounts", "off", **env)
+    assert off.returncode == 0, off.stderr
+    assert len(builds) == 1 and " mount " not in off.stderr

@@ -333,7 +333,9 @@ def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settin
         return Around(settings=settings)
     try:
         text = dockerfile.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # the build itself says what is wrong with it
+    except FileNotFoundError:  # buildx says so, as the build's own error
+        return Around(settings=settings)
+    except (OSError, UnicodeDecodeError) as exc:
         return Around(settings=settings, warnings=(f"cache mounts: could not read {dockerfile}: {_line(exc)}",))
     mounts, warnings = read_mounts(text, path=str(dockerfile), target=target, build_args=dict(build_args or {}))
     found = tuple(mounts)
