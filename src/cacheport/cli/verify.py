@@ -24,7 +24,6 @@ Examples:
   cacheport verify                          # the caches this build would import
   cacheport verify main --format json       # the cache of branch main
   cacheport verify --public-key             # the public key of $CACHE_SIGNING_KEY, for signers
-  cacheport verify --set signing=keyless    # keyless: also prints the identity rule checked
   docker buildx build $(cacheport args) --metadata-file meta.json . && cacheport verify --sign meta.json
 """)
 @click.argument("branch", required=False)
