@@ -4,14 +4,30 @@ registry, with the local sigstore stand-in (tests/fakes/sigstore.py) as the OIDC
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_verify import REPO, run, sign_with_metadata
 from tests.fakes.registry import FakeRegistry, cache_index
 from tests.fakes.sigstore import FakeSigstore
+
+REPO = "group/app/cache"
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def sign_with_metadata(env: dict[str, str], digest: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``cacheport verify --sign`` of a buildx metadata file naming ``digest`` as the exported cache."""
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"cache.manifest": json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json",
+                                                              "digest": digest, "size": 1})}))
+    return run("verify", "--sign", str(meta), env=env)
 
 
 @pytest.fixture
