@@ -193,3 +193,16 @@ def test_the_keyless_settings_are_read_and_bad_ones_are_one_line(tmp_path: Path)
         read_roots(str(tmp_path / "empty.pem"), "trusted-root")
     assert parse_identity("refs=refs/heads/* issuer=https://x/ repository=/a/b/", "x") == Identity(
         "https://x", "a/b", ("refs/heads/*",))
+
+
+def test_without_cryptography_a_keyless_job_is_told_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                                       fake: FakeSigstore) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(SignatureError, match=r"needs the cryptography package: install the signing extra"):
+        KeylessSigner(keyless_for(fake), {"SIGSTORE_ID_TOKEN": "a.b.c"})
+    with pytest.raises(SignatureError, match="needs the cryptography package"):
+        body = base64.b64encode(Claim(DIGEST, "main", "group/app", datetime.now(UTC)).payload()).decode()
+        check(json.dumps({"payloadType": PAYLOAD_TYPE, "payload": body, "signatures": []}).encode(), DIGEST,
+              "main", policy_for(keyless_for(fake)), datetime.now(UTC))

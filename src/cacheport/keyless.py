@@ -254,9 +254,20 @@ def _code_signing(cert: Any) -> bool:
     return any(u.dotted_string == OID_CODE_SIGNING for u in usages)
 
 
+def require_crypto() -> None:
+    """SignatureError saying how to install ``cryptography`` when it is missing (it is the signing extra)."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        from cacheport.signing import INSTALL
+
+        raise SignatureError(f"signing = \"keyless\" needs the cryptography package: {INSTALL}") from None
+
+
 def verify(doc: Any, signatures: Sequence[Any], message: bytes, signed: datetime, keyless: Keyless) -> str:
     """Who signed: the identity line of the envelope's certificate, when its chain is trusted at ``signed``, it
     meets the identity rule and one of ``signatures`` verifies ``message`` with its key; else SignatureError."""
+    require_crypto()
     leaf = _check_chain(_chain_of(doc), keyless.roots, signed)
     who = meets(keyless.identity, leaf)
     if not any(_verifies(leaf.public_key(), s.get("sig") if isinstance(s, dict) else None, message)

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from cacheport.errors import ConfigError, SignatureError
-from cacheport.keyless import Keyless, material
+from cacheport.keyless import Keyless, material, require_crypto
 from cacheport.signing import PAYLOAD_TYPE, Claim, pae
 
 #: GitHub Actions hands a job that has ``permissions: id-token: write`` these two, to ask for a token with.
@@ -91,11 +91,12 @@ class KeylessSigner:
     only, and the certificate Fulcio issues for it and the job's identity, asked for at the first signature."""
 
     def __init__(self, keyless: Keyless, environ: Mapping[str, str]) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
-
         self.keyless = keyless
         self.environ = environ
         self.source = token_source(keyless, environ)
+        require_crypto()
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._chain: list[bytes] = []
 
