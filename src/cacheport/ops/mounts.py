@@ -63,8 +63,6 @@ def settings_of(config: Config) -> MountSettings:
                          "" if found["enabled"].value else found["enabled"].source.detail)
 
 
-
-
 @attrs.frozen
 class Names:
     """Where a build's mounts come from and go, as the layer cache's names (the mounts sit beside each).
@@ -325,7 +323,6 @@ def _place(source: Path, dest: Path) -> None:
 def _in_order(outcomes: Sequence[MountOutcome], mounts: Sequence[CacheMount]) -> list[MountOutcome]:
     order = {m.id: n for n, m in reversed(list(enumerate(mounts)))}
     return sorted(outcomes, key=lambda o: order.get(o.id, len(order)))
-
 
 
 def _line(exc: BaseException) -> str:
