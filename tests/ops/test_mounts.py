@@ -19,7 +19,15 @@ from cacheport.mounts import CacheMount, MountLimits
 from cacheport.mounts.artifact import mounts_name
 from cacheport.oci.layout import Layout
 from cacheport.ops.docker import Docker
-from cacheport.ops.mounts import Around, MountSettings, build_options, names_for, restore, save, settings_of
+from cacheport.ops.mounts import (
+    Around,
+    MountSettings,
+    build_options,
+    names_for,
+    restore,
+    save,
+    settings_of,
+)
 from cacheport.records import CacheStore, Context, Plan
 
 PIP = CacheMount("pip", "/root/.cache/pip", "locked", 1000, 1000, 0o750, stage="0", line=3)

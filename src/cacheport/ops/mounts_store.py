@@ -5,8 +5,7 @@ archive to a file, checking its digest and its safety; :func:`publish` uploads o
 differs from what the name holds, then the artifact's manifest. Neither ever raises for the store's or the
 archive's sake: every problem is a :class:`~cacheport.mounts.MountOutcome` and the build goes on. Stores are
 reached only through :class:`~cacheport.StoreSession` (a registry's uploads resume from where they stopped).
-Which mounts a build has and trust are the caller's (:mod:`cacheport.ops.mounts`), the helper builds
-:mod:`cacheport.ops.mounts_helper`'s.
+Which mounts a build has, trust, and the helper builds are the caller's (:mod:`cacheport.ops.mounts`).
 """
 
 from __future__ import annotations
