@@ -31,6 +31,12 @@ GLOBAL_OPTIONS = (
            "Unset: protected for tags, branch otherwise.", choices=("branch", "protected")),
     Option("trust-events", "Events that read only by default but may write, comma-separated: GitHub's "
            "pull_request_target, issue_comment, workflow_run, merge_group, ...; GitLab's merge_train."),
+    Option("history", "Keep a record of each build beside the cache, for `cacheport history`: on or off.",
+           default="on", choices=("on", "off")),
+    Option("history-keep", "Build records kept per branch; older ones are deleted.", type=int, default=30),
+    Option("history-dir", "Where build records go when they are not kept in the backend's store (local, gha, s3, "
+           "azblob, read-only jobs). Unset: ./cacheport-history in CI (an artifact), else under the cache "
+           "directory."),
 )
 #: The table that moves the cache from one backend to another, and its keys.
 MIGRATION = "migration"

@@ -77,6 +77,7 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     --load/--push/--output on a builder that keeps results to itself (docker-container, remote) gets --load
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
+    from cacheport.cli.history import keep_record
     from cacheport.ops.build import run
     from cacheport.ops.docker import builder_in, docker_for
     from cacheport.ops.logins import build_environment
@@ -85,5 +86,5 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     extra = (ctx.obj or {}).get("extra", [])
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
         code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
-                   report_file=report_file, require_hit=require_hit)
+                   report_file=report_file, require_hit=require_hit, keep=keep_record(session, "build"))
     sys.exit(code)

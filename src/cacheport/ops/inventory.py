@@ -89,9 +89,12 @@ def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = LOOKUP_JOBS) -
 
 def list_caches(session: StoreSession, known: dict[str, str] | None = None,
                 jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
-    """Every name in the store, with what it holds (manifests read ``jobs`` at a time)."""
+    """Every name in the store, with what it holds (manifests read ``jobs`` at a time); the build records of the
+    cache's history (:mod:`cacheport.ops.history`) are not caches and are left out."""
+    from cacheport.report.record import PREFIX
+
     known = known or {}
-    names = session.names()
+    names = [n for n in session.names() if not n.startswith(PREFIX)]
     out = []
     for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:

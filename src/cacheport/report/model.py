@@ -57,11 +57,13 @@ class ImportReport:
             not be read, e.g. the registry is down or refused the credentials) or ``unknown`` (the source does not
             say; gha, s3 and azblob never report a miss).
         reason: BuildKit's or buildx's own words, in one line; empty for a hit.
+        seconds: how long BuildKit spent on it, when the source says.
     """
 
     entry: CacheEntry
     status: str
     reason: str = ""
+    seconds: float | None = None
 
 
 @attrs.frozen
@@ -115,6 +117,7 @@ class BuildReport:
         wall_seconds: the build's duration in BuildKit, when known.
         ref: the build's record in ``docker buildx history`` (the last part of ``buildx.build.ref``), when known.
         sources: which sources this was read from (see SOURCES).
+        first_run: the first step BuildKit executed rather than took from the cache, when the source says.
     """
 
     status: str
@@ -125,3 +128,4 @@ class BuildReport:
     wall_seconds: float | None = None
     ref: str = ""
     sources: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    first_run: str = ""
