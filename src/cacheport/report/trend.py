@@ -19,7 +19,7 @@ from cacheport.report.record import BuildRecord
 #: The version of ``cacheport history --format json``.
 JSON_SCHEMA = 1
 #: A fall in the share of cached steps smaller than this is noise, not news.
-_FALL = 0.25
+_FALL = 0.1
 
 
 @attrs.frozen
@@ -47,7 +47,8 @@ class BranchTrend:
 
 @attrs.frozen
 class Fall:
-    """A build whose share of cached steps fell against the build before it on the same branch.
+    """A build whose share of cached steps fell by a tenth or more against the build before it on the same branch,
+    and that says why: an import that hit before and not now, or a step that ran.
 
     Attributes:
         record: the build.
@@ -117,6 +118,8 @@ def _fall(before: BuildRecord, after: BuildRecord) -> Fall | None:
     hit_before = {u.cache for u in before.of("import") if u.status == HIT}
     missed = tuple(f"{u.cache}: {u.status}" + (f" ({u.reason})" if u.reason else "")
                    for u in after.of("import") if u.cache in hit_before and u.status != HIT)
+    if not missed and not after.first_run:
+        return None  # nothing missed and nothing ran (steps shared with a build running at the same time)
     return Fall(after, was, now, missed, after.first_run)
 
 
