@@ -116,7 +116,7 @@ def test_registry_history(harness: Harness, tmp_path: Path) -> None:
 
     doc = sequence(harness, ctx, env_for)
     check(doc)
-    records = sorted(t for t in harness.tags(reg, repo) if t.startswith(PREFIX))
+    records = sorted(t for t in harness.tags(reg, repo, records=True) if t.startswith(PREFIX))
     assert records == sorted(b["name"] for b in doc["builds"])  # the fork's is not among them
     kept = list((ctx / "cacheport-history").glob(f"{PREFIX}*.json"))  # the fork's, in its own directory
     assert len(kept) == 1 and json.loads(kept[0].read_text())["branch"] == "patch-1"
@@ -133,9 +133,9 @@ def test_registry_history(harness: Harness, tmp_path: Path) -> None:
     # The bound: the oldest go, per branch, whoever writes.
     bounded = {**env_for("main"), "CACHEPORT_HISTORY_KEEP": "2"}
     assert harness.build(ctx, env=bounded).code == 0
-    left = [t for t in harness.tags(reg, repo) if t.startswith(f"{PREFIX}main-")]
+    left = [t for t in harness.tags(reg, repo, records=True) if t.startswith(f"{PREFIX}main-")]
     assert len(left) == 2
-    assert len([t for t in harness.tags(reg, repo) if t.startswith(f"{PREFIX}feature-new-")]) == 1
+    assert len([t for t in harness.tags(reg, repo, records=True) if t.startswith(f"{PREFIX}feature-new-")]) == 1
 
     # A corrupt record: one line and exit 2 for history, never a failed build.
     bad = f"{PREFIX}main-29991231000000000-0badbad0"
@@ -153,7 +153,7 @@ def test_pulp_history(harness: Harness, pulp: Pulp, tmp_path: Path) -> None:
     doc = sequence(harness, ctx, lambda branch: pulp_env(pulp, project, branch))
     check(doc)
     repo = f"{project.lower()}/cache"
-    tags = harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password))
+    tags = harness.tags(pulp.registry, repo, auth=(pulp.user, pulp.password), records=True)
     assert sorted(t for t in tags if t.startswith(PREFIX)) == sorted(b["name"] for b in doc["builds"])
 
 

@@ -25,10 +25,50 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
         from cacheport.ops.history import leave_record
 
         backend = session.plugins.backend(session.plan.backend)
-        leave_record(found, session.plan, lambda: session.store() if backend.store else None, backend.cache_type,
-                     session.environ, session.cwd, say, source=source)
+        kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
+                            backend.cache_type, session.environ, session.cwd, say, source=source)
+        if kept is not None and source == "build":
+            show_trend(session, kept.branch)
 
     return keep
+
+
+def show_trend(session: Session, branch: str | None) -> None:
+    """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
+    collapsed section of GitLab's log. Never fails the build: a problem is one warning."""
+    import sys
+    import time
+
+    from cacheport.errors import CacheportError
+    from cacheport.ops.history import open_shelf, read_records
+    from cacheport.report import chart, trend
+
+    environ = session.environ
+    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
+    if not summary and not gitlab:
+        return
+    plan = session.plan
+    backend = session.plugins.backend(plan.backend)
+    try:
+        store = session.store() if backend.store else None
+        with open_shelf(plan, store, backend.cache_type, environ, session.cwd) as shelf:
+            shelved = read_records(shelf, branch=branch, skip_bad=True)
+    except CacheportError as exc:
+        say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
+        return
+    found = trend.trend([r for _name, r in shelved.records])
+    where = f"{shelved.where} ({branch or 'no branch'})"
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write("#### cacheport: cache history\n\n" + chart.as_markdown(found, where) + "\n")
+        except OSError as exc:
+            say(f"warning: could not write the job summary: {exc.strerror}")
+    if gitlab:
+        stamp = int(time.time())
+        text = chart.as_text(found, where).rstrip("\n").replace("\n", "\r\n")
+        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_history[collapsed=true]\r\x1b[0Kcacheport: cache "
+                         f"history\r\n{text}\r\n\x1b[0Ksection_end:{stamp}:cacheport_history\r\x1b[0K\n")
 
 
 @click.command("history", epilog="""\b

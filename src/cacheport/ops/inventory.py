@@ -91,10 +91,10 @@ def list_caches(session: StoreSession, known: dict[str, str] | None = None,
                 jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
     """Every name in the store, with what it holds (manifests read ``jobs`` at a time); the build records of the
     cache's history (:mod:`cacheport.ops.history`) are not caches and are left out."""
-    from cacheport.report.record import PREFIX
+    from cacheport.report.record import is_record
 
     known = known or {}
-    names = [n for n in session.names() if not n.startswith(PREFIX)]
+    names = [n for n in session.names() if not is_record(n)]
     out = []
     for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:

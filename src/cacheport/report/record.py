@@ -148,6 +148,11 @@ def record_name(branch: str | None, when: datetime, rid: str) -> str:
     return f"{PREFIX}{slug(branch or 'none', _BRANCH_SLUG)}-{stamp}-{rid}"
 
 
+def is_record(name: str) -> bool:
+    """Whether a name in a store is a build record's (not a cache: status, prune and seed leave it alone)."""
+    return name.startswith(PREFIX)
+
+
 def parse_name(name: str) -> tuple[str, str] | None:
     """``(branch slug, sortable stamp)`` of a record's name; None for any other name."""
     match = _NAME.match(name)
