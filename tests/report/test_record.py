@@ -42,10 +42,12 @@ def report(cached: int = 3, hit: bool = True) -> BuildReport:
 
 
 def test_a_record_says_what_the_build_did_and_reads_back_the_same() -> None:
+    import attrs
+
     mounts = [MountOutcome("pip", "restored", name="cacheport-mount-pip", size=100, seconds=0.5)]
     env = {"GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "o/app", "GITHUB_RUN_ID": "7"}
-    record = record_of(report(), Context("github", "o/app", branch="main", job="build"), "registry", env, now=NOW,
-                       key="arm64", mounts=mounts, version="9.9")
+    record = record_of(attrs.evolve(report(), mounts=mounts), Context("github", "o/app", branch="main", job="build"),
+                       "registry", env, now=NOW, key="arm64", version="9.9")
     assert record.hit and record.steps == (4, 3, 1) and record.cached_share == 0.75
     assert record.job_url == "https://github.example/o/app/actions/runs/7"
     assert [(u.kind, u.status) for u in record.uses] == [("import", "hit"), ("export", "written"),

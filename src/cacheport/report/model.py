@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import attrs
 
 from cacheport.entry import CacheEntry
+from cacheport.mounts import MountOutcome
 
 HIT, MISSED, FAILED, UNKNOWN = "hit", "missed", "failed", "unknown"
 WRITTEN, SKIPPED = "written", "skipped"
@@ -104,6 +105,10 @@ def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _mount_tuple(values: Iterable[MountOutcome]) -> tuple[MountOutcome, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class BuildReport:
     """One build's cache, as BuildKit recorded it.
@@ -117,6 +122,8 @@ class BuildReport:
         wall_seconds: the build's duration in BuildKit, when known.
         ref: the build's record in ``docker buildx history`` (the last part of ``buildx.build.ref``), when known.
         sources: which sources this was read from (see SOURCES).
+        mounts: what became of each cache mount, in order (a restore and a save are two outcomes); empty for a
+            build whose mounts cacheport did not handle, and then no report shows a mounts section.
         first_run: the first step BuildKit executed rather than took from the cache, when the source says.
     """
 
@@ -128,4 +135,5 @@ class BuildReport:
     wall_seconds: float | None = None
     ref: str = ""
     sources: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    mounts: tuple[MountOutcome, ...] = attrs.field(default=(), converter=_mount_tuple)
     first_run: str = ""

@@ -129,10 +129,11 @@ def job_url(environ: Mapping[str, str]) -> str | None:
 def record_of(report: BuildReport, context: Context, backend: str, environ: Mapping[str, str], *, now: datetime,
               source: str = "build", key: str | None = None, mounts: Sequence[Any] = (),
               version: str = "") -> BuildRecord:
-    """The record of a build from its report. ``mounts``: :class:`cacheport.mounts.MountOutcome` items."""
+    """The record of a build from its report; its cache mounts are the report's, or ``mounts``
+    (:class:`cacheport.mounts.MountOutcome` items) when given."""
     uses = [Use(describe(i.entry), "import", i.status, i.seconds, None, i.reason) for i in report.imports]
     uses += [Use(describe(e.entry), "export", e.status, e.seconds, e.size, e.reason) for e in report.exports]
-    uses += [Use(f"mount {m.id}", "mount", m.action, m.seconds, m.size, m.detail) for m in mounts]
+    uses += [Use(f"mount {m.id}", "mount", m.action, m.seconds, m.size, m.detail) for m in mounts or report.mounts]
     steps = report.steps
     return BuildRecord(
         id=secrets.token_hex(4), time=now.astimezone(UTC), source=source, project=context.project,

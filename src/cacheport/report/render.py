@@ -1,5 +1,6 @@
 """A build report for people and programs: text for a log, plain data for JSON, Markdown for a job summary. Pure;
-an entry is shown as where its cache lives, never with its attributes' values.
+an entry is shown as where its cache lives, never with its attributes' values. A report without cache mount
+outcomes has no mounts section in any of them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from typing import Any
 import attrs
 
 from cacheport.entry import CacheEntry
-from cacheport.report.model import BuildReport, ExportReport
+from cacheport.mounts import MountOutcome
+from cacheport.render import human_size
+from cacheport.report.model import BuildReport, ExportReport, one_line
 
 
 def describe(entry: CacheEntry) -> str:
@@ -36,6 +39,27 @@ def _export_details(e: ExportReport) -> str:
     if e.seconds is not None:
         parts.append(f"{e.seconds:.1f} s")
     return ", ".join(parts)
+
+
+def _mount_place(m: MountOutcome) -> str:
+    """Where a mount's contents came from or went, for a person."""
+    if not m.name:
+        return ""
+    return {"restored": "from ", "saved": "to "}.get(m.action, "at ") + m.name
+
+
+def _mount_measures(m: MountOutcome) -> str:
+    """Size and time, when something was (or would have been) moved."""
+    parts = [human_size(m.size)] if m.size else []
+    if m.seconds:
+        parts.append(f"{m.seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def _mount_line(m: MountOutcome) -> str:
+    place, measures = _mount_place(m), _mount_measures(m)
+    return (f"  mount  {m.action:<9} {m.id}" + (f" {place}" if place else "") + (f" ({measures})" if measures else "")
+            + (f": {one_line(m.detail)}" if m.detail else ""))
 
 
 def _headline(report: BuildReport) -> str:
@@ -66,12 +90,14 @@ def as_text(report: BuildReport) -> str:
         details = _export_details(e)
         lines.append(f"  export {e.status:<7} {describe(e.entry)}" + (f" ({details})" if details else "")
                      + (f": {e.reason}" if e.reason else ""))
+    lines += [_mount_line(m) for m in report.mounts]
     return "\n".join(lines) + "\n"
 
 
 def as_dict(report: BuildReport) -> dict[str, Any]:
-    """Plain data for JSON; entries appear as where they live, never with their attributes' values."""
-    return {
+    """Plain data for JSON; entries appear as where they live, never with their attributes' values. ``mounts``
+    is there only when the report has cache mount outcomes."""
+    out = {
         "status": report.status,
         "error": report.error or None,
         "steps": attrs.asdict(report.steps) if report.steps else None,
@@ -84,6 +110,10 @@ def as_dict(report: BuildReport) -> dict[str, Any]:
         "ref": report.ref or None,
         "sources": list(report.sources),
     }
+    if report.mounts:
+        out["mounts"] = [{"id": m.id, "action": m.action, "name": m.name or None, "size": m.size,
+                          "seconds": m.seconds, "detail": one_line(m.detail) or None} for m in report.mounts]
+    return out
 
 
 def _cell(text: str) -> str:
@@ -102,4 +132,12 @@ def as_markdown(report: BuildReport) -> str:
         for e in report.exports:
             details = "; ".join(p for p in (_export_details(e), e.reason) if p)
             out.append(f"| `{_cell(describe(e.entry))}` | export | {e.status} | {_cell(details)} |")
+    if report.mounts:
+        if report.imports or report.exports:
+            out.append("")
+        out += ["| cache mount | | name | size, time | details |", "|---|---|---|---|---|"]
+        for m in report.mounts:
+            name = f"`{_cell(m.name)}`" if m.name else ""
+            out.append(f"| `{_cell(m.id)}` | {m.action} | {name} | {_mount_measures(m)} | "
+                       f"{_cell(one_line(m.detail))} |")
     return "\n".join(out) + "\n"
