@@ -179,7 +179,7 @@ def test_local_history_and_its_chart_as_a_picture(harness: Harness, tmp_path: Pa
     assert [b["branch"] for b in builds] == ["main"] * 4 + ["feature/New"] + ["feature/New"] * 2
     assert [b["steps"]["executed"] for b in builds[:5]] == [4, 0, 1, 0, 0]
     assert not builds[0]["hit"] and all(b["hit"] for b in builds[1:])
-    kept = list((xdg / "cacheport" / "history").glob(f"*/{PREFIX}*.json"))
+    kept = list((xdg / "cacheport" / "history").rglob(f"{PREFIX}*.json"))
     assert len(kept) == len(builds)
 
     rsvg = shutil.which("rsvg-convert")

@@ -219,11 +219,12 @@ def test_a_job_that_may_not_write_shared_caches_keeps_its_record_in_its_own_dire
 
 
 def test_where_directory_records_go(tmp_path: Path) -> None:
-    local = CacheStore(str(tmp_path / "xdg" / "cacheport" / "app-1234"), "index", lambda b: "latest",
+    local = CacheStore(str(tmp_path / "xdg" / "cacheport" / "app-1234" / "default"), "index", lambda b: "latest",
                        lambda n: None, lambda: None, fixed=True)  # type: ignore[arg-type,return-value]
     assert directory_for(plan(), None, {}, tmp_path) == tmp_path / "cacheport-history"  # a CI job's artifact
     laptop = attrs_plan(plan(provider="local"), str(tmp_path / "xdg" / "cacheport"))
-    assert directory_for(laptop, local, {}, tmp_path) == tmp_path / "xdg" / "cacheport" / "history" / "app-1234"
+    assert directory_for(laptop, local, {}, tmp_path) == \
+        tmp_path / "xdg" / "cacheport" / "history" / "app-1234" / "default"
     assert directory_for(plan(history_dir="recs"), None, {}, tmp_path) == tmp_path / "recs"
     with open_shelf(laptop, local, "local", {}, tmp_path) as shelf:
         assert isinstance(shelf, DirectoryShelf)

@@ -166,15 +166,17 @@ def writes_store(plan: Plan) -> bool:
 
 def directory_for(plan: Plan, store: CacheStore | None, environ: Mapping[str, str], cwd: Path) -> Path:
     """Where a directory shelf is: ``history-dir``, else ``./cacheport-history`` in a CI job (its artifact), else
-    ``<cache dir>/history/<the local cache's directory name, else the project>``."""
+    ``<cache dir>/history/<the local cache's place under the cache dir, else the project>``."""
     chosen = settings_of(plan).directory
     if chosen:
         return cwd / chosen
     if plan.context.provider != "local":
         return cwd / "cacheport-history"
     base = Path(plan.request.cache_dir) if plan.request and plan.request.cache_dir else cwd / ".cacheport"
-    name = Path(store.location).name if store is not None and os.path.isabs(store.location) else ""
-    return base / "history" / (name or slug(plan.context.project or "project"))
+    if store is not None and os.path.isabs(store.location):  # a local cache: its records beside its name
+        where = Path(store.location)
+        return base / "history" / (where.relative_to(base) if where.is_relative_to(base) else slug(str(where)))
+    return base / "history" / slug(plan.context.project or "project")
 
 
 @contextlib.contextmanager
