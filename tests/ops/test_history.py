@@ -205,6 +205,18 @@ def test_a_registry_refusing_the_artifact_is_one_warning_and_the_build_goes_on(r
     assert "the build is unaffected" in said[0]
 
 
+def test_a_registry_refusing_to_delete_keeps_the_record_and_says_so(registry: FakeRegistry, tmp_path: Path) -> None:
+    for _ in range(2):
+        assert leave_record(report(), plan(history_keep=1), lambda: registry_store(registry), "registry", {},
+                            tmp_path, print) is not None
+    registry.faults.append(("DELETE", "/manifests/", 403, {}))
+    said: list[str] = []
+    kept = leave_record(report(), plan(history_keep=1), lambda: registry_store(registry), "registry", {}, tmp_path,
+                        said.append)
+    assert kept is not None and kept.name in registry.manifests[REPO]
+    assert len(said) == 1 and "older build records" in said[0] and "were not deleted" in said[0]
+
+
 def test_a_job_that_may_not_write_shared_caches_keeps_its_record_in_its_own_directory(registry: FakeRegistry,
                                                                                       tmp_path: Path) -> None:
     for untrusted in (plan(writes=False), plan(read_only=True), plan(mode="protected", protected=False)):

@@ -196,12 +196,17 @@ def keep(shelf: Shelf, record: rec.BuildRecord, limit: int) -> list[str]:
 
     Only names are compared, never contents: a corrupt record elsewhere can't stop a build's."""
     shelf.write(record.name, rec.to_json(record))
-    branch = rec.parse_name(record.name)
+    return trim(shelf, record.name, limit)
+
+
+def trim(shelf: Shelf, name: str, limit: int) -> list[str]:
+    """Delete the oldest records of ``name``'s branch beyond ``limit``; the names deleted."""
+    branch = rec.parse_name(name)
     assert branch is not None
-    mine = sorted((parsed[1], name) for name in shelf.names()
-                  if (parsed := rec.parse_name(name)) is not None and parsed[0] == branch[0])
-    gone = [name for _stamp, name in mine[:-limit]] if len(mine) > limit else []
-    return [name for name in gone if shelf.delete(name)]
+    mine = sorted((parsed[1], other) for other in shelf.names()
+                  if (parsed := rec.parse_name(other)) is not None and parsed[0] == branch[0])
+    gone = [other for _stamp, other in mine[:-limit]] if len(mine) > limit else []
+    return [other for other in gone if shelf.delete(other)]
 
 
 def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
@@ -224,7 +229,11 @@ def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore
             found = None
         with open_shelf(plan, found, cache_type, environ, cwd, writing=True) as shelf:
             where = shelf.where
-            keep(shelf, record, settings.keep)
+            shelf.write(record.name, rec.to_json(record))
+            try:
+                trim(shelf, record.name, settings.keep)
+            except CacheportError as exc:  # the record is kept; the oldest stay until a later build's try
+                say(f"warning: history: older build records in {where} were not deleted ({exc})")
     except (CacheportError, OSError) as exc:
         say(f"warning: history: the build record was not kept in {where} ({exc}); the build is unaffected")
         return None
