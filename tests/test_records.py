@@ -1,4 +1,4 @@
-"""The plugin API's records: every one in records.py, and every hook spec, resolves its annotations at runtime, as
+"""The plugin API's records: every one in the records package, and every hook spec, resolves its annotations at runtime, as
 documentation and plugin tooling need (``typing.get_type_hints``); the public names stay where 0.1 put them."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from cacheport import hookspecs, records
 
 RECORDS = sorted(
     (obj for obj in vars(records).values()
-     if inspect.isclass(obj) and obj.__module__ == records.__name__ and not obj.__name__.startswith("_")),
+     if inspect.isclass(obj) and obj.__module__.startswith(f"{records.__name__}.")
+     and not obj.__name__.startswith("_")),
     key=lambda cls: cls.__name__,
 )
 
@@ -34,10 +35,17 @@ def test_a_record_s_annotations_resolve(record: type) -> None:
     for name, member in vars(record).items():
         if isinstance(member, property) and member.fget is not None:
             typing.get_type_hints(member.fget)
-        elif inspect.isfunction(member) and record is not records.StoreSession and not name.startswith("__"):
-            # StoreSession's methods name oci.format's Descriptor and Manifest, which `cacheport args` must
-            # not import; the protocol's own attributes resolve.
+        elif inspect.isfunction(member) and not name.startswith("__"):
             typing.get_type_hints(member)
+        elif isinstance(member, (classmethod, staticmethod)):
+            typing.get_type_hints(member.__func__)
+
+
+def test_a_store_session_s_methods_name_the_records_a_plugin_builds() -> None:
+    # A protocol's methods are what a plugin implements: their annotations must resolve too, to the records.
+    assert typing.get_type_hints(records.StoreSession.put_manifest)["manifest"] is records.Manifest
+    assert typing.get_type_hints(records.StoreSession.put_blob)["descriptor"] is records.Descriptor
+    assert typing.get_type_hints(records.StoreSession.get_manifest)["return"] == records.Manifest | None
 
 
 @pytest.mark.parametrize("hook", [name for name in vars(hookspecs) if name.startswith("cacheport_")])

@@ -260,3 +260,18 @@ def test_switch_without_config_asks_when_the_repository_has_two_cis(clean_env: d
     out = run(cwd, "switch", "registry", "--set", "ref=127.0.0.1:5000/app/cache", env=clean_env)
     assert out.returncode == 2 and "cacheport switch registry --from BACKEND" in out.stderr
     assert not (cwd / "cacheport.toml").exists()
+
+
+def test_switch_to_where_the_cache_already_is_names_the_backend_without_a_migration(
+        clean_env: dict[str, str]) -> None:
+    cwd = Path.cwd()
+    subprocess.run(["git", "init", "-q", str(cwd)], check=True)
+    (cwd / ".gitlab-ci.yml").write_text("")
+    out = run(cwd, "switch", "gitlab", "--set", "ref=127.0.0.1:5000/group/app/cache", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"{cwd / 'cacheport.toml'}: backend = gitlab; no migration: the cache is already there\n"
+    text = (cwd / "cacheport.toml").read_text()
+    assert 'backend = "gitlab"' in text and "migration" not in text
+    again = run(cwd, "switch", "gitlab", env=clean_env)
+    assert again.returncode == 2 and "'gitlab' is already the backend" in again.stderr
+    assert (cwd / "cacheport.toml").read_text() == text

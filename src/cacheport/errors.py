@@ -60,6 +60,14 @@ class ConversionError(CacheportError):
     """A cache manifest cannot be turned into the format the target needs."""
 
 
+class MountError(CacheportError):
+    """A cache mount's archive or artifact is hostile, too large, or not one this cacheport reads."""
+
+
+class MountTooLarge(MountError):
+    """A cache mount's archive expands to more than its size limit."""
+
+
 class ReportError(CacheportError):
     """A build record (metadata file, history document) is not what buildx writes."""
 

@@ -293,11 +293,15 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         return fixed or branch_tag(branch, key, request.context)
 
     def branch_of(name: str) -> str | None:
-        if fixed is not None or not name.startswith(prefix):
+        from cacheport.mounts.artifact import is_mounts_name
+
+        # A branch's cache mounts (<tag>.mounts) are beside its cache, never a branch of their own.
+        if fixed is not None or not name.startswith(prefix) or is_mounts_name(name):
             return None
         return name[len(prefix):] or None
 
     def open_() -> StoreSession:
+        from cacheport.mounts.artifact import mounts_name
         from cacheport.oci.credentials import docker_credentials
         from cacheport.oci.realm import insecure_hosts
         from cacheport.oci.reference import parse_reference
@@ -312,7 +316,8 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
         uploads = UploadJournal(os.path.join(request.cache_dir, ".uploads") if request.cache_dir else None)
         registry = Registry(ref.host, credentials, insecure=bool(cache.insecure),
                             insecure_hosts=insecure_hosts(request.environ), uploads=uploads)
-        return RegistryRepository(registry, ref.repository, only=fixed)
+        return RegistryRepository(registry, ref.repository,
+                                  only=None if fixed is None else (fixed, mounts_name(fixed)))
 
     return CacheStore(location=cache.repository, format=cache.format, name_for=name_for, branch_of=branch_of,
                       open=open_, oci_mediatypes=dict(cache.export_attrs).get("oci-mediatypes") != "false",

@@ -37,7 +37,7 @@ def switched(text: str, *, pyproject: bool, current: str, new: str | None, phase
     """The config text after a switch.
 
     - ``new`` (a backend name): ``backend = new``; if it differs from ``current``, ``[migration] from = current``
-      and ``phase`` (default dual-read).
+      and ``phase`` (default dual-read). The same as ``current`` where the text names no backend: only that.
     - ``phase`` alone: move an ongoing migration to another phase.
     - ``finish``: drop the ``[migration]`` table; the backend stays.
     """
@@ -67,6 +67,10 @@ def switched(text: str, *, pyproject: bool, current: str, new: str | None, phase
         if migration is not None:
             del table[MIGRATION]
         table[MIGRATION] = fresh
+        return tomlkit.dumps(doc)
+    if new is not None and phase is None and migration is None and "backend" not in table:
+        # Nothing names the backend yet: naming it is the whole switch, since the cache is already there.
+        table["backend"] = new
         return tomlkit.dumps(doc)
     if phase is None:
         raise ConfigError(f"{current!r} is already the backend; give --phase to move a migration on, or --finish")

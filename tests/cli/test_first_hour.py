@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from cacheport.cli.build import take_progress
 from cacheport.errors import CacheportError
 from cacheport.kit import layout_store
 from cacheport.oci.layout import Layout
-from cacheport.ops.progress import Prelude, take_progress
+from cacheport.ops.build import Prelude
 from cacheport.ops.seed import name_pairs
 from cacheport.plugins import Plugins
 from cacheport.records import CacheStore

@@ -166,6 +166,22 @@ def test_args_leaves_out_an_import_that_would_fail_the_build_and_says_so_once(la
     assert f"--cache-from=type=local,src={cache}" in warm.out and warm.err.startswith("cacheport: moved ")
 
 
+def test_args_reads_a_local_cache_s_index_without_loading_the_store(tmp_path: Path) -> None:
+    """`cacheport args` looks at a local cache before every build: with the index alone, not the OCI store."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache-dir"
+    local_cache(cache)
+    probe = ("import sys\nfrom cacheport.cli import main\n"
+             f"try:\n    main(['args', '-b', 'local', '--set', {f'src={cache}'!r}])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('cacheport.oci')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=base_env(tmp_path),
+                         cwd=tmp_path / "work", check=True)
+    assert f"--cache-from=type=local,src={cache}" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "['cacheport.oci', 'cacheport.oci.index']"
+
+
 def test_status_and_prune_see_and_remove_a_directory_builds_cannot_import(laptop) -> None:  # type: ignore[no-untyped-def]
     _env, _work, cache = laptop
     cache.mkdir()
@@ -308,3 +324,19 @@ def test_a_layout_that_cannot_be_read_is_left_out_with_a_warning_not_a_traceback
     result = cli(laptop, "args")
     assert result.code == 0 and "--cache-from" not in result.out
     assert result.err.startswith(f"cacheport: warning: not importing {cache}: {cache} can't be read: ")
+
+
+def test_rotate_with_nothing_to_move_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    env = base_env(tmp_path)
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    # No rotation of exports, so the one move planned is from where earlier versions kept the cache: empty here.
+    result = run_cli(["rotate", "-b", "local", "--set", "rotate=false"], env, work)
+    assert_clean(result)
+    older = tmp_path / "cache" / "cacheport" / "work" / "default"
+    assert result.code == 0 and result.out == f"nothing to move: no cache waits at {older}\n" and result.err == ""
+    local_cache(older)
+    moved = run_cli(["rotate", "-b", "local", "--set", "rotate=false"], env, work)
+    assert moved.out.startswith(f"moved the cache from {older}, where earlier versions of cacheport kept it, to ")

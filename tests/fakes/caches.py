@@ -3,11 +3,16 @@ that need one without a build."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import tarfile
 import uuid
 from pathlib import Path
 
+from cacheport.mounts import CacheMount, MountArchive
+from cacheport.mounts.archive import digest_of
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest, synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.oci.registry import Registry
@@ -37,3 +42,13 @@ def local_cache(directory: Path, name: str = "latest") -> Layout:
         layout.put_blob(d, [data])
     layout.put_manifest(name, manifest)
     return layout
+
+
+def mount_archive(path: Path, mount: CacheMount, files: dict[str, bytes]) -> MountArchive:
+    """A cache mount's archive as the builder leaves one: these files in a gzip-compressed tar."""
+    with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return MountArchive(mount, path, digest_of(path), path.stat().st_size)

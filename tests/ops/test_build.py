@@ -93,25 +93,6 @@ def test_buildx_inspect_text_of_both_generations() -> None:
         parse_inspect("ERROR: something else\n")
 
 
-def test_the_rawjson_stream_reads_like_plain_progress_for_both_generations() -> None:
-    """The log a person sees while cacheport reads BuildKit's record, from recorded streams of both generations."""
-
-    from cacheport.ops.progress import PlainPrinter
-
-    for generation in ("old", "current"):
-        stream = (Path(__file__).parent.parent / "data" / "buildkit" / generation / "cold.rawjson").read_text()
-        lines: list[str] = []
-        printer = PlainPrinter(lines.append)
-        for i in range(0, len(stream), 97):  # in pieces that cut objects and lines apart, as a pipe does
-            printer.feed(stream[i:i + 97])
-        printer.close()
-        text = "".join(lines)
-        assert "cacheport-ran: slow" in text and "cacheport-ran: random" in text, generation
-        assert any(line.startswith("#") and "DONE" in line for line in lines), generation
-        assert "exporting cache to registry" in text, generation
-        assert all(line.endswith("\n") for line in lines) and '{"vertexes"' not in text, generation
-
-
 @pytest.mark.parametrize("driver", ["docker-container", "remote"])
 def test_a_tag_without_an_output_is_loaded_from_a_builder_that_keeps_results_to_itself(driver: str) -> None:
     ci = Builder("ci", driver)

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 
 from cacheport.errors import ConfigError
@@ -116,3 +117,59 @@ def test_other_keys_are_safe_from_each_other() -> None:
     assert out == {"main": False, "arm64-main": False, "arm64-gone": True, "feature-a": False}
     aged = {p.tag.tag: p.delete for p in choose(tags, older_than=timedelta(days=14), default_tag="main", now=NOW)}
     assert aged["arm64-main"] is False  # the default branch's cache under another key is protected too
+
+
+# --- cache mounts beside their caches ----------------------------------------------------------------------------
+
+
+def mounts_of(name: str, days: int, digest: str = "") -> CacheTag:
+    return CacheTag(f"{name}.mounts", digest or f"sha256:{name}.mounts", "mounts", 50, NOW - timedelta(days=days))
+
+
+def test_mounts_go_with_their_branch_and_are_never_a_stray_branch() -> None:
+    tags = [tag("main", 0, "default branch"), attrs.evolve(tag("feature-a", 0), mounts=mounts_of("feature-a", 0)),
+            tag("feature-b", 0), mounts_of("main", 0), mounts_of("feature-a-old", 30), mounts_of("feature-c", 0)]
+    out = {p.tag.tag: (p.delete, p.reason) for p in choose(tags, live_branch_tags={"main", "feature-a", "feature-c"},
+                                                             now=NOW)}
+    assert out == {"main": (False, "default branch (name it to delete)"), "feature-a": (False, "branch exists"),
+                   "feature-b": (True, "its branch is gone"), "main.mounts": (False, "branch exists"),
+                   "feature-a-old.mounts": (True, "its branch is gone"),
+                   "feature-c.mounts": (False, "branch exists")}
+    out = {p.tag.tag: p.delete for p in choose(tags, named={"feature-c"}, default_tag="main", now=NOW)}
+    assert out["feature-c.mounts"] and not out["main.mounts"] and not out["feature-a"]
+    aged = {p.tag.tag: p.delete for p in choose(tags, older_than=timedelta(days=14), default_tag="main", now=NOW)}
+    assert aged["feature-a-old.mounts"] and not aged["main.mounts"]
+
+
+def test_mounts_that_share_a_manifest_with_ones_that_stay_are_not_deleted() -> None:
+    shared = mounts_of("x", 0, digest="sha256:same")
+    tags = [attrs.evolve(tag("main", 0, "default branch"), mounts=shared),
+            attrs.evolve(tag("old", 30), mounts=attrs.evolve(shared, tag="old.mounts"))]
+    (main, old) = choose(tags, older_than=timedelta(days=14), now=NOW)
+    assert old.delete and old.tag.mounts is None and not main.delete
+
+
+def test_listing_puts_mounts_beside_their_cache(tmp_path: Path) -> None:
+    import gzip
+
+    from cacheport.mounts import CacheMount, MountArchive, MountLimits
+    from cacheport.mounts.archive import digest_of
+    from cacheport.ops.mounts_store import publish
+
+    layout = Layout(tmp_path / "d")
+    blobs, manifest = synthetic_cache(image_manifest=True)
+    for d, data in blobs:
+        layout.put_blob(d, [data])
+    layout.put_manifest("main", manifest)
+    path = tmp_path / "m.tgz"
+    path.write_bytes(gzip.compress(bytes(1024)))
+    archive = MountArchive(CacheMount("pip", "/root/.cache/pip"), path, digest_of(path), path.stat().st_size)
+    publish(layout, "main", [archive], limits=MountLimits())
+    publish(layout, "gone", [archive], limits=MountLimits())
+    listed = list_caches(layout, {"main": "this branch", "gone": "MR target"})
+    assert [(t.tag, t.format, t.role) for t in listed] == [("gone.mounts", "mounts", "MR target"),
+                                                          ("main", "image-manifest", "this branch")]
+    main = listed[1]
+    assert main.mounts is not None and main.mounts.tag == "main.mounts" and main.mounts.updated is not None
+    assert main.as_dict()["mounts"]["size"] == main.mounts.size > archive.size
+    assert "mounts" not in listed[0].as_dict()

@@ -199,6 +199,43 @@ def test_build_logs_in_to_a_private_config_and_leaves_none_behind(tmp_path: Path
     assert sorted(p.name for p in user.iterdir()) == ["cli-plugins"]  # no config.json with the password
 
 
+@pytest.mark.parametrize("store, user_helpers, after", [
+    ("other", {REG: "desk"}, {REG: "desk"}),
+    ("other", {}, {}),
+    ("gone", {}, {REG: ""}),  # a helper that is not there would fail the build: anonymous instead
+])
+def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Path, store: str,
+                                                                   user_helpers: dict[str, str],
+                                                                   after: dict[str, str]) -> None:
+    """The private config sets the user's helper for the registry aside, so that docker login writes there; when
+    that login fails, the build still has the user's own login (credHelpers, else credsStore)."""
+    import sys
+
+    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": store,
+                                                                        "credHelpers": user_helpers}))
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    for name in ("desk", "other"):
+        (helpers / f"docker-credential-{name}").write_text("#!/bin/sh\nexit 1\n")
+        (helpers / f"docker-credential-{name}").chmod(0o755)
+    env["PATH"] = f"{helpers}:{env['PATH']}"
+    record = tmp_path / "record"
+    Path(env["CACHEPORT_DOCKER"]).write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "if sys.argv[1] == 'login':\n    sys.stderr.write('Error: connection refused\\n')\n    sys.exit(1)\n"
+        "if sys.argv[1:3] == ['buildx', 'build']:\n"
+        "    config = json.load(open(os.path.join(os.environ['DOCKER_CONFIG'], 'config.json')))\n"
+        f"    open({str(record)!r}, 'w').write(json.dumps(config['credHelpers']))\n"
+        "sys.exit(0 if sys.argv[1:3] == ['buildx', 'build'] else 1)\n")
+    argv = ["build", "-b", "registry", "--set", f"ref={REG}/app/cache", "--set", "username=u", "--set",
+            "password-env=REG_PW", "."]
+    result = run_cli(argv, env, tmp_path / "work")
+    assert_clean(result)
+    assert f"cacheport: warning: login to {REG} failed (Error: connection refused); building without it" in \
+        result.err.splitlines()
+    assert json.loads(record.read_text()) == after
+
+
 @pytest.mark.parametrize("docker_login", [False, True])
 def test_build_names_the_unset_variable_unless_docker_is_logged_in(tmp_path: Path, docker_login: bool) -> None:
     env = base_env(tmp_path, CACHEPORT_HISTORY="off")  # the build's record would go to REG, not on this machine
@@ -227,6 +264,34 @@ def test_args_warns_once_on_stderr_and_prints_the_same_flags(tmp_path: Path) -> 
         "`cacheport build`, which logs in with $REG_PW"]
     quiet = run_cli(argv, {**env, **logged_in(tmp_path)}, tmp_path / "work")
     assert "docker" not in quiet.err and quiet.out == warned.out and REG in quiet.out
+
+
+def test_args_asks_no_credential_helper_and_counts_one_on_path_as_docker_s_login(tmp_path: Path) -> None:
+    """A helper may wait a minute for a keychain; rendering flags must not. Only one missing from PATH is said."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    asked = tmp_path / "asked"
+    program = bin_dir / "docker-credential-desk"
+    program.write_text(f"#!{sys.executable}\nopen({str(asked)!r}, 'a').write('asked\\n')\n"
+                       "print('{\"Username\": \"me\", \"Secret\": \"s\"}')\n")
+    program.chmod(0o755)
+    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": "desk"}))
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    argv = ["args", "-b", "registry", "--set", f"ref={REG}/app/cache", "--set", "username=u", "--set",
+            "password-env=REG_PW"]
+    found = run_cli(argv, env, tmp_path / "work")
+    assert_clean(found)
+    assert found.code == 0 and f"--cache-from=type=registry,ref={REG}/app/cache" in found.out
+    assert "docker" not in found.err and not asked.exists()
+    assert registry_logins([OWN], env)[0].docker is not None and asked.exists()  # doctor and build do ask it
+    gone = run_cli(argv, {**env, **docker_config(tmp_path, {"credsStore": "gone"})}, tmp_path / "work")
+    assert gone.out == found.out
+    assert [line for line in gone.err.splitlines() if "docker" in line] == [
+        "cacheport: warning: docker's credential helper docker-credential-gone (credsStore in "
+        f"{tmp_path / 'docker-config' / 'config.json'}) is not on PATH; install it, or remove that setting; docker "
+        f"buildx build will fail to log in to {REG}"]
 
 
 def test_a_terminated_build_leaves_no_private_docker_config_behind(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from cacheport.oci.format import (
 )
 from cacheport.oci.registry import Registry
 from cacheport.oci.repository import RegistryRepository
-from cacheport.ops.seed import Pair, Side, branch_pairs, copy_pair, name_pairs
+from cacheport.ops.seed import Pair, Side, branch_pairs, copy_pair, name_pairs, with_mounts
 from cacheport.plugins import Plugins
 from cacheport.records import CacheStore, EntryRequest, Login
 from tests.fakes.registry import FakeRegistry, cache_index
@@ -387,3 +387,21 @@ def test_seed_refuses_jobs_the_trust_rules_keep_off_protected_names(
     assert out.returncode == 2 and "not seeding from this job" in out.stderr, out.stderr
     assert {m for m, _ in new.log} <= {"GET", "HEAD"}
     assert seed_cli("--branch", "main", "--dry-run", env=unprotected).returncode == 0
+
+
+def test_a_caches_mounts_go_with_it_to_the_name_beside_the_new_one(builtins: Plugins) -> None:
+    old = store(builtins, "gitlab", key="arm64", ref="old.example/a")
+    new = store(builtins, "registry", key="arm64", ref="new.example/b")
+    names = ["arm64-main", "arm64-main.mounts", "arm64-feature-x", "arm64-gone.mounts"]
+    assert old[1].branch_of("arm64-main.mounts") is None
+    pairs = name_pairs(old, new, names)
+    # never a branch called "main.mounts"; mounts whose cache is gone are not copied on their own
+    assert [(p.name, p.source.name, p.target.name) for p in pairs] == [
+        ("main", "arm64-main", "arm64-main"),
+        ("main (mounts)", "arm64-main.mounts", "arm64-main.mounts"),
+        ("feature-x", "arm64-feature-x", "arm64-feature-x"),
+    ]
+    _name, local = store(builtins, "local")
+    pairs = with_mounts(branch_pairs(("local", local), new, ["main"]), {"latest.mounts"}.__contains__)
+    assert [(p.source.name, p.target.name) for p in pairs] == [("latest", "arm64-main"),
+                                                               ("latest.mounts", "arm64-main.mounts")]

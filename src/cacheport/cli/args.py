@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import FilePath, plan_options
+from cacheport.cli.common import BuildxFlagsCommand, FilePath, plan_options
 from cacheport.cli.output import is_terminal, say, warn, write_file
 from cacheport.cli.session import load_plugins
 
@@ -43,23 +43,17 @@ class RendererChoice(click.ParamType):  # type: ignore[type-arg]  # generic only
         return [CompletionItem(n) for n in self._names() if n.startswith(incomplete)]
 
 
-class _ArgsCommand(click.Command):
+class _ArgsCommand(BuildxFlagsCommand):
     """``cacheport args``, to which a newcomer sometimes gives buildx's flags: they belong on buildx's line."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, list(args))
-        except click.NoSuchOption as exc:
-            from cacheport.cli.build import buildx_flag
+    def misplaced(self, ctx: click.Context, args: list[str], at: int, flags: list[str],
+                  exc: click.NoSuchOption) -> click.UsageError:
+        return self._misplaced(ctx, flags, f"no such option {exc.option_name!r}")
 
-            found = buildx_flag(args, exc)
-            if found is None:
-                raise
-            raise self._misplaced(ctx, found[1], f"no such option {exc.option_name!r}") from None
-        except click.UsageError:
-            if "--" not in args:
-                raise
-            raise self._misplaced(ctx, args[args.index("--") + 1:], "nothing goes after --") from None
+    def usage_error(self, ctx: click.Context, args: list[str]) -> click.UsageError | None:
+        if "--" not in args:
+            return None
+        return self._misplaced(ctx, args[args.index("--") + 1:], "nothing goes after --")
 
     @staticmethod
     def _misplaced(ctx: click.Context, flags: list[str], what: str) -> click.UsageError:
@@ -113,7 +107,8 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     if plan.logins:  # what runs these flags logs in with docker's own login only
         from cacheport.ops.logins import args_warnings, registry_logins
 
-        for warning in args_warnings(registry_logins(plan.logins, session.environ)):
+        # Rendering asks no credential helper: one may take a minute, and the build asks it anyway.
+        for warning in args_warnings(registry_logins(plan.logins, session.environ, ask_helpers=False)):
             say(f"warning: {warning}")
     target = output
     if target is None and renderer.append_to and session.environ.get(renderer.append_to):

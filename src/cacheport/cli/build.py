@@ -1,51 +1,165 @@
-"""``cacheport build``: docker buildx build with the plan's cache, run through :mod:`cacheport.ops.build`."""
+"""``cacheport build``: docker buildx build with the plan's cache, run through :mod:`cacheport.ops.build`, and
+the build's log as a person sees it.
+
+cacheport asks buildx for ``--progress=rawjson`` because it is the one record that says, per cache entry, what
+BuildKit did (:mod:`cacheport.report` reads it, with the same decoder); the reporters here keep the log readable
+while it does, in the mode the user's own ``--progress`` asked for.
+"""
 
 from __future__ import annotations
 
+import base64
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cacheport.cli.common import plan_options
+from cacheport.cli.common import BuildxFlagsCommand, plan_options
 from cacheport.cli.output import say
+from cacheport.report.rawjson import Decoder
+from cacheport.timestamps import go_time
 
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
 
-#: buildx build flags that take no value, so the word after one is not its value.
-_SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
+def _seconds(start: Any, end: Any) -> str:
+    began, ended = go_time(start), go_time(end)
+    if began is None or ended is None:
+        return ""
+    return f" {(ended - began).total_seconds():.1f}s"
 
 
-def buildx_flag(args: list[str], exc: click.NoSuchOption) -> tuple[int, list[str]] | None:
-    """Where the option click refused is in ``args``, and it as buildx's flag with its value when that is the
-    next word (``--network host``); None for a typo of one of ours, which click's did-you-mean says."""
-    flag = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
-    if flag is None or exc.possibilities:
-        return None
-    at = args.index(flag)
-    if "=" not in flag and at + 1 < len(args) and not args[at + 1].startswith("-") and flag not in _SWITCHES:
-        return at, args[at:at + 2]
-    return at, args[at:at + 1]
+class PlainPrinter:
+    """Feed it the stream in pieces (``feed``), then ``close``; it calls ``write`` with whole lines."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.numbers: dict[str, int] = {}
+        self.names: dict[str, str] = {}
+        self.shown: set[str] = set()
+        self.ended: set[str] = set()
+        self.statuses: set[tuple[str, str]] = set()
+        self.decoder = Decoder()
+
+    def feed(self, text: str) -> None:
+        self._show(self.decoder.feed(text))
+
+    def close(self) -> None:
+        self._show(self.decoder.close())
+
+    def _show(self, items: list[dict[str, Any] | str]) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                self._status(item)
+            else:
+                self.write(item + "\n")  # buildx's own lines: warnings, ERROR: ...
+
+    def _number(self, digest: str) -> int:
+        """A step's number, given when it starts (as plain progress does); its name is printed then."""
+        if digest not in self.shown:
+            self.shown.add(digest)
+            self.numbers.setdefault(digest, len(self.numbers) + 1)
+            self.write(f"#{self.numbers[digest]} {self.names.get(digest, '')}\n")
+        return self.numbers[digest]
+
+    def _status(self, doc: dict[str, Any]) -> None:
+        for v in doc.get("vertexes") or ():
+            if not isinstance(v, dict):
+                continue
+            digest = str(v.get("digest", ""))
+            self.names[digest] = str(v.get("name") or self.names.get(digest, ""))
+            if not (v.get("started") or v.get("completed")):
+                continue  # known, not begun: plain progress does not show it yet
+            n = self._number(digest)
+            if v.get("completed") and digest not in self.ended:
+                self.ended.add(digest)
+                if v.get("error"):
+                    self.write(f"#{n} ERROR: {v['error']}\n")
+                elif v.get("cached"):
+                    self.write(f"#{n} CACHED\n")
+                else:
+                    self.write(f"#{n} DONE{_seconds(v.get('started'), v.get('completed'))}\n")
+        for s in doc.get("statuses") or ():
+            if not isinstance(s, dict) or not s.get("completed"):
+                continue
+            key = (str(s.get("vertex", "")), str(s.get("id", "")))
+            if key not in self.statuses:
+                self.statuses.add(key)
+                self.write(f"#{self._number(key[0])} {key[1]} done\n")
+        for log in doc.get("logs") or ():
+            if not isinstance(log, dict):
+                continue
+            try:
+                data = base64.b64decode(str(log.get("data", ""))).decode("utf-8", errors="replace")
+            except ValueError:
+                continue
+            n = self._number(str(log.get("vertex", "")))
+            for line in data.splitlines():
+                if line.strip():
+                    self.write(f"#{n} {line.rstrip()}\n")
+        for warning in doc.get("warnings") or ():
+            if isinstance(warning, dict):
+                try:
+                    short = base64.b64decode(str(warning.get("short", ""))).decode("utf-8", errors="replace")
+                except ValueError:
+                    short = ""
+                if short:
+                    self.write(f"WARNING: {short.strip()}\n")
 
 
-class _BuildCommand(click.Command):
+class Passthrough:
+    """``--progress=rawjson``: the stream as buildx writes it."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.feed = write
+
+    def close(self) -> None:
+        pass
+
+
+def _nothing(_text: str) -> None:
+    pass
+
+
+def reporter_for(mode: str | None) -> Callable[[Callable[[str], None]], PlainPrinter | Passthrough]:
+    """The display of the build's log for the user's ``--progress``: plain text (``auto``, ``plain``, and
+    ``tty``, which a pipe of rawjson can't drive), the stream itself (``rawjson``), or nothing (``quiet``)."""
+    if mode == "rawjson":
+        return Passthrough
+    if mode == "quiet":
+        return lambda _write: PlainPrinter(_nothing)
+    return PlainPrinter
+
+
+def take_progress(extra: Sequence[str]) -> tuple[list[str], str | None]:
+    """buildx's arguments without ``--progress`` (cacheport needs rawjson to read what happened to the cache),
+    and the mode the user asked for there (the last one), or None."""
+    rest: list[str] = []
+    mode: str | None = None
+    words = iter(extra)
+    for word in words:
+        if word == "--progress":
+            mode = next(words, mode)
+        elif word.startswith("--progress="):
+            mode = word.split("=", 1)[1]
+        else:
+            rest.append(word)
+    return rest, mode
+
+
+class _BuildCommand(BuildxFlagsCommand):
     """``cacheport build``, whose unknown options are most often buildx's, given before ``--``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, list(args))
-        except click.NoSuchOption as exc:
-            import shlex
+    def misplaced(self, ctx: click.Context, args: list[str], at: int, flags: list[str],
+                  exc: click.NoSuchOption) -> click.UsageError:
+        import shlex
 
-            found = buildx_flag(args, exc)
-            if found is None:
-                raise
-            at, moved = found
-            extra = (ctx.obj or {}).get("extra", [])
-            fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(moved):], "--", *moved, *extra]
-            raise click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "
-                                   f"{shlex.join(fixed)}", ctx) from None
+        extra = (ctx.obj or {}).get("extra", [])
+        fixed = [*ctx.command_path.split(), *args[:at], *args[at + len(flags):], "--", *flags, *extra]
+        return click.UsageError(f"no such option {exc.option_name!r}: buildx's own flags go after --: "
+                                f"{shlex.join(fixed)}", ctx)
 
 
 @click.command("build", cls=_BuildCommand, epilog="""\b
@@ -83,8 +197,12 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     from cacheport.ops.logins import build_environment
 
     plan = session.plan
-    extra = (ctx.obj or {}).get("extra", [])
+    extra, mode = take_progress((ctx.obj or {}).get("extra", []))
+    if mode not in (None, "auto", "plain", "quiet", "rawjson"):
+        say(f"note: --progress={mode} is not passed to buildx: cacheport reads its rawjson progress to report "
+            "what happened to the cache, and shows the log as plain text")
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
         code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
-                   report_file=report_file, require_hit=require_hit, keep=keep_record(session, "build"))
+                   progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
+                   keep=keep_record(session, "build"))
     sys.exit(code)

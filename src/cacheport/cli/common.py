@@ -101,3 +101,46 @@ def format_option(choices: Sequence[str], default: str) -> Callable[[F], F]:
                         help="Output format.")
 
 
+#: buildx build flags that take no value, so the word after one is not its value.
+_SWITCHES = {"--no-cache", "--pull", "--push", "--load", "-q", "--quiet", "--check", "--debug"}
+
+
+def buildx_flag(args: list[str], exc: click.NoSuchOption) -> tuple[int, list[str]] | None:
+    """Where the option click refused is in ``args``, and it as buildx's flag with its value when that is the
+    next word (``--network host``); None for a typo of one of ours, which click's did-you-mean says."""
+    flag = next((a for a in args if a == exc.option_name or a.startswith(f"{exc.option_name}=")), None)
+    if flag is None or exc.possibilities:
+        return None
+    at = args.index(flag)
+    if "=" not in flag and at + 1 < len(args) and not args[at + 1].startswith("-") and flag not in _SWITCHES:
+        return at, args[at:at + 2]
+    return at, args[at:at + 1]
+
+
+class BuildxFlagsCommand(click.Command):
+    """A command that newcomers give buildx's own flags (``build``, ``args``): an option of buildx's that it
+    refuses is said in one line, with where it goes (:meth:`misplaced`); a typo of its own keeps click's
+    did-you-mean."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.NoSuchOption as exc:
+            found = buildx_flag(args, exc)
+            if found is None:
+                raise
+            raise self.misplaced(ctx, args, *found, exc) from None
+        except click.UsageError:
+            better = self.usage_error(ctx, args)
+            if better is None:
+                raise
+            raise better from None
+
+    def misplaced(self, ctx: click.Context, args: list[str], at: int, flags: list[str],
+                  exc: click.NoSuchOption) -> click.UsageError:
+        """The error for buildx's ``flags`` (with their value), found at ``args[at]``."""
+        raise NotImplementedError
+
+    def usage_error(self, ctx: click.Context, args: list[str]) -> click.UsageError | None:
+        """A clearer error for any other misuse of ``args``, or None for click's own."""
+        return None

@@ -72,7 +72,7 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
             tags = inventory.list_caches(opened, inventory.roles(plan.context, store), jobs)
         except RegistryError as exc:
             raise RegistryError(f"{exc}{_broken_hint(store, opened)}") from None
-        unknown = set(tags_named) - {t.tag for t in tags}
+        unknown = set(tags_named) - {n for t in tags for n in (t.tag, t.mounts.tag if t.mounts else None) if n}
         if unknown:
             raise ConfigError(f"TAG {', '.join(sorted(unknown))}: no such tag in {store.location} "
                               f"(`cacheport status` lists what is there){_broken_hint(store, opened)}")
@@ -87,14 +87,16 @@ def command(tags_named: tuple[str, ...], older_than: str | None, branches_gone: 
         return
     verb = "deleted" if yes else "would delete"
     for d in decisions:
+        size = d.tag.size + (d.tag.mounts.size if d.tag.mounts else 0)
         if yes and d.delete and d.tag.tag not in deleted:
-            click.echo(f"{'not deleted':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  still there afterwards "
+            click.echo(f"{'not deleted':12s} {d.tag.tag:40s} {human_size(size):>9s}  still there afterwards "
                        "(written again while prune ran?)")
             continue
-        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {human_size(d.tag.size):>9s}  {d.reason}")
+        mounts = ", with its cache mounts" if d.tag.mounts else ""
+        click.echo(f"{verb if d.delete else 'keep':12s} {d.tag.tag:40s} {human_size(size):>9s}  {d.reason}{mounts}")
     if yes:
         doomed = [d for d in doomed if d.tag.tag in deleted]
-    total = sum(d.tag.size for d in doomed)
+    total = sum(d.tag.size + (d.tag.mounts.size if d.tag.mounts else 0) for d in doomed)
     click.echo(f"{verb} {len(doomed)} of {len(decisions)} tag(s), {human_size(total)}"
                + ("" if yes or not doomed else "; run again with --yes to delete"))
 

@@ -28,10 +28,15 @@ def command(session: Session) -> None:
     plan = session.plan
     if not plan.swaps:
         click.echo("nothing to rotate: this backend keeps no local directory", err=True)
+    said = False
     for swap in plan.swaps:
         done = promote(swap)
         if not swap.replace:  # a cache moving in from an older place: news only when it moved
             if done:
                 click.echo(moved(swap))
+                said = True
             continue
         click.echo(f"rotated {swap.current}" if done else f"no finished export at {swap.new}")
+        said = True
+    if plan.swaps and not said:  # only moves from older places, and none had anything to move
+        click.echo(f"nothing to move: no cache waits at {', '.join(s.new for s in plan.swaps)}")

@@ -21,6 +21,7 @@ from cacheport.oci.copy import Reporter
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
     from cacheport.context import Context
+    from cacheport.records import StoreSession
 
 # --- progress ---------------------------------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     stopped. Exit status 0 when every cache was copied, 1 when one failed, 130 when stopped (Ctrl-C, SIGTERM).
     """
     from cacheport.config import resolve_migration
-    from cacheport.ops.seed import branch_pairs, describe, name_pairs, seed
+    from cacheport.ops.seed import branch_pairs, describe, name_pairs, seed, with_mounts
     from cacheport.plan import backend_request
     from cacheport.render import human_size
 
@@ -230,6 +231,8 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
                 "--branch BRANCH copies it as another's")
     else:
         pairs = branch_pairs((old.name, old_store), (new.name, new_store), branches)
+        with old_store.open() as opened:
+            pairs = with_mounts(pairs, lambda name: _holds(opened, name))
 
     began = time.monotonic()
     text = fmt == "text"
@@ -262,6 +265,14 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
         names_ = ", ".join(o.pair.name for o in failed)
         click.echo(f"cacheport: error: {len(failed)} of {len(outcomes)} ref(s) failed: {names_}", err=True)
         sys.exit(1)
+
+
+def _holds(session: StoreSession, name: str) -> bool:
+    """Whether the store holds ``name``; an outage is seed's own first check to report, not this one's."""
+    try:
+        return session.manifest_digest(name) is not None
+    except CacheportError:
+        return False
 
 
 def _check_may_write(context: Context, dry_run: bool) -> None:

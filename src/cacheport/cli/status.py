@@ -70,9 +70,19 @@ def command(fmt: str, jobs: int, session: Session) -> None:
         click.echo(f"  {human_size(usage['size'])} in {usage['blobs']} blobs, of which {usage['stale_blobs']} "
                    f"({human_size(usage['stale_size'])}) are stale: no cache uses them any more")
     if tags:
-        rows = [[t.tag, t.format or "(not a cache)", human_size(t.size),
-                 t.updated.strftime("%Y-%m-%d %H:%M") if t.updated else "-", t.role] for t in tags]
-        click.echo(table(rows, ["tag", "format", "size", "updated", "branch"]), nl=False)
+        rows = [[t.tag, t.format or "(not a cache)", human_size(t.size), _when(t), _mounts(t), t.role] for t in tags]
+        click.echo(table(rows, ["tag", "format", "size", "updated", "mounts", "branch"]), nl=False)
+
+
+def _when(tag: CacheTag) -> str:
+    return tag.updated.strftime("%Y-%m-%d %H:%M") if tag.updated else "-"
+
+
+def _mounts(tag: CacheTag) -> str:
+    """The cache mounts stored beside a cache: their size and when they were saved."""
+    from cacheport.render import human_size
+
+    return f"{human_size(tag.mounts.size)}, {_when(tag.mounts)}" if tag.mounts else "-"
 
 
 def _migration_status(session: Session, store: CacheStore, new_tags: list[CacheTag], fmt: str, jobs: int) -> None:
@@ -118,7 +128,7 @@ def _not_seeded(plan: Plan, old: tuple[str, CacheStore], new_store: CacheStore, 
     from cacheport.errors import CacheportError
     from cacheport.ops.seed import name_pairs
 
-    have = {t.tag for t in new_tags}
+    have = {n for t in new_tags for n in (t.tag, t.mounts.tag if t.mounts else None) if n}
     try:
         pairs = name_pairs(old, (plan.backend, new_store), [t.tag for t in old_tags], plan.context.default_branch)
     except CacheportError:  # seed --all would refuse too, and say why

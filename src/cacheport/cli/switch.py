@@ -80,6 +80,8 @@ def command(new: str | None, phase: str | None, finish: bool, from_: str | None,
         click.echo(f"{path}: backend = {new}; migrating from {current.name} ({phase or 'dual-read'})")
         click.echo(f"next: `cacheport seed --from {current.name} --to {new}` warms the new backend; "
                    "then `cacheport switch --phase dual-write` or `--phase cutover`")
+    elif new and not phase:
+        click.echo(f"{path}: backend = {new}; no migration: the cache is already there")
     else:
         click.echo(f"{path}: migration phase is now {phase}")
 

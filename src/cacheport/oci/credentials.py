@@ -118,6 +118,21 @@ def docker_login(host: str, environ: Mapping[str, str]) -> DockerLogin | None:
     return None
 
 
+def docker_helper(host: str, environ: Mapping[str, str], config: Mapping[str, Any] | None = None) -> str | None:
+    """The credential helper docker would ask for ``host``'s login (``docker-credential-NAME``), found on PATH
+    but not asked; None when docker reads ``auths`` instead. For what only needs to know that docker has
+    somewhere to take a login from (``cacheport args``): asking a helper may take a minute (a keychain to unlock).
+    ``config`` is ``config.json`` as it would be, when not as it is.
+
+    Raises :class:`CredentialHelperError` when that helper is not on PATH: docker itself would fail then.
+    """
+    helper = helper_for(host, read_config(environ) if config is None else config)
+    if helper is None:
+        return None
+    program, _where = _helper_program(helper[0], f"{helper[1]} in {config_dir(environ) / 'config.json'}", environ)
+    return program
+
+
 def docker_credentials(host: str, environ: Mapping[str, str]) -> Credentials | None:
     """:func:`docker_login` as the registry client's credentials; an identity token (which needs an OAuth2
     refresh this client does not do) counts as no login."""
@@ -129,17 +144,25 @@ def docker_credentials(host: str, environ: Mapping[str, str]) -> Credentials | N
     return Credentials(found.username, found.password)
 
 
-def _ask_helper(name: str, chosen_by: str, host: str, environ: Mapping[str, str]) -> DockerLogin | None:
+def _helper_program(name: str, chosen_by: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The helper's program name and where it is on PATH; :class:`CredentialHelperError` when it is not."""
     import shutil
+
+    program = HELPER_PREFIX + name
+    found = shutil.which(program, path=environ.get("PATH"))
+    if found is None:
+        raise CredentialHelperError(f"docker's credential helper {program} ({chosen_by}) is not on PATH; install it, "
+                                    "or remove that setting")
+    return program, found
+
+
+def _ask_helper(name: str, chosen_by: str, host: str, environ: Mapping[str, str]) -> DockerLogin | None:
     import subprocess
 
     from cacheport.masking import printable
 
-    program = HELPER_PREFIX + name
+    program, found = _helper_program(name, chosen_by, environ)
     where = f"docker's credential helper {program} ({chosen_by})"
-    found = shutil.which(program, path=environ.get("PATH"))
-    if found is None:
-        raise CredentialHelperError(f"{where} is not on PATH; install it, or remove that setting")
     try:
         done = subprocess.run([found, "get"], input=server_key(host), capture_output=True, text=True,
                               env=dict(environ), timeout=HELPER_SECONDS)

@@ -1,29 +1,34 @@
-"""BuildKit's two cache formats as OCI content: media types, descriptors, manifests, and converting between them.
+"""BuildKit's two cache formats as OCI content: media types, telling the formats apart, and converting between them.
 
-Pure data and functions: no I/O and no HTTP client, so a plugin's record types can name these cheaply.
+Pure data and functions: no I/O and no HTTP client. The descriptor and manifest records themselves are in
+records/store.py, beside the store session that reads and writes them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import attrs
-
-from cacheport.errors import ConversionError, RegistryError
+from cacheport.errors import ConversionError
 from cacheport.masking import printable
+
+# Descriptors and manifests are plugin-facing (a store session reads and writes them), so they are records; they
+# stay importable from here, with the media types they need to be read.
+from cacheport.records.store import DIGEST as DIGEST
+from cacheport.records.store import DOCKER_LIST as DOCKER_LIST
+from cacheport.records.store import INDEX_TYPES as INDEX_TYPES
+from cacheport.records.store import OCI_INDEX as OCI_INDEX
+from cacheport.records.store import Descriptor as Descriptor
+from cacheport.records.store import Manifest as Manifest
+from cacheport.records.store import object_list
+from cacheport.records.store import sha256_digest as sha256_digest
 from cacheport.timestamps import go_time
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 CACHECONFIG = "application/vnd.buildkit.cacheconfig.v0"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 # The same layer bytes under their OCI and Docker names, for a converted manifest's chosen media types.
@@ -33,115 +38,7 @@ _LAYER_TYPES = (
 )
 #: The two formats, as ``CacheStore.format`` and ``cacheport status`` name them.
 FORMATS = ("index", "image-manifest")
-DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@attrs.frozen
-class Descriptor:
-    """A content descriptor: what a manifest or index points at.
-
-    Attributes:
-        media_type: the content's media type.
-        digest: ``sha256:…``.
-        size: its length in bytes.
-        annotations: its annotations (BuildKit's ``buildkit/createdat``, ``containerd.io/uncompressed``, …).
-    """
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = attrs.field(factory=dict, eq=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Descriptor:
-        """A descriptor from its JSON form; one without a usable digest or size is an error, not a crash."""
-        digest = data.get("digest") if isinstance(data, Mapping) else None
-        if not isinstance(digest, str) or not DIGEST.match(digest):
-            raise RegistryError(f"a manifest lists content without a valid digest ({str(digest)[:80]!r})")
-        try:
-            size = int(data.get("size", 0))
-        except (TypeError, ValueError):
-            raise RegistryError(f"a manifest lists {digest} with a size that is not a number") from None
-        annotations = data.get("annotations") or {}
-        if not isinstance(annotations, Mapping):
-            annotations = {}
-        return cls(str(data.get("mediaType", "")), digest, size, {str(k): str(v) for k, v in annotations.items()})
-
-    def as_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            doc["annotations"] = dict(self.annotations)
-        return doc
-
-
-@attrs.frozen
-class Manifest:
-    """A manifest or index exactly as it is stored.
-
-    Attributes:
-        media_type: its media type (the registry's Content-Type, else the document's ``mediaType``).
-        data: the bytes; a copy keeps them as they are so the digest stays the same.
-        digest: ``sha256:`` of ``data``.
-    """
-
-    media_type: str
-    data: bytes = attrs.field(repr=False)
-    digest: str
-
-    @classmethod
-    def from_bytes(cls, data: bytes, media_type: str = "") -> Manifest:
-        """A manifest from its bytes; the media type defaults to the document's own ``mediaType``."""
-        return cls(media_type or str(_json(data).get("mediaType", "")), data, sha256_digest(data))
-
-    @classmethod
-    def from_json(cls, document: Mapping[str, Any]) -> Manifest:
-        """A manifest serialized the same way every time, so that rebuilding it gives the same digest."""
-        return cls.from_bytes(json.dumps(document, separators=(",", ":")).encode(), str(document["mediaType"]))
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return _json(self.data)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES or "manifests" in self.json
-
-    def descriptors(self) -> list[Descriptor]:
-        """What it points at: an index's entries, or a manifest's config and then its layers."""
-        doc = self.json
-        if self.is_index:
-            return [Descriptor.from_json(d) for d in _list(doc.get("manifests"))]
-        config = [Descriptor.from_json(doc["config"])] if isinstance(doc.get("config"), dict) else []
-        return config + [Descriptor.from_json(d) for d in _list(doc.get("layers"))]
-
-    @property
-    def size(self) -> int:
-        """The sum of the sizes of everything it points at (a cache's size, give or take shared blobs)."""
-        return sum(d.size for d in self.descriptors())
-
-
-def _list(value: Any) -> list[Mapping[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise RegistryError("a manifest's list of content is not a list of objects")
-    return value
-
-
-def _json(data: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise RegistryError(f"a manifest is not JSON: {exc}") from None
-    except RecursionError:
-        raise RegistryError("a manifest is nested too deeply to read") from None
-    if not isinstance(value, dict):
-        raise RegistryError("a manifest is not a JSON object")
-    return value
 
 
 def is_cache_index(manifest: Manifest) -> bool:
@@ -174,7 +71,7 @@ def to_image_manifest(index: Manifest, *, oci: bool = True) -> Manifest:
     This is what BuildKit itself writes with ``image-manifest=true``, and what Pulp accepts.
     """
     doc = index.json
-    entries = [dict(e) for e in _list(doc.get("manifests"))]
+    entries = [dict(e) for e in object_list(doc.get("manifests"))]
     configs = [e for e in entries if e.get("mediaType") == CACHECONFIG]
     if not index.is_index or len(configs) != 1:
         what = printable(index.media_type, 120) if index.media_type else "the manifest"  # the document's own words

@@ -21,15 +21,18 @@ from typing import Any
 from cacheport.errors import RegistryError
 from cacheport.files import replacing
 from cacheport.oci.format import MANIFEST_TYPES, OCI_INDEX, Descriptor, Manifest
+from cacheport.oci.index import (
+    MAX_INDEX,
+    REF_NAME,
+    SHA256,
+    blob_path,
+    buildkit_entry,
+    entry_name,
+    index_entries,
+    read_index,
+)
 
-REF_NAME = "org.opencontainers.image.ref.name"
-IMAGE_NAME = "io.containerd.image.name"
-#: The name BuildKit's local cache exporter gives its entry when no ``tag`` is set.
-DEFAULT_NAME = "latest"
 CHUNK = 1 << 20
-_SHA256 = re.compile(r"sha256:([0-9a-f]{64})\Z")
-# index.json is tiny in practice; a larger one is not a cache BuildKit wrote.
-_MAX_INDEX = 16 << 20
 
 
 class Layout:
@@ -53,34 +56,15 @@ class Layout:
     # --- paths and the index ------------------------------------------------------------------------------
 
     def _blob_path(self, digest: str) -> Path:
-        match = _SHA256.match(digest)
-        if not match:
-            raise RegistryError(f"{self.directory}: {digest[:80]!r} is not a sha256 digest")
-        return self.directory / "blobs" / "sha256" / match.group(1)
+        return blob_path(self.directory, digest)
 
     def _index(self) -> dict[str, Any]:
-        path = self.directory / "index.json"
-        try:
-            if path.stat().st_size > _MAX_INDEX:
-                raise RegistryError(f"{path}: larger than {_MAX_INDEX >> 20} MiB; not a cache index")
-            doc = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        except OSError as exc:
-            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, RecursionError):
-            raise RegistryError(f"{path}: not a JSON OCI index") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("manifests", []), list):
-            raise RegistryError(f"{path}: not an OCI index")
-        return doc
+        return read_index(self.directory)
 
     def _entries(self) -> list[dict[str, Any]]:
-        return [e for e in self._index().get("manifests") or [] if isinstance(e, dict)]
+        return index_entries(self.directory)
 
-    @staticmethod
-    def _name(entry: dict[str, Any]) -> str:
-        annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
-        return str((annotations or {}).get(REF_NAME) or DEFAULT_NAME)
+    _name = staticmethod(entry_name)
 
     def _mkdir(self, folder: Path) -> None:
         missing = []
@@ -136,7 +120,7 @@ class Layout:
 
     def get_manifest(self, reference: str) -> Manifest | None:
         """A manifest by name or digest; None when there is none."""
-        if _SHA256.match(reference):
+        if SHA256.match(reference):
             media_type = ""
             digest = reference
         else:
@@ -146,11 +130,11 @@ class Layout:
             digest, media_type = str(entry.get("digest", "")), str(entry.get("mediaType", ""))
         path = self._blob_path(digest)
         try:
-            if path.stat().st_size > _MAX_INDEX:
-                raise RegistryError(f"{path}: a manifest larger than {_MAX_INDEX >> 20} MiB")
+            if path.stat().st_size > MAX_INDEX:
+                raise RegistryError(f"{path}: a manifest larger than {MAX_INDEX >> 20} MiB")
             data = path.read_bytes()
         except FileNotFoundError:
-            if _SHA256.match(reference):
+            if SHA256.match(reference):
                 return None
             raise RegistryError(f"{self.directory}: {reference} names {digest}, which is missing") from None
         except OSError as exc:
@@ -164,13 +148,7 @@ class Layout:
         """The ``index.json`` entry BuildKit's local cache importer takes for ``tag``, or None (the build then
         fails). Its rule: the first entry whose ``io.containerd.image.name``, else the first whose
         ``org.opencontainers.image.ref.name``, is ``tag``; an entry without a name is never taken."""
-        entries = self._entries()
-        for key in (IMAGE_NAME, REF_NAME):
-            for entry in entries:
-                annotations = entry.get("annotations")
-                if isinstance(annotations, dict) and annotations.get(key) == tag:
-                    return entry
-        return None
+        return buildkit_entry(self._entries(), tag)
 
     def manifest_digest(self, name: str) -> str | None:
         entry = next((e for e in self._entries() if self._name(e) == name), None)
@@ -194,8 +172,24 @@ class Layout:
             yield iter(lambda: fh.read(CHUNK), b"")
 
     def mount_from(self, source: object, digest: str) -> bool:
-        """A directory mounts nothing: blobs are copied."""
-        return False
+        """From another directory: a hard link (blobs are never changed in place, so both may share one file);
+        False when that can't be done (another store, another file system), and the blob is copied instead."""
+        if not isinstance(source, Layout):
+            return False
+        here = self._blob_path(digest)
+        if here.exists():
+            return True
+        there = source._blob_path(digest)
+        if not there.is_file():
+            return False
+        self._mkdir(here.parent)
+        try:
+            os.link(there, here)
+        except FileExistsError:
+            return True
+        except OSError:
+            return False
+        return True
 
     def put_blob(self, descriptor: Descriptor, chunks: Iterable[bytes],
                  progress: Callable[[int], None] | None = None) -> None:
@@ -222,7 +216,7 @@ class Layout:
         """Store a manifest's bytes; under a name (not a digest), also point ``index.json`` at it, last."""
         if self.blob_size(manifest.digest) is None:
             self.put_blob(Descriptor(manifest.media_type, manifest.digest, len(manifest.data)), [manifest.data])
-        if _SHA256.match(reference):
+        if SHA256.match(reference):
             return
         entry = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.data),
                  "annotations": {REF_NAME: reference}}

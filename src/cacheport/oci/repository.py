@@ -16,11 +16,13 @@ from cacheport.records import BlobSource
 class RegistryRepository:
     """One repository of a registry as a cache store session (:class:`cacheport.StoreSession`): tags are names.
 
-    Closing it closes the registry client. ``only``: a backend with one fixed tag owns just that tag.
+    Closing it closes the registry client. ``only``: a backend with one fixed tag owns just that tag (and the
+    names beside it, such as its cache mounts': give them all).
     """
 
-    def __init__(self, registry: Registry, repository: str, *, only: str | None = None) -> None:
-        self.registry, self.repository, self.only = registry, repository, only
+    def __init__(self, registry: Registry, repository: str, *, only: str | Iterable[str] | None = None) -> None:
+        self.registry, self.repository = registry, repository
+        self.only = None if only is None else frozenset([only] if isinstance(only, str) else only)
         self.host = registry.host
 
     def __enter__(self) -> RegistryRepository:
@@ -37,7 +39,7 @@ class RegistryRepository:
 
     def names(self) -> list[str]:
         tags = sorted(set(self.registry.list_tags(self.repository)))
-        return [t for t in tags if t == self.only] if self.only is not None else tags
+        return [t for t in tags if t in self.only] if self.only is not None else tags
 
     def get_manifest(self, reference: str) -> Manifest | None:
         return self.registry.get_manifest(self.repository, reference)

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -25,20 +25,21 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.ops.docker import (
-    Builder,
     BuildError,
-    Docker,
     debug_refusal,
     fit_to_builder,
     inspect_builder,
     last_line,
+    said,
     which_builder,
 )
 from cacheport.ops.preflight import usable
-from cacheport.ops.progress import PlainPrinter, Prelude, take_progress
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
+
+if TYPE_CHECKING:
+    from cacheport.ops.docker import Builder, Docker
 
 # Drivers whose builder keeps what it builds unless told where it goes (the docker driver's lands in the engine).
 _KEEPS_RESULTS = {"docker-container", "remote", "kubernetes"}
@@ -92,7 +93,7 @@ def command(
 ) -> list[str]:
     """The ``buildx build`` arguments (after the docker client's own), one word per flag value.
 
-    Progress comes as rawjson: the record :mod:`cacheport.report` reads (and :mod:`.progress` prints).
+    Progress comes as rawjson: the record :mod:`cacheport.report` reads (and the CLI's reporter shows).
     """
     args = ["buildx", "build", "--progress=rawjson"]
     if metadata_file:
@@ -104,6 +105,17 @@ def command(
     if file:
         args += ["--file", file]
     return [*args, *extra, context]
+
+
+class Reporter(Protocol):
+    """What shows a person the build's log while it runs (the CLI's choice, from the user's ``--progress``):
+    fed buildx's output as it arrives, rawjson records and buildx's own lines; closed when it ends."""
+
+    #: Where text buildx printed instead of a build (its ``--help``) goes, as it is.
+    write: Callable[[str], None]
+
+    def feed(self, text: str) -> None: ...
+    def close(self) -> None: ...
 
 
 def choose_logins(logins: Sequence[Login], environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -128,13 +140,16 @@ def run(
     docker: Docker,
     say: Callable[[str], None],
     *,
+    progress: Callable[[Callable[[str], None]], Reporter],
     report_file: str | None = None,
     require_hit: bool = False,
     keep: Callable[[report.BuildReport], None] | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
-    (1 with ``require_hit`` when no import hit). ``keep`` gets the report once it is published.
+    (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
+    (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
+    ``keep`` gets the report once it is published.
 
     Run it with ``docker`` made in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins
     stay out of the user's docker config."""
@@ -153,7 +168,7 @@ def run(
         return 127
     docker = located
     if plan.logins:
-        from cacheport.ops.logins import build_warnings, registry_logins
+        from cacheport.ops.logins import build_warnings, registry_logins, restore_helper
 
         for warning in build_warnings(registry_logins(plan.logins, environ)):
             say(f"warning: {warning}")
@@ -164,7 +179,9 @@ def run(
         except (OSError, subprocess.SubprocessError) as exc:
             failed = str(exc)
         if failed:
-            # A registry that is down must not fail the build: the cache is an optimisation.
+            # A registry that is down must not fail the build: the cache is an optimisation. Docker's own login
+            # there, if the user has one, still applies.
+            restore_helper(environ, registry)
             say(f"warning: login to {registry} failed ({failed}); building without it")
     _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
     plan, left_out = usable(plan)
@@ -172,10 +189,6 @@ def run(
         if problem.broken:  # no cache yet is no news: the report says it
             say(f"warning: {problem.message}")
     imports, exports = list(plan.imports), list(plan.exports)
-    extra, progress = take_progress(extra)
-    if progress not in (None, "auto", "plain", "quiet", "rawjson"):
-        say(f"note: --progress={progress} is not passed to buildx: cacheport reads its rawjson progress to report "
-            "what happened to the cache, and shows the log as plain text")
     image_report = ""
     no_buildx = False
     try:
@@ -197,7 +210,6 @@ def run(
             + ", ".join(plan.tags) + ")")
     import tempfile
 
-
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
@@ -211,17 +223,13 @@ def run(
             return 127
         assert proc.stdout is not None
 
-        def show(line: str) -> None:
-            if progress != "quiet":
-                _echo(terminal_safe(mask(line, forms)))
-
-        printer = PlainPrinter(show)
-        prelude = Prelude(show if progress == "rawjson" else printer.feed)
+        reporter = progress(lambda line: _echo(terminal_safe(mask(line, forms))))
+        prelude = Prelude(reporter.feed)
         for raw in proc.stdout:
             text = raw.decode("utf-8", errors="replace")
             stream.append(text)
             prelude.add(text)
-        printer.close()
+        reporter.close()
         code = proc.wait()
         try:
             meta: Any = json.loads(metadata.read_text()) if metadata.is_file() else None
@@ -238,7 +246,7 @@ def run(
             say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
             return code
         for held in prelude.held:
-            show(held)
+            reporter.write(held)
         if "".join(prelude.held).strip():
             return code
     if code == 0:
@@ -261,6 +269,32 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
+
+
+class Prelude:
+    """What buildx says before the build starts (before its first rawjson record), held back: a build that
+    never starts is reported in one line, not with buildx's whole usage text."""
+
+    def __init__(self, feed: Callable[[str], None]) -> None:
+        self.feed = feed
+        self.held: list[str] = []
+        self.started = False
+
+    def add(self, text: str) -> None:
+        if not self.started and text.lstrip().startswith("{"):
+            self.started = True
+            for held in self.held:
+                self.feed(held)
+            self.held = []
+        if self.started:
+            self.feed(text)
+        else:
+            self.held.append(text)
+
+    def failure(self) -> str:
+        """The line that says why buildx did not start: its first ``ERROR``, else its last line."""
+        lines = said(line.strip() for line in "".join(self.held).splitlines())
+        return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "no output")
 
 
 def _start_hint(prelude: Prelude) -> str:

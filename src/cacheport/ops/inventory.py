@@ -1,7 +1,9 @@
 """The caches in a backend's store: what is there (``status``) and what to delete (``prune``).
 
 Everything goes through the backend's :class:`~cacheport.CacheStore`; nothing here knows a cache type.
-Manifests are read, and tags deleted, ``jobs`` at a time; results keep the store's (sorted) order.
+Manifests are read, and tags deleted, ``jobs`` at a time; results keep the store's (sorted) order. A branch's
+cache mounts (``<name>.mounts``) are listed with its cache and go with it; mounts whose cache is gone are a row of
+their own (format ``mounts``), decided by the branch they belong to, never taken for a branch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import attrs
 
 from cacheport.context import Context
 from cacheport.errors import ConfigError
+from cacheport.mounts.artifact import created, is_mounts, layer_name_of, mounts_name
 from cacheport.oci.format import cache_format, created_at
 from cacheport.ops import LOOKUP_JOBS
 from cacheport.records import CacheStore, StoreSession
@@ -36,10 +39,13 @@ class CacheTag:
     Attributes:
         tag: the tag (a registry's) or name (a directory's).
         digest: the manifest it points at.
-        format: ``index`` (BuildKit's default), ``image-manifest``, or None when it is not a cache.
+        format: ``index`` (BuildKit's default), ``image-manifest``, ``mounts`` (cache mounts whose cache is
+            not there), or None when it is not a cache.
         size: bytes of everything the manifest points at.
-        updated: the newest ``buildkit/createdat`` among its layers, when BuildKit recorded one.
+        updated: the newest ``buildkit/createdat`` among its layers, when BuildKit recorded one (for mounts:
+            when they were saved).
         role: ``this branch``, ``MR target``, ``default branch`` or empty.
+        mounts: the cache mounts stored beside this cache (``<tag>.mounts``), which go with it; or None.
     """
 
     tag: str
@@ -48,10 +54,19 @@ class CacheTag:
     size: int
     updated: datetime | None
     role: str = ""
+    mounts: CacheTag | None = None
+
+    @property
+    def branch_tag(self) -> str:
+        """The name its branch's cache has: its own, or for mounts, the name of the cache they sit beside."""
+        return (layer_name_of(self.tag) or self.tag) if self.format == "mounts" else self.tag
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "digest": self.digest, "format": self.format, "size": self.size,
-                "updated": self.updated.isoformat() if self.updated else None, "role": self.role or None}
+        out: dict[str, Any] = {"tag": self.tag, "digest": self.digest, "format": self.format, "size": self.size,
+                               "updated": self.updated.isoformat() if self.updated else None, "role": self.role or None}
+        if self.format != "mounts":
+            out["mounts"] = self.mounts.as_dict() if self.mounts else None
+        return out
 
 
 def roles(context: Context, store: CacheStore) -> dict[str, str]:
@@ -89,19 +104,32 @@ def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = LOOKUP_JOBS) -
 
 def list_caches(session: StoreSession, known: dict[str, str] | None = None,
                 jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
-    """Every name in the store, with what it holds (manifests read ``jobs`` at a time); the build records of the
-    cache's history (:mod:`cacheport.ops.history`) are not caches and are left out."""
+    """Every name in the store, with what it holds (manifests read ``jobs`` at a time); each cache's mounts
+    with it, and mounts whose cache is not there as rows of their own. The build records of the cache's history
+    (:mod:`cacheport.ops.history`) are not caches and are left out."""
     from cacheport.report.record import is_record
 
     known = known or {}
     names = [n for n in session.names() if not is_record(n)]
-    out = []
+    found: dict[str, CacheTag] = {}
     for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:
             continue
-        out.append(CacheTag(name, manifest.digest, cache_format(manifest), manifest.size,
-                            created_at(manifest.descriptors()), known.get(name, "")))
-    return out
+        if is_mounts(manifest):
+            found[name] = CacheTag(name, manifest.digest, "mounts", manifest.size, created(manifest))
+        else:
+            found[name] = CacheTag(name, manifest.digest, cache_format(manifest), manifest.size,
+                                   created_at(manifest.descriptors()), known.get(name, ""))
+    beside: set[str] = set()
+    for tag in list(found.values()):
+        if tag.format == "mounts":
+            continue
+        mounts = found.get(mounts_name(tag.tag)) if layer_name_of(tag.tag) is None else None
+        if mounts is not None and mounts.format == "mounts":
+            found[tag.tag] = attrs.evolve(tag, mounts=mounts)
+            beside.add(mounts.tag)
+    out = [t for name, t in found.items() if name not in beside]
+    return [attrs.evolve(t, role=known.get(t.branch_tag, "")) if t.format == "mounts" else t for t in out]
 
 
 def delete_each(session: StoreSession, tags: Sequence[CacheTag], jobs: int = LOOKUP_JOBS) -> list[str]:
@@ -109,7 +137,13 @@ def delete_each(session: StoreSession, tags: Sequence[CacheTag], jobs: int = LOO
     each, and a tag pushed again since the listing keeps its new cache); the names no longer in the store
     afterwards, in order (one that went with another name's manifest counts; one written again does not)."""
     delete = _deleter(session)
-    each(lambda tag: delete(tag.tag, tag.digest), tags, jobs)
+
+    def gone(tag: CacheTag) -> None:
+        delete(tag.tag, tag.digest)
+        if tag.mounts is not None:
+            delete(tag.mounts.tag, tag.mounts.digest)
+
+    each(gone, tags, jobs)
     left = set(session.names())
     return [tag.tag for tag in tags if tag.tag not in left]
 
@@ -167,26 +201,36 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
     The default branch's tags (under every key) and ``keep`` are never deleted unless ``named``; a tag that
     shares its manifest with a tag that stays is kept too, because registries delete manifests, not tags.
     A tag counts as its branch's under any key, so pruning one key's tags never takes another's live ones.
+    A cache's mounts go with it (a tag listed with ``mounts``); mounts listed alone are decided as their
+    branch's cache would be, and naming the branch's cache names them too.
     """
     now = now or datetime.now(UTC)
     named, keep = set(named), set(keep)
     decisions: dict[str, Pruning] = {}
     for t in tags:
+        branch = t.branch_tag
         if t.format is None:
             decisions[t.tag] = Pruning(t, False, "not a cache")
-        elif t.tag in named:
+        elif t.tag in named or branch in named:
             decisions[t.tag] = Pruning(t, True, "named")
-        elif t.role == "default branch" or (default_tag and same_branch(t.tag, default_tag)) or t.tag in keep:
-            decisions[t.tag] = Pruning(t, False, "kept" if t.tag in keep else "default branch (name it to delete)")
+        elif t.role == "default branch" or (default_tag and same_branch(branch, default_tag)) or branch in keep:
+            decisions[t.tag] = Pruning(t, False, "kept" if branch in keep else "default branch (name it to delete)")
         elif older_than is not None and t.updated is not None and now - t.updated > older_than:
             decisions[t.tag] = Pruning(t, True, f"not updated for {(now - t.updated).days} days")
-        elif live_branch_tags is not None and not any(same_branch(t.tag, b) for b in live_branch_tags):
+        elif live_branch_tags is not None and not any(same_branch(branch, b) for b in live_branch_tags):
             decisions[t.tag] = Pruning(t, True, "its branch is gone")
         else:
             decisions[t.tag] = Pruning(t, False, "recent" if older_than is not None else "branch exists")
-    staying = {p.tag.digest for p in decisions.values() if not p.delete}
-    return [attrs.evolve(p, delete=False, reason="shares its manifest with a tag that stays")
-            if p.delete and p.tag.digest in staying else p for p in decisions.values()]
+    staying = {d for p in decisions.values() if not p.delete
+               for d in (p.tag.digest, p.tag.mounts.digest if p.tag.mounts else None) if d}
+    out = []
+    for p in decisions.values():
+        if p.delete and p.tag.digest in staying:
+            p = attrs.evolve(p, delete=False, reason="shares its manifest with a tag that stays")
+        elif p.delete and p.tag.mounts is not None and p.tag.mounts.digest in staying:
+            p = attrs.evolve(p, tag=attrs.evolve(p.tag, mounts=None))  # its mounts' manifest stays, so they do
+        out.append(p)
+    return out
 
 
 def remote_branches(cwd: Path, remote: str = "origin") -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from cacheport.errors import CredentialHelperError, RegistryError
-from cacheport.oci.credentials import DockerLogin, config_dir, docker_login, read_config, server_key
+from cacheport.oci.credentials import DockerLogin, config_dir, docker_helper, docker_login, read_config, server_key
 from cacheport.records import Check, Login
 
 
@@ -32,6 +32,8 @@ class RegistryLogin:
         docker: docker's own login there (what ``docker buildx build`` uses), or None.
         problem: why docker's login there can't be read (its credential helper is missing or broken), or "".
         logins: all of the backend's logins for it.
+        helper: the credential helper docker would take its login there from, when it was not asked
+            (:func:`registry_logins` without ``ask_helpers``); then :attr:`docker` is None.
     """
 
     registry: str
@@ -40,6 +42,7 @@ class RegistryLogin:
     docker: DockerLogin | None
     problem: str = ""
     logins: tuple[Login, ...] = ()
+    helper: str = ""
 
     def own_user(self, environ: Mapping[str, str]) -> str:
         """The user name of :attr:`own` (a name, not a secret)."""
@@ -58,8 +61,10 @@ def _missing(login: Login, environ: Mapping[str, str]) -> str:
     return ""
 
 
-def registry_logins(logins: Iterable[Login], environ: Mapping[str, str]) -> list[RegistryLogin]:
-    """One :class:`RegistryLogin` per registry the logins name, in order. Asks docker's credential helpers."""
+def registry_logins(logins: Iterable[Login], environ: Mapping[str, str], *,
+                    ask_helpers: bool = True) -> list[RegistryLogin]:
+    """One :class:`RegistryLogin` per registry the logins name, in order. Asks docker's credential helpers, or
+    with ``ask_helpers=False`` only finds them on PATH (:attr:`RegistryLogin.helper`)."""
     groups: dict[str, list[Login]] = {}
     for login in logins:
         groups.setdefault(login.registry, []).append(login)
@@ -67,13 +72,16 @@ def registry_logins(logins: Iterable[Login], environ: Mapping[str, str]) -> list
     for registry, group in groups.items():
         missing = [_missing(login, environ) for login in group]
         own = next((login for login, why in zip(group, missing, strict=True) if not why), None)
-        docker, problem = None, ""
+        docker, problem, helper = None, "", None
         try:
-            docker = docker_login(registry, environ)
+            if not ask_helpers:
+                helper = docker_helper(registry, environ)
+            if helper is None:
+                docker = docker_login(registry, environ)
         except CredentialHelperError as exc:
             problem = str(exc)
         found.append(RegistryLogin(registry, own, tuple(dict.fromkeys(m for m in missing if m)), docker, problem,
-                                   tuple(group)))
+                                   tuple(group), helper or ""))
     return found
 
 
@@ -102,10 +110,11 @@ def build_warnings(found: Iterable[RegistryLogin]) -> list[str]:
 def args_warnings(found: Iterable[RegistryLogin]) -> list[str]:
     """For ``docker buildx build $(cacheport args)``: each registry the backend has a login for (its variables
     are set) that docker has none for, or whose credential helper is broken. With no login at all, there is
-    nothing the flags' build misses that ``cacheport build`` would have (its own warning names the variables)."""
+    nothing the flags' build misses that ``cacheport build`` would have (its own warning names the variables).
+    A credential helper docker would ask counts as a login: whether it holds one is the helper's to say."""
     out = []
     for r in found:
-        if r.docker is not None:
+        if r.docker is not None or r.helper:
             continue
         if r.problem:
             out.append(f"{r.problem}; docker buildx build will fail to log in to {r.registry}")
@@ -185,6 +194,11 @@ def _same_host(registry: str, location: str) -> bool:
     return server_key(registry) == server_key(registry_host(location))
 
 
+# The user's own credHelpers entries each private docker config set aside (None: there was none), by its
+# directory, while it exists: what a failed login puts back (restore_helper).
+_SET_ASIDE: dict[str, dict[str, str | None]] = {}
+
+
 @contextmanager
 def build_environment(logins: Iterable[Login], environ: Mapping[str, str]) -> Iterator[Mapping[str, str]]:
     """The environment ``cacheport build`` runs in: ``environ`` when it has no login to make, else with a
@@ -213,8 +227,9 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
     config = read_config(environ)
     helpers = config.get("credHelpers")
     helpers = dict(helpers) if isinstance(helpers, dict) else {}
-    for registry in registries:
-        helpers[server_key(registry)] = ""  # an empty name means config.json's auths, as in docker
+    aside = {server_key(registry): helpers.get(server_key(registry)) for registry in registries}
+    for key in aside:
+        helpers[key] = ""  # an empty name means config.json's auths, as in docker
     config["credHelpers"] = helpers
     with _terminated_unwinds(), tempfile.TemporaryDirectory(prefix="cacheport-docker-") as tmp:
         private = Path(tmp)
@@ -228,7 +243,38 @@ def private_docker_config(environ: Mapping[str, str], registries: Iterable[str])
             json.dump(config, fh)
         # buildx keeps its builders and build records in the user's folder even when it does not exist yet.
         buildx = {} if environ.get("BUILDX_CONFIG") else {"BUILDX_CONFIG": str(user / "buildx")}
-        yield {**environ, "DOCKER_CONFIG": str(private), **buildx}
+        _SET_ASIDE[str(private)] = aside
+        try:
+            yield {**environ, "DOCKER_CONFIG": str(private), **buildx}
+        finally:
+            _SET_ASIDE.pop(str(private), None)
+
+
+def restore_helper(environ: Mapping[str, str], registry: str) -> None:
+    """After the build's own ``docker login`` to ``registry`` failed, in ``environ``'s private docker config:
+    docker takes its login there from where the user's config says again (the credential helper set aside for
+    the login), not from the private ``auths``, which has none; unless that helper is not on PATH. Nothing to do
+    outside a private config."""
+    from cacheport.files import replacing
+
+    aside = _SET_ASIDE.get(environ.get("DOCKER_CONFIG", ""), {})
+    key = server_key(registry)
+    if key not in aside:
+        return
+    config = read_config(environ)
+    helpers = config.get("credHelpers")
+    helpers = dict(helpers) if isinstance(helpers, dict) else {}
+    if aside[key] is None:
+        helpers.pop(key, None)
+    else:
+        helpers[key] = aside[key]
+    config["credHelpers"] = helpers
+    try:
+        docker_helper(registry, environ, config)
+    except CredentialHelperError:
+        return  # a helper that is not there fails every request docker makes there; without it, anonymous
+    with replacing(config_dir(environ) / "config.json", 0o600) as fh:
+        fh.write(json.dumps(config).encode())
 
 
 @contextmanager

@@ -72,18 +72,26 @@ def _layout_problem(directory: str, tag: str | None, digest: str | None) -> Layo
                              fix=f"chmod u+rwx {directory}")
     if not (folder / "index.json").exists():  # what an interrupted first export leaves: the next one completes it
         return LayoutProblem(directory, f"no cache in {directory} yet (no index.json)", broken=False)
-    from cacheport.oci.layout import DEFAULT_NAME, Layout  # only now: `cacheport args` starts without it
+    # Only the index reader, and only now: `cacheport args` asks before every build, and starts without oci/.
+    from cacheport.oci.index import DEFAULT_NAME, blob_path, buildkit_entry, entry_name, index_entries
 
-    layout, tag = Layout(folder), tag or DEFAULT_NAME
+    tag = tag or DEFAULT_NAME
     try:
         if digest is None:
-            entry = layout.buildkit_entry(tag)
+            entries = index_entries(folder)
+            entry = buildkit_entry(entries, tag)
             if entry is None:
-                names = layout.names()
+                names = sorted({entry_name(e) for e in entries})
+                from cacheport.mounts.artifact import is_mounts_name
+
+                if names and all(is_mounts_name(n) for n in names):  # saved before the first export: no harm
+                    return LayoutProblem(directory, f"no cache in {directory} yet (only cache mounts)", broken=False)
                 has = f"it has only {', '.join(map(repr, names))}" if names else "it is empty"
                 return LayoutProblem(directory, f"its index.json names no cache {tag!r} ({has})")
             digest = str(entry.get("digest", ""))
-        if layout.blob_size(digest) is None:
+        try:
+            blob_path(folder, digest).stat()
+        except FileNotFoundError:
             return LayoutProblem(directory, f"the manifest of its cache {tag!r} ({digest}) is missing")
     except RegistryError as exc:
         return LayoutProblem(directory, str(exc))

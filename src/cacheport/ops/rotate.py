@@ -42,10 +42,40 @@ def promote(swap: Swap) -> bool:
         old = current.with_name(current.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if current.exists():
+            carry_mounts(current, new)
             os.rename(current, old)
         os.rename(new, current)
         shutil.rmtree(old, ignore_errors=True)
     return True
+
+
+def carry_mounts(current: Path, new: Path) -> list[str]:
+    """Put the cache mounts ``current`` holds (``<name>.mounts``) into the export ``new`` too, so that swapping
+    it in keeps them: BuildKit's export holds only the layer cache. Blobs are hard-linked where they can be.
+    The names carried; a mounts artifact that can't be carried is left behind (the next save writes it again)."""
+    from cacheport.errors import CacheportError
+    from cacheport.mounts.artifact import is_mounts, is_mounts_name
+    from cacheport.oci.copy import copy_blob
+    from cacheport.oci.layout import Layout
+
+    carried = []
+    source, target = Layout(current), Layout(new)
+    try:
+        names = [n for n in source.names() if is_mounts_name(n) and n not in set(target.names())]
+    except CacheportError:
+        return []
+    for name in names:
+        try:
+            manifest = source.get_manifest(name)
+            if manifest is None or not is_mounts(manifest):
+                continue
+            for blob in manifest.descriptors():
+                copy_blob(source, target, blob)
+            target.put_manifest(name, manifest)
+        except (CacheportError, OSError):
+            continue
+        carried.append(name)
+    return carried
 
 
 def moved(swap: Swap) -> str:

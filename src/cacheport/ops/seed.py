@@ -3,7 +3,8 @@
 Which caches come from the stores themselves (the name each backend gives a branch's cache), so any pair of
 stores works: registry to registry (mounted on one host), a local directory to a registry and back. An
 index-format cache becomes an image manifest when the target store holds that format (Pulp accepts nothing
-else). The copying is :mod:`cacheport.oci.copy`'s: caches ``jobs`` at a time, and their blobs ``jobs`` at a
+else). A cache's mounts (``<name>.mounts``), where the old store has them, go with it, to the mounts name beside
+the new name. The copying is :mod:`cacheport.oci.copy`'s: caches ``jobs`` at a time, and their blobs ``jobs`` at a
 time, a blob two caches share copied once. Results are reported in the order the caches were given, whatever
 order they finish in. A stop (Ctrl-C, SIGTERM) lets each upload reach a point it can resume from, then raises
 :class:`~cacheport.errors.Interrupted`. How progress is shown is the command line's.
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 
 from cacheport.errors import CacheportError, Interrupted
+from cacheport.mounts.artifact import is_mounts_name, mounts_name
 from cacheport.oci.copy import Copier, Reporter
 from cacheport.oci.format import to_image_manifest
 from cacheport.ops import DEFAULT_JOBS
@@ -65,7 +67,8 @@ class Pair:
 
     @property
     def name(self) -> str:
-        return self.branch if self.branch is not None else f"tag {self.source.name}"
+        what = self.branch if self.branch is not None else f"tag {self.source.name}"
+        return f"{what} (mounts)" if is_mounts_name(self.source.name) and self.branch is not None else what
 
 
 @attrs.frozen
@@ -131,8 +134,11 @@ def name_pairs(old: tuple[str, CacheStore], new: tuple[str, CacheStore], names: 
     backend's name for ``default_branch``: its own name is one no build of the new backend reads.
     """
     (old_name, old_store), (new_name, new_store) = old, new
+    names = list(names)
     pairs = []
     for name in names:
+        if is_mounts_name(name):
+            continue  # they go with their cache (below), or not at all when it is gone
         branch = old_store.branch_of(name)
         if branch is None and old_store.fixed and not new_store.fixed and name == old_store.name_for(""):
             if not default_branch:
@@ -147,7 +153,20 @@ def name_pairs(old: tuple[str, CacheStore], new: tuple[str, CacheStore], names: 
         else:
             target = name
         pairs.append(Pair(branch, Side(old_name, old_store, name), Side(new_name, new_store, target)))
-    return _checked(pairs)
+    return _checked(with_mounts(pairs, set(names).__contains__))
+
+
+def with_mounts(pairs: Sequence[Pair], has: Callable[[str], bool]) -> list[Pair]:
+    """The pairs, each followed by one for its cache mounts when the old store ``has`` them (by name): from
+    ``<old name>.mounts`` to ``<new name>.mounts``."""
+    out = []
+    for pair in pairs:
+        out.append(pair)
+        if is_mounts_name(pair.source.name) or not has(mounts_name(pair.source.name)):
+            continue
+        out.append(attrs.evolve(pair, source=attrs.evolve(pair.source, name=mounts_name(pair.source.name)),
+                                target=attrs.evolve(pair.target, name=mounts_name(pair.target.name))))
+    return out
 
 
 def _checked(pairs: list[Pair]) -> list[Pair]:

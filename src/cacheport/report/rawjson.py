@@ -1,5 +1,5 @@
 """buildx's ``--progress=rawjson`` stream: one decoder for its status objects and the lines between them (shared
-with the live progress printer, :mod:`cacheport.ops.progress`), and ``parse_rawjson``, the only source that says
+with the live progress printer, :mod:`cacheport.cli.build`), and ``parse_rawjson``, the only source that says
 per entry whether an import hit, missed or failed and whether an export was written. Pure.
 """
 

@@ -1,0 +1,109 @@
+"""A mount archive's safety and size, read as a stream (never the whole archive in memory).
+
+An archive is a gzip-compressed tar of one cache mount's contents. Before one is restored into a builder, every
+member must stay inside the mount: no absolute or ``..`` paths, no device files or FIFOs, no hard link to a
+file the archive did not hold first, no symlink pointing out of it, no member reached through a symlink, and
+no more expanded bytes than the limit (a decompression bomb is refused before it is expanded). Making
+archives is the builder's; this module only reads them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import posixpath
+import tarfile
+import zlib
+from pathlib import Path
+
+from cacheport.errors import MountError, MountTooLarge
+from cacheport.masking import printable
+
+CHUNK = 1 << 20
+
+
+def digest_of(path: Path) -> str:
+    """``sha256:…`` of a file's bytes, read a chunk at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+class _Bounded:
+    """The decompressed tar stream, counted: more than ``limit`` bytes (headers included) is a bomb."""
+
+    def __init__(self, raw: io.BufferedIOBase, limit: int, what: str) -> None:
+        self.raw, self.limit, self.what, self.read_so_far = raw, limit, what, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size >= 0 else CHUNK)
+        self.read_so_far += len(data)
+        if self.read_so_far > self.limit:
+            raise MountTooLarge(f"{self.what}: expands to more than {self.limit} bytes; refused (the limit for one "
+                             "mount)")
+        return data
+
+
+def check(path: Path, *, limit: int, name: str = "") -> int:
+    """The bytes the archive at ``path`` expands to (the sum of its files' sizes), after reading it through
+    once. Anything unsafe, or more than ``limit`` bytes, is a one-line :class:`MountError`."""
+    what = f"mount archive {name or path.name}"
+    # The tar stream is headers and padding besides the files: twice the limit, plus room for small archives.
+    budget = 2 * limit + (1 << 20)
+    try:
+        with gzip.open(path, "rb") as raw:
+            stream = _Bounded(raw, budget, what)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                return _members(tar, limit, what)
+    except MountError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise MountError(f"{what}: not a gzip-compressed tar archive ({printable(exc, 160)})") from None
+
+
+def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
+    total = 0
+    links: set[str] = set()   # symlinks seen: nothing may be reached through one
+    files: set[str] = set()   # regular files seen: what a hard link may point at
+    for member in tar:
+        name = _inside(member.name, what, "a member")
+        shown = printable(member.name, 120)
+        parents = [posixpath.join(*name.split("/")[:i]) for i in range(1, name.count("/") + 1)] if name else []
+        if any(p in links for p in parents):
+            raise MountError(f"{what}: {shown} is reached through a symlink; refused")
+        if member.ischr() or member.isblk() or member.isfifo():
+            raise MountError(f"{what}: {shown} is a device file or FIFO; refused")
+        if member.issym():
+            target = member.linkname
+            if target.startswith("/"):
+                raise MountError(f"{what}: symlink {shown} points to an absolute path; refused")
+            _inside(posixpath.join(posixpath.dirname(name), target), what, f"symlink {shown}")
+            links.add(name)
+        elif member.islnk():
+            target = _inside(member.linkname, what, f"hard link {shown}")
+            if target not in files:
+                raise MountError(f"{what}: hard link {shown} points to a file the archive does not hold before "
+                                 "it; refused")
+            files.add(name)
+        elif member.isreg():
+            files.add(name)
+            total += member.size
+            if total > limit:
+                raise MountTooLarge(f"{what}: expands to more than {limit} bytes; refused (the limit for one mount)")
+        elif not member.isdir():
+            raise MountError(f"{what}: {shown} is of a kind a cache mount does not hold; refused")
+    return total
+
+
+def _inside(raw: str, what: str, kind: str) -> str:
+    """``raw`` as a path relative to the mount's root ("" for the root), or a :class:`MountError` when it
+    leaves it."""
+    if raw.startswith("/") or "\0" in raw:
+        raise MountError(f"{what}: {kind} {printable(raw, 120)} is an absolute path; refused")
+    norm = posixpath.normpath(raw) if raw else "."
+    if norm == ".." or norm.startswith("../"):
+        raise MountError(f"{what}: {kind} {printable(raw, 120)} points outside the mount; refused")
+    return "" if norm == "." else norm
