@@ -83,3 +83,17 @@ def test_no_records_yet(clean_env: dict[str, str], tmp_path: Path) -> None:
 def test_help_has_examples(clean_env: dict[str, str]) -> None:
     out = run("history", "--help", env=clean_env)
     assert out.returncode == 0 and "Examples:" in out.stdout and "--format [text|json|markdown|html]" in out.stdout
+
+
+def test_a_bug_in_keeping_the_record_is_one_warning_never_a_failed_build(capsys) -> None:  # type: ignore[no-untyped-def]
+    from cacheport.cli.history import keep_record
+
+    class Broken:
+        @property
+        def plugins(self) -> object:
+            raise RuntimeError("a bug")
+
+    keep_record(Broken(), "build")(BuildReport("succeeded"))  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err == ("cacheport: warning: history: the build record was not kept (RuntimeError: a bug); the build is "
+                   "unaffected\n")

@@ -24,11 +24,15 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
     def keep(found: BuildReport) -> None:
         from cacheport.ops.history import leave_record
 
-        backend = session.plugins.backend(session.plan.backend)
-        kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
-                            backend.cache_type, session.environ, session.cwd, say, source=source)
-        if kept is not None and source == "build":
-            show_trend(session, kept.branch)
+        try:
+            backend = session.plugins.backend(session.plan.backend)
+            kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
+                                backend.cache_type, session.environ, session.cwd, say, source=source)
+            if kept is not None and source == "build":
+                show_trend(session, kept.branch)
+        except Exception as exc:  # the history is never worth a failed build, not even its bug
+            say(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); the build is "
+                "unaffected")
 
     return keep
 
