@@ -62,7 +62,8 @@ def at_once(h: Harness, ctx: Path, env: dict[str, str]) -> list[Result]:
     return results
 
 
-def sequence(h: Harness, ctx: Path, env_for: Callable[[str], dict[str, str]], untrusted: bool = True) -> dict:
+def sequence(h: Harness, ctx: Path, env_for: Callable[[str], dict[str, str]], untrusted: bool = True,
+             together: dict[str, str] | None = None) -> dict:
     """The builds, each after a prune (so only an imported cache can make one warm); the history as JSON."""
     steps: list[tuple[str, Callable[[dict[str, str]], dict[str, str]], Callable[[], None] | None]] = [
         ("main", dict, None),                     # cold
@@ -81,7 +82,7 @@ def sequence(h: Harness, ctx: Path, env_for: Callable[[str], dict[str, str]], un
         assert result.code == 0, result.log
         assert "history: the build record was not kept" not in result.log, result.log
     last = steps[-1][0] if not untrusted else "main"
-    both = at_once(h, ctx, env_for(last))
+    both = at_once(h, ctx, {**env_for(last), **(together or {})})
     assert [r.code for r in both] == [0, 0], [r.log for r in both]
     out = cacheport(h, "history", "--format", "json", env=env_for(last), cwd=ctx)
     assert out.returncode == 0, out.stderr
@@ -174,7 +175,9 @@ def test_local_history_and_its_chart_as_a_picture(harness: Harness, tmp_path: Pa
             git("checkout", "-q", "-B", branch)
         return {"XDG_CACHE_HOME": str(xdg), "HOME": str(tmp_path)}
 
-    doc = sequence(harness, ctx, env_for, untrusted=False)
+    # The two builds at once only read: two local exports into one directory at once are BuildKit's race, not the
+    # history's (their records still go to the same directory).
+    doc = sequence(harness, ctx, env_for, untrusted=False, together={"CACHEPORT_READ_ONLY": "true"})
     builds = doc["builds"]
     assert [b["branch"] for b in builds] == ["main"] * 4 + ["feature/New"] + ["feature/New"] * 2
     assert [b["steps"]["executed"] for b in builds[:5]] == [4, 0, 1, 0, 0]
