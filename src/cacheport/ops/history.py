@@ -45,7 +45,8 @@ class Shelf(Protocol):
     where: str
 
     def names(self) -> list[str]: ...
-    def read(self, name: str) -> bytes: ...
+    def read(self, name: str) -> bytes | None:
+        """A record's bytes; None when it is gone (another job's bound deleted it since it was listed)."""
     def write(self, name: str, data: bytes) -> None: ...
     def delete(self, name: str) -> bool: ...
 
@@ -59,13 +60,13 @@ class StoreShelf:
     def names(self) -> list[str]:
         return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str) -> bytes | None:
         from cacheport.oci.artifact import artifact_layer
         from cacheport.oci.format import sha256_digest
 
         manifest = self.session.get_manifest(name)
-        if manifest is None:
-            raise RecordError("gone (deleted since it was listed)")
+        if manifest is None:  # deleted since it was listed (Pulp lists a deleted tag for a while, too)
+            return None
         try:
             layer = artifact_layer(manifest, rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, rec.MAX_SIZE)
         except RegistryError as exc:
@@ -111,11 +112,13 @@ class DirectoryShelf:
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot list: {exc.strerror}") from None
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str) -> bytes | None:
         path = self.directory / f"{name}.json"
         try:
             with path.open("rb") as fh:
                 return fh.read(rec.MAX_SIZE + 1)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise RecordError(f"cannot read: {exc.strerror}") from None
 
@@ -270,9 +273,10 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
     chosen = sorted(item for items in by_branch.values() for item in (items[-last:] if last else items))
     names = [name for _stamp, name in chosen]
 
-    def one(name: str) -> tuple[str, rec.BuildRecord | str]:
+    def one(name: str) -> tuple[str, rec.BuildRecord | str | None]:
         try:
-            return name, rec.parse_record(shelf.read(name))
+            data = shelf.read(name)
+            return name, rec.parse_record(data) if data is not None else None
         except RecordError as exc:
             return name, str(exc)
         except RegistryError as exc:
@@ -280,6 +284,8 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
 
     out, bad = [], []
     for name, found in each(one, names, jobs):
+        if found is None:
+            continue  # gone since it was listed: another job's bound
         if isinstance(found, str):
             if not skip_bad:
                 raise RecordError(f"history record {name} in {shelf.where}: {found} (--skip-bad leaves it out; "
