@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from cacheport.report import BuildReport
 
 
+#: Records read for the trend a CI job shows after its build: each is a request or two (Pulp: about a second each).
+TREND_AFTER_BUILD = 10
+
+
 def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
     """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`)."""
 
@@ -56,7 +60,7 @@ def show_trend(session: Session, branch: str | None) -> None:
     try:
         store = session.store() if backend.store else None
         with open_shelf(plan, store, backend.cache_type, environ, session.cwd) as shelf:
-            shelved = read_records(shelf, branch=branch, skip_bad=True)
+            shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
     except CacheportError as exc:
         say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
         return
