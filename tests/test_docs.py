@@ -19,7 +19,7 @@ import attrs
 import pytest
 import yaml
 
-from cacheport.config import GLOBAL_OPTIONS, MIGRATION_OPTIONS, env_name
+from cacheport.config import GLOBAL_OPTIONS, MIGRATION_OPTIONS, MOUNTS_OPTIONS, env_name
 from tests.e2e.conftest import default_harness, servers  # noqa: F401  (e2e servers, for `harness` blocks)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,6 +225,15 @@ def test_global_keys_in_the_configuration_reference_are_the_code_s() -> None:
     assert set(rows) == {o.name for o in GLOBAL_OPTIONS}
     for option in GLOBAL_OPTIONS:
         assert rows[option.name][3] == f"`CACHEPORT_{option.name.upper().replace('-', '_')}`"
+
+
+def test_the_mounts_table_in_the_configuration_reference_is_the_code_s() -> None:
+    rows = table((DOCS / "configuration.md").read_text(), "### The mounts table")
+    assert set(rows) == {o.name for o in MOUNTS_OPTIONS}
+    for option in MOUNTS_OPTIONS:
+        _, _kind, default, env, _meaning = rows[option.name]
+        assert env == f"`{env_name('mounts', option.name)}`"
+        assert default == f"`{str(option.default).lower() if option.type is bool else option.default}`"
 
 
 def test_the_migration_table_in_the_configuration_reference_is_the_code_s() -> None:

@@ -46,6 +46,10 @@ class RegistryError(CacheportError):
         self.code = code
 
 
+class SignatureError(CacheportError):
+    """A cache's signature is missing, malformed, by an unknown key, wrong, or made for another cache."""
+
+
 class CredentialHelperError(RegistryError):
     """docker's credential helper for a registry is missing, failed, or answered something else (exit status 1)."""
 

@@ -294,9 +294,11 @@ def registry_store(cache: RegistryCache, request: EntryRequest) -> CacheStore:
 
     def branch_of(name: str) -> str | None:
         from cacheport.mounts.artifact import is_mounts_name
+        from cacheport.signing import is_signature_tag
 
-        # A branch's cache mounts (<tag>.mounts) are beside its cache, never a branch of their own.
-        if fixed is not None or not name.startswith(prefix) or is_mounts_name(name):
+        # A branch's cache mounts (<tag>.mounts) are beside its cache, and a signature (trust = "signed") is
+        # beside the cache it signs: neither is a branch of its own.
+        if fixed is not None or not name.startswith(prefix) or is_mounts_name(name) or is_signature_tag(name):
             return None
         return name[len(prefix):] or None
 

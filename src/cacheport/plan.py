@@ -102,6 +102,10 @@ def _decide_trust(context: Context, globals_: dict[str, Setting], warnings: list
     if trust.mode == "protected" and trust.writes and context.protected is None and context.provider != "local":
         warnings.append(f"trust = \"protected\", but {context.provider} does not say whether this ref is "
                         "protected; it is treated as unprotected")
+    if trust.signed:
+        from cacheport.signing import policy_from
+
+        policy_from(globals_, context.project, trust.protected)  # a bad key or no signer: one line, before anything
     return attrs.evolve(context, trust=trust)
 
 
@@ -122,7 +126,7 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         if table not in known:
             warnings.append(f"{config.path}: table [{table}] names no installed backend{did_you_mean(table, known)}; "
                             "ignored")
-    for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", backend.name}):
+    for scope in sorted({scope for scope, _key in config.values} - {"", "*", "migration", "mounts", backend.name}):
         if scope in known:
             resolve_backend(config, known[scope], selected=False)  # typos for idle backends still deserve an error
         elif scope not in config.tables:  # from a flag or a variable: a misspelt backend name

@@ -104,8 +104,10 @@ def as_dict(plan: Plan) -> dict[str, Any]:
             "mode": ctx.trust.mode,
             "writes": ctx.trust.writes,
             "protected": ctx.trust.protected,
+            "signed": ctx.trust.signed,
             "reason": ctx.trust.reason,
         },
+        "signatures": _signatures(plan),
         "imports": [_entry_doc(e, plan.secret_attrs) for e in plan.imports],
         "exports": [_entry_doc(e, plan.secret_attrs) for e in plan.exports],
         "tags": list(plan.tags),
@@ -207,8 +209,22 @@ def _trust_lines(ctx: Any) -> list[str]:
         f"tag {ctx.tag}" if ctx.tag else "",
         {True: "protected ref", False: "unprotected ref", None: ""}[ctx.protected],
     ) if part)
-    return [f"trust:    rule {ctx.trust.rule} (trust = {ctx.trust.mode})" + (f"; {seen}" if seen else ""),
+    mode = "signed" if ctx.trust.signed else ctx.trust.mode
+    return [f"trust:    rule {ctx.trust.rule} (trust = {mode})" + (f"; {seen}" if seen else ""),
             f"          {ctx.trust.reason}"]
+
+
+def _signatures(plan: Plan) -> dict[str, Any] | None:
+    """Under ``trust = "signed"``: whether this job verifies its imports, with which keys, and signs with what."""
+    if plan.context.trust is None or not plan.context.trust.signed:
+        return None
+    from cacheport.signing import policy
+
+    found = policy(plan)
+    if found is None:
+        return None
+    return {"verifies": found.protected, "keys": [s.key_id for s in found.signers], "key_env": found.key_env,
+            "max_age_days": found.max_age.days if found.max_age else None}
 
 
 def explain(plan: Plan) -> str:
@@ -235,6 +251,16 @@ def explain(plan: Plan) -> str:
     for title, entries in (("imports (in order):", plan.imports), ("exports:", plan.exports)):
         lines_.append(title)
         lines_ += [f"  {i}. {e.format(redact=plan.secret_attrs)}" for i, e in enumerate(entries, 1)] or ["  (none)"]
+    signatures = _signatures(plan)
+    if signatures is not None:
+        keys = ", ".join(f"ed25519 {k}" for k in signatures["keys"])
+        lines_.append("signatures:")
+        lines_ += ([f"  imports: each verified before the build ({keys}), then imported by digest; "
+                    "unsigned or wrongly signed ones are left out",
+                    f"  exports: signed with ${signatures['key_env']} after the build"]
+                   if signatures["verifies"] else
+                   ["  not a protected pipeline: imports are read unverified, nothing is signed "
+                    f"(protected pipelines verify with {keys})"])
     if plan.tags:
         lines_.append("image tags to push (the cache lives in them):")
         lines_ += [f"  {t}" for t in plan.tags]

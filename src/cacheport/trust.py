@@ -19,7 +19,8 @@ from cacheport.records import Context, Trust
 #: ``trust = "branch"``: every job that may write writes its own branch's cache. ``trust = "protected"``:
 #: only protected pipelines write the names protected pipelines read; every other job writes its own
 #: unprotected cache, named with :data:`UNPROTECTED`.
-MODES = ("branch", "protected")
+#: ``trust = "signed"``: the names of ``protected``, and signatures on top (``Trust.signed``).
+MODES = ("branch", "protected", "signed")
 #: Marks a cache written by a job that is not a protected pipeline, under ``trust = "protected"``. Slugs
 #: never contain ``_``, so no branch's name can ever equal a marked one.
 UNPROTECTED = "unprotected_"
@@ -151,7 +152,8 @@ def decide(context: Context, mode: str | None = None, events: frozenset[str] = f
     rule = rule_for(context)
     if mode is not None and mode not in MODES:
         raise ConfigError(f"trust = {mode!r}: allowed values are {', '.join(MODES)}")
-    mode = mode or ("protected" if rule.when == "tag" else "branch")
+    signed = mode == "signed"
+    mode = "protected" if signed else mode or ("protected" if rule.when == "tag" else "branch")
     opted = bool(rule.opt_in) and context.event in events
     kind = rule.opt_in if opted else rule.export
     writes = kind != "none" and context.trusted
@@ -165,7 +167,7 @@ def decide(context: Context, mode: str | None = None, events: frozenset[str] = f
         imports = (context.default_branch,) if context.default_branch else ()
     protected = rule.code_of_ref and context.protected is True
     return Trust(rule.id, _reason(rule, context, kind, writes, opted, mode, protected), mode, imports, export,
-                 writes, protected)
+                 writes, protected, signed)
 
 
 def decided(context: Context) -> Trust:

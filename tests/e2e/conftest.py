@@ -38,6 +38,7 @@ ESSENTIALS = {
         "test_builds.py::test_registry_down_during_the_build_still_builds",
         "test_more_backends.py::test_gha_backend",
         "test_pulp.py::test_pulp_cold_then_warm",
+        "test_mounts.py::test_a_restored_mount_saves_the_downloads_on_a_fresh_engine_builder",
     ),
 }
 

@@ -7,6 +7,7 @@ environment. Without them the e2e tests skip, unless CACHEPORT_E2E=require, wher
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import re
@@ -229,8 +230,11 @@ class Harness:
         outputs = [f"--output=type=local,dest={out}"] if output else []
         outputs += [f"--output=type=oci,dest={out}.oci.tar"] if oci else []
         cmd = [sys.executable, "-m", "cacheport", "build", ".", *args, "--", "--network=host", *outputs, *extra]
+        # Cache mounts' helper builds start from the local helper image, never from one pulled from outside.
+        helper = {"CACHEPORT_MOUNTS__HELPER_IMAGE": self.env["CACHEPORT_E2E_HELPER_IMAGE"]} if self.env.get(
+            "CACHEPORT_E2E_HELPER_IMAGE") else {}
         proc = subprocess.run(cmd, cwd=ctx, capture_output=True, text=True, timeout=600,
-                              env={**clean_environ(), **self.docker_env, **(env or {})})
+                              env={**clean_environ(), **self.docker_env, **helper, **(env or {})})
         return Result(proc.returncode, proc.stdout + proc.stderr, out)
 
     def tags(self, registry: str, repo: str, auth: tuple[str, str] | None = None, *,
@@ -418,6 +422,77 @@ class TokenRegistry:
     issuer: TokenIssuer
     user: str
     password: str
+
+
+class Downloads:
+    """Files on 127.0.0.1 for a build's ``RUN --mount=type=cache`` step to fetch (a package index), counting each
+    download, so that what a restored mount saved is a count, not a log line. ``delay`` seconds pass before each
+    answer and ``bandwidth`` MB/s caps each download (a package index across a WAN); a file of ``size`` bytes
+    repeats its own name. ``port`` is where it listens; stop it with :meth:`close`."""
+
+    def __init__(self, size: int = 1000, delay: float = 0.0, bandwidth: float = 0.0) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        counts, chunk = self.counts, 16 << 10
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.strip("/")
+                counts[name] += 1
+                time.sleep(delay)
+                body = (name.encode() * (size // max(len(name), 1) + 1))[:size]
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                for start in range(0, size, chunk):
+                    self.wfile.write(body[start:start + chunk])
+                    if bandwidth:
+                        time.sleep(len(body[start:start + chunk]) / (bandwidth * 1e6))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def downloads_context(h: Harness, ctx: Path, port: int, files: list[str], mount_id: str,
+                      target: str = "/root/.cache/dl", options: str = "") -> Path:
+    """A build context (``ctx``) whose step fetches ``files`` from a :class:`Downloads` on ``port`` into the cache
+    mount ``mount_id`` at ``target`` (with more of the mount's ``options``: ``uid=1000,gid=1000``), each only when
+    the mount lacks it, as a package manager does, and copies them to ``/deps``: ``requirements.txt`` lists them."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    if not (ctx / "busybox").exists():
+        shutil.copy2(h.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
+        "COPY requirements.txt /requirements.txt\n"
+        f"RUN --mount=type=cache,id={mount_id},target={target}{',' + options if options else ''} \\\n"
+        f"    echo {RAN} fetch && mkdir -p /deps && for f in $(cat /requirements.txt); do "
+        f"[ -s {target}/$f ] || wget -q -O {target}/$f http://127.0.0.1:{port}/$f || exit 1; "
+        f"cp {target}/$f /deps/; done\n"
+    )
+    (ctx / "requirements.txt").write_text("\n".join(files) + "\n")
+    return ctx
+
+
+def mount_said(log: str, mount_id: str, action: str, name: str = "") -> bool:
+    """Whether a log says ``action`` happened to the cache mount ``mount_id`` (from or to ``name``): in a build's
+    report (``mount  restored  ID from NAME``) or in ``cacheport mounts``' lines (``mount ID: restored from NAME``)."""
+    place = rf" (?:from|to|at) {re.escape(name)}" if name else ""
+    return re.search(rf"mount(?:\s+{action}\s+{re.escape(mount_id)}{place}| {re.escape(mount_id)}: {action}{place})",
+                     log) is not None
 
 
 def cache_report(log: str) -> dict[str, dict[str, str]]:

@@ -47,6 +47,28 @@ HONOURED = {
 # docs' own (registry.example.com, harbor.example.com, pulp.example.com) stands for the reader's server, and
 # the test's servers stand in for it (REGISTRY below, and Pulp).
 PULP = {"CACHEPORT_PULP__URL": "{pulp_url}", "PULP_USERNAME": "{pulp_user}", "PULP_PASSWORD": "{pulp_password}"}
+
+
+def _signing() -> dict[str, str]:
+    """A protected GitLab pipeline under trust = "signed", with a key pair made for this run
+    (docs/signed-caches.md)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"GITLAB_CI": "true", "CI_PROJECT_PATH": "group/app", "CI_COMMIT_BRANCH": "main",
+            "CI_COMMIT_REF_NAME": "main", "CI_DEFAULT_BRANCH": "main", "CI_PIPELINE_SOURCE": "push",
+            "CI_COMMIT_REF_PROTECTED": "true", "CACHEPORT_BACKEND": "registry",
+            "CACHEPORT_REGISTRY__REF": "{registry}/app/cache", "CACHEPORT_TRUST": "signed",
+            "CACHEPORT_SIGNERS": base64.b64encode(public).decode(),
+            "CACHE_SIGNING_KEY": base64.b64encode(private).decode()}
+
+
 CONTEXT: dict[str, dict[str, str]] = {
     "cacheport doctor --help": PULP,
     "cacheport prune --help": {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},
@@ -55,6 +77,7 @@ CONTEXT: dict[str, dict[str, str]] = {
     "cacheport seed --help": {**PULP, "CI_REGISTRY_IMAGE": "{registry}/group/app",
                               "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},
     "cacheport switch --help": {**PULP, "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},
+    "cacheport verify --help": _signing(),
 }
 # Examples that are another way to do what the one before does: each runs in a terminal of its own.
 ALTERNATIVES = {
@@ -86,6 +109,7 @@ BEFORE = {
         "git checkout -q main",
         "cacheport switch pulp --from gitlab",
     ],
+    "cacheport verify --help": [COMMIT, "cacheport build ."],  # a protected build that signed main's cache
 }
 
 STEPS = [*(step for page in PAGES for step in docsrun.page_steps(ROOT, page)), *docsrun.help_steps()]

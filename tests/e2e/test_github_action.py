@@ -20,10 +20,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import attrs
+
 from tests import github_actions
 
 from .conftest import unavailable
-from .harness import RAN, Harness, clean_environ, github_env
+from .harness import RAN, Downloads, Harness, clean_environ, downloads_context, github_env, mount_said
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action.yml"
@@ -138,9 +140,75 @@ runs:
 """
 
 
-def workflow_job(name: str, needs: str, inputs: dict[str, str]) -> str:
-    """One job of the act workflow: the cacheport action making its builder, then build-push-action's build."""
+@attrs.frozen
+class Act:
+    """act, the workflow runner, on the runner host (-self-hosted), with a runner's docker configuration of its own
+    under ``tmp`` (its builders, and the buildx plugin); remote actions the workflows name are local stand-ins."""
+
+    harness: Harness
+    tmp: Path
+
+    @property
+    def docker_config(self) -> Path:
+        return self.tmp / "docker-config"
+
+    @property
+    def env(self) -> dict[str, str]:
+        docker_bin = str(Path(self.harness.env["CACHEPORT_E2E_DOCKER_BIN"]).parent)
+        return {**clean_environ(), "HOME": str(self.tmp / "home"), "ACT_DISABLE_VERSION_CHECK": "1",
+                "PATH": os.pathsep.join([docker_bin, os.environ.get("PATH", "")]), **self.step_env}
+
+    @property
+    def step_env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": self.harness.env["CACHEPORT_E2E_DOCKER_HOST"], "DOCKER_CONFIG": str(self.docker_config),
+                "TEST_PYTHON": sys.executable}
+
+    def run(self, repo: Path) -> str:
+        """Commit ``repo`` (with its .github/workflows) and run its push workflows; return the whole log."""
+        act = Path(self.harness.env.get("CACHEPORT_E2E_PREFIX", "/nonexistent")) / "venv" / "bin" / "act"
+        if not os.access(act, os.X_OK):
+            unavailable(f"no act at {act} (run scripts/e2e-up without --no-gha)")
+        stubs = []
+        for action in ("actions/setup-python@v5", "crazy-max/ghaction-github-runtime@v3"):
+            stub = self.tmp / "stubs" / action.replace("/", "-")
+            stub.mkdir(parents=True, exist_ok=True)
+            (stub / "action.yml").write_text(STUB_ACTION)
+            stubs += ["--local-repository", f"{action}={stub}"]
+        git = ["git", "-C", str(repo), "-c", "user.name=dev", "-c", "user.email=dev@example.invalid"]
+        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
+        if not self.docker_config.exists():
+            (self.docker_config / "cli-plugins").mkdir(parents=True)
+            (self.docker_config / "cli-plugins" / "docker-buildx").symlink_to(
+                Path(self.harness.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins" / "docker-buildx")
+            (self.tmp / "home").mkdir()
+        cmd = [str(act), "push", "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
+               "--action-cache-path", str(self.tmp / "act-cache"), *stubs]
+        for key, value in self.step_env.items():
+            cmd += ["--env", f"{key}={value}"]
+        proc = subprocess.run(cmd, cwd=repo, env=self.env, capture_output=True, text=True, timeout=600,
+                              start_new_session=True)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log
+        assert "this stand-in must not run" not in log
+        return log
+
+    def remove_builders(self) -> None:
+        """The builders the workflows made: their containers live in the engine, which other tests share."""
+        for path in (self.docker_config / "buildx" / "instances").glob("*"):
+            subprocess.run(["docker", "buildx", "rm", path.name], env=self.env, capture_output=True, timeout=120)
+
+
+def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = False) -> str:
+    """One job of the act workflow: the cacheport action making its builder, then build-push-action's build of
+    the ``context`` input, then (``save``) the action again with ``mode: save``."""
     given = "".join(f"          {key}: {json.dumps(value)}\n" for key, value in inputs.items())
+    context = inputs.get("context", ".")
+    after = f"""      - uses: ./
+        with:
+          mode: save
+{given}""" if save else ""
     return f"""  {name}:
     runs-on: ubuntu-latest
     {f"needs: {needs}" if needs else ""}
@@ -166,9 +234,9 @@ def workflow_job(name: str, needs: str, inputs: dict[str, str]) -> str:
           flags=()
           while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-from=$line"); done <<< "$FROM"
           while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-to=$line"); done <<< "$TO"
-          docker buildx build --builder "$BUILDER" "${{flags[@]}}" --progress=plain \\
-            --output "type=local,dest=$RUNNER_TEMP/out" .
-"""
+          docker buildx build --builder "$BUILDER" "${{flags[@]}}" --progress=plain --network=host \\
+            --output "type=local,dest=$RUNNER_TEMP/out" {context}
+{after}"""
 
 
 def test_the_action_s_own_docker_container_builder_under_act(buildkit: Harness, tmp_path: Path) -> None:
@@ -178,9 +246,6 @@ def test_the_action_s_own_docker_container_builder_under_act(buildkit: Harness, 
     # action makes a new builder, fresh, which the registry's cache alone makes warm.
     harness = buildkit
     image, config = harness.env["CACHEPORT_E2E_BUILDKIT_IMAGE"], harness.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]
-    act = Path(harness.env.get("CACHEPORT_E2E_PREFIX", "/nonexistent")) / "venv" / "bin" / "act"
-    if not os.access(act, os.X_OK):
-        unavailable(f"no act at {act} (run scripts/e2e-up without --no-gha)")
     cache = f"{harness.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
     repo = harness.project(tmp_path, "repo", work=2)
     shutil.copy2(ACTION, repo / "action.yml")
@@ -192,38 +257,12 @@ def test_the_action_s_own_docker_container_builder_under_act(buildkit: Harness, 
     (repo / ".github" / "workflows" / "build.yml").write_text(
         "name: build\non: push\njobs:\n" + workflow_job("cold", "", inputs)
         + workflow_job("warm", "cold", {**inputs, "builder-driver-opts": "network=host memory=4g"}))
-    stubs = []
-    for action in ("actions/setup-python@v5", "crazy-max/ghaction-github-runtime@v3"):
-        stub = tmp_path / "stubs" / action.replace("/", "-")
-        stub.mkdir(parents=True)
-        (stub / "action.yml").write_text(STUB_ACTION)
-        stubs += ["--local-repository", f"{action}={stub}"]
-    git = ["git", "-C", str(repo), "-c", "user.name=dev", "-c", "user.email=dev@example.invalid"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
-    docker_config = tmp_path / "docker-config"  # the runner's: its builders, and the buildx plugin
-    (docker_config / "cli-plugins").mkdir(parents=True)
-    (docker_config / "cli-plugins" / "docker-buildx").symlink_to(
-        Path(harness.env["CACHEPORT_E2E_DOCKER_CONFIG"]) / "cli-plugins" / "docker-buildx")
-    (tmp_path / "home").mkdir()
-    docker_bin = str(Path(harness.env["CACHEPORT_E2E_DOCKER_BIN"]).parent)
-    step_env = {"DOCKER_HOST": harness.env["CACHEPORT_E2E_DOCKER_HOST"], "DOCKER_CONFIG": str(docker_config),
-                "TEST_PYTHON": sys.executable}
-    env = {**clean_environ(), "HOME": str(tmp_path / "home"), "ACT_DISABLE_VERSION_CHECK": "1",
-           "PATH": os.pathsep.join([docker_bin, os.environ.get("PATH", "")]), **step_env}
-    cmd = [str(act), "push", "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
-           "--action-cache-path", str(tmp_path / "act-cache"), *stubs]
-    for key, value in step_env.items():
-        cmd += ["--env", f"{key}={value}"]
+    runner = Act(harness, tmp_path)
     try:
-        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600,
-                              start_new_session=True)
-        log = proc.stdout + proc.stderr
-        assert proc.returncode == 0, log
+        log = runner.run(repo)
         cold = "\n".join(line for line in log.splitlines() if line.startswith("[build/cold]"))
         warm = "\n".join(line for line in log.splitlines() if line.startswith("[build/warm]"))
-        assert "already installed in this job" in cold and "this stand-in must not run" not in log
+        assert "already installed in this job" in cold
         made = re.findall(r"creating the buildx builder (cacheport-[0-9a-f]{12})", log)
         assert len(made) == 2 and made[0] != made[1] and "reusing the buildx builder" not in log, log
         assert made[0] in cold and made[1] in warm
@@ -232,9 +271,50 @@ def test_the_action_s_own_docker_container_builder_under_act(buildkit: Harness, 
         assert harness.tags(*cache.split("/", 1)) == ["main"]
         for name in made:  # each runs the BuildKit image the input named
             inspect = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}",
-                                      f"buildx_buildkit_{name}0"], env=env, capture_output=True, text=True)
+                                      f"buildx_buildkit_{name}0"], env=runner.env, capture_output=True, text=True)
             assert inspect.stdout.strip() == image, inspect.stderr
-    finally:  # the builders' containers live in the engine, which other tests share
-        for name in re.findall(r"cacheport-[0-9a-f]{12}", "\n".join(
-                p.name for p in (docker_config / "buildx" / "instances").glob("*"))):
-            subprocess.run(["docker", "buildx", "rm", name], env=env, capture_output=True, timeout=120)
+    finally:
+        runner.remove_builders()
+
+
+def test_under_act_the_save_step_keeps_the_cache_mounts_for_the_next_job_s_fresh_builder(
+        buildkit: Harness, tmp_path: Path) -> None:
+    # The action's default (mounts: true) and its save step, under act: the first job's step downloads three
+    # files from a server on 127.0.0.1 into its cache mount, and the save step after the build stores the mount
+    # beside the registry cache. The next job, on a new builder (another `builder` name), builds a context whose
+    # requirements add one file: the action restores the mount first, so only that file is downloaded.
+    from cacheport.mounts.artifact import mounts_name
+
+    harness = buildkit
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    project = f"gh-{uuid.uuid4().hex[:8]}"
+    repo = tmp_path / "repo"
+    server = Downloads()
+    mount_id = f"deps-{uuid.uuid4().hex[:8]}"
+    for context, names in (("first", ["a", "b", "c"]), ("second", ["a", "b", "c", "d"])):
+        downloads_context(harness, repo / context, server.port, names, mount_id, options="uid=1000,gid=1000")
+    shutil.copy2(ACTION, repo / "action.yml")
+    shutil.copytree(ROOT / "templates" / "github", repo / "templates" / "github")
+    inputs = {"backend": "registry", "set": f"ref={reg}/{project}/cache", "github-runtime": "false",
+              "builder-driver": "docker-container", "buildkit-image": harness.env["CACHEPORT_E2E_BUILDKIT_IMAGE"],
+              "buildkitd-config": Path(harness.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text(),
+              "builder-driver-opts": "network=host", "mounts-helper-image": harness.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "build.yml").write_text(
+        "name: build\non: push\njobs:\n"
+        + workflow_job("first", "", {**inputs, "builder": "first", "context": "first"}, save=True)
+        + workflow_job("second", "first", {**inputs, "builder": "second", "context": "second"}, save=True))
+    runner = Act(harness, tmp_path)
+    try:
+        log = runner.run(repo)
+        first = "\n".join(line for line in log.splitlines() if line.startswith("[build/first]"))
+        second = "\n".join(line for line in log.splitlines() if line.startswith("[build/second]"))
+        assert re.search(r"creating the buildx builder first-[0-9a-f]{12}", first), first
+        assert re.search(r"creating the buildx builder second-[0-9a-f]{12}", second), second
+        assert mount_said(first, mount_id, "missed") and mount_said(first, mount_id, "saved", "main.mounts"), first
+        assert mount_said(second, mount_id, "restored", mounts_name("main")), second
+        assert server.counts == {"a": 1, "b": 1, "c": 1, "d": 1}  # the second job fetched the new file alone
+        assert harness.tags(reg, f"{project}/cache") == sorted(["main", mounts_name("main")])
+    finally:
+        server.close()
+        runner.remove_builders()

@@ -36,7 +36,7 @@ import pytest
 from cacheport.refs import slug
 
 from .conftest import unavailable
-from .harness import RAN, Harness, cache_report, clean_environ
+from .harness import RAN, Downloads, Harness, cache_report, clean_environ, downloads_context, mount_said
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
@@ -525,3 +525,47 @@ def test_the_include_template_for_gitlab_without_components_runs_the_same_job(ha
     run = project.run()
     built(run)
     assert run.ran and project.cache_tags() == ["main"] and project.image_tags() == ["main"]
+
+
+def test_a_later_job_s_fresh_builder_gets_the_cache_mounts_an_earlier_job_saved(
+        harness: Harness, runner: str, buildkit: Harness, tmp_path: Path) -> None:
+    # The component's default (mounts: true) on docker-container builders of the jobs' own, one per job (each
+    # its own `builder` name, so each job's is new): the first job's step downloads three files from a server
+    # on 127.0.0.1 into its cache mount, and the job saves the mount beside the layer cache; the next job
+    # builds a context whose requirements add one file, and its fresh builder gets the mount first, so only
+    # that file is downloaded. A third job with `mounts: false` downloads everything again.
+    from cacheport.mounts.artifact import mounts_name
+
+    image = buildkit.env["CACHEPORT_E2E_BUILDKIT_IMAGE"]
+    config = Path(buildkit.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text()
+    project = Project(harness, runner, tmp_path)
+    server = Downloads()
+    mount_id = f"deps-{uuid.uuid4().hex[:8]}"
+    files = {".": ["a", "b", "c"], "next": ["a", "b", "c", "d"], "off": ["a", "b", "c", "d", "e"]}
+    for context, names in files.items():  # an unprivileged user's cache, as a package manager's step has it
+        downloads_context(harness, project.repo / context, server.port, names, mount_id, options="uid=1000,gid=1000")
+    inputs = {"builder-driver": "docker-container", "buildkit-image": image, "buildkitd-config": config,
+              "builder-driver-opts": "network=host", "build-args": "--network=host",
+              "mounts-helper-image": harness.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+    jobs = (("first", "build", ".", {}), ("second", "test", "next", {}), ("third", "deploy", "off", {"mounts": False}))
+    project.commit(pipeline(*(component(**{"job-name": job, "stage": stage, "context": context, "builder": job,
+                                           **inputs, **extra})  # type: ignore[arg-type]
+                              for job, stage, context, extra in jobs),
+                            jobs=tuple(job for job, *_ in jobs)))
+    try:
+        run = project.run()
+        assert run.code == 0 and all(run.passed(job) for job, *_ in jobs), run.log
+        first, second, third = (job_log(run, job) for job, *_ in jobs)
+        made = re.findall(r"creating the buildx builder ((?:first|second|third)-[0-9a-f]{12})", run.log)
+        assert len(set(made)) == 3 and "reusing the buildx builder" not in run.log, run.log  # a new one per job
+        assert ran(first) and ran(second) and ran(third), run.log  # each context's step ran
+        assert mount_said(first, mount_id, "missed") and mount_said(first, mount_id, "saved", "main.mounts"), first
+        assert mount_said(second, mount_id, "restored", mounts_name("main")), second
+        assert not mount_said(third, mount_id, r"\w+"), third  # mounts: false leaves them alone
+        # what the server counted: the second job fetched only the one new file; the third, everything again
+        assert server.counts == {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1}
+        assert project.cache_tags() == sorted(["main", mounts_name("main")])
+    finally:
+        server.close()
+        for name in project.builders():
+            project.docker("buildx", "rm", name)

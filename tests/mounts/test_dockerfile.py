@@ -32,7 +32,7 @@ def test_a_mount_with_every_attribute() -> None:
         """)
     assert warnings == []
     assert mounts == [CacheMount(id="pip", target="/root/.cache/pip", sharing="locked", uid=1000, gid=100,
-                                 mode=0o700, stage="deps", line=2)]
+                                 mode=0o700, stage="deps", line=2, owner_given=True)]
 
 
 def test_defaults_are_buildkits() -> None:
@@ -42,7 +42,8 @@ def test_defaults_are_buildkits() -> None:
         RUN --mount=type=cache,target=//root/.cache/../.cache/go-build/ go build
         """)
     assert mounts == [CacheMount(id="/root/.cache/go-build", target="//root/.cache/../.cache/go-build/",
-                                 sharing="shared", uid=0, gid=0, mode=0o755, stage="0", line=2)]
+                                 sharing="shared", uid=0, gid=0, mode=0o755, stage="0", line=2,
+                                 owner_given=False)]
 
 
 def test_a_relative_target_is_under_the_workdir_and_its_id_as_written() -> None:
@@ -262,9 +263,25 @@ def test_one_mount_per_id_and_a_warning_when_owners_differ() -> None:
         RUN --mount=type=cache,id=go,target=/go-cache,sharing=locked true
         RUN --mount=type=cache,id=go,target=/root/.cache/go-build,uid=1000,mode=0777 true
         """)
-    assert mounts == [CacheMount(id="go", target="/root/.cache/go-build", stage="a", line=2)]
+    assert mounts == [CacheMount(id="go", target="/root/.cache/go-build", stage="a", line=2, owner_given=False)]
     assert warnings == ["Dockerfile:5: cache mount 'go' is also on line 2 with another owner or mode; kept as line 2 "
                         "has it (uid=0, gid=0, mode=755)"]
+
+
+@pytest.mark.parametrize(("flag", "given"), [
+    ("type=cache,target=/x", False),
+    ("type=cache,target=/x,uid=0,gid=0,mode=0755", True),  # BuildKit's defaults, written out: another mount
+    ("type=cache,target=/x,MODE=0755", True),
+    ("type=cache,target=/x,gid=0", True),
+])
+def test_whether_the_flag_gives_an_owner_or_mode_is_kept(flag: str, given: bool) -> None:
+    """BuildKit makes a mount whose flag says uid, gid or mode another mount than one of the same id without
+    them, even at their defaults: the helper builds must repeat exactly what the Dockerfile says."""
+    mounts, _ = read(f"""
+        FROM alpine
+        RUN --mount={flag} true
+        """)
+    assert [(m.owner_given, m.sets_owner) for m in mounts] == [(given, given)]
 
 
 @pytest.mark.parametrize(("flag", "why"), [
@@ -334,7 +351,7 @@ class Spec:
 def specs(draw: st.DrawFn) -> Spec:
     mount = CacheMount(id=draw(WORD), target=draw(PATH), sharing=draw(st.sampled_from(("shared", "private", "locked"))),
                        uid=draw(st.integers(0, 65535)), gid=draw(st.integers(0, 65535)),
-                       mode=draw(st.integers(0, 0o7777)))
+                       mode=draw(st.integers(0, 0o7777)), owner_given=True)  # the Dockerfile below gives all three
     return Spec(mount, draw(st.booleans()), draw(st.booleans()), draw(st.booleans()),
                 draw(st.sampled_from(("target", "dst", "destination"))))
 

@@ -173,3 +173,16 @@ def test_listing_puts_mounts_beside_their_cache(tmp_path: Path) -> None:
     assert main.mounts is not None and main.mounts.tag == "main.mounts" and main.mounts.updated is not None
     assert main.as_dict()["mounts"]["size"] == main.mounts.size > archive.size
     assert "mounts" not in listed[0].as_dict()
+
+
+def test_a_signature_goes_with_the_last_cache_that_points_at_what_it_signs() -> None:
+    from cacheport.signing import signature_tag
+
+    old, current, gone = "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "c" * 64
+    tags = [tag("main", 1, "default branch", current), tag("feature", 40, digest=gone),
+            *(tag(signature_tag(d), 1, fmt=None) for d in (old, current, gone))]
+    decided = {p.tag.tag: (p.delete, p.reason) for p in choose(tags, older_than=timedelta(days=30), now=NOW)}
+    assert decided[signature_tag(current)] == (False, "the signature of a cache that stays")
+    assert decided[signature_tag(old)] == (True, "the signature of a cache that is gone")  # an earlier build's
+    assert decided[signature_tag(gone)] == (True, "the signature of a cache that is gone")
+    assert decided["feature"][0] and not decided["main"][0]

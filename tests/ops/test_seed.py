@@ -405,3 +405,19 @@ def test_a_caches_mounts_go_with_it_to_the_name_beside_the_new_one(builtins: Plu
     pairs = with_mounts(branch_pairs(("local", local), new, ["main"]), {"latest.mounts"}.__contains__)
     assert [(p.source.name, p.target.name) for p in pairs] == [("latest", "arm64-main"),
                                                                ("latest.mounts", "arm64-main.mounts")]
+
+
+def test_a_signature_goes_with_a_cache_copied_as_it_is_and_not_with_a_converted_one() -> None:
+    from cacheport.ops.signatures import store as store_signature
+    from cacheport.signing import signature_tag
+
+    with FakeRegistry() as a, FakeRegistry() as b, Registry(a.host) as src, Registry(b.host) as dst:
+        index = cache_index(a, "old/cache", "main")
+        store_signature(src, "old/cache", index.digest, b'{"payloadType": "stand-in"}')
+        same = Pair("main", side(a.host, "old/cache:main"), side(b.host, "new/cache:main"))
+        assert copy_pair(same, session(src, "old/cache"), session(dst, "new/cache")).status == "copied"
+        assert dst.get_manifest("new/cache", signature_tag(index.digest)) == src.get_manifest(
+            "old/cache", signature_tag(index.digest))
+        converted = Pair("main", side(a.host, "old/cache:main"), side(b.host, "other/cache:main", image_manifest=True))
+        assert copy_pair(converted, session(src, "old/cache"), session(dst, "other/cache")).converted
+        assert [t for t in b.manifests["other/cache"] if t.endswith(".cacheport-sig")] == []

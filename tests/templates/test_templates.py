@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -236,12 +237,14 @@ def expand(value: str, env: Mapping[str, str]) -> str:
 
 
 def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings: Mapping[str, str],
-                   tmp_path: Path, install: bool = False) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+                   tmp_path: Path, install: bool = False,
+                   cli_log: Path | None = None) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """Run a job's before_script and script as a runner would, in ``sh -e``, then its after_script in a shell of
     its own; return the first and the docker calls. The checkout is ``tmp_path/project``.
 
     Variables, lowest first: predefined, the pipeline's, the job's, the project's CI/CD settings.
-    ``install`` leaves cacheport off the PATH, so the job installs it (with a stand-in python3 and pip).
+    ``install`` leaves cacheport off the PATH, so the job installs it (with a stand-in python3 and pip);
+    ``cli_log`` makes it a cacheport that records its calls there and does nothing.
     """
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -249,6 +252,8 @@ def run_gitlab_job(job: Mapping[str, Any], globals_: Mapping[str, str], settings
     stand_in_docker(bin_dir, log)
     if install:
         stand_in_python(bin_dir / "python3", tmp_path / "pip.jsonl")
+    elif cli_log:
+        recording_cacheport(bin_dir / "cacheport", cli_log)
     else:
         cacheport_shim(bin_dir)
     env = base_environ(home)
@@ -682,6 +687,7 @@ def test_the_documented_toml_diff_is_the_config_the_docs_run() -> None:
 
 
 NOT_FLAGS = {"version", "source", "github-runtime", "python-version"}  # how to install and set up, not what to plan
+MOUNT_INPUTS = {"mode", "mounts", "mounts-helper-image", "context", "file", "target", "build-args"}  # the cache mounts' (cacheport mounts)
 BUILDER_INPUTS = {"builder-driver", "builder", "buildkit-image", "buildkitd-config", "builder-driver-opts"}  # ditto
 
 
@@ -697,7 +703,7 @@ def test_every_action_input_is_a_cacheport_args_flag_and_back() -> None:
     from cacheport.cli.args import command
 
     args_flags = {opt for p in command.params for opt in p.opts}
-    inputs = set(load(ACTION)["inputs"]) - BUILDER_INPUTS
+    inputs = set(load(ACTION)["inputs"]) - BUILDER_INPUTS - MOUNT_INPUTS
     assert {f"--{name}" for name in inputs - NOT_FLAGS} <= args_flags
     assert inputs - NOT_FLAGS == plan_flags()
     step = action_step("args")
@@ -1021,3 +1027,140 @@ def test_the_example_workflow_reports_on_the_build_with_the_cache_step_s_plan() 
     plan_inputs = set(load(REPORT_ACTION)["inputs"]) - NOT_FLAGS - set(REPORT_OWN)
     assert {k: v for k, v in report["with"].items() if k in plan_inputs} == \
         {k: v for k, v in ours["with"].items() if k in plan_inputs}
+
+
+# Cache mounts: the GitLab job hands the switch to cacheport build; the action runs cacheport mounts around the build
+
+
+def recording_cacheport(path: Path, log: Path, status: int = 0, stderr: str = "") -> None:
+    """A ``cacheport`` that records its arguments and the mounts settings it was given; ``cacheport mounts`` prints
+    a line about a mount, says ``stderr`` and exits with ``status``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""#!{sys.executable}
+import json, os, sys
+with open({str(log)!r}, "a") as fh:
+    fh.write(json.dumps({{"args": sys.argv[1:], "env": {{k: v for k, v in os.environ.items()
+                                                       if k.startswith("CACHEPORT_MOUNTS")}}}}) + "\\n")
+if sys.argv[1:2] == ["mounts"]:
+    sys.stderr.write(f"cacheport: mount  {{sys.argv[2]}}d  deps from main.mounts (1.0 MiB, 0.5 s)\\n" + {stderr!r})
+    sys.exit({status})
+""")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(("inputs", "settings"), [
+    ({}, {}),
+    ({"mounts": False}, {"CACHEPORT_MOUNTS": "off"}),
+    ({"mounts-helper-image": "registry.internal:5000/library/busybox:1.36"},
+     {"CACHEPORT_MOUNTS__HELPER_IMAGE": "registry.internal:5000/library/busybox:1.36"}),
+], ids=["on by default, as the config says", "mounts: false", "a helper image"])
+def test_the_component_s_mounts_inputs_reach_cacheport_build(inputs: dict[str, Any], settings: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    job = render(BUILD_COMPONENT, inputs)["container-build"]
+    proc, _docker = run_gitlab_job(job, {}, {}, tmp_path, cli_log=tmp_path / "cacheport.jsonl")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build = next(c for c in calls(tmp_path / "cacheport.jsonl") if c["args"][0] == "build")
+    assert build["env"] == settings
+
+
+def test_in_the_include_template_a_project_s_cacheport_mounts_variable_turns_them_off(tmp_path: Path) -> None:
+    job = pipeline(load(TEMPLATE_EXAMPLE))["container-build"]
+    for settings in ({"CACHEPORT_MOUNTS": "off"}, {"CONTAINER_CACHE_MOUNTS": "false"}):
+        (tmp_path / "cacheport.jsonl").unlink(missing_ok=True)
+        proc, _docker = run_gitlab_job(job, {}, settings, tmp_path, cli_log=tmp_path / "cacheport.jsonl")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        build = next(c for c in calls(tmp_path / "cacheport.jsonl") if c["args"][0] == "build")
+        assert build["env"] == {"CACHEPORT_MOUNTS": "off"}
+
+
+def run_mounts_action(tmp_path: Path, inputs: Mapping[str, str], status: int = 0, stderr: str = "",
+                      docker: bool = False) -> tuple[github_actions.ActionRun, list[dict[str, Any]]]:
+    """The whole action, after an install of this checkout's cacheport, with a recording cacheport in its venv
+    (and with ``docker``, a stand-in docker)."""
+    env = github_environ(tmp_path)
+    if docker:
+        stand_in_docker(tmp_path / "docker-bin", tmp_path / "docker.jsonl")
+        env["PATH"] = os.pathsep.join([str(tmp_path / "docker-bin"), env["PATH"]])
+        env["GITHUB_ENV"] = str(tmp_path / "github-env")
+    cli = github_actions.installed_cacheport(tmp_path, str(ROOT), sys.executable)
+    log = tmp_path / "cacheport.jsonl"
+    log.unlink(missing_ok=True)
+    recording_cacheport(cli, log, status, stderr)
+    run = github_actions.run_action(ACTION, {"github-runtime": "false", **inputs}, env, tmp_path, tmp_path / "runner")
+    return run, calls(log)
+
+
+MOUNTS_PLAN = {"backend": "registry", "set": "ref=ghcr.io/org/app/cache", "key": "api"}
+MOUNTS_BUILD = {"context": "api", "file": "api/Containerfile", "target": "app",
+                "build-args": "PYTHON=3.12\n  INDEX_URL=http://127.0.0.1:8080/simple\n"}
+MOUNTS_FLAGS = ["api", "--backend", "registry", "--key", "api", "--set", "ref=ghcr.io/org/app/cache",
+                "--file", "api/Containerfile", "--target", "app",
+                "--build-arg", "PYTHON=3.12", "--build-arg", "INDEX_URL=http://127.0.0.1:8080/simple"]
+
+
+def test_the_action_restores_the_build_s_cache_mounts_by_default_after_the_cache_flags(tmp_path: Path) -> None:
+    run, cli = run_mounts_action(tmp_path, {**MOUNTS_PLAN, **MOUNTS_BUILD,
+                                            "mounts-helper-image": "ghcr.io/org/busybox:1.36"})
+    assert run.code == 0, run.log
+    assert [c["args"][:2] for c in cli] == [["args", "--format"], ["mounts", "restore"]]
+    assert cli[1]["args"][2:] == MOUNTS_FLAGS
+    assert cli[1]["env"] == {"CACHEPORT_MOUNTS__HELPER_IMAGE": "ghcr.io/org/busybox:1.36"}
+    # what happened to each mount: in the log, and in the job summary
+    assert "cacheport: mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)" in run.steps["mounts"].stderr
+    assert run.summary == ("### Cache mounts: restore\n\n```text\n"
+                           "mount  restored  deps from main.mounts (1.0 MiB, 0.5 s)\n```\n")
+
+
+def test_the_action_s_save_mode_saves_the_cache_mounts_and_does_nothing_else(tmp_path: Path) -> None:
+    run, cli = run_mounts_action(tmp_path, {**MOUNTS_PLAN, **MOUNTS_BUILD, "mode": "save"})
+    assert run.code == 0, run.log
+    assert "args" in run.skipped and run.outputs["cache-from"] == ""
+    assert [c["args"] for c in cli] == [["mounts", "save", *MOUNTS_FLAGS]]
+    assert cli[0]["env"] == {}
+
+
+def test_the_action_s_mounts_go_to_the_builder_it_made(tmp_path: Path) -> None:
+    run, cli = run_mounts_action(tmp_path, {**MOUNTS_PLAN, "builder-driver": "docker-container"}, docker=True)
+    assert run.code == 0, run.log
+    restore = cli[-1]["args"]
+    assert restore[:2] == ["mounts", "restore"]
+    assert restore[restore.index("--builder") + 1] == run.outputs["builder"] != ""
+
+
+def test_mounts_false_leaves_the_cache_mounts_alone(tmp_path: Path) -> None:
+    for mode in ("restore", "save"):
+        run, cli = run_mounts_action(tmp_path, {**MOUNTS_PLAN, "mounts": "false", "mode": mode})
+        assert run.code == 0 and "mounts" in run.skipped, run.log
+        assert not [c for c in cli if c["args"][0] == "mounts"]
+
+
+@pytest.mark.parametrize(("status", "stderr", "said"), [
+    (0, "cacheport: warning: cache mounts: no archive under any name: pip missed\n",
+     ["::warning title=cacheport::cache mounts: no archive under any name: pip missed"]),
+    (2, "cacheport: error: --file: no such file: Dockerfile\n",
+     ["::warning title=cacheport::--file: no such file: Dockerfile",
+      "::warning title=cacheport::cache mounts: `cacheport mounts restore` exited with 2; the build goes on without them"]),
+], ids=["a warning", "a failure"])
+def test_a_mounts_problem_is_a_warning_and_never_fails_the_job(status: int, stderr: str, said: list[str],
+                                                               tmp_path: Path) -> None:
+    run, _cli = run_mounts_action(tmp_path, MOUNTS_PLAN, status, stderr)
+    assert run.code == 0 and run.steps["mounts"].returncode == 0, run.log
+    assert [line for line in run.steps["mounts"].stderr.splitlines() + run.steps["mounts"].stdout.splitlines()
+            if line.startswith("::")] == said
+
+
+def test_an_unknown_mode_is_a_warning(tmp_path: Path) -> None:
+    run, cli = run_mounts_action(tmp_path, {**MOUNTS_PLAN, "mode": "post"})
+    assert run.code == 0, run.log
+    assert "::warning title=cacheport::mode: 'post' is neither restore nor save; cache mounts left alone" in run.log
+    assert not [c for c in cli if c["args"][0] == "mounts"]
+
+
+def test_the_docs_show_the_save_step_with_the_cache_step_s_inputs() -> None:
+    text = section(CI_DOC.read_text(), "### Cache mounts with the action")
+    steps = yaml.safe_load(textwrap.dedent(fenced(text, "yaml")[0]))
+    cache, build, save = steps
+    assert build["uses"].startswith("docker/build-push-action@") and save["with"]["mode"] == "save"
+    assert {k: v for k, v in save["with"].items() if k != "mode"} == cache["with"]
+    assert set(cache["with"]) <= set(load(ACTION)["inputs"])
+    assert cache["with"]["build-args"] == build["with"]["build-args"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,8 @@ def command(fmt: str, as_lines: bool, targets: tuple[str, ...], output: Path | N
     plan = session.plan
     promote_all(plan.swaps)
     plan = usable_imports(plan)
+    if plan.context.trust is not None and plan.context.trust.signed:
+        plan = verified_imports(plan, session.environ)
     if plan.logins:  # what runs these flags logs in with docker's own login only
         from cacheport.ops.logins import args_warnings, registry_logins
 
@@ -155,6 +157,20 @@ def usable_imports(plan: Plan) -> Plan:
     for _entry, problem in held:
         if problem.broken:
             warn(problem.message)
+    return plan
+
+
+def verified_imports(plan: Plan, environ: Mapping[str, str]) -> Plan:
+    """Under ``trust = "signed"``, a protected pipeline's imports verified and pinned by digest, one line each."""
+    from cacheport.ops.signatures import line, pin
+
+    plan, verdicts = pin(plan, environ)
+    for verdict in verdicts:
+        say(f"signature: {line(verdict)}")
+    if verdicts and any(e.type == "registry" for e in plan.exports):
+        say("note: trust = \"signed\": `cacheport args` can't sign what the build exports; after the build, "
+            "`cacheport verify --sign METADATA_FILE` signs it from buildx's --metadata-file (or build with "
+            "`cacheport build`, which signs)")
     return plan
 
 

@@ -22,6 +22,7 @@ from cacheport.timestamps import go_time
 
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
+    from cacheport.ops.mounts import Around
 
 def _seconds(start: Any, end: Any) -> str:
     began, ended = go_time(start), go_time(end)
@@ -168,6 +169,7 @@ Examples:
   cacheport build . -t registry.example.com/app:dev -- --push --platform linux/amd64,linux/arm64
   cacheport build --backend registry --set ref=registry.example.com/app/cache -- --network=host
   cacheport build . --report-file cache-report.json --require-hit
+  cacheport build . --mounts off -- --target test     # without restoring or saving cache mounts
 """)
 @click.argument("context", default=".", required=False)
 @click.option("-t", "--tag", "tags", multiple=True, metavar="TAG", help="Image tag (repeatable).")
@@ -175,10 +177,13 @@ Examples:
 @click.option("--report-file", metavar="PATH", help="Also write the cache report as JSON (a CI artifact).")
 @click.option("--require-hit", is_flag=True, help="Fail (exit 1) when no cache import hit; by default a miss only "
               "warns, because the cache never fails a build.")
+@click.option("--mounts", "mounts", type=click.Choice(["on", "off"]), default=None,
+              help="Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before the build and save them "
+              "after a successful one (default: on; config: mounts = \"off\").")
 @plan_options
 @click.pass_context
 def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfile: str | None,
-            report_file: str | None, require_hit: bool, session: Session) -> None:
+            report_file: str | None, require_hit: bool, mounts: str | None, session: Session) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
     Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what
@@ -187,7 +192,11 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     build log, swaps a local cache into place after success, and ends with what BuildKit did with the
     cache: steps cached and executed, each import hit, missed or failed, each export written or failed
     (even when ignore-error hid it). In GitHub Actions the report also goes to the job summary, in GitLab
-    CI into a collapsed log section. Everything after -- goes to buildx as it is, except that a tag with no
+    CI into a collapsed log section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the
+    stages the build reaches) are restored into the builder before the build, from the branch's name or
+    its fallbacks' in the backend's store, and saved under the branch's own name after a successful build
+    when the job may write the cache; a backend without a store, or any trouble, is one line and the build
+    goes on. Everything after -- goes to buildx as it is, except that a tag with no
     --load/--push/--output on a builder that keeps results to itself (docker-container, remote) gets --load
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
@@ -196,13 +205,34 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     from cacheport.ops.docker import builder_in, docker_for
     from cacheport.ops.logins import build_environment
 
+    if mounts is not None:
+        import attrs
+
+        session = attrs.evolve(session, options=attrs.evolve(session.options, mounts=mounts))
     plan = session.plan
     extra, mode = take_progress((ctx.obj or {}).get("extra", []))
     if mode not in (None, "auto", "plain", "quiet", "rawjson"):
         say(f"note: --progress={mode} is not passed to buildx: cacheport reads its rawjson progress to report "
             "what happened to the cache, and shows the log as plain text")
+    around = mounts_around(session, context, dockerfile, extra)
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
         code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
                    progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
+                   mounts=around,
                    keep=keep_record(session, "build"))
     sys.exit(code)
+
+
+def mounts_around(session: Session, context: str, dockerfile: str | None, extra: list[str]) -> Around | None:
+    """The cache mounts to restore and save around a build of ``context`` (None when its Dockerfile is not a local
+    file, or mounts are off); a bad ``[mounts]`` setting is a ``ConfigError``."""
+    from pathlib import Path
+
+    from cacheport.ops.mounts import around, build_options, settings_of
+
+    settings = settings_of(session.config)
+    if not settings.enabled or context == "-" or "://" in context or dockerfile == "-":
+        return None
+    target, build_args = build_options(extra, session.environ)
+    path = Path(dockerfile) if dockerfile else Path(context) / "Dockerfile"
+    return around(session.plan, session.store, path, settings, target=target, build_args=build_args)

@@ -41,6 +41,7 @@ class Options:
         config_path: ``--config``, or None.
         verbose: how many ``-v``.
         backend_flag: the flag that gave ``backend``, for messages (``--to`` in ``seed``).
+        mounts: ``--mounts on|off`` (``build``), or None when not given.
     """
 
     backend: str | None = None
@@ -50,6 +51,7 @@ class Options:
     config_path: Path | None = None
     verbose: int = 0
     backend_flag: str = "--backend"
+    mounts: str | None = None
 
     def cli_values(self) -> list[tuple[str, Any, str]]:
         """The command line's settings, as :func:`cacheport.config.load_config` takes them."""
@@ -60,6 +62,8 @@ class Options:
             values.append(("key", self.key, "--key"))
         if self.read_only:
             values.append(("read-only", True, "--read-only"))
+        if self.mounts is not None:
+            values.append(("mounts", self.mounts, "--mounts"))
         return values
 
 

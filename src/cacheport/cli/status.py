@@ -70,7 +70,10 @@ def command(fmt: str, jobs: int, session: Session) -> None:
         click.echo(f"  {human_size(usage['size'])} in {usage['blobs']} blobs, of which {usage['stale_blobs']} "
                    f"({human_size(usage['stale_size'])}) are stale: no cache uses them any more")
     if tags:
-        rows = [[t.tag, t.format or "(not a cache)", human_size(t.size), _when(t), _mounts(t), t.role] for t in tags]
+        from cacheport.signing import is_signature_tag
+
+        rows = [[t.tag, t.format or ("(signature)" if is_signature_tag(t.tag) else "(not a cache)"),
+                 human_size(t.size), _when(t), _mounts(t), t.role] for t in tags]
         click.echo(table(rows, ["tag", "format", "size", "updated", "mounts", "branch"]), nl=False)
 
 

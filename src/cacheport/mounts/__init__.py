@@ -12,8 +12,9 @@ The package is split by job; this module holds the records they share:
 - :mod:`.artifact` (pure): the artifact's media types, its manifest, and the name beside a layer cache's name.
 - :mod:`.archive`: an archive's safety and size (hostile members refused, limits enforced), streaming.
 - :mod:`cacheport.ops.mounts_store`: moving archives to and from a store session (nothing unchanged uploaded).
-- :mod:`cacheport.ops.mounts`: the helper builds that copy archives into and out of the builder's cache mounts,
-  and the whole restore / save around a build, whose outcomes the build report shows.
+- :mod:`cacheport.ops.mounts_helper`: the helper builds that copy archives into and out of the builder's cache
+  mounts.
+- :mod:`cacheport.ops.mounts`: the whole restore / save around a build, whose outcomes the build report shows.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class CacheMount:
         mode: permission bits of the mount's root.
         stage: the stage it was found in (its name, or its index as text).
         line: the Dockerfile line of the ``RUN`` instruction (1-based), for warnings.
+        owner_given: whether the flag gave ``uid``, ``gid`` or ``mode``. BuildKit then makes the mount's root with
+            them, and that makes it another mount than one of the same id without them: a helper build must say
+            them exactly when the Dockerfile does. None when unknown: then taken as given when any differs from
+            its default.
     """
 
     id: str
@@ -57,6 +62,14 @@ class CacheMount:
     mode: int = 0o755
     stage: str = ""
     line: int = 0
+    owner_given: bool | None = None
+
+    @property
+    def sets_owner(self) -> bool:
+        """Whether the mount's flag has ``uid``, ``gid`` or ``mode`` (see ``owner_given``)."""
+        if self.owner_given is not None:
+            return self.owner_given
+        return (self.uid, self.gid, self.mode) != (0, 0, 0o755)
 
 
 @attrs.frozen

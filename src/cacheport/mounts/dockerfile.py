@@ -276,7 +276,7 @@ def _cache_mount(fields: Mapping[str, str], workdir: str, stage: str, line: int)
 
     return CacheMount(id=fields.get("id") or _clean(written), target=target, sharing=sharing,
                       uid=number("uid", 10, 0), gid=number("gid", 10, 0), mode=number("mode", 8, 0o755),
-                      stage=stage, line=line)
+                      stage=stage, line=line, owner_given=any(k in fields for k in ("uid", "gid", "mode")))
 
 
 def _stages(instructions: list[DockerfileInstruction], args: dict[str, str], build_args: Mapping[str, str],

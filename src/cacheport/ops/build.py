@@ -24,6 +24,7 @@ from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
+from cacheport.mounts import MountOutcome
 from cacheport.ops.docker import (
     BuildError,
     debug_refusal,
@@ -33,6 +34,7 @@ from cacheport.ops.docker import (
     said,
     which_builder,
 )
+from cacheport.ops.mounts import Around
 from cacheport.ops.preflight import usable
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
@@ -143,6 +145,7 @@ def run(
     progress: Callable[[Callable[[str], None]], Reporter],
     report_file: str | None = None,
     require_hit: bool = False,
+    mounts: Around | None = None,
     keep: Callable[[report.BuildReport], None] | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
@@ -151,6 +154,9 @@ def run(
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
     ``keep`` gets the report once it is published.
 
+    With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
+    a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
+
     Run it with ``docker`` made in :func:`cacheport.ops.logins.build_environment`'s environment, so its logins
     stay out of the user's docker config."""
     import subprocess
@@ -158,9 +164,15 @@ def run(
     environ = docker.environ
     if refusal := debug_refusal(environ):
         raise ConfigError(refusal)
+    from cacheport.ops import signatures
+
+    key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
+    pinned = signatures.pin_in_background(plan, environ)
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
-    forms = secret_forms(plan_secrets(plan, environ))
+    forms = secret_forms([*plan_secrets(plan, environ), *signatures.key_values(plan, environ)])
     say = _masking(say, forms)
+    docker = attrs.evolve(docker, environ=signatures.without_key(plan, environ))
+    environ = docker.environ
     located = docker.located()
     if located is None:
         say(f"error: the docker client {docker.client!r} was not found; install it, or set CACHEPORT_DOCKER to its "
@@ -184,6 +196,9 @@ def run(
             restore_helper(environ, registry)
             say(f"warning: login to {registry} failed ({failed}); building without it")
     _promote([s for s in plan.swaps if not s.replace], say)  # a cache from an older place, before it is read
+    plan, verdicts = pinned()
+    for verdict in verdicts:
+        say(f"signature: {signatures.line(verdict)}")
     plan, left_out = usable(plan)
     for _entry, problem in left_out:
         if problem.broken:  # no cache yet is no news: the report says it
@@ -210,6 +225,11 @@ def run(
             + ", ".join(plan.tags) + ")")
     import tempfile
 
+    mount_outcomes: list[MountOutcome] = []
+    if mounts is not None and not no_buildx:
+        for warning in mounts.warnings:
+            say(f"warning: {warning}")
+        mount_outcomes = mounts.restore(docker)  # the report at the end says what became of each
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
         metadata = Path(tmp) / "metadata.json"
@@ -251,11 +271,19 @@ def run(
             return code
     if code == 0:
         _promote(plan.swaps, say)
-    found_report = build_report("".join(stream), meta, imports, exports, plan, wall)
-    if left_out:
+        if mounts is not None and not no_buildx:
+            mount_outcomes += mounts.save(docker)
+    found_report = attrs.evolve(build_report("".join(stream), meta, imports, exports, plan, wall),
+                                mounts=tuple(mount_outcomes))
+    if key is not None and code == 0:
+        for signed in signatures.sign_written(plan, found_report.exports, key, environ):
+            say(f"signature: {signed}")
+    if left_out or verdicts:
         found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
             report.ImportReport(e, report.MISSED, "not passed to buildx: " + p.reason if p.broken else
-                                "no cache there yet") for e, p in left_out)])
+                                "no cache there yet") for e, p in left_out), *(
+            report.ImportReport(v.entry, report.MISSED if v.missing else report.FAILED, v.reason if v.missing else
+                                f"refused: {v.reason}") for v in verdicts if not v.ok)])
     for line in report.as_text(found_report).splitlines():
         say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
     if image_report and code == 0:

@@ -230,7 +230,22 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
         elif p.delete and p.tag.mounts is not None and p.tag.mounts.digest in staying:
             p = attrs.evolve(p, tag=attrs.evolve(p.tag, mounts=None))  # its mounts' manifest stays, so they do
         out.append(p)
-    return out
+    kept = {p.tag.digest for p in out if p.tag.format is not None and not p.delete}
+    return [_signature(p, kept) for p in out]
+
+
+def _signature(decision: Pruning, kept: set[str]) -> Pruning:
+    """A cache's signature (``trust = "signed"``) goes once no cache tag that stays points at what it signs:
+    every protected build signs a new digest, and the old signatures would pile up."""
+    from cacheport.signing import SUFFIX, is_signature_tag
+
+    tag = decision.tag.tag
+    if not is_signature_tag(tag):
+        return decision
+    signed = "sha256:" + tag.removeprefix("sha256-").removesuffix(SUFFIX)
+    if signed in kept:
+        return attrs.evolve(decision, delete=False, reason="the signature of a cache that stays")
+    return attrs.evolve(decision, delete=True, reason="the signature of a cache that is gone")
 
 
 def remote_branches(cwd: Path, remote: str = "origin") -> list[str]:

@@ -220,17 +220,34 @@ def _copy_pair(pair: Pair, source: StoreSession, target: StoreSession, dry_run: 
         convert = pair.target.store.format == "image-manifest" and manifest.is_index
         out = to_image_manifest(manifest, oci=pair.target.store.oci_mediatypes) if convert else manifest
         if current.result() == out.digest:
+            if not convert:
+                _carry_signature(source, target, manifest.digest, copier)
             return Outcome(pair, "up-to-date", convert)
         if dry_run:
             status, tally = "would-copy", copier.would_copy(source, target, manifest)
         else:
             status, tally = "copied", copier.cache(source, target, manifest, out, pair.target.name, index)
+            if not convert:
+                _carry_signature(source, target, manifest.digest, copier)
         return Outcome(pair, status, convert, tally.uploaded, tally.mounted, tally.present, tally.bytes_uploaded,
                        time.monotonic() - began, resumed=tally.resumed)
     except Interrupted:
         raise
     except CacheportError as exc:
         return Outcome(pair, "failed", seconds=time.monotonic() - began, error=str(exc))
+
+
+def _carry_signature(source: StoreSession, target: StoreSession, digest: str, copier: Copier) -> None:
+    """A copied cache's signature (``trust = "signed"``) goes with it, when the copy kept its digest (a converted
+    cache is another manifest, which no protected pipeline signed)."""
+    from cacheport.signing import signature_tag
+
+    if not digest.startswith("sha256:"):
+        return
+    name = signature_tag(digest)
+    signature = source.get_manifest(name)
+    if signature is not None and target.manifest_digest(name) != signature.digest:
+        copier.cache(source, target, signature, signature, name)
 
 
 def seed(pairs: Sequence[Pair], *, dry_run: bool = False, reporter: Reporter | None = None,

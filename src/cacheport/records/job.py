@@ -55,6 +55,8 @@ class Trust:
             known); False for forks, tags and read-only events.
         protected: the job writes as a protected pipeline (its ref is protected and the code built is that
             ref's). Under mode ``protected`` only such jobs write the names protected jobs read.
+        signed: ``trust = "signed"``: the names are mode ``protected``'s, and a protected pipeline also signs
+            what it exports and imports only caches signed by an allowed key (``docs/signed-caches.md``).
     """
 
     rule: str
@@ -64,6 +66,7 @@ class Trust:
     export: str | None = None
     writes: bool = True
     protected: bool = False
+    signed: bool = False
 
     @property
     def writes_shared(self) -> bool:

@@ -1,0 +1,257 @@
+"""Signed caches at the edge (``trust = "signed"``): verifying and pinning a protected build's imports, signing
+what it exported, and storing signatures beside the caches. The envelope and the checks are
+:mod:`cacheport.signing`'s; this module reads registries and the private key's variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import attrs
+
+from cacheport.entry import CacheEntry
+from cacheport.errors import CacheportError, ConfigError, RegistryError, SignatureError
+from cacheport.records import Login, Plan
+from cacheport.signing import (
+    ARTIFACT_TYPE,
+    ENVELOPE_TYPE,
+    MAX_ENVELOPE,
+    Claim,
+    Policy,
+    check,
+    envelope,
+    load_private_key,
+    policy,
+    signature_tag,
+)
+
+if TYPE_CHECKING:
+    from cacheport.oci.reference import Reference
+    from cacheport.oci.registry import Registry
+    from cacheport.report import ExportReport
+
+_EMPTY = b"{}"
+_EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+
+
+@attrs.frozen
+class Verdict:
+    """What the check of one import found.
+
+    Attributes:
+        entry: the plan's import.
+        ok: it may be imported: signed by an allowed key for its current digest.
+        reason: one line: why not, or what was verified.
+        digest: the digest its tag pointed at, when there was one.
+        claim: what the signature says, when it verified.
+    """
+
+    entry: CacheEntry
+    ok: bool
+    reason: str
+    digest: str = ""
+    claim: Claim | None = None
+
+    @property
+    def missing(self) -> bool:
+        """No cache there at all: news for the report, not a refusal."""
+        return not self.ok and not self.digest and self.claim is None and self.reason == NO_CACHE
+
+    @property
+    def pinned(self) -> CacheEntry:
+        """The import by digest, so a tag moved after the check changes nothing."""
+        name = str(self.entry.get("ref")).partition("@")[0]
+        head, _, last = name.rpartition("/")
+        return self.entry.with_attrs(ref=f"{head}/{last.partition(':')[0]}@{self.digest}")
+
+
+NO_CACHE = "no cache there yet"
+
+
+def _registry(ref: Reference, entry: CacheEntry, logins: Sequence[Login], environ: Mapping[str, str]) -> Registry:
+    from cacheport.kit import login_credentials
+    from cacheport.oci.credentials import docker_credentials
+    from cacheport.oci.realm import insecure_hosts
+    from cacheport.oci.registry import Registry
+
+    credentials = login_credentials(logins, ref.host, environ) or docker_credentials(ref.host, environ)
+    insecure = entry.get("registry.insecure") == "true"
+    return Registry(ref.host, credentials, insecure=insecure, insecure_hosts=insecure_hosts(environ), timeout=30.0)
+
+
+def _reference(entry: CacheEntry) -> Reference:
+    from cacheport.oci.reference import parse_reference
+
+    if entry.type != "registry" or not entry.get("ref"):
+        raise SignatureError(f"a {entry.type} cache can't carry a signature; only registry caches can be verified")
+    ref = parse_reference(str(entry.get("ref")))
+    return attrs.evolve(ref, tag=ref.tag or (None if ref.digest else "latest"))
+
+
+def verify_entry(entry: CacheEntry, policy: Policy, logins: Sequence[Login], environ: Mapping[str, str],
+                 now: datetime | None = None) -> Verdict:
+    """Resolve an import's tag to its digest and check that digest's signature."""
+    now = now or datetime.now(UTC)
+    digest = ""
+    try:
+        ref = _reference(entry)
+        with _registry(ref, entry, logins, environ) as registry:
+            digest = ref.digest or registry.manifest_digest(ref.repository, str(ref.tag)) or ""
+            if not digest:
+                return Verdict(entry, False, NO_CACHE)
+            data = read_signature(registry, ref.repository, digest)
+        claim = check(data, digest, ref.tag or "", policy, now)
+    except SignatureError as exc:
+        return Verdict(entry, False, str(exc), digest)
+    except RegistryError as exc:  # a cache outage never fails a build: it builds without this import
+        return Verdict(entry, False, f"could not check its signature: {exc}", digest)
+    return Verdict(entry, True, f"signed by key {claim.key_id} on {claim.signed:%Y-%m-%d %H:%M} UTC", digest, claim)
+
+
+def read_signature(registry: Registry, repository: str, digest: str) -> bytes:
+    """The envelope stored for ``digest``, checked against its own digest; SignatureError when there is none."""
+    manifest = registry.get_manifest(repository, signature_tag(digest))
+    if manifest is None:
+        raise SignatureError("not signed")
+    layers = [d for d in manifest.descriptors() if d.media_type == ENVELOPE_TYPE]
+    if not layers or layers[0].size > MAX_ENVELOPE:
+        raise SignatureError("malformed signature: no envelope in its manifest")
+    data = b""
+    with registry.open_blob(repository, layers[0].digest) as chunks:
+        for chunk in chunks:
+            data += chunk
+            if len(data) > MAX_ENVELOPE:
+                raise SignatureError("malformed signature: its envelope is too big")
+    if "sha256:" + hashlib.sha256(data).hexdigest() != layers[0].digest:
+        raise SignatureError("malformed signature: its envelope does not match its digest")
+    return data
+
+
+def pin(plan: Plan, environ: Mapping[str, str], now: datetime | None = None) -> tuple[Plan, list[Verdict]]:
+    """A protected build's plan under ``trust = "signed"`` with every import checked: the verified ones by
+    digest, the rest left out (with their verdicts). Any other plan as it is."""
+    found = policy(plan)
+    if found is None or not found.protected:
+        return plan, []
+    verdicts = [verify_entry(e, found, plan.logins, environ, now) for e in plan.imports]
+    return attrs.evolve(plan, imports=tuple(v.pinned for v in verdicts if v.ok)), verdicts
+
+
+def pin_in_background(plan: Plan, environ: Mapping[str, str]) -> Callable[[], tuple[Plan, list[Verdict]]]:
+    """:func:`pin`, started now on a thread so its imports and round trips overlap the build's logins and its
+    look at the builder; call the result for its answer. No thread when there is nothing to verify."""
+    found = policy(plan)
+    if found is None or not found.protected:
+        return lambda: (plan, [])
+    import threading
+
+    answer: list[tuple[Plan, list[Verdict]]] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            answer.append(pin(plan, environ))
+        except BaseException as exc:  # handed to the caller, which raises it where it waits
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="cacheport-verify", daemon=True)
+    thread.start()
+
+    def result() -> tuple[Plan, list[Verdict]]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return answer[0]
+
+    return result
+
+
+def line(verdict: Verdict) -> str:
+    """One line for a person about one import."""
+    what = f"{verdict.entry.get('ref') or verdict.entry.type}" + (f" ({verdict.digest})" if verdict.digest else "")
+    if verdict.ok:
+        return f"verified {what}: {verdict.reason}; importing it by digest"
+    if verdict.missing:
+        return f"{what}: {NO_CACHE}"
+    return f"refused {what}: {verdict.reason}; building without it"
+
+
+def signing_key(plan: Plan, environ: Mapping[str, str]) -> object | None:
+    """The private key a protected pipeline signs its exports with, or None when nothing is to be signed.
+
+    A protected pipeline about to export without the key is an error (docs/signed-caches.md says why)."""
+    found = policy(plan)
+    if found is None or not found.protected or not any(e.type == "registry" for e in plan.exports):
+        return None
+    text = environ.get(found.key_env, "")
+    if not text.strip():
+        raise ConfigError(f"trust = \"signed\": this protected pipeline exports, but ${found.key_env} "
+                          "(signing-key-env) is not set: give the job the protected CI/CD variable holding the "
+                          "private key, or the cache it writes will be refused by every protected build")
+    key: object = load_private_key(text, found.key_env)
+    return key
+
+
+def key_values(plan: Plan, environ: Mapping[str, str]) -> list[str]:
+    """The private key's text, for masking wherever a person reads output."""
+    found = policy(plan)
+    value = environ.get(found.key_env, "") if found is not None else ""
+    return [value.strip()] if value.strip() else []
+
+
+def without_key(plan: Plan, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment without the private key's variable, for the processes a build runs (docker, buildx):
+    none of them needs it."""
+    found = policy(plan)
+    if found is None or found.key_env not in environ:
+        return environ
+    return {name: value for name, value in environ.items() if name != found.key_env}
+
+
+def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, environ: Mapping[str, str],
+         now: datetime | None = None) -> list[str]:
+    """Sign each ``(export, manifest digest)`` BuildKit reported writing, and store the signature beside it.
+
+    Returns one line per export; a registry that refuses is a warning, never a failed build."""
+    now = now or datetime.now(UTC)
+    lines = []
+    for entry, digest in written:
+        try:
+            ref = _reference(entry)
+            claim = Claim(digest, ref.tag or "", plan.context.project, now)
+            with _registry(ref, entry, plan.logins, environ) as registry:
+                store(registry, ref.repository, digest, envelope(claim, key))
+        except CacheportError as exc:
+            lines.append(f"warning: could not sign {entry.get('ref')} ({digest}): {exc}")
+        else:
+            lines.append(f"signed {entry.get('ref')} ({digest})")
+    return lines
+
+
+def sign_written(plan: Plan, exports: Sequence[ExportReport], key: object, environ: Mapping[str, str]) -> list[str]:
+    """:func:`sign` each registry export the build report says was written, by the digest BuildKit reported;
+    one line for an export it names no digest for (nothing is read back from the tag in its place)."""
+    from cacheport import report
+
+    written = [e for e in exports if e.status == report.WRITTEN and e.entry.type == "registry"]
+    lines = [f"warning: not signed: BuildKit named no cache manifest for {e.entry.get('ref')}, so protected builds "
+             "will not import it" for e in written if not e.digest]
+    return lines + sign(plan, [(e.entry, e.digest) for e in written if e.digest], key, environ)
+
+
+def store(registry: Registry, repository: str, digest: str, data: bytes) -> None:
+    """Write an envelope as the signature of ``digest``: an OCI artifact tagged ``sha256-<hex>.cacheport-sig``."""
+    from cacheport.oci.format import OCI_MANIFEST, Manifest, sha256_digest
+
+    for blob in (_EMPTY, data):
+        if registry.blob_size(repository, sha256_digest(blob)) is None:
+            registry.upload_blob(repository, sha256_digest(blob), len(blob), [blob])
+    manifest = Manifest.from_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": _EMPTY_TYPE, "digest": sha256_digest(_EMPTY), "size": len(_EMPTY)},
+        "layers": [{"mediaType": ENVELOPE_TYPE, "digest": sha256_digest(data), "size": len(data)}],
+    })
+    registry.put_manifest(repository, signature_tag(digest), manifest)

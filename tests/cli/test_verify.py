@@ -1,0 +1,119 @@
+"""``cacheport verify``, and ``args`` and ``explain`` under trust = "signed", as a protected GitLab job runs them
+against a registry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.fakes.registry import FakeRegistry, cache_index
+
+REPO = "group/app/cache"
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    with FakeRegistry() as registry:
+        yield registry
+
+
+def private_text(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption())).decode()
+
+
+def public_text(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+def job(clean_env: dict[str, str], fake: FakeRegistry, key: Ed25519PrivateKey, protected: bool = True) -> dict[str, str]:
+    return {**clean_env, "GITLAB_CI": "true", "CI_PROJECT_PATH": "group/app", "CI_COMMIT_BRANCH": "main",
+            "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_REF_SLUG": "main", "CI_DEFAULT_BRANCH": "main",
+            "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
+            "CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{fake.host}/{REPO}",
+            "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public_text(key),
+            "CACHE_SIGNING_KEY": private_text(key)}
+
+
+def sign_with_metadata(env: dict[str, str], digest: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"cache.manifest": json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json",
+                                                              "digest": digest, "size": 1})}))
+    return run("verify", "--sign", str(meta), env=env)
+
+
+def test_a_protected_job_signs_from_the_metadata_file_and_verify_and_args_then_pin_it(
+        clean_env: dict[str, str], fake: FakeRegistry, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    env = job(clean_env, fake, key)
+    digest = cache_index(fake, REPO, "main").digest
+    before = run("verify", env=env)
+    assert before.returncode == 1 and "not signed" in before.stdout
+    signed = sign_with_metadata(env, digest, tmp_path)
+    assert signed.returncode == 0, signed.stderr
+    assert f"signed {fake.host}/{REPO}:main ({digest})" in signed.stderr
+    after = run("verify", "main", "--format", "json", env=env)
+    assert after.returncode == 0, after
+    [doc] = json.loads(after.stdout)
+    assert doc["verified"] and doc["digest"] == digest and doc["key_id"]
+    args = run("args", "--lines", env=env)
+    assert f"--cache-from=type=registry,ref={fake.host}/{REPO}@{digest}" in args.stdout.splitlines()
+    assert "signature: verified" in args.stderr
+    for out in (before, signed, after, args):  # the private key never reaches output
+        assert env["CACHE_SIGNING_KEY"] not in out.stdout + out.stderr
+
+
+def test_an_attacker_s_push_is_refused_by_args_and_verify(
+        clean_env: dict[str, str], fake: FakeRegistry, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    env = job(clean_env, fake, key)
+    sign_with_metadata(env, cache_index(fake, REPO, "main").digest, tmp_path)
+    foreign = cache_index(fake, REPO, "main", layers=5).digest
+    args = run("args", "--lines", env=env)
+    assert args.returncode == 0
+    assert not any(line.startswith("--cache-from") for line in args.stdout.splitlines())
+    assert f"signature: refused {fake.host}/{REPO}:main ({foreign}): not signed; building without it" in args.stderr
+    assert run("verify", env=env).returncode == 1
+
+
+def test_explain_says_which_imports_are_verified_and_with_which_key(
+        clean_env: dict[str, str], fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    text = run("explain", env=job(clean_env, fake, key)).stdout
+    assert "(trust = signed)" in text and "imports: each verified before the build (ed25519 " in text
+    unprotected = run("explain", "--format", "json", env=job(clean_env, fake, key, protected=False))
+    assert json.loads(unprotected.stdout)["signatures"]["verifies"] is False
+
+
+def test_public_key_prints_what_signers_takes(clean_env: dict[str, str], fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    out = run("verify", "--public-key", env=job(clean_env, fake, key))
+    assert out.stdout.strip() == public_text(key)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"CACHEPORT_SIGNERS": "not-a-key"}, "is not an Ed25519 public key"),
+    ({"CACHEPORT_SIGNERS": ""}, "needs signers"),
+    ({"CACHE_SIGNING_KEY": "bm90IGEga2V5"}, "$CACHE_SIGNING_KEY is not an unencrypted Ed25519 private key"),
+    ({"CACHE_SIGNING_KEY": ""}, "$CACHE_SIGNING_KEY (signing-key-env) is not set"),
+])
+def test_bad_keys_are_one_line_and_exit_2(clean_env: dict[str, str], fake: FakeRegistry, tmp_path: Path,
+                                          change: dict[str, str], says: str) -> None:
+    env = {**job(clean_env, fake, Ed25519PrivateKey.generate()), **change}
+    out = sign_with_metadata(env, "sha256:" + "ab" * 32, tmp_path)
+    assert out.returncode == 2 and says in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

@@ -1,0 +1,193 @@
+"""Signed caches against a registry (cacheport.ops.signatures): verify and pin, sign and store, and the law that
+no untrusted write makes a protected build import an unsigned or foreign digest."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cacheport.entry import CacheEntry
+from cacheport.errors import ConfigError
+from cacheport.oci.format import sha256_digest
+from cacheport.ops import signatures
+from cacheport.records import Context, Plan, Setting, ShownSetting, Source, Trust
+from cacheport.signing import public_der, signature_tag
+from tests.fakes.registry import FakeRegistry, cache_index
+
+NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+REPO = "group/app/cache"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    with FakeRegistry() as registry:
+        yield registry
+
+
+def plan_for(fake: FakeRegistry, key: Ed25519PrivateKey, *, protected: bool = True, tags: tuple[str, ...] = ("main",),
+             days: int = 30) -> Plan:
+    src = Source("file", "cacheport.toml")
+    shown = [ShownSetting("trust", Setting("signed", src)),
+             ShownSetting("signers", Setting(base64.b64encode(public_der(key)).decode(), src)),
+             ShownSetting("signing-key-env", Setting("CACHE_SIGNING_KEY", src)),
+             ShownSetting("signed-max-age", Setting(days, src))]
+    trust = Trust("gitlab:branch", "", "protected", ("main",), "main", True, protected, True)
+    context = Context("gitlab", "group/app", "main", "main", trust=trust, protected=protected)
+    entries = tuple(CacheEntry("registry", {"ref": f"{fake.host}/{REPO}:{t}"}) for t in tags)
+    return Plan(context, "registry", entries, entries[:1], settings=tuple(shown))
+
+
+def sign_tag(fake: FakeRegistry, plan: Plan, key: Ed25519PrivateKey, tag: str = "main",
+             when: datetime = NOW) -> str:
+    held = fake.manifests.get(REPO, {}).get(tag)
+    digest = sha256_digest(held[1]) if held else cache_index(fake, REPO, tag).digest
+    entry = CacheEntry("registry", {"ref": f"{fake.host}/{REPO}:{tag}"})
+    assert signatures.sign(plan, [(entry, digest)], key, {}, when) == [f"signed {entry.get('ref')} ({digest})"]
+    return digest
+
+
+def test_a_signed_cache_is_imported_by_its_digest(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    digest = cache_index(fake, REPO, "main").digest
+    sign_tag(fake, plan, key)
+    pinned, verdicts = signatures.pin(plan, {}, NOW)
+    assert [v.ok for v in verdicts] == [True]
+    assert [e.get("ref") for e in pinned.imports] == [f"{fake.host}/{REPO}@{digest}"]
+    assert signature_tag(digest) in fake.manifests[REPO]
+
+
+def test_an_attacker_s_cache_on_the_protected_tag_is_refused(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    cache_index(fake, REPO, "main")
+    sign_tag(fake, plan, key)
+    foreign = cache_index(fake, REPO, "main", layers=3).digest  # pushed over it, without cacheport
+    pinned, verdicts = signatures.pin(plan, {}, NOW)
+    assert pinned.imports == ()
+    assert verdicts[0].digest == foreign and signatures.line(verdicts[0]).startswith("refused ")
+    assert "not signed" in verdicts[0].reason
+
+
+def test_the_attacker_s_own_key_and_an_old_signature_are_refused(fake: FakeRegistry) -> None:
+    key, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    cache_index(fake, REPO, "main")
+    sign_tag(fake, plan, theirs)
+    assert "unknown key" in signatures.pin(plan, {}, NOW)[1][0].reason
+    sign_tag(fake, plan, key, when=NOW - timedelta(days=40))  # a replayed old signed cache
+    assert "older than signed-max-age" in signatures.pin(plan, {}, NOW)[1][0].reason
+
+
+def test_a_missing_cache_is_no_news_and_an_unreachable_registry_is_an_outage(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    verdict = signatures.pin(plan, {}, NOW)[1][0]
+    assert verdict.missing and signatures.line(verdict).endswith("no cache there yet")
+    down = plan_for(fake, key)
+    down = Plan(down.context, "registry", (CacheEntry("registry", {"ref": f"127.0.0.1:9/{REPO}:main"}),), (),
+                settings=down.settings)
+    verdict = signatures.pin(down, {}, NOW)[1][0]
+    assert not verdict.ok and "could not check" in verdict.reason and "\n" not in verdict.reason
+
+
+def test_types_that_can_t_carry_a_signature_are_left_out_of_a_protected_build(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    plan = Plan(plan.context, "local", (CacheEntry("local", {"src": "/tmp/x"}),), (), settings=plan.settings)
+    pinned, verdicts = signatures.pin(plan, {}, NOW)
+    assert pinned.imports == () and "can't carry a signature" in verdicts[0].reason
+
+
+def test_an_unprotected_job_reads_as_configured(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key, protected=False)
+    assert signatures.pin(plan, {}, NOW) == (plan, [])
+    assert signatures.signing_key(plan, {}) is None
+
+
+def test_a_protected_export_without_the_key_stops_and_a_wrong_key_is_one_line(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    with pytest.raises(ConfigError, match=r"\$CACHE_SIGNING_KEY \(signing-key-env\) is not set"):
+        signatures.signing_key(plan, {})
+    with pytest.raises(ConfigError, match="not an unencrypted Ed25519 private key"):
+        signatures.signing_key(plan, {"CACHE_SIGNING_KEY": "c2VjcmV0"})
+
+
+def test_a_malformed_signature_on_the_registry_is_refused(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    digest = cache_index(fake, REPO, "main").digest
+    blob = b'{"payloadType": "nope"}'
+    fake.add_manifest(REPO, signature_tag(digest), {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": fake.add_blob(REPO, b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": fake.add_blob(REPO, blob),
+                    "size": len(blob)}]})
+    assert "malformed signature" in signatures.pin(plan, {}, NOW)[1][0].reason
+
+
+# Every step an untrusted job can take with registry write access: push its own cache to a protected tag, copy
+# another tag (an old signed one) there, sign with its own key, or write junk where a signature goes.
+_MOVES = st.lists(st.tuples(st.sampled_from(["push", "replay", "self-sign", "junk-signature", "protected-build"]),
+                            st.sampled_from(["main", "release"])), max_size=8)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=_MOVES)
+def test_no_untrusted_write_makes_a_protected_build_import_an_unsigned_or_foreign_digest(
+        fake: FakeRegistry, moves: list[tuple[str, str]]) -> None:
+    key, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key, tags=("main", "release"))
+    fake.manifests.pop(REPO, None)
+    trusted: dict[str, set[str]] = {"main": set(), "release": set()}  # digests a protected build signed, per name
+    for n, (move, tag) in enumerate(moves):
+        if move == "protected-build":
+            trusted[tag].add(sign_tag(fake, plan, key, tag, NOW - timedelta(days=1)))
+        elif move == "push":
+            cache_index(fake, REPO, tag, layers=n % 4 + 1)
+        elif move == "replay" and fake.manifests.get(REPO):
+            other = "release" if tag == "main" else "main"
+            if other in fake.manifests[REPO]:
+                fake.manifests[REPO][tag] = fake.manifests[REPO][other]
+        elif move == "self-sign" and tag in fake.manifests.get(REPO, {}):
+            sign_tag(fake, plan, theirs, tag)
+        elif move == "junk-signature" and tag in fake.manifests.get(REPO, {}):
+            current = sha256_digest(fake.manifests[REPO][tag][1])
+            fake.manifests[REPO][signature_tag(current)] = ("application/vnd.oci.image.manifest.v1+json", b"junk")
+    pinned, verdicts = signatures.pin(plan, {}, NOW)
+    assert all("@sha256:" in str(e.get("ref")) for e in pinned.imports), "imports are pinned by digest"
+    assert len(pinned.imports) == sum(v.ok for v in verdicts)
+    for verdict in verdicts:
+        if verdict.ok:  # only a digest a protected build signed, under the name it is imported as
+            assert verdict.digest in trusted[str(verdict.entry.get("ref")).rsplit(":", 1)[1]]
+
+
+def test_only_what_buildkit_reports_writing_is_signed_and_an_export_without_a_digest_is_said(
+        fake: FakeRegistry) -> None:
+    from cacheport import report
+
+    key = Ed25519PrivateKey.generate()
+    plan = plan_for(fake, key)
+    digest = cache_index(fake, REPO, "main").digest
+    entry = plan.exports[0]
+    lines = signatures.sign_written(plan, [report.ExportReport(entry, report.WRITTEN, digest=digest),
+                                           report.ExportReport(entry, report.FAILED, digest="sha256:" + "0" * 64),
+                                           report.ExportReport(entry, report.WRITTEN)], key, {})
+    assert lines == [f"warning: not signed: BuildKit named no cache manifest for {entry.get('ref')}, so protected "
+                     "builds will not import it", f"signed {entry.get('ref')} ({digest})"]
+    assert [t for t in fake.manifests[REPO] if t.endswith(".cacheport-sig")] == [signature_tag(digest)]
+
+
+def test_the_processes_a_build_runs_never_get_the_private_key(fake: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    environ = {"CACHE_SIGNING_KEY": "secret", "PATH": "/bin"}
+    assert signatures.without_key(plan_for(fake, key), environ) == {"PATH": "/bin"}
+    assert signatures.key_values(plan_for(fake, key), environ) == ["secret"]
