@@ -105,6 +105,19 @@ def test_public_key_prints_what_signers_takes(clean_env: dict[str, str], fake: F
     assert out.stdout.strip() == public_text(key)
 
 
+def test_public_key_needs_no_signers_yet(clean_env: dict[str, str], fake: FakeRegistry) -> None:
+    # The docs' first step: make a key, then ask for the value signers takes, before trust = "signed" is set.
+    key = Ed25519PrivateKey.generate()
+    env = {name: value for name, value in job(clean_env, fake, key).items()
+           if name not in ("CACHEPORT_TRUST", "CACHEPORT_SIGNERS")}
+    out = run("verify", "--public-key", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == public_text(key)
+    other = run("verify", "--public-key", "--set", "signing-key-env=MY_KEY",
+                env={**env, "MY_KEY": private_text(key), "CACHE_SIGNING_KEY": ""})
+    assert other.stdout.strip() == public_text(key), other.stderr
+
+
 @pytest.mark.parametrize(("change", "says"), [
     ({"CACHEPORT_SIGNERS": "not-a-key"}, "is not an Ed25519 public key"),
     ({"CACHEPORT_SIGNERS": ""}, "needs signers"),
