@@ -104,3 +104,30 @@ def test_build_runs_a_save_helper_build_after_the_build_and_none_with_mounts_off
     off, builds = build(tmp_path / "off", clean_env, "--mounts", "off", **env)
     assert off.returncode == 0, off.stderr
     assert len(builds) == 1 and " mount " not in off.stderr
+
+
+def test_the_helper_builds_never_get_the_signing_key(clean_env: dict[str, str], tmp_path: Path) -> None:
+    # As for a build's own docker and buildx: the private key stays out of every process cacheport runs.
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    seen = tmp_path / "seen"
+    docker = tmp_path / "docker"
+    docker.write_text(f"""#!{sys.executable}
+import os, sys
+if sys.argv[1:3] == ["buildx", "build"]:
+    open({str(seen)!r}, "a").write(os.environ.get("CACHE_SIGNING_KEY", "-") + chr(10))
+""")
+    docker.chmod(0o755)
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    env = {**clean_env, "CACHEPORT_DOCKER": str(docker), "CACHEPORT_BACKEND": "local",
+           "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache"), "CACHEPORT_MOUNTS__HELPER_IMAGE": "127.0.0.1:5000/helper",
+           "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public, "CACHE_SIGNING_KEY": "the-private-key"}
+    done = run("save", ".", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert seen.read_text().splitlines() == ["-"]  # the helper build ran, without the key
