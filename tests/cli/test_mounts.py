@@ -43,6 +43,19 @@ def test_a_bad_setting_is_exit_2(clean_env: dict[str, str], tmp_path: Path) -> N
     assert "max-total = 'much': expected a size" in done.stderr
 
 
+@pytest.mark.parametrize("image", ["busybox\nRUN echo injected", "busybox --network=host", "--help"])
+def test_a_helper_image_that_is_no_image_reference_is_exit_2(clean_env: dict[str, str], tmp_path: Path,
+                                                             image: str) -> None:
+    # It becomes the FROM line of the helper builds' Dockerfile: a newline there would add steps of its own.
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "cacheport.toml").write_text(f"[mounts]\nhelper-image = {json.dumps(image)}\n")
+    done = run("restore", ".", env=clean_env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cacheport: error: cacheport.toml [mounts] helper-image = {image!r}: not an image reference (a repository "
+        "path is lower-case letters and digits, separated by '/', '.', '_' or '-')"]
+
+
 def test_mounts_off_does_nothing_and_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(DOCKERFILE)
     done = run("save", ".", env={**clean_env, "CACHEPORT_MOUNTS": "off"}, cwd=tmp_path)
