@@ -94,6 +94,18 @@ def test_limits_leave_out_what_is_too_large(layout: Layout, archives: list[Mount
     assert outcome.action == "too-large" and "expands to more than" in outcome.detail
 
 
+def test_a_restore_over_a_limit_names_the_limit(layout: Layout, archives: list[MountArchive], tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    small = MountLimits(per_mount=archives[0].size - 1, total=1 << 30)
+    _, outcomes = fetch(layout, ["main"], tmp_path / "in", limits=small)
+    assert outcomes[0].detail == (f"{archives[0].size} bytes is over one mount's size limit ({small.per_mount} "
+                                  "bytes); not restored")
+    total = MountLimits(per_mount=1 << 30, total=archives[0].size)
+    _, outcomes = fetch(layout, ["main"], tmp_path / "in2", limits=total)
+    assert outcomes[1].detail == f"{archives[1].size} bytes is over all mounts' size limit ({total.total} bytes); " \
+                                 "not restored"
+
+
 def test_a_hostile_archive_is_neither_saved_nor_restored(layout: Layout, tmp_path: Path) -> None:
     path = tmp_path / "evil.tgz"
     with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:

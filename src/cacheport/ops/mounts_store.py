@@ -79,9 +79,11 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         total += layer.size
         if layer.size > limits.per_mount or total > limits.total:
             total -= layer.size
-            which = "one mount's" if layer.size > limits.per_mount else "all mounts'"
+            which, limit = (("one mount's", limits.per_mount) if layer.size > limits.per_mount
+                            else ("all mounts'", limits.total))
             outcomes[mount_id] = MountOutcome(mount_id, "too-large", name, layer.size,
-                                              detail=f"{layer.size} bytes is over {which} size limit; not restored")
+                                              detail=f"{layer.size} bytes is over {which} size limit ({limit} bytes); "
+                                                     "not restored")
             continue
         todo.append((mount, layer))
     dest_dir.mkdir(parents=True, exist_ok=True)
