@@ -77,6 +77,17 @@ def test_a_protected_job_signs_from_the_metadata_file_and_verify_and_args_then_p
         assert env["CACHE_SIGNING_KEY"] not in out.stdout + out.stderr
 
 
+def test_status_counts_a_signature_as_no_cache(clean_env: dict[str, str], fake: FakeRegistry,
+                                               tmp_path: Path) -> None:
+    env = job(clean_env, fake, Ed25519PrivateKey.generate())
+    digest = cache_index(fake, REPO, "main").digest
+    assert sign_with_metadata(env, digest, tmp_path).returncode == 0
+    status = run("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"{fake.host}/{REPO}: 1 cache(s), exported as image-manifest"
+    assert any("(signature)" in line for line in status.stdout.splitlines())
+
+
 def test_an_attacker_s_push_is_refused_by_args_and_verify(
         clean_env: dict[str, str], fake: FakeRegistry, tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
