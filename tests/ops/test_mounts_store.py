@@ -139,6 +139,22 @@ def test_missing_foreign_and_wanted(layout: Layout, archives: list[MountArchive]
     assert [g.mount.id for g in got] == ["pip"]
 
 
+def test_each_mount_comes_from_the_first_name_that_has_it(layout: Layout, archives: list[MountArchive],
+                                                          tmp_path: Path) -> None:
+    # The branch saved before the Dockerfile had the go mount; the default branch has both (docs: "the first
+    # that has the mount").
+    publish(layout, "main", archives, limits=LIMITS)
+    publish(layout, "feature", archives[:1], limits=LIMITS)
+    got, outcomes = fetch(layout, ["feature", "main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, GO])
+    assert [(o.id, o.action, o.name) for o in outcomes] == [("pip", "restored", "feature.mounts"),
+                                                            ("gomod", "restored", "main.mounts")]
+    assert [g.path.read_bytes() for g in got] == [a.path.read_bytes() for a in archives]
+    # a mount no name has is missed, and says where it was looked for
+    npm = CacheMount("npm", "/root/.npm")
+    _, [missed] = fetch(layout, ["feature", "main"], tmp_path / "in2", limits=LIMITS, wanted=[npm])
+    assert (missed.action, missed.detail) == ("missed", "no mount 'npm' under feature.mounts, main.mounts")
+
+
 def test_a_fixed_cache_has_one_mounts_name() -> None:
     assert chain(["cache", "cache", "cache"]) == ["cache.mounts"]
     assert chain(["feature", "main"]) == ["feature.mounts", "main.mounts"]
