@@ -126,6 +126,21 @@ def test_signers_must_be_ed25519_public_keys() -> None:
             parse_signers(wrong, "cacheport.toml signers")
 
 
+def test_a_private_key_given_as_a_signer_is_refused_without_showing_any_of_it() -> None:
+    key = new_key()
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    for given in (base64.b64encode(der).decode(), pem):
+        with pytest.raises(ConfigError, match="a private key was given") as caught:
+            parse_signers(given, "cacheport.toml signers")
+        message = str(caught.value)
+        assert "\n" not in message
+        # nothing past the fixed DER header: not one character that depends on the key
+        assert not any(given[i:i + 4] in message for i in range(16, len(given) - 4) if given[i:i + 4].strip())
+
+
 def _settings(signers: str | None, days: int = 30, env: str = "CACHE_SIGNING_KEY") -> dict[str, Setting]:
     src = Source("file", "cacheport.toml")
     return {"trust": Setting("signed", src), "signers": Setting(signers, src), "signed-max-age": Setting(days, src),

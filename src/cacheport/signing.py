@@ -30,6 +30,8 @@ SUFFIX = ".cacheport-sig"
 MAX_ENVELOPE = 64 * 1024
 # DER of an Ed25519 SubjectPublicKeyInfo, before the 32 bytes of the key (RFC 8410).
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# DER of an Ed25519 PKCS#8 private key, before its 32 bytes (RFC 8410): what must never be echoed.
+_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})\Z")
 _SIGNATURE_TAG = re.compile(r"sha256-[0-9a-f]{64}" + re.escape(SUFFIX) + r"\Z")
 INSTALL = "install the signing extra: python3 -m pip install 'cacheport[signing]'"
@@ -106,6 +108,10 @@ def parse_signers(text: str | None, where: str = "signers") -> tuple[Signer, ...
             der = base64.b64decode(part, validate=True)
         except (binascii.Error, ValueError):
             der = b""
+        if der.startswith(_PKCS8_PREFIX) or "PRIVATE" in part:  # never shown, not even its start
+            raise ConfigError(f"{where}: a private key was given; signers takes the public keys (openssl pkey -pubout "
+                              "-outform DER | base64 -w0, or cacheport verify --public-key). Keep the private key "
+                              "in the protected CI/CD variable only, and make a new one if this one was shared")
         if len(der) != len(_SPKI_PREFIX) + 32 or not der.startswith(_SPKI_PREFIX):
             raise ConfigError(f"{where}: {part[:24]!r}... is not an Ed25519 public key: give the base64 of its DER "
                               "form (openssl pkey -pubout -outform DER | base64 -w0, which starts with "
