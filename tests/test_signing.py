@@ -154,6 +154,12 @@ def test_trust_signed_needs_a_signer_a_sane_age_and_a_variable_name() -> None:
         policy_from(_settings(public_text(new_key()), days=-1), "p", True)
     with pytest.raises(ConfigError, match="not the name of a variable"):
         policy_from(_settings(public_text(new_key()), env="$KEY"), "p", True)
+    # the key itself given as the variable's name: refused without being shown
+    private = base64.b64encode(new_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption())).decode()
+    with pytest.raises(ConfigError, match="not the name of a variable") as caught:
+        policy_from(_settings(public_text(new_key()), env=private), "p", True)
+    assert private[20:] not in str(caught.value) and private[-8:] not in str(caught.value)
     assert policy_from(_settings(public_text(new_key()), days=0), "p", True).max_age is None
 
 

@@ -133,8 +133,10 @@ def policy_from(settings: dict[str, Setting], project: str, protected: bool) -> 
                           "0 or more (0: no bound)")
     key_env = str(settings["signing-key-env"].value or "")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-        raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env = {key_env!r} is not the "
-                          "name of a variable")
+        # Not shown: what is given here by mistake is most often the key itself.
+        raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env is not the name of a "
+                          "variable (letters, digits and _): it names the variable holding the private key, never "
+                          "the key itself")
     return Policy(signers, key_env, timedelta(days=int(days)) if days else None, project, protected)
 
 
