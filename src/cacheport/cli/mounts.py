@@ -98,6 +98,7 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     from cacheport.errors import ConfigError
     from cacheport.ops.docker import docker_for
     from cacheport.ops.mounts import around, build_options, settings_of
+    from cacheport.ops.signatures import without_key
 
     path = Path(dockerfile) if dockerfile else Path(context) / "Dockerfile"
     if not path.is_file():
@@ -109,8 +110,8 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     chosen = around(plan, session.store, path, settings, target=target, build_args=args)
     for warning in chosen.warnings:
         warn(warning)
-    if settings.enabled:
-        outcomes = act(chosen, docker_for(session.environ, builder))
+    if settings.enabled:  # the helper builds get no signing key, as a build's docker and buildx don't
+        outcomes = act(chosen, docker_for(without_key(plan, session.environ), builder))
     from cacheport.report import BuildReport, as_dict, as_text
 
     # The same lines and fields as the mounts section of a build's report.

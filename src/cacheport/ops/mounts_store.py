@@ -46,74 +46,83 @@ def chain(names: Iterable[str]) -> list[str]:
 def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits: MountLimits,
           wanted: Sequence[CacheMount] | None = None,
           ) -> tuple[list[MountArchive], list[MountOutcome]]:
-    """Download the mounts stored beside the first of ``names`` (layer cache names, most specific first) that
-    has them, into files in ``dest_dir``.
+    """Download the mounts stored beside ``names`` (layer cache names, most specific first), each from the first
+    name that has it, into files in ``dest_dir``.
 
     Returns the archives (digest and safety checked), and one outcome per mount: ``restored`` for each archive
     fetched (downloaded and checked; the caller makes it ``failed`` if the builder then can't take it),
     ``missed``, ``refused`` (hostile), ``too-large`` or ``failed``. With ``wanted`` (the build's mounts), only
     those are fetched (matched by id, and returned with the wanted mount's settings), and each has an outcome;
-    without, every mount the artifact holds, and a missing or unreadable artifact is one outcome with an empty
-    id.
+    without, every mount the first readable artifact holds, and a missing or unreadable artifact is one outcome
+    with an empty id.
     """
     began = time.monotonic()
     ids = [m.id for m in wanted] if wanted is not None else None
     current = {m.id: m for m in wanted or ()}
-    found, problems = _first_artifact(session, chain(names))
-    if found is None:
+    found, problems = _artifacts(session, chain(names), ids)
+    if not found and (problems or ids is None):  # else each wanted mount is missed, below
         detail = "; ".join(problems) or f"no cache mounts under {', '.join(chain(names)) or 'any name'}"
         action = "failed" if problems else "missed"
         return [], [MountOutcome(i, action, detail=detail, seconds=time.monotonic() - began)
                     for i in (ids if ids is not None else [""])]
-    name, layers = found
-    by_id = {m.id: (m, d) for m, d in layers}
     outcomes: dict[str, MountOutcome] = {}
-    todo: list[tuple[CacheMount, Descriptor]] = []
+    todo: list[tuple[str, CacheMount, Descriptor]] = []
     total = 0
-    for mount_id in ids if ids is not None else list(by_id):
-        if mount_id not in by_id:
-            outcomes[mount_id] = MountOutcome(mount_id, "missed", name, detail=f"{name} holds no mount {mount_id!r}")
+    for mount_id in ids if ids is not None else list(found):
+        if mount_id not in found:
+            outcomes[mount_id] = MountOutcome(mount_id, "missed",
+                                              detail=f"no mount {mount_id!r} under {', '.join(chain(names))}")
             continue
-        stored, layer = by_id[mount_id]
+        name, stored, layer = found[mount_id]
         mount = current.get(mount_id, stored)  # restored with the Dockerfile's settings as they are now
         total += layer.size
         if layer.size > limits.per_mount or total > limits.total:
             total -= layer.size
-            which = "one mount's" if layer.size > limits.per_mount else "all mounts'"
+            which, limit = (("one mount's", limits.per_mount) if layer.size > limits.per_mount
+                            else ("all mounts'", limits.total))
             outcomes[mount_id] = MountOutcome(mount_id, "too-large", name, layer.size,
-                                              detail=f"{layer.size} bytes is over {which} size limit; not restored")
+                                              detail=f"{layer.size} bytes is over {which} size limit ({limit} bytes); "
+                                                     "not restored")
             continue
-        todo.append((mount, layer))
+        todo.append((name, mount, layer))
     dest_dir.mkdir(parents=True, exist_ok=True)
     got: list[MountArchive] = []
-    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits),
+    for mount, outcome, archive in each(lambda item: _download(session, item, dest_dir, limits),
                                         list(enumerate(todo)), JOBS):
         outcomes[mount.id] = outcome
         if archive is not None:
             got.append(archive)
-    order = ids if ids is not None else list(by_id)
+    order = ids if ids is not None else list(found)
     return got, [outcomes[i] for i in order]
 
 
-def _first_artifact(session: StoreSession, names: Sequence[str],
-                    ) -> tuple[tuple[str, list[tuple[CacheMount, Descriptor]]] | None, list[str]]:
-    """The first name holding a readable mounts artifact, and its layers; and what was wrong with the names
-    before it (an unreadable or foreign artifact is passed over for the next name)."""
+def _artifacts(session: StoreSession, names: Sequence[str], ids: Sequence[str] | None,
+               ) -> tuple[dict[str, tuple[str, CacheMount, Descriptor]], list[str]]:
+    """Each mount id -> the first name along ``names`` whose artifact holds it, with its stored mount and layer
+    (with ``ids``, until each is found; without, every mount of the first readable artifact); and what was wrong
+    with the names passed over (an unreadable or foreign artifact is passed over for the next name)."""
+    found: dict[str, tuple[str, CacheMount, Descriptor]] = {}
     problems: list[str] = []
     for name in names:
         try:
             manifest = session.get_manifest(name)
             if manifest is None:
                 continue
-            return (name, layers_of(manifest, f"{session.host}:{name}")), problems
+            layers = layers_of(manifest, f"{session.host}:{name}")
         except CacheportError as exc:
             problems.append(str(exc))
-    return None, problems
+            continue
+        for mount, layer in layers:
+            if (ids is None or mount.id in ids) and mount.id not in found:
+                found[mount.id] = (name, mount, layer)
+        if ids is None or all(i in found for i in ids):
+            break
+    return found, problems
 
 
-def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMount, Descriptor]], dest_dir: Path,
+def _download(session: StoreSession, item: tuple[int, tuple[str, CacheMount, Descriptor]], dest_dir: Path,
               limits: MountLimits) -> tuple[CacheMount, MountOutcome, MountArchive | None]:
-    index, (mount, layer) = item
+    index, (name, mount, layer) = item
     began = time.monotonic()
     # Two mounts may hold the same bytes (two empty caches): each its own file.
     path = dest_dir / f"{index}-{layer.digest.removeprefix('sha256:')[:16]}.tar.gz"
