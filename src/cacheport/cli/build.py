@@ -202,7 +202,8 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     """
     from cacheport.cli.history import keep_record
     from cacheport.ops.build import run
-    from cacheport.ops.docker import builder_in, docker_for
+    from cacheport.ops.buildx_args import builder_in
+    from cacheport.ops.docker import docker_for
     from cacheport.ops.logins import build_environment
 
     if mounts is not None:
@@ -228,7 +229,8 @@ def mounts_around(session: Session, context: str, dockerfile: str | None, extra:
     file, or mounts are off); a bad ``[mounts]`` setting is a ``ConfigError``."""
     from pathlib import Path
 
-    from cacheport.ops.mounts import around, build_options, settings_of
+    from cacheport.ops.buildx_args import build_options
+    from cacheport.ops.mounts import around, settings_of
 
     settings = settings_of(session.config)
     if not settings.enabled or context == "-" or "://" in context or dockerfile == "-":

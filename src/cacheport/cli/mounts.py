@@ -96,8 +96,9 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     from pathlib import Path
 
     from cacheport.errors import ConfigError
+    from cacheport.ops.buildx_args import build_options
     from cacheport.ops.docker import docker_for
-    from cacheport.ops.mounts import around, build_options, settings_of
+    from cacheport.ops.mounts import around, settings_of
     from cacheport.ops.signatures import without_key
 
     path = Path(dockerfile) if dockerfile else Path(context) / "Dockerfile"

@@ -9,7 +9,6 @@ more than cacheport's whole start-up, so it is left to ``cacheport doctor``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
@@ -22,9 +21,17 @@ import attrs
 
 from cacheport import report
 from cacheport.entry import CacheEntry
-from cacheport.errors import CacheportError, ConfigError
+from cacheport.errors import ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.mounts import MountOutcome
+
+# build_report, publish, surprises and image_output were here before; their old import paths still work.
+from cacheport.ops.build_report import build_report as build_report
+from cacheport.ops.build_report import publish as publish
+from cacheport.ops.build_report import surprises as surprises
+from cacheport.ops.build_report import with_unpassed
+from cacheport.ops.buildx_args import image_output as image_output
+from cacheport.ops.buildx_args import pushes
 from cacheport.ops.docker import (
     BuildError,
     debug_refusal,
@@ -41,48 +48,7 @@ from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
 
 if TYPE_CHECKING:
-    from cacheport.ops.docker import Builder, Docker
-
-# Drivers whose builder keeps what it builds unless told where it goes (the docker driver's lands in the engine).
-_KEEPS_RESULTS = {"docker-container", "remote", "kubernetes"}
-# buildx arguments that say where the result goes, or that there is no image to keep.
-_OUTPUT_FLAGS = ("--load", "--push", "--output", "-o", "--call", "--check", "--print")
-
-
-def image_output(builder: Builder, tags: Sequence[str], extra: Sequence[str]) -> tuple[list[str], str, str]:
-    """Where a tagged build with no output goes on a builder that keeps results to itself: ``--load`` for one
-    platform (into the engine), nothing for several (not every engine takes them). Returns the arguments to add, a
-    line to say before the build and one for the report; all empty when there is nothing to do."""
-    if builder.driver not in _KEEPS_RESULTS or not tags or _gives_output(extra):
-        return [], "", ""
-    keeps = f"builder {builder.name!r} ({builder.driver} driver) keeps what it builds to itself"
-    if len(_platforms(extra)) > 1:
-        # Only an engine with the containerd image store takes several platforms, and which one this is is unknown.
-        how = ("add -- --push to send it to its registry, -- --output type=oci,dest=FILE, or -- --load on an engine "
-               "with the containerd image store")
-        return ([], f"{keeps}, and a multi-platform image is not loaded for you: {tags[0]} stays in the builder's "
-                f"cache; {how}", f"{tags[0]} is in the builder's cache only (multi-platform); {how}")
-    return (["--load"], f"{keeps}: adding --load, so {', '.join(tags)} is in the engine afterwards",
-            f"{', '.join(tags)} loaded into the engine (--load added: {keeps})")
-
-
-def _gives_output(extra: Sequence[str]) -> bool:
-    return any(a in _OUTPUT_FLAGS or a.startswith(tuple(f"{f}=" for f in _OUTPUT_FLAGS)) or
-               (a.startswith("-o") and not a.startswith("--")) for a in extra)
-
-
-def _platforms(extra: Sequence[str]) -> list[str]:
-    found: list[str] = []
-    for i, arg in enumerate(extra):
-        if arg.startswith("--platform="):
-            value = arg.split("=", 1)[1]
-        elif arg == "--platform" and i + 1 < len(extra):
-            value = extra[i + 1]
-        else:
-            continue
-        found += [p for p in value.split(",") if p.strip()]
-    return found
-
+    from cacheport.ops.docker import Docker
 
 def command(
     imports: Sequence[CacheEntry],
@@ -220,7 +186,7 @@ def run(
         extra = [*extra, *added]
         if image_note:
             say(f"note: {image_note}")
-    if plan.tags and exports and not _pushes(extra):
+    if plan.tags and exports and not pushes(extra):
         say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
             + ", ".join(plan.tags) + ")")
     import tempfile
@@ -278,12 +244,7 @@ def run(
     if key is not None and code == 0:
         for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")
-    if left_out or verdicts:
-        found_report = attrs.evolve(found_report, imports=[*found_report.imports, *(
-            report.ImportReport(e, report.MISSED, "not passed to buildx: " + p.reason if p.broken else
-                                "no cache there yet") for e, p in left_out), *(
-            report.ImportReport(v.entry, report.MISSED if v.missing else report.FAILED, v.reason if v.missing else
-                                f"refused: {v.reason}") for v in verdicts if not v.ok)])
+    found_report = with_unpassed(found_report, left_out, verdicts)
     for line in report.as_text(found_report).splitlines():
         say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
     if image_report and code == 0:
@@ -350,67 +311,3 @@ def _masking(say: Callable[[str], None], forms: frozenset[str]) -> Callable[[str
 def _echo(line: str) -> None:
     sys.stderr.write(line)
     sys.stderr.flush()
-
-
-def build_report(stream: str, metadata: Any, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry],
-                 plan: Plan, wall: float) -> report.BuildReport:
-    """What BuildKit did, from the rawjson stream and the metadata file; local exports named where the cache
-    lives after the swap."""
-    found = [report.parse_rawjson(stream, imports, exports)]
-    if isinstance(metadata, dict):
-        with contextlib.suppress(CacheportError):  # a metadata file we can't read: the stream still speaks
-            found.append(report.parse_metadata(metadata, imports, exports))
-    merged = report.merge(*found)
-    moved = {s.new: s.current for s in plan.swaps}
-    exports_ = [attrs.evolve(e, entry=e.entry.with_attrs(dest=moved[str(e.entry.get("dest"))]))
-                if e.entry.type == "local" and e.entry.get("dest") in moved and e.status == report.WRITTEN else e
-                for e in merged.exports]
-    return attrs.evolve(merged, exports=exports_, wall_seconds=merged.wall_seconds or round(wall, 3))
-
-
-def surprises(found: report.BuildReport, plan: Plan) -> list[str]:
-    """Loud warnings for what should not happen: an export that failed (ignore-error hid it), an import that
-    failed for another reason than not existing, and the default branch's cache missing on another branch."""
-    out = [f"the cache export to {report.describe(e.entry)} FAILED ({e.reason or 'no reason given'}); the build "
-           "passed anyway because of ignore-error, and nothing was stored" for e in found.exports
-           if e.status == report.FAILED and found.status == report.SUCCEEDED]
-    out += [f"the cache import from {report.describe(i.entry)} FAILED: {i.reason}" for i in found.imports
-            if i.status == report.FAILED]
-    ctx = plan.context
-    if found.imports and ctx.branch and ctx.default_branch and ctx.branch != ctx.default_branch:
-        last = found.imports[-1]
-        if last.status == report.MISSED and not any(i.status == report.HIT for i in found.imports):
-            out.append(f"no cache at {report.describe(last.entry)}: the default branch ({ctx.default_branch}) has "
-                       "no cache to start this branch from; its next build exports one")
-    return out
-
-
-def publish(found: report.BuildReport, environ: Mapping[str, str], say: Callable[[str], None],
-            report_file: str | None) -> None:
-    """The report where the CI shows it: a job summary (GitHub), a collapsed log section (GitLab), a JSON file.
-
-    Never fails the build: a file that can't be written is a warning.
-    """
-    if environ.get("GITHUB_STEP_SUMMARY"):
-        try:
-            with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-                fh.write("### cacheport\n\n" + report.as_markdown(found) + "\n")
-        except OSError as exc:
-            say(f"warning: could not write the job summary: {exc.strerror}")
-    if environ.get("GITLAB_CI") == "true":
-        stamp = int(time.time())
-        text = report.as_text(found).rstrip("\n").replace("\n", "\r\n")
-        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_report[collapsed=true]\r\x1b[0Kcacheport: cache "
-                         f"report\r\n{text}\r\n\x1b[0Ksection_end:{stamp}:cacheport_report\r\x1b[0K\n")
-    if report_file:
-        try:
-            Path(report_file).write_text(json.dumps(report.as_dict(found), indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            say(f"warning: could not write the report to {report_file}: {exc.strerror}")
-
-
-def _pushes(extra: Sequence[str]) -> bool:
-    return any(a == "--push" or ("push=true" in a and a.startswith(("--output", "-o"))) for a in extra) or any(
-        a in ("--output", "-o") and i + 1 < len(extra) and "push=true" in extra[i + 1] for i, a in enumerate(extra)
-    )
-

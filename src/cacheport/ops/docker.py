@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from cacheport.entry import CacheEntry
+from cacheport.ops.buildx_args import builder_in as builder_in  # its old home
 
 #: The client run when ``CACHEPORT_DOCKER`` names none.
 DEFAULT_CLIENT = "docker"
@@ -70,16 +71,6 @@ def docker_for(environ: Mapping[str, str], builder: str | None = None) -> Docker
     ``BUILDX_BUILDER``, else None (buildx's current builder)."""
     return Docker((environ.get("CACHEPORT_DOCKER", DEFAULT_CLIENT),), builder or environ.get("BUILDX_BUILDER") or None,
                   environ)
-
-
-def builder_in(args: Sequence[str]) -> str | None:
-    """The builder named by ``--builder`` among buildx's own arguments, or None."""
-    for i, arg in enumerate(args):
-        if arg == "--builder" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--builder="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 @attrs.frozen

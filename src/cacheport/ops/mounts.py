@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
+from cacheport.ops.buildx_args import build_options as build_options  # its old home
 from cacheport.ops.docker import Docker
 from cacheport.ops.mounts_helper import (
     DEFAULT_HELPER,
@@ -258,31 +259,6 @@ def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settin
         return Around(found, settings, warnings=(*warnings, f"cache mounts: {why}"),
                       notes=tuple(skipped(found, "the backend has no store")))
     return Around(found, settings, chosen, names_for(plan, chosen), warnings=tuple(warnings))
-
-
-def build_options(args: Sequence[str], environ: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
-    """``--target`` and every ``--build-arg`` among buildx's arguments (``--build-arg NAME`` takes the value from
-    the environment, as buildx does)."""
-    target: str | None = None
-    build_args: dict[str, str] = {}
-    words = list(args)
-    for i, arg in enumerate(words):
-        flag, eq, value = arg.partition("=")
-        if flag not in ("--target", "--build-arg"):
-            continue
-        if not eq:
-            if i + 1 >= len(words):
-                continue
-            value = words[i + 1]
-        if flag == "--target":
-            target = value
-        else:
-            name, has, given = value.partition("=")
-            if has:
-                build_args[name] = given
-            elif name in environ:
-                build_args[name] = environ[name]
-    return target, build_args
 
 
 def refused(mounts: Sequence[CacheMount], why: str) -> list[MountOutcome]:
