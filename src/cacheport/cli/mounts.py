@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
 from cacheport.cli.common import format_option, plan_options
@@ -110,6 +111,11 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     for warning in chosen.warnings:
         warn(warning)
     if settings.enabled:
+        if chosen.mounts:  # under trust = "signed" a protected job verifies what it restores and signs what it saves
+            from cacheport.ops import signatures
+
+            key = signatures.signing_key(plan, session.environ) if action == "save" else None
+            chosen = attrs.evolve(chosen, signing=signatures.store_signing(plan, key))
         outcomes = act(chosen, docker_for(session.environ, builder))
     from cacheport.report import BuildReport, as_dict, as_text
 
