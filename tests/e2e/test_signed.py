@@ -360,3 +360,45 @@ def test_a_poisoned_cache_mount_is_refused_by_the_next_protected_build(harness: 
                 assert private not in result.log
     finally:
         server.close()
+
+
+def test_seed_carries_a_mounts_signature_to_pulp_where_a_protected_build_restores_them(
+        harness: Harness, pulp: Pulp, tmp_path: Path) -> None:
+    """Cache mounts saved and signed on GitLab's registry, seeded into Pulp: their signature comes along, so the
+    first protected build from Pulp alone restores them, verified, and its step downloads only what is new."""
+    from .harness import Downloads, downloads_context, mount_said
+
+    private, public = keys()
+    project = f"E2E/SeededMounts-{uuid.uuid4().hex[:8]}"
+    repo = f"{project.lower()}/cache"
+    mount_id = f"downloads-{uuid.uuid4().hex[:8]}"
+    server = Downloads()
+    try:
+        def ctx(files: list[str]) -> Path:
+            return downloads_context(harness, tmp_path / "app", server.port, files, mount_id)
+
+        (tmp_path / "registry").mkdir()
+        with harness.token_registry(tmp_path / "registry") as reg:
+            env = {**pulp_env(pulp, project), "CI_REGISTRY_IMAGE": f"{reg.host}/group/app",
+                   "CI_REGISTRY_USER": reg.user, "CI_REGISTRY_PASSWORD": reg.password,
+                   "CI_COMMIT_REF_PROTECTED": "true", "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public,
+                   "CACHE_SIGNING_KEY": private,
+                   "CACHEPORT_MOUNTS__HELPER_IMAGE": harness.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+            harness.prune()
+            first = harness.build(ctx(["a", "b"]), "--backend", "gitlab", env=env)
+            assert first.code == 0 and mount_said(first.log, mount_id, "saved", "main.mounts"), first.log
+            seeded = subprocess.run([sys.executable, "-m", "cacheport", "seed", "--from", "gitlab", "--to", "pulp",
+                                     "--branch", "main", "--progress", "quiet"], cwd=tmp_path / "app",
+                                    capture_output=True, text=True, timeout=300,
+                                    env={**clean_environ(), **harness.docker_env, **env})
+            assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+        digest = digest_of(_pulp_store(pulp, repo), "main.mounts")
+        assert f"sha256-{digest.removeprefix('sha256:')}.cacheport-sig" in harness.tags(
+            pulp.registry, repo, auth=(pulp.user, pulp.password))
+        harness.prune()
+        warm = harness.build(ctx(["a", "b", "c"]), env=env)
+        assert warm.code == 0 and mount_said(warm.log, mount_id, "restored", "main.mounts"), warm.log
+        assert server.counts == {"a": 1, "b": 1, "c": 1}, warm.log
+        assert private not in first.log + seeded.stdout + seeded.stderr + warm.log
+    finally:
+        server.close()

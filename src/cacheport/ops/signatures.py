@@ -295,7 +295,8 @@ class StoreSigning:
         if self.key is None:
             raise SignatureError(f"this job has no signing key (${self.policy.key_env})")
         claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
-        store_in(session, digest, envelope(claim, self.key))
+        key: object = self.key  # what signing_key gave: a private key, or a signer that makes its own envelope
+        store_in(session, digest, key.envelope(claim) if hasattr(key, "envelope") else envelope(claim, key))
 
 
 def store_signing(plan: Plan, key: object | None = None) -> StoreSigning | None:
