@@ -14,7 +14,8 @@ import cacheport
 SRC = Path(cacheport.__file__).parent
 #: The core chain and what plugins build on. Here even an import inside a function counts.
 CORE = {"cacheport", "cacheport.records", "cacheport.entry", "cacheport.errors", "cacheport.masking",
-        "cacheport.config", "cacheport.context", "cacheport.trust", "cacheport.plan", "cacheport.render",
+        "cacheport.config", "cacheport.options", "cacheport.values", "cacheport.context", "cacheport.trust",
+        "cacheport.plan", "cacheport.render",
         "cacheport.hookspecs", "cacheport.plugins", "cacheport.refs", "cacheport.kit",
         "cacheport.records.job", "cacheport.records.entries", "cacheport.records.store", "cacheport.records.plan",
         "cacheport.records.hooks"}

@@ -1,90 +1,37 @@
 """Reading settings: the config file, the environment and CLI flags, with where each value came from.
 
 Precedence is CLI > environment > file > default. This module knows option *schemas* only as data passed
-in by the plan; it never imports a backend.
+in by the plan; it never imports a backend. cacheport's own keys are :mod:`cacheport.options`'s, and how one
+value is typed is :mod:`cacheport.values`'s; both are exported from here too.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from cacheport.entry import REDACTED
 from cacheport.errors import ConfigError, close_matches, did_you_mean
+from cacheport.options import ENV_PREFIX as ENV_PREFIX
+from cacheport.options import GLOBAL_OPTIONS as GLOBAL_OPTIONS
+from cacheport.options import MIGRATION as MIGRATION
+from cacheport.options import MIGRATION_OPTIONS as MIGRATION_OPTIONS
+from cacheport.options import MOUNTS as MOUNTS
+from cacheport.options import MOUNTS_OPTIONS as MOUNTS_OPTIONS
+from cacheport.options import OTHER_PREFIXES as OTHER_PREFIXES
+from cacheport.options import OTHER_VARIABLES as OTHER_VARIABLES
+from cacheport.options import PHASES as PHASES
+from cacheport.options import env_name as env_name
 from cacheport.records import Backend, Option, normalize_key
 from cacheport.records import Setting as Setting
 from cacheport.records import Source as Source
-
-ENV_PREFIX = "CACHEPORT_"
-#: Settings that are not options of one backend.
-GLOBAL_OPTIONS = (
-    Option("backend", "The backend that holds the cache (`cacheport backends` lists them).", default=None),
-    Option("key", "Scopes cache refs, so parallel jobs (targets, platforms, matrix axes) never collide."),
-    Option("read-only", "Import only; never export.", type=bool, default=False),
-    Option("trust", "Who writes the caches protected builds read: branch (every job that may write writes its "
-           "branch's), protected (only protected pipelines; others write their own unprotected cache) or signed "
-           "(protected, and protected pipelines sign their caches and import only signed ones). "
-           "Unset: protected for tags, branch otherwise.", choices=("branch", "protected", "signed")),
-    Option("trust-events", "Events that read only by default but may write, comma-separated: GitHub's "
-           "pull_request_target, issue_comment, workflow_run, merge_group, ...; GitLab's merge_train."),
-    Option("signers", "Under trust = signed: the Ed25519 public keys whose signatures protected builds accept, "
-           "comma-separated, each the base64 of its DER form (openssl pkey -pubout -outform DER | base64 -w0)."),
-    Option("signing-key-env", "Under trust = signed: the protected CI/CD variable holding the private key that "
-           "protected pipelines sign with (PKCS#8, PEM or the base64 of its DER).", default="CACHE_SIGNING_KEY"),
-    Option("signed-max-age", "Under trust = signed: how many days a signature stays good for, bounding a "
-           "rollback to an older signed cache; 0 for no bound.", type=int, default=30),
-    Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
-           "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
-)
-#: The table that moves the cache from one backend to another, and its keys.
-MIGRATION = "migration"
-PHASES = ("dual-read", "dual-write", "cutover")
-MIGRATION_OPTIONS = (
-    Option("from", "The backend the cache is moving away from; while migrating, builds also read (and in "
-           "dual-write, write) it."),
-    Option("phase", "dual-read: import from both, export to the new backend; dual-write: also export to the old "
-           "one; cutover: the new backend only.", default="dual-read", choices=PHASES),
-)
-#: The table for cache mounts (``mounts = "off"`` is its ``enabled = false``), and its keys.
-MOUNTS = "mounts"
-MOUNTS_OPTIONS = (
-    Option("enabled", "Restore the Dockerfile's cache mounts before `cacheport build` and save them after a "
-           "successful one.", type=bool, default=True),
-    Option("helper-image", "The image of the small builds that copy mount contents into and out of the builder; "
-           "it needs a shell and tar (busybox has both).", default="busybox"),
-    Option("max-size", "The largest one mount's archive (and its contents) may be: bytes, or a number with KiB, "
-           "MiB, GiB (KB, MB, GB: powers of 1000). Over it, the mount is not saved.", default="2GiB"),
-    Option("max-total", "The most all of a build's mount archives may take together; same units.",
-           default="4GiB"),
-)
-#: Every CACHEPORT_* variable that is not a setting (``CACHEPORT_<GLOBAL>``, ``CACHEPORT_<BACKEND>__<OPTION>``),
-#: and what reads it: anything else is a typo to warn about. The one list; a test holds the repository to it.
-OTHER_VARIABLES = {
-    "CACHEPORT_CONFIG": "the config file, as --config",
-    "CACHEPORT_LOAD_PLUGINS": "which third-party plugins load",
-    "CACHEPORT_STRICT_PLUGINS": "a broken plugin is an error",
-    "CACHEPORT_INSECURE_REGISTRIES": "registries spoken to over plain HTTP or unverified TLS",
-    "CACHEPORT_DOCKER": "the docker client to run",
-    "CACHEPORT_NONCE": "a build argument of the cache-mount helper builds, never read from the environment",
-    # `args --format dotenv` writes these; GitLab hands them to later jobs as variables.
-    "CACHEPORT_CACHE_FROM": "args --format dotenv output",
-    "CACHEPORT_CACHE_TO": "args --format dotenv output",
-    "CACHEPORT_TAGS": "args --format dotenv output",
-    "CACHEPORT_BUILDX_ARGS": "args --format dotenv output",
-    # The test servers' scripts (scripts/pulp-up, scripts/objstore-up), whose env files CI sources.
-    **{f"CACHEPORT_PULP_{v}": "scripts/pulp-up" for v in ("STATE", "PREFIX", "PORT", "PYTHON", "TIMEOUT",
-                                                           "API_PORT", "CONTENT_PORT", "PG_PORT", "ADMIN_PASSWORD")},
-    **{f"CACHEPORT_OBJSTORE_{v}": "scripts/objstore-up" for v in ("STATE", "MOTO", "AZURITE", "NODE")},
-}
-#: Prefixes of whole families of variables that are not settings: the end-to-end harness's.
-OTHER_PREFIXES = ("CACHEPORT_E2E",)
-_LEVELS = ("default", "file", "env", "cli")
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+from cacheport.values import coerce, resolve
+from cacheport.values import interpolate as interpolate
+from cacheport.values import parse_size as parse_size
+from cacheport.values import parse_text as parse_text
 
 
 @attrs.frozen
@@ -272,87 +219,9 @@ def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[
     return out
 
 
-def interpolate(text: str, environ: Mapping[str, str], where: str, *, default: str = "") -> str:
-    """Expand ``${VAR}`` and ``${VAR:-fallback}``; ``$$`` is a literal ``$``. An unset VAR is an error.
-
-    ``default``: the setting's name when ``text`` is its default, which the user never wrote: the error then
-    says what is missing and what to set, not how to edit text they have not seen.
-    """
-
-    def one(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        var, fallback = match.group(1), match.group(2)
-        if environ.get(var):
-            return environ[var]
-        if fallback is not None:
-            return fallback
-        if default:
-            scope, _, name = default.rpartition(".")
-            how = f" ({name} in the [{scope}] table, or {env_name(scope, name)})" if scope else ""
-            raise ConfigError(f"{default} is not set, and its default needs the environment variable {var}, which "
-                              f"is not set here either; set {var}, or set {default}{how}")
-        raise ConfigError(
-            f"{where} = {text!r}: environment variable {var} is not set (use ${{{var}:-fallback}} for a default)"
-        )
-
-    return _VAR.sub(one, text)
-
-
-def parse_text(option: Option, text: str, where: str) -> Any:
-    """A value typed as text (a variable, a flag) as the option's type: ``true``/``1``/``on``, a whole number."""
-    shown = REDACTED if option.secret else repr(text)
-    if option.type is bool:
-        low = text.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{where} = {shown}: expected true or false")
-    if option.type is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{where} = {shown}: expected a whole number") from None
-    return text
-
-
-def _coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any:
-    value = setting.value
-    shown = REDACTED if option.secret else repr(value)
-    where = setting.source.detail
-    if setting.source.level in ("env", "cli") and isinstance(value, str):
-        value = parse_text(option, value, where)
-    elif setting.source.level in ("file", "default") and isinstance(value, str):
-        value = interpolate(value, environ, where, default=setting.source.key if setting.source.level == "default"
-                            else "")
-    if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
-        kind = {str: "a string", bool: "true or false", int: "a whole number"}[option.type]
-        raise ConfigError(f"{where} = {shown}: expected {kind}")
-    if option.choices and str(value) not in option.choices:
-        raise ConfigError(f"{where} = {shown}: allowed values are {', '.join(option.choices)}")
-    return value
-
-
 def resolve_globals(config: Config) -> dict[str, Setting]:
     """The global settings (backend, key, read-only), typed, each from its highest level."""
-    return {opt.name: _resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
-
-
-def _resolve(option: Option, given: Sequence[Setting], environ: Mapping[str, str], label: str = "") -> Setting:
-    ranked = sorted(given, key=lambda s: _LEVELS.index(s.source.level))
-    if ranked:
-        top = ranked[-1]
-        return Setting(_coerce(option, top, environ), top.source)
-    default = Setting(option.default, Source("default", "default"))
-    if option.default is None:
-        return default
-    # A default that can't be used is reported under the setting's name, which is what a user can set.
-    named = Setting(option.default, Source("default", f"{label or option.name} (not set; its default)",
-                                           label or option.name))
-    return Setting(_coerce(option, named, environ), default.source)
+    return {opt.name: resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
 
 
 def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict[str, Setting]:
@@ -372,7 +241,7 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
         given.setdefault(option.name, []).extend(settings)
     resolved = {}
     for option in backend.options:
-        setting = _resolve(option, given.get(option.name, ()), config.environ, f"{backend.name}.{option.name}")
+        setting = resolve(option, given.get(option.name, ()), config.environ, f"{backend.name}.{option.name}")
         if option.required and setting.value in (None, ""):
             if config.path is None:  # where `cacheport init` and the docs put a new config
                 table = f"[{backend.name}] in cacheport.toml"
@@ -394,7 +263,7 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
 def resolve_migration(config: Config) -> dict[str, Setting]:
     """The ``[migration]`` table's keys (``from``, ``phase``), typed, each from its highest level."""
     given = _table(config, MIGRATION, MIGRATION_OPTIONS)
-    return {o.name: _resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
+    return {o.name: resolve(o, given.get(o.name, ()), config.environ) for o in MIGRATION_OPTIONS}
 
 
 def _table(config: Config, table: str, options: Sequence[Option]) -> dict[str, list[Setting]]:
@@ -420,33 +289,13 @@ def resolve_mounts(config: Config) -> dict[str, Setting]:
     given = _table(config, MOUNTS, MOUNTS_OPTIONS)
     switch = next(o for o in GLOBAL_OPTIONS if o.name == "mounts")
     for setting in config.raw("", "mounts"):
-        value = _coerce(switch, setting, config.environ)
+        value = coerce(switch, setting, config.environ)
         given.setdefault("enabled", []).append(Setting(value == "on", setting.source))
-    resolved = {o.name: _resolve(o, given.get(o.name, ()), config.environ, f"mounts.{o.name}") for o in MOUNTS_OPTIONS}
+    resolved = {o.name: resolve(o, given.get(o.name, ()), config.environ, f"mounts.{o.name}") for o in MOUNTS_OPTIONS}
     for name in ("max-size", "max-total"):
         setting = resolved[name]
         resolved[name] = Setting(parse_size(setting.value, setting.source.detail), setting.source)
     return resolved
-
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "tb": 1000**4}
-
-
-def parse_size(value: Any, where: str) -> int:
-    """A size in bytes from a whole number or text such as ``512MiB`` or ``2 GB``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
-    if isinstance(value, str) and match and match.group(2).lower() in _UNITS and float(match.group(1)) > 0:
-        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    raise ConfigError(f"{where} = {value!r}: expected a size above 0: bytes, or a number with KiB, MiB, GiB, KB, "
-                      "MB or GB")
-
-
-def env_name(backend: str, option: str) -> str:
-    """The environment variable that sets one backend option."""
-    return f"{ENV_PREFIX}{backend.upper().replace('-', '_')}__{option.upper().replace('-', '_')}"
 
 
 def default_cache_home(environ: Mapping[str, str]) -> Path:

@@ -25,12 +25,10 @@ from cacheport.ops.mounts import (
     MountSettings,
     Names,
     build_options,
-    dockerfile,
     names_for,
     restore,
     save,
     settings_of,
-    usable,
 )
 from cacheport.ops.signatures import StoreSigning
 from cacheport.records import CacheStore, Context, Plan
@@ -94,30 +92,6 @@ def fill(place: Path) -> None:
 
 
 SETTINGS = MountSettings(helper_image="helper", limits=MountLimits(1 << 20, 2 << 20))
-
-
-def test_a_helper_dockerfile_mounts_each_cache_as_the_build_does_with_the_network_off() -> None:
-    text = dockerfile("busybox", [PIP, GO])
-    run = next(line for line in text.splitlines() if line.startswith("RUN "))
-    assert "--network=none" in run
-    assert "--mount=type=cache,id=pip,target=/m/0,sharing=locked,uid=1000,gid=1000,mode=750" in run
-    assert run.endswith("--mount=type=cache,id=gomod,target=/m/1,sharing=shared \\")  # none given: none said
-    assert "ARG CACHEPORT_NONCE" in text  # its value changes every time: the step always runs
-    assert text.startswith("FROM busybox AS helper\n")
-
-
-def test_uid_gid_and_mode_are_given_exactly_when_the_dockerfile_gives_them() -> None:
-    """BuildKit keys a cache mount with uid/gid/mode by the root it makes for them as well: another mount."""
-    given = attrs.evolve(GO, owner_given=True)
-    assert "uid=0,gid=0,mode=755" in dockerfile("busybox", [given])
-    assert "uid=" not in dockerfile("busybox", [GO])
-    assert "uid=1000" not in dockerfile("busybox", [attrs.evolve(PIP, owner_given=False)])
-
-
-def test_an_id_that_cannot_go_into_a_flag_is_left_out() -> None:
-    assert usable(PIP) == ""
-    assert "id" in usable(attrs.evolve(PIP, id="a b"))
-    assert "id" in usable(attrs.evolve(PIP, id="/x,y"))
 
 
 def test_saved_then_restored_into_a_fresh_builder_then_unchanged(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ The package is split by job; this module holds the records they share:
 - :mod:`.artifact` (pure): the artifact's media types, its manifest, and the name beside a layer cache's name.
 - :mod:`.archive`: an archive's safety and size (hostile members refused, limits enforced), streaming.
 - :mod:`cacheport.ops.mounts_store`: moving archives to and from a store session (nothing unchanged uploaded).
-- :mod:`cacheport.ops.mounts`: the helper builds that copy archives into and out of the builder's cache mounts,
-  and the whole restore / save around a build, whose outcomes the build report shows.
+- :mod:`cacheport.ops.mounts_helper`: the helper builds that copy archives into and out of the builder's cache
+  mounts.
+- :mod:`cacheport.ops.mounts`: the whole restore / save around a build, whose outcomes the build report shows.
 """
 
 from __future__ import annotations
