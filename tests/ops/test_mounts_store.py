@@ -357,4 +357,4 @@ def test_a_protected_save_over_an_unsigned_artifact_writes_and_signs_its_own(
     keyless = signing_for(None, signer=Ed25519PrivateKey.generate())  # a job without the key
     unsigned = publish(repo, "develop", archives, limits=LIMITS, signing=keyless)
     assert {o.action for o in unsigned} == {"failed"}
-    assert "written but not signed: this job has no signing key ($CACHE_SIGNING_KEY)" in unsigned[0].detail
+    assert "written but not signed: this job has no key to sign with ($CACHE_SIGNING_KEY" in unsigned[0].detail

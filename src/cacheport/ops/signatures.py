@@ -293,7 +293,8 @@ class StoreSigning:
     def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None) -> None:
         """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it."""
         if self.key is None:
-            raise SignatureError(f"this job has no signing key (${self.policy.key_env})")
+            raise SignatureError(f"this job has no key to sign with (${self.policy.key_env}, loaded only by a job "
+                                 "that exports to a registry)")
         claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
         key: object = self.key  # what signing_key gave: a private key, or a signer that makes its own envelope
         store_in(session, digest, key.envelope(claim) if hasattr(key, "envelope") else envelope(claim, key))
