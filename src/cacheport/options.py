@@ -26,6 +26,18 @@ GLOBAL_OPTIONS = (
            "protected pipelines sign with (PKCS#8, PEM or the base64 of its DER).", default="CACHE_SIGNING_KEY"),
     Option("signed-max-age", "Under trust = signed: how many days a signature stays good for, bounding a "
            "rollback to an older signed cache; 0 for no bound.", type=int, default=30),
+    Option("signing", "Under trust = signed: key (an Ed25519 key pair: signers and signing-key-env) or keyless "
+           "(a short-lived certificate for the CI job's OIDC identity: signer-identity, trusted-root, fulcio-url, "
+           "id-token-env).", default="key", choices=("key", "keyless")),
+    Option("signer-identity", "Under signing = keyless: whose certificates protected builds accept, as "
+           "issuer=URL repository=PATH refs=REF,... (refs are globs; list protected refs only)."),
+    Option("trusted-root", "Under signing = keyless: a PEM file of the root certificates a signing certificate "
+           "must chain to (relative to the working directory)."),
+    Option("fulcio-url", "Under signing = keyless: the Fulcio-compatible CA protected pipelines get their "
+           "certificate from.", default="https://fulcio.sigstore.dev"),
+    Option("id-token-env", "Under signing = keyless: the variable holding the job's OIDC token with the audience "
+           "sigstore (GitLab: the id_tokens entry); on GitHub Actions, unset, it is asked for.",
+           default="SIGSTORE_ID_TOKEN"),
     Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
            "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
 )

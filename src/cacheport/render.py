@@ -223,8 +223,13 @@ def _signatures(plan: Plan) -> dict[str, Any] | None:
     found = policy(plan)
     if found is None:
         return None
-    return {"verifies": found.protected, "keys": [s.key_id for s in found.signers], "key_env": found.key_env,
-            "max_age_days": found.max_age.days if found.max_age else None}
+    doc: dict[str, Any] = {"verifies": found.protected, "signing": "key" if found.keyless is None else "keyless",
+                           "keys": [s.key_id for s in found.signers], "key_env": found.key_env,
+                           "max_age_days": found.max_age.days if found.max_age else None}
+    if found.keyless is not None:
+        doc.update(identity=str(found.keyless.identity), trusted_root=found.keyless.roots_from,
+                   fulcio_url=found.keyless.fulcio_url, token_env=found.keyless.token_env)
+    return doc
 
 
 def explain(plan: Plan) -> str:
@@ -254,10 +259,16 @@ def explain(plan: Plan) -> str:
     signatures = _signatures(plan)
     if signatures is not None:
         keys = ", ".join(f"ed25519 {k}" for k in signatures["keys"])
+        signing = f"with ${signatures['key_env']}"
+        if signatures["signing"] == "keyless":
+            keys = (f"keyless: a certificate chaining to {signatures['trusted_root']}, for "
+                    f"{signatures['identity']}")
+            signing = (f"keyless, with a certificate from {signatures['fulcio_url']} for this job's OIDC token "
+                       f"(${signatures['token_env']}, or GitHub Actions')")
         lines_.append("signatures:")
         lines_ += ([f"  imports: each verified before the build ({keys}), then imported by digest; "
                     "unsigned or wrongly signed ones are left out",
-                    f"  exports: signed with ${signatures['key_env']} after the build",
+                    f"  exports: signed {signing} after the build",
                     "  cache mounts: the same: each <name>.mounts verified, then restored by digest; saved ones "
                     "signed"]
                    if signatures["verifies"] else

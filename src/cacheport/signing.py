@@ -14,12 +14,15 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from cacheport.errors import ConfigError, SignatureError
 from cacheport.records import Plan, Setting
+
+if TYPE_CHECKING:
+    from cacheport.keyless import Keyless
 
 PAYLOAD_TYPE = "application/vnd.cacheport.cache-signature.v1+json"
 ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -58,6 +61,8 @@ class Policy:
         max_age: how long a signature stays good for; None for no bound.
         project: the project signatures are made for and checked against.
         protected: this job is a protected pipeline: it verifies what it imports and signs what it exports.
+        keyless: under ``signing = "keyless"``, the identity rule and trusted roots that replace ``signers``, and
+            where a protected pipeline gets its certificate; None for a key pair.
     """
 
     signers: tuple[Signer, ...]
@@ -65,6 +70,7 @@ class Policy:
     max_age: timedelta | None
     project: str
     protected: bool
+    keyless: Keyless | None = None
 
 
 @attrs.frozen
@@ -115,10 +121,12 @@ def parse_signers(text: str | None, where: str = "signers") -> tuple[Signer, ...
 
 
 def policy_from(settings: dict[str, Setting], project: str, protected: bool) -> Policy:
-    """The policy from the global settings; ``trust = "signed"`` without a signer is an error."""
+    """The policy from the global settings; ``trust = "signed"`` without a signer is an error (without an
+    identity rule and trusted roots, under ``signing = "keyless"``)."""
     signers_ = settings["signers"]
     signers = parse_signers(signers_.value, signers_.source.detail or "signers")
-    if not signers:
+    keyless = keyless_from(settings)
+    if not signers and keyless is None:
         raise ConfigError(f"{settings['trust'].source.detail}: trust = \"signed\" needs signers: the public keys "
                           "whose signatures protected builds accept (signers = \"MCowBQYDK2VwAyEA...\")")
     days = settings["signed-max-age"].value
@@ -129,7 +137,34 @@ def policy_from(settings: dict[str, Setting], project: str, protected: bool) -> 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
         raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env = {key_env!r} is not the "
                           "name of a variable")
-    return Policy(signers, key_env, timedelta(days=int(days)) if days else None, project, protected)
+    return Policy(signers, key_env, timedelta(days=int(days)) if days else None, project, protected, keyless)
+
+
+def keyless_from(settings: dict[str, Setting]) -> Keyless | None:
+    """``signing = "keyless"``'s settings, checked; None under ``signing = "key"`` (the default)."""
+    mode = settings.get("signing")
+    if mode is None or mode.value in (None, "key"):
+        return None
+    from cacheport.keyless import PUBLIC_FULCIO, Keyless, parse_identity, read_roots
+
+    def where(name: str) -> str:
+        found = settings.get(name)
+        return (found.source.detail if found is not None else "") or name
+
+    def value(name: str, default: str = "") -> str:
+        found = settings.get(name)
+        return str(found.value) if found is not None and found.value is not None else default
+
+    identity = parse_identity(value("signer-identity"), where("signer-identity"))
+    roots = read_roots(value("trusted-root"), where("trusted-root"))
+    fulcio = value("fulcio-url", PUBLIC_FULCIO).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", fulcio):
+        raise ConfigError(f"{where('fulcio-url')}: fulcio-url = {fulcio!r} is not an http(s) URL "
+                          f"(the default is {PUBLIC_FULCIO})")
+    token_env = value("id-token-env", "SIGSTORE_ID_TOKEN")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        raise ConfigError(f"{where('id-token-env')}: id-token-env = {token_env!r} is not the name of a variable")
+    return Keyless(identity, roots, value("trusted-root"), fulcio, token_env)
 
 
 def policy(plan: Plan) -> Policy | None:
@@ -223,6 +258,13 @@ def check(data: bytes, digest: str, name: str, policy: Policy, now: datetime) ->
             raise SignatureError("malformed signature: 'signatures' is not a list")
     except (ValueError, binascii.Error):
         raise SignatureError("malformed signature: not a DSSE envelope") from None
+    if policy.keyless is not None:
+        from cacheport.keyless import verify
+
+        claim = _claim(body, "")
+        claim = attrs.evolve(claim, key_id=verify(doc, signatures, pae(PAYLOAD_TYPE, body), claim.signed,
+                                                  policy.keyless))
+        return _holds(claim, digest, name, policy, now)
     by_id = {s.key_id: s for s in policy.signers}
     seen: list[str] = []
     signer = None
@@ -238,7 +280,11 @@ def check(data: bytes, digest: str, name: str, policy: Policy, now: datetime) ->
         return_ids = ", ".join(k or "none" for k in seen) or "none"
         raise SignatureError(f"signed by an unknown key (key id {return_ids}; allowed: "
                              f"{', '.join(by_id)})")
-    claim = _claim(body, signer.key_id)
+    return _holds(_claim(body, signer.key_id), digest, name, policy, now)
+
+
+def _holds(claim: Claim, digest: str, name: str, policy: Policy, now: datetime) -> Claim:
+    """The claim, when it is for this digest, name and project, within the policy's age."""
     if claim.digest != digest:
         raise SignatureError(f"the signature is for {claim.digest}, not {digest}")
     if claim.name != name:

@@ -39,8 +39,9 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
 
     Without BRANCH, the caches this job would import, in order; with it, that branch's cache in the backend's
     store. Each is resolved to the digest its tag points at now, and passes when a key in signers signed that
-    digest, under that name, for this project, within signed-max-age days. Exit status 0 when every one
-    passes, 1 otherwise.
+    digest, under that name, for this project, within signed-max-age days (under signing = "keyless": a
+    certificate chaining to trusted-root, for an identity signer-identity allows; the rule is printed first).
+    Exit status 0 when every one passes, 1 otherwise.
     """
     from cacheport.errors import ConfigError
     from cacheport.signing import policy
@@ -48,9 +49,12 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
     plan = session.plan
     found = policy(plan)
     if found is None:
-        raise ConfigError("cacheport verify needs trust = \"signed\" and signers (in the config, or "
-                          "--set trust=signed --set signers=KEY)")
+        raise ConfigError("cacheport verify needs trust = \"signed\" and signers, or signing = \"keyless\" with "
+                          "signer-identity and trusted-root (in the config, or --set trust=signed --set signers=KEY)")
     if public_key:
+        if found.keyless is not None:
+            raise ConfigError("--public-key: signing = \"keyless\" has no key pair; protected builds accept "
+                              f"certificates for {found.keyless.identity}")
         click.echo(_public_key(plan, session.environ))
         return
     if metadata is not None:
@@ -64,6 +68,8 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
     else:
         rows = [(str(v.entry.get("ref") or v.entry.type), v.digest or "-", "verified" if v.ok else "refused",
                  v.reason) for v in verdicts]
+        if found.keyless is not None:
+            say(f"identity rule: {found.keyless.identity} (roots: {found.keyless.roots_from})")
         click.echo(table(rows, ("cache", "digest", "signature", "why")) if rows else "no caches to verify")
     sys.exit(0 if verdicts and all(v.ok for v in verdicts) else 1)
 
@@ -81,6 +87,7 @@ def _doc(verdict: Verdict) -> dict[str, Any]:
     claim = verdict.claim
     return {"ref": verdict.entry.get("ref"), "type": verdict.entry.type, "digest": verdict.digest or None,
             "verified": verdict.ok, "reason": verdict.reason, "key_id": claim.key_id if claim else None,
+            # the signer: a key id, or under signing = "keyless" the certificate's repository@ref
             "signed": claim.signed.strftime("%Y-%m-%dT%H:%M:%SZ") if claim else None}
 
 

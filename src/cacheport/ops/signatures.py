@@ -108,7 +108,8 @@ def verify_entry(entry: CacheEntry, policy: Policy, logins: Sequence[Login], env
         return Verdict(entry, False, str(exc), digest)
     except RegistryError as exc:  # a cache outage never fails a build: it builds without this import
         return Verdict(entry, False, f"could not check its signature: {exc}", digest)
-    return Verdict(entry, True, f"signed by key {claim.key_id} on {claim.signed:%Y-%m-%d %H:%M} UTC", digest, claim)
+    who = claim.key_id if policy.keyless is not None else f"key {claim.key_id}"
+    return Verdict(entry, True, f"signed by {who} on {claim.signed:%Y-%m-%d %H:%M} UTC", digest, claim)
 
 
 def read_signature(registry: Registry, repository: str, digest: str) -> bytes:
@@ -193,6 +194,10 @@ def signing_key(plan: Plan, environ: Mapping[str, str]) -> object | None:
     found = policy(plan)
     if found is None or not found.protected or not any(e.type == "registry" for e in plan.exports):
         return None
+    if found.keyless is not None:
+        from cacheport.ops.fulcio import KeylessSigner
+
+        return KeylessSigner(found.keyless, environ)
     text = environ.get(found.key_env, "")
     if not text.strip():
         raise ConfigError(f"trust = \"signed\": this protected pipeline exports, but ${found.key_env} "
@@ -204,18 +209,36 @@ def signing_key(plan: Plan, environ: Mapping[str, str]) -> object | None:
 
 def key_values(plan: Plan, environ: Mapping[str, str]) -> list[str]:
     """The private key's text, for masking wherever a person reads output."""
+    values = [environ.get(name, "").strip() for name in _secret_names(plan)]
+    return [value for value in values if value]
+
+
+def _secret_names(plan: Plan) -> tuple[str, ...]:
+    """The variables holding the private key, or under ``signing = "keyless"`` the OIDC tokens."""
     found = policy(plan)
-    value = environ.get(found.key_env, "") if found is not None else ""
-    return [value.strip()] if value.strip() else []
+    if found is None:
+        return ()
+    if found.keyless is not None:
+        from cacheport.ops.fulcio import secret_names
+
+        return secret_names(found.keyless)
+    return (found.key_env,)
 
 
 def without_key(plan: Plan, environ: Mapping[str, str]) -> Mapping[str, str]:
-    """The environment without the private key's variable, for the processes a build runs (docker, buildx):
-    none of them needs it."""
-    found = policy(plan)
-    if found is None or found.key_env not in environ:
+    """The environment without the private key's variable (or the OIDC token's), for the processes a build runs
+    (docker, buildx): none of them needs it."""
+    names = _secret_names(plan)
+    if not any(name in environ for name in names):
         return environ
-    return {name: value for name, value in environ.items() if name != found.key_env}
+    return {name: value for name, value in environ.items() if name not in names}
+
+
+def signed_envelope(claim: Claim, key: object) -> bytes:
+    """The envelope of ``claim`` signed with what :func:`signing_key` gave: a key pair's private key, or a keyless
+    signer, which makes its own (its certificate in it)."""
+    make = getattr(key, "envelope", None)
+    return bytes(make(claim)) if callable(make) else envelope(claim, key)
 
 
 def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, environ: Mapping[str, str],
@@ -229,8 +252,9 @@ def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, env
         try:
             ref = _reference(entry)
             claim = Claim(digest, ref.tag or "", plan.context.project, now)
+            data = signed_envelope(claim, key)
             with _registry(ref, entry, plan.logins, environ) as registry:
-                store(registry, ref.repository, digest, envelope(claim, key))
+                store(registry, ref.repository, digest, data)
         except CacheportError as exc:
             lines.append(f"warning: could not sign {entry.get('ref')} ({digest}): {exc}")
         else:
@@ -296,8 +320,7 @@ class StoreSigning:
             raise SignatureError(f"this job has no key to sign with (${self.policy.key_env}, loaded only by a job "
                                  "that exports to a registry)")
         claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
-        key: object = self.key  # what signing_key gave: a private key, or a signer that makes its own envelope
-        store_in(session, digest, key.envelope(claim) if hasattr(key, "envelope") else envelope(claim, key))
+        store_in(session, digest, signed_envelope(claim, self.key))
 
 
 def store_signing(plan: Plan, key: object | None = None) -> StoreSigning | None:

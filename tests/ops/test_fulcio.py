@@ -1,0 +1,113 @@
+"""Keyless signing at the edge (ops/fulcio.py, through ops/signatures.py) against a fake registry and the local
+sigstore stand-in (tests/fakes/sigstore.py): what a protected build imports under signing = "keyless", and what
+the token may reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cacheport.entry import CacheEntry
+from cacheport.oci.format import sha256_digest
+from cacheport.ops import signatures
+from cacheport.ops.fulcio import GITHUB_REQUEST_TOKEN, KeylessSigner
+from cacheport.records import Context, Plan, Setting, ShownSetting, Source, Trust
+from tests.fakes.registry import FakeRegistry, cache_index
+from tests.fakes.sigstore import FakeSigstore
+
+REPO = "group/app/cache"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    with FakeRegistry() as registry:
+        yield registry
+
+
+@pytest.fixture
+def sigstore() -> Iterator[FakeSigstore]:
+    with FakeSigstore() as server:
+        yield server
+
+
+def plan_for(fake: FakeRegistry, sigstore: FakeSigstore, root: Path, tags: tuple[str, ...] = ("main",)) -> Plan:
+    src = Source("file", "cacheport.toml")
+    values = {"trust": "signed", "signers": None, "signing-key-env": "CACHE_SIGNING_KEY", "signed-max-age": 30,
+              "signing": "keyless", "trusted-root": str(root), "fulcio-url": sigstore.url,
+              "signer-identity": f"issuer={sigstore.url} repository=group/app refs=refs/heads/main,refs/heads/release",
+              "id-token-env": "SIGSTORE_ID_TOKEN"}
+    trust = Trust("gitlab:branch", "", "protected", ("main",), "main", True, True, True)
+    context = Context("gitlab", "group/app", "main", "main", trust=trust, protected=True)
+    entries = tuple(CacheEntry("registry", {"ref": f"{fake.host}/{REPO}:{t}"}) for t in tags)
+    return Plan(context, "registry", entries, entries[:1],
+                settings=tuple(ShownSetting(k, Setting(v, src)) for k, v in values.items()))
+
+
+def sign_tag(fake: FakeRegistry, plan: Plan, token: str, tag: str) -> str:
+    """What a job holding ``token`` signs as the cache on ``tag``, through cacheport's own signing."""
+    held = fake.manifests.get(REPO, {}).get(tag)
+    digest = sha256_digest(held[1]) if held else cache_index(fake, REPO, tag).digest
+    entry = CacheEntry("registry", {"ref": f"{fake.host}/{REPO}:{tag}"})
+    key = signatures.signing_key(plan, {"SIGSTORE_ID_TOKEN": token})
+    assert isinstance(key, KeylessSigner)
+    assert signatures.sign(plan, [(entry, digest)], key, {}) == [f"signed {entry.get('ref')} ({digest})"]
+    return digest
+
+
+def test_a_protected_job_s_keyless_signature_pins_its_import(fake: FakeRegistry, sigstore: FakeSigstore,
+                                                             tmp_path: Path) -> None:
+    plan = plan_for(fake, sigstore, sigstore.root_file(tmp_path))
+    digest = sign_tag(fake, plan, sigstore.gitlab_token(ref="main"), "main")
+    pinned, [verdict] = signatures.pin(plan, {})
+    assert verdict.ok and verdict.reason.startswith("signed by group/app@refs/heads/main on ")
+    assert pinned.imports[0].get("ref") == f"{fake.host}/{REPO}@{digest}"
+
+
+_MOVES = st.lists(st.tuples(st.sampled_from(["protected-build", "push", "replay", "unprotected-ref",
+                                             "other-project", "other-ca"]),
+                            st.sampled_from(["main", "release"])), max_size=6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=_MOVES)
+def test_no_untrusted_certificate_makes_a_protected_build_import_what_it_did_not_sign(
+        fake: FakeRegistry, sigstore: FakeSigstore, tmp_path: Path, moves: list[tuple[str, str]]) -> None:
+    plan = plan_for(fake, sigstore, sigstore.root_file(tmp_path), tags=("main", "release"))
+    fake.manifests.pop(REPO, None)
+    trusted: dict[str, set[str]] = {"main": set(), "release": set()}  # digests a protected build signed, per name
+    with FakeSigstore() as elsewhere:  # a CA that is not in trusted-root, with the very same claims
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        foreign_plan = plan_for(fake, elsewhere, elsewhere.root_file(tmp_path / "elsewhere"))
+        for n, (move, tag) in enumerate(moves):
+            if move == "protected-build":
+                trusted[tag].add(sign_tag(fake, plan, sigstore.gitlab_token(ref=tag), tag))
+            elif move == "push":
+                cache_index(fake, REPO, tag, layers=n % 4 + 1)
+            elif move == "replay" and fake.manifests.get(REPO):
+                other = "release" if tag == "main" else "main"
+                if other in fake.manifests[REPO]:
+                    fake.manifests[REPO][tag] = fake.manifests[REPO][other]
+            elif move == "unprotected-ref":
+                sign_tag(fake, plan, sigstore.gitlab_token(ref=f"feature-{n}", protected=False), tag)
+            elif move == "other-project":
+                sign_tag(fake, plan, sigstore.gitlab_token(project="group/other", ref=tag), tag)
+            elif move == "other-ca":
+                sign_tag(fake, foreign_plan, elsewhere.gitlab_token(ref=tag), tag)
+    pinned, verdicts = signatures.pin(plan, {}, datetime.now(UTC) + timedelta(minutes=1))
+    assert all("@sha256:" in str(e.get("ref")) for e in pinned.imports), "imports are pinned by digest"
+    for verdict in verdicts:
+        if verdict.ok:  # only a digest a protected build signed, under the name it is imported as
+            assert verdict.digest in trusted[str(verdict.entry.get("ref")).rsplit(":", 1)[1]]
+
+
+def test_the_processes_a_build_runs_never_get_the_token(fake: FakeRegistry, sigstore: FakeSigstore,
+                                                        tmp_path: Path) -> None:
+    plan = plan_for(fake, sigstore, sigstore.root_file(tmp_path))
+    environ = {"SIGSTORE_ID_TOKEN": "a.b.c", GITHUB_REQUEST_TOKEN: "bearer", "PATH": "/bin"}
+    assert signatures.without_key(plan, environ) == {"PATH": "/bin"}
+    assert sorted(signatures.key_values(plan, environ)) == ["a.b.c", "bearer"]
