@@ -126,6 +126,21 @@ def test_signers_must_be_ed25519_public_keys() -> None:
             parse_signers(wrong, "cacheport.toml signers")
 
 
+def test_a_private_key_given_as_a_signer_is_refused_without_showing_any_of_it() -> None:
+    key = new_key()
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    for given in (base64.b64encode(der).decode(), pem):
+        with pytest.raises(ConfigError, match="a private key was given") as caught:
+            parse_signers(given, "cacheport.toml signers")
+        message = str(caught.value)
+        assert "\n" not in message
+        # nothing past the fixed DER header: not one character that depends on the key
+        assert not any(given[i:i + 4] in message for i in range(16, len(given) - 4) if given[i:i + 4].strip())
+
+
 def _settings(signers: str | None, days: int = 30, env: str = "CACHE_SIGNING_KEY") -> dict[str, Setting]:
     src = Source("file", "cacheport.toml")
     return {"trust": Setting("signed", src), "signers": Setting(signers, src), "signed-max-age": Setting(days, src),
@@ -139,6 +154,20 @@ def test_trust_signed_needs_a_signer_a_sane_age_and_a_variable_name() -> None:
         policy_from(_settings(public_text(new_key()), days=-1), "p", True)
     with pytest.raises(ConfigError, match="not the name of a variable"):
         policy_from(_settings(public_text(new_key()), env="$KEY"), "p", True)
+    # the key itself given as the variable's name: refused without being shown
+    private = base64.b64encode(new_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption())).decode()
+    with pytest.raises(ConfigError, match="not the name of a variable") as caught:
+        policy_from(_settings(public_text(new_key()), env=private), "p", True)
+    assert private[20:] not in str(caught.value) and private[-8:] not in str(caught.value)
+    # a quarter of keys have no + or / and look like a variable's name: refused all the same
+    for _ in range(64):
+        der = new_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        with pytest.raises(ConfigError, match="not the name of a variable"):
+            policy_from(_settings(public_text(new_key()), env=base64.b64encode(der).decode().rstrip("=")), "p", True)
+    assert policy_from(_settings(public_text(new_key()), env="GITLAB_CACHE_SIGNING_KEY_FOR_THE_RELEASE_JOBS"),
+                       "p", True).key_env == "GITLAB_CACHE_SIGNING_KEY_FOR_THE_RELEASE_JOBS"
     assert policy_from(_settings(public_text(new_key()), days=0), "p", True).max_age is None
 
 

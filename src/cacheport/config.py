@@ -295,6 +295,13 @@ def resolve_mounts(config: Config) -> dict[str, Setting]:
     for name in ("max-size", "max-total"):
         setting = resolved[name]
         resolved[name] = Setting(parse_size(setting.value, setting.source.detail), setting.source)
+    from cacheport.masking import shown_value
+    from cacheport.refs import reference_problem
+
+    helper = resolved["helper-image"]
+    if helper.value is not None and (problem := reference_problem(str(helper.value))):  # it goes into a FROM line
+        raise ConfigError(f"{helper.source.detail} = {shown_value(str(helper.value))}: not an image reference "
+                          f"({problem})")
     return resolved
 
 

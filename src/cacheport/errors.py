@@ -76,6 +76,10 @@ class ReportError(CacheportError):
     """A build record (metadata file, history document) is not what buildx writes."""
 
 
+class RecordError(CacheportError):
+    """A build record of the cache's history is unreadable, hostile, or from a newer cacheport."""
+
+
 class NoHistoryError(ReportError):
     """This buildx keeps no build history (older than 0.21)."""
 

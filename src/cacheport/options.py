@@ -40,6 +40,12 @@ GLOBAL_OPTIONS = (
            default="SIGSTORE_ID_TOKEN"),
     Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
            "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
+    Option("history", "Keep a record of each build beside the cache, for `cacheport history`: on or off.",
+           default="on", choices=("on", "off")),
+    Option("history-keep", "Build records kept per branch; older ones are deleted.", type=int, default=30),
+    Option("history-dir", "Where build records go when they are not kept in the backend's store (local, gha, s3, "
+           "azblob, read-only jobs). Unset: ./cacheport-history in CI (an artifact), else under the cache "
+           "directory."),
 )
 #: The table that moves the cache from one backend to another, and its keys.
 MIGRATION = "migration"

@@ -33,6 +33,8 @@ SUFFIX = ".cacheport-sig"
 MAX_ENVELOPE = 64 * 1024
 # DER of an Ed25519 SubjectPublicKeyInfo, before the 32 bytes of the key (RFC 8410).
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# DER of an Ed25519 PKCS#8 private key, before its 32 bytes (RFC 8410): what must never be echoed.
+_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})\Z")
 _SIGNATURE_TAG = re.compile(r"sha256-[0-9a-f]{64}" + re.escape(SUFFIX) + r"\Z")
 INSTALL = "install the signing extra: python3 -m pip install 'cacheport[signing]'"
@@ -112,6 +114,10 @@ def parse_signers(text: str | None, where: str = "signers") -> tuple[Signer, ...
             der = base64.b64decode(part, validate=True)
         except (binascii.Error, ValueError):
             der = b""
+        if der.startswith(_PKCS8_PREFIX) or "PRIVATE" in part:  # never shown, not even its start
+            raise ConfigError(f"{where}: a private key was given; signers takes the public keys (openssl pkey -pubout "
+                              "-outform DER | base64 -w0, or cacheport verify --public-key). Keep the private key "
+                              "in the protected CI/CD variable only, and make a new one if this one was shared")
         if len(der) != len(_SPKI_PREFIX) + 32 or not der.startswith(_SPKI_PREFIX):
             raise ConfigError(f"{where}: {part[:24]!r}... is not an Ed25519 public key: give the base64 of its DER "
                               "form (openssl pkey -pubout -outform DER | base64 -w0, which starts with "
@@ -134,10 +140,26 @@ def policy_from(settings: dict[str, Setting], project: str, protected: bool) -> 
         raise ConfigError(f"{settings['signed-max-age'].source.detail}: signed-max-age = {days}: a number of days, "
                           "0 or more (0: no bound)")
     key_env = str(settings["signing-key-env"].value or "")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-        raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env = {key_env!r} is not the "
-                          "name of a variable")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env) or _looks_like_a_key(key_env):
+        # Not shown: what is given here by mistake is most often the key itself.
+        raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env is not the name of a "
+                          "variable (letters, digits and _): it names the variable holding the private key, never "
+                          "the key itself")
     return Policy(signers, key_env, timedelta(days=int(days)) if days else None, project, protected, keyless)
+
+
+def _looks_like_a_key(name: str) -> bool:
+    """Whether a would-be variable name is a key's base64 DER (a quarter of Ed25519 keys have no ``+`` or ``/``
+    and pass for a name): a long run of base64 that decodes to an ASN.1 sequence."""
+    import base64
+    import binascii
+
+    if len(name) < 40:
+        return False
+    try:
+        return base64.b64decode(name + "=" * (-len(name) % 4), validate=True)[:1] == b"\x30"
+    except (binascii.Error, ValueError):
+        return False
 
 
 def keyless_from(settings: dict[str, Setting]) -> Keyless | None:

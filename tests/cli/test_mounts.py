@@ -43,6 +43,19 @@ def test_a_bad_setting_is_exit_2(clean_env: dict[str, str], tmp_path: Path) -> N
     assert "max-total = 'much': expected a size" in done.stderr
 
 
+@pytest.mark.parametrize("image", ["busybox\nRUN echo injected", "busybox --network=host", "--help"])
+def test_a_helper_image_that_is_no_image_reference_is_exit_2(clean_env: dict[str, str], tmp_path: Path,
+                                                             image: str) -> None:
+    # It becomes the FROM line of the helper builds' Dockerfile: a newline there would add steps of its own.
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "cacheport.toml").write_text(f"[mounts]\nhelper-image = {json.dumps(image)}\n")
+    done = run("restore", ".", env=clean_env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"cacheport: error: cacheport.toml [mounts] helper-image = {image!r}: not an image reference (a repository "
+        "path is lower-case letters and digits, separated by '/', '.', '_' or '-')"]
+
+
 def test_mounts_off_does_nothing_and_says_so(clean_env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(DOCKERFILE)
     done = run("save", ".", env={**clean_env, "CACHEPORT_MOUNTS": "off"}, cwd=tmp_path)
@@ -150,3 +163,30 @@ def test_under_signed_trust_restore_refuses_an_unsigned_artifact_and_save_needs_
                           env={**env, "CI_COMMIT_REF_PROTECTED": "false"})
         [mount] = json.loads(unprotected.stdout)["mounts"]  # read unverified: the helper build then runs
         assert mount["action"] != "refused" and (tmp_path / "builds").is_file()
+
+
+def test_the_helper_builds_never_get_the_signing_key(clean_env: dict[str, str], tmp_path: Path) -> None:
+    # As for a build's own docker and buildx: the private key stays out of every process cacheport runs.
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    seen = tmp_path / "seen"
+    docker = tmp_path / "docker"
+    docker.write_text(f"""#!{sys.executable}
+import os, sys
+if sys.argv[1:3] == ["buildx", "build"]:
+    open({str(seen)!r}, "a").write(os.environ.get("CACHE_SIGNING_KEY", "-") + chr(10))
+""")
+    docker.chmod(0o755)
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    env = {**clean_env, "CACHEPORT_DOCKER": str(docker), "CACHEPORT_BACKEND": "local",
+           "CACHEPORT_LOCAL__SRC": str(tmp_path / "cache"), "CACHEPORT_MOUNTS__HELPER_IMAGE": "127.0.0.1:5000/helper",
+           "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public, "CACHE_SIGNING_KEY": "the-private-key"}
+    done = run("save", ".", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert seen.read_text().splitlines() == ["-"]  # the helper build ran, without the key

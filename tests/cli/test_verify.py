@@ -77,6 +77,17 @@ def test_a_protected_job_signs_from_the_metadata_file_and_verify_and_args_then_p
         assert env["CACHE_SIGNING_KEY"] not in out.stdout + out.stderr
 
 
+def test_status_counts_a_signature_as_no_cache(clean_env: dict[str, str], fake: FakeRegistry,
+                                               tmp_path: Path) -> None:
+    env = job(clean_env, fake, Ed25519PrivateKey.generate())
+    digest = cache_index(fake, REPO, "main").digest
+    assert sign_with_metadata(env, digest, tmp_path).returncode == 0
+    status = run("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"{fake.host}/{REPO}: 1 cache(s), exported as image-manifest"
+    assert any("(signature)" in line for line in status.stdout.splitlines())
+
+
 def test_an_attacker_s_push_is_refused_by_args_and_verify(
         clean_env: dict[str, str], fake: FakeRegistry, tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
@@ -104,6 +115,19 @@ def test_public_key_prints_what_signers_takes(clean_env: dict[str, str], fake: F
     key = Ed25519PrivateKey.generate()
     out = run("verify", "--public-key", env=job(clean_env, fake, key))
     assert out.stdout.strip() == public_text(key)
+
+
+def test_public_key_needs_no_signers_yet(clean_env: dict[str, str], fake: FakeRegistry) -> None:
+    # The docs' first step: make a key, then ask for the value signers takes, before trust = "signed" is set.
+    key = Ed25519PrivateKey.generate()
+    env = {name: value for name, value in job(clean_env, fake, key).items()
+           if name not in ("CACHEPORT_TRUST", "CACHEPORT_SIGNERS")}
+    out = run("verify", "--public-key", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == public_text(key)
+    other = run("verify", "--public-key", "--set", "signing-key-env=MY_KEY",
+                env={**env, "MY_KEY": private_text(key), "CACHE_SIGNING_KEY": ""})
+    assert other.stdout.strip() == public_text(key), other.stderr
 
 
 @pytest.mark.parametrize(("change", "says"), [

@@ -237,8 +237,13 @@ class Harness:
                               env={**clean_environ(), **self.docker_env, **helper, **(env or {})})
         return Result(proc.returncode, proc.stdout + proc.stderr, out)
 
-    def tags(self, registry: str, repo: str, auth: tuple[str, str] | None = None) -> list[str]:
-        """The tags a registry holds for a repository (none if it has never heard of it)."""
+    def tags(self, registry: str, repo: str, auth: tuple[str, str] | None = None, *,
+             records: bool = False) -> list[str]:
+        """The tags a registry holds for a repository (none if it has never heard of it), without the build
+        records of the cache's history (``cacheport-history-…``), or with them when ``records``."""
+        return [t for t in self._tags(registry, repo, auth) if records or not t.startswith("cacheport-history-")]
+
+    def _tags(self, registry: str, repo: str, auth: tuple[str, str] | None) -> list[str]:
         request = urllib.request.Request(f"http://{registry}/v2/{repo}/tags/list")
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()

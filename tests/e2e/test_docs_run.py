@@ -73,6 +73,7 @@ CONTEXT: dict[str, dict[str, str]] = {
     "cacheport doctor --help": PULP,
     "cacheport prune --help": {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},
     "cacheport report --help": {"GITHUB_STEP_SUMMARY": "{root}/step-summary.md"},
+    "cacheport history --help": {"GITHUB_STEP_SUMMARY": "{root}/step-summary.md"},
     "cacheport seed --help": {**PULP, "CI_REGISTRY_IMAGE": "{registry}/group/app",
                               "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},
     "cacheport switch --help": {**PULP, "CACHEPORT_REGISTRY__REF": "{registry}/app/cache"},

@@ -103,6 +103,11 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
                                    (f"registry {cache}:feature-login", "export"): "written"}
     assert "| export | written | image-manifest" in warm.summary  # the metadata's cache manifest
     assert harness.tags(*cache.split("/", 1)) == ["feature-login", "main"]
+    # Under each report, the branch's trend: the report kept the build's record beside the cache.
+    for summary, branch in ((cold.summary, "main"), (warm.summary, "feature/login")):
+        history = summary[summary.index("#### cacheport: cache history"):]
+        assert "![cache history" in history and f"| {branch} | 1 | " in history, history
+    assert len(harness.tags(*cache.split("/", 1), records=True)) == 4
 
 
 def test_on_a_buildx_without_history_the_summary_still_has_the_export(every_generation: dict[str, Harness],

@@ -100,7 +100,8 @@ class Project:
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
         self.git("init", "-q", "-b", "main")
         self.git("remote", "add", "origin", str(origin))
-        (self.repo / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\ncacheport-report.json\n")
+        (self.repo / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\ncacheport-report.json\n"
+                                                               "cacheport-history.html\ncacheport-history/\n")
         # The runner's own docker configuration: its logins, contexts and buildx builders, kept between jobs.
         config = self.tmp / "docker-config"
         (config / "cli-plugins").mkdir(parents=True)
@@ -318,6 +319,11 @@ def test_main_is_cold_then_warm_from_the_registry_over_tls(harness: Harness, run
     assert report["steps"]["cached"] == report["steps"]["total"] == 4
     assert [(i["cache"], i["status"]) for i in report["imports"]] == [
         (f"registry {project.registry}/{project.name}/cache:main", "hit")]
+    # The cache's history: the trend in its own collapsed section, and the page exposed in the merge request.
+    assert re.search(r"cacheport_history took \d+ms", warm.log), warm.log
+    assert re.search(r"main +2 +1 \(50%\)", warm.log), warm.log
+    pages = sorted(project.repo.rglob("cacheport-history.html"), key=lambda p: p.stat().st_mtime)
+    assert pages and pages[-1].read_text().count("<svg") == 1, "the history page artifact is missing"
 
 
 def test_a_new_branch_is_warm_from_main_and_exports_to_its_own_slug(harness: Harness, runner: str,

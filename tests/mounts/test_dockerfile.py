@@ -420,3 +420,11 @@ def test_any_text_gives_warnings_never_an_exception(text: str, target: str | Non
     assert all(isinstance(m, CacheMount) for m in mounts)
     assert len({m.id for m in mounts}) == len(mounts)
     assert all(w.startswith("df") and "\n" not in w for w in warnings)
+
+
+def test_warnings_show_the_dockerfiles_control_characters_escaped() -> None:
+    for text in ("FROM a\nRUN --mount=type=cache,id=${X\x1b[2J},target=/c true\n",
+                 "FROM a\n\x1b]0;title\x07BAD x\n"):
+        mounts, warnings = read_mounts(text, path="Dockerfile")
+        assert mounts == [] and len(warnings) == 1
+        assert warnings[0].isprintable() and "\\x1b" in warnings[0], warnings

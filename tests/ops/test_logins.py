@@ -211,8 +211,8 @@ def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Pat
     that login fails, the build still has the user's own login (credHelpers, else credsStore)."""
     import sys
 
-    env = base_env(tmp_path, REG_PW=MARKER, **docker_config(tmp_path, {"credsStore": store,
-                                                                        "credHelpers": user_helpers}))
+    env = base_env(tmp_path, REG_PW=MARKER, CACHEPORT_HISTORY="off",  # the build's record would go to REG
+                   **docker_config(tmp_path, {"credsStore": store, "credHelpers": user_helpers}))
     helpers = tmp_path / "helpers"
     helpers.mkdir()
     for name in ("desk", "other"):
@@ -238,7 +238,7 @@ def test_a_failed_login_gives_the_build_the_user_s_own_helper_back(tmp_path: Pat
 
 @pytest.mark.parametrize("docker_login", [False, True])
 def test_build_names_the_unset_variable_unless_docker_is_logged_in(tmp_path: Path, docker_login: bool) -> None:
-    env = base_env(tmp_path)
+    env = base_env(tmp_path, CACHEPORT_HISTORY="off")  # the build's record would go to REG, not on this machine
     if docker_login:
         env.update(logged_in(tmp_path))
     _recording_docker(Path(env["CACHEPORT_DOCKER"]), tmp_path / "record")

@@ -99,6 +99,18 @@ def test_limits_leave_out_what_is_too_large(layout: Layout, archives: list[Mount
     assert outcome.action == "too-large" and "expands to more than" in outcome.detail
 
 
+def test_a_restore_over_a_limit_names_the_limit(layout: Layout, archives: list[MountArchive], tmp_path: Path) -> None:
+    publish(layout, "main", archives, limits=LIMITS)
+    small = MountLimits(per_mount=archives[0].size - 1, total=1 << 30)
+    _, outcomes = fetch(layout, ["main"], tmp_path / "in", limits=small)
+    assert outcomes[0].detail == (f"{archives[0].size} bytes is over one mount's size limit ({small.per_mount} "
+                                  "bytes); not restored")
+    total = MountLimits(per_mount=1 << 30, total=archives[0].size)
+    _, outcomes = fetch(layout, ["main"], tmp_path / "in2", limits=total)
+    assert outcomes[1].detail == f"{archives[1].size} bytes is over all mounts' size limit ({total.total} bytes); " \
+                                 "not restored"
+
+
 def test_a_hostile_archive_is_neither_saved_nor_restored(layout: Layout, tmp_path: Path) -> None:
     path = tmp_path / "evil.tgz"
     with gzip.open(path, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
@@ -130,6 +142,22 @@ def test_missing_foreign_and_wanted(layout: Layout, archives: list[MountArchive]
     got, outcomes = fetch(layout, ["feature", "main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, other])
     assert [(o.id, o.action) for o in outcomes] == [("pip", "restored"), ("npm", "missed")]
     assert [g.mount.id for g in got] == ["pip"]
+
+
+def test_each_mount_comes_from_the_first_name_that_has_it(layout: Layout, archives: list[MountArchive],
+                                                          tmp_path: Path) -> None:
+    # The branch saved before the Dockerfile had the go mount; the default branch has both (docs: "the first
+    # that has the mount").
+    publish(layout, "main", archives, limits=LIMITS)
+    publish(layout, "feature", archives[:1], limits=LIMITS)
+    got, outcomes = fetch(layout, ["feature", "main"], tmp_path / "in", limits=LIMITS, wanted=[PIP, GO])
+    assert [(o.id, o.action, o.name) for o in outcomes] == [("pip", "restored", "feature.mounts"),
+                                                            ("gomod", "restored", "main.mounts")]
+    assert [g.path.read_bytes() for g in got] == [a.path.read_bytes() for a in archives]
+    # a mount no name has is missed, and says where it was looked for
+    npm = CacheMount("npm", "/root/.npm")
+    _, [missed] = fetch(layout, ["feature", "main"], tmp_path / "in2", limits=LIMITS, wanted=[npm])
+    assert (missed.action, missed.detail) == ("missed", "no mount 'npm' under feature.mounts, main.mounts")
 
 
 def test_a_fixed_cache_has_one_mounts_name() -> None:

@@ -133,3 +133,11 @@ def test_one_line_and_one_row_per_outcome_whatever_the_detail(mounts: list[Mount
     rows = as_markdown(report).split("\n\n")[-1].splitlines()[2:] if mounts else []
     assert [row.split(" | ")[1] for row in rows] == [m.action for m in mounts]
     assert [m["action"] for m in as_dict(report).get("mounts", [])] == [m.action for m in mounts]
+
+
+def test_a_mount_id_holding_terminal_escapes_reaches_the_text_report_escaped() -> None:
+    # The id is the Dockerfile's text: in a fork's merge request, a stranger's. It must not set a title or hide lines.
+    report = BuildReport(SUCCEEDED, mounts=(MountOutcome("x\x1b]0;owned\x07y", "skipped", detail="its id holds …"),))
+    line = next(line for line in as_text(report).splitlines() if line.startswith("  mount "))
+    assert "\x1b" not in line and "\x07" not in line
+    assert "x\\x1b]0;owned\\x07y" in line

@@ -21,7 +21,7 @@ from cacheport import __version__  # noqa: E402
 from cacheport.errors import CacheportError  # noqa: E402
 
 COMMANDS = ("args", "explain", "build", "report", "rotate", "switch", "init", "seed", "status", "prune", "doctor",
-            "backends", "plugins", "verify", "mounts")
+            "backends", "plugins", "verify", "mounts", "history")
 EXAMPLES = """\b
 Examples:
   docker buildx build $(cacheport args) -t app .     # flags for this branch's cache

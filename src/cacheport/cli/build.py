@@ -200,6 +200,7 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     --load/--push/--output on a builder that keeps results to itself (docker-container, remote) gets --load
     for one platform, or a line saying how to get a multi-platform image. The exit status is the build's.
     """
+    from cacheport.cli.history import keep_record
     from cacheport.ops.build import run
     from cacheport.ops.docker import builder_in, docker_for
     from cacheport.ops.logins import build_environment
@@ -217,7 +218,8 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
         code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
                    progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
-                   mounts=around)
+                   mounts=around,
+                   keep=keep_record(session, "build"))
     sys.exit(code)
 
 

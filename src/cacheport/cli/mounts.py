@@ -97,6 +97,7 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     from pathlib import Path
 
     from cacheport.errors import ConfigError
+    from cacheport.ops import signatures
     from cacheport.ops.docker import docker_for
     from cacheport.ops.mounts import around, build_options, settings_of
 
@@ -112,11 +113,10 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
         warn(warning)
     if settings.enabled:
         if chosen.mounts:  # under trust = "signed" a protected job verifies what it restores and signs what it saves
-            from cacheport.ops import signatures
-
             key = signatures.signing_key(plan, session.environ) if action == "save" else None
             chosen = attrs.evolve(chosen, signing=signatures.store_signing(plan, key))
-        outcomes = act(chosen, docker_for(session.environ, builder))
+        # the helper builds get no signing key, as a build's docker and buildx don't
+        outcomes = act(chosen, docker_for(signatures.without_key(plan, session.environ), builder))
     from cacheport.report import BuildReport, as_dict, as_text
 
     # The same lines and fields as the mounts section of a build's report.

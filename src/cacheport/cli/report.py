@@ -70,10 +70,12 @@ Examples:
               help="A saved --progress=rawjson stream of the build (works with any buildx).")
 @click.option("--metadata-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="The build's --metadata-file (names its history ref, and the cache manifest written).")
+@click.option("--record/--no-record", default=True, help="Keep the report as a record for `cacheport history` "
+              "(once per build: --no-record when reporting a build again).")
 @format_option(["text", "json", "markdown"], "text")
 @plan_options
-def command(ref: str | None, builder: str | None, progress_file: Path | None, metadata_file: Path | None, fmt: str,
-            session: Session) -> None:
+def command(ref: str | None, builder: str | None, progress_file: Path | None, metadata_file: Path | None,
+            record: bool, fmt: str, session: Session) -> None:
     """Report what BuildKit did with the cache in a build run by hand: steps cached and executed, each import of
     this plan hit, missed or failed, each export written or failed.
 
@@ -115,6 +117,10 @@ def command(ref: str | None, builder: str | None, progress_file: Path | None, me
             why = "this buildx keeps no build history (0.21 added it)" if isinstance(exc, NoHistoryError) else str(exc)
             warn(f"{why}: reporting from the given files alone (a metadata file knows exports, not imports or steps)")
     merged = report.merge(*found)
+    if record and merged.status != report.UNKNOWN:
+        from cacheport.cli.history import keep_record
+
+        keep_record(session, "report")(merged)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(merged), indent=2))
     elif fmt == "markdown":

@@ -218,8 +218,10 @@ def command(from_: str | None, to: str | None, branches: tuple[str, ...], all_ta
     old_request, _ = backend_request(config, old, plan.request)
     old_store, new_store = session.store(old, old_request), session.store(new, plan.request)
     if all_tags:
+        from cacheport.report.record import is_record
+
         with old_store.open() as opened:
-            names = opened.names()
+            names = [n for n in opened.names() if not is_record(n)]  # build records are not caches
         default = plan.context.default_branch
         pairs = name_pairs((old.name, old_store), (new.name, new_store), names, default)
         if not pairs:

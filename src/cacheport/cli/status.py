@@ -62,7 +62,10 @@ def command(fmt: str, jobs: int, session: Session) -> None:
         return
     # A directory's format is BuildKit's to choose unless image-manifest is set: its FORMAT column says which.
     exported = f", exported as {store.format}" if usage is None else ""
-    click.echo(f"{store.location}: {len(tags)} cache(s){exported}")
+    from cacheport.signing import is_signature_tag
+
+    caches = [t for t in tags if not is_signature_tag(t.tag)]  # a signature is listed, but is no cache
+    click.echo(f"{store.location}: {len(caches)} cache(s){exported}")
     if problem is not None and problem.broken:
         click.echo(f"  builds can't import from it: {problem.reason}; they leave it out and run without it. "
                    f"Fix: {problem.fix}")

@@ -47,16 +47,17 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
     from cacheport.signing import policy
 
     plan = session.plan
+    if public_key:  # before any policy: what it prints is what signers is set to
+        signing = next((s.setting.value for s in plan.settings if s.name == "signing"), None)
+        if signing == "keyless":
+            raise ConfigError("--public-key: signing = \"keyless\" has no key pair; protected builds accept "
+                              "certificates for the identity signer-identity names")
+        click.echo(_public_key(plan, session.environ))
+        return
     found = policy(plan)
     if found is None:
         raise ConfigError("cacheport verify needs trust = \"signed\" and signers, or signing = \"keyless\" with "
                           "signer-identity and trusted-root (in the config, or --set trust=signed --set signers=KEY)")
-    if public_key:
-        if found.keyless is not None:
-            raise ConfigError("--public-key: signing = \"keyless\" has no key pair; protected builds accept "
-                              f"certificates for {found.keyless.identity}")
-        click.echo(_public_key(plan, session.environ))
-        return
     if metadata is not None:
         sys.exit(_sign(plan, metadata, session))
     from cacheport.ops.signatures import verify_entry
@@ -95,14 +96,15 @@ def _public_key(plan: Plan, environ: Any) -> str:
     import base64
 
     from cacheport.errors import ConfigError
-    from cacheport.signing import load_private_key, policy, public_der
+    from cacheport.signing import load_private_key, public_der
 
-    found = policy(plan)
-    assert found is not None
-    text = environ.get(found.key_env, "")
+    # signing-key-env alone: the key's public half is asked for before trust = "signed" and signers are set.
+    key_env = str(next((s.setting.value for s in plan.settings if s.name == "signing-key-env"), None)
+                  or "CACHE_SIGNING_KEY")
+    text = environ.get(key_env, "")
     if not text.strip():
-        raise ConfigError(f"${found.key_env} (signing-key-env) is not set")
-    return base64.b64encode(public_der(load_private_key(text, found.key_env))).decode()
+        raise ConfigError(f"${key_env} (signing-key-env) is not set")
+    return base64.b64encode(public_der(load_private_key(text, key_env))).decode()
 
 
 def _sign(plan: Plan, metadata: Path, session: Session) -> int:

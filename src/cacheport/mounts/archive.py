@@ -2,9 +2,10 @@
 
 An archive is a gzip-compressed tar of one cache mount's contents. Before one is restored into a builder, every
 member must stay inside the mount: no absolute or ``..`` paths, no device files or FIFOs, no hard link to a
-file the archive did not hold first, no symlink pointing out of it, no member reached through a symlink, and
-no more expanded bytes than the limit (a decompression bomb is refused before it is expanded). Making
-archives is the builder's; this module only reads them.
+file the archive did not hold first, no symlink pointing out of it (also not by way of the archive's other
+symlinks, as the file system resolves them), no member reached through a symlink, and no more expanded bytes
+than the limit (a decompression bomb is refused before it is expanded). Making archives is the builder's; this
+module only reads them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def check(path: Path, *, limit: int, name: str = "") -> int:
 
 def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
     total = 0
-    links: set[str] = set()   # symlinks seen: nothing may be reached through one
+    links: dict[str, str] = {}   # symlinks seen, and their targets: nothing may be reached through one
     files: set[str] = set()   # regular files seen: what a hard link may point at
     for member in tar:
         name = _inside(member.name, what, "a member")
@@ -81,7 +82,7 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
             if target.startswith("/"):
                 raise MountError(f"{what}: symlink {shown} points to an absolute path; refused")
             _inside(posixpath.join(posixpath.dirname(name), target), what, f"symlink {shown}")
-            links.add(name)
+            links[name] = target
         elif member.islnk():
             target = _inside(member.linkname, what, f"hard link {shown}")
             if target not in files:
@@ -95,7 +96,44 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
                 raise MountTooLarge(f"{what}: expands to more than {limit} bytes; refused (the limit for one mount)")
         elif not member.isdir():
             raise MountError(f"{what}: {shown} is of a kind a cache mount does not hold; refused")
+    # Each target alone stays inside, but ``b -> a/..`` with ``a -> .`` leaves: resolve them as the kernel does.
+    for name, target in links.items():
+        parent = [p for p in posixpath.dirname(name).split("/") if p]
+        if _walk(parent, target.split("/"), links, [_HOPS], follow_last=False) is None:
+            raise MountError(f"{what}: symlink {printable(name, 120)} points outside the mount by way of other "
+                             "symlinks (or a loop of them); refused")
     return total
+
+
+#: Symlinks followed in resolving one path, as Linux's limit (more is a loop).
+_HOPS = 40
+
+
+def _walk(base: list[str], parts: list[str], links: dict[str, str], hops: list[int], *,
+          follow_last: bool = True) -> list[str] | None:
+    """``parts`` resolved from the directory ``base`` (both from the mount's root), following the archive's
+    symlinks on the way (and the last part's too when ``follow_last``): the parts of the result, or None when
+    it leaves the root or loops."""
+    stack = list(base)
+    for i, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return None
+            stack.pop()
+            continue
+        stack.append(part)
+        target = links.get("/".join(stack))
+        if target is not None and (follow_last or i < len(parts) - 1):
+            hops[0] -= 1
+            if hops[0] < 0:
+                return None
+            found = _walk(stack[:-1], target.split("/"), links, hops)
+            if found is None:
+                return None
+            stack = found
+    return stack
 
 
 def _inside(raw: str, what: str, kind: str) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cacheport.masking import printable
 from cacheport.mounts import CacheMount
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def warn(self, line: int, message: str) -> None:
-        self.warnings.append(f"{self.path}:{line}: {message}")
+        self.warnings.append(printable(f"{self.path}:{line}: {message}", 400))  # the text is the Dockerfile's
 
     def find(self, name: str, before: int | None = None) -> _Stage | None:
         """The stage ``name`` stands for (a name, or an index for ``COPY --from``), or None for an image."""
@@ -331,7 +332,8 @@ def read_mounts(text: str, *, path: str = "Dockerfile", target: str | None = Non
         ast = parse_dockerfile_ast(text)
     except DockerfileSyntaxError as exc:
         message = str(exc).removeprefix("Dockerfile parse error").split(": ", 1)[-1]
-        return [], [f"{path}:{exc.line or 1}: cannot read the Dockerfile ({message}); its cache mounts are left out"]
+        return [], [printable(f"{path}:{exc.line or 1}: cannot read the Dockerfile ({message}); its cache mounts "
+                              "are left out", 400)]
     global_args: dict[str, str] = {}
     stages = _stages(ast.instructions, global_args, build_args, ast.escape_token)
     reader = _Reader(stages, global_args, build_args, path, ast.escape_token)

@@ -146,11 +146,13 @@ def run(
     report_file: str | None = None,
     require_hit: bool = False,
     mounts: Around | None = None,
+    keep: Callable[[report.BuildReport], None] | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
+    ``keep`` gets the report once it is published.
 
     With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
     a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
@@ -291,6 +293,8 @@ def run(
     for warning in surprises(found_report, plan):
         say(f"warning: {warning}")
     publish(found_report, environ, say, report_file)
+    if keep is not None:  # the build's record for the cache's history (it never fails the build)
+        keep(found_report)
     if code == 0 and require_hit and not any(i.status == report.HIT for i in found_report.imports):
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1

@@ -105,9 +105,12 @@ def each(fn: Callable[[_T], _R], items: Sequence[_T], jobs: int = LOOKUP_JOBS) -
 def list_caches(session: StoreSession, known: dict[str, str] | None = None,
                 jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
     """Every name in the store, with what it holds (manifests read ``jobs`` at a time); each cache's mounts
-    with it, and mounts whose cache is not there as rows of their own."""
+    with it, and mounts whose cache is not there as rows of their own. The build records of the cache's history
+    (:mod:`cacheport.ops.history`) are not caches and are left out."""
+    from cacheport.report.record import is_record
+
     known = known or {}
-    names = session.names()
+    names = [n for n in session.names() if not is_record(n)]
     found: dict[str, CacheTag] = {}
     for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:

@@ -55,79 +55,91 @@ def chain(names: Iterable[str]) -> list[str]:
 def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits: MountLimits,
           wanted: Sequence[CacheMount] | None = None, signing: StoreSigning | None = None,
           ) -> tuple[list[MountArchive], list[MountOutcome]]:
-    """Download the mounts stored beside the first of ``names`` (layer cache names, most specific first) that
-    has them, into files in ``dest_dir``.
+    """Download the mounts stored beside ``names`` (layer cache names, most specific first), each from the first
+    name that has it, into files in ``dest_dir``.
 
     Returns the archives (digest and safety checked), and one outcome per mount: ``restored`` for each archive
     fetched (downloaded and checked; the caller makes it ``failed`` if the builder then can't take it),
     ``missed``, ``refused`` (hostile), ``too-large`` or ``failed``. With ``wanted`` (the build's mounts), only
     those are fetched (matched by id, and returned with the wanted mount's settings), and each has an outcome;
-    without, every mount the artifact holds, and a missing or unreadable artifact is one outcome with an empty
-    id. With ``signing``, an artifact whose signature does not hold is ``refused`` for each mount (one line saying
-    why), and the chain goes on to the next name: those outcomes come first, then the next name's.
+    without, every mount the first readable artifact holds, and a missing or unreadable artifact is one outcome
+    with an empty id. With ``signing``, an artifact whose signature does not hold is ``refused`` for each mount
+    not found yet (one line saying why), and the chain goes on to the next name: those outcomes come first, and a
+    mount refused and then found nowhere has no other.
     """
     began = time.monotonic()
     ids = [m.id for m in wanted] if wanted is not None else None
     current = {m.id: m for m in wanted or ()}
-    found, problems, refusals = _first_artifact(session, chain(names), signing)
-    refused = [MountOutcome(i, "refused", where, detail=why) for where, why in refusals
-               for i in (ids if ids is not None else [""])]
-    if found is None and refusals:
-        return [], refused
-    if found is None:
+    found, problems, refusals = _artifacts(session, chain(names), ids, signing)
+    refused = [MountOutcome(i, "refused", where, detail=why) for where, why, i in refusals]
+    if not found and (problems or ids is None):  # else each wanted mount is missed, below
+        if refusals and not problems:
+            return [], refused
         detail = "; ".join(problems) or f"no cache mounts under {', '.join(chain(names)) or 'any name'}"
         action = "failed" if problems else "missed"
-        return [], [MountOutcome(i, action, detail=detail, seconds=time.monotonic() - began)
-                    for i in (ids if ids is not None else [""])]
-    name, layers = found
-    by_id = {m.id: (m, d) for m, d in layers}
+        return [], refused + [MountOutcome(i, action, detail=detail, seconds=time.monotonic() - began)
+                              for i in (ids if ids is not None else [""])]
     outcomes: dict[str, MountOutcome] = {}
-    todo: list[tuple[CacheMount, Descriptor]] = []
+    todo: list[tuple[str, CacheMount, Descriptor]] = []
     total = 0
-    for mount_id in ids if ids is not None else list(by_id):
-        if mount_id not in by_id:
-            outcomes[mount_id] = MountOutcome(mount_id, "missed", name, detail=f"{name} holds no mount {mount_id!r}")
+    for mount_id in ids if ids is not None else list(found):
+        if mount_id not in found:
+            if any(o.id == mount_id for o in refused):  # the refusal says it
+                continue
+            outcomes[mount_id] = MountOutcome(mount_id, "missed",
+                                              detail=f"no mount {mount_id!r} under {', '.join(chain(names))}")
             continue
-        stored, layer = by_id[mount_id]
+        name, stored, layer = found[mount_id]
         mount = current.get(mount_id, stored)  # restored with the Dockerfile's settings as they are now
         total += layer.size
         if layer.size > limits.per_mount or total > limits.total:
             total -= layer.size
-            which = "one mount's" if layer.size > limits.per_mount else "all mounts'"
+            which, limit = (("one mount's", limits.per_mount) if layer.size > limits.per_mount
+                            else ("all mounts'", limits.total))
             outcomes[mount_id] = MountOutcome(mount_id, "too-large", name, layer.size,
-                                              detail=f"{layer.size} bytes is over {which} size limit; not restored")
+                                              detail=f"{layer.size} bytes is over {which} size limit ({limit} bytes); "
+                                                     "not restored")
             continue
-        todo.append((mount, layer))
+        todo.append((name, mount, layer))
     dest_dir.mkdir(parents=True, exist_ok=True)
     got: list[MountArchive] = []
-    for mount, outcome, archive in each(lambda item: _download(session, name, item, dest_dir, limits),
+    for mount, outcome, archive in each(lambda item: _download(session, item, dest_dir, limits),
                                         list(enumerate(todo)), JOBS):
         outcomes[mount.id] = outcome
         if archive is not None:
             got.append(archive)
-    order = ids if ids is not None else list(by_id)
-    return got, refused + [outcomes[i] for i in order]
+    order = ids if ids is not None else list(found)
+    return got, refused + [outcomes[i] for i in order if i in outcomes]
 
 
-def _first_artifact(session: StoreSession, names: Sequence[str], signing: StoreSigning | None,
-                    ) -> tuple[tuple[str, list[tuple[CacheMount, Descriptor]]] | None, list[str],
-                               list[tuple[str, str]]]:
-    """The first name holding a readable (and, with ``signing``, signed) mounts artifact, and its layers; what was
-    wrong with the names before it (an unreadable or foreign artifact is passed over for the next name); and the
-    names refused for their signature, with why."""
+def _artifacts(session: StoreSession, names: Sequence[str], ids: Sequence[str] | None,
+               signing: StoreSigning | None,
+               ) -> tuple[dict[str, tuple[str, CacheMount, Descriptor]], list[str], list[tuple[str, str, str]]]:
+    """Each mount id -> the first name along ``names`` whose artifact holds it (with ``signing``: a signed one),
+    with its stored mount and layer (with ``ids``, until each is found; without, every mount of the first readable
+    artifact); what was wrong with the names passed over (an unreadable or foreign artifact is passed over for the
+    next name); and ``(name, why, id)`` for each mount not found yet when a name was refused for its signature."""
+    found: dict[str, tuple[str, CacheMount, Descriptor]] = {}
     problems: list[str] = []
-    refusals: list[tuple[str, str]] = []
+    refusals: list[tuple[str, str, str]] = []
     for name in names:
         try:
             manifest = session.get_manifest(name) if signing is None else verified(session, name, signing)
             if manifest is None:
                 continue
-            return (name, layers_of(manifest, f"{session.host}:{name}")), problems, refusals
+            layers = layers_of(manifest, f"{session.host}:{name}")
         except SignatureError as exc:
-            refusals.append((name, str(exc)))
+            refusals += [(name, str(exc), i) for i in (ids if ids is not None else [""]) if i not in found]
+            continue
         except CacheportError as exc:
             problems.append(str(exc))
-    return None, problems, refusals
+            continue
+        for mount, layer in layers:
+            if (ids is None or mount.id in ids) and mount.id not in found:
+                found[mount.id] = (name, mount, layer)
+        if ids is None or all(i in found for i in ids):
+            break
+    return found, problems, refusals
 
 
 def verified(session: StoreSession, name: str, signing: StoreSigning) -> Manifest | None:
@@ -147,9 +159,9 @@ def verified(session: StoreSession, name: str, signing: StoreSigning) -> Manifes
     return manifest
 
 
-def _download(session: StoreSession, name: str, item: tuple[int, tuple[CacheMount, Descriptor]], dest_dir: Path,
+def _download(session: StoreSession, item: tuple[int, tuple[str, CacheMount, Descriptor]], dest_dir: Path,
               limits: MountLimits) -> tuple[CacheMount, MountOutcome, MountArchive | None]:
-    index, (mount, layer) = item
+    index, (name, mount, layer) = item
     began = time.monotonic()
     # Two mounts may hold the same bytes (two empty caches): each its own file.
     path = dest_dir / f"{index}-{layer.digest.removeprefix('sha256:')[:16]}.tar.gz"

@@ -62,4 +62,5 @@ def merge(*reports: BuildReport) -> BuildReport:
         ref=next((r.ref for r in ordered if r.ref), ""),
         sources=tuple(s for s in SOURCES if any(s in r.sources for r in ordered)),
         mounts=next((r.mounts for r in ordered if r.mounts), ()),
+        first_run=next((r.first_run for r in ordered if r.first_run), ""),
     )

@@ -58,11 +58,13 @@ class ImportReport:
             not be read, e.g. the registry is down or refused the credentials) or ``unknown`` (the source does not
             say; gha, s3 and azblob never report a miss).
         reason: BuildKit's or buildx's own words, in one line; empty for a hit.
+        seconds: how long BuildKit spent on it, when the source says.
     """
 
     entry: CacheEntry
     status: str
     reason: str = ""
+    seconds: float | None = None
 
 
 @attrs.frozen
@@ -122,6 +124,7 @@ class BuildReport:
         sources: which sources this was read from (see SOURCES).
         mounts: what became of each cache mount, in order (a restore and a save are two outcomes); empty for a
             build whose mounts cacheport did not handle, and then no report shows a mounts section.
+        first_run: the first step BuildKit executed rather than took from the cache, when the source says.
     """
 
     status: str
@@ -133,3 +136,4 @@ class BuildReport:
     ref: str = ""
     sources: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     mounts: tuple[MountOutcome, ...] = attrs.field(default=(), converter=_mount_tuple)
+    first_run: str = ""

@@ -167,7 +167,7 @@ def _import_from(entry: CacheEntry, v: _Vertex) -> ImportReport:
     if entry.type not in model.SAYS_MISSING:
         return ImportReport(entry, model.UNKNOWN, f"BuildKit does not report whether the {entry.type} cache existed")
     if v.completed:
-        return ImportReport(entry, model.HIT)
+        return ImportReport(entry, model.HIT, seconds=_seconds(v.started, v.completed))
     return ImportReport(entry, model.UNKNOWN, "the import never finished")
 
 
@@ -268,4 +268,5 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
         exports=_exports(exports, vertices, status == "failed", bool(vertices)),
         wall_seconds=_seconds(min(starts), max(ends)) if starts and ends else None,
         sources=("rawjson",),
+        first_run=next((v.name for v in _by_start(steps) if v.started and not _step_cached(v)), ""),
     )

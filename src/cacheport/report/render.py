@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from cacheport.entry import CacheEntry
+from cacheport.masking import printable
 from cacheport.mounts import MountOutcome
 from cacheport.render import human_size
 from cacheport.report.model import BuildReport, ExportReport, one_line
@@ -58,8 +59,8 @@ def _mount_measures(m: MountOutcome) -> str:
 
 def _mount_line(m: MountOutcome) -> str:
     place, measures = _mount_place(m), _mount_measures(m)
-    return (f"  mount  {m.action:<9} {m.id}" + (f" {place}" if place else "") + (f" ({measures})" if measures else "")
-            + (f": {one_line(m.detail)}" if m.detail else ""))
+    return (f"  mount  {m.action:<9} {printable(m.id, 200)}" + (f" {place}" if place else "")  # the Dockerfile's text
+            + (f" ({measures})" if measures else "") + (f": {one_line(m.detail)}" if m.detail else ""))
 
 
 def _headline(report: BuildReport) -> str:

@@ -1,0 +1,150 @@
+"""``cacheport history``: the cache's value across builds, from the records builds leave beside the cache; and
+what keeps a build's record (``cacheport build`` and ``cacheport report`` call it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cacheport.cli.common import format_option, plan_options
+from cacheport.cli.output import say, warn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cacheport.cli.session import Session
+    from cacheport.report import BuildReport
+
+
+#: Records read for the trend a CI job shows after its build: each is a request or two (Pulp: about a second each).
+TREND_AFTER_BUILD = 10
+
+
+def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
+    """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`)."""
+
+    def keep(found: BuildReport) -> None:
+        from cacheport.ops.history import leave_record
+
+        try:
+            backend = session.plugins.backend(session.plan.backend)
+            kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
+                                backend.cache_type, session.environ, session.cwd, say, source=source)
+            if kept is not None and source == "build":
+                show_trend(session, kept.branch)
+        except Exception as exc:  # the history is never worth a failed build, not even its bug
+            say(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); the build is "
+                "unaffected")
+
+    return keep
+
+
+def show_trend(session: Session, branch: str | None) -> None:
+    """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
+    collapsed section of GitLab's log. Never fails the build: a problem is one warning."""
+    import sys
+    import time
+
+    from cacheport.errors import CacheportError
+    from cacheport.ops.history import open_shelf, read_records
+    from cacheport.report import chart, trend
+
+    environ = session.environ
+    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
+    if not summary and not gitlab:
+        return
+    plan = session.plan
+    backend = session.plugins.backend(plan.backend)
+    try:
+        store = session.store() if backend.store else None
+        with open_shelf(plan, store, backend.cache_type, environ, session.cwd) as shelf:
+            shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
+    except CacheportError as exc:
+        say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
+        return
+    found = trend.trend([r for _name, r in shelved.records])
+    where = f"{shelved.where} ({branch or 'no branch'})"
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write("#### cacheport: cache history\n\n" + chart.as_markdown(found, where) + "\n")
+        except OSError as exc:
+            say(f"warning: could not write the job summary: {exc.strerror}")
+    if gitlab:
+        stamp = int(time.time())
+        text = chart.as_text(found, where).rstrip("\n").replace("\n", "\r\n")
+        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_history[collapsed=true]\r\x1b[0Kcacheport: cache "
+                         f"history\r\n{text}\r\n\x1b[0Ksection_end:{stamp}:cacheport_history\r\x1b[0K\n")
+
+
+@click.command("history", epilog="""\b
+Examples:
+  cacheport history                                  # hit rate per branch, cold vs warm, time saved
+  cacheport history --branch main --last 10          # one branch's last 10 builds
+  cacheport history --format json > history.json     # for other tools (docs/history.md)
+  cacheport history --format html -o history.html    # a page with the chart
+  cacheport history --format markdown >> "$GITHUB_STEP_SUMMARY"
+  cacheport history --chart history.svg              # the chart alone, as SVG
+  cacheport history --records cacheport-history/     # records a job kept as an artifact
+""")
+@click.option("--branch", metavar="NAME", help="Only this branch's builds.")
+@click.option("--last", type=click.IntRange(1, 1000), default=30, show_default=True, metavar="N",
+              help="The last N builds of each branch.")
+@click.option("--records", "records_dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Read the records in this directory (a CI artifact) instead of the backend's store.")
+@click.option("--chart", "chart_file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Also write the chart as SVG.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
+              help="Write the output to a file instead of stdout.")
+@click.option("--skip-bad", is_flag=True, help="Leave out records that can't be read (one warning each) instead "
+              "of stopping at the first.")
+@format_option(["text", "json", "markdown", "html"], "text")
+@plan_options
+def command(branch: str | None, last: int, records_dir: Path | None, chart_file: Path | None, output: Path | None,
+            skip_bad: bool, fmt: str, session: Session) -> None:
+    """Show the cache's value across builds: the share of builds with an import hit and of steps cached per
+    branch, build time cold (no hit) against warm, the time the hits saved, what exports cost, and the builds
+    where the hit rate fell, with the import that missed and the first step that ran.
+
+    Every cacheport build (and cacheport report) leaves a record beside the cache: in the backend's registry
+    repository as a small OCI artifact, or in a directory for backends without one (see history-dir). A
+    record that can't be read, or one from a newer cacheport, stops the command with one line (exit 2)
+    unless --skip-bad.
+    """
+    import json
+
+    from cacheport.cli.output import write_file
+    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of
+    from cacheport.report import chart, trend
+
+    if records_dir is not None:
+        shelved = read_records(DirectoryShelf(records_dir), branch=branch, last=last, skip_bad=skip_bad)
+    else:
+        plan = session.plan
+        if not settings_of(plan).on:
+            warn('history = "off": builds keep no records, and none are shown (--records DIR reads a directory)')
+            return
+        backend = session.plugins.backend(plan.backend)
+        store = session.store() if backend.store else None
+        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd) as shelf:
+            shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
+    for name, why in shelved.bad:
+        warn(f"history record {name} left out: {why}")
+    found = trend.trend([r for _name, r in shelved.records])
+    where = shelved.where
+    if fmt == "json":
+        text = json.dumps(trend.as_dict(found, where), indent=2) + "\n"
+    elif fmt == "markdown":
+        text = chart.as_markdown(found, where)
+    elif fmt == "html":
+        text = chart.as_html(found, where)
+    else:
+        text = chart.as_text(found, where)
+    if chart_file is not None:
+        write_file(chart_file, chart.svg(found), mode=0o644)
+    if output is not None:
+        write_file(output, text, mode=0o644)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,296 @@
+"""The cache's history: build records kept beside the cache (:mod:`cacheport.report.record`), written after each
+build and read by ``cacheport history``. Side effects at the edge.
+
+Where records live (a *shelf*):
+
+- in the backend's own store (a registry repository: Pulp, GitLab's, any distribution), one OCI artifact per
+  record under its own unique name, beside the cache tags;
+- in a directory, one JSON file per record, for a backend without a store and the ``local`` one (whose directory
+  BuildKit's exporter and the rotation replace): ``history-dir`` if set, else ``./cacheport-history`` in a CI job
+  (upload it as an artifact), else under the cache directory.
+
+Two writers never lose each other's record: each record is written once under a name no other has (its branch,
+its time to the millisecond, a random id), nothing is ever rewritten, and the bound (the newest ``history-keep``
+per branch) is kept by deleting the oldest names. A job that may not write the shared caches (a fork, a read-only
+or untrusted job) keeps its record in its directory only, never where protected builds read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from cacheport.errors import CacheportError, RecordError, RegistryError
+from cacheport.files import replacing
+from cacheport.plan import Plan
+from cacheport.records import CacheStore, StoreSession
+from cacheport.refs import slug
+from cacheport.report import BuildReport
+from cacheport.report import record as rec
+
+#: The default of ``history-keep``: records kept per branch.
+KEEP = 30
+_SETTING_DEFAULTS: dict[str, Any] = {"history": "on", "history-keep": KEEP, "history-dir": None}
+
+
+class Shelf(Protocol):
+    """Where records are kept: a store's repository or a directory."""
+
+    where: str
+
+    def names(self) -> list[str]: ...
+    def read(self, name: str) -> bytes | None:
+        """A record's bytes; None when it is gone (another job's bound deleted it since it was listed)."""
+    def write(self, name: str, data: bytes) -> None: ...
+    def delete(self, name: str) -> bool: ...
+
+
+class StoreShelf:
+    """Records as OCI artifacts in a backend's store (an open :class:`~cacheport.StoreSession`)."""
+
+    def __init__(self, session: StoreSession, where: str) -> None:
+        self.session, self.where = session, where
+
+    def names(self) -> list[str]:
+        return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
+
+    def read(self, name: str) -> bytes | None:
+        from cacheport.oci.artifact import artifact_layer
+        from cacheport.oci.format import sha256_digest
+
+        manifest = self.session.get_manifest(name)
+        if manifest is None:  # deleted since it was listed (Pulp lists a deleted tag for a while, too)
+            return None
+        try:
+            layer = artifact_layer(manifest, rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, rec.MAX_SIZE)
+        except RegistryError as exc:
+            raise RecordError(str(exc)) from None
+        data = bytearray()
+        with self.session.open_blob(layer.digest) as chunks:
+            for chunk in chunks:
+                data += chunk
+                if len(data) > layer.size:
+                    break
+        if len(data) != layer.size or sha256_digest(bytes(data)) != layer.digest:
+            raise RecordError("its content does not match its digest")
+        return bytes(data)
+
+    def write(self, name: str, data: bytes) -> None:
+        from cacheport.oci.artifact import artifact
+
+        blobs, manifest = artifact(rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, data,
+                                   {"org.opencontainers.image.title": name})
+        for descriptor, content in blobs:
+            if self.session.blob_size(descriptor.digest) is None:
+                self.session.put_blob(descriptor, [content])
+        self.session.put_manifest(name, manifest)
+
+    def delete(self, name: str) -> bool:
+        # Each record's manifest is its own (its content names its time and id), so no other name goes with it.
+        return self.session.delete(name)
+
+
+class DirectoryShelf:
+    """Records as JSON files in a directory (a CI artifact, or under the cache directory on a laptop)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.where = str(directory)
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(p.name[:-5] for p in self.directory.iterdir()
+                          if p.name.startswith(rec.PREFIX) and p.name.endswith(".json"))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise RegistryError(f"{self.directory}: cannot list: {exc.strerror}") from None
+
+    def read(self, name: str) -> bytes | None:
+        path = self.directory / f"{name}.json"
+        try:
+            with path.open("rb") as fh:
+                return fh.read(rec.MAX_SIZE + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RecordError(f"cannot read: {exc.strerror}") from None
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with replacing(self.directory / f"{name}.json") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise RegistryError(f"{self.directory}: cannot write: {exc.strerror}") from None
+
+    def delete(self, name: str) -> bool:
+        try:
+            (self.directory / f"{name}.json").unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+@attrs.frozen
+class Settings:
+    """The history settings in force for a plan.
+
+    Attributes:
+        on: records are written at all (``history = "on"``).
+        keep: records kept per branch (``history-keep``).
+        directory: ``history-dir``, or None for the default place.
+    """
+
+    on: bool = True
+    keep: int = KEEP
+    directory: str | None = None
+
+
+def settings_of(plan: Plan) -> Settings:
+    values = dict(_SETTING_DEFAULTS)
+    values.update({s.name: s.setting.value for s in plan.settings if s.name in _SETTING_DEFAULTS
+                   and s.setting.value is not None})
+    return Settings(values["history"] != "off", max(int(values["history-keep"]), 1), values["history-dir"])
+
+
+def writes_store(plan: Plan) -> bool:
+    """Whether this job's records may go where protected builds read them: only a job that may write the caches
+    every branch shares (not read-only, not a fork, under ``trust = "protected"`` only a protected pipeline)."""
+    trust = plan.context.trust
+    return not plan.read_only and trust is not None and trust.writes_shared
+
+
+def directory_for(plan: Plan, store: CacheStore | None, environ: Mapping[str, str], cwd: Path) -> Path:
+    """Where a directory shelf is: ``history-dir``, else ``./cacheport-history`` in a CI job (its artifact), else
+    ``<cache dir>/history/<the local cache's place under the cache dir, else the project>``."""
+    chosen = settings_of(plan).directory
+    if chosen:
+        return cwd / chosen
+    if plan.context.provider != "local":
+        return cwd / "cacheport-history"
+    base = Path(plan.request.cache_dir) if plan.request and plan.request.cache_dir else cwd / ".cacheport"
+    if store is not None and os.path.isabs(store.location):  # a local cache: its records beside its name
+        where = Path(store.location)
+        return base / "history" / (where.relative_to(base) if where.is_relative_to(base) else slug(str(where)))
+    return base / "history" / slug(plan.context.project or "project")
+
+
+@contextlib.contextmanager
+def open_shelf(plan: Plan, store: CacheStore | None, cache_type: str, environ: Mapping[str, str], cwd: Path, *,
+               writing: bool = False) -> Iterator[Shelf]:
+    """The shelf for this plan: its backend's store when it has one (not ``local``'s, which is replaced on every
+    build) and, when ``writing``, this job may write there; else the directory."""
+    if store is not None and cache_type != "local" and (writes_store(plan) or not writing):
+        with store.open() as session:
+            yield StoreShelf(session, store.location)
+        return
+    yield DirectoryShelf(directory_for(plan, store, environ, cwd))
+
+
+def keep(shelf: Shelf, record: rec.BuildRecord, limit: int) -> list[str]:
+    """Write ``record``, then delete the oldest records of its branch beyond ``limit``; the names deleted.
+
+    Only names are compared, never contents: a corrupt record elsewhere can't stop a build's."""
+    shelf.write(record.name, rec.to_json(record))
+    return trim(shelf, record.name, limit)
+
+
+def trim(shelf: Shelf, name: str, limit: int) -> list[str]:
+    """Delete the oldest records of ``name``'s branch beyond ``limit``; the names deleted."""
+    branch = rec.parse_name(name)
+    assert branch is not None
+    mine = sorted((parsed[1], other) for other in shelf.names()
+                  if (parsed := rec.parse_name(other)) is not None and parsed[0] == branch[0])
+    gone = [other for _stamp, other in mine[:-limit]] if len(mine) > limit else []
+    return [other for other in gone if shelf.delete(other)]
+
+
+def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
+                 environ: Mapping[str, str], cwd: Path, say: Callable[[str], None], *, source: str = "build",
+                 mounts: Sequence[Any] = ()) -> rec.BuildRecord | None:
+    """Keep this build's record; never fails: a problem is one warning line. ``store()`` gives the backend's
+    store (None without one) and may raise a :class:`CacheportError` that is a warning too."""
+    settings = settings_of(plan)
+    if not settings.on:
+        return None
+    from cacheport import __version__
+
+    record = rec.record_of(report, plan.context, plan.backend, environ, now=datetime.now(UTC), source=source,
+                           key=plan.request.key if plan.request else None, mounts=mounts, version=__version__)
+    where = "?"
+    try:
+        try:
+            found = store()
+        except CacheportError:
+            found = None
+        with open_shelf(plan, found, cache_type, environ, cwd, writing=True) as shelf:
+            where = shelf.where
+            shelf.write(record.name, rec.to_json(record))
+            try:
+                trim(shelf, record.name, settings.keep)
+            except CacheportError as exc:  # the record is kept; the oldest stay until a later build's try
+                say(f"warning: history: older build records in {where} were not deleted ({exc})")
+    except (CacheportError, OSError) as exc:
+        say(f"warning: history: the build record was not kept in {where} ({exc}); the build is unaffected")
+        return None
+    return record
+
+
+@attrs.frozen
+class Shelved:
+    """The records read from a shelf, oldest first, and the ones that could not be read (with ``skip_bad``).
+
+    Attributes:
+        records: ``(name, record)`` pairs, oldest first.
+        bad: ``(name, why)`` for each record skipped.
+        where: the shelf, for messages.
+    """
+
+    records: tuple[tuple[str, rec.BuildRecord], ...]
+    bad: tuple[tuple[str, str], ...] = ()
+    where: str = ""
+
+
+def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = None, skip_bad: bool = False,
+                 jobs: int = 8) -> Shelved:
+    """The records on ``shelf`` (those of ``branch``; the ``last`` per branch), oldest first. A record that can't
+    be read is a :class:`RecordError` naming it, unless ``skip_bad``."""
+    from cacheport.ops.inventory import each
+
+    parsed = [(p, n) for n in shelf.names() if (p := rec.parse_name(n)) is not None]
+    if branch is not None:
+        parsed = [(p, n) for p, n in parsed if p[0] == slug(branch, 50)]
+    by_branch: dict[str, list[tuple[str, str]]] = {}
+    for (b, stamp), name in sorted(parsed, key=lambda item: item[0][1]):
+        by_branch.setdefault(b, []).append((stamp, name))
+    chosen = sorted(item for items in by_branch.values() for item in (items[-last:] if last else items))
+    names = [name for _stamp, name in chosen]
+
+    def one(name: str) -> tuple[str, rec.BuildRecord | str | None]:
+        try:
+            data = shelf.read(name)
+            return name, rec.parse_record(data) if data is not None else None
+        except RecordError as exc:
+            return name, str(exc)
+        except RegistryError as exc:
+            return name, f"unreadable: {exc}"
+
+    out, bad = [], []
+    for name, found in each(one, names, jobs):
+        if found is None:
+            continue  # gone since it was listed: another job's bound
+        if isinstance(found, str):
+            if not skip_bad:
+                raise RecordError(f"history record {name} in {shelf.where}: {found} (--skip-bad leaves it out; "
+                                  "deleting it removes it)")
+            bad.append((name, found))
+        else:
+            out.append((name, found))
+    return Shelved(tuple(out), tuple(bad), shelf.where)

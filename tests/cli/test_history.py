@@ -1,0 +1,99 @@
+"""``cacheport history`` as a user runs it: every format, the chart file, and a bad or newer record as one line
+and exit 2 (or left out with --skip-bad)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cacheport.ops.history import DirectoryShelf, keep
+from cacheport.records import Context
+from cacheport.report import BuildReport, Steps
+from cacheport.report import record as rec
+
+T0 = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+
+
+def run(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cacheport", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60)
+
+
+def records(folder: Path, count: int = 5) -> list[rec.BuildRecord]:
+    shelf = DirectoryShelf(folder)
+    made = []
+    for i in range(count):
+        cached = 0 if i == 0 else 3
+        report = BuildReport("succeeded", steps=Steps(3, cached, 3 - cached), wall_seconds=10.0 if i == 0 else 1.0)
+        made.append(rec.record_of(report, Context("gitlab", "g/app", branch="main"), "gitlab", {},
+                                  now=T0 + timedelta(minutes=i)))
+        keep(shelf, made[-1], 30)
+    return made
+
+
+def test_history_of_a_directory_of_records_in_every_format(clean_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    made = records(folder)
+    text = run("history", "--records", str(folder), env=clean_env)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0] == f"cache history: 5 builds in {folder} (oldest first)"
+    assert re.search(r"main +5 +0 \(0%\) +80% +▁████", text.stdout)  # cached by the builder, not imported
+    assert "cold 10.0 s (median of 1), warm 1.0 s (median of 4); the cache saved 36.0 s over 4 warm builds" \
+        in text.stdout
+    out = run("history", "--records", str(folder), "--format", "json", "--last", "2", env=clean_env)
+    doc = json.loads(out.stdout)
+    assert [b["name"] for b in doc["builds"]] == [r.name for r in made[-2:]]
+    page = tmp_path / "history.html"
+    chart = tmp_path / "history.svg"
+    out = run("history", "--records", str(folder), "--format", "html", "-o", str(page), "--chart", str(chart),
+              env=clean_env)
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+    assert page.read_text().count("<svg") == 1
+    ET.parse(chart)
+    md = run("history", "--records", str(folder), "--format", "markdown", env=clean_env)
+    assert "![cache history" in md.stdout
+
+
+def test_a_bad_record_is_one_line_and_exit_2_unless_skipped(clean_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    records(folder, 2)
+    bad = rec.record_name("main", T0 + timedelta(hours=1), "0badbad0")
+    (folder / f"{bad}.json").write_text('{"schema": 2, "cacheport": "3.0"}')
+    out = run("history", "--records", str(folder), env=clean_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert bad in out.stderr and "newer cacheport (3.0" in out.stderr
+    skipped = run("history", "--records", str(folder), "--skip-bad", env=clean_env)
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"history record {bad} left out" in skipped.stderr
+    assert "2 builds" in skipped.stdout
+
+
+def test_no_records_yet(clean_env: dict[str, str], tmp_path: Path) -> None:
+    out = run("history", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("no build records in ") and "history" in out.stdout
+
+
+def test_help_has_examples(clean_env: dict[str, str]) -> None:
+    out = run("history", "--help", env=clean_env)
+    assert out.returncode == 0 and "Examples:" in out.stdout and "--format [text|json|markdown|html]" in out.stdout
+
+
+def test_a_bug_in_keeping_the_record_is_one_warning_never_a_failed_build(capsys) -> None:  # type: ignore[no-untyped-def]
+    from cacheport.cli.history import keep_record
+
+    class Broken:
+        @property
+        def plugins(self) -> object:
+            raise RuntimeError("a bug")
+
+    keep_record(Broken(), "build")(BuildReport("succeeded"))  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err == ("cacheport: warning: history: the build record was not kept (RuntimeError: a bug); the build is "
+                   "unaffected\n")

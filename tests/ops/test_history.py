@@ -1,0 +1,270 @@
+"""Keeping build records (cacheport.ops.history): in a registry repository as artifacts and in a directory; the
+bound per branch; two writers at once never losing a record; hostile records and refusing registries never
+failing a build; untrusted jobs never writing where protected builds read."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cacheport.entry import CacheEntry
+from cacheport.errors import RecordError
+from cacheport.kit import registry_client
+from cacheport.oci.artifact import artifact
+from cacheport.oci.format import OCI_MANIFEST
+from cacheport.oci.repository import RegistryRepository
+from cacheport.ops.history import (
+    DirectoryShelf,
+    Shelf,
+    StoreShelf,
+    directory_for,
+    keep,
+    leave_record,
+    open_shelf,
+    read_records,
+    settings_of,
+)
+from cacheport.plan import Plan
+from cacheport.records import CacheStore, Context, Setting, ShownSetting, Source, Trust
+from cacheport.report import BuildReport, ImportReport, Steps
+from cacheport.report import record as rec
+from tests.fakes.registry import FakeRegistry
+
+T0 = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+REPO = "group/app/cache"
+
+
+def record(i: int, branch: str = "main", when: datetime | None = None) -> rec.BuildRecord:
+    entry = CacheEntry("registry", {"ref": f"127.0.0.1:1/{REPO}:{branch}"})
+    report = BuildReport("succeeded", steps=Steps(3, i % 4 and 3, 0 if i % 4 else 3),
+                         imports=[ImportReport(entry, "hit" if i % 4 else "missed")], wall_seconds=1.0 + i)
+    return rec.record_of(report, Context("gitlab", "group/app", branch=branch), "gitlab", {},
+                         now=when or T0 + timedelta(seconds=i))
+
+
+def plan(*, writes: bool = True, protected: bool = True, mode: str = "branch", read_only: bool = False,
+         provider: str = "gitlab", **settings: object) -> Plan:
+    trust = Trust("test", "a test", mode=mode, writes=writes, protected=protected)
+    shown = tuple(ShownSetting(k.replace("_", "-"), Setting(v, Source("cli", k))) for k, v in settings.items())
+    return Plan(Context(provider, "group/app", branch="main", trust=trust), "gitlab", (), (), settings=shown,
+                read_only=read_only)
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    with FakeRegistry() as fake:
+        yield fake  # type: ignore[misc]
+
+
+def store_shelf(fake: FakeRegistry) -> StoreShelf:
+    return StoreShelf(RegistryRepository(registry_client(fake.host), REPO), f"{fake.host}/{REPO}")
+
+
+def shelves(tmp_path: Path, fake: FakeRegistry) -> list[Shelf]:
+    return [DirectoryShelf(tmp_path / "records"), store_shelf(fake)]
+
+
+def test_records_come_back_oldest_first_and_only_the_newest_per_branch_stay(tmp_path: Path,
+                                                                            registry: FakeRegistry) -> None:
+    for shelf in shelves(tmp_path, registry):
+        written = [record(i) for i in range(6)] + [record(10, "feature")]
+        gone = []
+        for r in written:
+            gone += keep(shelf, r, 4)
+        assert gone == [written[0].name, written[1].name]
+        back = read_records(shelf)
+        assert [r for _n, r in back.records] == written[2:]
+        assert [r for _n, r in read_records(shelf, branch="main", last=2).records] == written[4:6]
+        assert [n for n, _r in read_records(shelf, branch="feature").records] == [written[-1].name]
+
+
+def test_a_record_in_a_registry_is_an_artifact_of_its_own_type(registry: FakeRegistry) -> None:
+    r = record(1)
+    keep(store_shelf(registry), r, 5)
+    media_type, data = registry.manifests[REPO][r.name]
+    import json
+
+    doc = json.loads(data)
+    assert media_type == OCI_MANIFEST and doc["artifactType"] == rec.ARTIFACT_TYPE
+    assert [layer["mediaType"] for layer in doc["layers"]] == [rec.MEDIA_TYPE]
+    assert doc["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
+
+
+def at_once(shelf_of: Callable[[], Shelf], made: list[rec.BuildRecord]) -> list[BaseException]:
+    """Each record kept by its own writer (its own shelf, as another job would have), all let go at once."""
+    start = threading.Barrier(len(made))
+    errors: list[BaseException] = []
+
+    def write(r: rec.BuildRecord) -> None:
+        shelf = shelf_of()
+        start.wait()
+        try:
+            keep(shelf, r, 30)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(r,)) for r in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@pytest.mark.parametrize("writers", [2, 8])
+def test_writers_at_once_never_lose_each_other_s_records(tmp_path: Path, registry: FakeRegistry,
+                                                         writers: int) -> None:
+    for shelf_of in (lambda: DirectoryShelf(tmp_path / "records"), lambda: store_shelf(registry)):
+        same_moment = T0 + timedelta(days=writers)
+        made = [record(i, when=same_moment) for i in range(writers)]  # the same millisecond, the same branch
+        assert at_once(shelf_of, made) == []
+        assert {r.name for r in made} <= {n for n, _r in read_records(shelf_of()).records}
+
+
+def test_the_bound_never_deletes_a_record_a_writer_has_not_seen(tmp_path: Path) -> None:
+    shelf = DirectoryShelf(tmp_path)
+    old = [record(i) for i in range(3)]
+    for r in old:
+        keep(shelf, r, 3)
+    newer = record(5)
+    shelf.write(newer.name, rec.to_json(newer))  # another job's, written while this one lists
+    keep(shelf, record(4), 3)
+    names = {n for n, _r in read_records(shelf).records}
+    assert newer.name in names and len(names) == 3
+
+
+def hostile(fake: FakeRegistry, name: str, data: bytes, artifact_type: str = rec.ARTIFACT_TYPE) -> None:
+    blobs, manifest = artifact(artifact_type, rec.MEDIA_TYPE, data)
+    for _d, content in blobs:
+        fake.add_blob(REPO, content)
+    fake.add_manifest(REPO, name, manifest.json)
+
+
+@pytest.mark.parametrize(("data", "artifact_type", "words"), [
+    (b"not json", rec.ARTIFACT_TYPE, "not JSON"),
+    (b'{"schema": 99, "cacheport": "9.0"}', rec.ARTIFACT_TYPE, "newer cacheport (9.0"),
+    (b"{}", "application/vnd.example.other", "not a application/vnd.cacheport.build-record.v1 artifact"),
+    (b"x" * (rec.MAX_SIZE + 1), rec.ARTIFACT_TYPE, "at most 65536 are read"),
+])
+def test_a_bad_record_in_the_store_is_one_line_naming_it_or_left_out(registry: FakeRegistry, data: bytes,
+                                                                     artifact_type: str, words: str) -> None:
+    shelf = store_shelf(registry)
+    good = record(1)
+    keep(shelf, good, 5)
+    name = rec.record_name("main", T0 + timedelta(hours=1), "0badbad0")
+    hostile(registry, name, data, artifact_type)
+    with pytest.raises(RecordError) as caught:
+        read_records(shelf)
+    message = str(caught.value)
+    assert name in message and words in message and "\n" not in message
+    skipped = read_records(shelf, skip_bad=True)
+    assert [n for n, _r in skipped.records] == [good.name]
+    assert [n for n, _why in skipped.bad] == [name]
+
+
+def test_a_record_deleted_since_it_was_listed_is_left_out_without_a_word(registry: FakeRegistry,
+                                                                         tmp_path: Path) -> None:
+    for shelf in shelves(tmp_path, registry):
+        records = [record(i) for i in range(3)]
+        for r in records:
+            keep(shelf, r, 5)
+        listed = shelf.names()
+        shelf.delete(records[1].name)
+        shelf.names = lambda listed=listed: listed  # type: ignore[method-assign]  # as Pulp lists it for a while
+        assert [n for n, _r in read_records(shelf).records] == [records[0].name, records[2].name]
+
+
+def test_a_record_whose_blob_lies_about_its_digest_is_refused(registry: FakeRegistry) -> None:
+    shelf = store_shelf(registry)
+    r = record(1)
+    keep(shelf, r, 5)
+    digest = rec.to_json(r)
+    from cacheport.oci.format import sha256_digest
+
+    registry.blobs[REPO][sha256_digest(digest)] = digest.replace(b'"main"', b'"evil"')
+    with pytest.raises(RecordError, match="does not match its digest"):
+        read_records(shelf)
+
+
+def test_a_bad_record_never_stops_a_build_from_keeping_its_own(registry: FakeRegistry) -> None:
+    shelf = store_shelf(registry)
+    hostile(registry, rec.record_name("main", T0, "0badbad0"), b"garbage")
+    mine = record(1)
+    keep(shelf, mine, 1)  # the bound deletes by name, without reading anything
+    assert [n for n, _r in read_records(shelf).records] == [mine.name]
+
+
+def registry_store(fake: FakeRegistry) -> CacheStore:
+    return CacheStore(f"{fake.host}/{REPO}", "image-manifest", lambda b: b, lambda n: n,
+                      lambda: RegistryRepository(registry_client(fake.host), REPO))
+
+
+def report() -> BuildReport:
+    return BuildReport("succeeded", steps=Steps(2, 2, 0), wall_seconds=1.0)
+
+
+def test_a_registry_refusing_the_artifact_is_one_warning_and_the_build_goes_on(registry: FakeRegistry,
+                                                                                tmp_path: Path) -> None:
+    registry.faults.append(("PUT", "/manifests/cacheport-history-", 400, {}))
+    said: list[str] = []
+    kept = leave_record(report(), plan(), lambda: registry_store(registry), "registry", {}, tmp_path, said.append)
+    assert kept is None
+    assert len(said) == 1 and said[0].startswith("warning: history: the build record was not kept in ")
+    assert "the build is unaffected" in said[0]
+
+
+def test_a_registry_refusing_to_delete_keeps_the_record_and_says_so(registry: FakeRegistry, tmp_path: Path) -> None:
+    for _ in range(2):
+        assert leave_record(report(), plan(history_keep=1), lambda: registry_store(registry), "registry", {},
+                            tmp_path, print) is not None
+    registry.faults.append(("DELETE", "/manifests/", 403, {}))
+    said: list[str] = []
+    kept = leave_record(report(), plan(history_keep=1), lambda: registry_store(registry), "registry", {}, tmp_path,
+                        said.append)
+    assert kept is not None and kept.name in registry.manifests[REPO]
+    assert len(said) == 1 and "older build records" in said[0] and "were not deleted" in said[0]
+
+
+def test_a_job_that_may_not_write_shared_caches_keeps_its_record_in_its_own_directory(registry: FakeRegistry,
+                                                                                      tmp_path: Path) -> None:
+    for untrusted in (plan(writes=False), plan(read_only=True), plan(mode="protected", protected=False)):
+        said: list[str] = []
+        kept = leave_record(report(), untrusted, lambda: registry_store(registry), "registry", {}, tmp_path,
+                            said.append)
+        assert kept is not None and not said
+        assert (tmp_path / "cacheport-history" / f"{kept.name}.json").is_file()
+    assert not any(n.startswith(rec.PREFIX) for n in registry.manifests.get(REPO, {}))
+    trusted = leave_record(report(), plan(), lambda: registry_store(registry), "registry", {}, tmp_path, print)
+    assert trusted is not None and trusted.name in registry.manifests[REPO]
+
+
+def test_where_directory_records_go(tmp_path: Path) -> None:
+    local = CacheStore(str(tmp_path / "xdg" / "cacheport" / "app-1234" / "default"), "index", lambda b: "latest",
+                       lambda n: None, lambda: None, fixed=True)  # type: ignore[arg-type,return-value]
+    assert directory_for(plan(), None, {}, tmp_path) == tmp_path / "cacheport-history"  # a CI job's artifact
+    laptop = attrs_plan(plan(provider="local"), str(tmp_path / "xdg" / "cacheport"))
+    assert directory_for(laptop, local, {}, tmp_path) == \
+        tmp_path / "xdg" / "cacheport" / "history" / "app-1234" / "default"
+    assert directory_for(plan(history_dir="recs"), None, {}, tmp_path) == tmp_path / "recs"
+    with open_shelf(laptop, local, "local", {}, tmp_path) as shelf:
+        assert isinstance(shelf, DirectoryShelf)
+
+
+def attrs_plan(p: Plan, cache_dir: str) -> Plan:
+    import attrs
+
+    from cacheport.records import EntryRequest
+
+    return attrs.evolve(p, request=EntryRequest({}, p.context, None, cache_dir))
+
+
+def test_history_off_writes_nothing_and_the_bound_is_a_setting(tmp_path: Path) -> None:
+    assert settings_of(plan(history="off")).on is False
+    assert settings_of(plan(history_keep=5)).keep == 5
+    said: list[str] = []
+    assert leave_record(report(), plan(history="off"), lambda: None, "gha", {}, tmp_path, said.append) is None
+    assert not (tmp_path / "cacheport-history").exists() and not said
