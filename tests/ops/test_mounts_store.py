@@ -329,6 +329,12 @@ def test_an_attacker_s_unsigned_artifact_is_refused_and_the_next_name_or_a_miss_
     assert [g.path.read_bytes() for g in got] == [archives[0].path.read_bytes()]
     got, outcomes = fetch(repo, ["main"], tmp_path / "in2", limits=LIMITS, wanted=[PIP, GO], signing=signing)
     assert got == [] and [(o.id, o.action) for o in outcomes] == [("pip", "refused"), ("gomod", "refused")]
+    # each mount falls back on its own: develop's holds pip only, and gomod, refused, has nothing more to say
+    got, outcomes = fetch(repo, ["main", "develop"], tmp_path / "in4", limits=LIMITS, wanted=[PIP, GO],
+                          signing=signing)
+    assert [(o.id, o.action, o.name) for o in outcomes] == [("pip", "refused", "main.mounts"),
+                                                            ("gomod", "refused", "main.mounts"),
+                                                            ("pip", "restored", "develop.mounts")]
     # a job that is not a protected pipeline reads unverified, as it reads layer caches
     got, _ = fetch(repo, ["main"], tmp_path / "in3", limits=LIMITS, wanted=[PIP])
     assert [g.path.read_bytes() for g in got] == [evil.path.read_bytes()]
