@@ -58,6 +58,7 @@ def test_a_signature_by_an_allowed_key_passes_and_says_who_and_when() -> None:
     ({"digest": "sha256:" + "cd" * 32}, "the signature is for"),
     ({"name": "feature"}, "signed as the cache 'feature'"),
     ({"project": "evil/app"}, "signed for the project 'evil/app'"),
+    ({"project": ""}, "signed for the project ''"),  # a claim naming no project passes in none
     ({"when": NOW - timedelta(days=31)}, "older than signed-max-age"),
 ])
 def test_a_signature_for_another_digest_name_project_or_too_long_ago_is_refused(change: dict, why: str) -> None:

@@ -16,7 +16,7 @@ import attrs
 
 from cacheport.entry import REDACTED, CacheEntry
 from cacheport.errors import RenderError
-from cacheport.records import Plan
+from cacheport.records import Plan, ShownSetting
 
 # Characters that word splitting or globbing would change in an unquoted $(cacheport args).
 _UNSAFE_WORD = re.compile(r"[\s*?\[]")
@@ -232,6 +232,23 @@ def _signatures(plan: Plan) -> dict[str, Any] | None:
     return doc
 
 
+#: Settings that matter only under another one's value, shown by ``explain`` only then (or when set by hand).
+_ONLY_UNDER = {
+    **dict.fromkeys(("signers", "signing-key-env", "signed-max-age", "signing"), ("trust", "signed")),
+    **dict.fromkeys(("signer-identity", "trusted-root", "fulcio-url", "id-token-env"), ("signing", "keyless")),
+    **dict.fromkeys(("history-keep", "history-dir"), ("history", "on")),
+}
+
+
+def _applies(shown: ShownSetting, settings: Sequence[ShownSetting]) -> bool:
+    """Whether ``explain`` lists a setting: always when it was set, else when the setting it serves is in force."""
+    under = _ONLY_UNDER.get(shown.name)
+    if under is None or shown.setting.source.level != "default":
+        return True
+    name, value = under
+    return any(s.name == name and s.setting.value == value for s in settings)
+
+
 def explain(plan: Plan) -> str:
     """The plan for a person: context, every setting with its source, the entries, and warnings."""
     ctx = plan.context
@@ -247,6 +264,8 @@ def explain(plan: Plan) -> str:
     ]
     shown = []
     for s in plan.settings:
+        if not _applies(s, plan.settings):
+            continue
         value = s.setting.value
         text = "(unset)" if value is None else (REDACTED if s.secret else json.dumps(value, ensure_ascii=False))
         shown.append((s.name, text, s.setting.source.detail))

@@ -311,7 +311,7 @@ def _holds(claim: Claim, digest: str, name: str, policy: Policy, now: datetime) 
         raise SignatureError(f"the signature is for {claim.digest}, not {digest}")
     if claim.name != name:
         raise SignatureError(f"signed as the cache {claim.name!r}, not {name!r}")
-    if policy.project and claim.project and claim.project != policy.project:
+    if policy.project and claim.project != policy.project:
         raise SignatureError(f"signed for the project {claim.project!r}, not {policy.project!r}")
     if policy.max_age is not None and now - claim.signed > policy.max_age:
         raise SignatureError(f"signed {claim.signed:%Y-%m-%d}, older than signed-max-age "

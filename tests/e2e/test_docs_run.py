@@ -110,6 +110,11 @@ BEFORE = {
         "cacheport switch pulp --from gitlab",
     ],
     "cacheport verify --help": [COMMIT, "cacheport build ."],  # a protected build that signed main's cache
+    # A Dockerfile with a test stage (and, for mounts, one under docker/ that takes a PY argument).
+    "cacheport build --help": ["printf 'FROM scratch AS test\\nCOPY hello.txt /\\n' > Dockerfile"],
+    "cacheport mounts --help": [
+        "mkdir -p docker && printf 'ARG PY=3.11\\nFROM scratch AS test\\nARG PY\\nCOPY hello.txt /\\n' > docker/Dockerfile",
+    ],
 }
 
 STEPS = [*(step for page in PAGES for step in docsrun.page_steps(ROOT, page)), *docsrun.help_steps()]

@@ -185,3 +185,19 @@ def test_no_accepted_symlink_resolves_out_of_the_mount(tmp_path: Path, links: di
         for name in links:
             resolved = os.path.realpath(root / name)
             assert os.path.commonpath([resolved, str(root)]) == str(root), (name, resolved)
+
+
+def test_many_empty_files_count_a_block_each_against_the_limit(tmp_path: Path) -> None:
+    """An inode bomb: files of no bytes at all still take the builder's disk; each counts a block."""
+    import tarfile as tf
+
+    from cacheport.errors import MountTooLarge
+    from cacheport.mounts.archive import MEMBER_COST
+
+    path = tmp_path / "inodes.tar.gz"
+    with tf.open(path, "w:gz") as tar:
+        for i in range(300):
+            tar.addfile(tf.TarInfo(f"f{i}"), io.BytesIO(b""))
+    assert check(path, limit=300 * MEMBER_COST) == 0  # just fits: the bytes reported are still the files'
+    with pytest.raises(MountTooLarge, match="members count"):
+        check(path, limit=299 * MEMBER_COST)

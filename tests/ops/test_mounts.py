@@ -125,6 +125,22 @@ def test_saved_then_restored_into_a_fresh_builder_then_unchanged(tmp_path: Path)
         assert layout.manifest_digest(mounts_name("main")) != before
 
 
+def test_a_mount_over_the_limit_is_cut_short_in_the_builder_and_not_saved(tmp_path: Path) -> None:
+    """The helper stops writing one byte past the limit: a huge mount never fills the disk it is exported to."""
+    store = local_store(tmp_path / "store")
+    builder = tmp_path / "b"
+    (builder / "pip").mkdir(parents=True)
+    (builder / "pip" / "noise").write_bytes(os.urandom(64 << 10))  # gzip can't shrink it below the limit
+    small = attrs.evolve(SETTINGS, limits=MountLimits(16 << 10, 2 << 20))
+    outcomes = save(store, "main", [PIP], fake_docker(tmp_path, builder), small)
+    assert [(o.action, o.size) for o in outcomes] == [("too-large", (16 << 10) + 1)], outcomes
+    assert "size limit (16384 bytes)" in outcomes[0].detail
+    with Layout(tmp_path / "store") as layout:
+        assert layout.manifest_digest(mounts_name("main")) is None
+    # under a limit it fits, the same mount is saved whole
+    assert [o.action for o in save(store, "main", [PIP], fake_docker(tmp_path, builder), SETTINGS)] == ["saved"]
+
+
 def test_restore_empties_the_mount_first(tmp_path: Path) -> None:
     store = local_store(tmp_path / "store")
     one = tmp_path / "b1"

@@ -67,6 +67,7 @@ def check(path: Path, *, limit: int, name: str = "") -> int:
 
 def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
     total = 0
+    cost = count = 0  # what expanding takes on disk: each member at least a block (an inode bomb is refused too)
     links: dict[str, str] = {}   # symlinks seen, and their targets: nothing may be reached through one
     files: set[str] = set()   # regular files seen: what a hard link may point at
     for member in tar:
@@ -75,6 +76,10 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
         parents = [posixpath.join(*name.split("/")[:i]) for i in range(1, name.count("/") + 1)] if name else []
         if any(p in links for p in parents):
             raise MountError(f"{what}: {shown} is reached through a symlink; refused")
+        cost, count = cost + max(member.size if member.isreg() else 0, MEMBER_COST), count + 1
+        if cost > limit:
+            raise MountTooLarge(f"{what}: expands to more than {limit} bytes (its {count} members count "
+                                f"{MEMBER_COST} bytes each at least); refused (the limit for one mount)")
         if member.ischr() or member.isblk() or member.isfifo():
             raise MountError(f"{what}: {shown} is a device file or FIFO; refused")
         if member.issym():
@@ -103,6 +108,12 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
             raise MountError(f"{what}: symlink {printable(name, 120)} points outside the mount by way of other "
                              "symlinks (or a loop of them); refused")
     return total
+
+
+#: What one member of an archive counts against the size limit at the least: a tar block, as in the archive.
+#: Without it, millions of empty files (an inode bomb) would expand to "0 bytes"; with it, the default 2 GiB
+#: limit lets through 4 million members at the most.
+MEMBER_COST = 512
 
 
 #: Symlinks followed in resolving one path, as Linux's limit (more is a loop).

@@ -167,7 +167,7 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
     with tempfile.TemporaryDirectory(prefix="cacheport-mounts-out-") as tmp:
         context, out = Path(tmp) / "context", Path(tmp) / "out"
         context.mkdir()
-        (context / "helper.sh").write_text(save_script(wanted), encoding="utf-8")
+        (context / "helper.sh").write_text(save_script(wanted, settings.limits.per_mount), encoding="utf-8")
         failed = helper_build(docker, dockerfile(settings.helper_image, wanted), context, out)
         if failed:
             return outcomes + [MountOutcome(m.id, "failed", target, detail=failed) for m in wanted]
@@ -182,6 +182,11 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
             elif not path.is_file():
                 outcomes.append(MountOutcome(mount.id, "failed", target,
                                              detail=f"tar in the helper build: {tar_said(out / f'{n}.err')}"))
+            elif path.stat().st_size > settings.limits.per_mount:  # cut short by the helper: it would be more
+                outcomes.append(MountOutcome(
+                    mount.id, "too-large", target, path.stat().st_size,
+                    detail=f"its archive is over one mount's size limit ({settings.limits.per_mount} bytes); "
+                           "not saved"))
             else:
                 archives.append(MountArchive(mount, path, digest_of(path), path.stat().st_size))
         if archives:

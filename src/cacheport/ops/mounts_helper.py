@@ -67,31 +67,35 @@ def dockerfile(helper: str, mounts: Sequence[CacheMount]) -> str:
 
 
 def restore_script(archives: Sequence[MountArchive]) -> str:
-    """Mount ``n`` emptied and given ``/in/n.tar.gz``, unless the last restore left that very archive there
-    untouched; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said. The state remembers the archive (digest,
-    size) and the mount's fingerprint after it, for the save to know an untouched mount."""
+    """Mount ``n`` emptied and given ``/in/n.tar.gz``; ``/out/n.ok`` says it worked, ``/out/n.err`` what tar said.
+    Always extracted, even when the state says the mount holds that archive already: on a builder other jobs
+    use too, the state and the mount are theirs to write, and a restore must leave exactly the archive's
+    contents. The state remembers the archive (digest, size) and the mount's fingerprint after it, for the save to
+    know an untouched mount."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
     for n, archive in enumerate(archives):
         stamp, digest = _stamp(archive.mount), shlex.quote(archive.digest)
-        lines += [f"if read -r d z f <{stamp} 2>/dev/null && [ \"$d\" = {digest} ] && [ \"$f\" = \"$(fp /m/{n})\" ]; "
-                  f"then echo ok >/out/{n}.ok",
-                  f"elif (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
+        lines += [f"if (find /m/{n} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + && "
                   f"tar -xzf /in/{n}.tar.gz -C /m/{n} --numeric-owner) 2>/out/{n}.err; "
                   f"then echo {digest} {archive.size} \"$(fp /m/{n})\" >{stamp}; echo ok >/out/{n}.ok",
                   f"else rm -f {stamp}; fi"]
     return "\n".join(lines) + "\n"
 
 
-def save_script(mounts: Sequence[CacheMount]) -> str:
-    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link); or ``/out/n.same``
-    (``digest size``) when it is as the last restore left it, an archive the store holds already; or
-    ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
+def save_script(mounts: Sequence[CacheMount], limit: int) -> str:
+    """Mount ``n`` as ``/out/n.tar.gz`` (owners, modes and links kept; tar never follows a link), cut after
+    ``limit`` + 1 bytes so a huge mount never fills the disk it is exported to (the caller refuses what is
+    longer); or ``/out/n.same`` (``digest size``) when it is as the last restore left it, an archive the store
+    holds already; or ``/out/n.empty``; or ``/out/n.err`` with what tar said."""
     lines = ["set -u", "mkdir -p /out", _FINGERPRINT]
     for n, mount in enumerate(mounts):
         lines += [f"if read -r d z f <{_stamp(mount)} 2>/dev/null && [ \"$f\" = \"$(fp /m/{n})\" ]; "
                   f"then echo \"$d $z\" >/out/{n}.same",
                   f'elif [ -z "$(find /m/{n} -mindepth 1 -maxdepth 1 | head -n 1)" ]; then : >/out/{n}.empty',
-                  f"elif ! tar -czf /out/{n}.tar.gz -C /m/{n} . 2>/out/{n}.err; then rm -f /out/{n}.tar.gz; fi"]
+                  # tar cut short by head (too large) is no failure: only one that failed with a small archive
+                  f"elif (tar -czf - -C /m/{n} . 2>/out/{n}.err || : >/out/{n}.fail) | head -c {limit + 1} "
+                  f">/out/{n}.tar.gz; [ -e /out/{n}.fail ] && [ \"$(stat -c %s /out/{n}.tar.gz)\" -le {limit} ]; "
+                  f"then rm -f /out/{n}.tar.gz; fi"]
     return "\n".join(lines) + "\n"
 
 
