@@ -5,8 +5,9 @@ Per round, interleaved, on the e2e workload (the reference project, its builder'
 comes from the registry): a protected `cacheport build` under trust = "signed" (it verifies the import and signs
 the export) and the same build under trust = "protected" (neither). Besides the two wall times, it times the
 signature work itself in this process, against the same registry: verifying the import (resolve the tag, read
-the signature, check it) and signing an export (make the envelope, store it). Prints medians and the ratios
-(the goal: signing + verifying under 5 % of the build). Needs the e2e harness (scripts/e2e-up).
+the signature, check it) and signing an export (make the envelope, store it). Cache mounts too: restoring a
+16 MiB mounts artifact verified (resolve, check, read by digest) against the same unverified. Prints medians and
+the ratios (the goal: signing + verifying under 5 % of the build). Needs the e2e harness (scripts/e2e-up).
 
 Usage: python bench/signing.py [--rounds N]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import statistics
 import subprocess
 import sys
@@ -32,8 +34,13 @@ def main() -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from cacheport.entry import CacheEntry
+    from cacheport.mounts import CacheMount, MountLimits
+    from cacheport.oci.registry import Registry
+    from cacheport.oci.repository import RegistryRepository
     from cacheport.ops import signatures
+    from cacheport.ops.mounts_store import fetch, publish
     from cacheport.signing import Claim, Policy, envelope, parse_signers
+    from tests.fakes.caches import mount_archive
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -75,8 +82,14 @@ def main() -> int:
 
         build("signed")  # cold: fill the registries, and sign one
         build("protected")
+        archive = mount_archive(Path(tmp) / "pip.tgz", CacheMount("pip", "/root/.cache/pip"),
+                                {"wheel": os.urandom(16 << 20)})
+        mounts = RegistryRepository(Registry(reg, insecure=True), repo)
+        store_signing = signatures.StoreSigning(policy, key)
+        publish(mounts, "main", [archive], limits=MountLimits(), signing=store_signing)
         times: dict[str, list[float]] = {"build, trust = signed": [], "build, trust = protected": [],
-                                         "verify one import": [], "sign one export": []}
+                                         "verify one import": [], "sign one export": [],
+                                         "restore mounts, verified": [], "restore mounts, unverified": []}
         for _ in range(opts.rounds):
             times["build, trust = signed"].append(build("signed"))
             times["build, trust = protected"].append(build("protected"))
@@ -92,6 +105,13 @@ def main() -> int:
                 data = envelope(Claim(verdict.digest, "main", "group/app", verdict.claim.signed), key)  # type: ignore[union-attr]
                 signatures.store(registry, repo, verdict.digest, data)
             times["sign one export"].append(time.perf_counter() - began)
+            for label, signing in (("verified", store_signing), ("unverified", None)):
+                began = time.perf_counter()
+                _got, said = fetch(mounts, ["main"], Path(tmp) / uuid.uuid4().hex, limits=MountLimits(),
+                                   signing=signing)
+                times[f"restore mounts, {label}"].append(time.perf_counter() - began)
+                assert said[0].action == "restored", said
+        mounts.registry.close()
     med = {name: statistics.median(values) for name, values in times.items()}
     print(f"protected warm builds of the reference project (registry cache on {reg}, builder pruned), "
           f"median of {opts.rounds} interleaved rounds:")
@@ -102,6 +122,8 @@ def main() -> int:
           "(goal: under 5 %)")
     print(f"  build, signed / build, protected:                  "
           f"{med['build, trust = signed'] / med['build, trust = protected']:.3f}")
+    print(f"  restore 16 MiB mounts, verified / unverified:      "
+          f"{med['restore mounts, verified'] / med['restore mounts, unverified']:.3f}")
     return 0
 
 

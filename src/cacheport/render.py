@@ -287,7 +287,9 @@ def explain(plan: Plan) -> str:
         lines_.append("signatures:")
         lines_ += ([f"  imports: each verified before the build ({keys}), then imported by digest; "
                     "unsigned or wrongly signed ones are left out",
-                    f"  exports: signed {signing} after the build"]
+                    f"  exports: signed {signing} after the build",
+                    "  cache mounts: the same: each <name>.mounts verified, then restored by digest; saved ones "
+                    "signed"]
                    if signatures["verifies"] else
                    ["  not a protected pipeline: imports are read unverified, nothing is signed "
                     f"(protected pipelines verify with {keys})"])

@@ -119,6 +119,52 @@ def test_build_runs_a_save_helper_build_after_the_build_and_none_with_mounts_off
     assert len(builds) == 1 and " mount " not in off.stderr
 
 
+def signed_job(clean_env: dict[str, str], host: str, public: str, **more: str) -> dict[str, str]:
+    """A protected GitLab pipeline of main under trust = "signed"."""
+    return {**clean_env, "GITLAB_CI": "true", "CI_PROJECT_PATH": "group/app", "CI_COMMIT_BRANCH": "main",
+            "CI_COMMIT_REF_NAME": "main", "CI_COMMIT_REF_SLUG": "main", "CI_DEFAULT_BRANCH": "main",
+            "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_REF_PROTECTED": "true", "CACHEPORT_BACKEND": "registry",
+            "CACHEPORT_REGISTRY__REF": f"{host}/group/app/cache", "CACHEPORT_TRUST": "signed",
+            "CACHEPORT_SIGNERS": public, **more}
+
+
+def test_under_signed_trust_restore_refuses_an_unsigned_artifact_and_save_needs_the_key(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from cacheport.mounts import CacheMount, MountLimits
+    from cacheport.oci.registry import Registry
+    from cacheport.oci.repository import RegistryRepository
+    from cacheport.ops.mounts_store import publish
+    from cacheport.signing import public_der
+    from tests.fakes.caches import mount_archive
+    from tests.fakes.registry import FakeRegistry
+
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    archive = mount_archive(tmp_path / "dl.tgz", CacheMount("dl", "/var/cache/dl"), {"x": b"poisoned"})
+    public = base64.b64encode(public_der(Ed25519PrivateKey.generate())).decode()
+    with FakeRegistry() as fake, RegistryRepository(Registry(fake.host), "group/app/cache") as repo:
+        publish(repo, "main", [archive], limits=MountLimits())  # straight to the registry, unsigned
+        digest = repo.manifest_digest("main.mounts")
+        docker = stand_in_docker(tmp_path, tmp_path / "builds", every=True)
+        env = signed_job(clean_env, fake.host, public, CACHEPORT_DOCKER=str(docker))
+        done = run("restore", "--format", "json", ".", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        [mount] = json.loads(done.stdout)["mounts"]
+        assert (mount["id"], mount["action"], mount["name"]) == ("dl", "refused", "main.mounts")
+        assert mount["detail"] == f"not signed ({digest})"
+        assert not (tmp_path / "builds").exists()  # nothing to put into the builder: no helper build
+        done = run("save", ".", env=env, cwd=tmp_path)
+        assert done.returncode == 2 and "$CACHE_SIGNING_KEY (signing-key-env) is not set" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        unprotected = run("restore", "--format", "json", ".", cwd=tmp_path,
+                          env={**env, "CI_COMMIT_REF_PROTECTED": "false"})
+        [mount] = json.loads(unprotected.stdout)["mounts"]  # read unverified: the helper build then runs
+        assert mount["action"] != "refused" and (tmp_path / "builds").is_file()
+
+
 def test_the_helper_builds_never_get_the_signing_key(clean_env: dict[str, str], tmp_path: Path) -> None:
     # As for a build's own docker and buildx: the private key stays out of every process cacheport runs.
     import base64

@@ -106,6 +106,7 @@ def test_explain_says_which_imports_are_verified_and_with_which_key(
     key = Ed25519PrivateKey.generate()
     text = run("explain", env=job(clean_env, fake, key)).stdout
     assert "(trust = signed)" in text and "imports: each verified before the build (ed25519 " in text
+    assert "cache mounts: the same: each <name>.mounts verified, then restored by digest; saved ones signed" in text
     unprotected = run("explain", "--format", "json", env=job(clean_env, fake, key, protected=False))
     assert json.loads(unprotected.stdout)["signatures"]["verifies"] is False
 

@@ -7,7 +7,8 @@ and signs what it exports; the one after is warm again. A tag moved between the 
 build changes nothing, because the import is by digest; an older signed cache replayed onto the tag is imported
 while its signature is younger than signed-max-age (the design's answer to rollback; the bound itself is tested in
 tests/test_signing.py). Seeding from the registry to Pulp carries the signature, so Pulp alone is warm for a
-protected build, and prune removes a signature no cache points at any more.
+protected build, and prune removes a signature no cache points at any more. Cache mounts the same way: an
+attacker's own ``main.mounts`` is refused by the next protected build, whose step then downloads everything again.
 """
 
 from __future__ import annotations
@@ -272,3 +273,132 @@ def test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones(harnes
 
 def _pulp_store(pulp: Pulp, repo: str) -> Store:
     return Store(pulp.registry, repo, pulp.user, pulp.password, {})
+
+
+def attacker_mounts(store: Store, name: str, mount_id: str, target: str, files: dict[str, bytes]) -> str:
+    """Another job's own cache-mounts artifact, written to ``name`` with the registry client and the write
+    credentials (not through cacheport's save): an archive of ``files`` for the mount ``mount_id``."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    from cacheport.oci.auth import Credentials
+    from cacheport.oci.registry import Registry
+    from cacheport.records import Manifest
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.uid, info.gid = len(data), 1000, 1000
+            tar.addfile(info, io.BytesIO(data))
+    layer, config = gzip.compress(raw.getvalue()), b"{}"
+    digest = {blob: "sha256:" + hashlib.sha256(blob).hexdigest() for blob in (layer, config)}
+    key = "io.cacheport.mount."
+    manifest = Manifest.from_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cacheport.mounts.v1",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest[config], "size": 2},
+        "layers": [{"mediaType": "application/vnd.cacheport.mount.v1.tar+gzip", "digest": digest[layer],
+                    "size": len(layer), "annotations": {
+                        key + "id": mount_id, key + "target": target, key + "sharing": "locked", key + "uid": "1000",
+                        key + "gid": "1000", key + "mode": "750"}}]})
+    with Registry(store.registry, Credentials(store.user, store.password), insecure=True) as client:
+        for blob in (layer, config):
+            client.upload_blob(store.repository, digest[blob], len(blob), [blob])
+        client.put_manifest(store.repository, name, manifest)
+    return manifest.digest
+
+
+def test_a_poisoned_cache_mount_is_refused_by_the_next_protected_build(harness: Harness, tmp_path: Path) -> None:
+    """A protected build saves and signs its cache mounts; an "attacker" with the write credentials puts its own
+    artifact (every file the step wants, poisoned) at ``main.mounts``; the next protected build refuses it, and
+    its step downloads everything again, with nothing of the attacker's in the image; after that protected
+    rebuild, the mounts restore again."""
+    from .harness import Downloads, downloads_context, mount_said
+
+    private, public = keys()
+    mount_id, target = f"downloads-{uuid.uuid4().hex[:8]}", "/var/cache/dl"
+
+    def project(files: list[str]) -> Path:
+        return downloads_context(harness, tmp_path / "app", server.port, files, mount_id, target=target,
+                                 options="sharing=locked,uid=1000,gid=1000,mode=0750")
+
+    server = Downloads()
+    try:
+        with token_store(harness, tmp_path) as store:
+            env = {**protected(store, private, public),
+                   "CACHEPORT_MOUNTS__HELPER_IMAGE": harness.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+            harness.prune()
+            first = harness.build(project(["a", "b", "c"]), env=env)
+            assert first.code == 0, first.log
+            assert server.counts == {"a": 1, "b": 1, "c": 1}
+            signed = digest_of(store, "main.mounts")
+            assert mount_said(first.log, mount_id, "saved", "main.mounts") and f"signed ({signed})" in first.log
+            assert f"sha256-{signed.removeprefix('sha256:')}.cacheport-sig" in _tags(store)
+
+            foreign = attacker_mounts(store, "main.mounts", mount_id, target,
+                                      {f: b"poisoned" for f in ("a", "b", "c", "d")})
+            assert digest_of(store, "main.mounts") == foreign != signed
+
+            harness.prune()
+            refused = harness.build(project(["a", "b", "c", "d"]), env=env)
+            assert refused.code == 0, refused.log
+            assert mount_said(refused.log, mount_id, "refused", "main.mounts"), refused.log
+            assert f"not signed ({foreign})" in refused.log
+            assert server.counts == {"a": 2, "b": 2, "c": 2, "d": 1}, refused.log  # all downloaded again
+            assert b"poisoned" not in b"".join((refused.out / "deps" / f).read_bytes() for f in "abcd")
+            resigned = digest_of(store, "main.mounts")
+            assert resigned != foreign and f"signed ({resigned})" in refused.log
+
+            harness.prune()
+            warm = harness.build(project(["a", "b", "c", "d", "e"]), env=env)
+            assert warm.code == 0, warm.log
+            assert mount_said(warm.log, mount_id, "restored", "main.mounts"), warm.log
+            assert server.counts == {"a": 2, "b": 2, "c": 2, "d": 1, "e": 1}, warm.log
+            for result in (first, refused, warm):
+                assert private not in result.log
+    finally:
+        server.close()
+
+
+def test_seed_carries_a_mounts_signature_to_pulp_where_a_protected_build_restores_them(
+        harness: Harness, pulp: Pulp, tmp_path: Path) -> None:
+    """Cache mounts saved and signed on GitLab's registry, seeded into Pulp: their signature comes along, so the
+    first protected build from Pulp alone restores them, verified, and its step downloads only what is new."""
+    from .harness import Downloads, downloads_context, mount_said
+
+    private, public = keys()
+    project = f"E2E/SeededMounts-{uuid.uuid4().hex[:8]}"
+    repo = f"{project.lower()}/cache"
+    mount_id = f"downloads-{uuid.uuid4().hex[:8]}"
+    server = Downloads()
+    try:
+        def ctx(files: list[str]) -> Path:
+            return downloads_context(harness, tmp_path / "app", server.port, files, mount_id)
+
+        (tmp_path / "registry").mkdir()
+        with harness.token_registry(tmp_path / "registry") as reg:
+            env = {**pulp_env(pulp, project), "CI_REGISTRY_IMAGE": f"{reg.host}/group/app",
+                   "CI_REGISTRY_USER": reg.user, "CI_REGISTRY_PASSWORD": reg.password,
+                   "CI_COMMIT_REF_PROTECTED": "true", "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public,
+                   "CACHE_SIGNING_KEY": private,
+                   "CACHEPORT_MOUNTS__HELPER_IMAGE": harness.env["CACHEPORT_E2E_HELPER_IMAGE"]}
+            harness.prune()
+            first = harness.build(ctx(["a", "b"]), "--backend", "gitlab", env=env)
+            assert first.code == 0 and mount_said(first.log, mount_id, "saved", "main.mounts"), first.log
+            seeded = subprocess.run([sys.executable, "-m", "cacheport", "seed", "--from", "gitlab", "--to", "pulp",
+                                     "--branch", "main", "--progress", "quiet"], cwd=tmp_path / "app",
+                                    capture_output=True, text=True, timeout=300,
+                                    env={**clean_environ(), **harness.docker_env, **env})
+            assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+        digest = digest_of(_pulp_store(pulp, repo), "main.mounts")
+        assert f"sha256-{digest.removeprefix('sha256:')}.cacheport-sig" in harness.tags(
+            pulp.registry, repo, auth=(pulp.user, pulp.password))
+        harness.prune()
+        warm = harness.build(ctx(["a", "b", "c"]), env=env)
+        assert warm.code == 0 and mount_said(warm.log, mount_id, "restored", "main.mounts"), warm.log
+        assert server.counts == {"a": 1, "b": 1, "c": 1}, warm.log
+        assert private not in first.log + seeded.stdout + seeded.stderr + warm.log
+    finally:
+        server.close()

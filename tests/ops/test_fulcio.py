@@ -111,3 +111,29 @@ def test_the_processes_a_build_runs_never_get_the_token(fake: FakeRegistry, sigs
     environ = {"SIGSTORE_ID_TOKEN": "a.b.c", GITHUB_REQUEST_TOKEN: "bearer", "PATH": "/bin"}
     assert signatures.without_key(plan, environ) == {"PATH": "/bin"}
     assert sorted(signatures.key_values(plan, environ)) == ["a.b.c", "bearer"]
+
+
+def test_keyless_signs_and_verifies_cache_mounts_as_it_does_layer_caches(fake: FakeRegistry, sigstore: FakeSigstore,
+                                                                         tmp_path: Path) -> None:
+    from cacheport.mounts import CacheMount, MountLimits
+    from cacheport.oci.registry import Registry
+    from cacheport.oci.repository import RegistryRepository
+    from cacheport.ops.mounts_store import fetch, publish
+    from tests.fakes.caches import mount_archive
+
+    plan = plan_for(fake, sigstore, sigstore.root_file(tmp_path))
+    pip = CacheMount("pip", "/root/.cache/pip")
+    archive = mount_archive(tmp_path / "pip.tgz", pip, {"a.whl": b"a"})
+    ours = signatures.store_signing(plan, signatures.signing_key(plan, {"SIGSTORE_ID_TOKEN": sigstore.gitlab_token(
+        ref="main")}))
+    theirs = signatures.store_signing(plan, signatures.signing_key(plan, {
+        "SIGSTORE_ID_TOKEN": sigstore.gitlab_token(ref="feature")}))  # a merge request's job: its own ref
+    assert ours is not None and theirs is not None
+    with RegistryRepository(Registry(fake.host), REPO) as session:
+        assert [o.action for o in publish(session, "main", [archive], limits=MountLimits(), signing=ours)] == ["saved"]
+        _, [restored] = fetch(session, ["main"], tmp_path / "in", limits=MountLimits(), signing=ours)
+        assert restored.action == "restored"
+        publish(session, "main", [mount_archive(tmp_path / "evil.tgz", pip, {"a.whl": b"evil"})],
+                limits=MountLimits(), signing=theirs)
+        _, [refused] = fetch(session, ["main"], tmp_path / "in2", limits=MountLimits(), signing=ours)
+        assert refused.action == "refused" and "refs/heads/feature" in refused.detail, refused

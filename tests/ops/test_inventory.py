@@ -186,3 +186,16 @@ def test_a_signature_goes_with_the_last_cache_that_points_at_what_it_signs() -> 
     assert decided[signature_tag(old)] == (True, "the signature of a cache that is gone")  # an earlier build's
     assert decided[signature_tag(gone)] == (True, "the signature of a cache that is gone")
     assert decided["feature"][0] and not decided["main"][0]
+
+
+def test_the_signature_of_mounts_beside_a_cache_stays_with_them_and_goes_with_them() -> None:
+    from cacheport.signing import signature_tag
+
+    kept, gone = "sha256:" + "d" * 64, "sha256:" + "e" * 64
+    main = attrs.evolve(tag("main", 1, "default branch"), mounts=tag("main.mounts", 1, digest=kept, fmt="mounts"))
+    old = attrs.evolve(tag("old", 40), mounts=tag("old.mounts", 40, digest=gone, fmt="mounts"))
+    tags = [main, old, *(tag(signature_tag(d), 1, fmt=None) for d in (kept, gone))]
+    decided = {p.tag.tag: (p.delete, p.reason) for p in choose(tags, older_than=timedelta(days=30), now=NOW)}
+    assert decided[signature_tag(kept)] == (False, "the signature of a cache that stays")
+    assert decided[signature_tag(gone)] == (True, "the signature of a cache that is gone")
+    assert decided["old"][0] and not decided["main"][0]

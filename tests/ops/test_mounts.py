@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cacheport.config import load_config
 from cacheport.errors import ConfigError
@@ -22,13 +23,16 @@ from cacheport.ops.docker import Docker
 from cacheport.ops.mounts import (
     Around,
     MountSettings,
+    Names,
     build_options,
     names_for,
     restore,
     save,
     settings_of,
 )
+from cacheport.ops.signatures import StoreSigning
 from cacheport.records import CacheStore, Context, Plan
+from cacheport.signing import Policy, Signer, key_id, public_der
 
 PIP = CacheMount("pip", "/root/.cache/pip", "locked", 1000, 1000, 0o750, stage="0", line=3)
 GO = CacheMount("gomod", "/go/pkg/mod")
@@ -253,3 +257,24 @@ def test_mounts_settings_from_the_file_the_shorthand_the_environment_and_the_fla
 def test_a_bad_mounts_setting_is_one_line_naming_it(tmp_path: Path, text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)):
         settings(tmp_path, text)
+
+
+def test_under_signed_trust_a_refused_name_is_said_and_the_next_one_restores(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    der = public_der(key)
+    signing = StoreSigning(Policy((Signer(key_id(der), der),), "CACHE_SIGNING_KEY", None, "group/app", True), key)
+    store = local_store(tmp_path / "store")
+    first = tmp_path / "b1"
+    docker = fake_docker(tmp_path, first)
+    fill(first / "pip")
+    assert [o.action for o in save(store, "main", [PIP], docker, SETTINGS, signing)] == ["saved"]
+    (first / "pip" / "index").write_text("poisoned\n")
+    assert [o.action for o in save(store, "feature-x", [PIP], docker, SETTINGS)] == ["saved"]  # unsigned
+    fresh = tmp_path / "b2"
+    restored = restore(store, ["feature-x", "main"], [PIP], fake_docker(tmp_path, fresh), SETTINGS, signing)
+    assert [(o.action, o.name) for o in restored] == [("refused", "feature-x.mounts"), ("restored", "main.mounts")]
+    assert restored[0].detail.startswith("not signed (sha256:")
+    assert (fresh / "pip" / "index").read_text() == "a\n"
+    around = Around((PIP,), SETTINGS, store, Names(("feature-x",)), signing=signing)
+    assert [o.action for o in around.restore(fake_docker(tmp_path, tmp_path / "b3"))] == ["refused"]
+    assert not (tmp_path / "b3" / "pip" / "index").exists()

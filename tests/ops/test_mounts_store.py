@@ -10,19 +10,24 @@ import io
 import os
 import tarfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cacheport.errors import RegistryError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits
 from cacheport.mounts.archive import digest_of
-from cacheport.mounts.artifact import layers_of, manifest_for, mounts_name
-from cacheport.oci.format import synthetic_cache
+from cacheport.mounts.artifact import EMPTY_CONFIG, EMPTY_DATA, LAYER_TYPE, layers_of, manifest_for, mounts_name
+from cacheport.oci.format import Descriptor, synthetic_cache
 from cacheport.oci.layout import Layout
 from cacheport.oci.registry import Registry
 from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.mounts_store import chain, fetch, publish
+from cacheport.ops.signatures import StoreSigning
+from cacheport.records import StoreSession
+from cacheport.signing import Policy, Signer, key_id, public_der, signature_tag
 from tests.fakes.caches import mount_archive
 from tests.fakes.registry import FAST, FakeRegistry
 
@@ -271,3 +276,119 @@ def test_a_download_that_breaks_off_continues_where_it_stopped(layout: Layout, a
     got, [outcome] = fetch(layout, ["main"], tmp_path / "in", limits=LIMITS)
     assert outcome.action == "restored" and offsets == [0, 50_000, 100_000]
     assert got[0].path.read_bytes() == archives[0].path.read_bytes()
+
+
+# --- trust = "signed": a protected job restores only signed mounts, by digest, and signs what it saves --------
+
+
+def signing_for(key: Ed25519PrivateKey | None, *, signer: Ed25519PrivateKey | None = None) -> StoreSigning:
+    der = public_der(signer or key)
+    return StoreSigning(Policy((Signer(key_id(der), der),), "CACHE_SIGNING_KEY", timedelta(days=30), "group/app",
+                               True), key)
+
+
+def attacker_artifact(session: RegistryRepository, name: str, archive: MountArchive) -> str:
+    """An artifact written straight to the registry, as a job with push rights and no key can."""
+    session.put_blob(Descriptor(LAYER_TYPE, archive.digest, archive.size), [archive.path.read_bytes()])
+    session.put_blob(EMPTY_CONFIG, [EMPTY_DATA])
+    manifest = manifest_for([archive], None, name)
+    session.put_manifest(name, manifest)
+    return manifest.digest
+
+
+@pytest.fixture
+def repo(fake: FakeRegistry) -> Iterator[RegistryRepository]:
+    with RegistryRepository(Registry(fake.host, retry=FAST), "group/app/cache") as session:
+        yield session
+
+
+def test_a_protected_save_signs_the_manifest_it_wrote_and_a_signed_artifact_restores(
+        repo: RegistryRepository, archives: list[MountArchive], tmp_path: Path) -> None:
+    signing = signing_for(Ed25519PrivateKey.generate())
+    saved = publish(repo, "main", archives, limits=LIMITS, signing=signing)
+    digest = repo.manifest_digest("main.mounts")
+    assert digest is not None and [o.action for o in saved] == ["saved", "saved"]
+    assert all(o.detail.endswith(f"signed ({digest})") for o in saved)
+    assert repo.get_manifest(signature_tag(digest)) is not None
+    got, outcomes = fetch(repo, ["main"], tmp_path / "in", limits=LIMITS, signing=signing)
+    assert [(o.action, o.name) for o in outcomes] == [("restored", "main.mounts")] * 2
+    assert [g.path.read_bytes() for g in got] == [a.path.read_bytes() for a in archives]
+    assert {o.action for o in publish(repo, "main", archives, limits=LIMITS, signing=signing)} == {"unchanged"}
+
+
+def test_an_attacker_s_unsigned_artifact_is_refused_and_the_next_name_or_a_miss_follows(
+        repo: RegistryRepository, archives: list[MountArchive], tmp_path: Path) -> None:
+    signing = signing_for(Ed25519PrivateKey.generate())
+    publish(repo, "main", archives, limits=LIMITS, signing=signing)
+    publish(repo, "develop", archives[:1], limits=LIMITS, signing=signing)
+    evil = mount_archive(tmp_path / "evil.tgz", PIP, {"a.whl": b"poisoned"})
+    foreign = attacker_artifact(repo, "main.mounts", evil)
+    got, outcomes = fetch(repo, ["main", "develop"], tmp_path / "in", limits=LIMITS, wanted=[PIP], signing=signing)
+    assert [(o.action, o.name) for o in outcomes] == [("refused", "main.mounts"), ("restored", "develop.mounts")]
+    assert outcomes[0].detail == f"not signed ({foreign})"
+    assert [g.path.read_bytes() for g in got] == [archives[0].path.read_bytes()]
+    got, outcomes = fetch(repo, ["main"], tmp_path / "in2", limits=LIMITS, wanted=[PIP, GO], signing=signing)
+    assert got == [] and [(o.id, o.action) for o in outcomes] == [("pip", "refused"), ("gomod", "refused")]
+    # each mount falls back on its own: develop's holds pip only, and gomod, refused, has nothing more to say
+    got, outcomes = fetch(repo, ["main", "develop"], tmp_path / "in4", limits=LIMITS, wanted=[PIP, GO],
+                          signing=signing)
+    assert [(o.id, o.action, o.name) for o in outcomes] == [("pip", "refused", "main.mounts"),
+                                                            ("gomod", "refused", "main.mounts"),
+                                                            ("pip", "restored", "develop.mounts")]
+    # a job that is not a protected pipeline reads unverified, as it reads layer caches
+    got, _ = fetch(repo, ["main"], tmp_path / "in3", limits=LIMITS, wanted=[PIP])
+    assert [g.path.read_bytes() for g in got] == [evil.path.read_bytes()]
+
+
+def test_a_signature_passes_only_for_its_own_name_and_key(repo: RegistryRepository, archives: list[MountArchive],
+                                                         tmp_path: Path) -> None:
+    key, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    signing = signing_for(key)
+    publish(repo, "develop", archives, limits=LIMITS, signing=signing)
+    develop = repo.get_manifest("develop.mounts")
+    assert develop is not None
+    repo.put_manifest("main.mounts", develop)  # a signed artifact of another name, replayed
+    _, outcomes = fetch(repo, ["main"], tmp_path / "in", limits=LIMITS, wanted=[PIP], signing=signing)
+    assert "signed as the cache 'develop.mounts', not 'main.mounts'" in outcomes[0].detail
+    digest = attacker_artifact(repo, "main.mounts", archives[0])
+    signing_for(key).sign(repo, "main", digest)  # a layer cache's signature (the name without .mounts)
+    _, outcomes = fetch(repo, ["main"], tmp_path / "in2", limits=LIMITS, wanted=[PIP], signing=signing)
+    assert "signed as the cache 'main', not 'main.mounts'" in outcomes[0].detail
+    signing_for(theirs).sign(repo, "main.mounts", digest)  # the attacker's own key
+    _, outcomes = fetch(repo, ["main"], tmp_path / "in3", limits=LIMITS, wanted=[PIP], signing=signing)
+    assert outcomes[0].action == "refused" and "signed by an unknown key" in outcomes[0].detail
+
+
+def test_a_tag_moved_after_the_check_still_yields_the_verified_bytes(
+        repo: RegistryRepository, archives: list[MountArchive], tmp_path: Path) -> None:
+    signing = signing_for(Ed25519PrivateKey.generate())
+    publish(repo, "main", archives[:1], limits=LIMITS, signing=signing)
+    evil = mount_archive(tmp_path / "evil.tgz", PIP, {"a.whl": b"poisoned"})
+
+    class Racing:
+        """The check, then the attacker moves the tag at once."""
+
+        def check(self, session: StoreSession, name: str, digest: str) -> object:
+            claim = signing.check(session, name, digest)
+            attacker_artifact(repo, name, evil)
+            return claim
+
+    got, [outcome] = fetch(repo, ["main"], tmp_path / "in", limits=LIMITS, signing=Racing())  # type: ignore[arg-type]
+    assert outcome.action == "restored" and got[0].path.read_bytes() == archives[0].path.read_bytes()
+    assert repo.get_manifest("main.mounts") is not None  # the tag did move: to the attacker's
+    [(_, layer)] = layers_of(repo.get_manifest("main.mounts"))  # type: ignore[arg-type]
+    assert layer.digest == evil.digest
+
+
+def test_a_protected_save_over_an_unsigned_artifact_writes_and_signs_its_own(
+        repo: RegistryRepository, archives: list[MountArchive], tmp_path: Path) -> None:
+    signing = signing_for(Ed25519PrivateKey.generate())
+    publish(repo, "main", archives, limits=LIMITS)  # the same bytes, unsigned: not what is stored, for signing
+    saved = publish(repo, "main", archives, limits=LIMITS, signing=signing)
+    assert [o.action for o in saved] == ["saved", "saved"] and all("nothing uploaded" in o.detail for o in saved)
+    got, _ = fetch(repo, ["main"], tmp_path / "in", limits=LIMITS, signing=signing)
+    assert len(got) == 2
+    keyless = signing_for(None, signer=Ed25519PrivateKey.generate())  # a job without the key
+    unsigned = publish(repo, "develop", archives, limits=LIMITS, signing=keyless)
+    assert {o.action for o in unsigned} == {"failed"}
+    assert "written but not signed: this job has no key to sign with ($CACHE_SIGNING_KEY" in unsigned[0].detail

@@ -421,3 +421,25 @@ def test_a_signature_goes_with_a_cache_copied_as_it_is_and_not_with_a_converted_
         converted = Pair("main", side(a.host, "old/cache:main"), side(b.host, "other/cache:main", image_manifest=True))
         assert copy_pair(converted, session(src, "old/cache"), session(dst, "other/cache")).converted
         assert [t for t in b.manifests["other/cache"] if t.endswith(".cacheport-sig")] == []
+
+
+def test_a_mounts_artifact_s_signature_goes_with_it_even_into_an_image_manifest_backend(tmp_path: Path) -> None:
+    """Mounts are never converted, so their digest, and with it their signature, survives any copy."""
+    from cacheport.mounts import CacheMount, MountLimits
+    from cacheport.ops.mounts_store import publish
+    from cacheport.ops.signatures import store_in
+    from cacheport.signing import signature_tag
+    from tests.fakes.caches import mount_archive
+
+    archive = mount_archive(tmp_path / "pip.tgz", CacheMount("pip", "/root/.cache/pip"), {"a.whl": b"a"})
+    with FakeRegistry() as a, FakeRegistry() as b, Registry(a.host) as src, Registry(b.host) as dst:
+        publish(session(src, "old/cache"), "main", [archive], limits=MountLimits())
+        digest = str(src.manifest_digest("old/cache", "main.mounts"))
+        store_in(session(src, "old/cache"), digest, b'{"payloadType": "stand-in"}')
+        pair = Pair("main", side(a.host, "old/cache:main.mounts"),
+                    side(b.host, "new/cache:main.mounts", image_manifest=True))
+        outcome = copy_pair(pair, session(src, "old/cache"), session(dst, "new/cache"))
+        assert outcome.status == "copied" and not outcome.converted
+        assert dst.manifest_digest("new/cache", "main.mounts") == digest
+        assert dst.get_manifest("new/cache", signature_tag(digest)) == src.get_manifest("old/cache",
+                                                                                        signature_tag(digest))

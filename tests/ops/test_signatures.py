@@ -4,8 +4,10 @@ no untrusted write makes a protected build import an unsigned or foreign digest.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,14 +16,20 @@ from hypothesis import strategies as st
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import ConfigError
+from cacheport.mounts import CacheMount, MountLimits
 from cacheport.oci.format import sha256_digest
+from cacheport.oci.registry import Registry
+from cacheport.oci.repository import RegistryRepository
 from cacheport.ops import signatures
+from cacheport.ops.mounts_store import fetch, publish
 from cacheport.records import Context, Plan, Setting, ShownSetting, Source, Trust
-from cacheport.signing import public_der, signature_tag
-from tests.fakes.registry import FakeRegistry, cache_index
+from cacheport.signing import policy, public_der, signature_tag
+from tests.fakes.caches import mount_archive
+from tests.fakes.registry import FAST, FakeRegistry, cache_index
 
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 REPO = "group/app/cache"
+PIP = CacheMount("pip", "/root/.cache/pip")
 
 
 @pytest.fixture
@@ -191,3 +199,47 @@ def test_the_processes_a_build_runs_never_get_the_private_key(fake: FakeRegistry
     environ = {"CACHE_SIGNING_KEY": "secret", "PATH": "/bin"}
     assert signatures.without_key(plan_for(fake, key), environ) == {"PATH": "/bin"}
     assert signatures.key_values(plan_for(fake, key), environ) == ["secret"]
+
+
+# The same law for cache mounts: an untrusted job writes its own <name>.mounts, copies another name's there, signs
+# with its own key, or puts a signature of another digest under this one's; protected builds save signed ones.
+_MOUNT_MOVES = st.lists(st.tuples(st.sampled_from(["push", "replay", "self-sign", "other-signature", "protected-save"]),
+                                  st.sampled_from(["main", "release"])), max_size=8)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=_MOUNT_MOVES)
+def test_no_untrusted_write_makes_a_protected_build_restore_mounts_a_protected_build_did_not_save(
+        fake: FakeRegistry, tmp_path: Path, moves: list[tuple[str, str]]) -> None:
+    key, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    found = policy(plan_for(fake, key))
+    assert found is not None
+    ours, attacker = signatures.StoreSigning(found, key), signatures.StoreSigning(found, theirs)
+    fake.manifests.pop(REPO, None)
+    work = tmp_path / uuid.uuid4().hex
+    work.mkdir()
+    trusted: dict[str, set[str]] = {"main": set(), "release": set()}  # archives a protected build saved, per name
+    with RegistryRepository(Registry(fake.host, retry=FAST), REPO) as session:
+        for n, (move, tag) in enumerate(moves):
+            name, other = f"{tag}.mounts", "release.mounts" if tag == "main" else "main.mounts"
+            current = session.manifest_digest(name)
+            archive = mount_archive(work / f"{n}.tgz", PIP, {"wheel": f"{n} {move}".encode()})
+            if move == "protected-save":
+                publish(session, tag, [archive], limits=MountLimits(), signing=ours)
+                trusted[tag].add(archive.digest)
+            elif move == "push":
+                publish(session, tag, [archive], limits=MountLimits())  # cacheport's code, without a key
+            elif move == "replay" and session.manifest_digest(other):
+                session.put_manifest(name, session.get_manifest(other))  # type: ignore[arg-type]
+            elif move == "self-sign" and current:
+                attacker.sign(session, name, current)
+            elif move == "other-signature" and current and (theirs_ := session.manifest_digest(other)):
+                signature = session.get_manifest(signature_tag(theirs_))
+                if signature is not None:
+                    session.put_manifest(signature_tag(current), signature)
+        got, outcomes = fetch(session, ["main", "release"], work / "in", limits=MountLimits(), wanted=[PIP],
+                              signing=ours)
+    restored = [o for o in outcomes if o.action == "restored"]
+    assert len(restored) == len(got) <= 1
+    for outcome, archive in zip(restored, got, strict=True):  # only what a protected build saved under that name
+        assert archive.digest in trusted[outcome.name.removesuffix(".mounts")]

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
 from cacheport.cli.common import format_option, plan_options
@@ -96,10 +97,10 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     from pathlib import Path
 
     from cacheport.errors import ConfigError
+    from cacheport.ops import signatures
     from cacheport.ops.buildx_args import build_options
     from cacheport.ops.docker import docker_for
     from cacheport.ops.mounts import around, settings_of
-    from cacheport.ops.signatures import without_key
 
     path = Path(dockerfile) if dockerfile else Path(context) / "Dockerfile"
     if not path.is_file():
@@ -111,8 +112,12 @@ def _run(action: str, session: Session, context: str, dockerfile: str | None, ta
     chosen = around(plan, session.store, path, settings, target=target, build_args=args)
     for warning in chosen.warnings:
         warn(warning)
-    if settings.enabled:  # the helper builds get no signing key, as a build's docker and buildx don't
-        outcomes = act(chosen, docker_for(without_key(plan, session.environ), builder))
+    if settings.enabled:
+        if chosen.mounts:  # under trust = "signed" a protected job verifies what it restores and signs what it saves
+            key = signatures.signing_key(plan, session.environ) if action == "save" else None
+            chosen = attrs.evolve(chosen, signing=signatures.store_signing(plan, key))
+        # the helper builds get no signing key, as a build's docker and buildx don't
+        outcomes = act(chosen, docker_for(signatures.without_key(plan, session.environ), builder))
     from cacheport.report import BuildReport, as_dict, as_text
 
     # The same lines and fields as the mounts section of a build's report.

@@ -134,6 +134,8 @@ def run(
 
     key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
     pinned = signatures.pin_in_background(plan, environ)
+    if mounts is not None:  # the mounts a protected build restores are verified too, and those it saves signed
+        mounts = attrs.evolve(mounts, signing=signatures.store_signing(plan, key))
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
     forms = secret_forms([*plan_secrets(plan, environ), *signatures.key_values(plan, environ)])
     say = _masking(say, forms)

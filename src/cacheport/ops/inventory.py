@@ -230,7 +230,8 @@ def choose(tags: Sequence[CacheTag], *, named: Iterable[str] = (), older_than: t
         elif p.delete and p.tag.mounts is not None and p.tag.mounts.digest in staying:
             p = attrs.evolve(p, tag=attrs.evolve(p.tag, mounts=None))  # its mounts' manifest stays, so they do
         out.append(p)
-    kept = {p.tag.digest for p in out if p.tag.format is not None and not p.delete}
+    kept = {d for p in out if p.tag.format is not None and not p.delete
+            for d in (p.tag.digest, p.tag.mounts.digest if p.tag.mounts else None) if d}
     return [_signature(p, kept) for p in out]
 
 

@@ -33,6 +33,7 @@ from cacheport.ops.mounts_helper import (
 
 if TYPE_CHECKING:
     from cacheport.config import Config
+    from cacheport.ops.signatures import StoreSigning
     from cacheport.plan import Plan
     from cacheport.records import CacheStore
 
@@ -104,9 +105,11 @@ def names_for(plan: Plan, store: CacheStore) -> Names:
 
 
 def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount], docker: Docker,
-            settings: MountSettings) -> list[MountOutcome]:
-    """Fetch each mount's archive (beside the first name that has mounts) and copy it into the builder's mount of
-    the same id in one helper build. One outcome per mount; never raises for the cache's sake."""
+            settings: MountSettings, signing: StoreSigning | None = None) -> list[MountOutcome]:
+    """Fetch each mount's archive (beside the first name that has mounts; with ``signing``, the first whose
+    signature holds) and copy it into the builder's mount of the same id in one helper build. One outcome per
+    mount, after a ``refused`` one per mount for each name refused for its signature; never raises for the
+    cache's sake."""
     from cacheport.ops.mounts_store import fetch
 
     wanted, outcomes = _split_usable(mounts)
@@ -117,11 +120,13 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
         folder = Path(tmp) / "archives"
         try:
             with store.open() as session:
-                archives, fetched = fetch(session, list(names), folder, limits=settings.limits, wanted=wanted)
+                archives, fetched = fetch(session, list(names), folder, limits=settings.limits, wanted=wanted,
+                                          signing=signing)
         except Exception as exc:  # a store that breaks in any way must not fail the build
             return outcomes + [MountOutcome(m.id, "failed", detail=f"could not read the store: {_line(exc)}")
                                for m in wanted]
-        said = {o.id: o for o in fetched}
+        said = {o.id: o for o in fetched}  # each mount's last word; a name refused before it is said as well
+        outcomes += [o for o in fetched if o is not said[o.id]]
         found = _archives_by_id(archives)
         todo = [(m, found[m.id]) for m in wanted if m.id in found]
         outcomes += [said.get(m.id) or MountOutcome(m.id, "missed") for m in wanted if m.id not in found]
@@ -147,9 +152,10 @@ def restore(store: CacheStore, names: Sequence[str], mounts: Sequence[CacheMount
 
 
 def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Docker,
-         settings: MountSettings) -> list[MountOutcome]:
+         settings: MountSettings, signing: StoreSigning | None = None) -> list[MountOutcome]:
     """Copy each mount out of the builder in one helper build and publish the archives beside the layer cache
-    ``name`` (nothing unchanged is uploaded). One outcome per mount; never raises for the cache's sake."""
+    ``name`` (nothing unchanged is uploaded; with ``signing``, the manifest written is signed). One outcome per
+    mount; never raises for the cache's sake."""
     from cacheport.mounts.archive import digest_of
     from cacheport.mounts.artifact import mounts_name
     from cacheport.ops.mounts_store import publish
@@ -187,7 +193,7 @@ def save(store: CacheStore, name: str, mounts: Sequence[CacheMount], docker: Doc
         if archives:
             try:
                 with store.open() as session:
-                    published = publish(session, name, archives, limits=settings.limits)
+                    published = publish(session, name, archives, limits=settings.limits, signing=signing)
             except Exception as exc:  # a store that breaks in any way must not fail the build
                 published = [MountOutcome(a.mount.id, "failed", target, a.size,
                                           detail=f"could not write the store: {_line(exc)}") for a in archives]
@@ -207,6 +213,8 @@ class Around:
         names: where the mounts come from and go.
         notes: outcomes known before anything runs (a mount left out, a backend without a store).
         warnings: lines to say first (from reading the Dockerfile).
+        signing: a protected job's signatures under ``trust = "signed"``: restores only signed mounts, signs
+            what it saves (:func:`cacheport.ops.signatures.store_signing`); None for every other job.
     """
 
     mounts: tuple[CacheMount, ...] = ()
@@ -215,12 +223,14 @@ class Around:
     names: Names = Names(())
     notes: tuple[MountOutcome, ...] = ()
     warnings: tuple[str, ...] = ()
+    signing: StoreSigning | None = None
 
     def restore(self, docker: Docker) -> list[MountOutcome]:
         """Each mount restored (or why not), with the notes first."""
         if self.store is None or not self.mounts:
             return list(self.notes)
-        return [*self.notes, *restore(self.store, self.names.restore, self.mounts, docker, self.settings)]
+        return [*self.notes, *restore(self.store, self.names.restore, self.mounts, docker, self.settings,
+                                      self.signing)]
 
     def save(self, docker: Docker) -> list[MountOutcome]:
         """Each mount saved, unchanged, refused (this job may not write), or why not."""
@@ -228,7 +238,7 @@ class Around:
             return []
         if not self.names.save:
             return refused(self.mounts, self.names.refusal)
-        return save(self.store, self.names.save, self.mounts, docker, self.settings)
+        return save(self.store, self.names.save, self.mounts, docker, self.settings, self.signing)
 
 
 def around(plan: Plan, store: Callable[[], CacheStore], dockerfile: Path, settings: MountSettings, *,

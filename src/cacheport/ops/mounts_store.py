@@ -6,6 +6,11 @@ differs from what the name holds, then the artifact's manifest. Neither ever rai
 archive's sake: every problem is a :class:`~cacheport.mounts.MountOutcome` and the build goes on. Stores are
 reached only through :class:`~cacheport.StoreSession` (a registry's uploads resume from where they stopped).
 Which mounts a build has, trust, and the helper builds are the caller's (:mod:`cacheport.ops.mounts`).
+
+Under ``trust = "signed"`` a protected job passes its :class:`~cacheport.ops.signatures.StoreSigning`: fetch then
+takes an artifact only by a digest whose signature holds for the name it is stored under (and reads the manifest
+by that digest, so a tag moved after the check changes nothing), and publish signs the digest of the manifest it
+wrote, computed from the bytes it sent.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
-from cacheport.errors import CacheportError, MountError, MountTooLarge
+from cacheport.errors import CacheportError, MountError, MountTooLarge, RegistryError, SignatureError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
 from cacheport.mounts.artifact import EMPTY_CONFIG, EMPTY_DATA, LAYER_TYPE, layers_of, manifest_for, mounts_name
 from cacheport.oci.format import Descriptor, Manifest
 from cacheport.ops.inventory import each
 from cacheport.records import BlobSource, StoreSession
+
+if TYPE_CHECKING:
+    from cacheport.ops.signatures import StoreSigning
 
 #: Archives moved at once: each is one stream, and a build has a handful of mounts.
 JOBS = 4
@@ -44,7 +53,7 @@ def chain(names: Iterable[str]) -> list[str]:
 
 
 def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits: MountLimits,
-          wanted: Sequence[CacheMount] | None = None,
+          wanted: Sequence[CacheMount] | None = None, signing: StoreSigning | None = None,
           ) -> tuple[list[MountArchive], list[MountOutcome]]:
     """Download the mounts stored beside ``names`` (layer cache names, most specific first), each from the first
     name that has it, into files in ``dest_dir``.
@@ -54,22 +63,29 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
     ``missed``, ``refused`` (hostile), ``too-large`` or ``failed``. With ``wanted`` (the build's mounts), only
     those are fetched (matched by id, and returned with the wanted mount's settings), and each has an outcome;
     without, every mount the first readable artifact holds, and a missing or unreadable artifact is one outcome
-    with an empty id.
+    with an empty id. With ``signing``, an artifact whose signature does not hold is ``refused`` for each mount
+    not found yet (one line saying why), and the chain goes on to the next name: those outcomes come first, and a
+    mount refused and then found nowhere has no other.
     """
     began = time.monotonic()
     ids = [m.id for m in wanted] if wanted is not None else None
     current = {m.id: m for m in wanted or ()}
-    found, problems = _artifacts(session, chain(names), ids)
+    found, problems, refusals = _artifacts(session, chain(names), ids, signing)
+    refused = [MountOutcome(i, "refused", where, detail=why) for where, why, i in refusals]
     if not found and (problems or ids is None):  # else each wanted mount is missed, below
+        if refusals and not problems:
+            return [], refused
         detail = "; ".join(problems) or f"no cache mounts under {', '.join(chain(names)) or 'any name'}"
         action = "failed" if problems else "missed"
-        return [], [MountOutcome(i, action, detail=detail, seconds=time.monotonic() - began)
-                    for i in (ids if ids is not None else [""])]
+        return [], refused + [MountOutcome(i, action, detail=detail, seconds=time.monotonic() - began)
+                              for i in (ids if ids is not None else [""])]
     outcomes: dict[str, MountOutcome] = {}
     todo: list[tuple[str, CacheMount, Descriptor]] = []
     total = 0
     for mount_id in ids if ids is not None else list(found):
         if mount_id not in found:
+            if any(o.id == mount_id for o in refused):  # the refusal says it
+                continue
             outcomes[mount_id] = MountOutcome(mount_id, "missed",
                                               detail=f"no mount {mount_id!r} under {', '.join(chain(names))}")
             continue
@@ -93,22 +109,28 @@ def fetch(session: StoreSession, names: Sequence[str], dest_dir: Path, *, limits
         if archive is not None:
             got.append(archive)
     order = ids if ids is not None else list(found)
-    return got, [outcomes[i] for i in order]
+    return got, refused + [outcomes[i] for i in order if i in outcomes]
 
 
 def _artifacts(session: StoreSession, names: Sequence[str], ids: Sequence[str] | None,
-               ) -> tuple[dict[str, tuple[str, CacheMount, Descriptor]], list[str]]:
-    """Each mount id -> the first name along ``names`` whose artifact holds it, with its stored mount and layer
-    (with ``ids``, until each is found; without, every mount of the first readable artifact); and what was wrong
-    with the names passed over (an unreadable or foreign artifact is passed over for the next name)."""
+               signing: StoreSigning | None,
+               ) -> tuple[dict[str, tuple[str, CacheMount, Descriptor]], list[str], list[tuple[str, str, str]]]:
+    """Each mount id -> the first name along ``names`` whose artifact holds it (with ``signing``: a signed one),
+    with its stored mount and layer (with ``ids``, until each is found; without, every mount of the first readable
+    artifact); what was wrong with the names passed over (an unreadable or foreign artifact is passed over for the
+    next name); and ``(name, why, id)`` for each mount not found yet when a name was refused for its signature."""
     found: dict[str, tuple[str, CacheMount, Descriptor]] = {}
     problems: list[str] = []
+    refusals: list[tuple[str, str, str]] = []
     for name in names:
         try:
-            manifest = session.get_manifest(name)
+            manifest = session.get_manifest(name) if signing is None else verified(session, name, signing)
             if manifest is None:
                 continue
             layers = layers_of(manifest, f"{session.host}:{name}")
+        except SignatureError as exc:
+            refusals += [(name, str(exc), i) for i in (ids if ids is not None else [""]) if i not in found]
+            continue
         except CacheportError as exc:
             problems.append(str(exc))
             continue
@@ -117,7 +139,24 @@ def _artifacts(session: StoreSession, names: Sequence[str], ids: Sequence[str] |
                 found[mount.id] = (name, mount, layer)
         if ids is None or all(i in found for i in ids):
             break
-    return found, problems
+    return found, problems, refusals
+
+
+def verified(session: StoreSession, name: str, signing: StoreSigning) -> Manifest | None:
+    """The manifest ``name`` points at, read by the digest whose signature was checked for ``name``; None when
+    nothing is there. :class:`SignatureError` (naming the digest) when the signature does not hold."""
+    digest = session.manifest_digest(name)
+    if not digest:
+        return None
+    try:
+        signing.check(session, name, digest)
+    except SignatureError as exc:
+        raise SignatureError(f"{exc} ({digest})") from None
+    manifest = session.get_manifest(digest)
+    if manifest is None or manifest.digest != digest:
+        raise RegistryError(f"{session.host}:{name}: the manifest {digest} it pointed at could not be read by "
+                            "its digest")
+    return manifest
 
 
 def _download(session: StoreSession, item: tuple[int, tuple[str, CacheMount, Descriptor]], dest_dir: Path,
@@ -171,7 +210,8 @@ def _stream_to(session: StoreSession, layer: Descriptor, path: Path) -> None:
 
 
 def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], *,
-            limits: MountLimits, previous: Manifest | None = None) -> list[MountOutcome]:
+            limits: MountLimits, previous: Manifest | None = None,
+            signing: StoreSigning | None = None) -> list[MountOutcome]:
     """Store these archives as the mounts beside the layer cache ``name``, and say what happened to each.
 
     Archives over a limit are left out (``too-large``), hostile ones too (``refused``). Layers the stored
@@ -181,10 +221,12 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     such a mount the caller may pass the archive :func:`fetch` returned even after its file is gone.
     ``previous``: the manifest stored under the mounts name, when the caller has read it already (else it is
     read here). A store error makes the archives it concerns ``failed``; a mount whose upload failed keeps
-    what was stored for it before.
+    what was stored for it before. With ``signing``, only a stored artifact whose signature holds counts as what
+    is stored, and the manifest written is signed by the digest of its bytes as sent; a signature that can't be
+    written makes the mounts ``failed`` (protected builds would refuse them).
     """
     target = mounts_name(name)
-    stored = _stored(session, target, previous)
+    stored = _stored(session, target, previous, signing)
     outcomes: dict[str, MountOutcome] = {}
     kept: list[MountArchive] = []
     total = 0
@@ -227,12 +269,34 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
             layers.append(attrs.evolve(archive, digest=before.digest, size=before.size))
     if not layers or {(_key(a.mount), a.digest) for a in layers} == {(k, d.digest) for k, d in stored.items()}:
         return [outcomes[a.mount.id] for a in archives]  # every upload failed: what is stored stays as it is
+    manifest = manifest_for(layers, datetime.now(UTC), target)
     try:
-        session.put_manifest(target, manifest_for(layers, datetime.now(UTC), target))
+        session.put_manifest(target, manifest)
     except CacheportError as exc:
         for a in kept:
             outcomes[a.mount.id] = _failed(a, target, exc)
+        return [outcomes[a.mount.id] for a in archives]
+    if signing is not None:
+        _sign(session, target, manifest.digest, signing, [a for a in kept if outcomes[a.mount.id].action != "failed"],
+              outcomes)
     return [outcomes[a.mount.id] for a in archives]
+
+
+def _sign(session: StoreSession, target: str, digest: str, signing: StoreSigning, written: Sequence[MountArchive],
+          outcomes: dict[str, MountOutcome]) -> None:
+    """Sign the manifest just written (never one read back from the name), and say so in each mount's outcome."""
+    try:
+        signing.sign(session, target, digest)
+    except CacheportError as exc:
+        for a in written:
+            outcomes[a.mount.id] = attrs.evolve(
+                outcomes[a.mount.id], action="failed",
+                detail=f"{target} ({digest}) written but not signed: {exc}; protected builds will refuse it")
+        return
+    for a in written:
+        said = outcomes[a.mount.id].detail
+        outcomes[a.mount.id] = attrs.evolve(outcomes[a.mount.id],
+                                            detail=f"{said}; signed ({digest})" if said else f"signed ({digest})")
 
 
 def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> MountOutcome | None:
@@ -254,10 +318,14 @@ def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> 
     return None
 
 
-def _stored(session: StoreSession, target: str, previous: Manifest | None) -> dict[tuple[object, ...], Descriptor]:
-    """Mount -> the layer ``target`` holds for it now; empty when nothing readable is there (it is replaced)."""
+def _stored(session: StoreSession, target: str, previous: Manifest | None,
+            signing: StoreSigning | None) -> dict[tuple[object, ...], Descriptor]:
+    """Mount -> the layer ``target`` holds for it now; empty when nothing readable (with ``signing``: nothing
+    signed) is there, which is then replaced."""
     try:
-        manifest = previous if previous is not None else session.get_manifest(target)
+        if previous is None:
+            previous = session.get_manifest(target) if signing is None else verified(session, target, signing)
+        manifest = previous
         return {_key(m): d for m, d in layers_of(manifest)} if manifest is not None else {}
     except CacheportError:
         return {}

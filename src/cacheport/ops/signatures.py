@@ -14,7 +14,7 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError, RegistryError, SignatureError
-from cacheport.records import Login, Plan
+from cacheport.records import Login, Plan, StoreSession
 from cacheport.signing import (
     ARTIFACT_TYPE,
     ENVELOPE_TYPE,
@@ -114,14 +114,21 @@ def verify_entry(entry: CacheEntry, policy: Policy, logins: Sequence[Login], env
 
 def read_signature(registry: Registry, repository: str, digest: str) -> bytes:
     """The envelope stored for ``digest``, checked against its own digest; SignatureError when there is none."""
-    manifest = registry.get_manifest(repository, signature_tag(digest))
+    from cacheport.oci.repository import RegistryRepository
+
+    return read_stored(RegistryRepository(registry, repository), digest)
+
+
+def read_stored(session: StoreSession, digest: str) -> bytes:
+    """:func:`read_signature` in any store session (a registry repository, an OCI layout directory)."""
+    manifest = session.get_manifest(signature_tag(digest))
     if manifest is None:
         raise SignatureError("not signed")
     layers = [d for d in manifest.descriptors() if d.media_type == ENVELOPE_TYPE]
     if not layers or layers[0].size > MAX_ENVELOPE:
         raise SignatureError("malformed signature: no envelope in its manifest")
     data = b""
-    with registry.open_blob(repository, layers[0].digest) as chunks:
+    with session.open_blob(layers[0].digest) as chunks:
         for chunk in chunks:
             data += chunk
             if len(data) > MAX_ENVELOPE:
@@ -227,6 +234,13 @@ def without_key(plan: Plan, environ: Mapping[str, str]) -> Mapping[str, str]:
     return {name: value for name, value in environ.items() if name not in names}
 
 
+def signed_envelope(claim: Claim, key: object) -> bytes:
+    """The envelope of ``claim`` signed with what :func:`signing_key` gave: a key pair's private key, or a keyless
+    signer, which makes its own (its certificate in it)."""
+    make = getattr(key, "envelope", None)
+    return bytes(make(claim)) if callable(make) else envelope(claim, key)
+
+
 def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, environ: Mapping[str, str],
          now: datetime | None = None) -> list[str]:
     """Sign each ``(export, manifest digest)`` BuildKit reported writing, and store the signature beside it.
@@ -238,7 +252,7 @@ def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, env
         try:
             ref = _reference(entry)
             claim = Claim(digest, ref.tag or "", plan.context.project, now)
-            data = key.envelope(claim) if hasattr(key, "envelope") else envelope(claim, key)  # keyless or a key
+            data = signed_envelope(claim, key)
             with _registry(ref, entry, plan.logins, environ) as registry:
                 store(registry, ref.repository, digest, data)
         except CacheportError as exc:
@@ -261,14 +275,58 @@ def sign_written(plan: Plan, exports: Sequence[ExportReport], key: object, envir
 
 def store(registry: Registry, repository: str, digest: str, data: bytes) -> None:
     """Write an envelope as the signature of ``digest``: an OCI artifact tagged ``sha256-<hex>.cacheport-sig``."""
-    from cacheport.oci.format import OCI_MANIFEST, Manifest, sha256_digest
+    from cacheport.oci.repository import RegistryRepository
 
-    for blob in (_EMPTY, data):
-        if registry.blob_size(repository, sha256_digest(blob)) is None:
-            registry.upload_blob(repository, sha256_digest(blob), len(blob), [blob])
+    store_in(RegistryRepository(registry, repository), digest, data)
+
+
+def store_in(session: StoreSession, digest: str, data: bytes) -> None:
+    """:func:`store` in any store session."""
+    from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+
+    for blob, kind in ((_EMPTY, _EMPTY_TYPE), (data, ENVELOPE_TYPE)):
+        if session.blob_size(sha256_digest(blob)) is None:
+            session.put_blob(Descriptor(kind, sha256_digest(blob), len(blob)), [blob])
     manifest = Manifest.from_json({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
         "config": {"mediaType": _EMPTY_TYPE, "digest": sha256_digest(_EMPTY), "size": len(_EMPTY)},
         "layers": [{"mediaType": ENVELOPE_TYPE, "digest": sha256_digest(data), "size": len(data)}],
     })
-    registry.put_manifest(repository, signature_tag(digest), manifest)
+    session.put_manifest(signature_tag(digest), manifest)
+
+
+@attrs.frozen
+class StoreSigning:
+    """A protected job's signatures on what it keeps in a backend's store rather than behind a buildx flag (cache
+    mounts, ``<name>.mounts``): the same envelope, tag scheme and check as a layer cache's, the name it is stored
+    under being the signed name.
+
+    Attributes:
+        policy: the plan's signing policy.
+        key: the private key to sign with; None in a job that only reads (then :meth:`sign` says why not).
+    """
+
+    policy: Policy
+    key: object | None = None
+
+    def check(self, session: StoreSession, name: str, digest: str, now: datetime | None = None) -> Claim:
+        """What the signature of ``digest`` says, when it is valid for ``name`` (:func:`check`, the same reasons
+        as an import's); SignatureError when not."""
+        return check(read_stored(session, digest), digest, name, self.policy, now or datetime.now(UTC))
+
+    def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None) -> None:
+        """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it."""
+        if self.key is None:
+            raise SignatureError(f"this job has no key to sign with (${self.policy.key_env}, loaded only by a job "
+                                 "that exports to a registry)")
+        claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
+        store_in(session, digest, signed_envelope(claim, self.key))
+
+
+def store_signing(plan: Plan, key: object | None = None) -> StoreSigning | None:
+    """A protected pipeline's :class:`StoreSigning` under ``trust = "signed"``; None for any other job, which
+    reads unverified and never writes a name protected builds read."""
+    found = policy(plan)
+    if found is None or not found.protected:
+        return None
+    return StoreSigning(found, key)
