@@ -40,6 +40,9 @@ GLOBAL_OPTIONS = (
            default="SIGSTORE_ID_TOKEN"),
     Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
            "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
+    Option("exports", "when-changed: after a build that executed no step, skip the export whose cache one of the "
+           "build's own imports just read (registry names); else write it with an export-only pass after the build. "
+           "always: export with the build, every time.", default="always", choices=("always", "when-changed")),
     Option("history", "Keep a record of each build beside the cache, for `cacheport history`: on or off.",
            default="on", choices=("on", "off")),
     Option("history-keep", "Build records kept per branch; older ones are deleted.", type=int, default=30),

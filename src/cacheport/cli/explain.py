@@ -23,6 +23,11 @@ Examples:
 def command(fmt: str, session: Session) -> None:
     """Show the plan, and where every setting came from (file and key, env var, flag, default)."""
     from cacheport import render
+    from cacheport.ops.exports import why_rule
 
     plan = session.plan
-    click.echo(render.as_json(plan) if fmt == "json" else render.explain(plan), nl=False)
+    if fmt == "json":
+        click.echo(render.as_json(plan), nl=False)
+        return
+    rule = why_rule(plan)
+    click.echo(render.explain(plan) + (f"export rule:\n  {rule}\n" if rule else ""), nl=False)

@@ -24,6 +24,7 @@ from cacheport.entry import CacheEntry
 from cacheport.errors import ConfigError
 from cacheport.masking import mask, secret_forms, terminal_safe
 from cacheport.mounts import MountOutcome
+from cacheport.ops import exports as exports_rule
 
 # build_report, publish, surprises and image_output were here before; their old import paths still work.
 from cacheport.ops.build_report import build_report as build_report
@@ -191,39 +192,22 @@ def run(
     if plan.tags and exports and not pushes(extra):
         say("warning: inline cache is stored only in a pushed image; add -- --push (the cache goes to "
             + ", ".join(plan.tags) + ")")
-    import tempfile
-
     mount_outcomes: list[MountOutcome] = []
     if mounts is not None and not no_buildx:
         for warning in mounts.warnings:
             say(f"warning: {warning}")
         mount_outcomes = mounts.restore(docker)  # the report at the end says what became of each
-    began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
-        metadata = Path(tmp) / "metadata.json"
-        full = [*docker.command, *command(imports, exports, context, [*tags, *plan.tags], file, extra, str(metadata))]
-        stream: list[str] = []
-        try:
-            proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=dict(environ))
-        except OSError as exc:
-            say(f"error: could not run {docker.client}: {exc.strerror}")
-            return 127
-        assert proc.stdout is not None
-
-        reporter = progress(lambda line: _echo(terminal_safe(mask(line, forms))))
-        prelude = Prelude(reporter.feed)
-        for raw in proc.stdout:
-            text = raw.decode("utf-8", errors="replace")
-            stream.append(text)
-            prelude.add(text)
-        reporter.close()
-        code = proc.wait()
-        try:
-            meta: Any = json.loads(metadata.read_text()) if metadata.is_file() else None
-        except (OSError, ValueError):
-            meta = None
-    wall = time.monotonic() - began
+    held = exports_rule.held_back(plan, imports, exports)  # written after the build only if something changed
+    at_once = [e for e in exports if e not in held]
+    reporter = progress(lambda line: _echo(terminal_safe(mask(line, forms))))
+    try:
+        built = _buildx(docker, lambda meta: command(imports, at_once, context, [*tags, *plan.tags], file, extra,
+                                                     meta), reporter.feed)
+    except OSError as exc:
+        say(f"error: could not run {docker.client}: {exc.strerror}")
+        return 127
+    reporter.close()
+    code, stream, meta, prelude, wall = built.code, built.stream, built.meta, built.prelude, built.seconds
     if not prelude.started:  # no progress record: buildx refused to start, or printed text (its --help) instead
         if code != 0:
             if no_buildx:  # docker's own complaint is about the first buildx flag it doesn't know
@@ -233,16 +217,17 @@ def run(
                 return code
             say(f"error: buildx did not start the build (exit {code}): {prelude.failure()}{_start_hint(prelude)}")
             return code
-        for held in prelude.held:
-            reporter.write(held)
+        for text in prelude.held:
+            reporter.write(text)
         if "".join(prelude.held).strip():
             return code
     if code == 0:
         _promote(plan.swaps, say)
         if mounts is not None and not no_buildx:
             mount_outcomes += mounts.save(docker)
-    found_report = attrs.evolve(build_report("".join(stream), meta, imports, exports, plan, wall),
-                                mounts=tuple(mount_outcomes))
+    found_report = attrs.evolve(build_report(stream, meta, imports, at_once, plan, wall), mounts=tuple(mount_outcomes))
+    if held:
+        found_report = _export_after(found_report, held, exports, docker, context, file, extra, plan, code, say)
     if key is not None and code == 0:
         for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")
@@ -260,6 +245,77 @@ def run(
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1
     return code
+
+
+@attrs.frozen
+class _Pass:
+    code: int
+    stream: str
+    meta: Any
+    prelude: Prelude
+    seconds: float
+
+
+def _buildx(docker: Docker, words: Callable[[str], list[str]], feed: Callable[[str], None] | None) -> _Pass:
+    """One ``buildx build`` (``words`` given the metadata file's path), its output fed on as it comes; OSError
+    when the client can't run."""
+    import subprocess
+    import tempfile
+
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cacheport-build-") as tmp:
+        metadata = Path(tmp) / "metadata.json"
+        stream: list[str] = []
+        proc = subprocess.Popen([*docker.command, *words(str(metadata))], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(docker.environ))
+        assert proc.stdout is not None
+        prelude = Prelude(feed or (lambda _: None))
+        for raw in proc.stdout:
+            text = raw.decode("utf-8", errors="replace")
+            stream.append(text)
+            prelude.add(text)
+        code = proc.wait()
+        try:
+            meta: Any = json.loads(metadata.read_text()) if metadata.is_file() else None
+        except (OSError, ValueError):
+            meta = None
+    return _Pass(code, "".join(stream), meta, prelude, time.monotonic() - began)
+
+
+def _export_after(found: report.BuildReport, held: Sequence[CacheEntry], exports: Sequence[CacheEntry],
+                  docker: Docker, context: str, file: str | None, extra: Sequence[str], plan: Plan, code: int,
+                  say: Callable[[str], None]) -> report.BuildReport:
+    """The exports held back from the build (``exports = "when-changed"``): skipped when nothing changed since
+    they were written, else written by an export-only pass (every step cached in the builder); the report with
+    their outcomes, in the plan's order. A failed pass is a failed export, never a failed build."""
+    if code != 0:
+        outcomes = [report.ExportReport(e, report.SKIPPED, "the build failed before exporting") for e in held]
+    elif all(exports_rule.unchanged(found, e) for e in held):
+        outcomes = [exports_rule.skipped(e) for e in held]
+    else:
+        say("note: exporting the cache (an export-only pass of the same build: every step is cached in the builder)")
+        try:
+            done = _buildx(docker, lambda meta: command(found_imports(found), held, context, (), file,
+                                                        exports_rule.export_only(extra), meta), None)
+        except OSError as exc:
+            done = None
+            why = f"could not run {docker.client}: {exc.strerror}"
+        if done is not None and done.code != 0:
+            why = (report.parse_rawjson(done.stream).error if done.prelude.started else done.prelude.failure()) or (
+                f"exit {done.code}")
+        if done is None or done.code != 0:
+            outcomes = [report.ExportReport(e, report.FAILED, f"the export-only pass failed: {why}") for e in held]
+        else:
+            written = build_report(done.stream, done.meta, found_imports(found), held, plan, done.seconds)
+            # What the export costs is the whole pass: it runs only for the export.
+            outcomes = [attrs.evolve(e, seconds=round(done.seconds, 3)) for e in written.exports]
+    order = {e: i for i, e in enumerate(exports)}
+    return attrs.evolve(found, exports=sorted([*found.exports, *outcomes], key=lambda e: order.get(e.entry, 0)))
+
+
+def found_imports(found: report.BuildReport) -> list[CacheEntry]:
+    """The imports a report is about, in its order."""
+    return [i.entry for i in found.imports]
 
 
 class Prelude:
