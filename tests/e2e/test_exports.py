@@ -28,7 +28,7 @@ def test_an_unchanged_rebuild_writes_no_export_and_a_change_does(harness: Harnes
     assert same.code == 0, same.log
     assert same.ran == [] and same.rand == cold.rand, same.log
     assert same.cache["export"] == {name: "skipped"}, same.log
-    assert f"export skipped: nothing changed since {name} was written" in same.log
+    assert f"skipped {name}: nothing changed since {name} was written" in same.log
     assert harness.manifest(reg, repo, "main") == written  # nothing written
 
     harness.prune()  # a fresh builder still hits the cache the skipped export left in place

@@ -67,8 +67,8 @@ def unchanged(found: report.BuildReport, export: CacheEntry) -> bool:
 
 def skipped(export: CacheEntry) -> report.ExportReport:
     """The report of an export skipped because nothing changed."""
-    return report.ExportReport(export, report.SKIPPED, f"export skipped: nothing changed since "
-                               f"{report.describe(export)} was written (the build executed no step)")
+    return report.ExportReport(export, report.SKIPPED, f"nothing changed since {report.describe(export)} "
+                               "was written (the build executed no step, and its import of that name hit)")
 
 
 def export_only(extra: Sequence[str]) -> list[str]:
