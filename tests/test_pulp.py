@@ -166,6 +166,8 @@ def test_logins_carry_variable_names_never_values(tmp_path: Path, plugins: Plugi
     for p in (plan, custom):
         shown = render.as_json(p) + render.explain(p) + render.args(p) + render.dotenv(p) + repr(p)
         assert "s3cret" not in shown
+    # its own login is the only one: no "username-env is set but password-env is not" from the kit
+    assert not [w for w in plan.warnings + custom.warnings if "password-env" in w], plan.warnings + custom.warnings
 
 
 def test_discovered_as_an_installed_third_party_distribution() -> None:

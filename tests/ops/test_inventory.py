@@ -199,3 +199,31 @@ def test_the_signature_of_mounts_beside_a_cache_stays_with_them_and_goes_with_th
     assert decided[signature_tag(kept)] == (False, "the signature of a cache that stays")
     assert decided[signature_tag(gone)] == (True, "the signature of a cache that is gone")
     assert decided["old"][0] and not decided["main"][0]
+
+
+class _LaggingStore:
+    """A store that deletes in the background: a deleted name is still listed the first ``lag`` times after."""
+
+    def __init__(self, names: list[str], lag: int) -> None:
+        self.listed, self.gone, self.lag = list(names), set(), lag
+
+    def delete(self, name: str, digest: str | None = None) -> bool:
+        self.gone.add(name)
+        return True
+
+    def names(self) -> list[str]:
+        if self.gone and self.lag:
+            self.lag -= 1
+            return self.listed
+        return [n for n in self.listed if n not in self.gone]
+
+
+def test_a_store_that_lists_a_deleted_name_for_a_moment_still_counts_it_deleted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cacheport.ops import inventory
+
+    monkeypatch.setattr(inventory.time, "sleep", lambda _s: None)
+    doomed = [tag("old", 40), tag("older", 50)]
+    assert inventory.delete_each(_LaggingStore(["main", "old", "older"], lag=2), doomed) == ["old", "older"]  # type: ignore[arg-type]
+    # listed still after every look: written again, not deleted
+    assert inventory.delete_each(_LaggingStore(["main", "old", "older"], lag=99), doomed) == []  # type: ignore[arg-type]

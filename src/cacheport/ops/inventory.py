@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -145,7 +146,19 @@ def delete_each(session: StoreSession, tags: Sequence[CacheTag], jobs: int = LOO
 
     each(gone, tags, jobs)
     left = set(session.names())
+    # A store that deletes in the background (Pulp runs a task per DELETE) lists a name for a moment after it
+    # is gone: look again a few times before calling a name written again.
+    for pause in _SETTLE:
+        if not left & {tag.tag for tag in tags}:
+            break
+        time.sleep(pause)
+        left = set(session.names())
     return [tag.tag for tag in tags if tag.tag not in left]
+
+
+#: The pauses before listing a store again after deleting (seconds): about 7 s in all, only while a deleted name
+#: is still listed.
+_SETTLE = (0.25, 0.5, 1.0, 2.0, 3.0)
 
 
 def _deleter(session: StoreSession) -> Callable[[str, str], object]:

@@ -133,7 +133,9 @@ def cache(request: EntryRequest) -> RegistryCache:
         logins.append(Login(host, str(opts["password-env"]), str(opts.get("username-env") or ""),
                             str(opts.get("username") or "")))
     # The format options are always rendered, so the format never depends on which BuildKit writes it.
-    export = {**{name: opts[name] for name in FORMAT}, "insecure": is_insecure(opts), "password-env": None}
+    # The login is the one above: the kit is given no credential options (a user name alone would be a warning).
+    export = {**{name: opts[name] for name in FORMAT}, "insecure": is_insecure(opts),
+              **dict.fromkeys(("password-env", "username-env", "username"))}
     return RegistryCache.from_options(cache_ref(opts, request.context.project), {**opts, **export},
                                       logins=logins, warnings=warnings, forced=bool(opts.get("force")))
 
