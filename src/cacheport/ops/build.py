@@ -51,6 +51,7 @@ from cacheport.render import plan_secrets
 if TYPE_CHECKING:
     from cacheport.ops.docker import Docker
 
+
 def command(
     imports: Sequence[CacheEntry],
     exports: Sequence[CacheEntry],
@@ -119,7 +120,9 @@ def run(
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
-    ``keep`` gets the report once it is published.
+    ``keep`` gets the report once it is published. Under ``exports = "when-changed"`` the exports of a name the
+    build also imports wait for it (:mod:`cacheport.ops.exports`): skipped when no step executed, else written by
+    an export-only pass.
 
     With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
     a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
@@ -204,6 +207,7 @@ def run(
         built = _buildx(docker, lambda meta: command(imports, at_once, context, [*tags, *plan.tags], file, extra,
                                                      meta), reporter.feed)
     except OSError as exc:
+        reporter.close()
         say(f"error: could not run {docker.client}: {exc.strerror}")
         return 127
     reporter.close()
