@@ -30,7 +30,7 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
 
         try:
             backend = session.plugins.backend(session.plan.backend)
-            signing = signing_of(session.plan, session.environ, writing=True, say=say)
+            signing = signing_of(session.plan, session.environ, writing=True)
             kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
                                 backend.cache_type, session.environ, session.cwd, say, source=source,
                                 signing=signing)

@@ -232,12 +232,12 @@ def open_shelf(plan: Plan, store: CacheStore | None, cache_type: str, environ: M
     yield DirectoryShelf(directory_for(plan, store, environ, cwd))
 
 
-def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False,
-               say: Callable[[str], None] | None = None) -> StoreSigning | None:
+def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False) -> StoreSigning | None:
     """Under ``trust = "signed"``, how records in a store are verified (by every job: records are read, never
     imported, so no job reads them unverified) and, for a protected job ``writing`` its own, signed; None under
     any other trust. A record's signature has no age bound: each is written once under its own name, so an old
-    one is never replayed as a newer. A protected writer without its key writes unsigned (one line to ``say``)."""
+    one is never replayed as a newer. A protected writer whose key can't be loaded has none: its record is kept
+    unsigned, with the one warning :func:`leave_record` gives."""
     from cacheport.ops.signatures import StoreSigning, signing_key
     from cacheport.signing import policy
 
@@ -246,11 +246,8 @@ def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False,
         return None
     key = None
     if writing and found.protected and writes_store(plan):
-        try:
+        with contextlib.suppress(CacheportError):  # a build without its key stopped before building
             key = signing_key(plan, environ)
-        except CacheportError as exc:
-            if say is not None:
-                say(f"warning: history: the build record will not be signed ({exc})")
     return StoreSigning(attrs.evolve(found, max_age=None), key)
 
 
