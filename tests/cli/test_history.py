@@ -97,3 +97,49 @@ def test_a_bug_in_keeping_the_record_is_one_warning_never_a_failed_build(capsys)
     err = capsys.readouterr().err
     assert err == ("cacheport: warning: history: the build record was not kept (RuntimeError: a bug); the build is "
                    "unaffected\n")
+
+
+def test_under_signed_trust_history_counts_only_signed_records_and_says_how_many_it_left_out(
+        clean_env: dict[str, str]) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from cacheport.kit import registry_client
+    from cacheport.oci.repository import RegistryRepository
+    from cacheport.ops.history import StoreShelf
+    from cacheport.ops.signatures import StoreSigning
+    from cacheport.signing import Policy, Signer, key_id, public_der
+    from tests.fakes.registry import FakeRegistry
+
+    key = Ed25519PrivateKey.generate()
+    der = public_der(key)
+    signing = StoreSigning(Policy((Signer(key_id(der), der),), "CACHE_SIGNING_KEY", None, "group/app", True), key)
+    made = [rec.record_of(BuildReport("succeeded", steps=Steps(3, 3, 0), wall_seconds=1.0),
+                          Context("gitlab", "group/app", branch="main"), "registry", {}, now=T0 + timedelta(minutes=i))
+            for i in range(4)]
+    with FakeRegistry() as fake:
+        repo = RegistryRepository(registry_client(fake.host), "group/app/cache")
+        signed, plain = StoreShelf(repo, "here", signing), StoreShelf(repo, "here")
+        for r in made[:2]:
+            signed.write(r.name, rec.to_json(r))
+            signed.sign(r.name)
+        for r in made[2:]:  # pushed with the registry's credentials alone, as any job of the project can
+            plain.write(r.name, rec.to_json(r))
+        env = {**clean_env, "GITLAB_CI": "true", "CI_PROJECT_PATH": "group/app", "CI_COMMIT_BRANCH": "feature",
+               "CI_COMMIT_REF_NAME": "feature", "CI_DEFAULT_BRANCH": "main", "CI_PIPELINE_SOURCE": "push",
+               "CI_COMMIT_REF_PROTECTED": "false", "CACHEPORT_BACKEND": "registry",
+               "CACHEPORT_REGISTRY__REF": f"{fake.host}/group/app/cache", "CACHEPORT_TRUST": "signed",
+               "CACHEPORT_SIGNERS": base64.b64encode(der).decode()}
+        out = run("history", "--format", "json", env=env)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert [b["name"] for b in doc["builds"]] == [r.name for r in made[:2]]
+        assert doc["left_out"]["count"] == 2
+        assert {(e["name"], e["kind"]) for e in doc["left_out"]["records"]} == {(r.name, "unsigned") for r in made[2:]}
+        assert all(e["reason"].startswith("not signed (sha256:") for e in doc["left_out"]["records"])
+        assert out.stderr.strip() == ("cacheport: warning: 2 records left out: not signed by an allowed key "
+                                      "(2: not signed)")
+        plain_env = {k: v for k, v in env.items() if k not in ("CACHEPORT_TRUST", "CACHEPORT_SIGNERS")}
+        every = json.loads(run("history", "--format", "json", env=plain_env).stdout)
+        assert len(every["builds"]) == 4 and every["left_out"] == {"count": 0, "records": []}

@@ -9,6 +9,8 @@ while its signature is younger than signed-max-age (the design's answer to rollb
 tests/test_signing.py). Seeding from the registry to Pulp carries the signature, so Pulp alone is warm for a
 protected build, and prune removes a signature no cache points at any more. Cache mounts the same way: an
 attacker's own ``main.mounts`` is refused by the next protected build, whose step then downloads everything again.
+History records too: a protected build signs the record it leaves, and a record the attacker pushes under a
+record name is left out of ``cacheport history`` and of the trend the next build shows, with one line.
 """
 
 from __future__ import annotations
@@ -402,3 +404,76 @@ def test_seed_carries_a_mounts_signature_to_pulp_where_a_protected_build_restore
         assert private not in first.log + seeded.stdout + seeded.stderr + warm.log
     finally:
         server.close()
+
+
+def gone_from(store: Store, names: set[str]) -> list[str]:
+    """The store's tags once none of ``names`` is listed any more, or after a minute (the caller asserts)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    tags = _tags(store)
+    while names & set(tags) and time.monotonic() < deadline:
+        time.sleep(1)
+        tags = _tags(store)
+    return tags
+
+
+def records_scenario(harness: Harness, store: Store, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from cacheport.kit import registry_client
+    from cacheport.oci.repository import RegistryRepository
+    from cacheport.ops.history import StoreShelf
+    from cacheport.records import Context
+    from cacheport.report import BuildReport, Steps
+    from cacheport.report import record as rec
+
+    private, public = keys()
+    env = protected(store, private, public)
+    ctx = harness.project(tmp_path)
+    harness.prune()
+    first = harness.build(ctx, env=env)  # a protected build signs its cache and its record
+    assert first.code == 0, first.log
+    [mine] = [t for t in _tags(store) if t.startswith(rec.PREFIX)]
+    mine_signature = f"sha256-{digest_of(store, mine).removeprefix('sha256:')}.cacheport-sig"
+    assert mine_signature in _tags(store)
+
+    # The attacker's record: a warm build that "took" a second, written with the write credentials alone.
+    faked = rec.record_of(BuildReport("succeeded", steps=Steps(3, 3, 0), wall_seconds=1.0),
+                          Context("gitlab", "group/app", branch="main"), "gitlab", {}, now=datetime.now(UTC))
+    with registry_client(store.registry, store.user, store.password) as client:
+        StoreShelf(RegistryRepository(client, store.repository), "attacker").write(faked.name, rec.to_json(faked))
+    assert faked.name in _tags(store)
+
+    shown = subprocess.run([sys.executable, "-m", "cacheport", "history", "--format", "json"], cwd=ctx,
+                           capture_output=True, text=True, env={**clean_environ(), **harness.docker_env, **env},
+                           timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert [b["name"] for b in doc["builds"]] == [mine]
+    assert doc["left_out"]["count"] == 1
+    [out] = doc["left_out"]["records"]
+    assert (out["name"], out["kind"]) == (faked.name, "unsigned") and out["reason"].startswith("not signed")
+    assert "1 record left out: not signed by an allowed key (1: not signed)" in shown.stderr
+
+    harness.prune()
+    # The trend after the build counts its own record only; keeping 2, it trims the first, signature and all.
+    second = harness.build(ctx, env={**env, "CACHEPORT_HISTORY_KEEP": "2"})
+    assert second.code == 0, second.log
+    assert "history: 1 record left out: not signed by an allowed key (1: not signed)" in second.log
+    tags = gone_from(store, {mine, mine_signature})  # Pulp lists a deleted tag for a while
+    [newest] = [t for t in tags if t.startswith(rec.PREFIX) and t not in (mine, faked.name)]
+    assert mine not in tags and mine_signature not in tags, second.log
+    assert f"sha256-{digest_of(store, newest).removeprefix('sha256:')}.cacheport-sig" in tags
+    assert private not in first.log + second.log + shown.stderr
+
+
+def test_a_record_pushed_by_an_attacker_is_left_out_of_the_history(harness: Harness, tmp_path: Path) -> None:
+    with token_store(harness, tmp_path) as store:
+        records_scenario(harness, store, tmp_path)
+
+
+def test_a_record_pushed_by_an_attacker_is_left_out_of_the_history_on_pulp(harness: Harness, pulp: Pulp,
+                                                                          tmp_path: Path) -> None:
+    with pulp_store(pulp) as store:
+        records_scenario(harness, store, tmp_path)

@@ -4,18 +4,22 @@ failing a build; untrusted jobs never writing where protected builds read."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import RecordError
 from cacheport.kit import registry_client
 from cacheport.oci.artifact import artifact
-from cacheport.oci.format import OCI_MANIFEST
+from cacheport.oci.format import OCI_MANIFEST, sha256_digest
 from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.history import (
     DirectoryShelf,
@@ -27,11 +31,15 @@ from cacheport.ops.history import (
     open_shelf,
     read_records,
     settings_of,
+    signing_of,
 )
+from cacheport.ops.inventory import list_caches
+from cacheport.ops.signatures import StoreSigning
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, Context, Setting, ShownSetting, Source, Trust
 from cacheport.report import BuildReport, ImportReport, Steps
 from cacheport.report import record as rec
+from cacheport.signing import is_signature_tag, public_der, signature_tag
 from tests.fakes.registry import FakeRegistry
 
 T0 = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
@@ -268,3 +276,128 @@ def test_history_off_writes_nothing_and_the_bound_is_a_setting(tmp_path: Path) -
     said: list[str] = []
     assert leave_record(report(), plan(history="off"), lambda: None, "gha", {}, tmp_path, said.append) is None
     assert not (tmp_path / "cacheport-history").exists() and not said
+
+
+# --- trust = "signed": records in a store count only when signed for their current digest ----------------------
+
+
+def signed_plan(fake: FakeRegistry, signer: Ed25519PrivateKey, *, protected: bool = True) -> Plan:
+    src = Source("file", "cacheport.toml")
+    shown = (ShownSetting("trust", Setting("signed", src)),
+             ShownSetting("signers", Setting(base64.b64encode(public_der(signer)).decode(), src)),
+             ShownSetting("signing-key-env", Setting("CACHE_SIGNING_KEY", src)),
+             ShownSetting("signed-max-age", Setting(1, src)))
+    trust = Trust("gitlab:branch", "", "protected", ("main",), "main", True, protected, True)
+    context = Context("gitlab", "group/app", "main", "main", trust=trust, protected=protected)
+    entries = (CacheEntry("registry", {"ref": f"{fake.host}/{REPO}:main"}),)
+    return Plan(context, "gitlab", entries, entries, settings=shown)
+
+
+def key_env(key: Ed25519PrivateKey) -> dict[str, str]:
+    return {"CACHE_SIGNING_KEY": base64.b64encode(key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())).decode()}
+
+
+def keep_signed(fake: FakeRegistry, key: Ed25519PrivateKey, tmp_path: Path, say: Callable[[str], None],
+                **settings: object) -> rec.BuildRecord:
+    plan = signed_plan(fake, key)
+    plan = attrs.evolve(plan, settings=plan.settings + tuple(
+        ShownSetting(k.replace("_", "-"), Setting(v, Source("cli", k))) for k, v in settings.items()))
+    kept = leave_record(report(), plan, lambda: registry_store(fake), "registry", key_env(key), tmp_path, say,
+                        signing=signing_of(plan, key_env(key), writing=True))
+    assert kept is not None
+    return kept
+
+
+def reading(fake: FakeRegistry, key: Ed25519PrivateKey, *, protected: bool = True) -> StoreShelf:
+    shelf = store_shelf(fake)
+    shelf.signing = signing_of(signed_plan(fake, key, protected=protected), {})
+    return shelf
+
+
+def test_a_signed_record_counts_and_its_signature_is_for_the_manifest_written(registry: FakeRegistry,
+                                                                             tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    said: list[str] = []
+    mine = keep_signed(registry, key, tmp_path, said.append)
+    assert said == []
+    digest = sha256_digest(registry.manifests[REPO][mine.name][1])
+    assert signature_tag(digest) in registry.manifests[REPO]
+    for protected in (True, False):  # every job verifies records: none reads them unverified
+        shelved = read_records(reading(registry, key, protected=protected))
+        assert [n for n, _r in shelved.records] == [mine.name] and shelved.unsigned == ()
+        assert shelved.unsigned_line() is None
+
+
+def test_an_attacker_s_record_pushed_straight_to_the_registry_is_left_out_with_the_reason(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    mine = keep_signed(registry, key, tmp_path, print)
+    forged = record(9, when=datetime.now(UTC))
+    hostile(registry, forged.name, rec.to_json(forged))
+    other = Ed25519PrivateKey.generate()  # a key of the attacker's own, signing for the right name
+    theirs = record(10, when=datetime.now(UTC) + timedelta(seconds=1))
+    hostile(registry, theirs.name, rec.to_json(theirs))
+    StoreSigning(signing_of(signed_plan(registry, other), {}).policy, other).sign(  # type: ignore[union-attr]
+        store_shelf(registry).session, theirs.name, registry_digest(registry, theirs.name))
+    shelved = read_records(reading(registry, key))  # no --skip-bad: never an error
+    assert [n for n, _r in shelved.records] == [mine.name]
+    why = dict(shelved.unsigned)
+    assert why[forged.name].startswith("not signed (sha256:")
+    assert why[theirs.name].startswith("signed by an unknown key")
+    assert shelved.unsigned_line() == ("2 records left out: not signed by an allowed key (1: not signed; 1: "
+                                       + why[theirs.name].rsplit(" (sha256:", 1)[0] + ")")
+
+
+def registry_digest(fake: FakeRegistry, name: str) -> str:
+    return sha256_digest(fake.manifests[REPO][name][1])
+
+
+def test_a_signed_record_whose_tag_was_moved_to_other_content_is_left_out(registry: FakeRegistry,
+                                                                          tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    mine = keep_signed(registry, key, tmp_path, print)
+    signed = registry_digest(registry, mine.name)
+    lie = attrs.evolve(mine, wall_seconds=9999.0)
+    hostile(registry, mine.name, rec.to_json(lie))  # the same name, other content: its digest is not signed
+    assert registry_digest(registry, mine.name) != signed
+    shelved = read_records(reading(registry, key))
+    assert shelved.records == () and [n for n, _w in shelved.unsigned] == [mine.name]
+    assert "not signed" in shelved.unsigned[0][1]
+
+
+def test_a_protected_job_without_its_key_keeps_its_record_unsigned_with_one_line(registry: FakeRegistry,
+                                                                               tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = signed_plan(registry, key)
+    said: list[str] = []
+    kept = leave_record(report(), plan, lambda: registry_store(registry), "registry", {}, tmp_path, said.append,
+                        signing=signing_of(plan, {}, writing=True))
+    assert kept is not None and kept.name in registry.manifests[REPO]
+    [line] = said
+    assert line.startswith(f"warning: history: the build record {kept.name} was kept but not signed")
+    assert "$CACHE_SIGNING_KEY" in line and "cacheport history will leave it out" in line
+    assert [n for n, _w in read_records(reading(registry, key)).unsigned] == [kept.name]
+
+
+def test_trimming_old_records_deletes_their_signatures_and_prune_leaves_kept_ones_alone(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    kept = [keep_signed(registry, key, tmp_path, print, history_keep=2) for _ in range(4)]
+    names = registry.manifests[REPO]
+    assert sorted(n for n in names if rec.is_record(n)) == sorted(r.name for r in kept[-2:])
+    assert sorted(n for n in names if is_signature_tag(n)) == sorted(
+        signature_tag(registry_digest(registry, r.name)) for r in kept[-2:])
+    # prune never counts a record's signature as a cache's left behind
+    assert [t.tag for t in list_caches(store_shelf(registry).session)] == []
+    assert [n for n, _r in read_records(reading(registry, key)).records] == [r.name for r in kept[-2:]]
+
+
+def test_a_directory_shelf_is_neither_signed_nor_verified(registry: FakeRegistry, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    plan = signed_plan(registry, key, protected=False)  # a job that may not write where protected builds read
+    said: list[str] = []
+    kept = leave_record(report(), attrs.evolve(plan, read_only=True), lambda: registry_store(registry), "registry",
+                        {}, tmp_path, said.append, signing=signing_of(plan, {}, writing=True))
+    assert kept is not None and said == []
+    assert [n for n, _r in read_records(DirectoryShelf(tmp_path / "cacheport-history")).records] == [kept.name]

@@ -26,12 +26,14 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
     """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`)."""
 
     def keep(found: BuildReport) -> None:
-        from cacheport.ops.history import leave_record
+        from cacheport.ops.history import leave_record, signing_of
 
         try:
             backend = session.plugins.backend(session.plan.backend)
+            signing = signing_of(session.plan, session.environ, writing=True)
             kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
-                                backend.cache_type, session.environ, session.cwd, say, source=source)
+                                backend.cache_type, session.environ, session.cwd, say, source=source,
+                                signing=signing)
             if kept is not None and source == "build":
                 show_trend(session, kept.branch)
         except Exception as exc:  # the history is never worth a failed build, not even its bug
@@ -48,7 +50,7 @@ def show_trend(session: Session, branch: str | None) -> None:
     import time
 
     from cacheport.errors import CacheportError
-    from cacheport.ops.history import open_shelf, read_records
+    from cacheport.ops.history import open_shelf, read_records, signing_of
     from cacheport.report import chart, trend
 
     environ = session.environ
@@ -59,11 +61,14 @@ def show_trend(session: Session, branch: str | None) -> None:
     backend = session.plugins.backend(plan.backend)
     try:
         store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, environ, session.cwd) as shelf:
+        with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
+                        signing=signing_of(plan, environ)) as shelf:
             shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
     except CacheportError as exc:
         say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
         return
+    if (left_out := shelved.unsigned_line()) is not None:
+        say(f"history: {left_out}")
     found = trend.trend([r for _name, r in shelved.records])
     where = f"{shelved.where} ({branch or 'no branch'})"
     if summary:
@@ -111,12 +116,13 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     Every cacheport build (and cacheport report) leaves a record beside the cache: in the backend's registry
     repository as a small OCI artifact, or in a directory for backends without one (see history-dir). A
     record that can't be read, or one from a newer cacheport, stops the command with one line (exit 2)
-    unless --skip-bad.
+    unless --skip-bad. Under trust = "signed", records in a store count only when signed by an allowed key for
+    their current digest; the others are left out and counted in one line.
     """
     import json
 
     from cacheport.cli.output import write_file
-    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of
+    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, signing_of
     from cacheport.report import chart, trend
 
     if records_dir is not None:
@@ -128,14 +134,21 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
             return
         backend = session.plugins.backend(plan.backend)
         store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd) as shelf:
+        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd,
+                        signing=signing_of(plan, session.environ)) as shelf:
             shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
     for name, why in shelved.bad:
         warn(f"history record {name} left out: {why}")
+    if (left_out := shelved.unsigned_line()) is not None:
+        warn(left_out)
     found = trend.trend([r for _name, r in shelved.records])
     where = shelved.where
     if fmt == "json":
-        text = json.dumps(trend.as_dict(found, where), indent=2) + "\n"
+        doc = trend.as_dict(found, where)
+        doc["left_out"] = {"count": len(shelved.unsigned) + len(shelved.bad), "records": [
+            *({"name": n, "reason": why, "kind": "unsigned"} for n, why in shelved.unsigned),
+            *({"name": n, "reason": why, "kind": "unreadable"} for n, why in shelved.bad)]}
+        text = json.dumps(doc, indent=2) + "\n"
     elif fmt == "markdown":
         text = chart.as_markdown(found, where)
     elif fmt == "html":

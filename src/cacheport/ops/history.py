@@ -13,6 +13,12 @@ Two writers never lose each other's record: each record is written once under a 
 its time to the millisecond, a random id), nothing is ever rewritten, and the bound (the newest ``history-keep``
 per branch) is kept by deleting the oldest names. A job that may not write the shared caches (a fork, a read-only
 or untrusted job) keeps its record in its directory only, never where protected builds read.
+
+Under ``trust = "signed"`` (:mod:`cacheport.ops.signatures`), a store's records are signed and verified like a
+cache mount's artifact: a protected job signs the digest of the record manifest it wrote (from the bytes it sent,
+never read back), the record's name being the signed name; a reader counts only records whose current digest
+carries a valid signature, read by that digest, and leaves the others out (:attr:`Shelved.unsigned`). Deleting
+a record deletes its signature. A directory shelf is neither signed nor verified.
 """
 
 from __future__ import annotations
@@ -22,17 +28,20 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from cacheport.errors import CacheportError, RecordError, RegistryError
+from cacheport.errors import CacheportError, RecordError, RegistryError, SignatureError
 from cacheport.files import replacing
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, StoreSession
 from cacheport.refs import slug
 from cacheport.report import BuildReport
 from cacheport.report import record as rec
+
+if TYPE_CHECKING:
+    from cacheport.ops.signatures import StoreSigning
 
 #: The default of ``history-keep``: records kept per branch.
 KEEP = 30
@@ -52,10 +61,15 @@ class Shelf(Protocol):
 
 
 class StoreShelf:
-    """Records as OCI artifacts in a backend's store (an open :class:`~cacheport.StoreSession`)."""
+    """Records as OCI artifacts in a backend's store (an open :class:`~cacheport.StoreSession`).
 
-    def __init__(self, session: StoreSession, where: str) -> None:
-        self.session, self.where = session, where
+    With ``signing`` (``trust = "signed"``): :meth:`read` takes a record only by a digest whose signature holds
+    for its name (:class:`SignatureError` else), :meth:`write` remembers the digest of the manifest it sent for
+    :meth:`sign`, and :meth:`delete` deletes the record's signature too."""
+
+    def __init__(self, session: StoreSession, where: str, signing: StoreSigning | None = None) -> None:
+        self.session, self.where, self.signing = session, where, signing
+        self.written: dict[str, str] = {}
 
     def names(self) -> list[str]:
         return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
@@ -64,7 +78,12 @@ class StoreShelf:
         from cacheport.oci.artifact import artifact_layer
         from cacheport.oci.format import sha256_digest
 
-        manifest = self.session.get_manifest(name)
+        if self.signing is None:
+            manifest = self.session.get_manifest(name)
+        else:
+            from cacheport.ops.mounts_store import verified
+
+            manifest = verified(self.session, name, self.signing)
         if manifest is None:  # deleted since it was listed (Pulp lists a deleted tag for a while, too)
             return None
         try:
@@ -90,10 +109,28 @@ class StoreShelf:
             if self.session.blob_size(descriptor.digest) is None:
                 self.session.put_blob(descriptor, [content])
         self.session.put_manifest(name, manifest)
+        self.written[name] = manifest.digest
+
+    def sign(self, name: str) -> str | None:
+        """Sign the record this shelf wrote under ``name``, by the digest of the manifest it sent; the digest, or
+        None without ``signing``. :class:`CacheportError` when it can't (no key, a registry that refuses)."""
+        if self.signing is None:
+            return None
+        digest = self.written[name]
+        self.signing.sign(self.session, name, digest)
+        return digest
 
     def delete(self, name: str) -> bool:
-        # Each record's manifest is its own (its content names its time and id), so no other name goes with it.
-        return self.session.delete(name)
+        # Each record's manifest is its own (its content names its time and id), so no other name goes with it
+        # but its signature, which would pile up otherwise.
+        digest = self.session.manifest_digest(name) if self.signing is not None else None
+        gone = self.session.delete(name)
+        if digest:
+            from cacheport.signing import signature_tag
+
+            with contextlib.suppress(CacheportError):  # a signature left behind is pruned with the caches'
+                self.session.delete(signature_tag(digest))
+        return gone
 
 
 class DirectoryShelf:
@@ -184,14 +221,34 @@ def directory_for(plan: Plan, store: CacheStore | None, environ: Mapping[str, st
 
 @contextlib.contextmanager
 def open_shelf(plan: Plan, store: CacheStore | None, cache_type: str, environ: Mapping[str, str], cwd: Path, *,
-               writing: bool = False) -> Iterator[Shelf]:
+               writing: bool = False, signing: StoreSigning | None = None) -> Iterator[Shelf]:
     """The shelf for this plan: its backend's store when it has one (not ``local``'s, which is replaced on every
-    build) and, when ``writing``, this job may write there; else the directory."""
+    build) and, when ``writing``, this job may write there; else the directory. ``signing`` (from
+    :func:`signing_of`) applies to a store's shelf only."""
     if store is not None and cache_type != "local" and (writes_store(plan) or not writing):
         with store.open() as session:
-            yield StoreShelf(session, store.location)
+            yield StoreShelf(session, store.location, signing)
         return
     yield DirectoryShelf(directory_for(plan, store, environ, cwd))
+
+
+def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False) -> StoreSigning | None:
+    """Under ``trust = "signed"``, how records in a store are verified (by every job: records are read, never
+    imported, so no job reads them unverified) and, for a protected job ``writing`` its own, signed; None under
+    any other trust. A record's signature has no age bound: each is written once under its own name, so an old
+    one is never replayed as a newer. A protected writer whose key can't be loaded has none: its record is kept
+    unsigned, with the one warning :func:`leave_record` gives."""
+    from cacheport.ops.signatures import StoreSigning, signing_key
+    from cacheport.signing import policy
+
+    found = policy(plan)
+    if found is None:
+        return None
+    key = None
+    if writing and found.protected and writes_store(plan):
+        with contextlib.suppress(CacheportError):  # a build without its key stopped before building
+            key = signing_key(plan, environ)
+    return StoreSigning(attrs.evolve(found, max_age=None), key)
 
 
 def keep(shelf: Shelf, record: rec.BuildRecord, limit: int) -> list[str]:
@@ -214,9 +271,10 @@ def trim(shelf: Shelf, name: str, limit: int) -> list[str]:
 
 def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
                  environ: Mapping[str, str], cwd: Path, say: Callable[[str], None], *, source: str = "build",
-                 mounts: Sequence[Any] = ()) -> rec.BuildRecord | None:
+                 mounts: Sequence[Any] = (), signing: StoreSigning | None = None) -> rec.BuildRecord | None:
     """Keep this build's record; never fails: a problem is one warning line. ``store()`` gives the backend's
-    store (None without one) and may raise a :class:`CacheportError` that is a warning too."""
+    store (None without one) and may raise a :class:`CacheportError` that is a warning too. With ``signing``
+    (:func:`signing_of`), a record written to a store is signed; one that can't be is one warning line."""
     settings = settings_of(plan)
     if not settings.on:
         return None
@@ -230,9 +288,15 @@ def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore
             found = store()
         except CacheportError:
             found = None
-        with open_shelf(plan, found, cache_type, environ, cwd, writing=True) as shelf:
+        with open_shelf(plan, found, cache_type, environ, cwd, writing=True, signing=signing) as shelf:
             where = shelf.where
             shelf.write(record.name, rec.to_json(record))
+            if isinstance(shelf, StoreShelf) and shelf.signing is not None:
+                try:
+                    shelf.sign(record.name)
+                except CacheportError as exc:
+                    say(f"warning: history: the build record {record.name} was kept but not signed ({exc}); "
+                        "cacheport history will leave it out")
             try:
                 trim(shelf, record.name, settings.keep)
             except CacheportError as exc:  # the record is kept; the oldest stay until a later build's try
@@ -251,11 +315,26 @@ class Shelved:
         records: ``(name, record)`` pairs, oldest first.
         bad: ``(name, why)`` for each record skipped.
         where: the shelf, for messages.
+        unsigned: ``(name, why)`` for each record left out under ``trust = "signed"``: not signed by an allowed
+            key for its current digest (always left out, never an error).
     """
 
     records: tuple[tuple[str, rec.BuildRecord], ...]
     bad: tuple[tuple[str, str], ...] = ()
     where: str = ""
+    unsigned: tuple[tuple[str, str], ...] = ()
+
+    def unsigned_line(self) -> str | None:
+        """One line counting the records left out for their signatures, with how many for each reason."""
+        if not self.unsigned:
+            return None
+        import re
+        from collections import Counter
+
+        reasons = Counter(re.sub(r" \(sha256:[0-9a-f]+\)$", "", why) for _name, why in self.unsigned)
+        n = len(self.unsigned)
+        return (f"{n} record{'s' if n != 1 else ''} left out: not signed by an allowed key ("
+                + "; ".join(f"{count}: {why}" for why, count in sorted(reasons.items())) + ")")
 
 
 def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = None, skip_bad: bool = False,
@@ -273,19 +352,24 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
     chosen = sorted(item for items in by_branch.values() for item in (items[-last:] if last else items))
     names = [name for _stamp, name in chosen]
 
-    def one(name: str) -> tuple[str, rec.BuildRecord | str | None]:
+    def one(name: str) -> tuple[str, rec.BuildRecord | str | SignatureError | None]:
         try:
             data = shelf.read(name)
             return name, rec.parse_record(data) if data is not None else None
+        except SignatureError as exc:
+            return name, exc
         except RecordError as exc:
             return name, str(exc)
         except RegistryError as exc:
             return name, f"unreadable: {exc}"
 
-    out, bad = [], []
+    out, bad, unsigned = [], [], []
     for name, found in each(one, names, jobs):
         if found is None:
             continue  # gone since it was listed: another job's bound
+        if isinstance(found, SignatureError):
+            unsigned.append((name, str(found)))
+            continue
         if isinstance(found, str):
             if not skip_bad:
                 raise RecordError(f"history record {name} in {shelf.where}: {found} (--skip-bad leaves it out; "
@@ -293,4 +377,4 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
             bad.append((name, found))
         else:
             out.append((name, found))
-    return Shelved(tuple(out), tuple(bad), shelf.where)
+    return Shelved(tuple(out), tuple(bad), shelf.where, tuple(unsigned))

@@ -107,11 +107,19 @@ def list_caches(session: StoreSession, known: dict[str, str] | None = None,
                 jobs: int = LOOKUP_JOBS) -> list[CacheTag]:
     """Every name in the store, with what it holds (manifests read ``jobs`` at a time); each cache's mounts
     with it, and mounts whose cache is not there as rows of their own. The build records of the cache's history
-    (:mod:`cacheport.ops.history`) are not caches and are left out."""
+    (:mod:`cacheport.ops.history`) are not caches and are left out, with their signatures (``trust =
+    "signed"``), which go with them."""
     from cacheport.report.record import is_record
+    from cacheport.signing import is_signature_tag, signature_tag
 
     known = known or {}
-    names = [n for n in session.names() if not is_record(n)]
+    every = session.names()
+    names = [n for n in every if not is_record(n)]
+    records = [n for n in every if is_record(n)]
+    if records and any(is_signature_tag(n) for n in names):
+        theirs = {signature_tag(d) for d in each(session.manifest_digest, records, jobs)
+                  if d and d.startswith("sha256:")}
+        names = [n for n in names if n not in theirs]
     found: dict[str, CacheTag] = {}
     for name, manifest in zip(names, each(session.get_manifest, names, jobs), strict=True):
         if manifest is None:
