@@ -77,7 +77,7 @@ def _members(tar: tarfile.TarFile, limit: int, what: str) -> int:
         if any(p in links for p in parents):
             raise MountError(f"{what}: {shown} is reached through a symlink; refused")
         cost, count = cost + max(member.size if member.isreg() else 0, MEMBER_COST), count + 1
-        if cost > limit:
+        if cost > limit and total + (member.size if member.isreg() else 0) <= limit:  # many small members
             raise MountTooLarge(f"{what}: expands to more than {limit} bytes (its {count} members count "
                                 f"{MEMBER_COST} bytes each at least); refused (the limit for one mount)")
         if member.ischr() or member.isblk() or member.isfifo():
