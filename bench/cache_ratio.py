@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.harness import Harness, gitlab_env, read_env
+from tests.e2e.harness import Harness, bench_harness, gitlab_env
 
 
 def backends(h: Harness, tmp: Path) -> dict[str, dict[str, str]]:
@@ -50,11 +50,9 @@ def main() -> int:
     parser.add_argument("--work", default="4,30",
                         help="seconds of RUN work in the reference build; comma-separated for several (default 4,30)")
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    h = bench_harness()
+    if h is None:
         return 1
-    h = Harness(env)
     print(f"{'backend':10s} {'work s':>7s} {'cold s':>8s} {'warm s':>8s} {'warm/cold':>10s}")
     with tempfile.TemporaryDirectory() as tmp:
         for work in (float(w) for w in opts.work.split(",")):

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.wan_proxy import Proxy
 from cacheport.entry import CacheEntry
 from cacheport.report import parse_rawjson
-from tests.e2e.harness import Harness, read_env
+from tests.e2e.harness import Harness, bench_harness
 
 
 def project(h: Harness, root: Path, deps_mib: int) -> Path:
@@ -106,11 +106,10 @@ def main() -> int:
     parser.add_argument("--rtt-ms", type=float, default=40.0,
                         help="round trip to the registry, through bench/wan_proxy.py (default 40 ms)")
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    h = bench_harness()
+    if h is None:
         return 1
-    h = Harness(env)
+    env = h.env
     changes = {int(c) for c in opts.changes.split(",") if c}
     run = uuid.uuid4().hex[:8]
     reg = env["CACHEPORT_E2E_REGISTRY"]

@@ -22,18 +22,17 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.harness import Harness, clean_environ, gitlab_env, read_env
+from tests.e2e.harness import bench_harness, clean_environ, gitlab_env
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=float, default=20, help="seconds of RUN work in the reference build")
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    h = bench_harness()
+    if h is None:
         return 1
-    h = Harness(env)
+    env = h.env
     run = uuid.uuid4().hex[:8]
     auth, plain = env["CACHEPORT_E2E_AUTH_REGISTRY"], env["CACHEPORT_E2E_REGISTRY"]
     old = gitlab_env(f"{auth}/bench-{run}", "main", CI_REGISTRY_USER=env["CACHEPORT_E2E_AUTH_USER"],

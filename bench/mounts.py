@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.harness import Downloads, Harness, clean_environ, downloads_context, gitlab_env, read_env
+from tests.e2e.harness import Downloads, Harness, bench_harness, clean_environ, downloads_context, gitlab_env
 
 
 def app(h: Harness, root: Path, port: int, files: list[str], mount_id: str) -> Path:
@@ -108,11 +108,10 @@ def main() -> int:
     parser.add_argument("--driver", choices=["docker-container", "docker"], default="",
                         help="the fresh builders' driver (default: docker-container when the harness has BuildKit)")
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    h = bench_harness()
+    if h is None:
         return 1
-    h = Harness(env)
+    env = h.env
     driver = opts.driver or ("docker-container" if env.get("CACHEPORT_E2E_BUILDKIT_IMAGE") else "docker")
     reg = env["CACHEPORT_E2E_REGISTRY"]
     run = uuid.uuid4().hex[:8]

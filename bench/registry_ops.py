@@ -39,7 +39,7 @@ import httpx  # noqa: E402
 from bench.wan_proxy import Proxy  # noqa: E402
 from cacheport.oci.format import CACHECONFIG, OCI_INDEX, OCI_LAYER, Descriptor, Manifest, sha256_digest  # noqa: E402
 from cacheport.oci.registry import Registry  # noqa: E402
-from tests.e2e.harness import Harness, clean_environ, read_env, read_pulp_env  # noqa: E402
+from tests.e2e.harness import Harness, bench_harness, clean_environ, read_pulp_env  # noqa: E402
 
 MiB = 1 << 20
 RUN_CACHEPORT = ("import atexit, re, sys\n"
@@ -293,11 +293,10 @@ def main() -> int:
     parser.add_argument("--pulp", action="store_true",
                         help="resume into the Pulp of scripts/pulp-up too ($CACHEPORT_PULP_STATE/env), if it runs")
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    harness = bench_harness()
+    if harness is None:
         return 1
-    harness = Harness(env)
+    env = harness.env
     skip = set(filter(None, opts.skip.split(",")))
     reg_a = env["CACHEPORT_E2E_REGISTRY"]
     with tempfile.TemporaryDirectory(prefix="cacheport-bench-") as tmp, \

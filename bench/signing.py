@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.harness import Harness, clean_environ, gitlab_env, read_env
+from tests.e2e.harness import bench_harness, clean_environ, gitlab_env
 
 
 def main() -> int:
@@ -45,11 +45,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     opts = parser.parse_args()
-    env, why = read_env()
-    if why:
-        print(why, file=sys.stderr)
+    h = bench_harness()
+    if h is None:
         return 1
-    h = Harness(env)
+    env = h.env
     reg = env["CACHEPORT_E2E_REGISTRY"]
     key = Ed25519PrivateKey.generate()
     private = base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,

@@ -87,6 +87,15 @@ def read_env() -> tuple[dict[str, str], str]:
     return found, ""
 
 
+def bench_harness() -> Harness | None:
+    """For a benchmark in ``bench/``: the harness, or None after saying on stderr why it is not running."""
+    env, why = read_env()
+    if why:
+        print(why, file=sys.stderr)
+        return None
+    return Harness(env)
+
+
 @attrs.frozen
 class Result:
     """One ``cacheport build``: its exit code, its whole log, and the files it output."""
