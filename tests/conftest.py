@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cacheport_builtins import azblob, contexts, gha, gitlab, inline, local, registry, s3
@@ -12,6 +13,10 @@ from hypothesis import settings
 
 from cacheport.plugins import Plugins
 from tests import netguard
+from tests.fakes.registry import FakeRegistry
+
+if TYPE_CHECKING:
+    from tests.fakes.sigstore import FakeSigstore
 
 # No test asserts a time, and Hypothesis' deadline is one: on a loaded machine it fails tests that are right.
 settings.register_profile("cacheport", deadline=None)
@@ -92,3 +97,19 @@ GITLAB_ENV = {
     "CI_DEFAULT_BRANCH": "main",
     "CI_JOB_NAME": "build",
 }
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    """A well-behaved fake registry on 127.0.0.1 (``tests/fakes/registry.py``)."""
+    with FakeRegistry() as registry:
+        yield registry
+
+
+@pytest.fixture
+def sigstore() -> Iterator[FakeSigstore]:
+    """A stand-in OIDC issuer and Fulcio-like CA on 127.0.0.1 (``tests/fakes/sigstore.py``)."""
+    from tests.fakes.sigstore import FakeSigstore  # cryptography: only for the tests that sign
+
+    with FakeSigstore() as server:
+        yield server

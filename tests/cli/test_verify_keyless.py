@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,6 @@ def sign_with_metadata(env: dict[str, str], digest: str, tmp_path: Path) -> subp
     meta.write_text(json.dumps({"cache.manifest": json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json",
                                                               "digest": digest, "size": 1})}))
     return run("verify", "--sign", str(meta), env=env)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
-
-
-@pytest.fixture
-def sigstore() -> Iterator[FakeSigstore]:
-    with FakeSigstore() as server:
-        yield server
 
 
 def job(clean_env: dict[str, str], fake: FakeRegistry, sigstore: FakeSigstore, token: str,

@@ -12,20 +12,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.fakes.sigstore import FakeSigstore
 
 from .harness import Harness, Pulp, gitlab_env, pulp_env
-
-
-@pytest.fixture
-def sigstore() -> Iterator[FakeSigstore]:
-    with FakeSigstore() as server:
-        yield server
 
 
 def keyless_job(base: dict[str, str], project: str, sigstore: FakeSigstore, root: Path,

@@ -4,11 +4,9 @@ the token may reach."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,18 +19,6 @@ from tests.fakes.registry import FakeRegistry, cache_index
 from tests.fakes.sigstore import FakeSigstore
 
 REPO = "group/app/cache"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
-
-
-@pytest.fixture
-def sigstore() -> Iterator[FakeSigstore]:
-    with FakeSigstore() as server:
-        yield server
 
 
 def plan_for(fake: FakeRegistry, sigstore: FakeSigstore, root: Path, tags: tuple[str, ...] = ("main",)) -> Plan:

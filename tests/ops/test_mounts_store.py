@@ -165,12 +165,6 @@ def test_a_fixed_cache_has_one_mounts_name() -> None:
     assert chain(["feature", "main"]) == ["feature.mounts", "main.mounts"]
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
-
-
 def test_through_a_registry_and_an_outage(fake: FakeRegistry, archives: list[MountArchive], tmp_path: Path) -> None:
     with RegistryRepository(Registry(fake.host, retry=FAST), "app/cache") as session:
         assert {o.action for o in publish(session, "main", archives, limits=LIMITS)} == {"saved"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,12 +29,6 @@ from tests.fakes.registry import FAST, FakeRegistry, cache_index
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 REPO = "group/app/cache"
 PIP = CacheMount("pip", "/root/.cache/pip")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
 
 
 def plan_for(fake: FakeRegistry, key: Ed25519PrivateKey, *, protected: bool = True, tags: tuple[str, ...] = ("main",),

@@ -6,7 +6,6 @@ a latency proxy: tests/e2e/test_wan.py.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,12 +22,6 @@ from cacheport.ops import inventory
 from cacheport.ops.seed import Pair, Side, seed
 from cacheport.records import EntryRequest
 from tests.fakes.registry import FakeRegistry, cache_index
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRegistry]:
-    with FakeRegistry() as registry:
-        yield registry
 
 CTX = Context("gitlab", "group/app", branch="main", default_branch="main")
 
