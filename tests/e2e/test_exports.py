@@ -4,6 +4,7 @@ emptied builder still hits; a change is exported."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from .harness import Harness, gitlab_env
@@ -11,7 +12,7 @@ from .harness import Harness, gitlab_env
 
 def test_an_unchanged_rebuild_writes_no_export_and_a_change_does(harness: Harness, tmp_path: Path) -> None:
     reg = harness.env["CACHEPORT_E2E_REGISTRY"]
-    repo = f"e2e/exports-{tmp_path.name[-8:].lower()}/cache"
+    repo = f"e2e/exports-{uuid.uuid4().hex[:8]}/cache"  # a rerun starts cold, not from the last run's cache
     ctx = harness.project(tmp_path, work=1.0)
     env = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": f"{reg}/{repo}",
            "CACHEPORT_EXPORTS": "when-changed", **gitlab_env(f"{reg}/unused", "main")}

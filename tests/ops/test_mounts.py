@@ -19,12 +19,12 @@ from cacheport.errors import ConfigError
 from cacheport.mounts import CacheMount, MountLimits
 from cacheport.mounts.artifact import mounts_name
 from cacheport.oci.layout import Layout
+from cacheport.ops.buildx_args import build_options
 from cacheport.ops.docker import Docker
 from cacheport.ops.mounts import (
     Around,
     MountSettings,
     Names,
-    build_options,
     names_for,
     restore,
     save,

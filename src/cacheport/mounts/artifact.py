@@ -16,7 +16,9 @@ from typing import Any
 from cacheport.errors import MountError, RegistryError
 from cacheport.masking import printable
 from cacheport.mounts import CacheMount, MountArchive
-from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from cacheport.oci.artifact import EMPTY
+from cacheport.oci.artifact import EMPTY_DATA as EMPTY_DATA
+from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest
 from cacheport.timestamps import go_time
 
 #: The artifact's type; a later format gets ``v2`` and this cacheport refuses it.
@@ -24,9 +26,7 @@ ARTIFACT_TYPE = "application/vnd.cacheport.mounts.v1"
 #: One mount's archive: a gzip-compressed tar of the mount's contents.
 LAYER_TYPE = "application/vnd.cacheport.mount.v1.tar+gzip"
 #: The OCI empty descriptor: artifacts with no config of their own point at ``{}``.
-EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY_DATA = b"{}"
-EMPTY_CONFIG = Descriptor(EMPTY_TYPE, sha256_digest(EMPTY_DATA), len(EMPTY_DATA))
+EMPTY_CONFIG = EMPTY
 #: What a mounts name ends with, after the layer cache's name.
 SUFFIX = ".mounts"
 #: The longest tag a registry takes (the distribution spec's 128 characters).

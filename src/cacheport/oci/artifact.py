@@ -12,12 +12,14 @@ from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_dige
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY_DATA = b"{}"
+#: The OCI empty descriptor: what an artifact with no config of its own points at.
+EMPTY = Descriptor(EMPTY_CONFIG, sha256_digest(EMPTY_DATA), len(EMPTY_DATA))
 
 
 def artifact(artifact_type: str, media_type: str, data: bytes,
              annotations: Mapping[str, str] | None = None) -> tuple[list[tuple[Descriptor, bytes]], Manifest]:
     """The blobs to write (the empty config, then ``data``) and the manifest that holds them, in that order."""
-    config = Descriptor(EMPTY_CONFIG, sha256_digest(EMPTY_DATA), len(EMPTY_DATA))
+    config = EMPTY
     layer = Descriptor(media_type, sha256_digest(data), len(data))
     doc: dict[str, object] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
                               "config": config.as_json(), "layers": [layer.as_json()]}

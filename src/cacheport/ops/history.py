@@ -34,6 +34,7 @@ import attrs
 
 from cacheport.errors import CacheportError, RecordError, RegistryError, SignatureError
 from cacheport.files import replacing
+from cacheport.options import GLOBAL_OPTIONS
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, StoreSession
 from cacheport.refs import slug
@@ -43,9 +44,11 @@ from cacheport.report import record as rec
 if TYPE_CHECKING:
     from cacheport.ops.signatures import StoreSigning
 
+#: The history settings' defaults, as the option schema gives them (a hand-built plan may lack them).
+_SETTING_DEFAULTS: dict[str, Any] = {o.name: o.default for o in GLOBAL_OPTIONS
+                                     if o.name in ("history", "history-keep", "history-dir")}
 #: The default of ``history-keep``: records kept per branch.
-KEEP = 30
-_SETTING_DEFAULTS: dict[str, Any] = {"history": "on", "history-keep": KEEP, "history-dir": None}
+KEEP: int = _SETTING_DEFAULTS["history-keep"]
 
 
 class Shelf(Protocol):
@@ -81,7 +84,7 @@ class StoreShelf:
         if self.signing is None:
             manifest = self.session.get_manifest(name)
         else:
-            from cacheport.ops.mounts_store import verified
+            from cacheport.ops.signatures import verified
 
             manifest = verified(self.session, name, self.signing)
         if manifest is None:  # deleted since it was listed (Pulp lists a deleted tag for a while, too)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import attrs
 
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
-from cacheport.ops.buildx_args import build_options as build_options  # its old home
 from cacheport.ops.docker import Docker
 from cacheport.ops.mounts_helper import (
     DEFAULT_HELPER,

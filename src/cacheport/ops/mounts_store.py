@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from cacheport.errors import CacheportError, MountError, MountTooLarge, RegistryError, SignatureError
+from cacheport.errors import CacheportError, MountError, MountTooLarge, SignatureError
 from cacheport.mounts import CacheMount, MountArchive, MountLimits, MountOutcome
 from cacheport.mounts import archive as archives_
 from cacheport.mounts.artifact import EMPTY_CONFIG, EMPTY_DATA, LAYER_TYPE, layers_of, manifest_for, mounts_name
-from cacheport.oci.format import Descriptor, Manifest
+from cacheport.oci.format import Descriptor
 from cacheport.ops.inventory import each
+from cacheport.ops.signatures import verified
 from cacheport.records import BlobSource, StoreSession
 
 if TYPE_CHECKING:
@@ -142,23 +143,6 @@ def _artifacts(session: StoreSession, names: Sequence[str], ids: Sequence[str] |
     return found, problems, refusals
 
 
-def verified(session: StoreSession, name: str, signing: StoreSigning) -> Manifest | None:
-    """The manifest ``name`` points at, read by the digest whose signature was checked for ``name``; None when
-    nothing is there. :class:`SignatureError` (naming the digest) when the signature does not hold."""
-    digest = session.manifest_digest(name)
-    if not digest:
-        return None
-    try:
-        signing.check(session, name, digest)
-    except SignatureError as exc:
-        raise SignatureError(f"{exc} ({digest})") from None
-    manifest = session.get_manifest(digest)
-    if manifest is None or manifest.digest != digest:
-        raise RegistryError(f"{session.host}:{name}: the manifest {digest} it pointed at could not be read by "
-                            "its digest")
-    return manifest
-
-
 def _download(session: StoreSession, item: tuple[int, tuple[str, CacheMount, Descriptor]], dest_dir: Path,
               limits: MountLimits) -> tuple[CacheMount, MountOutcome, MountArchive | None]:
     index, (name, mount, layer) = item
@@ -210,7 +194,7 @@ def _stream_to(session: StoreSession, layer: Descriptor, path: Path) -> None:
 
 
 def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], *,
-            limits: MountLimits, previous: Manifest | None = None,
+            limits: MountLimits,
             signing: StoreSigning | None = None) -> list[MountOutcome]:
     """Store these archives as the mounts beside the layer cache ``name``, and say what happened to each.
 
@@ -219,14 +203,13 @@ def publish(session: StoreSession, name: str, archives: Sequence[MountArchive], 
     written at all. Otherwise the changed ones are uploaded (``saved``) and the manifest written last. A blob
     the store has already (a mount whose contents are as restored from another name) is not sent again: for
     such a mount the caller may pass the archive :func:`fetch` returned even after its file is gone.
-    ``previous``: the manifest stored under the mounts name, when the caller has read it already (else it is
-    read here). A store error makes the archives it concerns ``failed``; a mount whose upload failed keeps
+    A store error makes the archives it concerns ``failed``; a mount whose upload failed keeps
     what was stored for it before. With ``signing``, only a stored artifact whose signature holds counts as what
     is stored, and the manifest written is signed by the digest of its bytes as sent; a signature that can't be
     written makes the mounts ``failed`` (protected builds would refuse them).
     """
     target = mounts_name(name)
-    stored = _stored(session, target, previous, signing)
+    stored = _stored(session, target, signing)
     outcomes: dict[str, MountOutcome] = {}
     kept: list[MountArchive] = []
     total = 0
@@ -318,14 +301,12 @@ def _refusal(archive: MountArchive, limits: MountLimits, stored: str | None) -> 
     return None
 
 
-def _stored(session: StoreSession, target: str, previous: Manifest | None,
+def _stored(session: StoreSession, target: str,
             signing: StoreSigning | None) -> dict[tuple[object, ...], Descriptor]:
     """Mount -> the layer ``target`` holds for it now; empty when nothing readable (with ``signing``: nothing
     signed) is there, which is then replaced."""
     try:
-        if previous is None:
-            previous = session.get_manifest(target) if signing is None else verified(session, target, signing)
-        manifest = previous
+        manifest = session.get_manifest(target) if signing is None else verified(session, target, signing)
         return {_key(m): d for m, d in layers_of(manifest)} if manifest is not None else {}
     except CacheportError:
         return {}

@@ -14,7 +14,7 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError, RegistryError, SignatureError
-from cacheport.records import Login, Plan, StoreSession
+from cacheport.records import Login, Manifest, Plan, StoreSession
 from cacheport.signing import (
     ARTIFACT_TYPE,
     ENVELOPE_TYPE,
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from cacheport.oci.registry import Registry
     from cacheport.report import ExportReport
 
-_EMPTY = b"{}"
-_EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 
 
 @attrs.frozen
@@ -282,17 +280,30 @@ def store(registry: Registry, repository: str, digest: str, data: bytes) -> None
 
 def store_in(session: StoreSession, digest: str, data: bytes) -> None:
     """:func:`store` in any store session."""
-    from cacheport.oci.format import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+    from cacheport.oci.artifact import artifact
 
-    for blob, kind in ((_EMPTY, _EMPTY_TYPE), (data, ENVELOPE_TYPE)):
-        if session.blob_size(sha256_digest(blob)) is None:
-            session.put_blob(Descriptor(kind, sha256_digest(blob), len(blob)), [blob])
-    manifest = Manifest.from_json({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": _EMPTY_TYPE, "digest": sha256_digest(_EMPTY), "size": len(_EMPTY)},
-        "layers": [{"mediaType": ENVELOPE_TYPE, "digest": sha256_digest(data), "size": len(data)}],
-    })
+    blobs, manifest = artifact(ARTIFACT_TYPE, ENVELOPE_TYPE, data)
+    for descriptor, blob in blobs:
+        if session.blob_size(descriptor.digest) is None:
+            session.put_blob(descriptor, [blob])
     session.put_manifest(signature_tag(digest), manifest)
+
+
+def verified(session: StoreSession, name: str, signing: StoreSigning) -> Manifest | None:
+    """The manifest ``name`` points at, read by the digest whose signature was checked for ``name``; None when
+    nothing is there. :class:`SignatureError` (naming the digest) when the signature does not hold."""
+    digest = session.manifest_digest(name)
+    if not digest:
+        return None
+    try:
+        signing.check(session, name, digest)
+    except SignatureError as exc:
+        raise SignatureError(f"{exc} ({digest})") from None
+    manifest = session.get_manifest(digest)
+    if manifest is None or manifest.digest != digest:
+        raise RegistryError(f"{session.host}:{name}: the manifest {digest} it pointed at could not be read by "
+                            "its digest")
+    return manifest
 
 
 @attrs.frozen
