@@ -184,10 +184,13 @@ def test_the_keyless_settings_are_read_and_bad_ones_are_one_line(tmp_path: Path)
         ({"trusted-root": str(tmp_path / "missing.pem")}, "missing.pem"),
         ({"trusted-root": None}, "needs trusted-root"),
         ({"fulcio-url": "fulcio"}, "is not an http"),
+        ({"fulcio-url": "http://fulcio.example.com"}, "plain http is for a CA on this machine only"),
         ({"id-token-env": "A-B"}, "not the name of a variable"),
     ]:
         with pytest.raises(ConfigError, match=why):
             policy_from(settings(tmp_path, **values), "group/app", True)
+    assert policy_from(settings(tmp_path, **{"fulcio-url": "http://127.0.0.1:8080"}), "group/app",
+                       True).keyless is not None  # a CA on this machine (a stand-in) may speak plain http
     (tmp_path / "empty.pem").write_text("nothing\n")
     with pytest.raises(ConfigError, match="holds no PEM certificate"):
         read_roots(str(tmp_path / "empty.pem"), "trusted-root")

@@ -142,7 +142,8 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
     warnings.extend(result.warnings)
     results = [result]
     shown = [ShownSetting("backend", backend_setting)]
-    shown += [ShownSetting(name, s) for name, s in globals_.items() if name != "backend"]
+    shown += [ShownSetting(name, s, secret=_key_given_as_name(name, s)) for name, s in globals_.items()
+              if name != "backend"]
     shown += _shown(backend, options, result)
 
     old_name, phase = migration["from"].value, str(migration["phase"].value)
@@ -199,3 +200,12 @@ def build_plan(config: Config, context: Context, plugins: Plugins) -> Plan:
         request=request,
         migration=migrating,
     )
+
+
+def _key_given_as_name(name: str, setting: Setting) -> bool:
+    """A private key set as ``signing-key-env`` by mistake: a person reads it as ``***``, never as it is."""
+    if name != "signing-key-env" or setting.source.level == "default" or not setting.value:
+        return False
+    from cacheport.signing import looks_like_a_key  # only when set by hand: `cacheport args` starts without it
+
+    return looks_like_a_key(str(setting.value))

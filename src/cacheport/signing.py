@@ -139,21 +139,24 @@ def policy_from(settings: dict[str, Setting], project: str, protected: bool) -> 
     if days is not None and int(days) < 0:
         raise ConfigError(f"{settings['signed-max-age'].source.detail}: signed-max-age = {days}: a number of days, "
                           "0 or more (0: no bound)")
-    key_env = str(settings["signing-key-env"].value or "")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env) or _looks_like_a_key(key_env):
-        # Not shown: what is given here by mistake is most often the key itself.
-        raise ConfigError(f"{settings['signing-key-env'].source.detail}: signing-key-env is not the name of a "
-                          "variable (letters, digits and _): it names the variable holding the private key, never "
-                          "the key itself")
+    key_env = key_env_of(settings["signing-key-env"])
     return Policy(signers, key_env, timedelta(days=int(days)) if days else None, project, protected, keyless)
 
 
-def _looks_like_a_key(name: str) -> bool:
+def key_env_of(setting: Setting) -> str:
+    """``signing-key-env``'s value, checked: the name of a variable, never the key itself (then not shown)."""
+    key_env = str(setting.value or "")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env) or looks_like_a_key(key_env):
+        # Not shown: what is given here by mistake is most often the key itself.
+        raise ConfigError(f"{setting.source.detail or 'signing-key-env'}: signing-key-env is not the name of a "
+                          "variable (letters, digits and _): it names the variable holding the private key, never "
+                          "the key itself")
+    return key_env
+
+
+def looks_like_a_key(name: str) -> bool:
     """Whether a would-be variable name is a key's base64 DER (a quarter of Ed25519 keys have no ``+`` or ``/``
     and pass for a name): a long run of base64 that decodes to an ASN.1 sequence."""
-    import base64
-    import binascii
-
     if len(name) < 40:
         return False
     try:
@@ -180,9 +183,15 @@ def keyless_from(settings: dict[str, Setting]) -> Keyless | None:
     identity = parse_identity(value("signer-identity"), where("signer-identity"))
     roots = read_roots(value("trusted-root"), where("trusted-root"))
     fulcio = value("fulcio-url", PUBLIC_FULCIO).rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", fulcio):
+    found = re.fullmatch(r"(https?)://([^\s/]+)(/\S*)?", fulcio)
+    if not found:
         raise ConfigError(f"{where('fulcio-url')}: fulcio-url = {fulcio!r} is not an http(s) URL "
                           f"(the default is {PUBLIC_FULCIO})")
+    from cacheport.oci.reference import is_loopback
+
+    if found.group(1) == "http" and not is_loopback(found.group(2)):  # the job's identity token goes there
+        raise ConfigError(f"{where('fulcio-url')}: fulcio-url = {fulcio!r}: plain http is for a CA on this "
+                          "machine only; the job's identity token would cross the network readable (use https)")
     token_env = value("id-token-env", "SIGSTORE_ID_TOKEN")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
         raise ConfigError(f"{where('id-token-env')}: id-token-env = {token_env!r} is not the name of a variable")

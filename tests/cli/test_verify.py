@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,20 @@ def test_public_key_needs_no_signers_yet(clean_env: dict[str, str], fake: FakeRe
     other = run("verify", "--public-key", "--set", "signing-key-env=MY_KEY",
                 env={**env, "MY_KEY": private_text(key), "CACHE_SIGNING_KEY": ""})
     assert other.stdout.strip() == public_text(key), other.stderr
+
+
+def test_a_key_given_as_signing_key_env_is_never_shown(clean_env: dict[str, str], fake: FakeRegistry) -> None:
+    """The key itself set where its variable's name goes: refused by --public-key, *** in explain."""
+    while "+" in (text := private_text(Ed25519PrivateKey.generate())) or "/" in text:
+        pass  # one that passes for a variable's name (a quarter of them do)
+    env = {**job(clean_env, fake, Ed25519PrivateKey.generate()), "CACHEPORT_SIGNING_KEY_ENV": text}
+    env.pop("CACHEPORT_TRUST")
+    out = run("verify", "--public-key", env=env)
+    assert out.returncode == 2 and "not the name of a variable" in out.stderr, out.stderr
+    shown = run("explain", env=env)
+    assert shown.returncode == 0 and re.search(r"signing-key-env +\*\*\* ", shown.stdout), shown.stdout + shown.stderr
+    for said in (out, shown):
+        assert text[20:40] not in said.stdout + said.stderr
 
 
 @pytest.mark.parametrize(("change", "says"), [

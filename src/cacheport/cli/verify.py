@@ -96,11 +96,11 @@ def _public_key(plan: Plan, environ: Any) -> str:
     import base64
 
     from cacheport.errors import ConfigError
-    from cacheport.signing import load_private_key, public_der
+    from cacheport.signing import key_env_of, load_private_key, public_der
 
     # signing-key-env alone: the key's public half is asked for before trust = "signed" and signers are set.
-    key_env = str(next((s.setting.value for s in plan.settings if s.name == "signing-key-env"), None)
-                  or "CACHE_SIGNING_KEY")
+    setting = next((s.setting for s in plan.settings if s.name == "signing-key-env"), None)
+    key_env = key_env_of(setting) if setting is not None and setting.value else "CACHE_SIGNING_KEY"
     text = environ.get(key_env, "")
     if not text.strip():
         raise ConfigError(f"${key_env} (signing-key-env) is not set")
