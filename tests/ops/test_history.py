@@ -401,3 +401,18 @@ def test_a_directory_shelf_is_neither_signed_nor_verified(registry: FakeRegistry
                         {}, tmp_path, said.append, signing=signing_of(plan, {}, writing=True))
     assert kept is not None and said == []
     assert [n for n, _r in read_records(DirectoryShelf(tmp_path / "cacheport-history")).records] == [kept.name]
+
+
+def test_a_record_keeps_no_secret_that_buildkit_echoed(registry: FakeRegistry, tmp_path: Path) -> None:
+    """A record is read by every job that can pull the cache: a password BuildKit put in a reason is masked."""
+    from cacheport.records import Login
+
+    entry = CacheEntry("registry", {"ref": f"127.0.0.1:1/{REPO}:main"})
+    leaky = BuildReport("succeeded", steps=Steps(2, 1, 1), wall_seconds=1.0, first_run="RUN echo hunter2-pw",
+                        imports=[ImportReport(entry, "failed", "401 for user ci:hunter2-pw")])
+    with_login = attrs.evolve(plan(), logins=(Login("127.0.0.1:1", "CI_PASS", "", "ci"),))
+    kept = leave_record(leaky, with_login, lambda: registry_store(registry), "registry", {"CI_PASS": "hunter2-pw"},
+                        tmp_path, print)
+    assert kept is not None
+    stored = rec.to_json(kept).decode()
+    assert "hunter2-pw" not in stored and "401 for user ci:" in stored

@@ -282,9 +282,14 @@ def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore
     if not settings.on:
         return None
     from cacheport import __version__
+    from cacheport.masking import mask, secret_forms
+    from cacheport.ops.signatures import key_values
+    from cacheport.render import plan_secrets
 
+    forms = secret_forms([*plan_secrets(plan, environ), *key_values(plan, environ)])
     record = rec.record_of(report, plan.context, plan.backend, environ, now=datetime.now(UTC), source=source,
-                           key=plan.request.key if plan.request else None, mounts=mounts, version=__version__)
+                           key=plan.request.key if plan.request else None, mounts=mounts, version=__version__,
+                           clean=lambda text: mask(text, forms))
     where = "?"
     try:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,17 +128,20 @@ def job_url(environ: Mapping[str, str]) -> str | None:
 
 def record_of(report: BuildReport, context: Context, backend: str, environ: Mapping[str, str], *, now: datetime,
               source: str = "build", key: str | None = None, mounts: Sequence[Any] = (),
-              version: str = "") -> BuildRecord:
+              version: str = "", clean: Callable[[str], str] = str) -> BuildRecord:
     """The record of a build from its report; its cache mounts are the report's, or ``mounts``
-    (:class:`cacheport.mounts.MountOutcome` items) when given."""
-    uses = [Use(describe(i.entry), "import", i.status, i.seconds, None, i.reason) for i in report.imports]
-    uses += [Use(describe(e.entry), "export", e.status, e.seconds, e.size, e.reason) for e in report.exports]
-    uses += [Use(f"mount {m.id}", "mount", m.action, m.seconds, m.size, m.detail) for m in mounts or report.mounts]
+    (:class:`cacheport.mounts.MountOutcome` items) when given. ``clean`` is applied to the text that came from
+    BuildKit or a store (reasons, the first step run): a record is read by every job that can pull the cache."""
+    uses = [Use(describe(i.entry), "import", i.status, i.seconds, None, clean(i.reason)) for i in report.imports]
+    uses += [Use(describe(e.entry), "export", e.status, e.seconds, e.size, clean(e.reason)) for e in report.exports]
+    uses += [Use(f"mount {m.id}", "mount", m.action, m.seconds, m.size, clean(m.detail))
+             for m in mounts or report.mounts]
     steps = report.steps
     return BuildRecord(
         id=secrets.token_hex(4), time=now.astimezone(UTC), source=source, project=context.project,
         branch=context.branch, backend=backend, status=report.status, wall_seconds=report.wall_seconds,
-        steps=(steps.total, steps.cached, steps.executed) if steps else None, first_run=report.first_run,
+        steps=(steps.total, steps.cached, steps.executed) if steps else None,
+        first_run=clean(report.first_run),
         uses=tuple(uses), key=key, provider=context.provider,
         job=context.job, job_url=job_url(environ), version=version)
 
