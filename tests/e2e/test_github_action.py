@@ -112,6 +112,31 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
     assert len(harness.tags(*cache.split("/", 1), records=True)) == 4
 
 
+def test_cacheport_build_in_a_run_step_puts_the_trend_chart_under_its_report(harness: Harness,
+                                                                             tmp_path: Path) -> None:
+    # cacheport build in a job's run step, twice (cold after a prune, then warm): each appends its report to the
+    # job summary and, under it, the branch's trend with its chart in Mermaid, a bar per build so far.
+    cache = f"{harness.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
+    ctx = harness.project(tmp_path, work=1)
+    harness.prune()
+    shares = []
+    for n in (1, 2):
+        summary = tmp_path / f"summary-{n}.md"
+        env = {**github_env(tmp_path, "org/app", "main"), "GITHUB_STEP_SUMMARY": str(summary),
+               "CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": cache, "HOME": str(tmp_path)}
+        result = harness.build(ctx, env=env)
+        assert result.code == 0, result.log
+        text = summary.read_text()
+        cached, total = map(int, re.search(r"(\d+)/(\d+) steps cached", text).groups())  # type: ignore[union-attr]
+        shares.append(round(cached / total * 100))
+        history = text[text.index("#### cacheport: cache history"):]
+        assert text.index("### cacheport") < text.index("#### cacheport: cache history") and "data:image" not in text
+        labels, series, _colors = chart_series(mermaid_charts(history)[0])
+        assert labels == [str(i) for i in range(1, n + 1)]
+        assert [max(column) for column in zip(*series, strict=True)] == shares
+    assert shares[0] < 100 and shares[1] == 100  # cold after the prune, then warm from the registry
+
+
 def test_on_a_buildx_without_history_the_summary_still_has_the_export(every_generation: dict[str, Harness],
                                                                       tmp_path: Path) -> None:
     h = every_generation["old"]  # buildx 0.13: build history came with 0.21
