@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
+from typing import Literal
 
 from cacheport.render import human_size
 from cacheport.report.record import BuildRecord
@@ -164,8 +165,8 @@ def mermaid(t: Trend) -> str:
     """The newest builds as Mermaid ``xychart-beta`` charts, for GitHub, and the line that says what the colours
     mean (xychart-beta draws no legend): each build's share of cached steps in percent, oldest first, as a bar in
     the series of its kind (an import hit, the build failed, no hit; each series only where some build is of its
-    kind), coloured as the SVG is; under it, the build times as a line when two or more are known. Nothing a
-    record holds but numbers gets in, so a branch name can't end the block or change the chart."""
+    kind), coloured as the SVG is; under it, the build times as a line (0 where unknown) when two or more are
+    known. Nothing a record holds but numbers gets in, so a branch name can't end the block or change the chart."""
     records = list(t.records[-CHART_BUILDS:])
     kinds = (("hit", _HIT, "green: an import hit"), ("failed", _FAILED, "red: the build failed"),
              ("cold", _COLD, "grey: no hit"))
@@ -181,7 +182,7 @@ def mermaid(t: Trend) -> str:
                     '"steps cached (%)" 0 --> 100', bars)]
     walls = [r.wall_seconds for r in records]
     if sum(w is not None for w in walls) >= 2:
-        top = max(w for w in walls if w is not None) or 1.0
+        top = max(max(w for w in walls if w is not None), 0.1)  # the axis is drawn to one decimal
         line = "line [" + ", ".join(f"{w:.1f}" if w is not None else "0" for w in walls) + "]"
         out.append(_xychart("build time (s)", 260, [_TIME], len(records), f'"seconds" 0 --> {top:.1f}', [line]))
     out.append("Bars: the share of each build's steps that came from the cache ("
@@ -189,7 +190,7 @@ def mermaid(t: Trend) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def as_markdown(t: Trend, where: str, chart: str = "svg") -> str:
+def as_markdown(t: Trend, where: str, chart: Literal["svg", "mermaid"] = "svg") -> str:
     """A job summary or merge-request note: the chart, a table, the totals, the falls. ``chart`` is ``svg`` (the
     SVG as a ``data:`` image) or ``mermaid`` (:func:`mermaid`, for GitHub, whose sanitizer drops ``data:`` images)."""
     if not t.records:
