@@ -399,8 +399,12 @@ def draw(charts: list[str], mermaid_js: str, png: Path) -> str:
                     + "".join(f'<pre class="mermaid">{html.escape(c)}</pre>' for c in charts)
                     + f'<script src="{Path(mermaid_js).as_uri()}"></script>'
                     + "<script>mermaid.initialize({startOnLoad: true});</script></body></html>")
+    # Nothing beyond the files: no name resolves, any connection goes to a closed loopback port, and none of
+    # Chromium's own background fetches (updates, field trials) starts.
     base = [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=760,720",
-            f"--user-data-dir={png.parent / 'chromium-profile'}", "--virtual-time-budget=15000"]
+            f"--user-data-dir={png.parent / 'chromium-profile'}", "--virtual-time-budget=15000",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]
     env = {**clean_environ(), "HOME": str(png.parent)}
     subprocess.run([*base, f"--screenshot={png}", page.as_uri()], env=env, capture_output=True, timeout=120,
                    check=True)
