@@ -3,6 +3,7 @@ what keeps a build's record (``cacheport build`` and ``cacheport report`` call i
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +13,10 @@ from cacheport.cli.common import format_option, plan_options
 from cacheport.cli.output import say, warn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from cacheport.cli.session import Session
+    from cacheport.ops.history import Recorder, Shelf
     from cacheport.report import BuildReport
 
 
@@ -23,34 +25,73 @@ TREND_AFTER_BUILD = 10
 
 
 def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
-    """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`)."""
+    """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`), at once
+    (``cacheport report``); ``cacheport build`` keeps its own off its critical path (:class:`BuildHistory`)."""
 
     def keep(found: BuildReport) -> None:
-        from cacheport.ops.history import leave_record, signing_of
-
-        try:
-            backend = session.plugins.backend(session.plan.backend)
-            signing = signing_of(session.plan, session.environ, writing=True)
-            kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
-                                backend.cache_type, session.environ, session.cwd, say, source=source,
-                                signing=signing)
-            if kept is not None and source == "build":
-                show_trend(session, kept.branch)
-        except Exception as exc:  # the history is never worth a failed build, not even its bug
-            say(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); the build is "
-                "unaffected")
+        history = BuildHistory(session, source)
+        history.begin(None)
+        history.keep(found)
+        history.finish()
 
     return keep
 
 
-def show_trend(session: Session, branch: str | None) -> None:
+class BuildHistory:
+    """A build's record (:class:`cacheport.ops.history.Recorder`), kept while the build ends, then, in CI, the
+    branch's trend read through the same open shelf. :meth:`finish` waits for it; nothing here ever fails the
+    build: a problem, a bug included, is one warning line."""
+
+    def __init__(self, session: Session, source: str = "build") -> None:
+        self.session, self.source = session, source
+        self.recorder: Recorder | None = None
+
+    def begin(self, key: object | None) -> None:
+        """Open the shelf while the build runs; ``key`` is the one the build signs with (None: loaded if needed)."""
+        from cacheport.ops.history import Recorder, signing_of
+
+        session = self.session
+        with self._guarded():
+            backend = session.plugins.backend(session.plan.backend)
+            signing = signing_of(session.plan, session.environ, writing=True, key=key)
+            after = (lambda shelf, kept: show_trend(session, kept.branch, shelf)) if self.source == "build" else None
+            self.recorder = Recorder(session.plan, lambda: session.store() if backend.store else None,
+                                     backend.cache_type, session.environ, session.cwd, say, source=self.source,
+                                     signing=signing, after=after)
+            self.recorder.begin()
+
+    def keep(self, found: BuildReport) -> None:
+        """Write ``found``'s record on a thread."""
+        if self.recorder is not None:
+            with self._guarded():
+                self.recorder.keep(found)
+
+    def finish(self) -> None:
+        """Wait for the record, and say what became of it."""
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            with self._guarded():
+                recorder.finish()
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:  # the history is never worth a failed build, not even its bug
+            say(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); the build is "
+                "unaffected")
+
+
+def show_trend(session: Session, branch: str | None, shelf: Shelf | None = None) -> None:
     """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
-    collapsed section of GitLab's log. Never fails the build: a problem is one warning."""
+    collapsed section of GitLab's log. Never fails the build: a problem is one warning. ``shelf``: the one the
+    build's record was just written to, read again rather than opened twice when it is where the trend is read
+    from (the store, or for a backend without one the directory)."""
     import sys
     import time
 
     from cacheport.errors import CacheportError
-    from cacheport.ops.history import open_shelf, read_records, signing_of
+    from cacheport.ops.history import StoreShelf, open_shelf, read_records, signing_of
     from cacheport.report import chart, trend
 
     environ = session.environ
@@ -60,10 +101,14 @@ def show_trend(session: Session, branch: str | None) -> None:
     plan = session.plan
     backend = session.plugins.backend(plan.backend)
     try:
-        store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
-                        signing=signing_of(plan, environ)) as shelf:
+        if shelf is not None and (isinstance(shelf, StoreShelf) or not backend.store
+                                  or backend.cache_type == "local"):
             shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
+        else:
+            store = session.store() if backend.store else None
+            with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
+                            signing=signing_of(plan, environ)) as opened:
+                shelved = read_records(opened, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
     except CacheportError as exc:
         say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
         return
