@@ -324,7 +324,7 @@ class Recorder:
         self.settings = settings_of(plan)
         self.shelf: Shelf | None = None
         self.record: rec.BuildRecord | None = None
-        self._listed: list[str] | None = None
+        self._untrimmed = ""  # why the oldest were not deleted: said only when the record itself was written
         self._lines: list[str] = []
         self._stack = contextlib.ExitStack()
         self._opening: Callable[[], None] | None = None
@@ -374,15 +374,12 @@ class Recorder:
             found = None
         self.shelf = self._stack.enter_context(open_shelf(self.plan, found, self.cache_type, self.environ,
                                                           self.cwd, writing=True, signing=self.signing))
-        branch = rec.branch_slug(self.plan.context.branch)
         try:
-            self._listed = self.shelf.names()
-            stale = _beyond(self._listed, branch, self.settings.keep - 1)
-            gone = [name for name in stale if self.shelf.delete(name)]
-            self._listed = [name for name in self._listed if name not in gone]
+            stale = _beyond(self.shelf.names(), rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
+            for name in stale:
+                self.shelf.delete(name)
         except (CacheportError, OSError) as exc:  # the record is still written; the bound waits for a later build
-            self._lines.append(f"warning: history: older build records in {self.shelf.where} were not deleted "
-                               f"({exc})")
+            self._untrimmed = f"warning: history: older build records in {self.shelf.where} were not deleted ({exc})"
 
     def _write(self) -> None:
         assert self.record is not None
@@ -395,6 +392,8 @@ class Recorder:
             where = self.shelf.where
             self.shelf.write(self.record.name, rec.to_json(self.record))
             self._kept = True
+            if self._untrimmed:
+                self._lines.append(self._untrimmed)
             if isinstance(self.shelf, StoreShelf) and self.shelf.signing is not None:
                 try:
                     self.shelf.sign(self.record.name)
