@@ -25,6 +25,7 @@ from cacheport.ops.history import (
     DirectoryShelf,
     Recorder,
     Shelf,
+    Shelved,
     StoreShelf,
     directory_for,
     keep,
@@ -339,16 +340,33 @@ def test_a_build_that_never_started_says_nothing_and_history_off_opens_nothing(r
     assert off.finish() is None and not said
 
 
-def test_the_trend_after_a_build_reads_the_shelf_the_record_went_to_while_it_is_open(registry: FakeRegistry,
-                                                                                   tmp_path: Path) -> None:
-    seen: list[list[str]] = []
+def test_the_trend_after_a_build_is_read_while_it_runs_and_has_its_own_record_from_memory(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    earlier = [record(i) for i in range(3)]
+    for r in earlier:
+        keep(store_shelf(registry), r, 30)
     said: list[str] = []
-    after = Recorder(plan(), lambda: registry_store(registry), "registry", {}, tmp_path, said.append,
-                     after=lambda shelf, kept: seen.append([n for n, _r in read_records(shelf).records]))
-    after.begin()
-    after.keep(report())
-    kept = after.finish()
-    assert kept is not None and seen == [[kept.name]] and not said
+    trend = Recorder(plan(), lambda: registry_store(registry), "registry", {}, tmp_path, said.append, trend=3)
+    trend.begin()
+    trend.keep(report())
+    kept = trend.finish()
+    assert kept is not None and not said and isinstance(trend.read, Shelved)
+    assert [n for n, _r in trend.read.records] == [earlier[1].name, earlier[2].name, kept.name]
+    assert not [path for path in registry.methods("GET") if kept.name in path]  # never read back
+
+
+def test_a_record_s_write_asks_the_registry_only_about_the_blob_records_share(registry: FakeRegistry,
+                                                                             tmp_path: Path) -> None:
+    said: list[str] = []
+    for _ in range(2):
+        before = len(registry.log)
+        written = recorder(registry, tmp_path, said)
+        written.begin()
+        written.keep(report())
+        assert written.finish() is not None and not said
+        heads = [path for method, path in registry.log[before:] if method == "HEAD" and "/blobs/" in path]
+        assert len(heads) == 1  # the empty config, while the build runs; the record's own bytes are new
+    assert len(stored(registry)) == 2
 
 
 def test_where_directory_records_go(tmp_path: Path) -> None:

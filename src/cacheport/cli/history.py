@@ -13,10 +13,11 @@ from cacheport.cli.common import format_option, plan_options
 from cacheport.cli.output import say, warn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from cacheport.cli.session import Session
-    from cacheport.ops.history import Recorder, Shelf
+    from cacheport.errors import CacheportError
+    from cacheport.ops.history import Recorder, Shelved
     from cacheport.report import BuildReport
 
 
@@ -47,17 +48,21 @@ class BuildHistory:
         self.recorder: Recorder | None = None
 
     def begin(self, key: object | None) -> None:
-        """Open the shelf while the build runs; ``key`` is the one the build signs with (None: loaded if needed)."""
-        from cacheport.ops.history import Recorder, signing_of
+        """Open the shelf while the build runs; ``key`` is the one the build signs with (None: loaded if needed).
+        When the trend will be shown from the shelf the record goes to, its records are read then too."""
+        from cacheport.ops.history import Recorder, signing_of, writes_store
 
         session = self.session
         with self._guarded():
             backend = session.plugins.backend(session.plan.backend)
-            signing = signing_of(session.plan, session.environ, writing=True, key=key)
-            after = (lambda shelf, kept: show_trend(session, kept.branch, shelf)) if self.source == "build" else None
-            self.recorder = Recorder(session.plan, lambda: session.store() if backend.store else None,
+            plan = session.plan
+            signing = signing_of(plan, session.environ, writing=True, key=key)
+            # A job that may not write the store keeps its record in its directory but shows the store's trend.
+            same = writes_store(plan) or not backend.store or backend.cache_type == "local"
+            trend = TREND_AFTER_BUILD if self.source == "build" and same and shows_trend(session.environ) else 0
+            self.recorder = Recorder(plan, lambda: session.store() if backend.store else None,
                                      backend.cache_type, session.environ, session.cwd, say, source=self.source,
-                                     signing=signing, after=after)
+                                     signing=signing, trend=trend)
             self.recorder.begin()
 
     def keep(self, found: BuildReport) -> None:
@@ -71,7 +76,9 @@ class BuildHistory:
         if self.recorder is not None:
             recorder, self.recorder = self.recorder, None
             with self._guarded():
-                recorder.finish()
+                kept = recorder.finish()
+                if kept is not None and self.source == "build":
+                    show_trend(self.session, kept.branch, recorder.read)
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
@@ -82,33 +89,39 @@ class BuildHistory:
                 "unaffected")
 
 
-def show_trend(session: Session, branch: str | None, shelf: Shelf | None = None) -> None:
+def shows_trend(environ: Mapping[str, str]) -> bool:
+    """Whether a build shows its branch's trend after it: in GitHub's job summary, or GitLab's log."""
+    return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITLAB_CI") == "true"
+
+
+def show_trend(session: Session, branch: str | None, read: Shelved | CacheportError | None = None) -> None:
     """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
-    collapsed section of GitLab's log. Never fails the build: a problem is one warning. ``shelf``: the one the
-    build's record was just written to, read again rather than opened twice when it is where the trend is read
-    from (the store, or for a backend without one the directory)."""
+    collapsed section of GitLab's log. Never fails the build: a problem is one warning. ``read``: the records
+    the build's :class:`~cacheport.ops.history.Recorder` read while it ran (or why it could not), else they are
+    read now."""
     import sys
     import time
 
     from cacheport.errors import CacheportError
-    from cacheport.ops.history import StoreShelf, open_shelf, read_records, signing_of
+    from cacheport.ops.history import open_shelf, read_records, signing_of
     from cacheport.report import chart, trend
 
     environ = session.environ
-    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
-    if not summary and not gitlab:
+    if not shows_trend(environ):
         return
+    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
     plan = session.plan
-    backend = session.plugins.backend(plan.backend)
     try:
-        if shelf is not None and (isinstance(shelf, StoreShelf) or not backend.store
-                                  or backend.cache_type == "local"):
-            shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
+        if isinstance(read, CacheportError):
+            raise read
+        if read is not None:
+            shelved = read
         else:
+            backend = session.plugins.backend(plan.backend)
             store = session.store() if backend.store else None
             with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
-                            signing=signing_of(plan, environ)) as opened:
-                shelved = read_records(opened, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
+                            signing=signing_of(plan, environ)) as shelf:
+                shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
     except CacheportError as exc:
         say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
         return

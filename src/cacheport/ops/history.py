@@ -73,6 +73,17 @@ class StoreShelf:
     def __init__(self, session: StoreSession, where: str, signing: StoreSigning | None = None) -> None:
         self.session, self.where, self.signing = session, where, signing
         self.written: dict[str, str] = {}
+        #: Blobs known to be in the repository: not asked about again.
+        self.present: set[str] = set()
+
+    def prepare(self) -> None:
+        """Make sure the blob every record (and its signature) shares, the empty config, is in the repository,
+        ahead of a :meth:`write` (while the build runs); one request when it is."""
+        from cacheport.oci.artifact import EMPTY, EMPTY_DATA
+
+        if self.session.blob_size(EMPTY.digest) is None:
+            self.session.put_blob(EMPTY, [EMPTY_DATA])
+        self.present.add(EMPTY.digest)
 
     def names(self) -> list[str]:
         return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
@@ -109,8 +120,11 @@ class StoreShelf:
         blobs, manifest = artifact(rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, data,
                                    {"org.opencontainers.image.title": name})
         for descriptor, content in blobs:
-            if self.session.blob_size(descriptor.digest) is None:
+            # A record's own bytes (its time and random id in them) are never there yet: not asked about.
+            if descriptor.digest not in self.present and (
+                    descriptor.media_type == rec.MEDIA_TYPE or self.session.blob_size(descriptor.digest) is None):
                 self.session.put_blob(descriptor, [content])
+            self.present.add(descriptor.digest)
         self.session.put_manifest(name, manifest)
         self.written[name] = manifest.digest
 
@@ -120,7 +134,7 @@ class StoreShelf:
         if self.signing is None:
             return None
         digest = self.written[name]
-        self.signing.sign(self.session, name, digest)
+        self.signing.sign(self.session, name, digest, present=self.present)
         return digest
 
     def delete(self, name: str) -> bool:
@@ -306,8 +320,11 @@ class Recorder:
       (delete the oldest of this branch beyond ``history-keep`` less one), while BuildKit builds;
     - :meth:`keep`, once the build's report is final: write the record (and sign it) on a thread, while the
       build signs its exports and prints its report;
-    - :meth:`finish`, before the command ends: wait for the write (nothing outlives the job), say its warnings
-      (one line each; never a failed build), and hand the open shelf to ``after`` (the trend a CI job shows).
+    - :meth:`finish`, before the command ends: wait for the write (nothing outlives the job) and say its
+      warnings (one line each; never a failed build).
+
+    With ``trend``, the branch's last ``trend`` records (this build's among them, from memory) are read while
+    the build runs, from the names listed then, for the trend a CI job shows after its build: :attr:`read`.
 
     Room is made before the write, by names listed before it: a record that then fails to be written leaves its
     branch one under the bound, never less (the next build makes room for one again), and two jobs writing at
@@ -317,13 +334,16 @@ class Recorder:
 
     def __init__(self, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
                  environ: Mapping[str, str], cwd: Path, say: Callable[[str], None], *, source: str = "build",
-                 signing: StoreSigning | None = None,
-                 after: Callable[[Shelf, rec.BuildRecord], None] | None = None) -> None:
+                 signing: StoreSigning | None = None, trend: int = 0) -> None:
         self.plan, self.store, self.cache_type, self.environ, self.cwd = plan, store, cache_type, environ, cwd
-        self.say, self.source, self.signing, self.after = say, source, signing, after
+        self.say, self.source, self.signing, self.trend = say, source, signing, trend
         self.settings = settings_of(plan)
         self.shelf: Shelf | None = None
         self.record: rec.BuildRecord | None = None
+        #: With ``trend``, once :meth:`finish` kept the record: the branch's last records (this one last), or the
+        #: error that stopped them being read.
+        self.read: Shelved | CacheportError | None = None
+        self._earlier: Shelved | CacheportError | None = None
         self._untrimmed = ""  # why the oldest were not deleted: said only when the record itself was written
         self._lines: list[str] = []
         self._stack = contextlib.ExitStack()
@@ -342,30 +362,31 @@ class Recorder:
             return
         self.begin()
         self.record = record_for(report, self.plan, self.environ, source=self.source, mounts=mounts)
-        self._writing = (lambda: None) if wait else None
         if wait:
+            self._writing = lambda: None
             self._write()
         else:
             self._writing = _on_thread(self._write, "cacheport-history-write")
 
     def finish(self) -> rec.BuildRecord | None:
-        """Wait for the write; say what went wrong, one line each; the record when it was kept. Then ``after``
-        with the shelf still open, and the shelf closed."""
+        """Wait for the write, close the shelf, and say what went wrong, one line each; the record when it was
+        kept (then :attr:`read` too, with ``trend``)."""
         try:
             if self._writing is not None:
                 self._writing()  # it says what went wrong, opening the shelf included
             elif self._opening is not None:
                 with contextlib.suppress(Exception):  # no record to keep (the build never started)
                     self._opening()
-            for line in self._lines:
-                self.say(line)
-            self._lines = []
-            kept = self.record if self._kept else None
-            if kept is not None and self.after is not None and self.shelf is not None:
-                self.after(self.shelf, kept)
-            return kept
         finally:
             self._stack.close()
+        for line in self._lines:
+            self.say(line)
+        self._lines = []
+        kept = self.record if self._kept else None
+        if kept is not None and self.trend:
+            self.read = self._earlier if not isinstance(self._earlier, Shelved) else attrs.evolve(
+                self._earlier, records=(*self._earlier.records, (kept.name, kept)))
+        return kept
 
     def _open(self) -> None:
         try:
@@ -374,12 +395,25 @@ class Recorder:
             found = None
         self.shelf = self._stack.enter_context(open_shelf(self.plan, found, self.cache_type, self.environ,
                                                           self.cwd, writing=True, signing=self.signing))
+        if isinstance(self.shelf, StoreShelf):
+            with contextlib.suppress(CacheportError):  # else the write asks again
+                self.shelf.prepare()
+        names: list[str] | None = None
         try:
-            stale = _beyond(self.shelf.names(), rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
-            for name in stale:
-                self.shelf.delete(name)
+            names = self.shelf.names()
+            stale = _beyond(names, rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
+            gone = {name for name in stale if self.shelf.delete(name)}
+            names = [name for name in names if name not in gone]
         except (CacheportError, OSError) as exc:  # the record is still written; the bound waits for a later build
             self._untrimmed = f"warning: history: older build records in {self.shelf.where} were not deleted ({exc})"
+        if self.trend > 1:
+            try:
+                self._earlier = read_records(self.shelf, branch=self.plan.context.branch, last=self.trend - 1,
+                                             skip_bad=True, names=names)
+            except CacheportError as exc:
+                self._earlier = exc
+        elif self.trend:
+            self._earlier = Shelved((), where=self.shelf.where)
 
     def _write(self) -> None:
         assert self.record is not None
@@ -470,12 +504,12 @@ class Shelved:
 
 
 def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = None, skip_bad: bool = False,
-                 jobs: int = 8) -> Shelved:
+                 jobs: int = 8, names: Sequence[str] | None = None) -> Shelved:
     """The records on ``shelf`` (those of ``branch``; the ``last`` per branch), oldest first. A record that can't
-    be read is a :class:`RecordError` naming it, unless ``skip_bad``."""
+    be read is a :class:`RecordError` naming it, unless ``skip_bad``. ``names``: the shelf's, listed already."""
     from cacheport.ops.inventory import each
 
-    parsed = [(p, n) for n in shelf.names() if (p := rec.parse_name(n)) is not None]
+    parsed = [(p, n) for n in (shelf.names() if names is None else names) if (p := rec.parse_name(n)) is not None]
     if branch is not None:
         parsed = [(p, n) for p, n in parsed if p[0] == slug(branch, 50)]
     by_branch: dict[str, list[tuple[str, str]]] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -315,13 +315,15 @@ def store(registry: Registry, repository: str, digest: str, data: bytes) -> None
     store_in(RegistryRepository(registry, repository), digest, data)
 
 
-def store_in(session: StoreSession, digest: str, data: bytes) -> None:
-    """:func:`store` in any store session."""
+def store_in(session: StoreSession, digest: str, data: bytes, present: Collection[str] = ()) -> None:
+    """:func:`store` in any store session; ``present``: blobs known to be there already."""
     from cacheport.oci.artifact import artifact
 
     blobs, manifest = artifact(ARTIFACT_TYPE, ENVELOPE_TYPE, data)
     for descriptor, blob in blobs:
-        if session.blob_size(descriptor.digest) is None:
+        # An envelope names the time it was signed, so it is never there yet: not asked about.
+        if descriptor.digest not in present and (
+                descriptor.media_type == ENVELOPE_TYPE or session.blob_size(descriptor.digest) is None):
             session.put_blob(descriptor, [blob])
     session.put_manifest(signature_tag(digest), manifest)
 
@@ -362,13 +364,15 @@ class StoreSigning:
         as an import's); SignatureError when not."""
         return check(read_stored(session, digest), digest, name, self.policy, now or datetime.now(UTC))
 
-    def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None) -> None:
-        """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it."""
+    def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None,
+             present: Collection[str] = ()) -> None:
+        """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it
+        (``present``: blobs known to be there already)."""
         if self.key is None:
             raise SignatureError(f"this job has no key to sign with (${self.policy.key_env}, loaded only by a job "
                                  "that exports to a registry)")
         claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
-        store_in(session, digest, signed_envelope(claim, self.key))
+        store_in(session, digest, signed_envelope(claim, self.key), present)
 
 
 def store_signing(plan: Plan, key: object | None = None) -> StoreSigning | None:
