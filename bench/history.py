@@ -79,7 +79,7 @@ def phases(host: str, auth: tuple[str, str] | None, rounds: int) -> dict[str, fl
             blobs, manifest = artifact(rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, os.urandom(900).hex().encode())
             for descriptor, content in blobs:
                 if session.blob_size(descriptor.digest) is None:
-                    timed("record blob (HEAD, PUT)", lambda d=descriptor, c=content: session.put_blob(d, [c]))
+                    timed("record blob (POST, PUT)", lambda d=descriptor, c=content: session.put_blob(d, [c]))
             timed("record manifest", lambda n=name, m=manifest: session.put_manifest(n, m))
             timed("its signature", lambda n=name, m=manifest: signing.sign(session, n, m.digest))
             timed("list the names", session.names)
@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trust", choices=["protected", "signed"], default="protected")
     parser.add_argument("--before", metavar="REV", help="Also time cacheport from this revision (e.g. main).")
+    parser.add_argument("--only", choices=["distribution", "pulp"], help="Time the builds on this registry only.")
     opts = parser.parse_args()
     h = bench_harness()
     pulp, why = read_pulp_env()
@@ -117,9 +118,12 @@ def main() -> int:
                          "CACHEPORT_REGISTRY__REF": f"{reg}/bench-history-{run}/cache"},
         "pulp": pulp_env(pulp, f"bench-history-{run}/app"),
     }
+    stores = {name: env for name, env in stores.items() if opts.only in (None, name)}
 
     print("where a signed record's write goes, median of 5 (seconds):")
     for name, host, auth in (("distribution", reg, None), ("pulp", pulp.registry, (pulp.user, pulp.password))):
+        if name not in stores:
+            continue
         print(f"  {name:13s}" + "  ".join(f"{label} {value:.2f}" for label, value in phases(host, auth, 5).items()))
 
     with contextlib.ExitStack() as stack:
