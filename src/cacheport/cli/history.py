@@ -58,7 +58,8 @@ def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
         try:
             backend = session.plugins.backend(plan.backend)
             store = session.store() if backend.store else None
-            with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd,
+            # where this job's own records go (writing=True): the records of builds like this one
+            with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd, writing=True,
                             signing=signing_of(plan, session.environ)) as shelf:
                 # a few more than the rule needs: other keys' builds on the branch share its shelf
                 shelved = read_records(shelf, branch=plan.context.branch or "none", last=3 * RECENT, skip_bad=True)
