@@ -186,21 +186,22 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
             report_file: str | None, require_hit: bool, mounts: str | None, session: Session) -> None:
     """Run docker buildx build with the plan's cache imports and exports.
 
-    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what the builder
-    the build will use can do (--builder among buildx's arguments, else $BUILDX_BUILDER, else the current one) and
-    drops what it can't (never failing the build for the cache's sake), streams the build log, swaps a local cache
-    into place after success, and ends with what BuildKit did with the cache: steps cached and executed, each import
-    hit, missed or failed, each export written or failed (even when ignore-error hid it; by default, exports =
-    "auto", a registry export the build's own import already holds is skipped when no step executed and the branch's
-    recent builds were mostly unchanged, and a mode=max export the branch's last builds never read is narrowed to
-    mode=min; the report says which). In GitHub Actions the report also goes to the job summary, in GitLab CI into a
-    collapsed log section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build
-    reaches) are restored into the builder before the build, from the branch's name or its fallbacks' in the
-    backend's store, and saved under the branch's own name after a successful build when the job may write the
-    cache; a backend without a store, or any trouble, is one line and the build goes on. Everything after -- goes to
-    buildx as it is, except that a tag with no --load/--push/--output on a builder that keeps results to itself
-    (docker-container, remote) gets --load for one platform, or a line saying how to get a multi-platform image. The
-    exit status is the build's.
+    Logs in with the backend's credentials (password on stdin, never in arguments or logs), checks what the
+    builder the build will use can do (--builder among buildx's arguments, else $BUILDX_BUILDER, else the
+    current one) and drops what it can't (never failing the build for the cache's sake), streams the build log,
+    swaps a local cache into place after success, and ends with what BuildKit did with the cache: steps cached
+    and executed, each import hit, missed or failed, each export written or failed (even when ignore-error hid
+    it; under the default exports = "auto" a registry export the build's own import already holds is skipped when
+    no step executed and most of the branch's last builds executed none, and a mode=max export the branch's last
+    builds never read is narrowed to mode=min; the report says which). In GitHub Actions the report also goes
+    to the job summary, in GitLab CI into a collapsed log
+    section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build reaches) are
+    restored into the builder before the build, from the branch's name or its fallbacks' in the backend's store,
+    and saved under the branch's own name after a successful build when the job may write the cache; a backend
+    without a store, or any trouble, is one line and the build goes on. Everything after -- goes to buildx as it
+    is, except that a tag with no --load/--push/--output on a builder that keeps results to itself
+    (docker-container, remote) gets --load for one platform, or a line saying how to get a multi-platform image.
+    The exit status is the build's.
     """
     from cacheport.cli.history import keep_record, recent_records
     from cacheport.ops.build import run
