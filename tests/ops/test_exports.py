@@ -100,13 +100,11 @@ def test_always_exports_with_the_build(tmp_path: Path) -> None:
 class _Plan:
     """What the ``auto`` rule reads of a plan: its setting, the branch and the key."""
 
-    def __init__(self, rule: str = "auto", branch: str = "feature", default: str = "trunk",
-                 target: str | None = None) -> None:
+    def __init__(self, rule: str = "auto", branch: str = "feature", default: str = "trunk") -> None:
         from cacheport.records.job import Context
 
         self.settings = _Settings(rule).settings
-        self.context = Context(provider="gitlab", project="app", branch=branch, default_branch=default,
-                               target_branch=target)
+        self.context = Context(provider="gitlab", project="app", branch=branch, default_branch=default)
         self.request = None
         self.exports = (FEATURE_MAX,)
         self.imports = (FEATURE, MAIN)
@@ -157,7 +155,6 @@ def test_auto_narrows_an_export_the_branch_wrote_but_never_read_three_times_in_a
     assert _decide(plan, [*unread, _record(3, 1)]).inline == (FEATURE_MAX,)  # read again: mode=max again
     assert _decide(plan, [*unread[:2], _record(2, 3, exported=report.FAILED)]).inline == (FEATURE_MAX,)
     assert _decide(_Plan(branch="trunk"), unread).inline == (FEATURE_MAX,)  # every branch falls back to it
-    assert _decide(_Plan(target="feature"), unread).inline == (FEATURE_MAX,)
     assert _decide(_Plan("always"), unread).inline == (FEATURE_MAX,)  # the setting turns it off
     assert _decide(_Plan("when-changed"), unread).held == (FEATURE_MAX,)
 

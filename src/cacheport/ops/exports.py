@@ -106,8 +106,7 @@ def never_read(plan: Plan, export: CacheEntry, records: Sequence[BuildRecord]) -
     """Whether ``export`` (a ``mode=max`` registry export) goes to a name the branch's last :data:`NARROW_AFTER`
     builds never read while they wrote it; never on the default branch (every branch falls back to its cache)."""
     ctx = plan.context
-    if (_name(export) is None or export.get("mode") != "max" or not ctx.branch
-            or ctx.branch in (ctx.default_branch, ctx.target_branch)):
+    if _name(export) is None or export.get("mode") != "max" or not ctx.branch or ctx.branch == ctx.default_branch:
         return False
     last = list(records)[-NARROW_AFTER:]
     cache = report.describe(export)
