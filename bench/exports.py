@@ -21,8 +21,12 @@ whole time), the bytes sent to the registry (counted by bench/wan_proxy.py, whic
 round trip, ``--rtt-ms``), and the steps each build executed, so that the hits after a change are seen to be the
 same. Needs the e2e harness (scripts/e2e-up).
 
+With ``--never-read``, the pipeline is a feature branch whose every build changes its first step, in a build
+stage the image takes only its application from: under ``auto`` its export is narrowed to ``mode=min`` from the
+fourth build on, and the bytes sent show what that saves.
+
 Usage: python bench/exports.py [--builds N] [--changes 5,12,17|all] [--rules always,auto,when-changed]
-                               [--deps-mib N] [--rtt-ms MS]
+                               [--deps-mib N] [--rtt-ms MS] [--never-read]
 """
 
 from __future__ import annotations
@@ -41,30 +45,35 @@ from bench.wan_proxy import Proxy
 from tests.e2e.harness import Harness, bench_harness, gitlab_env
 
 
-def project(h: Harness, root: Path, deps_mib: int) -> Path:
+def project(h: Harness, root: Path, deps_mib: int, never_read: bool = False) -> Path:
+    """The project; ``never_read``: a build stage first copies the source (so a change runs every step) and the
+    image takes only the application from it, as a branch whose builds never read their cache."""
     ctx = root / "app"
     (ctx / "src").mkdir(parents=True)
     shutil.copy2(h.env["CACHEPORT_E2E_BUSYBOX"], ctx / "busybox")
     (ctx / "src" / "app.txt").write_text("version 0\n")
     seed = uuid.uuid4().hex
+    first = "FROM scratch AS build\nCOPY src /early\n" if never_read else "FROM scratch\n"
+    last = "FROM scratch\nCOPY --from=build /app.bin /app.bin\n" if never_read else ""
     (ctx / "Dockerfile").write_text(
-        "FROM scratch\n"
+        first +
         "COPY busybox /bin/busybox\n"
         'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]\n'
         f"RUN echo {seed} && mkdir /deps && for i in $(seq 1 {deps_mib}); do "
         "head -c 1048576 /dev/urandom > /deps/lib-$i.so; done && sleep 2\n"
         "COPY src /src\n"
         "RUN sleep 1 && cat /src/app.txt > /built && head -c 2097152 /dev/urandom > /app.bin\n"
+        + last
     )
     return ctx
 
 
 def pipeline(h: Harness, ctx: Path, ref: str, builds: int, changes: set[int], rule: str, proxy: Proxy,
-             tmp: Path) -> list[dict[str, float]]:
+             tmp: Path, branch: str) -> list[dict[str, float]]:
     """The pipeline through ``cacheport build`` itself under ``exports = rule``: its records go to the registry
     (through the proxy) and ``auto`` reads them back before each build, as in CI."""
     env = {"CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": ref, "CACHEPORT_EXPORTS": rule,
-           **gitlab_env(f"{proxy.host}/unused", "main")}
+           **gitlab_env(f"{proxy.host}/unused", branch)}
     rows = []
     for n in range(builds):
         if n in changes:
@@ -82,6 +91,7 @@ def pipeline(h: Harness, ctx: Path, ref: str, builds: int, changes: set[int], ru
         rows.append({"job": took, "export": sum(e["seconds"] or 0.0 for e in exports),
                      "executed": doc["steps"]["executed"] if doc["steps"] else -1,
                      "exported": sum(e["status"] == "written" for e in exports),
+                     "narrowed": sum("narrowed to mode=min" in (e["reason"] or "") for e in exports),
                      "sent": proxy.counters.up - sent})
     return rows
 
@@ -95,12 +105,16 @@ def main() -> int:
     parser.add_argument("--deps-mib", type=int, default=24, help="MiB in the dependency layer (default 24)")
     parser.add_argument("--rtt-ms", type=float, default=40.0,
                         help="round trip to the registry, through bench/wan_proxy.py (default 40 ms)")
+    parser.add_argument("--never-read", action="store_true",
+                        help="a feature branch whose every build changes its first step, in a build stage the image "
+                        "takes only its application from (implies --changes all)")
     opts = parser.parse_args()
     h = bench_harness()
     if h is None:
         return 1
     env = h.env
-    changes = set(range(1, opts.builds)) if opts.changes == "all" else {int(c) for c in opts.changes.split(",") if c}
+    every = opts.changes == "all" or opts.never_read
+    changes = set(range(1, opts.builds)) if every else {int(c) for c in opts.changes.split(",") if c}
     rules = opts.rules.split(",")
     run = uuid.uuid4().hex[:8]
     reg = env["CACHEPORT_E2E_REGISTRY"]
@@ -108,10 +122,11 @@ def main() -> int:
     with Proxy(reg, delay=opts.rtt_ms / 2000) as proxy:
         for rule in rules:
             with tempfile.TemporaryDirectory(prefix="cacheport-bench-") as tmp:
-                ctx = project(h, Path(tmp), opts.deps_mib)
+                ctx = project(h, Path(tmp), opts.deps_mib, opts.never_read)
                 results[rule] = pipeline(h, ctx, f"{proxy.host}/bench-exports-{run}-{rule}/cache", opts.builds,
-                                         changes, rule, proxy, Path(tmp))
-    print(f"{opts.builds} builds, changes at {sorted(changes)}, {opts.deps_mib} MiB of dependencies; "
+                                         changes, rule, proxy, Path(tmp), "feature" if opts.never_read else "main")
+    print(("a feature branch that never reads its cache; " if opts.never_read else "")
+          + f"{opts.builds} builds, changes at {sorted(changes)}, {opts.deps_mib} MiB of dependencies; "
           f"each build a cacheport build on an emptied builder, importing from a registry on 127.0.0.1 at "
           f"{opts.rtt_ms:g} ms RTT; job s = the whole cacheport build, records and history included")
     print(f"{'build':>5s} {'kind':>9s} | " + " | ".join(
@@ -142,6 +157,8 @@ def main() -> int:
         print(f"{label:>32s}: " + ", ".join(parts) + ("; " + ", ".join(ratios) if ratios else ""))
     same = all(r["executed"] == results[base][n]["executed"] for rule in rules[1:]
                for n, r in enumerate(results[rule]) if n not in changed)
+    print(f"{'exports narrowed to mode=min':>32s}: "
+          + ", ".join(f"{rule} {total(results[rule], 'narrowed'):.0f}" for rule in rules))
     print(f"{'steps executed after a change':>32s}: {'the same under every rule' if same else 'DIFFERENT'}")
     return 0
 
