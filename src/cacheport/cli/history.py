@@ -67,6 +67,10 @@ def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
             say(f"warning: history: could not read this branch's build records ({type(exc).__name__}: {exc}); "
                 "its exports go as planned")
             return []
+        if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
+            say(f"warning: history: {len(shelved.bad)} of this branch's build records could not be read (first: "
+                f"{shelved.bad[0][0]}: {shelved.bad[0][1]}); its exports go as planned")
+            return []
         return [r for _name, r in shelved.records]
 
     return read

@@ -114,6 +114,7 @@ def never_read(plan: Plan, export: CacheEntry, records: Sequence[BuildRecord]) -
 
 
 def narrowed_why(export: CacheEntry) -> str:
+    """What the report, the record and ``explain`` say of a narrowed export."""
     return (f"narrowed to mode=min: the last {NARROW_AFTER} builds of this branch wrote "
             f"{report.describe(export)} but never read it (its import missed, or no step came from a cache; "
             "exports = \"always\" keeps mode=max)")
