@@ -40,9 +40,11 @@ GLOBAL_OPTIONS = (
            default="SIGSTORE_ID_TOKEN"),
     Option("mounts", "Restore the Dockerfile's cache mounts (RUN --mount=type=cache) before `cacheport build` and "
            "save them after it: on or off. Shorthand for [mounts] enabled.", choices=("on", "off")),
-    Option("exports", "when-changed: after a build that executed no step, skip the export whose cache one of the "
-           "build's own imports just read (registry names); else write it with an export-only pass after the build. "
-           "always: export with the build, every time.", default="always", choices=("always", "when-changed")),
+    Option("exports", "auto: from the branch's last build records, hold back an export whose name the build also "
+           "imports when most of them executed no step (skipped when nothing changed, else an export-only pass "
+           "writes it), and narrow a mode=max export the branch never reads to mode=min. when-changed: always "
+           "hold such an export back, whatever the records say. always: export with the build, every time, as "
+           "planned.", default="auto", choices=("auto", "when-changed", "always")),
     Option("history", "Keep a record of each build beside the cache, for `cacheport history`: on or off.",
            default="on", choices=("on", "off")),
     Option("history-keep", "Build records kept per branch; older ones are deleted.", type=int, default=30),

@@ -148,3 +148,38 @@ def test_under_signed_trust_history_counts_only_signed_records_and_says_how_many
         plain_env = {k: v for k, v in env.items() if k not in ("CACHEPORT_TRUST", "CACHEPORT_SIGNERS")}
         every = json.loads(run("history", "--format", "json", env=plain_env).stdout)
         assert len(every["builds"]) == 4 and every["left_out"] == {"count": 0, "records": []}
+
+
+def test_the_exports_rule_reads_no_records_when_one_is_corrupt_or_the_store_is_down(
+        tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import contextlib
+    from types import SimpleNamespace
+
+    from cacheport.cli.history import recent_records
+    from cacheport.errors import RegistryError
+    from cacheport.ops import history
+
+    folder = tmp_path / "recs"
+    made = records(folder, 3)
+    session = SimpleNamespace(plan=SimpleNamespace(context=Context("gitlab", "g/app", branch="main"), backend="gitlab"),
+                              plugins=SimpleNamespace(backend=lambda _name: SimpleNamespace(store=False,
+                                                                                            cache_type="registry")),
+                              environ={}, cwd=tmp_path)
+    monkeypatch.setattr(history, "settings_of", lambda _plan: history.Settings())
+    monkeypatch.setattr(history, "signing_of", lambda _plan, _environ: None)
+    monkeypatch.setattr(history, "open_shelf", lambda *_a, **_k: contextlib.nullcontext(DirectoryShelf(folder)))
+    assert [r.id for r in recent_records(session)()] == [r.id for r in made]  # type: ignore[arg-type]
+    assert capsys.readouterr().err == ""
+
+    (folder / f"{made[1].name}.json").write_text("{not json")
+    assert recent_records(session)() == []  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not be read" in err and "its exports go as planned" in err
+
+    def down(*_a: object, **_k: object) -> object:
+        raise RegistryError("127.0.0.1:9 is unreachable")
+
+    monkeypatch.setattr(history, "open_shelf", down)
+    assert recent_records(session)() == []  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:9 is unreachable" in err and "its exports go as planned" in err

@@ -13,7 +13,18 @@ import pytest
 
 from cacheport import report
 from cacheport.entry import CacheEntry
-from cacheport.ops.exports import export_only, held_back, skipped, unchanged
+from cacheport.ops.exports import (
+    Decision,
+    decide,
+    export_only,
+    held_back,
+    in_background,
+    noted,
+    skipped,
+    unchanged,
+    why_rule,
+)
+from cacheport.report.record import BuildRecord, Use
 from tests.fakes.docker import stand_in_docker
 
 OWN = CacheEntry.parse("type=registry,ref=127.0.0.1:5000/app/cache:main")
@@ -83,4 +94,97 @@ def test_when_changed_builds_without_the_export_then_exports_in_a_pass_of_its_ow
 
 def test_always_exports_with_the_build(tmp_path: Path) -> None:
     (only,) = _build(tmp_path, "always")
+    assert any(a.startswith("--cache-to=type=registry") for a in only) and "--push" in only
+
+
+class _Plan:
+    """What the ``auto`` rule reads of a plan: its setting, the branch and the key."""
+
+    def __init__(self, rule: str = "auto", branch: str = "feature", default: str = "trunk") -> None:
+        from cacheport.records.job import Context
+
+        self.settings = _Settings(rule).settings
+        self.context = Context(provider="gitlab", project="app", branch=branch, default_branch=default)
+        self.request = None
+        self.exports = (FEATURE_MAX,)
+        self.imports = (FEATURE, MAIN)
+
+
+FEATURE = CacheEntry.parse("type=registry,ref=127.0.0.1:5000/app/cache:feature")
+FEATURE_MAX = CacheEntry.parse("type=registry,ref=127.0.0.1:5000/app/cache:feature,mode=max")
+
+
+def _record(n: int, executed: int, own: str = report.HIT, exported: str = report.WRITTEN, cached: int | None = None,
+            branch: str = "feature") -> BuildRecord:
+    from datetime import UTC, datetime, timedelta
+
+    name = report.describe(FEATURE)
+    cached = 5 - executed if cached is None else cached
+    return BuildRecord(id=f"{n:08x}", time=datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=n),
+                       source="build", project="app", branch=branch, backend="registry", status=report.SUCCEEDED,
+                       steps=(5, cached, executed),
+                       uses=(Use(name, "import", own), Use(report.describe(MAIN), "import", report.HIT),
+                             Use(name, "export", exported)))
+
+
+def _decide(plan: _Plan, records: list[BuildRecord]) -> Decision:
+    return decide(plan, plan.imports, plan.exports, records)  # type: ignore[arg-type]
+
+
+def test_auto_holds_an_export_back_only_when_most_recent_builds_were_unchanged() -> None:
+    plan = _Plan()
+    assert _decide(plan, []).inline == (FEATURE_MAX,)  # no records: one pass, as planned
+    assert _decide(plan, [_record(0, 5)]).held == ()  # a cold build: the next likely changes too
+    assert _decide(plan, [_record(0, 5), _record(1, 0)]).held == (FEATURE_MAX,)
+    changed_heavy = [_record(n, 2 if n % 3 else 0) for n in range(6)]  # 2 of the last 5 unchanged
+    assert _decide(plan, changed_heavy).held == () and _decide(plan, changed_heavy).inline == (FEATURE_MAX,)
+    other_branch = [_record(n, 0, branch="other") for n in range(5)]
+    assert _decide(plan, other_branch).held == ()
+    assert _decide(_Plan("when-changed"), []).held == (FEATURE_MAX,)  # whatever the records say
+    assert _decide(_Plan("always"), [_record(n, 0) for n in range(5)]).inline == (FEATURE_MAX,)
+
+
+def test_auto_narrows_an_export_the_branch_wrote_but_never_read_three_times_in_a_row() -> None:
+    plan = _Plan()
+    unread = [_record(0, 5, own=report.MISSED), _record(1, 5, cached=0), _record(2, 3, own=report.MISSED)]
+    decision = _decide(plan, unread)
+    narrowed = FEATURE_MAX.with_attrs(mode="min")
+    assert decision.inline == (narrowed,) and decision.held == ()
+    assert "narrowed to mode=min" in dict(decision.notes)[narrowed] and "narrowed" in decision.why[0]
+    assert _decide(plan, unread[1:]).inline == (FEATURE_MAX,)  # two builds are not enough to tell
+    assert _decide(plan, [*unread, _record(3, 1)]).inline == (FEATURE_MAX,)  # read again: mode=max again
+    assert _decide(plan, [*unread[:2], _record(2, 3, exported=report.FAILED)]).inline == (FEATURE_MAX,)
+    assert _decide(_Plan(branch="trunk"), unread).inline == (FEATURE_MAX,)  # every branch falls back to it
+    assert _decide(_Plan("always"), unread).inline == (FEATURE_MAX,)  # the setting turns it off
+    assert _decide(_Plan("when-changed"), unread).held == (FEATURE_MAX,)
+
+
+def test_a_narrowed_export_says_so_in_the_report() -> None:
+    plan = _Plan()
+    decision = _decide(plan, [_record(n, 5, own=report.MISSED) for n in range(3)])
+    (narrowed,) = decision.inline
+    found = noted(report.BuildReport(report.SUCCEEDED, exports=[report.ExportReport(narrowed, report.WRITTEN)]),
+                  decision)
+    assert found.exports[0].reason.startswith("narrowed to mode=min: the last 3 builds of this branch wrote")
+    assert "narrowed to mode=min" in report.as_text(found) and "narrowed to mode=min" in report.as_markdown(found)
+
+
+def test_explain_names_the_rule_and_with_records_why_each_export() -> None:
+    plan = _Plan()
+    assert "exports = \"auto\"" in why_rule(plan)  # type: ignore[arg-type]
+    said = why_rule(plan, [_record(0, 5), _record(1, 0)])  # type: ignore[arg-type]
+    assert "held back" in said and "1 of this branch's last 2 builds executed no step" in said
+
+
+def test_reading_the_history_never_fails_the_build() -> None:
+    def broken() -> list[BuildRecord]:
+        raise RuntimeError("a bug")
+
+    assert in_background(_Plan(), broken)() == ()  # type: ignore[arg-type]
+    assert in_background(_Plan("always"), broken)() == ()  # type: ignore[arg-type]
+
+
+def test_auto_without_records_exports_with_the_build(tmp_path: Path) -> None:
+    # The stand-in's registry can't be read: no records, one line, one pass.
+    (only,) = _build(tmp_path, "auto")
     assert any(a.startswith("--cache-to=type=registry") for a in only) and "--push" in only

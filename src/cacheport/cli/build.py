@@ -191,8 +191,10 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     current one) and drops what it can't (never failing the build for the cache's sake), streams the build log,
     swaps a local cache into place after success, and ends with what BuildKit did with the cache: steps cached
     and executed, each import hit, missed or failed, each export written or failed (even when ignore-error hid
-    it; with exports = "when-changed" a registry export the build's own import already holds is skipped when no
-    step executed). In GitHub Actions the report also goes to the job summary, in GitLab CI into a collapsed log
+    it; under the default exports = "auto" a registry export the build's own import already holds is skipped when
+    no step executed and most of the branch's last builds executed none, and a mode=max export the branch's last
+    builds never read is narrowed to mode=min; the report says which). In GitHub Actions the report also goes
+    to the job summary, in GitLab CI into a collapsed log
     section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build reaches) are
     restored into the builder before the build, from the branch's name or its fallbacks' in the backend's store,
     and saved under the branch's own name after a successful build when the job may write the cache; a backend
@@ -201,7 +203,7 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     (docker-container, remote) gets --load for one platform, or a line saying how to get a multi-platform image.
     The exit status is the build's.
     """
-    from cacheport.cli.history import BuildHistory
+    from cacheport.cli.history import BuildHistory, recent_records
     from cacheport.ops.build import run
     from cacheport.ops.buildx_args import builder_in
     from cacheport.ops.docker import docker_for
@@ -217,14 +219,14 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
         say(f"note: --progress={mode} is not passed to buildx: cacheport reads its rawjson progress to report "
             "what happened to the cache, and shows the log as plain text")
     around = mounts_around(session, context, dockerfile, extra)
-    history = BuildHistory(session)  # the build's record, written while the build ends (never a failed build)
+    record = BuildHistory(session)  # the build's record, written while the build ends (never a failed build)
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
         try:
             code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
                        progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
-                       mounts=around, keep=history)
+                       mounts=around, keep=record, history=recent_records(session))
         finally:
-            history.finish()
+            record.finish()
     sys.exit(code)
 
 

@@ -17,11 +17,15 @@ Examples:
   cacheport explain
   cacheport explain --backend registry --set ref=registry.example.com/app/cache
   CACHEPORT_KEY=arm64 cacheport explain --format json
+  cacheport explain --history     # what the branch's build records make of each export
 """)
+@click.option("--history", "from_history", is_flag=True, help="Read this branch's build records and say what "
+              "exports = \"auto\" makes of each export: kept, held back or narrowed (reads the backend's store).")
 @format_option(["text", "json"], "text")
 @plan_options
-def command(fmt: str, session: Session) -> None:
-    """Show the plan, and where every setting came from (file and key, env var, flag, default)."""
+def command(fmt: str, from_history: bool, session: Session) -> None:
+    """Show the plan, and where every setting came from (file and key, env var, flag, default); it ends with
+    the export rule in force, and with --history why each export is kept, held back or narrowed."""
     from cacheport import render
     from cacheport.ops.exports import why_rule
 
@@ -29,5 +33,10 @@ def command(fmt: str, session: Session) -> None:
     if fmt == "json":
         click.echo(render.as_json(plan), nl=False)
         return
-    rule = why_rule(plan)
+    if from_history:
+        from cacheport.cli.history import recent_records
+
+        rule = why_rule(plan, recent_records(session)())
+    else:
+        rule = why_rule(plan)
     click.echo(render.explain(plan) + (f"export rule:\n  {rule}\n" if rule else ""), nl=False)

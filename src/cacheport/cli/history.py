@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cacheport.errors import CacheportError
     from cacheport.ops.history import Recorder, Shelved
     from cacheport.report import BuildReport
+    from cacheport.report.record import BuildRecord
 
 
 #: Records read for the trend a CI job shows after its build: each is a request or two (Pulp: about a second each).
@@ -92,6 +93,38 @@ class BuildHistory:
 def shows_trend(environ: Mapping[str, str]) -> bool:
     """Whether a build shows its branch's trend after it: in GitHub's job summary, or GitLab's log."""
     return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITLAB_CI") == "true"
+
+
+def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
+    """What reads the branch's last build records for ``exports = "auto"`` (:mod:`cacheport.ops.exports`): never
+    raises; a store that can't be read is one line and no records (the exports go as planned)."""
+
+    def read() -> list[BuildRecord]:
+        from cacheport.ops.exports import RECENT
+        from cacheport.ops.history import open_shelf, read_records, settings_of, signing_of
+
+        plan = session.plan
+        if not settings_of(plan).on:
+            return []
+        try:
+            backend = session.plugins.backend(plan.backend)
+            store = session.store() if backend.store else None
+            # where this job's own records go (writing=True): the records of builds like this one
+            with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd, writing=True,
+                            signing=signing_of(plan, session.environ)) as shelf:
+                # a few more than the rule needs: other keys' builds on the branch share its shelf
+                shelved = read_records(shelf, branch=plan.context.branch or "none", last=3 * RECENT, skip_bad=True)
+        except Exception as exc:  # the history is never worth a failed build, not even its bug
+            say(f"warning: history: could not read this branch's build records ({type(exc).__name__}: {exc}); "
+                "its exports go as planned")
+            return []
+        if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
+            say(f"warning: history: {len(shelved.bad)} of this branch's build records could not be read (first: "
+                f"{shelved.bad[0][0]}: {shelved.bad[0][1]}); its exports go as planned")
+            return []
+        return [r for _name, r in shelved.records]
+
+    return read
 
 
 def show_trend(session: Session, branch: str | None, read: Shelved | CacheportError | None = None) -> None:

@@ -47,6 +47,7 @@ from cacheport.ops.preflight import usable
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
+from cacheport.report.record import BuildRecord
 
 if TYPE_CHECKING:
     from cacheport.ops.docker import Docker
@@ -125,15 +126,17 @@ def run(
     require_hit: bool = False,
     mounts: Around | None = None,
     keep: Keeper | None = None,
+    history: Callable[[], Sequence[BuildRecord]] | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
     ``keep`` is told when the build starts and gets the final report before the exports are signed, so the
-    record is written while they are. Under ``exports = "when-changed"`` the exports of a name the
-    build also imports wait for it (:mod:`cacheport.ops.exports`): skipped when no step executed, else written by
-    an export-only pass.
+    record is written while they are. ``history`` reads the branch's build records (never raising),
+    which ``exports = "auto"`` goes by; under it, or ``when-changed``, exports of a name the build also imports
+    may wait for it (:mod:`cacheport.ops.exports`): skipped when no step executed, else written by an export-only
+    pass; and a ``mode=max`` export the branch never reads may be narrowed to ``mode=min``.
 
     With ``mounts``, the Dockerfile's cache mounts are restored into the builder before the build and saved after
     a successful one (:mod:`cacheport.ops.mounts`); their outcomes go into the report, and never fail the build.
@@ -149,6 +152,7 @@ def run(
 
     key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
     pinned = signatures.pin_in_background(plan, environ)
+    records = exports_rule.in_background(plan, history)  # the branch's last builds, read while we log in
     if keep is not None:  # the history's shelf is opened and made room in while the build runs
         keep.begin(key)
     if mounts is not None:  # the mounts a protected build restores are verified too, and those it saves signed
@@ -213,8 +217,8 @@ def run(
         for warning in mounts.warnings:
             say(f"warning: {warning}")
         mount_outcomes = mounts.restore(docker)  # the report at the end says what became of each
-    held = exports_rule.held_back(plan, imports, exports)  # written after the build only if something changed
-    at_once = [e for e in exports if e not in held]
+    decision = exports_rule.decide(plan, imports, exports, records())
+    held, at_once = list(decision.held), list(decision.inline)  # held: written after the build if something changed
     reporter = progress(lambda line: _echo(terminal_safe(mask(line, forms))))
     try:
         built = _buildx(docker, lambda meta: command(imports, at_once, context, [*tags, *plan.tags], file, extra,
@@ -243,6 +247,7 @@ def run(
         if mounts is not None and not no_buildx:
             mount_outcomes += mounts.save(docker)
     found_report = attrs.evolve(build_report(stream, meta, imports, at_once, plan, wall), mounts=tuple(mount_outcomes))
+    found_report = exports_rule.noted(found_report, decision)
     if held:
         found_report = _export_after(found_report, held, exports, docker, context, file, extra, plan, code, say)
     found_report = with_unpassed(found_report, left_out, verdicts)
@@ -302,9 +307,9 @@ def _buildx(docker: Docker, words: Callable[[str], list[str]], feed: Callable[[s
 def _export_after(found: report.BuildReport, held: Sequence[CacheEntry], exports: Sequence[CacheEntry],
                   docker: Docker, context: str, file: str | None, extra: Sequence[str], plan: Plan, code: int,
                   say: Callable[[str], None]) -> report.BuildReport:
-    """The exports held back from the build (``exports = "when-changed"``): skipped when nothing changed since
-    they were written, else written by an export-only pass (every step cached in the builder); the report with
-    their outcomes, in the plan's order. A failed pass is a failed export, never a failed build."""
+    """The exports held back from the build (``exports = "auto"`` or ``"when-changed"``): skipped when nothing
+    changed since they were written, else written by an export-only pass (every step cached in the builder); the
+    report with their outcomes, in the plan's order. A failed pass is a failed export, never a failed build."""
     if code != 0:
         outcomes = [report.ExportReport(e, report.SKIPPED, "the build failed before exporting") for e in held]
     elif all(exports_rule.unchanged(found, e) for e in held):
@@ -327,6 +332,7 @@ def _export_after(found: report.BuildReport, held: Sequence[CacheEntry], exports
             # What the export costs is the whole pass: it runs only for the export.
             outcomes = [attrs.evolve(e, seconds=round(done.seconds, 3)) for e in written.exports]
     order = {e: i for i, e in enumerate(exports)}
+    order.update({e.with_attrs(mode="min"): i for i, e in enumerate(exports)})  # a narrowed export's place
     return attrs.evolve(found, exports=sorted([*found.exports, *outcomes], key=lambda e: order.get(e.entry, 0)))
 
 

@@ -1,23 +1,41 @@
-"""Exports that pay for themselves (#22): the ``exports`` setting, and when a build's export is skipped.
+"""Exports that pay for themselves (#22): the ``exports`` setting, and what becomes of a build's exports.
 
 BuildKit writes a ``mode=max`` cache again after a build that executed no step (moby/buildkit#6308): the same
-cache, uploaded again (every layer asked for, the manifest written). Under ``exports = "when-changed"`` an export
-whose name one of the build's own imports reads is held back from the build; when the build executed no step and
-that import hit, the cache there is what the export would write, and the export is skipped. Otherwise an
-export-only pass (the same build, every step cached in the builder, ``--output type=cacheonly``) writes it.
-The default is ``always`` (today's single pass); bench/exports.py measures what ``when-changed`` gains.
-Only registry exports are held back (gitlab, pulp and registry backends): their name is a ref an import can name.
+cache, uploaded again (every layer asked for, the manifest written). An export can be *held back* from the build:
+when the build executed no step and the import of the export's own name hit, the cache there is what the export
+would write, and the export is skipped; otherwise an export-only pass (the same build, every step cached in the
+builder, ``--output type=cacheonly``) writes it. That pass costs a changed build a second solve, so:
+
+- ``auto`` (the default) decides from the branch's last :data:`RECENT` build records (:mod:`cacheport.ops.history`):
+  an export of an own name is held back only when at least half of them were unchanged rebuilds (no step
+  executed, an import hit), else written with the build in one pass; and a ``mode=max`` export to a name the
+  branch never reads (its import of that name missed, or no step came from any cache, in each of its last
+  :data:`NARROW_AFTER` builds while that export was written) is narrowed to ``mode=min``, except on the default
+  branch, whose cache every other branch falls back to. No records (history off, a first build, a store that
+  can't be read) means one pass, as planned.
+- ``when-changed`` holds back every export of an own name, whatever the history says; it never narrows.
+- ``always`` writes every export with the build, as planned.
+
+Only registry exports are held back or narrowed (gitlab, pulp and registry backends): their name is a ref an
+import can name. Pure, but for :func:`in_background`, which runs the caller's reader on a thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import attrs
 
 from cacheport import report
 from cacheport.entry import CacheEntry
 from cacheport.plan import Plan
+from cacheport.report.record import BuildRecord
 
-ALWAYS, WHEN_CHANGED = "always", "when-changed"
+ALWAYS, WHEN_CHANGED, AUTO = "always", "when-changed", "auto"
+#: Records ``auto`` reads: the branch's last builds (of the plan's key).
+RECENT = 5
+#: Builds in a row that must not have read an own name before ``auto`` narrows its export.
+NARROW_AFTER = 3
 #: buildx arguments that send the image somewhere (or write files about it): not for the export-only pass.
 _OUTPUT_WORDS = ("--load", "--push")
 _OUTPUT_VALUES = ("--output", "-o", "--iidfile", "--metadata-file")
@@ -25,7 +43,7 @@ _OUTPUT_VALUES = ("--output", "-o", "--iidfile", "--metadata-file")
 
 def rule_of(plan: Plan) -> str:
     """The ``exports`` setting in force for a plan."""
-    return next((str(s.setting.value) for s in plan.settings if s.name == "exports" and s.setting.value), ALWAYS)
+    return next((str(s.setting.value) for s in plan.settings if s.name == "exports" and s.setting.value), AUTO)
 
 
 def _name(entry: CacheEntry) -> tuple[str, str] | None:
@@ -33,27 +51,180 @@ def _name(entry: CacheEntry) -> tuple[str, str] | None:
     return (entry.type, str(ref)) if entry.type == "registry" and ref else None
 
 
-def held_back(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry]) -> list[CacheEntry]:
-    """The exports to hold back from the build: under ``when-changed``, those whose name an import reads."""
-    if rule_of(plan) != WHEN_CHANGED:
-        return []
+@attrs.frozen
+class Decision:
+    """What the rule does with a build's exports, decided before it runs.
+
+    Attributes:
+        inline: the exports written with the build (a narrowed one as ``mode=min``), in the plan's order.
+        held: the exports held back until after the build: skipped when nothing changed, else written by an
+            export-only pass.
+        notes: ``(export as passed, why)`` for each export narrowed: the report and the record say it.
+        why: one line per export (in the plan's order) on why it is kept, held back or narrowed, for ``explain``.
+    """
+
+    inline: tuple[CacheEntry, ...]
+    held: tuple[CacheEntry, ...] = ()
+    notes: tuple[tuple[CacheEntry, str], ...] = ()
+    why: tuple[str, ...] = ()
+
+
+def recent(plan: Plan, records: Sequence[BuildRecord]) -> list[BuildRecord]:
+    """The records ``auto`` goes by: the plan's branch and key, the last :data:`RECENT`, oldest first."""
+    key = plan.request.key if plan.request else None
+    mine = [r for r in records if r.branch == plan.context.branch and r.key == key]
+    return sorted(mine, key=lambda r: r.time)[-RECENT:]
+
+
+def was_unchanged(record: BuildRecord) -> bool:
+    """A rebuild that executed no step while an import hit: the kind of build a held-back export is skipped after."""
+    steps = record.steps
+    return (record.status == report.SUCCEEDED and steps is not None and steps[0] > 0 and steps[2] == 0
+            and record.hit)
+
+
+def mostly_unchanged(records: Sequence[BuildRecord]) -> bool:
+    """Whether at least half of ``records`` (and one at least) were unchanged rebuilds: then the next build
+    likely is one too, and holding its export back pays."""
+    return bool(records) and 2 * sum(was_unchanged(r) for r in records) >= len(records)
+
+
+def _not_read(record: BuildRecord, cache: str) -> bool:
+    """In ``record``, the export to ``cache`` was written, yet the build got nothing from that name: its import
+    missed or failed, or no step came from any cache."""
+    if not any(u.cache == cache and u.status == report.WRITTEN for u in record.of("export")):
+        return False
+    read = [u for u in record.of("import") if u.cache == cache]
+    if not read:
+        return False
+    if read[0].status != report.HIT:
+        return True
+    return record.steps is not None and record.steps[1] == 0 and record.steps[2] > 0
+
+
+def never_read(plan: Plan, export: CacheEntry, records: Sequence[BuildRecord]) -> bool:
+    """Whether ``export`` (a ``mode=max`` registry export) goes to a name the branch's last :data:`NARROW_AFTER`
+    builds never read while they wrote it; never on the default branch (every branch falls back to its cache)."""
+    ctx = plan.context
+    if _name(export) is None or export.get("mode") != "max" or not ctx.branch or ctx.branch == ctx.default_branch:
+        return False
+    last = list(records)[-NARROW_AFTER:]
+    cache = report.describe(export)
+    return len(last) == NARROW_AFTER and all(_not_read(r, cache) for r in last)
+
+
+def narrowed_why(export: CacheEntry) -> str:
+    """What the report, the record and ``explain`` say of a narrowed export."""
+    return (f"narrowed to mode=min: the last {NARROW_AFTER} builds of this branch wrote "
+            f"{report.describe(export)} but never read it (its import missed, or no step came from a cache; "
+            "exports = \"always\" keeps mode=max)")
+
+
+def decide(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry],
+           records: Sequence[BuildRecord] = ()) -> Decision:
+    """What becomes of ``exports`` under the plan's rule, given the imports the build reads and, for ``auto``, the
+    branch's records (any; :func:`recent` picks the ones that count)."""
+    rule = rule_of(plan)
     read = {_name(i) for i in imports} - {None}
-    return [e for e in exports if _name(e) in read]
+    own = [e for e in exports if _name(e) in read]
+    if rule == ALWAYS:
+        return Decision(tuple(exports), why=tuple(
+            f"{report.describe(e)}: written with the build (exports = \"always\"), even after a build that "
+            "executed no step" for e in exports))
+    if rule == WHEN_CHANGED:
+        return Decision(tuple(e for e in exports if e not in own), tuple(own), why=tuple(
+            _held_why(e, "exports = \"when-changed\"") if e in own else _inline_why(e) for e in exports))
+    mine = recent(plan, records)
+    unchanged_share = f"{sum(was_unchanged(r) for r in mine)} of this branch's last {len(mine)} builds"
+    hold = mostly_unchanged(mine)
+    inline, held, notes, why = [], [], [], []
+    for e in exports:
+        if never_read(plan, e, mine):
+            narrow = e.with_attrs(mode="min")
+            inline.append(narrow)
+            notes.append((narrow, narrowed_why(e)))
+            why.append(f"{report.describe(e)}: {narrowed_why(e)}")
+        elif e in own and hold:
+            held.append(e)
+            why.append(_held_why(e, f"exports = \"auto\": {unchanged_share} executed no step"))
+        elif e in own:
+            inline.append(e)
+            why.append(f"{report.describe(e)}: written with the build in one pass (exports = \"auto\": "
+                       + (f"only {unchanged_share} executed no step" if mine else "no build records of this "
+                          "branch to go by") + ")")
+        else:
+            inline.append(e)
+            why.append(_inline_why(e))
+    return Decision(tuple(inline), tuple(held), tuple(notes), tuple(why))
 
 
-def why_rule(plan: Plan) -> str:
-    """One line for ``explain``: which rule applies to this plan's exports, and why."""
+def _held_why(export: CacheEntry, because: str) -> str:
+    return (f"{report.describe(export)}: held back ({because}): skipped after a build that executed no step "
+            "while its import of the same name hit (the cache is already there), else written by an export-only "
+            "pass after the build")
+
+
+def _inline_why(export: CacheEntry) -> str:
+    return (f"{report.describe(export)}: written with the build: no import reads its name, so there is nothing to "
+            "compare it with")
+
+
+def held_back(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry],
+              records: Sequence[BuildRecord] = ()) -> list[CacheEntry]:
+    """The exports to hold back from the build (:func:`decide`)."""
+    return list(decide(plan, imports, exports, records).held)
+
+
+def why_rule(plan: Plan, records: Sequence[BuildRecord] | None = None) -> str:
+    """Lines for ``explain``: which rule applies to this plan's exports, and why each is kept, held back or
+    narrowed; under ``auto`` without ``records`` (not read), what the records decide."""
     if not plan.exports:
         return ""
-    held = held_back(plan, plan.imports, plan.exports)
-    if rule_of(plan) == ALWAYS:
-        return "always written (exports = \"always\"), even after a build that executed no step"
-    if not held:
-        return ("always written: no export is a registry name this build also imports, so there is nothing to "
-                "compare it with (exports = \"when-changed\")")
-    names = ", ".join(report.describe(e) for e in held)
-    return (f"{names}: skipped after a build that executed no step while its import of the same name hit (the cache "
-            "is already there); else written by an export-only pass after the build (exports = \"when-changed\")")
+    if rule_of(plan) != ALWAYS and not any(_name(e) for e in plan.exports):
+        return (f"written with the build: exports = \"{rule_of(plan)}\" holds back or narrows registry exports "
+                "only")
+    if rule_of(plan) == AUTO and records is None:
+        return ("exports = \"auto\": from this branch's last build records (cacheport explain --history reads "
+                f"them): an export the build also imports is held back when at least half of the last {RECENT} "
+                "executed no step (skipped when nothing changed, else an export-only pass), else written with the "
+                f"build; a mode=max export the last {NARROW_AFTER} builds wrote but never read is narrowed to "
+                "mode=min (not on the default branch)")
+    return "\n  ".join(decide(plan, plan.imports, plan.exports, records or ()).why)
+
+
+def noted(found: report.BuildReport, decision: Decision) -> report.BuildReport:
+    """The report with each narrowed export's reason (it was written, as ``mode=min``, and says why)."""
+    notes = dict(decision.notes)
+    return attrs.evolve(found, exports=[
+        attrs.evolve(e, reason="; ".join(p for p in (notes[e.entry], e.reason) if p)) if e.entry in notes else e
+        for e in found.exports])
+
+
+def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None
+                  ) -> Callable[[], Sequence[BuildRecord]]:
+    """``read()`` (the branch's records; it never raises) started now on a thread, so its round trips overlap the
+    build's logins and its look at the builder; call the result for its answer. No thread unless the plan's
+    rule is ``auto`` and it exports."""
+    if read is None or rule_of(plan) != AUTO or not plan.exports:
+        return lambda: ()
+    import threading
+
+    answer: list[Sequence[BuildRecord]] = []
+
+    def work() -> None:
+        try:
+            answer.append(read())
+        except Exception:  # the reader says what went wrong; the history never fails a build
+            answer.append(())
+
+    thread = threading.Thread(target=work, name="cacheport-history", daemon=True)
+    thread.start()
+
+    def result() -> Sequence[BuildRecord]:
+        thread.join()
+        return answer[0] if answer else ()
+
+    return result
 
 
 def unchanged(found: report.BuildReport, export: CacheEntry) -> bool:
