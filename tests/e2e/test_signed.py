@@ -227,8 +227,9 @@ def test_a_protected_build_without_the_key_stops_before_building(harness: Harnes
                 "(signing-key-env) is not set: give the job the protected CI/CD variable holding the private key, "
                 "or the cache it writes will be refused by every protected build") in result.log.splitlines()
         assert "Traceback" not in result.log and "#1 " not in result.log  # no build started
-        with pytest.raises(urllib.error.HTTPError):  # and nothing was written
+        with pytest.raises(urllib.error.HTTPError) as nothing:  # and nothing was written: no such repository
             _tags(store)
+        assert nothing.value.code == 404, nothing.value
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
