@@ -192,8 +192,8 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     swaps a local cache into place after success, and ends with what BuildKit did with the cache: steps cached
     and executed, each import hit, missed or failed, each export written or failed (even when ignore-error hid
     it; with exports = "when-changed" a registry export the build's own import already holds is skipped when no
-    step executed). In GitHub Actions the report also goes to the job summary, in GitLab CI into a collapsed log
-    section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build reaches) are
+    step executed). In GitHub Actions the report also goes to the job summary, in GitLab CI into a log section
+    (once). The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build reaches) are
     restored into the builder before the build, from the branch's name or its fallbacks' in the backend's store,
     and saved under the branch's own name after a successful build when the job may write the cache; a backend
     without a store, or any trouble, is one line and the build goes on. Everything after -- goes to buildx as it
