@@ -124,31 +124,29 @@ def verify_stored(store: CacheStore, names: Sequence[str], policy: Policy, now: 
     protected job's restore checks it: the signed name is the name itself. One verdict per name that holds
     something, its entry of type :data:`MOUNTS`; a name that holds nothing is left out (most builds have no cache
     mounts), and a store that can't be read gives one verdict per name saying so."""
-    now = now or datetime.now(UTC)
-    signing = StoreSigning(policy)
+    signing, when = StoreSigning(policy), now or datetime.now(UTC)
 
     def entry(name: str) -> CacheEntry:
         return CacheEntry(MOUNTS, {"ref": f"{store.location}:{name}"})
 
-    verdicts: list[Verdict] = []
+    def verdict(session: StoreSession, name: str) -> Verdict | None:
+        digest = ""
+        try:
+            digest = session.manifest_digest(name) or ""
+            if not digest:
+                return None
+            claim = signing.check(session, name, digest, when)
+        except SignatureError as exc:
+            return Verdict(entry(name), False, str(exc), digest)
+        except CacheportError as exc:
+            return Verdict(entry(name), False, f"could not check its signature: {exc}", digest)
+        return Verdict(entry(name), True, _signed_by(claim, policy), digest, claim)
+
     try:
         with store.open() as session:
-            for name in names:
-                digest = ""
-                try:
-                    digest = session.manifest_digest(name) or ""
-                    if digest:
-                        claim = signing.check(session, name, digest, now)
-                        verdicts.append(Verdict(entry(name), True, _signed_by(claim, policy), digest, claim))
-                except SignatureError as exc:
-                    verdicts.append(Verdict(entry(name), False, str(exc), digest))
-                except CacheportError as exc:
-                    verdicts.append(Verdict(entry(name), False, f"could not check its signature: {exc}", digest))
-    except CacheportError as exc:  # the store could not be opened at all
-        done = {v.entry.get("ref") for v in verdicts}
-        verdicts += [Verdict(entry(n), False, f"could not check its signature: {exc}") for n in names
-                     if entry(n).get("ref") not in done]
-    return verdicts
+            return [v for v in (verdict(session, n) for n in names) if v is not None]
+    except CacheportError as exc:  # the store could not be reached at all
+        return [Verdict(entry(n), False, f"could not check its signature: {exc}") for n in names]
 
 
 def read_signature(registry: Registry, repository: str, digest: str) -> bytes:
