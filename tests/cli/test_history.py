@@ -57,6 +57,11 @@ def test_history_of_a_directory_of_records_in_every_format(clean_env: dict[str, 
     ET.parse(chart)
     md = run("history", "--records", str(folder), "--format", "markdown", env=clean_env)
     assert "![cache history" in md.stdout
+    github = run("history", "--records", str(folder), "--format", "github", env=clean_env)  # for a job summary
+    assert github.returncode == 0, github.stderr
+    assert github.stdout.count("```mermaid\n") == 2 and "data:image" not in github.stdout
+    assert "  bar [0, 100, 100, 100, 100]" in github.stdout  # each build's share of cached steps
+    assert github.stdout.split("```mermaid")[0] == md.stdout.split("![cache history")[0]  # the same heading
 
 
 def test_a_bad_record_is_one_line_and_exit_2_unless_skipped(clean_env: dict[str, str], tmp_path: Path) -> None:
@@ -82,7 +87,7 @@ def test_no_records_yet(clean_env: dict[str, str], tmp_path: Path) -> None:
 
 def test_help_has_examples(clean_env: dict[str, str]) -> None:
     out = run("history", "--help", env=clean_env)
-    assert out.returncode == 0 and "Examples:" in out.stdout and "--format [text|json|markdown|html]" in out.stdout
+    assert out.returncode == 0 and "Examples:" in out.stdout and "--format [text|json|markdown|github|html]" in out.stdout
 
 
 def test_a_bug_in_keeping_the_record_is_one_warning_never_a_failed_build(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -104,11 +104,38 @@ def test_the_report_sub_action_puts_what_buildkit_did_in_the_job_summary(harness
                                    (f"registry {cache}:feature-login", "export"): "written"}
     assert "| export | written | image-manifest" in warm.summary  # the metadata's cache manifest
     assert harness.tags(*cache.split("/", 1)) == ["feature-login", "main"]
-    # Under each report, the branch's trend: the report kept the build's record beside the cache.
+    # Under each report, the branch's trend: the report kept the build's record beside the cache. Its chart is
+    # Mermaid, which GitHub draws in a job summary, never a data: image, which it drops.
     for summary, branch in ((cold.summary, "main"), (warm.summary, "feature/login")):
         history = summary[summary.index("#### cacheport: cache history"):]
-        assert "![cache history" in history and f"| {branch} | 1 | " in history, history
+        assert "```mermaid\n" in history and "data:image" not in history, history
+        assert f"| {branch} | 1 | " in history, history
     assert len(harness.tags(*cache.split("/", 1), records=True)) == 4
+
+
+def test_cacheport_build_in_a_run_step_puts_the_trend_chart_under_its_report(harness: Harness,
+                                                                             tmp_path: Path) -> None:
+    # cacheport build in a job's run step, twice (cold after a prune, then warm): each appends its report to the
+    # job summary and, under it, the branch's trend with its chart in Mermaid, a bar per build so far.
+    cache = f"{harness.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
+    ctx = harness.project(tmp_path, work=1)
+    harness.prune()
+    shares = []
+    for n in (1, 2):
+        summary = tmp_path / f"summary-{n}.md"
+        env = {**github_env(tmp_path, "org/app", "main"), "GITHUB_STEP_SUMMARY": str(summary),
+               "CACHEPORT_BACKEND": "registry", "CACHEPORT_REGISTRY__REF": cache, "HOME": str(tmp_path)}
+        result = harness.build(ctx, env=env)
+        assert result.code == 0, result.log
+        text = summary.read_text()
+        cached, total = map(int, re.search(r"(\d+)/(\d+) steps cached", text).groups())  # type: ignore[union-attr]
+        shares.append(round(cached / total * 100))
+        history = text[text.index("#### cacheport: cache history"):]
+        assert text.index("### cacheport") < text.index("#### cacheport: cache history") and "data:image" not in text
+        labels, series, _colors = chart_series(mermaid_charts(history)[0])
+        assert labels == [str(i) for i in range(1, n + 1)]
+        assert [max(column) for column in zip(*series, strict=True)] == shares
+    assert shares[0] < 100 and shares[1] == 100  # cold after the prune, then warm from the registry
 
 
 def test_on_a_buildx_without_history_the_summary_still_has_the_export(every_generation: dict[str, Harness],
@@ -208,16 +235,23 @@ class Act:
             subprocess.run(["docker", "buildx", "rm", path.name], env=self.env, capture_output=True, timeout=120)
 
 
-def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = False, save_env: str = "") -> str:
+def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = False, save_env: str = "",
+                 report: bool = False) -> str:
     """One job of the act workflow: the cacheport action making its builder, then build-push-action's build of
     the ``context`` input, then (``save``) the action again with ``mode: save`` (``save_env``: its ``env:``
-    lines)."""
+    lines), then (``report``) the report sub-action with the build's metadata file and the plan's inputs."""
     given = "".join(f"          {key}: {json.dumps(value)}\n" for key, value in inputs.items())
     context = inputs.get("context", ".")
     after = f"""      - uses: ./
 {f"        env:{chr(10)}{save_env}" if save_env else ""}        with:
           mode: save
 {given}""" if save else ""
+    plan = "".join(f"          {key}: {json.dumps(inputs[key])}\n" for key in ("backend", "key", "set") if key in inputs)
+    after += f"""      - uses: ./report
+        with:
+          metadata-file: ${{{{ runner.temp }}}}/metadata.json
+          builder: ${{{{ steps.cache.outputs.builder }}}}
+{plan}""" if report else ""
     return f"""  {name}:
     runs-on: ubuntu-latest
     {f"needs: {needs}" if needs else ""}
@@ -244,7 +278,7 @@ def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = Fal
           while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-from=$line"); done <<< "$FROM"
           while IFS= read -r line; do [ -z "$line" ] || flags+=("--cache-to=$line"); done <<< "$TO"
           docker buildx build --builder "$BUILDER" "${{flags[@]}}" --progress=plain --network=host \\
-            --output "type=local,dest=$RUNNER_TEMP/out" {context}
+            --metadata-file "$RUNNER_TEMP/metadata.json" --output "type=local,dest=$RUNNER_TEMP/out" {context}
 {after}"""
 
 
@@ -389,3 +423,166 @@ def test_under_act_a_protected_save_step_signs_the_cache_mounts_with_the_key_its
     finally:
         server.close()
         runner.remove_builders()
+
+
+def summaries(log: str, job: str) -> list[str]:
+    """What the job's steps added to its job summary, as act prints it: ``⚙  Summary - `` and the text, its later
+    lines unprefixed, up to the next line act prints for a job."""
+    found: list[str] = []
+    current: list[str] | None = None
+    for line in log.splitlines():
+        if line.startswith("["):
+            if current is not None:
+                found.append("\n".join(current))
+            current = None
+            if line.startswith(f"[{job}]") and "Summary - " in line:
+                current = [line.split("Summary - ", 1)[1]]
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        found.append("\n".join(current))
+    return found
+
+
+def mermaid_charts(markdown: str) -> list[str]:
+    """The ``mermaid`` fenced blocks of a Markdown text."""
+    return re.findall(r"^```mermaid\n(.*?)^```$", markdown, re.M | re.S)
+
+
+def chart_series(chart: str) -> tuple[list[str], list[list[float]], list[str]]:
+    """An xychart-beta chart's x-axis labels, its series' values (bars, then lines) and their colours."""
+    labels = re.findall(r'"([^"]*)"', re.search(r"^\s*x-axis .*\[(.*)\]$", chart, re.M).group(1))  # type: ignore[union-attr]
+    values = [[float(v) for v in m.split(",")] for m in re.findall(r"^\s*(?:bar|line) \[(.*)\]$", chart, re.M)]
+    palette = re.search(r'plotColorPalette: "(.*)"', chart)
+    return labels, values, [c.strip() for c in palette.group(1).split(",")] if palette else []
+
+
+def draw(charts: list[str], mermaid_js: str, png: Path) -> str:
+    """The charts drawn by mermaid.js, the library GitHub draws ```mermaid blocks with, in Debian's headless
+    Chromium from files alone: a PNG to look at, and the page's DOM with the SVG mermaid.js made."""
+    import html
+
+    chromium = shutil.which("chromium")
+    if chromium is None or not Path(mermaid_js).is_file():
+        unavailable("no chromium or mermaid.js (CACHEPORT_E2E_MERMAID_JS): scripts/e2e-up installs them")
+    page = png.with_suffix(".html")
+    page.write_text("<!doctype html><html><body style='background:#fff'>"
+                    + "".join(f'<pre class="mermaid">{html.escape(c)}</pre>' for c in charts)
+                    + f'<script src="{Path(mermaid_js).as_uri()}"></script>'
+                    + "<script>mermaid.initialize({startOnLoad: true});</script></body></html>")
+    # Nothing beyond the files: no name resolves, any connection goes to a closed loopback port, and none of
+    # Chromium's own background fetches (updates, field trials) starts.
+    base = [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=760,720",
+            f"--user-data-dir={png.parent / 'chromium-profile'}", "--virtual-time-budget=15000",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]
+    env = {**clean_environ(), "HOME": str(png.parent)}
+    subprocess.run([*base, f"--screenshot={png}", page.as_uri()], env=env, capture_output=True, timeout=120,
+                   check=True)
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    return dom.stdout
+
+
+def drawn_bars(dom: str, colors: list[str]) -> list[tuple[str, float]]:
+    """Per build, left to right, the colour of its tallest bar in the first chart drawn and the share its top
+    stands at on the y axis (its labels 0 and 100 give the scale), read from the SVG mermaid.js made."""
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.fromstring(dom[dom.index("<svg"):dom.index("</svg>") + 6])
+
+    def y_of(transform: str) -> float:
+        return float(re.search(r"translate\([^,]+,\s*([-\d.]+)\)", transform).group(1))  # type: ignore[union-attr]
+
+    axis = next(g for g in root.iter(f"{ns}g") if g.get("class") == "left-axis")
+    ticks = {t.text: y_of(t.get("transform", "")) for t in axis.iter(f"{ns}text")}
+    zero, full = ticks["0"], ticks["100"]
+    bars: dict[float, list[tuple[float, str]]] = {}
+    for group in root.iter(f"{ns}g"):
+        if (group.get("class") or "").startswith("bar-plot-"):
+            for rect in group.iter(f"{ns}rect"):
+                share = (zero - float(rect.get("y", "0"))) / (zero - full)
+                bars.setdefault(round(float(rect.get("x", "0")), 1), []).append((share, rect.get("fill", "")))
+    tallest = [max(at) for _x, at in sorted(bars.items())]
+    assert tallest and {c for _s, c in tallest} <= set(colors), (tallest, colors)
+    return [(c, share) for share, c in tallest]
+
+
+def test_under_act_the_job_summary_has_the_trend_chart_under_the_build_report(buildkit: Harness,
+                                                                                tmp_path: Path) -> None:
+    # Three jobs under act, each with a fresh builder of its own: a cold build, a warm one from the registry's
+    # cache, and one of a changed Dockerfile. After each build the report sub-action puts the build report in
+    # the job summary, and under it the branch's trend with its chart in Mermaid, which GitHub draws there (it
+    # drops data: images). The chart holds every build so far, each bar the share of cached steps the report above
+    # it said, coloured by whether an import hit; mermaid.js, the library GitHub draws it with, draws it.
+    harness = buildkit
+    cache = f"{harness.env['CACHEPORT_E2E_REGISTRY']}/gh-{uuid.uuid4().hex[:8]}/cache"
+    repo = harness.project(tmp_path, "repo", work=2)
+    changed = repo / "changed"
+    changed.mkdir()
+    shutil.copy2(repo / "busybox", changed / "busybox")
+    (changed / "Dockerfile").write_text((repo / "Dockerfile").read_text().rstrip("\n") + " && echo changed > /c\n")
+    shutil.copy2(ACTION, repo / "action.yml")
+    shutil.copytree(ROOT / "templates" / "github", repo / "templates" / "github")
+    shutil.copytree(ROOT / "report", repo / "report")
+    inputs = {"backend": "registry", "set": f"ref={cache}", "github-runtime": "false",
+              "builder-driver": "docker-container", "buildkit-image": harness.env["CACHEPORT_E2E_BUILDKIT_IMAGE"],
+              "buildkitd-config": Path(harness.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text(),
+              "builder-driver-opts": "network=host", "mounts": "false"}
+    jobs = [("cold", "", "."), ("warm", "cold", "."), ("change", "warm", "changed")]
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "build.yml").write_text("name: build\non: push\njobs:\n" + "".join(
+        workflow_job(name, needs, {**inputs, "builder": name, "context": context}, report=True)
+        for name, needs, context in jobs))
+    runner = Act(harness, tmp_path)
+    try:
+        log = runner.run(repo)
+    finally:
+        runner.remove_builders()
+
+    drawings: list[tuple[str, list[str], list[str]]] = []  # per job: its summary's charts, their colours
+    shares: list[float] = []  # each build's share of cached steps, as its own report said
+    hits: list[bool] = []  # whether an import hit, as its own report said
+    for (name, _needs, _context), expected_runs in zip(jobs, (["install", "slow", "random"], [], ["random"]),
+                                                      strict=True):
+        job_log = "\n".join(line for line in log.splitlines() if line.startswith(f"[build/{name}]"))
+        # act prints a composite action's summary twice: after its step that wrote it, and after the action's
+        found = list(dict.fromkeys(summaries(log, f"build/{name}")))
+        assert len(found) == 1 and found[0].startswith("### BuildKit cache\n"), found or log
+        summary = found[0]
+        cached, total = map(int, re.search(r": (\d+)/(\d+) steps cached, \d+ executed\*\*", summary).groups())  # type: ignore[union-attr]
+        assert ran(job_log) == expected_runs, job_log  # what BuildKit really ran
+        shares.append(cached / total)
+        hits.append("hit" in {status for (_cache, kind), status in table(summary).items() if kind == "import"})
+        # Under the report, the trend: every build of the branch so far, and no data: image GitHub would drop.
+        history = summary[summary.index("#### cacheport: cache history"):]
+        assert summary.index("### BuildKit cache") < summary.index("#### cacheport: cache history")
+        assert f"**cache history: {len(shares)} builds**" in history and "data:image" not in history
+        assert f"| main | {len(shares)} | {sum(hits)} (" in history
+        charts = mermaid_charts(history)
+        assert charts and charts[0].splitlines()[-1].strip().startswith("bar"), history
+        labels, series, colors = chart_series(charts[0])
+        assert labels == [str(i) for i in range(1, len(shares) + 1)]
+        assert all(len(values) == len(shares) for values in series)
+        # each build's bar: its share in percent, in the series of its kind (hit: the first colour, green)
+        assert [max(column) for column in zip(*series, strict=True)] == [round(s * 100) for s in shares]
+        hit_series = series[colors.index("#2e9d57")] if "#2e9d57" in colors else [0.0] * len(shares)
+        assert [v > 0 for v in hit_series] == [h and s > 0 for h, s in zip(hits, shares, strict=True)]
+        if len(shares) >= 2:  # and the build times, one point per build
+            _labels, (times,), _colors = chart_series(charts[1])
+            assert len(times) == len(shares) and all(t > 0 for t in times)
+        drawings.append((name, charts, colors))
+    # what the builds did: the cold one ran every step, the warm one none, the changed one its last
+    assert shares[0] == 0 and not hits[0] and shares[1] == 1 and hits[1] and 0 < shares[2] < 1 and hits[2]
+
+    # Each summary's chart as mermaid.js draws it: a bar per build so far, as tall as its share, green on a hit.
+    for n, (name, charts, colors) in enumerate(drawings, 1):
+        png = tmp_path / f"summary-{name}.png"
+        drawn = drawn_bars(draw(charts, harness.env.get("CACHEPORT_E2E_MERMAID_JS", ""), png), colors)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(drawn) == n, drawn
+        for (color, height), share, hit in zip(drawn, shares[:n], hits[:n], strict=True):
+            assert abs(height - share) < 0.02, (name, drawn, shares)
+            if share > 0:
+                assert color == ("#2e9d57" if hit else "#b8bec6"), (name, drawn, hits)

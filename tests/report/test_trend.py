@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
-from cacheport.report.chart import as_html, as_markdown, as_text, spark, svg
+from cacheport.report.chart import as_html, as_markdown, as_text, mermaid, spark, svg
 from cacheport.report.record import BuildRecord, Use
 from cacheport.report.trend import JSON_SCHEMA, as_dict, trend
 
@@ -122,3 +122,40 @@ def test_html_and_markdown_embed_the_chart() -> None:
     uri = re.search(r"\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", md)
     assert uri and base64.b64decode(uri.group(1)).decode() == svg(t)
     assert "| main | 6 | 3 (50%) | 54% |" in md
+
+
+def _xychart(block: str) -> tuple[list[str], list[list[float]], list[str]]:
+    labels = re.findall(r'"([^"]*)"', re.search(r"^  x-axis .*\[(.*)\]$", block, re.M).group(1))  # type: ignore[union-attr]
+    values = [[float(v) for v in m.split(",")] for m in re.findall(r"^  (?:bar|line) \[(.*)\]$", block, re.M)]
+    palette = re.search(r'plotColorPalette: "(.*)"', block).group(1)  # type: ignore[union-attr]
+    return labels, values, [c.strip() for c in palette.split(",")]
+
+
+def test_the_mermaid_chart_for_github_has_a_bar_per_build_in_the_series_of_its_kind() -> None:
+    records = sequence()
+    t = trend(records)
+    text = mermaid(t)
+    blocks = re.findall(r"^```mermaid\n(.*?)^```$", text, re.M | re.S)
+    assert len(blocks) == 2 and all("\nxychart-beta\n" in b for b in blocks)
+    labels, bars, colors = _xychart(blocks[0])
+    assert labels == [str(i) for i in range(1, len(records) + 1)]
+    kinds = {"#2e9d57": [r.hit and r.status != "failed" for r in t.records],
+             "#d64541": [r.status == "failed" for r in t.records],
+             "#b8bec6": [not r.hit and r.status != "failed" for r in t.records]}
+    assert colors == [c for c in kinds if any(kinds[c])] and colors[-1] == "#b8bec6"  # no hit drawn last
+    for color, values in zip(colors, bars, strict=True):
+        assert values == [round((r.cached_share or 0) * 100) if kind else 0
+                          for r, kind in zip(t.records, kinds[color], strict=True)]
+    _labels, (times,), (blue,) = _xychart(blocks[1])
+    assert times == [r.wall_seconds for r in t.records] and blue == "#1f5fbf"
+    assert "green: an import hit; red: the build failed; grey: no hit" in text
+
+
+def test_the_mermaid_chart_holds_numbers_only_whatever_the_records_hold() -> None:
+    t = trend([build(1, branch="x\n```\n" + HOSTILE, first_run="```"), build(2, branch='"]\n  bar [1')])
+    text = mermaid(t)
+    assert text.count("```") == 4 and HOSTILE not in text and "bar [1\n" not in text
+    md = as_markdown(t, "here", chart="mermaid")
+    assert md.count("```mermaid") == 2 and "data:image" not in md
+    one = mermaid(trend([build(1, wall=None)]))  # one build, no time: the bars alone
+    assert one.count("```mermaid") == 1 and "  bar [100]" in one

@@ -74,7 +74,7 @@ def show_trend(session: Session, branch: str | None) -> None:
     if summary:
         try:
             with open(summary, "a", encoding="utf-8") as fh:
-                fh.write("#### cacheport: cache history\n\n" + chart.as_markdown(found, where) + "\n")
+                fh.write("#### cacheport: cache history\n\n" + chart.as_markdown(found, where, chart="mermaid") + "\n")
         except OSError as exc:
             say(f"warning: could not write the job summary: {exc.strerror}")
     if gitlab:
@@ -90,7 +90,8 @@ Examples:
   cacheport history --branch main --last 10          # one branch's last 10 builds
   cacheport history --format json > history.json     # for other tools (docs/history.md)
   cacheport history --format html -o history.html    # a page with the chart
-  cacheport history --format markdown >> "$GITHUB_STEP_SUMMARY"
+  cacheport history --format markdown -o history.md  # the chart as an SVG image
+  cacheport history --format github >> "$GITHUB_STEP_SUMMARY"  # the chart in Mermaid
   cacheport history --chart history.svg              # the chart alone, as SVG
   cacheport history --records cacheport-history/     # records a job kept as an artifact
 """)
@@ -105,7 +106,7 @@ Examples:
               help="Write the output to a file instead of stdout.")
 @click.option("--skip-bad", is_flag=True, help="Leave out records that can't be read (one warning each) instead "
               "of stopping at the first.")
-@format_option(["text", "json", "markdown", "html"], "text")
+@format_option(["text", "json", "markdown", "github", "html"], "text")
 @plan_options
 def command(branch: str | None, last: int, records_dir: Path | None, chart_file: Path | None, output: Path | None,
             skip_bad: bool, fmt: str, session: Session) -> None:
@@ -118,6 +119,9 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     record that can't be read, or one from a newer cacheport, stops the command with one line (exit 2)
     unless --skip-bad. Under trust = "signed", records in a store count only when signed by an allowed key for
     their current digest; the others are left out and counted in one line.
+
+    --format markdown embeds the SVG chart as a data: image; --format github is the same Markdown with the chart
+    as a Mermaid xychart instead, which GitHub draws in a job summary (it drops data: images).
     """
     import json
 
@@ -149,8 +153,8 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
             *({"name": n, "reason": why, "kind": "unsigned"} for n, why in shelved.unsigned),
             *({"name": n, "reason": why, "kind": "unreadable"} for n, why in shelved.bad)]}
         text = json.dumps(doc, indent=2) + "\n"
-    elif fmt == "markdown":
-        text = chart.as_markdown(found, where)
+    elif fmt in ("markdown", "github"):
+        text = chart.as_markdown(found, where, chart="mermaid" if fmt == "github" else "svg")
     elif fmt == "html":
         text = chart.as_html(found, where)
     else:

@@ -1,5 +1,6 @@
-"""The cache history for people: a chart as SVG (hand-written, no library) and as a line of block characters,
-and the history as text, Markdown (with the SVG embedded) and a standalone HTML page. Pure.
+"""The cache history for people: a chart as SVG (hand-written, no library), as a Mermaid ``xychart-beta`` (what
+GitHub draws in a job summary, where it drops ``data:`` images) and as a line of block characters, and the history
+as text, Markdown (with the SVG embedded, or the Mermaid chart for GitHub) and a standalone HTML page. Pure.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
+from typing import Literal
 
 from cacheport.render import human_size
 from cacheport.report.record import BuildRecord
@@ -149,12 +151,53 @@ def data_uri(image: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(image.encode()).decode()
 
 
-def as_markdown(t: Trend, where: str) -> str:
-    """A job summary or merge-request note: the chart (the SVG as an image), a table, the totals, the falls."""
+def _xychart(title: str, height: int, colors: Sequence[str], builds: int, y_axis: str, plots: Sequence[str]) -> str:
+    """One Mermaid ``xychart-beta`` in a fenced block, a point per build; the front matter sets its height and
+    colours its series in order."""
+    labels = ", ".join(f'"{i}"' for i in range(1, builds + 1))
+    return "\n".join(["```mermaid", "---", "config:", "  xyChart:", f"    height: {height}", "  themeVariables:",
+                      "    xyChart:", f'      plotColorPalette: "{", ".join(colors)}"', "---", "xychart-beta",
+                      f'  title "{title}"', f'  x-axis "build, oldest first" [{labels}]', f"  y-axis {y_axis}",
+                      *(f"  {plot}" for plot in plots), "```"])
+
+
+def mermaid(t: Trend) -> str:
+    """The newest builds as Mermaid ``xychart-beta`` charts, for GitHub, and the line that says what the colours
+    mean (xychart-beta draws no legend): each build's share of cached steps in percent, oldest first, as a bar in
+    the series of its kind (an import hit, the build failed, no hit; each series only where some build is of its
+    kind), coloured as the SVG is; under it, the build times as a line (0 where unknown) when two or more are
+    known. Nothing a record holds but numbers gets in, so a branch name can't end the block or change the chart."""
+    records = list(t.records[-CHART_BUILDS:])
+    kinds = (("hit", _HIT, "green: an import hit"), ("failed", _FAILED, "red: the build failed"),
+             ("cold", _COLD, "grey: no hit"))
+
+    def kind(r: BuildRecord) -> str:
+        return "failed" if r.status == "failed" else "hit" if r.hit else "cold"
+
+    # Mermaid draws every bar from below the zero line, a zero too: the series drawn last, no hit, shows there.
+    present = [k for k in kinds if any(kind(r) == k[0] for r in records)]
+    bars = ["bar [" + ", ".join(str(round((r.cached_share or 0.0) * 100)) if kind(r) == name else "0"
+                                for r in records) + "]" for name, _c, _m in present]
+    out = [_xychart("steps cached per build (%)", 320, [c for _k, c, _m in present], len(records),
+                    '"steps cached (%)" 0 --> 100', bars)]
+    walls = [r.wall_seconds for r in records]
+    if sum(w is not None for w in walls) >= 2:
+        top = max(max(w for w in walls if w is not None), 0.1)  # the axis is drawn to one decimal
+        line = "line [" + ", ".join(f"{w:.1f}" if w is not None else "0" for w in walls) + "]"
+        out.append(_xychart("build time (s)", 260, [_TIME], len(records), f'"seconds" 0 --> {top:.1f}', [line]))
+    out.append("Bars: the share of each build's steps that came from the cache ("
+               + "; ".join(m for _k, _c, m in present) + ").")
+    return "\n\n".join(out) + "\n"
+
+
+def as_markdown(t: Trend, where: str, chart: Literal["svg", "mermaid"] = "svg") -> str:
+    """A job summary or merge-request note: the chart, a table, the totals, the falls. ``chart`` is ``svg`` (the
+    SVG as a ``data:`` image) or ``mermaid`` (:func:`mermaid`, for GitHub, whose sanitizer drops ``data:`` images)."""
     if not t.records:
         return f"No build records in `{_cell(where)}` yet.\n"
-    out = [f"**cache history: {len(t.records)} builds** in `{_cell(where)}`", "",
-           f"![cache history: steps cached per build, and build time]({data_uri(svg(t))})", "",
+    drawn = (mermaid(t).rstrip("\n") if chart == "mermaid"
+             else f"![cache history: steps cached per build, and build time]({data_uri(svg(t))})")
+    out = [f"**cache history: {len(t.records)} builds** in `{_cell(where)}`", "", drawn, "",
            "| branch | builds | import hit | steps cached | trend |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in _rows(t)]
     out += ["", *(f"- {_cell(line)}" for line in _summary(t))]
