@@ -21,7 +21,6 @@ from cacheport.options import MIGRATION as MIGRATION
 from cacheport.options import MIGRATION_OPTIONS as MIGRATION_OPTIONS
 from cacheport.options import MOUNTS as MOUNTS
 from cacheport.options import MOUNTS_OPTIONS as MOUNTS_OPTIONS
-from cacheport.options import OTHER_PREFIXES as OTHER_PREFIXES
 from cacheport.options import OTHER_VARIABLES as OTHER_VARIABLES
 from cacheport.options import PHASES as PHASES
 from cacheport.options import env_name as env_name
@@ -156,7 +155,7 @@ def load_config(
                 add("", key, value, "file", f"{where} {('[' + prefix + '] ') if prefix else ''}{key}")
 
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or _not_setting(name) or value == "":
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES or value == "":
             continue  # an empty variable is an unset one, as CI systems leave them
         rest = name[len(ENV_PREFIX):]
         if "__" in rest:
@@ -181,10 +180,6 @@ def load_config(
     )
 
 
-def _not_setting(name: str) -> bool:
-    return name in OTHER_VARIABLES or name.startswith(OTHER_PREFIXES)
-
-
 def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend]) -> list[str]:
     """One warning per ``CACHEPORT_*`` variable that nothing reads (a misspelt name).
 
@@ -196,7 +191,7 @@ def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend
              *(env_name(MOUNTS, o.name) for o in MOUNTS_OPTIONS)]
     return [f"{name} is not a cacheport variable and is ignored{did_you_mean(name, known)}"
             for name in sorted(environ)
-            if name.startswith(ENV_PREFIX) and "__" not in name and not _not_setting(name)
+            if name.startswith(ENV_PREFIX) and "__" not in name and name not in OTHER_VARIABLES
             and normalize_key(name[len(ENV_PREFIX):]) not in {o.key for o in GLOBAL_OPTIONS}]
 
 
