@@ -49,6 +49,21 @@ def test_an_unknown_cacheport_variable_is_warned_about_with_the_likely_name(tmp_
                for w in found.warnings)
 
 
+def test_another_tool_s_family_of_variables_is_one_warning_and_a_typo_beside_it_still_its_own(
+        tmp_path: Path, builtins: Plugins) -> None:
+    family = {f"CACHEPORT_E2E_THING_{i}": "x" for i in range(5)}
+    found = plan(tmp_path, builtins, env={**family, "CACHEPORT_HISTROY": "off", "CACHEPORT_ZZ_ONE": "1",
+                                          "CACHEPORT_ZZ_TWO": "2"})
+    strangers = [w for w in found.warnings if "not cacheport variable" in w or "not a cacheport variable" in w]
+    assert "CACHEPORT_E2E_* (5 variables) are not cacheport variables and are ignored" in strangers
+    assert not [w for w in strangers if w.startswith("CACHEPORT_E2E_THING")]
+    # Two of a kind are not a family yet: each is named.
+    assert [w.split()[0] for w in strangers if w.startswith("CACHEPORT_ZZ_")] == ["CACHEPORT_ZZ_ONE", "CACHEPORT_ZZ_TWO"]
+    assert "CACHEPORT_HISTROY is not a cacheport variable and is ignored (did you mean 'CACHEPORT_HISTORY'?)" \
+        in strangers
+    assert len(strangers) == 4
+
+
 def test_known_variables_are_not_warned_about(tmp_path: Path, builtins: Plugins) -> None:
     env = {"CACHEPORT_DOCKER": "docker",
            "CACHEPORT_STRICT_PLUGINS": "1", "CACHEPORT_LOAD_PLUGINS": "", "CACHEPORT_KEY": "arm64",
