@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cacheport.config import OTHER_PREFIXES, OTHER_VARIABLES, load_config
+from cacheport.config import OTHER_VARIABLES, load_config
 from cacheport.context import Context
 from cacheport.errors import ConfigError, UnknownBackendError
 from cacheport.plan import build_plan
 from cacheport.plugins import Plugins
+from tests.e2e.harness import HARNESS_PREFIXES
 
 LAPTOP = Context("local", "app", branch="main", trusted=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +49,37 @@ def test_an_unknown_cacheport_variable_is_warned_about_with_the_likely_name(tmp_
                for w in found.warnings)
 
 
+def test_another_tool_s_family_of_variables_is_one_warning_and_a_typo_beside_it_still_its_own(
+        tmp_path: Path, builtins: Plugins) -> None:
+    family = {f"CACHEPORT_E2E_THING_{i}": "x" for i in range(5)}
+    found = plan(tmp_path, builtins, env={**family, "CACHEPORT_HISTROY": "off", "CACHEPORT_ZZ_ONE": "1",
+                                          "CACHEPORT_ZZ_TWO": "2"})
+    strangers = [w for w in found.warnings if "not cacheport variable" in w or "not a cacheport variable" in w]
+    assert "CACHEPORT_E2E_* (5 variables) are not cacheport variables and are ignored" in strangers
+    assert not [w for w in strangers if w.startswith("CACHEPORT_E2E_THING")]
+    # Two of a kind are not a family yet: each is named.
+    assert [w.split()[0] for w in strangers if w.startswith("CACHEPORT_ZZ_")] == ["CACHEPORT_ZZ_ONE", "CACHEPORT_ZZ_TWO"]
+    assert "CACHEPORT_HISTROY is not a cacheport variable and is ignored (did you mean 'CACHEPORT_HISTORY'?)" \
+        in strangers
+    assert len(strangers) == 4
+
+
 def test_known_variables_are_not_warned_about(tmp_path: Path, builtins: Plugins) -> None:
-    env = {"CACHEPORT_E2E_STATE": "/x", "CACHEPORT_E2E": "require", "CACHEPORT_DOCKER": "docker",
+    env = {"CACHEPORT_DOCKER": "docker",
            "CACHEPORT_STRICT_PLUGINS": "1", "CACHEPORT_LOAD_PLUGINS": "", "CACHEPORT_KEY": "arm64",
-           "CACHEPORT_CACHE_FROM": "type=local,src=/x", "CACHEPORT_PULP_STATE": "/var/tmp/p",
+           "CACHEPORT_CACHE_FROM": "type=local,src=/x",
            "CACHEPORT_LOCAL__MODE": "min", "CACHEPORT_MIGRATION__PHASE": "dual-read"}
     found = plan(tmp_path, builtins, env=env)
     assert not [w for w in found.warnings if "not a cacheport variable" in w]
+
+
+def test_the_test_harness_s_variables_are_not_cacheport_s(tmp_path: Path, builtins: Plugins) -> None:
+    """cacheport knows nothing of its own test harness: its variables are warned about like any stranger's (the
+    tests never hand them to cacheport: tests/e2e/harness.py's clean_environ)."""
+    env = {"CACHEPORT_E2E_STATE": "/x", "CACHEPORT_PULP_STATE": "/var/tmp/p", "CACHEPORT_DOCKER": "docker"}
+    found = plan(tmp_path, builtins, env=env)
+    assert sorted(w.split()[0] for w in found.warnings if "not a cacheport variable" in w) == [
+        "CACHEPORT_E2E_STATE", "CACHEPORT_PULP_STATE"]
 
 
 def test_every_variable_the_repository_reads_is_known() -> None:
@@ -73,11 +98,12 @@ def test_every_variable_the_repository_reads_is_known() -> None:
         if not path.is_file():
             continue
         for found in word.findall(path.read_text(encoding="utf-8", errors="replace")):
-            if ("__" in found or found in globals_ or found in OTHER_VARIABLES or found.startswith(OTHER_PREFIXES)
+            if ("__" in found or found in globals_ or found in OTHER_VARIABLES or found.startswith(HARNESS_PREFIXES)
                     or found.endswith("_")):
                 continue
             unknown.setdefault(found, name)
-    assert not unknown, f"add these to cacheport.config.OTHER_VARIABLES: {unknown}"
+    assert not unknown, (f"add these to cacheport.config.OTHER_VARIABLES (or, the test harness's, under "
+                         f"tests/e2e/harness.py's HARNESS_PREFIXES): {unknown}")
 
 
 def test_an_environment_variable_beating_the_file_is_warned_about(tmp_path: Path, builtins: Plugins,

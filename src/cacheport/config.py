@@ -21,7 +21,6 @@ from cacheport.options import MIGRATION as MIGRATION
 from cacheport.options import MIGRATION_OPTIONS as MIGRATION_OPTIONS
 from cacheport.options import MOUNTS as MOUNTS
 from cacheport.options import MOUNTS_OPTIONS as MOUNTS_OPTIONS
-from cacheport.options import OTHER_PREFIXES as OTHER_PREFIXES
 from cacheport.options import OTHER_VARIABLES as OTHER_VARIABLES
 from cacheport.options import PHASES as PHASES
 from cacheport.options import env_name as env_name
@@ -156,7 +155,7 @@ def load_config(
                 add("", key, value, "file", f"{where} {('[' + prefix + '] ') if prefix else ''}{key}")
 
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or _not_setting(name) or value == "":
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES or value == "":
             continue  # an empty variable is an unset one, as CI systems leave them
         rest = name[len(ENV_PREFIX):]
         if "__" in rest:
@@ -181,12 +180,15 @@ def load_config(
     )
 
 
-def _not_setting(name: str) -> bool:
-    return name in OTHER_VARIABLES or name.startswith(OTHER_PREFIXES)
+#: Unknown ``CACHEPORT_<WORD>_*`` variables sharing a first word that no cacheport variable has, from this many on,
+#: are another tool's namespace (a test harness, a wrapper script), not a misspelling: one line for them all.
+FAMILY = 3
 
 
 def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend]) -> list[str]:
-    """One warning per ``CACHEPORT_*`` variable that nothing reads (a misspelt name).
+    """One warning per ``CACHEPORT_*`` variable that nothing reads (a misspelt name), the suggestion being the
+    closest real name; a family of them (:data:`FAMILY` or more under a first word no cacheport variable has,
+    ``CACHEPORT_E2E_*``) is one warning.
 
     ``CACHEPORT_<BACKEND>__<OPTION>`` is left to the settings' own checks, which name the backend or option.
     """
@@ -194,10 +196,28 @@ def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend
              *(env_name(b.name, o.name) for b in backends.values() for o in b.options),
              *(env_name(MIGRATION, o.name) for o in MIGRATION_OPTIONS),
              *(env_name(MOUNTS, o.name) for o in MOUNTS_OPTIONS)]
-    return [f"{name} is not a cacheport variable and is ignored{did_you_mean(name, known)}"
-            for name in sorted(environ)
-            if name.startswith(ENV_PREFIX) and "__" not in name and not _not_setting(name)
-            and normalize_key(name[len(ENV_PREFIX):]) not in {o.key for o in GLOBAL_OPTIONS}]
+    strangers = [name for name in sorted(environ)
+                 if name.startswith(ENV_PREFIX) and "__" not in name and name not in OTHER_VARIABLES
+                 and normalize_key(name[len(ENV_PREFIX):]) not in {o.key for o in GLOBAL_OPTIONS}]
+
+    def word(name: str) -> str:
+        return name[len(ENV_PREFIX):].split("_", 1)[0]
+
+    known_words = {word(k) for k in known}
+    families: dict[str, list[str]] = {}
+    for name in strangers:
+        if "_" in name[len(ENV_PREFIX):] and word(name) not in known_words:
+            families.setdefault(word(name), []).append(name)
+    grouped = {name for names in families.values() if len(names) >= FAMILY for name in names}
+    bare = {k[len(ENV_PREFIX):]: k for k in known}
+    lines = [f"{ENV_PREFIX}{w}_* ({len(names)} variables) are not cacheport variables and are ignored"
+             for w, names in families.items() if len(names) >= FAMILY]
+    for name in strangers:
+        if name not in grouped:
+            close = close_matches(name[len(ENV_PREFIX):], bare)
+            lines.append(f"{name} is not a cacheport variable and is ignored"
+                         + (f" (did you mean {bare[close[0]]!r}?)" if close else ""))
+    return lines
 
 
 def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[str]:

@@ -74,7 +74,8 @@ MOUNTS_OPTIONS = (
            default="4GiB"),
 )
 #: Every CACHEPORT_* variable that is not a setting (``CACHEPORT_<GLOBAL>``, ``CACHEPORT_<BACKEND>__<OPTION>``),
-#: and what reads it: anything else is a typo to warn about. The one list; a test holds the repository to it.
+#: and what reads it: anything else is a typo to warn about. The one list; a test holds the repository to it
+#: (cacheport's own variables only: the test harness's are the tests' business).
 OTHER_VARIABLES = {
     "CACHEPORT_CONFIG": "the config file, as --config",
     "CACHEPORT_LOAD_PLUGINS": "which third-party plugins load",
@@ -87,13 +88,7 @@ OTHER_VARIABLES = {
     "CACHEPORT_CACHE_TO": "args --format dotenv output",
     "CACHEPORT_TAGS": "args --format dotenv output",
     "CACHEPORT_BUILDX_ARGS": "args --format dotenv output",
-    # The test servers' scripts (scripts/pulp-up, scripts/objstore-up), whose env files CI sources.
-    **{f"CACHEPORT_PULP_{v}": "scripts/pulp-up" for v in ("STATE", "PREFIX", "PORT", "PYTHON", "TIMEOUT",
-                                                           "API_PORT", "CONTENT_PORT", "PG_PORT", "ADMIN_PASSWORD")},
-    **{f"CACHEPORT_OBJSTORE_{v}": "scripts/objstore-up" for v in ("STATE", "MOTO", "AZURITE", "NODE")},
 }
-#: Prefixes of whole families of variables that are not settings: the end-to-end harness's.
-OTHER_PREFIXES = ("CACHEPORT_E2E",)
 
 
 def env_name(backend: str, option: str) -> str:

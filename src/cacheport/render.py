@@ -237,6 +237,7 @@ _ONLY_UNDER = {
     **dict.fromkeys(("signers", "signing-key-env", "signed-max-age", "signing"), ("trust", "signed")),
     **dict.fromkeys(("signer-identity", "trusted-root", "fulcio-url", "id-token-env"), ("signing", "keyless")),
     **dict.fromkeys(("history-keep", "history-dir"), ("history", "on")),
+    **dict.fromkeys(("mounts.helper-image", "mounts.max-size", "mounts.max-total"), ("mounts.enabled", True)),
 }
 
 

@@ -158,6 +158,29 @@ def test_explain_shows_sources_and_hides_nothing_it_should_not(clean_env: dict[s
     assert doc["settings"]["backend"] == {"value": "registry", "source": "file", "from": "cacheport.toml backend"}
 
 
+def test_explain_lists_the_mounts_table(clean_env: dict[str, str]) -> None:
+    """[mounts] with its sources, in text and JSON; its sizes and image only while mounts are on; a bad value is
+    explain's one line and exit 2 (it is build's and mounts' too), never args' business."""
+    Path("cacheport.toml").write_text('backend = "local"\n[mounts]\nmax-size = "1MiB"\n')
+    out = run("explain", "--set", "mounts.helper-image=mirror.example/busybox:1", env=clean_env)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r'\n  mounts\.enabled +true +← default\n', out.stdout), out.stdout
+    assert re.search(r'\n  mounts\.helper-image +"mirror\.example/busybox:1" +← --set mounts\.helper-image\n',
+                     out.stdout), out.stdout
+    assert re.search(r'\n  mounts\.max-size +1048576 +← cacheport\.toml \[mounts\] max-size\n', out.stdout)
+    assert re.search(r'\n  mounts\.max-total +4294967296 +← default\n', out.stdout)
+    doc = json.loads(run("explain", "--format", "json", env=clean_env).stdout)
+    assert doc["settings"]["mounts.max-size"] == {"value": 1048576, "source": "file",
+                                                  "from": "cacheport.toml [mounts] max-size"}
+    off = run("explain", env={**clean_env, "CACHEPORT_MOUNTS": "off"}).stdout
+    assert re.search(r"\n  mounts\.enabled +false +← CACHEPORT_MOUNTS\n", off), off
+    assert "mounts.max-total" not in off and "mounts.max-size" in off  # set by hand: always shown
+    Path("cacheport.toml").write_text('backend = "local"\n[mounts]\nmax-size = "lots"\n')
+    bad = run("explain", env=clean_env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "max-size = 'lots'" in bad.stderr, bad.stderr
+    assert run("args", env=clean_env).returncode == 0
+
+
 def test_output_formats_write_files(clean_env: dict[str, str], tmp_path: Path) -> None:
     env = {**clean_env, **GITLAB_ENV}
     assert run("args", "--format", "dotenv", "-o", "cache.env", env=env).returncode == 0

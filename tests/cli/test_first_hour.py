@@ -209,13 +209,18 @@ def test_status_after_seeding_a_local_cache_does_not_ask_to_seed_it_again(repo: 
         before = run("status", env=clean_env, cwd=repo)
         assert before.returncode == 0, before.stderr
         assert "1 tag(s) only in local: `cacheport seed --from local --to registry --all`" in before.stdout
+        # One row per cache, under the name it has (or will have, once seeded) in the new backend.
+        assert re.search(r"\nmain +\S+ \S+ \S+ \(latest\) +- ", before.stdout), before.stdout
         seeded = run("seed", "--from", "local", "--to", "registry", "--all", env=clean_env, cwd=repo)
         assert seeded.returncode == 0, seeded.stderr
         after = run("status", env=clean_env, cwd=repo)
         assert after.returncode == 0, after.stderr
-        # The directory's one cache (latest) now is the default branch's tag in the registry: nothing to seed.
-        assert [line.split()[0] for line in after.stdout.splitlines()[3:]] == ["TAG", "latest", "main"]
-        assert "only in local" not in after.stdout
+        # The directory's one cache (latest) now is the default branch's tag in the registry: one row, nothing
+        # to seed.
+        assert [line.split()[0] for line in after.stdout.splitlines()[3:]] == ["TAG", "main"], after.stdout
+        assert "(latest)" in after.stdout.splitlines()[4] and "only in local" not in after.stdout
+        doc = json.loads(run("status", "--format", "json", env=clean_env, cwd=repo).stdout)
+        assert [(r["tag"], r["old_tag"], r["new"] is not None) for r in doc["tags"]] == [("main", "latest", True)]
 
 
 @pytest.mark.parametrize("argv, fixed", [

@@ -205,6 +205,29 @@ def test_status_and_prune_see_and_remove_a_directory_builds_cannot_import(laptop
     assert alone.code == 2 and "--broken goes alone" in alone.err
 
 
+def test_prune_broken_leaves_a_directory_a_build_is_moving_into_place(laptop) -> None:  # type: ignore[no-untyped-def]
+    """The race: a build's finished export moved into place between prune's look and its removal would be lost.
+    prune takes the lock the move holds, so while a build holds it nothing is removed; once free, it is."""
+    import fcntl
+
+    from cacheport.ops.rotate import held
+
+    _env, _work, cache = laptop
+    cache.mkdir()
+    (cache / "index.json").write_text(EMPTY_INDEX)
+    (cache / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:  # what promote() holds while it moves
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = run_cli(["prune", "-b", "local", "--set", f"src={cache}", "--broken", "--yes"], *laptop[:2])
+        assert busy.code == 1 and busy.err == (f"cacheport: error: a build is moving a cache into {cache} right "
+                                               "now: nothing removed; run again once it is done\n"), busy.err
+        assert (cache / "index.json").read_text() == EMPTY_INDEX
+        with held(cache) as mine:
+            assert not mine
+    done = cli(laptop, "prune", "--broken", "--yes")
+    assert done.code == 0 and done.out.startswith(f"removed {cache}: ") and not cache.exists()
+
+
 def test_prune_broken_is_for_directories_only(tmp_path: Path) -> None:
     env = base_env(tmp_path)
     result = run_cli(["prune", "--broken", "-b", "registry", "--set", "ref=127.0.0.1:1/app/cache"], env,

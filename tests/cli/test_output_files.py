@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cacheport.cli import output as common
+from tests.e2e.harness import clean_environ
 from tests.fakes.hostile import MARKER, Result, assert_clean, base_env, run_cli
 
 AZBLOB = ["-b", "azblob", "--set", "account_url=https://acct.blob.core.windows.net"]
@@ -54,7 +55,7 @@ def test_o_dev_stdout_prints_and_leaves_the_link_alone(tmp_path: Path) -> None:
     """As root, too (CI runs as root): /dev/stdout is streamed to, never replaced by a regular file."""
     before = os.readlink("/dev/stdout")
     out = subprocess.run([sys.executable, "-m", "cacheport", "args", "-o", "/dev/stdout"], capture_output=True,
-                         text=True, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, timeout=60)
+                         text=True, cwd=tmp_path, env={**clean_environ(), "HOME": str(tmp_path)}, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("--cache-to=type=local,")
     assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
@@ -70,7 +71,7 @@ def test_a_write_that_fails_part_way_leaves_the_old_file(tmp_path: Path) -> None
         resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
 
     out = subprocess.run([sys.executable, "-m", "cacheport", "args", "-o", str(target)], capture_output=True,
-                         text=True, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, timeout=60,
+                         text=True, cwd=tmp_path, env={**clean_environ(), "HOME": str(tmp_path)}, timeout=60,
                          preexec_fn=small_files)
     assert out.returncode == 2
     assert out.stderr.startswith(f"cacheport: error: -o {target}: cannot write it: File too large")

@@ -150,3 +150,57 @@ def test_bad_keys_are_one_line_and_exit_2(clean_env: dict[str, str], fake: FakeR
     out = sign_with_metadata(env, "sha256:" + "ab" * 32, tmp_path)
     assert out.returncode == 2 and says in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_verify_checks_cache_mounts_beside_the_caches(clean_env: dict[str, str], fake: FakeRegistry,
+                                                      tmp_path: Path) -> None:
+    """A protected save's ``main.mounts`` verifies (text and JSON, type "mounts"); an artifact pushed over it
+    without the key is reported refused, and the exit status is 1; a branch with no mounts lists none."""
+    from datetime import timedelta
+
+    from cacheport.mounts import CacheMount, MountLimits
+    from cacheport.oci.registry import Registry
+    from cacheport.oci.repository import RegistryRepository
+    from cacheport.ops.mounts_store import publish
+    from cacheport.ops.signatures import StoreSigning
+    from cacheport.signing import Policy, Signer, key_id, public_der
+    from tests.fakes.caches import mount_archive
+
+    key = Ed25519PrivateKey.generate()
+    env = job(clean_env, fake, key)
+    sign_with_metadata(env, cache_index(fake, REPO, "main").digest, tmp_path)
+    der = public_der(key)
+    signing = StoreSigning(Policy((Signer(key_id(der), der),), "CACHE_SIGNING_KEY", timedelta(days=30), "group/app",
+                                  True), key)
+    mount = CacheMount("pip", "/root/.cache/pip")
+    with RegistryRepository(Registry(fake.host), REPO) as session:
+        [saved] = publish(session, "main", [mount_archive(tmp_path / "pip.tar.gz", mount, {"a": b"pip"})],
+                          limits=MountLimits(), signing=signing)
+        assert saved.action == "saved"
+        signed = session.manifest_digest("main.mounts")
+
+    text = run("verify", env=env)
+    assert text.returncode == 0, text.stdout + text.stderr
+    [row] = [line for line in text.stdout.splitlines() if "main.mounts" in line]
+    assert f"{fake.host}/{REPO}:main.mounts" in row and signed in row and "verified" in row
+    doc = json.loads(run("verify", "main", "--format", "json", env=env).stdout)
+    assert [(d["type"], d["ref"], d["digest"], d["verified"]) for d in doc] == [
+        ("registry", f"{fake.host}/{REPO}:main", doc[0]["digest"], True),
+        ("mounts", f"{fake.host}/{REPO}:main.mounts", signed, True)]
+    assert doc[1]["key_id"] == key_id(der)
+
+    forged = mount_archive(tmp_path / "evil.tar.gz", mount, {"a": b"poisoned"})
+    with RegistryRepository(Registry(fake.host), REPO) as session:
+        [unsigned] = publish(session, "main", [forged], limits=MountLimits())  # no signing: as a job without the key
+        assert unsigned.action == "saved"
+        foreign = session.manifest_digest("main.mounts")
+    assert foreign != signed
+    refused = run("verify", "--format", "json", env=env)
+    assert refused.returncode == 1
+    [mounts] = [d for d in json.loads(refused.stdout) if d["type"] == "mounts"]
+    assert (mounts["digest"], mounts["verified"], mounts["reason"]) == (foreign, False, "not signed")
+    assert re.search(rf"{re.escape(fake.host)}/{REPO}:main.mounts +{foreign} +refused +not signed",
+                     run("verify", env=env).stdout)
+    cache_index(fake, REPO, "develop")
+    assert [d["type"] for d in json.loads(run("verify", "develop", "--format", "json", env=env).stdout)] == \
+        ["registry"]

@@ -517,6 +517,11 @@ def cache_report(log: str) -> dict[str, dict[str, str]]:
     return found
 
 
+#: The harness's own variables (scripts/e2e-up, pulp-up, objstore-up and their env files): not cacheport's, which
+#: warns about them as about any name it does not read, so no cacheport a test runs is handed them.
+HARNESS_PREFIXES = ("CACHEPORT_E2E", "CACHEPORT_PULP_", "CACHEPORT_OBJSTORE_")
+
+
 def clean_environ() -> dict[str, str]:
     """The test process's environment without any CI or cacheport settings, so each test sets its own."""
     drop = ("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_")

@@ -11,6 +11,7 @@ docker-container builder runs under act, a real workflow runner, on the test hos
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -174,6 +175,8 @@ class Act:
 
     harness: Harness
     tmp: Path
+    more_env: dict[str, str] = attrs.field(factory=dict)
+    secrets: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def docker_config(self) -> Path:
@@ -188,7 +191,7 @@ class Act:
     @property
     def step_env(self) -> dict[str, str]:
         return {"DOCKER_HOST": self.harness.env["CACHEPORT_E2E_DOCKER_HOST"], "DOCKER_CONFIG": str(self.docker_config),
-                "TEST_PYTHON": sys.executable}
+                "TEST_PYTHON": sys.executable, **self.more_env}
 
     def run(self, repo: Path) -> str:
         """Commit ``repo`` (with its .github/workflows) and run its push workflows; return the whole log."""
@@ -214,6 +217,11 @@ class Act:
                "--action-cache-path", str(self.tmp / "act-cache"), *stubs]
         for key, value in self.step_env.items():
             cmd += ["--env", f"{key}={value}"]
+        if self.secrets:  # a repository's secrets: in a file (0600), never on the command line nor in act's
+            secrets = self.tmp / "act.secrets"  # environment, which self-hosted steps inherit
+            secrets.touch(mode=0o600)
+            secrets.write_text("".join(f"{key}={value}\n" for key, value in self.secrets.items()))
+            cmd += ["--secret-file", str(secrets)]
         proc = subprocess.run(cmd, cwd=repo, env=self.env, capture_output=True, text=True, timeout=600,
                               start_new_session=True)
         log = proc.stdout + proc.stderr
@@ -227,14 +235,15 @@ class Act:
             subprocess.run(["docker", "buildx", "rm", path.name], env=self.env, capture_output=True, timeout=120)
 
 
-def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = False, report: bool = False) -> str:
+def workflow_job(name: str, needs: str, inputs: dict[str, str], save: bool = False, save_env: str = "",
+                 report: bool = False) -> str:
     """One job of the act workflow: the cacheport action making its builder, then build-push-action's build of
-    the ``context`` input, then (``save``) the action again with ``mode: save``, then (``report``) the report
-    sub-action with the build's metadata file and the plan's inputs."""
+    the ``context`` input, then (``save``) the action again with ``mode: save`` (``save_env``: its ``env:``
+    lines), then (``report``) the report sub-action with the build's metadata file and the plan's inputs."""
     given = "".join(f"          {key}: {json.dumps(value)}\n" for key, value in inputs.items())
     context = inputs.get("context", ".")
     after = f"""      - uses: ./
-        with:
+{f"        env:{chr(10)}{save_env}" if save_env else ""}        with:
           mode: save
 {given}""" if save else ""
     plan = "".join(f"          {key}: {json.dumps(inputs[key])}\n" for key in ("backend", "key", "set") if key in inputs)
@@ -349,6 +358,68 @@ def test_under_act_the_save_step_keeps_the_cache_mounts_for_the_next_job_s_fresh
         assert mount_said(second, mount_id, "restored", mounts_name("main")), second
         assert server.counts == {"a": 1, "b": 1, "c": 1, "d": 1}  # the second job fetched the new file alone
         assert harness.tags(reg, f"{project}/cache") == sorted(["main", mounts_name("main")])
+    finally:
+        server.close()
+        runner.remove_builders()
+
+
+def test_under_act_a_protected_save_step_signs_the_cache_mounts_with_the_key_its_env_gives(
+        buildkit: Harness, tmp_path: Path) -> None:
+    # trust = "signed" on a protected ref: the save step gets the signing key from a secret, through its own
+    # `env:` (as docs/ci.md shows), and signs the mounts artifact it writes; the restore step needs no key.
+    # `cacheport verify` afterwards reports main.mounts verified by that key. A second job's save step, not given
+    # the key, saves nothing and says why in a warning.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    harness = buildkit
+    key = Ed25519PrivateKey.generate()
+    private = base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())).decode()
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    project = f"gh-{uuid.uuid4().hex[:8]}"
+    repo = tmp_path / "repo"
+    server = Downloads()
+    mount_id = f"deps-{uuid.uuid4().hex[:8]}"
+    downloads_context(harness, repo / "app", server.port, ["a", "b"], mount_id, options="uid=1000,gid=1000")
+    shutil.copy2(ACTION, repo / "action.yml")
+    shutil.copytree(ROOT / "templates" / "github", repo / "templates" / "github")
+    inputs = {"backend": "registry", "set": f"ref={reg}/{project}/cache", "github-runtime": "false",
+              "builder-driver": "docker-container", "buildkit-image": harness.env["CACHEPORT_E2E_BUILDKIT_IMAGE"],
+              "buildkitd-config": Path(harness.env["CACHEPORT_E2E_BUILDKITD_CONFIG"]).read_text(),
+              "builder-driver-opts": "network=host", "mounts-helper-image": harness.env["CACHEPORT_E2E_HELPER_IMAGE"],
+              "builder": "signed", "context": "app"}
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "build.yml").write_text(
+        "name: build\non: push\njobs:\n" + workflow_job(
+            "signed", "", inputs, save=True,
+            save_env="          CACHE_SIGNING_KEY: ${{ secrets.CACHE_SIGNING_KEY }}\n")
+        + workflow_job("unkeyed", "signed", {**inputs, "builder": "unkeyed"}, save=True))
+    trust = {"GITHUB_REF_PROTECTED": "true", "CACHEPORT_TRUST": "signed", "CACHEPORT_SIGNERS": public}
+    # A signature names the project: the same GITHUB_REPOSITORY for act's job and for verify.
+    runner = Act(harness, tmp_path, {**trust, "GITHUB_REPOSITORY": "org/app"}, {"CACHE_SIGNING_KEY": private})
+    try:
+        log = runner.run(repo)
+        signed = "\n".join(line for line in log.splitlines() if line.startswith("[build/signed]"))
+        unkeyed = "\n".join(line for line in log.splitlines() if line.startswith("[build/unkeyed]"))
+        assert mount_said(signed, mount_id, "saved", "main.mounts"), log
+        assert "(signing-key-env) is not set" not in signed, log
+        # A save step not given the key saves nothing (protected builds would refuse it), with a warning.
+        assert "trust = \"signed\": this protected pipeline exports, but $CACHE_SIGNING_KEY" in unkeyed, unkeyed
+        assert not mount_said(unkeyed, mount_id, "saved", "main.mounts"), unkeyed
+        digest = re.search(r"signed \((sha256:[0-9a-f]{64})\)", signed)
+        assert digest, log
+        assert f"sha256-{digest.group(1).removeprefix('sha256:')}.cacheport-sig" in harness.tags(reg, f"{project}/cache")
+        assert private not in log
+        verified = subprocess.run(
+            [sys.executable, "-m", "cacheport", "verify", "main", "--format", "json", "--backend", "registry",
+             "--set", f"ref={reg}/{project}/cache"], cwd=repo, capture_output=True, text=True, timeout=120,
+            env={**clean_environ(), **harness.docker_env, **github_env(tmp_path, "org/app", "main"), **trust})
+        mounts = [d for d in json.loads(verified.stdout) if d["type"] == "mounts"]
+        assert [(d["digest"], d["verified"]) for d in mounts] == [(digest.group(1), True)], [
+            d["reason"] for d in mounts]
     finally:
         server.close()
         runner.remove_builders()

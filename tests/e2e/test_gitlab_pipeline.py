@@ -313,6 +313,9 @@ def test_main_is_cold_then_warm_from_the_registry_over_tls(harness: Harness, run
     assert project.layers("main") == cold_layers  # the random step's layer too: it came from the cache
     # a collapsible section of the job log: gitlab-ci-local, like GitLab, reads the markers and shows the section
     assert re.search(r"cacheport_report took \d+ms", warm.log), warm.log
+    # and the report is in the log once: its headline is the section's header, each import inside it
+    hit = f"cacheport: cache:   import hit     registry {project.registry}/{project.name}/cache:main"
+    assert warm.log.count(": 4/4 steps cached, 0 executed") == 1 and warm.log.count(hit) == 1, warm.log
     artifacts = sorted(project.repo.rglob("cacheport-report.json"), key=lambda p: p.stat().st_mtime)
     assert artifacts, "the job's cacheport-report.json artifact is missing"
     report = json.loads(artifacts[-1].read_text())

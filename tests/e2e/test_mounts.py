@@ -171,3 +171,4 @@ def test_a_helper_image_that_cannot_be_pulled_is_one_line_per_mount_and_the_buil
     assert len(lines) == 2, lines  # restore missed (nothing stored), save failed: the helper image
     assert [line.split()[3] for line in lines] == ["missed", "failed"], lines
     assert "helper build failed: " in lines[1]
+    assert "failed to solve" not in lines[1] and "ERROR" not in lines[1], lines  # buildx's heading, not the reason

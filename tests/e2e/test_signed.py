@@ -8,7 +8,8 @@ build changes nothing, because the import is by digest; an older signed cache re
 while its signature is younger than signed-max-age (the design's answer to rollback; the bound itself is tested in
 tests/test_signing.py). Seeding from the registry to Pulp carries the signature, so Pulp alone is warm for a
 protected build, and prune removes a signature no cache points at any more. Cache mounts the same way: an
-attacker's own ``main.mounts`` is refused by the next protected build, whose step then downloads everything again.
+attacker's own ``main.mounts`` is refused by the next protected build, whose step then downloads everything again,
+and ``cacheport verify`` reports it as it reports a layer cache.
 History records too: a protected build signs the record it leaves, and a record the attacker pushes under a
 record name is left out of ``cacheport history`` and of the trend the next build shows, with one line.
 """
@@ -226,8 +227,9 @@ def test_a_protected_build_without_the_key_stops_before_building(harness: Harnes
                 "(signing-key-env) is not set: give the job the protected CI/CD variable holding the private key, "
                 "or the cache it writes will be refused by every protected build") in result.log.splitlines()
         assert "Traceback" not in result.log and "#1 " not in result.log  # no build started
-        with pytest.raises(urllib.error.HTTPError):  # and nothing was written
+        with pytest.raises(urllib.error.HTTPError) as nothing:  # and nothing was written: no such repository
             _tags(store)
+        assert nothing.value.code == 404, nothing.value
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -321,6 +323,16 @@ def attacker_mounts(store: Store, name: str, mount_id: str, target: str, files: 
     return manifest.digest
 
 
+def verify_mounts(harness: Harness, ctx: Path, env: dict[str, str], code: int = 0) -> list[tuple[str, str, bool, str]]:
+    """What ``cacheport verify --format json`` says of cache mounts: (ref, digest, verified, reason) each."""
+    done = subprocess.run([sys.executable, "-m", "cacheport", "verify", "--format", "json"], cwd=ctx,
+                          capture_output=True, text=True, env={**clean_environ(), **harness.docker_env, **env},
+                          timeout=120)
+    assert done.returncode == code, done.stdout + done.stderr
+    return [(d["ref"], d["digest"], d["verified"], d["reason"]) for d in json.loads(done.stdout)
+            if d["type"] == "mounts"]
+
+
 def test_a_poisoned_cache_mount_is_refused_by_the_next_protected_build(harness: Harness, tmp_path: Path) -> None:
     """A protected build saves and signs its cache mounts; an "attacker" with the write credentials puts its own
     artifact (every file the step wants, poisoned) at ``main.mounts``; the next protected build refuses it, and
@@ -347,10 +359,14 @@ def test_a_poisoned_cache_mount_is_refused_by_the_next_protected_build(harness: 
             signed = digest_of(store, "main.mounts")
             assert mount_said(first.log, mount_id, "saved", "main.mounts") and f"signed ({signed})" in first.log
             assert f"sha256-{signed.removeprefix('sha256:')}.cacheport-sig" in _tags(store)
+            ref = f"{store.registry}/{store.repository}:main.mounts"
+            checked = verify_mounts(harness, tmp_path / "app", env)
+            assert checked == [(ref, signed, True, checked[0][3])] and checked[0][3].startswith("signed by key ")
 
             foreign = attacker_mounts(store, "main.mounts", mount_id, target,
                                       {f: b"poisoned" for f in ("a", "b", "c", "d")})
             assert digest_of(store, "main.mounts") == foreign != signed
+            assert verify_mounts(harness, tmp_path / "app", env, code=1) == [(ref, foreign, False, "not signed")]
 
             harness.prune()
             refused = harness.build(project(["a", "b", "c", "d"]), env=env)

@@ -44,7 +44,8 @@ import os, re, subprocess, sys
 args = sys.argv[1:]
 builder = {builder!r}
 if os.path.exists(os.path.join(builder, "FAIL")):
-    print("ERROR: failed to solve: process did not complete successfully: pull access denied", file=sys.stderr)
+    said = open(os.path.join(builder, "FAIL")).read()
+    print(said or "ERROR: failed to solve: process did not complete successfully: pull access denied", file=sys.stderr)
     sys.exit(1)
 file = args[args.index("--file") + 1]
 out = args[args.index("--output") + 1].split("dest=", 1)[1]
@@ -170,6 +171,26 @@ def test_a_helper_build_that_fails_is_one_outcome_per_mount(tmp_path: Path) -> N
     (builder / "FAIL").write_text("")
     for outcomes in (restore(store, ["main"], [PIP], docker, SETTINGS), save(store, "main", [PIP], docker, SETTINGS)):
         assert [(o.action, o.detail) for o in outcomes] == [("failed", "helper build failed: pull access denied")]
+
+
+def test_a_helper_image_that_can_t_be_pulled_is_said_once_in_the_report(tmp_path: Path) -> None:
+    """buildx's heading goes, the reason stays; the report gives the long line for the first mount only."""
+    from cacheport.report import BuildReport, as_markdown, as_text
+
+    builder = tmp_path / "b"
+    docker = fake_docker(tmp_path, builder)
+    fill(builder / "pip")
+    fill(builder / "gomod")
+    image = "registry.example.invalid/tools/busybox:1"
+    reason = f"{image}: failed to resolve source metadata for {image}: {image}: not found"
+    (builder / "FAIL").write_text(f"ERROR: failed to build: failed to solve: {reason}")
+    outcomes = save(local_store(tmp_path / "store"), "main", [PIP, GO], docker, SETTINGS)
+    assert [(o.id, o.action, o.detail) for o in outcomes] == [
+        ("pip", "failed", f"helper build failed: {reason}"), ("gomod", "failed", f"helper build failed: {reason}")]
+    shown = BuildReport("succeeded", mounts=outcomes)
+    for text in (as_text(shown), as_markdown(shown)):
+        assert text.count(reason) == 1 and "as for pip" in text, text
+    assert as_text(shown).splitlines()[-1].endswith("gomod at main.mounts: as for pip")
 
 
 def test_a_store_that_breaks_is_an_outcome_never_an_exception(tmp_path: Path) -> None:

@@ -238,6 +238,31 @@ def test_no_untrusted_write_makes_a_protected_build_restore_mounts_a_protected_b
         assert archive.digest in trusted[outcome.name.removesuffix(".mounts")]
 
 
+def test_verify_stored_lists_only_names_that_hold_something_and_an_outage_for_each(tmp_path: Path) -> None:
+    """verify's mounts half: a name with nothing there is no row; a store that can't be reached is one row per
+    name saying so (verify exits 1), never an exception."""
+    from cacheport.errors import RegistryError
+    from cacheport.oci.layout import Layout
+    from cacheport.records import CacheStore
+    from cacheport.signing import Policy, Signer, key_id
+
+    der = public_der(Ed25519PrivateKey.generate())
+    found = Policy((Signer(key_id(der), der),), "CACHE_SIGNING_KEY", timedelta(days=30), "group/app", True)
+    store = CacheStore(location=str(tmp_path / "d"), format="image-manifest", name_for=lambda b: b,
+                       branch_of=lambda n: n, open=lambda: Layout(tmp_path / "d"))
+    assert signatures.verify_stored(store, ["main.mounts", "develop.mounts"], found) == []
+
+    def unreachable() -> Layout:
+        raise RegistryError("127.0.0.1:1: connection refused")
+
+    down = signatures.verify_stored(CacheStore(location="127.0.0.1:1/app/cache", format="image-manifest",
+                                               name_for=lambda b: b, branch_of=lambda n: n, open=unreachable),
+                                    ["main.mounts", "develop.mounts"], found)
+    assert [(v.entry.type, v.entry.get("ref"), v.ok, v.reason) for v in down] == [
+        ("mounts", f"127.0.0.1:1/app/cache:{n}.mounts", False,
+         "could not check its signature: 127.0.0.1:1: connection refused") for n in ("main", "develop")]
+
+
 def test_a_build_s_signature_checks_share_one_client_per_registry(tmp_path: Path) -> None:
     import json
 

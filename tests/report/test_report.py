@@ -355,3 +355,25 @@ def test_steps_after_the_failed_one_are_not_run_not_executed() -> None:
     assert (report.steps.total, report.steps.cached, report.steps.executed) == (4, 1, 1)
     headline = as_text(report).splitlines()[0]
     assert headline.startswith("build failed") and headline.endswith(": 1/4 steps cached, 1 executed, 2 not run")
+
+
+def test_a_stage_s_base_image_is_not_a_step_the_cache_saves() -> None:
+    def vertex(n: int, name: str, **more: Any) -> str:
+        return json.dumps({"vertexes": [{"digest": f"sha256:{n:064x}", "name": name, **more}]})
+
+    at = {"started": "2026-12-06T06:15:28.1Z", "completed": "2026-12-06T06:15:28.2Z"}
+    base = "[1/3] FROM 127.0.0.1:5000/base/busybox:1@sha256:" + "a" * 64
+    # As BuildKit reports an unchanged rebuild on a real base image: the FROM only resolves, never "cached".
+    warm = "\n".join([vertex(1, base, **at), vertex(2, "[2/3] RUN make", cached=True, **at),
+                      vertex(3, "[3/3] COPY out /out", cached=True, **at)])
+    report = parse_rawjson(warm)
+    assert report.steps is not None and (report.steps.total, report.steps.cached, report.steps.executed) == (2, 2, 0)
+    assert report.first_run == ""
+    # And a cold one: the base counts neither as cached nor as run; the first step run is the first RUN.
+    cold = "\n".join([vertex(1, base, cached=True, **at), vertex(2, "[2/3] RUN make", **at),
+                      vertex(3, "[3/3] COPY out /out", **at)])
+    report = parse_rawjson(cold)
+    assert report.steps is not None and (report.steps.cached, report.steps.executed) == (0, 2)
+    assert report.first_run == "[2/3] RUN make"
+    staged = parse_rawjson(vertex(1, "[build 1/2] FROM 127.0.0.1:5000/base/busybox:1", **at))
+    assert staged.steps is None

@@ -194,8 +194,8 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     it; under the default exports = "auto" a registry export the build's own import already holds is skipped when
     no step executed and most of the branch's last builds executed none, and a mode=max export the branch's last
     builds never read is narrowed to mode=min; the report says which). In GitHub Actions the report also goes
-    to the job summary, in GitLab CI into a collapsed log
-    section. The cache mounts of the Dockerfile (RUN --mount=type=cache, in the stages the build reaches) are
+    to the job summary, in GitLab CI into a log section (once). The cache mounts of the Dockerfile
+    (RUN --mount=type=cache, in the stages the build reaches) are
     restored into the builder before the build, from the branch's name or its fallbacks' in the backend's store,
     and saved under the branch's own name after a successful build when the job may write the cache; a backend
     without a store, or any trouble, is one line and the build goes on. Everything after -- goes to buildx as it

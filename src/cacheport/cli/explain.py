@@ -24,12 +24,19 @@ Examples:
 @format_option(["text", "json"], "text")
 @plan_options
 def command(fmt: str, from_history: bool, session: Session) -> None:
-    """Show the plan, and where every setting came from (file and key, env var, flag, default); it ends with
-    the export rule in force, and with --history why each export is kept, held back or narrowed."""
-    from cacheport import render
-    from cacheport.ops.exports import why_rule
+    """Show the plan, and where every setting came from (file and key, env var, flag, default), the [mounts]
+    table's too (what cacheport build and cacheport mounts use); it ends with the export rule in force, and with
+    --history why each export is kept, held back or narrowed."""
+    import attrs
 
-    plan = session.plan
+    from cacheport import render
+    from cacheport.config import resolve_mounts
+    from cacheport.ops.exports import why_rule
+    from cacheport.records import ShownSetting
+
+    # Not the plan's: only the commands that restore or save mounts need them (and stop for a bad one).
+    mounts = [ShownSetting(f"mounts.{name}", setting) for name, setting in resolve_mounts(session.config).items()]
+    plan = attrs.evolve(session.plan, settings=(*session.plan.settings, *mounts))
     if fmt == "json":
         click.echo(render.as_json(plan), nl=False)
         return

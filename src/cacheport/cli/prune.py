@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 import attrs
 import click
 
 from cacheport.cli.common import format_option, jobs_option, plan_options
+from cacheport.cli.output import say
 
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
@@ -119,6 +121,7 @@ def _prune_broken(session: Session, yes: bool, fmt: str) -> None:
     from cacheport.errors import ConfigError
     from cacheport.oci.layout import Layout
     from cacheport.ops.preflight import store_problem
+    from cacheport.ops.rotate import held
 
     store = session.store()
     with store.open() as opened:
@@ -127,9 +130,19 @@ def _prune_broken(session: Session, yes: bool, fmt: str) -> None:
         problem = store_problem(store)
         doomed = problem is not None and problem.removable
         if doomed and yes:
-            opened.clear()
-            with contextlib.suppress(OSError):  # empty now, unless someone keeps other files there
-                opened.directory.rmdir()
+            # A build moving its finished export into place holds this lock: look again under it, so a cache
+            # that became good meanwhile is never removed.
+            with held(opened.directory) as mine:
+                if not mine:
+                    say(f"error: a build is moving a cache into {store.location} right now: nothing removed; run "
+                        "again once it is done")
+                    sys.exit(1)
+                problem = store_problem(store)
+                doomed = problem is not None and problem.removable
+                if doomed:
+                    opened.clear()
+                    with contextlib.suppress(OSError):  # empty now, unless someone keeps other files there
+                        opened.directory.rmdir()
     reason = problem.reason if problem is not None else "builds can import from it"
     if fmt == "json":
         click.echo(json.dumps({"directory": store.location, "broken": bool(problem and problem.broken),

@@ -102,10 +102,16 @@ def _migration_status(session: Session, store: CacheStore, new_tags: list[CacheT
     old_store = session.store(old, plan.migration.request)
     with old_store.open() as opened:
         old_tags = list_caches(opened, roles(plan.context, old_store), jobs)
+    # One row per cache: an old cache under the name seeding gives it in the new backend (a local directory's
+    # one cache, `latest`, is the default branch's there), beside what the new backend holds under that name.
+    renamed = _seed_names(plan, (old.name, old_store), store, old_tags)
     by_tag: dict[str, dict[str, Any]] = {}
-    for label, tags in (("old", old_tags), ("new", new_tags)):
-        for t in tags:
-            by_tag.setdefault(t.tag, {"tag": t.tag, "role": t.role, "old": None, "new": None})[label] = t.as_dict()
+    for t in new_tags:
+        by_tag[t.tag] = {"tag": t.tag, "role": t.role, "old": None, "new": t.as_dict(), "old_tag": None}
+    for t in old_tags:
+        name = (renamed or {}).get(t.tag, t.tag)
+        row = by_tag.setdefault(name, {"tag": name, "role": t.role, "old": None, "new": None, "old_tag": None})
+        row.update(old=t.as_dict(), old_tag=t.tag)
     rows = sorted(by_tag.values(), key=lambda r: r["tag"])
     if fmt == "json":
         click.echo(json.dumps({"migration": {"from": old.name, "to": plan.backend, "phase": plan.migration.phase},
@@ -114,29 +120,29 @@ def _migration_status(session: Session, store: CacheStore, new_tags: list[CacheT
     click.echo(f"migrating {old.name} → {plan.backend} ({plan.migration.phase})\n"
                f"  old: {old_store.location}\n  new: {store.location}")
 
-    def cell(info: dict[str, Any] | None) -> str:
-        return f"{info['format']} {human_size(info['size'])}" if info else "-"
+    def cell(info: dict[str, Any] | None, name: str | None = None) -> str:
+        return f"{info['format']} {human_size(info['size'])}" + (f" ({name})" if name else "") if info else "-"
 
-    click.echo(table([[r["tag"], cell(r["old"]), cell(r["new"]), r["role"] or ""] for r in rows],
+    click.echo(table([[r["tag"], cell(r["old"], r["old_tag"] if r["old_tag"] != r["tag"] else None),
+                       cell(r["new"]), r["role"] or ""] for r in rows],
                      ["tag", f"old ({old.name})", f"new ({plan.backend})", "branch"]), nl=False)
-    missing = _not_seeded(plan, (old.name, old_store), store, old_tags, new_tags)
+    have = {n for t in new_tags for n in (t.tag, t.mounts.tag if t.mounts else None) if n}
+    missing = ([t.tag for t in old_tags if t.tag not in have] if renamed is None  # seed --all would refuse too
+               else [source for source, target in renamed.items() if target not in have])
     if missing:
         click.echo(f"{len(missing)} tag(s) only in {old.name}: `cacheport seed --from {old.name} --to {plan.backend} "
                    "--all` copies them")
 
 
-def _not_seeded(plan: Plan, old: tuple[str, CacheStore], new_store: CacheStore, old_tags: list[CacheTag],
-                new_tags: list[CacheTag]) -> list[str]:
-    """The old backend's caches with no copy in the new one, under the name `seed --all` would give it.
-
-    Not the names themselves: a local directory's one cache (``latest``) is seeded as the default branch's tag.
-    """
+def _seed_names(plan: Plan, old: tuple[str, CacheStore], new_store: CacheStore,
+                old_tags: list[CacheTag]) -> dict[str, str] | None:
+    """Each old cache's name -> the name `seed --all` would give it in the new backend (a local directory's one
+    cache, ``latest``, is the default branch's tag there); None when seed --all would refuse (and say why)."""
     from cacheport.errors import CacheportError
     from cacheport.ops.seed import name_pairs
 
-    have = {n for t in new_tags for n in (t.tag, t.mounts.tag if t.mounts else None) if n}
     try:
         pairs = name_pairs(old, (plan.backend, new_store), [t.tag for t in old_tags], plan.context.default_branch)
-    except CacheportError:  # seed --all would refuse too, and say why
-        return [t.tag for t in old_tags if t.tag not in have]
-    return [p.source.name for p in pairs if p.target.name not in have]
+    except CacheportError:
+        return None
+    return {p.source.name: p.target.name for p in pairs}

@@ -16,13 +16,13 @@ from cacheport.cli.output import say, table
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
     from cacheport.ops.signatures import Verdict
-    from cacheport.records import Plan
+    from cacheport.records import CacheStore, Plan
 
 
 @click.command("verify", epilog="""\b
 Examples:
   cacheport verify                          # the caches this build would import
-  cacheport verify main --format json       # the cache of branch main
+  cacheport verify main --format json       # the cache (and cache mounts) of branch main
   cacheport verify --public-key             # the public key of $CACHE_SIGNING_KEY, for signers
   docker buildx build $(cacheport args) --metadata-file meta.json . && cacheport verify --sign meta.json
 """)
@@ -37,8 +37,9 @@ Examples:
 def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | None, session: Session) -> None:
     """Check the signatures of caches under trust = "signed".
 
-    Without BRANCH, the caches this job would import, in order; with it, that branch's cache in the backend's
-    store. Each is resolved to the digest its tag points at now, and passes when a key in signers signed that
+    Without BRANCH, the caches this job would import, in order, then the cache mounts (<name>.mounts) its
+    restore would read; with it, that branch's cache and cache mounts in the backend's store (mounts only where
+    there are some). Each is resolved to the digest its tag points at now, and passes when a key in signers signed that
     digest, under that name, for this project, within signed-max-age days (under signing = "keyless": a
     certificate chaining to trusted-root, for an identity signer-identity allows; the rule is printed first).
     Exit status 0 when every one passes, 1 otherwise.
@@ -60,11 +61,14 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
                           "signer-identity and trusted-root (in the config, or --set trust=signed --set signers=KEY)")
     if metadata is not None:
         sys.exit(_sign(plan, metadata, session))
-    from cacheport.ops.signatures import Registries, verify_entry
+    from cacheport.ops.signatures import Registries, verify_entry, verify_stored
 
     entries = _entries(plan, branch, session) if branch else [e for e in plan.imports]
     with Registries(plan.logins, session.environ) as registries:
         verdicts = [verify_entry(e, found, plan.logins, session.environ, registries=registries) for e in entries]
+    mounts = _mounts(branch, session)
+    if mounts is not None:
+        verdicts += verify_stored(*mounts, found)
     if fmt == "json":
         click.echo(json.dumps([_doc(v) for v in verdicts], indent=2))
     else:
@@ -83,6 +87,23 @@ def _entries(plan: Plan, branch: str, session: Session) -> list[Any]:
     insecure = next((e.get("registry.insecure") for e in plan.imports if e.get("registry.insecure")), None)
     return [CacheEntry("registry", {"ref": f"{store.location}:{store.name_for(branch)}",
                                     **({"registry.insecure": insecure} if insecure else {})})]
+
+
+def _mounts(branch: str | None, session: Session) -> tuple[CacheStore, list[str]] | None:
+    """The store and the ``<name>.mounts`` names a protected build would restore cache mounts from (with BRANCH,
+    that branch's); None when mounts are off or the backend has no store (nor mounts, then)."""
+    from cacheport.errors import ConfigError
+    from cacheport.mounts.artifact import mounts_name
+    from cacheport.ops.mounts import names_for, settings_of
+    from cacheport.ops.mounts_store import chain
+
+    if not settings_of(session.config).enabled:
+        return None
+    try:
+        store = session.store()
+    except ConfigError:
+        return None
+    return store, [mounts_name(store.name_for(branch))] if branch else chain(names_for(session.plan, store).restore)
 
 
 def _doc(verdict: Verdict) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from cacheport.ops import exports as exports_rule
 # build_report, publish, surprises and image_output were here before; their old import paths still work.
 from cacheport.ops.build_report import build_report as build_report
 from cacheport.ops.build_report import publish as publish
+from cacheport.ops.build_report import show, with_unpassed
 from cacheport.ops.build_report import surprises as surprises
-from cacheport.ops.build_report import with_unpassed
 from cacheport.ops.buildx_args import image_output as image_output
 from cacheport.ops.buildx_args import pushes
 from cacheport.ops.docker import (
@@ -256,8 +256,7 @@ def run(
     if key is not None and code == 0:
         for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")
-    for line in report.as_text(found_report).splitlines():
-        say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
+    show(found_report, environ, say)
     if image_report and code == 0:
         say(f"image: {image_report}")
     for warning in surprises(found_report, plan):

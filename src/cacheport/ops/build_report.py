@@ -1,6 +1,6 @@
 """The report after ``cacheport build``: what BuildKit did with the cache (from buildx's rawjson stream and its
 metadata file), with the imports cacheport left out or refused before the build; the loud warnings; and where
-the CI shows it. Side effects only in :func:`publish`, which never fails a build.
+the CI shows it. Side effects only in :func:`show` and :func:`publish`, which never fail a build.
 """
 
 from __future__ import annotations
@@ -58,9 +58,26 @@ def surprises(found: report.BuildReport, plan: Plan) -> list[str]:
     return out
 
 
+def show(found: report.BuildReport, environ: Mapping[str, str], say: Callable[[str], None]) -> None:
+    """The report in the log, once, a ``cache: …`` line each through ``say`` (which writes to stderr). In GitLab CI
+    the lines sit in a section of their own, ``cacheport: cache report``, open as the lines were before it, which
+    a reader can fold (its markers go straight to stderr, between ``say``'s lines: they hold no secret)."""
+    section = environ.get("GITLAB_CI") == "true"
+    stamp = int(time.time())
+    if section:
+        sys.stderr.flush()
+        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_report\r\x1b[0Kcacheport: cache report\n")
+    for line in report.as_text(found).splitlines():
+        say(f"cache: {line.strip()}" if not line.startswith(" ") else f"cache:   {line.strip()}")
+    if section:
+        sys.stderr.flush()
+        sys.stderr.write(f"\x1b[0Ksection_end:{stamp}:cacheport_report\r\x1b[0K\n")
+        sys.stderr.flush()
+
+
 def publish(found: report.BuildReport, environ: Mapping[str, str], say: Callable[[str], None],
             report_file: str | None) -> None:
-    """The report where the CI shows it: a job summary (GitHub), a collapsed log section (GitLab), a JSON file.
+    """The report where the CI shows it besides the log (:func:`show`): a job summary (GitHub), a JSON file.
 
     Never fails the build: a file that can't be written is a warning.
     """
@@ -70,11 +87,6 @@ def publish(found: report.BuildReport, environ: Mapping[str, str], say: Callable
                 fh.write("### cacheport\n\n" + report.as_markdown(found) + "\n")
         except OSError as exc:
             say(f"warning: could not write the job summary: {exc.strerror}")
-    if environ.get("GITLAB_CI") == "true":
-        stamp = int(time.time())
-        text = report.as_text(found).rstrip("\n").replace("\n", "\r\n")
-        sys.stderr.write(f"\x1b[0Ksection_start:{stamp}:cacheport_report[collapsed=true]\r\x1b[0Kcacheport: cache "
-                         f"report\r\n{text}\r\n\x1b[0Ksection_end:{stamp}:cacheport_report\r\x1b[0K\n")
     if report_file:
         try:
             Path(report_file).write_text(json.dumps(report.as_dict(found), indent=2) + "\n", encoding="utf-8")

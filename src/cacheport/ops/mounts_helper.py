@@ -120,8 +120,11 @@ def helper_build(docker: Docker, dockerfile: str, context: Path, out: Path, *, t
     if done.returncode == 0:
         return ""
     said = last_line(done.stderr or done.stdout)
-    # BuildKit repeats the whole step before its reason; the reason is what a report line needs.
-    return f"helper build failed: {said.rpartition('did not complete successfully: ')[2]}"
+    # BuildKit repeats the whole step before its reason, and buildx heads it with "ERROR: failed to solve:" (0.20
+    # on: "ERROR: failed to build: failed to solve:"); the reason is what a report line needs.
+    reason = said.rpartition("did not complete successfully: ")[2]
+    reason = re.sub(r"^(error: )?(failed to build: )?(failed to solve: )?", "", reason, flags=re.IGNORECASE)
+    return f"helper build failed: {reason}"
 
 
 def read_same(path: Path) -> tuple[str, int] | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cacheport.records import Swap
@@ -18,6 +20,27 @@ def _is_cache(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and (is_complete(path) or not any(path.iterdir())))
 
 
+@contextlib.contextmanager
+def held(current: Path) -> Iterator[bool]:
+    """The lock on the cache directory ``current`` (the file ``<current>.lock`` beside it) that whoever replaces
+    or removes it holds meanwhile, taken without waiting: True when this process holds it now. Without the
+    directory's parent there is nothing to lock (False)."""
+    import fcntl
+
+    try:
+        lock = open(current.with_name(current.name + ".lock"), "w")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        yield False
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def promote(swap: Swap) -> bool:
     """Put ``swap.new`` in place of ``swap.current`` if it is a finished export; True if it did.
 
@@ -28,15 +51,12 @@ def promote(swap: Swap) -> bool:
     new, current = Path(swap.new), Path(swap.current)
     if not is_complete(new) or not _is_cache(current) or (not swap.replace and is_complete(current)):
         return False
-    import fcntl
     import shutil
 
     current.parent.mkdir(parents=True, exist_ok=True)
-    with open(current.with_name(current.name + ".lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # someone else is promoting right now
+    with held(current) as mine:
+        if not mine:
+            return False  # someone else is promoting (or removing it) right now
         if not is_complete(new) or (not swap.replace and is_complete(current)):  # they finished first
             return False
         old = current.with_name(current.name + ".old")

@@ -15,7 +15,7 @@ import attrs
 
 from cacheport.entry import CacheEntry
 from cacheport.errors import CacheportError, ConfigError, RegistryError, SignatureError
-from cacheport.records import Login, Manifest, Plan, StoreSession
+from cacheport.records import CacheStore, Login, Manifest, Plan, StoreSession
 from cacheport.signing import (
     ARTIFACT_TYPE,
     ENVELOPE_TYPE,
@@ -140,8 +140,47 @@ def verify_entry(entry: CacheEntry, policy: Policy, logins: Sequence[Login], env
         return Verdict(entry, False, str(exc), digest)
     except RegistryError as exc:  # a cache outage never fails a build: it builds without this import
         return Verdict(entry, False, f"could not check its signature: {exc}", digest)
+    return Verdict(entry, True, _signed_by(claim, policy), digest, claim)
+
+
+def _signed_by(claim: Claim, policy: Policy) -> str:
     who = claim.key_id if policy.keyless is not None else f"key {claim.key_id}"
-    return Verdict(entry, True, f"signed by {who} on {claim.signed:%Y-%m-%d %H:%M} UTC", digest, claim)
+    return f"signed by {who} on {claim.signed:%Y-%m-%d %H:%M} UTC"
+
+
+#: The type of a :class:`Verdict`'s entry for what a backend's store holds beside its caches (``<name>.mounts``).
+MOUNTS = "mounts"
+
+
+def verify_stored(store: CacheStore, names: Sequence[str], policy: Policy, now: datetime | None = None,
+                  ) -> list[Verdict]:
+    """The signature of what each of ``names`` holds in ``store`` (cache mounts, ``<name>.mounts``), checked as a
+    protected job's restore checks it: the signed name is the name itself. One verdict per name that holds
+    something, its entry of type :data:`MOUNTS`; a name that holds nothing is left out (most builds have no cache
+    mounts), and a store that can't be read gives one verdict per name saying so."""
+    signing, when = StoreSigning(policy), now or datetime.now(UTC)
+
+    def entry(name: str) -> CacheEntry:
+        return CacheEntry(MOUNTS, {"ref": f"{store.location}:{name}"})
+
+    def verdict(session: StoreSession, name: str) -> Verdict | None:
+        digest = ""
+        try:
+            digest = session.manifest_digest(name) or ""
+            if not digest:
+                return None
+            claim = signing.check(session, name, digest, when)
+        except SignatureError as exc:
+            return Verdict(entry(name), False, str(exc), digest)
+        except CacheportError as exc:
+            return Verdict(entry(name), False, f"could not check its signature: {exc}", digest)
+        return Verdict(entry(name), True, _signed_by(claim, policy), digest, claim)
+
+    try:
+        with store.open() as session:
+            return [v for v in (verdict(session, n) for n in names) if v is not None]
+    except CacheportError as exc:  # the store could not be reached at all
+        return [Verdict(entry(n), False, f"could not check its signature: {exc}") for n in names]
 
 
 def read_signature(registry: Registry, repository: str, digest: str) -> bytes:

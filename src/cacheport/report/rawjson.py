@@ -20,6 +20,9 @@ from cacheport.report.model import BuildReport, ExportReport, ImportReport, Step
 from cacheport.timestamps import go_time
 
 _STEP = re.compile(r"\[(?:[^\]]* )?\d+/\d+\] ")
+# A stage's base image: BuildKit resolves it (and pulls it only if a step needs its layers), never marks it cached
+# however warm the build, and no cache export holds it. It is not a step the layer cache can save.
+_BASE = re.compile(r"\[(?:[^\]]* )?\d+/\d+\] FROM ")
 _IMPORT = "importing cache manifest from "
 # The progress vertex each cache exporter opens, by cache type (BuildKit 0.13 to 0.25 name them alike).
 _EXPORT_VERTEX = {
@@ -247,7 +250,7 @@ def parse_rawjson(stream: str | Iterable[str], imports: Sequence[CacheEntry] = (
     text = stream if isinstance(stream, str) else "\n".join(line.rstrip("\n") for line in stream)
     by_digest, lines = _vertices(text)
     vertices = [v for v in by_digest.values() if v.name]
-    steps = [v for v in vertices if _STEP.match(v.name)]
+    steps = [v for v in vertices if _STEP.match(v.name) and not _BASE.match(v.name)]
     cached = sum(1 for v in steps if _step_cached(v))
     failed_step = next((v for v in _by_start(steps) if v.error), None)
     error_line = next((line for line in reversed(lines) if line.startswith("ERROR:")), "")

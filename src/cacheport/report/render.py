@@ -5,6 +5,7 @@ outcomes has no mounts section in any of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -57,10 +58,25 @@ def _mount_measures(m: MountOutcome) -> str:
     return ", ".join(parts)
 
 
-def _mount_line(m: MountOutcome) -> str:
+def _mount_details(mounts: Sequence[MountOutcome]) -> list[str]:
+    """Each mount's detail for a person: a failure said already for an earlier mount (one helper build or store
+    serves them all, so its long line would come once per mount) is ``as for <that mount>``."""
+    first: dict[str, str] = {}
+    out = []
+    for m in mounts:
+        detail = one_line(m.detail)
+        if m.action == "failed" and detail:
+            said = first.setdefault(detail, m.id)
+            if said != m.id:
+                detail = f"as for {printable(said, 200)}"
+        out.append(detail)
+    return out
+
+
+def _mount_line(m: MountOutcome, detail: str) -> str:
     place, measures = _mount_place(m), _mount_measures(m)
     return (f"  mount  {m.action:<9} {printable(m.id, 200)}" + (f" {place}" if place else "")  # the Dockerfile's text
-            + (f" ({measures})" if measures else "") + (f": {one_line(m.detail)}" if m.detail else ""))
+            + (f" ({measures})" if measures else "") + (f": {detail}" if detail else ""))
 
 
 def _headline(report: BuildReport) -> str:
@@ -91,7 +107,7 @@ def as_text(report: BuildReport) -> str:
         details = _export_details(e)
         lines.append(f"  export {e.status:<7} {describe(e.entry)}" + (f" ({details})" if details else "")
                      + (f": {e.reason}" if e.reason else ""))
-    lines += [_mount_line(m) for m in report.mounts]
+    lines += [_mount_line(m, d) for m, d in zip(report.mounts, _mount_details(report.mounts), strict=True)]
     return "\n".join(lines) + "\n"
 
 
@@ -137,8 +153,7 @@ def as_markdown(report: BuildReport) -> str:
         if report.imports or report.exports:
             out.append("")
         out += ["| cache mount | | name | size, time | details |", "|---|---|---|---|---|"]
-        for m in report.mounts:
+        for m, detail in zip(report.mounts, _mount_details(report.mounts), strict=True):
             name = f"`{_cell(m.name)}`" if m.name else ""
-            out.append(f"| `{_cell(m.id)}` | {m.action} | {name} | {_mount_measures(m)} | "
-                       f"{_cell(one_line(m.detail))} |")
+            out.append(f"| `{_cell(m.id)}` | {m.action} | {name} | {_mount_measures(m)} | {_cell(detail)} |")
     return "\n".join(out) + "\n"
