@@ -66,6 +66,11 @@ ELSEWHERE = {
         "signing into Pulp, verifying from it, importing by digest and pruning stale signatures there: "
         "test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones and "
         "test_seed_carries_a_mounts_signature_to_pulp_where_a_protected_build_restores_them"),
+    "test_signed_keyless.py::test_keyless_signed_caches_on_pulp": (
+        "the keyless identity rule, the refusal and the missing token: "
+        "test_keyless_signed_caches_on_a_token_auth_registry; a signature stored in Pulp and verified from it (the "
+        "same artifact, a key pair's envelope in place of a certificate's): "
+        "test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones"),
 }
 WHOLE_PLAN = os.environ.get("CACHEPORT_E2E_PLAN", "").strip().lower() == "all"
 
