@@ -92,11 +92,15 @@ def generations_for(nodeid: str) -> list[str]:
     return [FULL_SUITE, *(name for name, tests in ESSENTIALS.items() if listed(nodeid, tests) and name != FULL_SUITE)]
 
 
-@pytest.fixture(autouse=True)
-def _history_per_plan(request: pytest.FixtureRequest) -> Iterator[None]:
-    """History records on or off for this test's builds and commands, per HISTORY above."""
-    PLAN.history = listed(request.node.nodeid, HISTORY)
-    yield
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """History records on or off for this test's builds and commands, per HISTORY above; set before any fixture
+    (a module's fixture that builds does so for the test that first needs it)."""
+    if "/e2e/" in str(item.fspath):
+        PLAN.history = listed(item.nodeid, HISTORY)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
     PLAN.history = True
 
 

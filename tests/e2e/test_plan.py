@@ -43,3 +43,10 @@ def test_a_test_s_generations_follow_the_table(monkeypatch: pytest.MonkeyPatch) 
     assert generations_for("tests/e2e/test_pulp.py::test_doctor_passes_against_the_real_pulp") == ["current"]
     assert entry("tests/e2e/test_history.py::test_pulp_history[current]", HISTORY) == "test_history.py"
     assert entry("tests/e2e/test_builds.py::test_registry_backend[old]", HISTORY) is None
+
+
+def test_a_test_outside_history_builds_with_history_off() -> None:
+    from .harness import clean_environ
+
+    assert clean_environ()["CACHEPORT_HISTORY"] == "off"
+    assert entry("tests/e2e/test_plan.py::test_a_test_outside_history_builds_with_history_off", HISTORY) is None
