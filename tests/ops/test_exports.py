@@ -184,6 +184,26 @@ def test_reading_the_history_never_fails_the_build() -> None:
     assert in_background(_Plan("always"), broken)() == ()  # type: ignore[arg-type]
 
 
+def test_a_store_slower_than_the_budget_never_holds_the_build_up() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def slow() -> list[BuildRecord]:
+        release.wait(30)
+        return [_record(0, 0)]
+
+    said: list[str] = []
+    try:
+        assert in_background(_Plan(), slow, said.append, budget=0.05)() == ()  # type: ignore[arg-type]
+    finally:
+        release.set()
+    assert said == ["warning: history: this branch's build records were not read within 0.05 s; its exports go as "
+                    "planned"]
+    fast = in_background(_Plan(), lambda: [_record(0, 0)], said.append, budget=30)  # type: ignore[arg-type]
+    assert len(fast()) == 1 and len(said) == 1
+
+
 def test_auto_without_records_exports_with_the_build(tmp_path: Path) -> None:
     # The stand-in's registry can't be read: no records, one line, one pass.
     (only,) = _build(tmp_path, "auto")

@@ -152,7 +152,8 @@ def run(
 
     key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
     pinned = signatures.pin_in_background(plan, environ)
-    records = exports_rule.in_background(plan, history)  # the branch's last builds, read while we log in
+    # the branch's last builds, read while we log in (what it says goes through the masking ``say`` made below)
+    records = exports_rule.in_background(plan, history, lambda line: say(line))
     if keep is not None:  # the history's shelf is opened and made room in while the build runs
         keep.begin(key)
     if mounts is not None:  # the mounts a protected build restores are verified too, and those it saves signed

@@ -200,11 +200,18 @@ def noted(found: report.BuildReport, decision: Decision) -> report.BuildReport:
         for e in found.exports])
 
 
-def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None
-                  ) -> Callable[[], Sequence[BuildRecord]]:
+#: Seconds the build waits, once it is ready to start, for the branch's records: a slow store never holds it up
+#: longer (the exports then go as planned).
+READ_BUDGET = 10.0
+
+
+def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None,
+                  say: Callable[[str], None] = lambda _line: None,
+                  budget: float = READ_BUDGET) -> Callable[[], Sequence[BuildRecord]]:
     """``read()`` (the branch's records; it never raises) started now on a thread, so its round trips overlap the
-    build's logins and its look at the builder; call the result for its answer. No thread unless the plan's
-    rule is ``auto`` and it exports."""
+    build's logins and its look at the builder; call the result for its answer, which waits at most ``budget``
+    seconds more (then none, and one line through ``say``: the exports go as planned). No thread unless the
+    plan's rule is ``auto`` and it exports."""
     if read is None or rule_of(plan) != AUTO or not plan.exports:
         return lambda: ()
     import threading
@@ -221,7 +228,11 @@ def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None
     thread.start()
 
     def result() -> Sequence[BuildRecord]:
-        thread.join()
+        thread.join(budget)
+        if thread.is_alive():
+            say(f"warning: history: this branch's build records were not read within {budget:g} s; its exports "
+                "go as planned")
+            return ()
         return answer[0] if answer else ()
 
     return result
