@@ -241,7 +241,17 @@ def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[
 
 def resolve_globals(config: Config) -> dict[str, Setting]:
     """The global settings (backend, key, read-only), typed, each from its highest level."""
-    return {opt.name: resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
+    for setting in config.raw("", "history-dir"):  # a number is no directory name anyone meant (5 became ./5)
+        if setting.source.level in ("file", "default") and not isinstance(setting.value, str):
+            shown = str(setting.value).lower() if isinstance(setting.value, bool) else repr(setting.value)
+            raise ConfigError(f"{setting.source.detail} = {shown}: expected a directory, as a string "
+                              "(history-dir = \"cacheport-history\")")
+    resolved = {opt.name: resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
+    keep = resolved["history-keep"]
+    if keep.value is not None and keep.value < 1:  # 0 or less would delete every record, the new one too
+        raise ConfigError(f"{keep.source.detail} = {keep.value}: records kept per branch, 1 or more "
+                          "(history = \"off\" keeps none)")
+    return resolved
 
 
 def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict[str, Setting]:
