@@ -172,9 +172,13 @@ def test_the_exports_rule_reads_no_records_when_one_is_corrupt_or_the_store_is_d
     assert capsys.readouterr().err == ""
 
     (folder / f"{made[1].name}.json").write_text("{not json")
-    assert recent_records(session)() == []  # type: ignore[arg-type]
+    unread: list[str] = []
+    assert recent_records(session, unread)() == []  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not be read" in err and "its exports go as planned" in err
+    # explain gets the same reason the build says
+    assert len(unread) == 1 and unread[0].startswith("1 of this branch's build records could not be read")
+    assert unread[0] in err
 
     def down(*_a: object, **_k: object) -> object:
         raise RegistryError("127.0.0.1:9 is unreachable")
@@ -183,3 +187,24 @@ def test_the_exports_rule_reads_no_records_when_one_is_corrupt_or_the_store_is_d
     assert recent_records(session)() == []  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "127.0.0.1:9 is unreachable" in err and "its exports go as planned" in err
+    assert "RegistryError" not in err  # no class names in a user's line
+
+
+def test_a_history_dir_that_is_a_file_is_one_line_naming_the_key(clean_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    (tmp_path / "cacheport.toml").write_text('backend = "local"\nhistory-dir = "not-a-dir"\n')
+    out = run("history", env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert out.stderr.count("\n") == 1 and "Error:" not in out.stderr and "Traceback" not in out.stderr
+    assert f"cacheport.toml history-dir = '{tmp_path / 'not-a-dir'}': not a directory" in out.stderr
+    # the build's record: its warning says the same
+    from cacheport.errors import ConfigError
+
+    shelf = DirectoryShelf(tmp_path / "not-a-dir", "cacheport.toml history-dir")
+    for attempt in (shelf.names, lambda: shelf.write("r", b"{}")):
+        try:
+            attempt()
+        except ConfigError as exc:
+            assert str(exc).startswith("cacheport.toml history-dir = ") and "not a directory" in str(exc)
+        else:
+            raise AssertionError("a file taken for a directory")

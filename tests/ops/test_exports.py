@@ -174,6 +174,11 @@ def test_explain_names_the_rule_and_with_records_why_each_export() -> None:
     assert "exports = \"auto\"" in why_rule(plan)  # type: ignore[arg-type]
     said = why_rule(plan, [_record(0, 5), _record(1, 0)])  # type: ignore[arg-type]
     assert "held back" in said and "1 of this branch's last 2 builds executed no step" in said
+    assert "no build records of this branch to go by" in why_rule(plan, [])  # type: ignore[arg-type]
+    # records that could not be read: the reason the build gives, not "none"
+    unread = "1 of this branch's build records could not be read (first: x: not JSON)"
+    said = why_rule(plan, [], unread=unread)  # type: ignore[arg-type]
+    assert unread in said and "no build records" not in said
 
 
 def test_reading_the_history_never_fails_the_build() -> None:

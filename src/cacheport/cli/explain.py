@@ -43,7 +43,8 @@ def command(fmt: str, from_history: bool, session: Session) -> None:
     if from_history:
         from cacheport.cli.history import recent_records
 
-        rule = why_rule(plan, recent_records(session)())
+        unread: list[str] = []  # why the records were not gone by: the build would say the same
+        rule = why_rule(plan, recent_records(session, unread)(), unread=unread[0] if unread else None)
     else:
         rule = why_rule(plan)
     click.echo(render.explain(plan) + (f"export rule:\n  {rule}\n" if rule else ""), nl=False)

@@ -44,11 +44,19 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
     return keep
 
 
-def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
+def recent_records(session: Session, unread: list[str] | None = None) -> Callable[[], list[BuildRecord]]:
     """What reads the branch's last build records for ``exports = "auto"`` (:mod:`cacheport.ops.exports`): never
-    raises; a store that can't be read is one line and no records (the exports go as planned)."""
+    raises; a store that can't be read is one line and no records (the exports go as planned), and that line's
+    reason is added to ``unread`` (for ``explain``)."""
+
+    def failed(why: str) -> list[BuildRecord]:
+        say(f"warning: history: {why}; its exports go as planned")
+        if unread is not None:
+            unread.append(why)
+        return []
 
     def read() -> list[BuildRecord]:
+        from cacheport.errors import CacheportError
         from cacheport.ops.exports import RECENT
         from cacheport.ops.history import open_shelf, read_records, settings_of, signing_of
 
@@ -63,14 +71,13 @@ def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
                             signing=signing_of(plan, session.environ)) as shelf:
                 # a few more than the rule needs: other keys' builds on the branch share its shelf
                 shelved = read_records(shelf, branch=plan.context.branch or "none", last=3 * RECENT, skip_bad=True)
+        except CacheportError as exc:
+            return failed(f"could not read this branch's build records ({exc})")
         except Exception as exc:  # the history is never worth a failed build, not even its bug
-            say(f"warning: history: could not read this branch's build records ({type(exc).__name__}: {exc}); "
-                "its exports go as planned")
-            return []
+            return failed(f"could not read this branch's build records (a bug: {type(exc).__name__}: {exc})")
         if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
-            say(f"warning: history: {len(shelved.bad)} of this branch's build records could not be read (first: "
-                f"{shelved.bad[0][0]}: {shelved.bad[0][1]}); its exports go as planned")
-            return []
+            return failed(f"{len(shelved.bad)} of this branch's build records could not be read (first: "
+                          f"{shelved.bad[0][0]}: {shelved.bad[0][1]})")
         return [r for _name, r in shelved.records]
 
     return read

@@ -137,11 +137,20 @@ class StoreShelf:
 
 
 class DirectoryShelf:
-    """Records as JSON files in a directory (a CI artifact, or under the cache directory on a laptop)."""
+    """Records as JSON files in a directory (a CI artifact, or under the cache directory on a laptop).
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    ``named_by``: where the user named the directory (``cacheport.toml history-dir``, ``--records``), for the
+    one line that says it is not a directory."""
+
+    def __init__(self, directory: Path, named_by: str | None = None) -> None:
+        self.directory, self.named_by = directory, named_by
         self.where = str(directory)
+
+    def _not_a_directory(self) -> CacheportError:
+        from cacheport.errors import ConfigError
+
+        return ConfigError(f"{self.named_by or 'history-dir'} = {str(self.directory)!r}: not a directory; name a "
+                           "directory for build records (one not there yet is made)")
 
     def names(self) -> list[str]:
         try:
@@ -149,6 +158,8 @@ class DirectoryShelf:
                           if p.name.startswith(rec.PREFIX) and p.name.endswith(".json"))
         except FileNotFoundError:
             return []
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot list: {exc.strerror}") from None
 
@@ -167,6 +178,8 @@ class DirectoryShelf:
             self.directory.mkdir(parents=True, exist_ok=True)
             with replacing(self.directory / f"{name}.json") as fh:
                 fh.write(data)
+        except (FileExistsError, NotADirectoryError):
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot write: {exc.strerror}") from None
 
@@ -232,7 +245,13 @@ def open_shelf(plan: Plan, store: CacheStore | None, cache_type: str, environ: M
         with store.open() as session:
             yield StoreShelf(session, store.location, signing)
         return
-    yield DirectoryShelf(directory_for(plan, store, environ, cwd))
+    yield DirectoryShelf(directory_for(plan, store, environ, cwd), _named_by(plan))
+
+
+def _named_by(plan: Plan) -> str | None:
+    """Where ``history-dir`` was set (``cacheport.toml history-dir``, ``CACHEPORT_HISTORY_DIR``), if it was."""
+    return next((s.setting.source.detail for s in plan.settings if s.name == "history-dir"
+                 and s.setting.value and s.setting.source.level != "default"), None)
 
 
 def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False) -> StoreSigning | None:
