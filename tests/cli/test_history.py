@@ -72,17 +72,37 @@ def test_a_bad_record_is_one_line_and_exit_2_unless_skipped(clean_env: dict[str,
     out = run("history", "--records", str(folder), env=clean_env)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert bad in out.stderr and "newer cacheport (3.0" in out.stderr
+    assert "newer cacheport (3.0" in out.stderr
+    assert f"history record {folder / bad}.json: " in out.stderr  # the file, as a user deletes it
     skipped = run("history", "--records", str(folder), "--skip-bad", env=clean_env)
     assert skipped.returncode == 0, skipped.stderr
-    assert f"history record {bad} left out" in skipped.stderr
+    assert f"history record {folder / bad}.json left out" in skipped.stderr
     assert "2 builds" in skipped.stdout
+    huge = folder / f"{rec.record_name('main', T0 + timedelta(hours=2), '0badbad1')}.json"
+    huge.write_bytes(b" " * (3 << 20))
+    out = run("history", "--records", str(folder), "--skip-bad", env=clean_env)
+    assert f"{huge} left out: over 65536 bytes, the most a record may be" in out.stderr, out.stderr
 
 
 def test_no_records_yet(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = run("history", env=clean_env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("no build records in ") and "history" in out.stdout
+
+
+def test_a_missing_records_directory_is_one_line_and_an_unknown_branch_is_named(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    out = run("history", "--records", str(tmp_path / "nonexistent"), env=clean_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"cacheport: error: --records {tmp_path / 'nonexistent'}: no such directory; name the " \
+        "directory a job kept its records in\n"
+    folder = tmp_path / "recs"
+    records(folder, 1)
+    one = run("history", "--records", str(folder), env=clean_env)
+    assert one.stdout.startswith(f"cache history: 1 build in {folder} (oldest first)\n"), one.stdout
+    none = run("history", "--records", str(folder), "--branch", "nosuch", env=clean_env)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.startswith(f"no build records in {folder} for branch nosuch yet"), none.stdout
 
 
 def test_help_has_examples(clean_env: dict[str, str]) -> None:

@@ -58,7 +58,7 @@ def recent_records(session: Session, unread: list[str] | None = None) -> Callabl
     def read() -> list[BuildRecord]:
         from cacheport.errors import CacheportError
         from cacheport.ops.exports import RECENT
-        from cacheport.ops.history import open_shelf, read_records, settings_of, signing_of
+        from cacheport.ops.history import open_shelf, read_records, settings_of, shown, signing_of
 
         plan = session.plan
         if not settings_of(plan).on:
@@ -77,7 +77,7 @@ def recent_records(session: Session, unread: list[str] | None = None) -> Callabl
             return failed(f"could not read this branch's build records (a bug: {type(exc).__name__}: {exc})")
         if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
             return failed(f"{len(shelved.bad)} of this branch's build records could not be read (first: "
-                          f"{shelved.bad[0][0]}: {shelved.bad[0][1]})")
+                          f"{shown(shelf, shelved.bad[0][0])}: {shelved.bad[0][1]})")
         return [r for _name, r in shelved.records]
 
     return read
@@ -132,7 +132,7 @@ Examples:
   cacheport history --format html -o history.html    # a page with the chart
   cacheport history --format markdown -o history.md  # the chart as an SVG image
   cacheport history --format github >> "$GITHUB_STEP_SUMMARY"  # the chart in Mermaid
-  cacheport history --chart history.svg              # the chart alone, as SVG
+  cacheport history --chart history.svg              # the text, and the chart as an SVG file
   cacheport history --records cacheport-history/     # records a job kept as an artifact
 """)
 @click.option("--branch", metavar="NAME", help="Only this branch's builds.")
@@ -141,7 +141,7 @@ Examples:
 @click.option("--records", "records_dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Read the records in this directory (a CI artifact) instead of the backend's store.")
 @click.option("--chart", "chart_file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-              help="Also write the chart as SVG.")
+              help="Also write the chart as SVG to PATH (the output goes where it would).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
               help="Write the output to a file instead of stdout.")
 @click.option("--skip-bad", is_flag=True, help="Leave out records that can't be read (one warning each) instead "
@@ -166,11 +166,17 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     import json
 
     from cacheport.cli.output import write_file
-    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, signing_of
+    from cacheport.ops.history import DirectoryShelf, Shelf, open_shelf, read_records, settings_of, shown, signing_of
     from cacheport.report import chart, trend
 
     if records_dir is not None:
-        shelved = read_records(DirectoryShelf(records_dir), branch=branch, last=last, skip_bad=skip_bad)
+        if not records_dir.is_dir():  # a typo, or an artifact not downloaded: never "no records yet"
+            from cacheport.errors import ConfigError
+
+            raise ConfigError(f"--records {records_dir}: " + ("not a directory" if records_dir.exists() else
+                              "no such directory") + "; name the directory a job kept its records in")
+        shelf_seen: Shelf = DirectoryShelf(records_dir, "--records")
+        shelved = read_records(shelf_seen, branch=branch, last=last, skip_bad=skip_bad)
     else:
         plan = session.plan
         if not settings_of(plan).on:
@@ -181,14 +187,15 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
         with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd,
                         signing=signing_of(plan, session.environ)) as shelf:
             shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
+            shelf_seen = shelf
     for name, why in shelved.bad:
-        warn(f"history record {name} left out: {why}")
+        warn(f"history record {shown(shelf_seen, name)} left out: {why}")
     if (left_out := shelved.unsigned_line()) is not None:
         warn(left_out)
     found = trend.trend([r for _name, r in shelved.records])
-    where = shelved.where
+    where = shelved.where if branch is None else f"{shelved.where} for branch {branch}"
     if fmt == "json":
-        doc = trend.as_dict(found, where)
+        doc = trend.as_dict(found, shelved.where)
         doc["left_out"] = {"count": len(shelved.unsigned) + len(shelved.bad), "records": [
             *({"name": n, "reason": why, "kind": "unsigned"} for n, why in shelved.unsigned),
             *({"name": n, "reason": why, "kind": "unreadable"} for n, why in shelved.bad)]}

@@ -399,9 +399,15 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
             continue
         if isinstance(found, str):
             if not skip_bad:
-                raise RecordError(f"history record {name} in {shelf.where}: {found} (--skip-bad leaves it out; "
+                raise RecordError(f"history record {shown(shelf, name)}" + ("" if isinstance(shelf, DirectoryShelf)
+                                  else f" in {shelf.where}") + f": {found} (--skip-bad leaves it out; "
                                   "deleting it removes it)")
             bad.append((name, found))
         else:
             out.append((name, found))
     return Shelved(tuple(out), tuple(bad), shelf.where, tuple(unsigned))
+
+
+def shown(shelf: Shelf, name: str) -> str:
+    """A record as a user finds it: a directory's as the file's path (to ``rm``), a store's by its tag."""
+    return str(shelf.directory / f"{name}.json") if isinstance(shelf, DirectoryShelf) else name

@@ -198,7 +198,7 @@ def _number(doc: Mapping[str, Any], key: str, kind: type = float) -> Any:
 def parse_record(data: bytes) -> BuildRecord:
     """A record read back; anything but what :func:`to_json` writes is a one-line :class:`RecordError`."""
     if len(data) > MAX_SIZE:
-        raise RecordError(f"{len(data)} bytes; a record is at most {MAX_SIZE}")
+        raise RecordError(f"over {MAX_SIZE} bytes, the most a record may be")  # the reader stops past it
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
