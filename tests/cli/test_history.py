@@ -228,3 +228,19 @@ def test_a_history_dir_that_is_a_file_is_one_line_naming_the_key(clean_env: dict
             assert str(exc).startswith("cacheport.toml history-dir = ") and "not a directory" in str(exc)
         else:
             raise AssertionError("a file taken for a directory")
+
+
+def test_prune_bad_deletes_the_unreadable_records_naming_each(clean_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    made = records(folder, 2)
+    bad = folder / f"{rec.record_name('main', T0 + timedelta(hours=1), '0badbad0')}.json"
+    bad.write_text("{not json")
+    out = run("history", "--records", str(folder), env=clean_env)
+    assert out.returncode == 2 and "--prune-bad deletes every record that can't be read" in out.stderr
+    pruned = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout == (f"deleted build record {bad}: not JSON\n"
+                             f"1 build record that could not be read deleted from {folder}\n")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{r.name}.json" for r in made)
+    again = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
+    assert again.stdout == f"no build records that can't be read in {folder}\n"

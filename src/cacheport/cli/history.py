@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cacheport.cli.session import Session
+    from cacheport.ops.history import Shelf
     from cacheport.report import BuildReport
     from cacheport.report.record import BuildRecord
 
@@ -77,7 +78,8 @@ def recent_records(session: Session, unread: list[str] | None = None) -> Callabl
             return failed(f"could not read this branch's build records (a bug: {type(exc).__name__}: {exc})")
         if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
             return failed(f"{len(shelved.bad)} of this branch's build records could not be read (first: "
-                          f"{shown(shelf, shelved.bad[0][0])}: {shelved.bad[0][1]})")
+                          f"{shown(shelf, shelved.bad[0][0])}: {shelved.bad[0][1]}; cacheport history --prune-bad "
+                          "deletes such records)")
         return [r for _name, r in shelved.records]
 
     return read
@@ -134,6 +136,7 @@ Examples:
   cacheport history --format github >> "$GITHUB_STEP_SUMMARY"  # the chart in Mermaid
   cacheport history --chart history.svg              # the text, and the chart as an SVG file
   cacheport history --records cacheport-history/     # records a job kept as an artifact
+  cacheport history --prune-bad                      # delete the records that can't be read
 """)
 @click.option("--branch", metavar="NAME", help="Only this branch's builds.")
 @click.option("--last", type=click.IntRange(1, 1000), default=30, show_default=True, metavar="N",
@@ -146,10 +149,13 @@ Examples:
               help="Write the output to a file instead of stdout.")
 @click.option("--skip-bad", is_flag=True, help="Leave out records that can't be read (one warning each) instead "
               "of stopping at the first.")
+@click.option("--prune-bad", is_flag=True, help="Delete the records that can't be read (corrupt, too large), "
+              "naming each, and show nothing else: in --records DIR, else where this job's own records go (the "
+              "store only for a job that may write it). Records from a newer cacheport are kept.")
 @format_option(["text", "json", "markdown", "github", "html"], "text")
 @plan_options
 def command(branch: str | None, last: int, records_dir: Path | None, chart_file: Path | None, output: Path | None,
-            skip_bad: bool, fmt: str, session: Session) -> None:
+            skip_bad: bool, prune_bad: bool, fmt: str, session: Session) -> None:
     """Show the cache's value across builds: the share of builds with an import hit and of steps cached per
     branch, build time cold (no hit) against warm, the time the hits saved, what exports cost, and the builds
     where the hit rate fell, with the import that missed and the first step that ran.
@@ -166,7 +172,7 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     import json
 
     from cacheport.cli.output import write_file
-    from cacheport.ops.history import DirectoryShelf, Shelf, open_shelf, read_records, settings_of, shown, signing_of
+    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, shown, signing_of
     from cacheport.report import chart, trend
 
     if records_dir is not None:
@@ -176,6 +182,8 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
             raise ConfigError(f"--records {records_dir}: " + ("not a directory" if records_dir.exists() else
                               "no such directory") + "; name the directory a job kept its records in")
         shelf_seen: Shelf = DirectoryShelf(records_dir, "--records")
+        if prune_bad:
+            return pruned(shelf_seen)
         shelved = read_records(shelf_seen, branch=branch, last=last, skip_bad=skip_bad)
     else:
         plan = session.plan
@@ -184,8 +192,10 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
             return
         backend = session.plugins.backend(plan.backend)
         store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd,
+        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd, writing=prune_bad,
                         signing=signing_of(plan, session.environ)) as shelf:
+            if prune_bad:
+                return pruned(shelf)
             shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
             shelf_seen = shelf
     for name, why in shelved.bad:
@@ -212,3 +222,14 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
         write_file(output, text, mode=0o644)
     else:
         click.echo(text, nl=False)
+
+
+def pruned(shelf: Shelf) -> None:
+    """``--prune-bad``: delete ``shelf``'s records that can't be read, one line each, then one line in all."""
+    from cacheport.ops.history import prune_bad, shown
+
+    gone = prune_bad(shelf)
+    for name, why in gone:
+        click.echo(f"deleted build record {shown(shelf, name)}: {why}")
+    click.echo(f"{len(gone)} build record{'' if len(gone) == 1 else 's'} that could not be read deleted from "
+               f"{shelf.where}" if gone else f"no build records that can't be read in {shelf.where}")

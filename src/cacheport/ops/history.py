@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from cacheport.errors import CacheportError, RecordError, RegistryError, SignatureError
+from cacheport.errors import CacheportError, NewerRecordError, RecordError, RegistryError, SignatureError
 from cacheport.files import replacing
 from cacheport.options import GLOBAL_OPTIONS
 from cacheport.plan import Plan
@@ -401,7 +401,7 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
             if not skip_bad:
                 raise RecordError(f"history record {shown(shelf, name)}" + ("" if isinstance(shelf, DirectoryShelf)
                                   else f" in {shelf.where}") + f": {found} (--skip-bad leaves it out; "
-                                  "deleting it removes it)")
+                                  "--prune-bad deletes every record that can't be read)")
             bad.append((name, found))
         else:
             out.append((name, found))
@@ -411,3 +411,24 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
 def shown(shelf: Shelf, name: str) -> str:
     """A record as a user finds it: a directory's as the file's path (to ``rm``), a store's by its tag."""
     return str(shelf.directory / f"{name}.json") if isinstance(shelf, DirectoryShelf) else name
+
+
+def prune_bad(shelf: Shelf, jobs: int = 8) -> list[tuple[str, str]]:
+    """Delete the records on ``shelf`` that can't be read (corrupt, hostile, too large); ``(name, why)`` for each
+    deleted. Never one written by a newer cacheport, one left out for its signature, or one the store could not
+    be asked for (an outage is no reason to delete)."""
+    from cacheport.ops.inventory import each
+
+    def one(name: str) -> tuple[str, str | None]:
+        try:
+            data = shelf.read(name)
+            if data is not None:
+                rec.parse_record(data)
+        except (NewerRecordError, SignatureError, RegistryError):
+            return name, None
+        except RecordError as exc:
+            return name, str(exc)
+        return name, None
+
+    names = [n for n in shelf.names() if rec.parse_name(n) is not None]
+    return [(name, why) for name, why in each(one, names, jobs) if why is not None and shelf.delete(name)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from cacheport.errors import RecordError
+from cacheport.errors import NewerRecordError, RecordError
 from cacheport.records import Context
 from cacheport.refs import slug
 from cacheport.report.model import HIT, BuildReport, one_line
@@ -209,7 +209,7 @@ def parse_record(data: bytes) -> BuildRecord:
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
         raise RecordError("it has no schema version")
     if schema > SCHEMA:
-        raise RecordError(f"written by a newer cacheport ({_text(doc, 'cacheport') or 'unknown version'}, "
+        raise NewerRecordError(f"written by a newer cacheport ({_text(doc, 'cacheport') or 'unknown version'}, "
                           f"record schema {schema}; this one reads {SCHEMA}): upgrade cacheport")
     rid = _text(doc, "id", required=True) or ""
     if not re.fullmatch(r"[0-9a-f]{8}", rid):
