@@ -149,6 +149,10 @@ def test_registry_history(harness: Harness, tmp_path: Path) -> None:
     assert harness.build(ctx, env=env_for("main")).code == 0
     out = cacheport(harness, "history", "--skip-bad", env=env_for("main"), cwd=ctx)
     assert out.returncode == 0 and f"history record {bad} left out" in out.stderr
+    out = cacheport(harness, "history", "--prune-bad", env=env_for("main"), cwd=ctx)
+    assert out.returncode == 0 and out.stdout.startswith(f"deleted build record {bad}: "), out.stdout + out.stderr
+    assert bad not in harness.tags(reg, repo, records=True)
+    assert cacheport(harness, "history", env=env_for("main"), cwd=ctx).returncode == 0
 
 
 def test_a_real_base_image_rebuilt_unchanged_counts_as_unchanged(harness: Harness, tmp_path: Path) -> None:
