@@ -244,3 +244,17 @@ def test_prune_bad_deletes_the_unreadable_records_naming_each(clean_env: dict[st
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{r.name}.json" for r in made)
     again = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
     assert again.stdout == f"no build records that can't be read in {folder}\n"
+
+
+def test_explain_json_carries_the_export_rule_and_the_reason_records_were_not_read(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    args = ("explain", "--format", "json", "--backend", "registry", "--set", "ref=127.0.0.1:9/app/cache")
+    plain = json.loads(run(*args, env=clean_env, cwd=tmp_path).stdout)
+    assert plain["export_rule"]["rule"] == "auto" and plain["export_rule"]["history"] is False
+    assert [e["outcome"] for e in plain["export_rule"]["exports"]] == [None] * len(plain["exports"])
+    out = run(*args, "--history", env=clean_env, cwd=tmp_path)  # nothing listens on 127.0.0.1:9
+    assert out.returncode == 0, out.stderr
+    rule = json.loads(out.stdout)["export_rule"]
+    assert rule["history"] is True and rule["exports"][0]["outcome"] == "written"
+    assert "could not read this branch's build records (127.0.0.1:9" in rule["exports"][0]["why"]
+    assert "its exports go as planned" in out.stderr.splitlines()[-1]

@@ -23,6 +23,7 @@ import can name. Pure, but for :func:`in_background`, which runs the caller's re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -261,3 +262,26 @@ def export_only(extra: Sequence[str]) -> list[str]:
             continue
         kept.append(arg)
     return [*kept, "--output", "type=cacheonly"]
+
+
+def rule_doc(plan: Plan, records: Sequence[BuildRecord] | None = None, unread: str | None = None) -> dict[str, Any]:
+    """``explain --format json``'s ``export_rule``: the rule in force, whether the branch's records were read
+    (``--history``), and per export (in the plan's order) its ``outcome`` (``written`` with the build, ``held
+    back``, ``narrowed``; None under ``auto`` when the records, not read, decide) and the line ``explain`` says."""
+    rule = rule_of(plan)
+    doc: dict[str, Any] = {"rule": rule, "history": records is not None, "exports": []}
+    if not plan.exports:
+        return doc
+    outcomes: list[str | None]
+    if rule != ALWAYS and not any(_name(e) for e in plan.exports):
+        outcomes, why = ["written"] * len(plan.exports), [why_rule(plan, records, unread)] * len(plan.exports)
+    elif rule == AUTO and records is None:
+        outcomes, why = [None] * len(plan.exports), [why_rule(plan)] * len(plan.exports)
+    else:
+        decision = decide(plan, plan.imports, plan.exports, records or (), unread)
+        outcomes = ["held back" if e in decision.held else "written" if e in decision.inline else "narrowed"
+                    for e in plan.exports]
+        why = list(decision.why)
+    doc["exports"] = [{"cache": report.describe(e), "outcome": outcome, "why": line}
+                      for e, outcome, line in zip(plan.exports, outcomes, why, strict=True)]
+    return doc
