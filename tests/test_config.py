@@ -174,3 +174,23 @@ def test_history_keep_of_one_and_a_history_dir_from_a_variable_are_taken(tmp_pat
     resolved = resolve_globals(load_config(tmp_path, {"CACHEPORT_HISTORY_DIR": "5"}))
     assert resolved["history-keep"].value == 1
     assert resolved["history-dir"].value == "5"  # a variable is always text: a directory named 5 is meant
+
+
+@pytest.mark.parametrize(
+    "name, toml, env, message",
+    [
+        ("cacheport.toml", '[registry]\nref = "r"\nexports = "always"\n', {},
+         r"cacheport.toml \[registry\] exports: backend 'registry' has no option 'exports' \(exports is a top-level "
+         r"key: put it above \[registry\]\); its options are: ref, "),
+        ("pyproject.toml", '[tool.cacheport.registry]\nref = "r"\nhistory-keep = 3\n', {},
+         r"\(history-keep is a top-level key: put it above \[tool.cacheport.registry\]\)"),
+        ("cacheport.toml", '[registry]\nref = "r"\n', {"CACHEPORT_REGISTRY__EXPORTS": "always"},
+         r"\(exports is a top-level key: CACHEPORT_EXPORTS\)"),
+    ],
+)
+def test_a_top_level_key_written_under_a_backend_table_says_where_it_goes(
+        tmp_path: Path, name: str, toml: str, env: dict[str, str], message: str) -> None:
+    write(tmp_path / name, toml)
+    with pytest.raises(ConfigError, match=message) as caught:
+        resolve_backend(load_config(tmp_path, env), REGISTRY, selected=True)
+    assert "did you mean" not in str(caught.value)

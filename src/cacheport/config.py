@@ -265,8 +265,9 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             where, shown = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
             raise ConfigError(  # the suggestion from the key as read (CACHEPORT_REGISTRY__RF: 'rf'), not as written
-                f"{where}: backend {backend.name!r} has no option {shown!r}{did_you_mean(key, names, 3)}; "
-                f"its options are: {', '.join(names) or '(none)'}"
+                f"{where}: backend {backend.name!r} has no option {shown!r}"
+                + (_global_hint(config, settings[0], key, backend.name) or did_you_mean(key, names, 3))
+                + f"; its options are: {', '.join(names) or '(none)'}"
             )
         given.setdefault(option.name, []).extend(settings)
     resolved = {}
@@ -288,6 +289,21 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             )
         resolved[option.name] = setting
     return resolved
+
+
+def _global_hint(config: Config, setting: Setting, key: str, backend: str) -> str:
+    """When a backend's unknown option is a top-level key (written below the table's header, where TOML puts it in
+    the table), where it goes; else nothing."""
+    option = next((o for o in GLOBAL_OPTIONS if o.key == key), None)
+    if option is None:
+        return ""
+    if setting.source.level == "env":
+        return f" ({option.name} is a top-level key: {ENV_PREFIX}{option.name.upper().replace('-', '_')})"
+    if setting.source.level == "cli":
+        return f" ({option.name} is a top-level key, not a backend option)"
+    table = (f"[tool.cacheport.{backend}]" if config.path is not None and config.path.name == "pyproject.toml"
+             else f"[{backend}]")
+    return f" ({option.name} is a top-level key: put it above {table})"
 
 
 def resolve_migration(config: Config) -> dict[str, Setting]:
