@@ -25,16 +25,31 @@ settings.load_profile("cacheport")
 BUILTINS = (registry, gitlab, local, gha, inline, s3, azblob, contexts)
 
 
+NETGUARD_DIR = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Tests never reach the network: this process and its Python subprocesses may talk to loopback only."""
     import tempfile
 
     netguard.install()
-    log = Path(tempfile.mkdtemp(prefix="cacheport-netguard-")) / "violations"
+    folder = Path(tempfile.mkdtemp(prefix="cacheport-netguard-"))
+    config.stash[NETGUARD_DIR] = folder
+    log = folder / "violations"
     log.touch()
     for name, value in netguard.subprocess_env(log).items():
         if name in ("PYTHONPATH", "NETGUARD_LOG"):
             os.environ[name] = value
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the violations log's folder. A Python subprocess that outlives the run (a server a test left
+    behind) may still try to write it: netguard then refuses the connection all the same, without the log."""
+    import shutil
+
+    folder = config.stash.get(NETGUARD_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NoReturn
 
 import pytest
@@ -10,6 +10,7 @@ from .harness import (
     BUILDKIT_KEYS,
     BUILDKIT_MISSING,
     GENERATION_KEYS,
+    PLAN,
     Harness,
     ObjectStores,
     Pulp,
@@ -21,9 +22,11 @@ from .harness import (
 
 E2E_MODE = os.environ.get("CACHEPORT_E2E", "").strip().lower()
 
-# Which test runs on which BuildKit generation, decided here and nowhere else (docs/development.md):
-# the whole suite runs on the current generation, what users run today; the essentials also run on the old
-# one, which many runners still have. CACHEPORT_E2E_GENERATIONS=all runs every test on both. A test that
+# What runs where, decided here and nowhere else (docs/development.md, "What runs where"). An entry is a file
+# (`test_x.py`: every test in it) or one test (`test_x.py::test_name`, without parameters).
+#
+# 1. Generations. The whole suite runs on the current generation, what users run today; the essentials also run on
+# the old one, which many runners still have. CACHEPORT_E2E_GENERATIONS=all runs every test on both. A test that
 # compares the generations takes `every_generation` instead of `harness`. test_builders.py builds on our own
 # BuildKit v0.32.2 (docker-container and remote builders) whichever generation's buildx drives it, so only one of
 # its tests also runs on the old buildx (0.13, whose `buildx create` flags differ).
@@ -41,14 +44,65 @@ ESSENTIALS = {
         "test_mounts.py::test_a_restored_mount_saves_the_downloads_on_a_fresh_engine_builder",
     ),
 }
+# 2. History records. The harness's builds and commands run with CACHEPORT_HISTORY=off (writing a record costs about
+# 6 s on Pulp under load, 0.1 s on distribution), except in these tests, whose subject is a record, the trend a
+# build or a report shows, a signed record, or the exports rule that reads the branch's records. Records stay proven on distribution, Pulp and a local directory
+# (test_history.py), signed on both registries (test_signed.py), and under gitlab-ci-local and act. The docs'
+# runner (test_docs_run.py) runs the docs' commands in an environment of its own, as a reader would: history on.
+HISTORY = (
+    "test_history.py",
+    "test_exports.py",
+    "test_signed.py::test_a_record_pushed_by_an_attacker_is_left_out_of_the_history",
+    "test_signed.py::test_a_record_pushed_by_an_attacker_is_left_out_of_the_history_on_pulp",
+    "test_github_action.py",
+    "test_gitlab_pipeline.py",
+)
+
+# 3. Once, not again on another server. Each test here repeats on Pulp a scenario whose logic another test proves on
+# a registry; what Pulp itself does in it is proven by the tests its entry names. They are not collected (the summary
+# lists them); CACHEPORT_E2E_PLAN=all runs them too, and every test on both generations.
+ELSEWHERE = {
+    "test_signed.py::test_signed_caches_on_pulp": (
+        "the attack, the refusal, the pinned digest and the replay: test_signed_caches_on_a_token_auth_registry; "
+        "signing into Pulp, verifying from it, importing by digest and pruning stale signatures there: "
+        "test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones and "
+        "test_seed_carries_a_mounts_signature_to_pulp_where_a_protected_build_restores_them"),
+    "test_signed_keyless.py::test_keyless_signed_caches_on_pulp": (
+        "the keyless identity rule, the refusal and the missing token: "
+        "test_keyless_signed_caches_on_a_token_auth_registry; a signature stored in Pulp and verified from it (the "
+        "same artifact, a key pair's envelope in place of a certificate's): "
+        "test_seed_carries_signatures_to_pulp_and_prune_removes_the_stale_ones"),
+}
+WHOLE_PLAN = os.environ.get("CACHEPORT_E2E_PLAN", "").strip().lower() == "all"
+
+
+def entry(nodeid: str, table: Iterable[str]) -> str | None:
+    """The entry of one of the tables above that names a test (a pytest node id), if any."""
+    test = nodeid.rpartition("/")[2].partition("[")[0]
+    return next((e for e in table if e in (test, test.partition("::")[0])), None)
+
+
+def listed(nodeid: str, table: Iterable[str]) -> bool:
+    return entry(nodeid, table) is not None
 
 
 def generations_for(nodeid: str) -> list[str]:
-    """The generations a test (``path::name``, no parameters) runs on, per the table above."""
-    if os.environ.get("CACHEPORT_E2E_GENERATIONS", "").strip().lower() == "all":
+    """The generations a test runs on, per the table above."""
+    if WHOLE_PLAN or os.environ.get("CACHEPORT_E2E_GENERATIONS", "").strip().lower() == "all":
         return list(GENERATION_KEYS)
-    test = nodeid.rpartition("/")[2].partition("[")[0]
-    return [FULL_SUITE, *(name for name, tests in ESSENTIALS.items() if test in tests and name != FULL_SUITE)]
+    return [FULL_SUITE, *(name for name, tests in ESSENTIALS.items() if listed(nodeid, tests) and name != FULL_SUITE)]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """History records on or off for this test's builds and commands, per HISTORY above; set before any fixture
+    (a module's fixture that builds does so for the test that first needs it)."""
+    if "/e2e/" in str(item.fspath):
+        PLAN.history = listed(item.nodeid, HISTORY)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    PLAN.history = True
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -137,12 +191,19 @@ def legacy(servers: Harness) -> Harness:
 
 
 NOT_PROVISIONED = pytest.StashKey[str]()
+RUN_ELSEWHERE = pytest.StashKey[list[str]]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    if not WHOLE_PLAN:  # ELSEWHERE above: said in the summary, never dropped silently
+        elsewhere = [item for item in items if "/e2e/" in str(item.fspath) and listed(item.nodeid, ELSEWHERE)]
+        if elsewhere:
+            config.hook.pytest_deselected(items=elsewhere)
+            items[:] = [item for item in items if item not in elsewhere]
+            config.stash[RUN_ELSEWHERE] = [item.nodeid for item in elsewhere]
     # Without ../shared/buildkit (a clone outside the project) e2e-up provisions no BuildKit of its own and says
     # why: its tests are not run, and the summary repeats the reason; under CACHEPORT_E2E=require they fail.
     env, _ = read_env()
@@ -156,6 +217,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for nodeid in config.stash.get(RUN_ELSEWHERE, []):
+        terminalreporter.write_line(f"{nodeid} not run (tests/e2e/conftest.py's ELSEWHERE; CACHEPORT_E2E_PLAN=all "
+                                    f"runs it), proven by {ELSEWHERE[entry(nodeid, ELSEWHERE) or '']}", yellow=True)
     if NOT_PROVISIONED in config.stash:
         terminalreporter.write_line(config.stash[NOT_PROVISIONED], yellow=True)
 

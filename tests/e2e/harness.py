@@ -24,6 +24,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -522,10 +523,23 @@ def cache_report(log: str) -> dict[str, dict[str, str]]:
 HARNESS_PREFIXES = ("CACHEPORT_E2E", "CACHEPORT_PULP_", "CACHEPORT_OBJSTORE_")
 
 
+@dataclass
+class RunPlan:
+    """What conftest.py's plan says about the test that is running (set for each test; outside pytest, the
+    defaults)."""
+
+    history: bool = True  # its builds and commands keep history records
+
+
+PLAN = RunPlan()
+
+
 def clean_environ() -> dict[str, str]:
-    """The test process's environment without any CI or cacheport settings, so each test sets its own."""
+    """The test process's environment without any CI or cacheport settings, so each test sets its own; with
+    ``CACHEPORT_HISTORY=off`` unless the plan has this test keep history records."""
     drop = ("CACHEPORT_", "CI_", "GITLAB_", "GITHUB_", "ACTIONS_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("CI", "DOCKER_HOST")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("CI", "DOCKER_HOST")}
+    return env if PLAN.history else {**env, "CACHEPORT_HISTORY": "off"}
 
 
 def github_env(tmp: Path, repository: str, branch: str, default: str = "main", **extra: str) -> dict[str, str]:

@@ -44,9 +44,12 @@ def scenario(harness: Harness, sigstore: FakeSigstore, tmp: Path, base: dict[str
     ctx = harness.project(tmp)
 
     harness.prune()
+    asked = len(sigstore.requests)
     first = harness.build(ctx, env=env)  # 1. a protected build signs its export, keyless
     assert first.code == 0 and first.ran, first.log
     signed_digest(first.log, cache)
+    # One certificate per build: the build's record for the cache's history is signed with the export's.
+    assert len(sigstore.requests) == asked + 1 and "warning: history" not in first.log, first.log
 
     # 2. a merge request's job, with its own (honest) token for refs/heads/feature, pretends to be main's
     evil_token = sigstore.gitlab_token(project=project, ref="feature", protected=False)

@@ -123,3 +123,30 @@ def test_keyless_signs_and_verifies_cache_mounts_as_it_does_layer_caches(fake: F
                 limits=MountLimits(), signing=theirs)
         _, [refused] = fetch(session, ["main"], tmp_path / "in2", limits=MountLimits(), signing=ours)
         assert refused.action == "refused" and "refs/heads/feature" in refused.detail, refused
+
+
+def test_the_exports_and_the_history_record_signed_at_once_share_one_certificate(fake: FakeRegistry,
+                                                                                  sigstore: FakeSigstore,
+                                                                                  tmp_path: Path) -> None:
+    import threading
+
+    from cacheport.signing import Claim
+
+    plan = plan_for(fake, sigstore, sigstore.root_file(tmp_path))
+    key = signatures.signing_key(plan, {"SIGSTORE_ID_TOKEN": sigstore.gitlab_token(ref="main")})
+    assert isinstance(key, KeylessSigner)
+    asked = len(sigstore.requests)
+    start = threading.Barrier(4)
+    leaves: list[bytes] = []
+
+    def sign() -> None:
+        start.wait()
+        key.envelope(Claim("sha256:" + "0" * 64, "main", "group/app", datetime.now(UTC)))
+        leaves.append(key.chain()[0])
+
+    threads = [threading.Thread(target=sign) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sigstore.requests) == asked + 1 and len(set(leaves)) == 1

@@ -23,7 +23,9 @@ from cacheport.oci.format import OCI_MANIFEST, sha256_digest
 from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.history import (
     DirectoryShelf,
+    Recorder,
     Shelf,
+    Shelved,
     StoreShelf,
     directory_for,
     keep,
@@ -250,6 +252,123 @@ def test_a_job_that_may_not_write_shared_caches_keeps_its_record_in_its_own_dire
     assert trusted is not None and trusted.name in registry.manifests[REPO]
 
 
+# --- a build's record off its critical path: Recorder ------------------------------------------------------------
+
+
+def recorder(fake: FakeRegistry, tmp_path: Path, said: list[str], **settings: object) -> Recorder:
+    return Recorder(plan(**settings), lambda: registry_store(fake), "registry", {}, tmp_path, said.append)
+
+
+def stored(fake: FakeRegistry) -> list[str]:
+    return sorted(n for n in fake.manifests.get(REPO, {}) if rec.is_record(n))
+
+
+def test_two_builds_recording_at_once_keep_both_records_and_the_next_build_restores_the_bound(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    old = [record(i) for i in range(2)]
+    for r in old:
+        keep(store_shelf(registry), r, 2)
+    said: list[str] = []
+    both = [recorder(registry, tmp_path, said, history_keep=2) for _ in range(2)]
+    for each in both:
+        each.begin()  # both list, and make room, while their builds run
+    for each in both:
+        each.keep(report())
+    kept = [each.finish() for each in both]
+    assert not said and all(kept)
+    assert {k.name for k in kept if k} <= set(stored(registry))  # neither lost the other's
+    assert old[0].name not in stored(registry) and len(stored(registry)) == 3  # one over, until the next build
+    third = recorder(registry, tmp_path, said, history_keep=2)
+    third.begin()
+    third.keep(report())
+    last = third.finish()
+    assert last is not None and not said
+    assert len(stored(registry)) == 2 and last.name in stored(registry)
+
+
+def test_a_record_that_fails_while_the_build_ends_is_one_line_said_when_the_build_is_done(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    registry.faults.append(("PUT", "/manifests/cacheport-history-", 400, {}))
+    said: list[str] = []
+    overlapped = recorder(registry, tmp_path, said)
+    overlapped.begin()
+    overlapped.keep(report())
+    assert said == []  # nothing interleaved with the build's own report
+    assert overlapped.finish() is None
+    assert len(said) == 1 and said[0].startswith("warning: history: the build record was not kept in ")
+    assert said[0].endswith("the build is unaffected") and not stored(registry)
+
+
+def test_a_store_that_is_down_is_one_line_not_one_per_request(tmp_path: Path) -> None:
+    with FakeRegistry() as gone:
+        down = registry_store(gone)
+    said: list[str] = []
+    overlapped = Recorder(plan(), lambda: down, "registry", {}, tmp_path, said.append)
+    overlapped.begin()
+    overlapped.keep(report())
+    assert overlapped.finish() is None
+    assert len(said) == 1 and said[0].startswith("warning: history: the build record was not kept in "), said
+
+
+def test_records_that_fail_to_be_written_never_wear_the_history_below_the_bound_less_one(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    for i in range(3):
+        keep(store_shelf(registry), record(i), 3)
+    for _ in range(3):
+        registry.faults.append(("PUT", "/manifests/cacheport-history-", 400, {}))
+        said: list[str] = []
+        failing = recorder(registry, tmp_path, said, history_keep=3)
+        failing.begin()
+        failing.keep(report())
+        assert failing.finish() is None and len(said) == 1
+    assert len(stored(registry)) == 2
+
+
+def test_a_build_that_never_started_says_nothing_and_history_off_opens_nothing(registry: FakeRegistry,
+                                                                               tmp_path: Path) -> None:
+    said: list[str] = []
+    unstarted = recorder(registry, tmp_path, said)
+    unstarted.begin()
+    assert unstarted.finish() is None and not said and not stored(registry)
+
+    def no_store() -> CacheStore:
+        raise AssertionError("history is off: no store is opened")
+
+    off = Recorder(plan(history="off"), no_store, "registry", {}, tmp_path, said.append)
+    off.begin()
+    off.keep(report())
+    assert off.finish() is None and not said
+
+
+def test_the_trend_after_a_build_is_read_while_it_runs_and_has_its_own_record_from_memory(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    earlier = [record(i) for i in range(3)]
+    for r in earlier:
+        keep(store_shelf(registry), r, 30)
+    said: list[str] = []
+    trend = Recorder(plan(), lambda: registry_store(registry), "registry", {}, tmp_path, said.append, trend=3)
+    trend.begin()
+    trend.keep(report())
+    kept = trend.finish()
+    assert kept is not None and not said and isinstance(trend.read, Shelved)
+    assert [n for n, _r in trend.read.records] == [earlier[1].name, earlier[2].name, kept.name]
+    assert not [path for path in registry.methods("GET") if kept.name in path]  # never read back
+
+
+def test_a_record_s_write_asks_the_registry_only_about_the_blob_records_share(registry: FakeRegistry,
+                                                                             tmp_path: Path) -> None:
+    said: list[str] = []
+    for _ in range(2):
+        before = len(registry.log)
+        written = recorder(registry, tmp_path, said)
+        written.begin()
+        written.keep(report())
+        assert written.finish() is not None and not said
+        heads = [path for method, path in registry.log[before:] if method == "HEAD" and "/blobs/" in path]
+        assert len(heads) == 1  # the empty config, while the build runs; the record's own bytes are new
+    assert len(stored(registry)) == 2
+
+
 def test_where_directory_records_go(tmp_path: Path) -> None:
     local = CacheStore(str(tmp_path / "xdg" / "cacheport" / "app-1234" / "default"), "index", lambda b: "latest",
                        lambda n: None, lambda: None, fixed=True)  # type: ignore[arg-type,return-value]
@@ -364,6 +483,15 @@ def test_a_signed_record_whose_tag_was_moved_to_other_content_is_left_out(regist
     shelved = read_records(reading(registry, key))
     assert shelved.records == () and [n for n, _w in shelved.unsigned] == [mine.name]
     assert "not signed" in shelved.unsigned[0][1]
+
+
+def test_a_record_is_signed_with_the_key_the_build_signs_with_never_a_second_one(registry: FakeRegistry) -> None:
+    key = Ed25519PrivateKey.generate()
+    builds = object()  # under signing = "keyless", the build's signer: its one certificate signs the record too
+    writer = signing_of(signed_plan(registry, key), key_env(key), writing=True, key=builds)
+    assert writer is not None and writer.key is builds
+    reader = signing_of(signed_plan(registry, key, protected=False), key_env(key), writing=True, key=builds)
+    assert reader is not None and reader.key is None
 
 
 def test_a_protected_job_without_its_key_keeps_its_record_unsigned_with_one_line(registry: FakeRegistry,

@@ -261,3 +261,26 @@ def test_verify_stored_lists_only_names_that_hold_something_and_an_outage_for_ea
     assert [(v.entry.type, v.entry.get("ref"), v.ok, v.reason) for v in down] == [
         ("mounts", f"127.0.0.1:1/app/cache:{n}.mounts", False,
          "could not check its signature: 127.0.0.1:1: connection refused") for n in ("main", "develop")]
+
+
+def test_a_build_s_signature_checks_share_one_client_per_registry(tmp_path: Path) -> None:
+    import json
+
+    key = Ed25519PrivateKey.generate()
+    config = tmp_path / "docker"
+    config.mkdir()
+    with FakeRegistry(auth="token") as fake:
+        (config / "config.json").write_text(json.dumps(
+            {"auths": {fake.host: {"auth": base64.b64encode(b"u:p").decode()}}}))
+        environ = {"DOCKER_CONFIG": str(config)}
+        plan = plan_for(fake, key, tags=("main", "feature", "release"))
+        found = policy(plan)
+        assert found is not None
+        for entry in plan.imports:
+            cache_index(fake, REPO, str(entry.get("ref")).rpartition(":")[2])
+        alone = [signatures.verify_entry(e, found, (), environ) for e in plan.imports]
+        tokens = fake.tokens_issued
+        with signatures.Registries((), environ) as registries:
+            shared = [signatures.verify_entry(e, found, (), environ, registries=registries) for e in plan.imports]
+        assert [v.reason for v in shared] == [v.reason for v in alone] == ["not signed"] * 3
+        assert tokens == 3 and fake.tokens_issued - tokens == 1  # one token for the three checks, not one each

@@ -203,7 +203,7 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
     (docker-container, remote) gets --load for one platform, or a line saying how to get a multi-platform image.
     The exit status is the build's.
     """
-    from cacheport.cli.history import keep_record, recent_records
+    from cacheport.cli.history import BuildHistory, recent_records
     from cacheport.ops.build import run
     from cacheport.ops.buildx_args import builder_in
     from cacheport.ops.docker import docker_for
@@ -219,11 +219,14 @@ def command(ctx: click.Context, /, context: str, tags: tuple[str, ...], dockerfi
         say(f"note: --progress={mode} is not passed to buildx: cacheport reads its rawjson progress to report "
             "what happened to the cache, and shows the log as plain text")
     around = mounts_around(session, context, dockerfile, extra)
+    record = BuildHistory(session)  # the build's record, written while the build ends (never a failed build)
     with build_environment(plan.logins, session.environ) as environ:  # its logins go to a private docker config
-        code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
-                   progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
-                   mounts=around,
-                   keep=keep_record(session, "build"), history=recent_records(session))
+        try:
+            code = run(plan, context, tags, dockerfile, extra, docker_for(environ, builder_in(extra)), say,
+                       progress=reporter_for(mode), report_file=report_file, require_hit=require_hit,
+                       mounts=around, keep=record, history=recent_records(session))
+        finally:
+            record.finish()
     sys.exit(code)
 
 

@@ -3,6 +3,7 @@ what keeps a build's record (``cacheport build`` and ``cacheport report`` call i
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,10 +13,11 @@ from cacheport.cli.common import format_option, plan_options
 from cacheport.cli.output import say, warn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Mapping
 
     from cacheport.cli.session import Session
-    from cacheport.ops.history import Shelf
+    from cacheport.errors import CacheportError
+    from cacheport.ops.history import Recorder, Shelf, Shelved
     from cacheport.report import BuildReport
     from cacheport.report.record import BuildRecord
 
@@ -25,24 +27,72 @@ TREND_AFTER_BUILD = 10
 
 
 def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
-    """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`)."""
+    """What keeps a build's record for ``cacheport history`` (:func:`cacheport.ops.history.leave_record`), at once
+    (``cacheport report``); ``cacheport build`` keeps its own off its critical path (:class:`BuildHistory`)."""
 
     def keep(found: BuildReport) -> None:
-        from cacheport.ops.history import leave_record, signing_of
+        history = BuildHistory(session, source)
+        history.begin(None)
+        history.keep(found)
+        history.finish()
 
-        try:
+    return keep
+
+
+class BuildHistory:
+    """A build's record (:class:`cacheport.ops.history.Recorder`), kept while the build ends, then, in CI, the
+    branch's trend read through the same open shelf. :meth:`finish` waits for it; nothing here ever fails the
+    build: a problem, a bug included, is one warning line."""
+
+    def __init__(self, session: Session, source: str = "build") -> None:
+        self.session, self.source = session, source
+        self.recorder: Recorder | None = None
+
+    def begin(self, key: object | None) -> None:
+        """Open the shelf while the build runs; ``key`` is the one the build signs with (None: loaded if needed).
+        When the trend will be shown from the shelf the record goes to, its records are read then too."""
+        from cacheport.ops.history import Recorder, signing_of, writes_store
+
+        session = self.session
+        with self._guarded():
             backend = session.plugins.backend(session.plan.backend)
-            signing = signing_of(session.plan, session.environ, writing=True)
-            kept = leave_record(found, session.plan, lambda: session.store() if backend.store else None,
-                                backend.cache_type, session.environ, session.cwd, say, source=source,
-                                signing=signing)
-            if kept is not None and source == "build":
-                show_trend(session, kept.branch)
+            plan = session.plan
+            signing = signing_of(plan, session.environ, writing=True, key=key)
+            # A job that may not write the store keeps its record in its directory but shows the store's trend.
+            same = writes_store(plan) or not backend.store or backend.cache_type == "local"
+            trend = TREND_AFTER_BUILD if self.source == "build" and same and shows_trend(session.environ) else 0
+            self.recorder = Recorder(plan, lambda: session.store() if backend.store else None,
+                                     backend.cache_type, session.environ, session.cwd, say, source=self.source,
+                                     signing=signing, trend=trend)
+            self.recorder.begin()
+
+    def keep(self, found: BuildReport) -> None:
+        """Write ``found``'s record on a thread."""
+        if self.recorder is not None:
+            with self._guarded():
+                self.recorder.keep(found)
+
+    def finish(self) -> None:
+        """Wait for the record, and say what became of it."""
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            with self._guarded():
+                kept = recorder.finish()
+                if kept is not None and self.source == "build":
+                    show_trend(self.session, kept.branch, recorder.read)
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        try:
+            yield
         except Exception as exc:  # the history is never worth a failed build, not even its bug
             say(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); the build is "
                 "unaffected")
 
-    return keep
+
+def shows_trend(environ: Mapping[str, str]) -> bool:
+    """Whether a build shows its branch's trend after it: in GitHub's job summary, or GitLab's log."""
+    return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITLAB_CI") == "true"
 
 
 def recent_records(session: Session, unread: list[str] | None = None) -> Callable[[], list[BuildRecord]]:
@@ -85,9 +135,11 @@ def recent_records(session: Session, unread: list[str] | None = None) -> Callabl
     return read
 
 
-def show_trend(session: Session, branch: str | None) -> None:
+def show_trend(session: Session, branch: str | None, read: Shelved | CacheportError | None = None) -> None:
     """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
-    collapsed section of GitLab's log. Never fails the build: a problem is one warning."""
+    collapsed section of GitLab's log. Never fails the build: a problem is one warning. ``read``: the records
+    the build's :class:`~cacheport.ops.history.Recorder` read while it ran (or why it could not), else they are
+    read now."""
     import sys
     import time
 
@@ -96,16 +148,21 @@ def show_trend(session: Session, branch: str | None) -> None:
     from cacheport.report import chart, trend
 
     environ = session.environ
-    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
-    if not summary and not gitlab:
+    if not shows_trend(environ):
         return
+    summary, gitlab = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITLAB_CI") == "true"
     plan = session.plan
-    backend = session.plugins.backend(plan.backend)
     try:
-        store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
-                        signing=signing_of(plan, environ)) as shelf:
-            shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
+        if isinstance(read, CacheportError):
+            raise read
+        if read is not None:
+            shelved = read
+        else:
+            backend = session.plugins.backend(plan.backend)
+            store = session.store() if backend.store else None
+            with open_shelf(plan, store, backend.cache_type, environ, session.cwd,
+                            signing=signing_of(plan, environ)) as shelf:
+                shelved = read_records(shelf, branch=branch, last=TREND_AFTER_BUILD, skip_bad=True)
     except CacheportError as exc:
         say(f"warning: history: could not read the cache's history ({exc}); the build is unaffected")
         return

@@ -61,10 +61,11 @@ def command(branch: str | None, fmt: str, public_key: bool, metadata: Path | Non
                           "signer-identity and trusted-root (in the config, or --set trust=signed --set signers=KEY)")
     if metadata is not None:
         sys.exit(_sign(plan, metadata, session))
-    from cacheport.ops.signatures import verify_entry, verify_stored
+    from cacheport.ops.signatures import Registries, verify_entry, verify_stored
 
     entries = _entries(plan, branch, session) if branch else [e for e in plan.imports]
-    verdicts = [verify_entry(e, found, plan.logins, session.environ) for e in entries]
+    with Registries(plan.logins, session.environ) as registries:
+        verdicts = [verify_entry(e, found, plan.logins, session.environ, registries=registries) for e in entries]
     mounts = _mounts(branch, session)
     if mounts is not None:
         verdicts += verify_stored(*mounts, found)

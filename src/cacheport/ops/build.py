@@ -78,6 +78,16 @@ def command(
     return [*args, *extra, context]
 
 
+class Keeper(Protocol):
+    """What keeps the build's record for ``cacheport history`` off the build's critical path (the CLI's
+    :class:`cacheport.cli.history.BuildHistory`, which also waits for it): told when the build starts, with the key
+    the build signs with (under ``signing = "keyless"`` a signer whose certificate the record's signature
+    reuses), then given the final report. Neither ever fails the build."""
+
+    def begin(self, key: object | None) -> None: ...
+    def keep(self, found: report.BuildReport) -> None: ...
+
+
 class Reporter(Protocol):
     """What shows a person the build's log while it runs (the CLI's choice, from the user's ``--progress``):
     fed buildx's output as it arrives, rawjson records and buildx's own lines; closed when it ends."""
@@ -115,14 +125,15 @@ def run(
     report_file: str | None = None,
     require_hit: bool = False,
     mounts: Around | None = None,
-    keep: Callable[[report.BuildReport], None] | None = None,
+    keep: Keeper | None = None,
     history: Callable[[], Sequence[BuildRecord]] | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code
     (1 with ``require_hit`` when no import hit). ``progress`` makes the log's display, given where its lines go
     (masked, and made safe for a terminal); ``extra`` comes without ``--progress``, which is cacheport's.
-    ``keep`` gets the report once it is published. ``history`` reads the branch's build records (never raising),
+    ``keep`` is told when the build starts and gets the final report before the exports are signed, so the
+    record is written while they are. ``history`` reads the branch's build records (never raising),
     which ``exports = "auto"`` goes by; under it, or ``when-changed``, exports of a name the build also imports
     may wait for it (:mod:`cacheport.ops.exports`): skipped when no step executed, else written by an export-only
     pass; and a ``mode=max`` export the branch never reads may be narrowed to ``mode=min``.
@@ -142,6 +153,8 @@ def run(
     key = signatures.signing_key(plan, environ)  # before anything: a protected export that can't be signed stops
     pinned = signatures.pin_in_background(plan, environ)
     records = exports_rule.in_background(plan, history)  # the branch's last builds, read while we log in
+    if keep is not None:  # the history's shelf is opened and made room in while the build runs
+        keep.begin(key)
     if mounts is not None:  # the mounts a protected build restores are verified too, and those it saves signed
         mounts = attrs.evolve(mounts, signing=signatures.store_signing(plan, key))
     # Everything cacheport streams or says is read by people: never a secret value, nor its base64.
@@ -237,18 +250,18 @@ def run(
     found_report = exports_rule.noted(found_report, decision)
     if held:
         found_report = _export_after(found_report, held, exports, docker, context, file, extra, plan, code, say)
+    found_report = with_unpassed(found_report, left_out, verdicts)
+    if keep is not None:  # the build's record for the cache's history, written while the exports are signed
+        keep.keep(found_report)
     if key is not None and code == 0:
         for signed in signatures.sign_written(plan, found_report.exports, key, environ):
             say(f"signature: {signed}")
-    found_report = with_unpassed(found_report, left_out, verdicts)
     show(found_report, environ, say)
     if image_report and code == 0:
         say(f"image: {image_report}")
     for warning in surprises(found_report, plan):
         say(f"warning: {warning}")
     publish(found_report, environ, say, report_file)
-    if keep is not None:  # the build's record for the cache's history (it never fails the build)
-        keep(found_report)
     if code == 0 and require_hit and not any(i.status == report.HIT for i in found_report.imports):
         say("error: --require-hit: no cache import hit (see the cache report above)")
         return 1

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -99,12 +101,21 @@ class KeylessSigner:
 
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._chain: list[bytes] = []
+        # The build's exports and its history record are signed at the same time: one certificate for both.
+        self._lock = threading.Lock()
 
-    def chain(self) -> list[bytes]:
-        """The certificate chain (DER, leaf first), from Fulcio on first use."""
-        if not self._chain:
-            self._chain = self._certificate()
-        return self._chain
+    def chain(self, at: datetime | None = None) -> list[bytes]:
+        """The certificate chain (DER, leaf first), from Fulcio on first use, and again when its leaf has
+        expired by ``at`` (a long build between two signatures)."""
+        from cryptography import x509
+
+        with self._lock:
+            if self._chain and at is not None and at > x509.load_der_x509_certificate(
+                    self._chain[0]).not_valid_after_utc:
+                self._chain = []
+            if not self._chain:
+                self._chain = self._certificate()
+            return self._chain
 
     def _certificate(self) -> list[bytes]:
         from cryptography import x509
@@ -137,12 +148,8 @@ class KeylessSigner:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        chain = self.chain()
+        chain = self.chain(claim.signed)
         leaf = x509.load_der_x509_certificate(chain[0])
-        if claim.signed > leaf.not_valid_after_utc:  # a long build between two exports: a fresh certificate
-            self._chain = []
-            chain = self.chain()
-            leaf = x509.load_der_x509_certificate(chain[0])
         if claim.signed > leaf.not_valid_after_utc:
             raise SignatureError(f"{self.keyless.fulcio_url} issued a certificate that has already expired "
                                  f"({leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC); is this job's clock right?")

@@ -73,6 +73,17 @@ class StoreShelf:
     def __init__(self, session: StoreSession, where: str, signing: StoreSigning | None = None) -> None:
         self.session, self.where, self.signing = session, where, signing
         self.written: dict[str, str] = {}
+        #: Blobs known to be in the repository: not asked about again.
+        self.present: set[str] = set()
+
+    def prepare(self) -> None:
+        """Make sure the blob every record (and its signature) shares, the empty config, is in the repository,
+        ahead of a :meth:`write` (while the build runs); one request when it is."""
+        from cacheport.oci.artifact import EMPTY, EMPTY_DATA
+
+        if self.session.blob_size(EMPTY.digest) is None:
+            self.session.put_blob(EMPTY, [EMPTY_DATA])
+        self.present.add(EMPTY.digest)
 
     def names(self) -> list[str]:
         return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
@@ -109,8 +120,11 @@ class StoreShelf:
         blobs, manifest = artifact(rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, data,
                                    {"org.opencontainers.image.title": name})
         for descriptor, content in blobs:
-            if self.session.blob_size(descriptor.digest) is None:
+            # A record's own bytes (its time and random id in them) are never there yet: not asked about.
+            if descriptor.digest not in self.present and (
+                    descriptor.media_type == rec.MEDIA_TYPE or self.session.blob_size(descriptor.digest) is None):
                 self.session.put_blob(descriptor, [content])
+            self.present.add(descriptor.digest)
         self.session.put_manifest(name, manifest)
         self.written[name] = manifest.digest
 
@@ -120,7 +134,7 @@ class StoreShelf:
         if self.signing is None:
             return None
         digest = self.written[name]
-        self.signing.sign(self.session, name, digest)
+        self.signing.sign(self.session, name, digest, present=self.present)
         return digest
 
     def delete(self, name: str) -> bool:
@@ -254,20 +268,24 @@ def _named_by(plan: Plan) -> str | None:
                  and s.setting.value and s.setting.source.level != "default"), None)
 
 
-def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False) -> StoreSigning | None:
+def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False,
+               key: object | None = None) -> StoreSigning | None:
     """Under ``trust = "signed"``, how records in a store are verified (by every job: records are read, never
     imported, so no job reads them unverified) and, for a protected job ``writing`` its own, signed; None under
     any other trust. A record's signature has no age bound: each is written once under its own name, so an old
     one is never replayed as a newer. A protected writer whose key can't be loaded has none: its record is kept
-    unsigned, with the one warning :func:`leave_record` gives."""
+    unsigned, with the one warning :func:`leave_record` gives. ``key``: the one the build already signs its
+    exports with (under ``signing = "keyless"`` its signer, whose certificate is then asked for once per build),
+    loaded here when not given."""
     from cacheport.ops.signatures import StoreSigning, signing_key
     from cacheport.signing import policy
 
     found = policy(plan)
     if found is None:
         return None
-    key = None
-    if writing and found.protected and writes_store(plan):
+    if not (writing and found.protected and writes_store(plan)):
+        key = None
+    elif key is None:
         with contextlib.suppress(CacheportError):  # a build without its key stopped before building
             key = signing_key(plan, environ)
     return StoreSigning(attrs.evolve(found, max_age=None), key)
@@ -285,10 +303,7 @@ def trim(shelf: Shelf, name: str, limit: int) -> list[str]:
     """Delete the oldest records of ``name``'s branch beyond ``limit``; the names deleted."""
     branch = rec.parse_name(name)
     assert branch is not None
-    mine = sorted((parsed[1], other) for other in shelf.names()
-                  if (parsed := rec.parse_name(other)) is not None and parsed[0] == branch[0])
-    gone = [other for _stamp, other in mine[:-limit]] if len(mine) > limit else []
-    return [other for other in gone if shelf.delete(other)]
+    return [other for other in _beyond(shelf.names(), branch[0], limit) if shelf.delete(other)]
 
 
 def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
@@ -296,42 +311,185 @@ def leave_record(report: BuildReport, plan: Plan, store: Callable[[], CacheStore
                  mounts: Sequence[Any] = (), signing: StoreSigning | None = None) -> rec.BuildRecord | None:
     """Keep this build's record; never fails: a problem is one warning line. ``store()`` gives the backend's
     store (None without one) and may raise a :class:`CacheportError` that is a warning too. With ``signing``
-    (:func:`signing_of`), a record written to a store is signed; one that can't be is one warning line."""
-    settings = settings_of(plan)
-    if not settings.on:
-        return None
+    (:func:`signing_of`), a record written to a store is signed; one that can't be is one warning line.
+    :class:`Recorder` does the same off a build's critical path."""
+    recorder = Recorder(plan, store, cache_type, environ, cwd, say, source=source, signing=signing)
+    recorder.keep(report, mounts=mounts, wait=True)
+    return recorder.finish()
+
+
+def record_for(report: BuildReport, plan: Plan, environ: Mapping[str, str], *, source: str = "build",
+               mounts: Sequence[Any] = ()) -> rec.BuildRecord:
+    """This build's record, masked like the build's log (BuildKit's reasons can echo a password)."""
     from cacheport import __version__
     from cacheport.masking import mask, secret_forms
     from cacheport.ops.signatures import key_values
     from cacheport.render import plan_secrets
 
     forms = secret_forms([*plan_secrets(plan, environ), *key_values(plan, environ)])
-    record = rec.record_of(report, plan.context, plan.backend, environ, now=datetime.now(UTC), source=source,
-                           key=plan.request.key if plan.request else None, mounts=mounts, version=__version__,
-                           clean=lambda text: mask(text, forms))
-    where = "?"
-    try:
+    return rec.record_of(report, plan.context, plan.backend, environ, now=datetime.now(UTC), source=source,
+                         key=plan.request.key if plan.request else None, mounts=mounts, version=__version__,
+                         clean=lambda text: mask(text, forms))
+
+
+class Recorder:
+    """A build's record kept off the build's critical path (``cacheport build``), in three calls:
+
+    - :meth:`begin`, as the build starts: on a thread, open the shelf, list it, and make room for the record
+      (delete the oldest of this branch beyond ``history-keep`` less one), while BuildKit builds;
+    - :meth:`keep`, once the build's report is final: write the record (and sign it) on a thread, while the
+      build signs its exports and prints its report;
+    - :meth:`finish`, before the command ends: wait for the write (nothing outlives the job) and say its
+      warnings (one line each; never a failed build).
+
+    With ``trend``, the branch's last ``trend`` records (this build's among them, from memory) are read while
+    the build runs, from the names listed then, for the trend a CI job shows after its build: :attr:`read`.
+
+    Room is made before the write, by names listed before it: a record that then fails to be written leaves its
+    branch one under the bound, never less (the next build makes room for one again), and two jobs writing at
+    once may leave it one over until the next build. The record itself is written once, whole, under its own
+    name, and signed by the digest of the bytes sent (:class:`StoreShelf`), as :func:`leave_record` does.
+    """
+
+    def __init__(self, plan: Plan, store: Callable[[], CacheStore | None], cache_type: str,
+                 environ: Mapping[str, str], cwd: Path, say: Callable[[str], None], *, source: str = "build",
+                 signing: StoreSigning | None = None, trend: int = 0) -> None:
+        self.plan, self.store, self.cache_type, self.environ, self.cwd = plan, store, cache_type, environ, cwd
+        self.say, self.source, self.signing, self.trend = say, source, signing, trend
+        self.settings = settings_of(plan)
+        self.shelf: Shelf | None = None
+        self.record: rec.BuildRecord | None = None
+        #: With ``trend``, once :meth:`finish` kept the record: the branch's last records (this one last), or the
+        #: error that stopped them being read.
+        self.read: Shelved | CacheportError | None = None
+        self._earlier: Shelved | CacheportError | None = None
+        self._untrimmed = ""  # why the oldest were not deleted: said only when the record itself was written
+        self._lines: list[str] = []
+        self._stack = contextlib.ExitStack()
+        self._opening: Callable[[], None] | None = None
+        self._writing: Callable[[], None] | None = None
+        self._kept = False
+
+    def begin(self) -> None:
+        """Open the shelf and make room for the record, on a thread (nothing when history is off)."""
+        if self.settings.on and self._opening is None:
+            self._opening = _on_thread(self._open, "cacheport-history-open")
+
+    def keep(self, report: BuildReport, *, mounts: Sequence[Any] = (), wait: bool = False) -> None:
+        """Write ``report``'s record, on a thread unless ``wait`` (nothing when history is off)."""
+        if not self.settings.on or self._writing is not None:
+            return
+        self.begin()
+        self.record = record_for(report, self.plan, self.environ, source=self.source, mounts=mounts)
+        if wait:
+            self._writing = lambda: None
+            self._write()
+        else:
+            self._writing = _on_thread(self._write, "cacheport-history-write")
+
+    def finish(self) -> rec.BuildRecord | None:
+        """Wait for the write, close the shelf, and say what went wrong, one line each; the record when it was
+        kept (then :attr:`read` too, with ``trend``)."""
         try:
-            found = store()
+            if self._writing is not None:
+                self._writing()  # it says what went wrong, opening the shelf included
+            elif self._opening is not None:
+                with contextlib.suppress(Exception):  # no record to keep (the build never started)
+                    self._opening()
+        finally:
+            self._stack.close()
+        for line in self._lines:
+            self.say(line)
+        self._lines = []
+        kept = self.record if self._kept else None
+        if kept is not None and self.trend:
+            self.read = self._earlier if not isinstance(self._earlier, Shelved) else attrs.evolve(
+                self._earlier, records=(*self._earlier.records, (kept.name, kept)))
+        return kept
+
+    def _open(self) -> None:
+        try:
+            found = self.store()
         except CacheportError:
             found = None
-        with open_shelf(plan, found, cache_type, environ, cwd, writing=True, signing=signing) as shelf:
-            where = shelf.where
-            shelf.write(record.name, rec.to_json(record))
-            if isinstance(shelf, StoreShelf) and shelf.signing is not None:
-                try:
-                    shelf.sign(record.name)
-                except CacheportError as exc:
-                    say(f"warning: history: the build record {record.name} was kept but not signed ({exc}); "
-                        "cacheport history will leave it out")
+        self.shelf = self._stack.enter_context(open_shelf(self.plan, found, self.cache_type, self.environ,
+                                                          self.cwd, writing=True, signing=self.signing))
+        if isinstance(self.shelf, StoreShelf):
+            with contextlib.suppress(CacheportError):  # else the write asks again
+                self.shelf.prepare()
+        names: list[str] | None = None
+        try:
+            names = self.shelf.names()
+            stale = _beyond(names, rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
+            gone = {name for name in stale if self.shelf.delete(name)}
+            names = [name for name in names if name not in gone]
+        except (CacheportError, OSError) as exc:  # the record is still written; the bound waits for a later build
+            self._untrimmed = f"warning: history: older build records in {self.shelf.where} were not deleted ({exc})"
+        if self.trend > 1:
             try:
-                trim(shelf, record.name, settings.keep)
-            except CacheportError as exc:  # the record is kept; the oldest stay until a later build's try
-                say(f"warning: history: older build records in {where} were not deleted ({exc})")
-    except (CacheportError, OSError) as exc:
-        say(f"warning: history: the build record was not kept in {where} ({exc}); the build is unaffected")
-        return None
-    return record
+                self._earlier = read_records(self.shelf, branch=self.plan.context.branch, last=self.trend - 1,
+                                             skip_bad=True, names=names)
+            except CacheportError as exc:
+                self._earlier = exc
+        elif self.trend:
+            self._earlier = Shelved((), where=self.shelf.where)
+
+    def _write(self) -> None:
+        assert self.record is not None
+        where = "?"
+        try:
+            if self._opening is not None:
+                self._opening()
+            if self.shelf is None:
+                raise CacheportError("it could not be opened")
+            where = self.shelf.where
+            self.shelf.write(self.record.name, rec.to_json(self.record))
+            self._kept = True
+            if self._untrimmed:
+                self._lines.append(self._untrimmed)
+            if isinstance(self.shelf, StoreShelf) and self.shelf.signing is not None:
+                try:
+                    self.shelf.sign(self.record.name)
+                except CacheportError as exc:
+                    self._lines.append(f"warning: history: the build record {self.record.name} was kept but not "
+                                       f"signed ({exc}); cacheport history will leave it out")
+        except (CacheportError, OSError) as exc:
+            self._lines.append(f"warning: history: the build record was not kept in {where} ({exc}); the build "
+                               "is unaffected")
+        except Exception as exc:  # the history is never worth a failed build, not even its bug
+            self._lines.append(f"warning: history: the build record was not kept ({type(exc).__name__}: {exc}); "
+                               "the build is unaffected")
+
+
+def _on_thread(work: Callable[[], None], name: str) -> Callable[[], None]:
+    """``work`` started on a thread that the process waits for (never one that outlives the job); the returned
+    call waits for it. ``work`` reports its own problems; a bug in it is kept for the waiter to raise."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed.pop()
+
+    return wait
+
+
+def _beyond(names: Sequence[str], branch: str, limit: int) -> list[str]:
+    """The oldest names of ``branch``'s records beyond the newest ``limit``."""
+    mine = sorted((parsed[1], name) for name in names
+                  if (parsed := rec.parse_name(name)) is not None and parsed[0] == branch)
+    return [name for _stamp, name in mine[:-limit]] if limit > 0 else [name for _stamp, name in mine]
 
 
 @attrs.frozen
@@ -365,12 +523,12 @@ class Shelved:
 
 
 def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = None, skip_bad: bool = False,
-                 jobs: int = 8) -> Shelved:
+                 jobs: int = 8, names: Sequence[str] | None = None) -> Shelved:
     """The records on ``shelf`` (those of ``branch``; the ``last`` per branch), oldest first. A record that can't
-    be read is a :class:`RecordError` naming it, unless ``skip_bad``."""
+    be read is a :class:`RecordError` naming it, unless ``skip_bad``. ``names``: the shelf's, listed already."""
     from cacheport.ops.inventory import each
 
-    parsed = [(p, n) for n in shelf.names() if (p := rec.parse_name(n)) is not None]
+    parsed = [(p, n) for n in (shelf.names() if names is None else names) if (p := rec.parse_name(n)) is not None]
     if branch is not None:
         parsed = [(p, n) for p, n in parsed if p[0] == slug(branch, 50)]
     by_branch: dict[str, list[tuple[str, str]]] = {}

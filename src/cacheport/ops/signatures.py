@@ -5,8 +5,9 @@ what it exported, and storing signatures beside the caches. The envelope and the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,35 @@ def _registry(ref: Reference, entry: CacheEntry, logins: Sequence[Login], enviro
     return Registry(ref.host, credentials, insecure=insecure, insecure_hosts=insecure_hosts(environ), timeout=30.0)
 
 
+class Registries:
+    """One registry client per host (and ``registry.insecure``) for a build's signature checks or signatures,
+    closed together: each new client pays its own connection and authentication round trips again (a bearer
+    token, or Pulp's Basic challenge), per import checked. Safe to share between threads."""
+
+    def __init__(self, logins: Sequence[Login], environ: Mapping[str, str]) -> None:
+        import threading
+
+        self.logins, self.environ = logins, environ
+        self._open: dict[tuple[str, bool], Registry] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Registries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for registry in self._open.values():
+            registry.close()
+        self._open = {}
+
+    def client(self, ref: Reference, entry: CacheEntry) -> Registry:
+        """The client for ``ref``'s host, made on first use."""
+        key = (ref.host, entry.get("registry.insecure") == "true")
+        with self._lock:
+            if key not in self._open:
+                self._open[key] = _registry(ref, entry, self.logins, self.environ)
+            return self._open[key]
+
+
 def _reference(entry: CacheEntry) -> Reference:
     from cacheport.oci.reference import parse_reference
 
@@ -90,13 +120,17 @@ def _reference(entry: CacheEntry) -> Reference:
 
 
 def verify_entry(entry: CacheEntry, policy: Policy, logins: Sequence[Login], environ: Mapping[str, str],
-                 now: datetime | None = None) -> Verdict:
-    """Resolve an import's tag to its digest and check that digest's signature."""
+                 now: datetime | None = None, registries: Registries | None = None) -> Verdict:
+    """Resolve an import's tag to its digest and check that digest's signature (through ``registries``'s
+    clients when given, else a client of its own)."""
     now = now or datetime.now(UTC)
     digest = ""
     try:
         ref = _reference(entry)
-        with _registry(ref, entry, logins, environ) as registry:
+        with contextlib.ExitStack() as stack:
+            if registries is None:
+                registries = stack.enter_context(Registries(logins, environ))
+            registry = registries.client(ref, entry)
             digest = ref.digest or registry.manifest_digest(ref.repository, str(ref.tag)) or ""
             if not digest:
                 return Verdict(entry, False, NO_CACHE)
@@ -181,7 +215,10 @@ def pin(plan: Plan, environ: Mapping[str, str], now: datetime | None = None) -> 
     found = policy(plan)
     if found is None or not found.protected:
         return plan, []
-    verdicts = [verify_entry(e, found, plan.logins, environ, now) for e in plan.imports]
+    from cacheport.ops.inventory import each
+
+    with Registries(plan.logins, environ) as registries:  # the imports at once, one client per registry
+        verdicts = each(lambda e: verify_entry(e, found, plan.logins, environ, now, registries), plan.imports)
     return attrs.evolve(plan, imports=tuple(v.pinned for v in verdicts if v.ok)), verdicts
 
 
@@ -285,17 +322,17 @@ def sign(plan: Plan, written: Sequence[tuple[CacheEntry, str]], key: object, env
     Returns one line per export; a registry that refuses is a warning, never a failed build."""
     now = now or datetime.now(UTC)
     lines = []
-    for entry, digest in written:
-        try:
-            ref = _reference(entry)
-            claim = Claim(digest, ref.tag or "", plan.context.project, now)
-            data = signed_envelope(claim, key)
-            with _registry(ref, entry, plan.logins, environ) as registry:
-                store(registry, ref.repository, digest, data)
-        except CacheportError as exc:
-            lines.append(f"warning: could not sign {entry.get('ref')} ({digest}): {exc}")
-        else:
-            lines.append(f"signed {entry.get('ref')} ({digest})")
+    with Registries(plan.logins, environ) as registries:
+        for entry, digest in written:
+            try:
+                ref = _reference(entry)
+                claim = Claim(digest, ref.tag or "", plan.context.project, now)
+                data = signed_envelope(claim, key)
+                store(registries.client(ref, entry), ref.repository, digest, data)
+            except CacheportError as exc:
+                lines.append(f"warning: could not sign {entry.get('ref')} ({digest}): {exc}")
+            else:
+                lines.append(f"signed {entry.get('ref')} ({digest})")
     return lines
 
 
@@ -317,13 +354,15 @@ def store(registry: Registry, repository: str, digest: str, data: bytes) -> None
     store_in(RegistryRepository(registry, repository), digest, data)
 
 
-def store_in(session: StoreSession, digest: str, data: bytes) -> None:
-    """:func:`store` in any store session."""
+def store_in(session: StoreSession, digest: str, data: bytes, present: Collection[str] = ()) -> None:
+    """:func:`store` in any store session; ``present``: blobs known to be there already."""
     from cacheport.oci.artifact import artifact
 
     blobs, manifest = artifact(ARTIFACT_TYPE, ENVELOPE_TYPE, data)
     for descriptor, blob in blobs:
-        if session.blob_size(descriptor.digest) is None:
+        # An envelope names the time it was signed, so it is never there yet: not asked about.
+        if descriptor.digest not in present and (
+                descriptor.media_type == ENVELOPE_TYPE or session.blob_size(descriptor.digest) is None):
             session.put_blob(descriptor, [blob])
     session.put_manifest(signature_tag(digest), manifest)
 
@@ -364,13 +403,15 @@ class StoreSigning:
         as an import's); SignatureError when not."""
         return check(read_stored(session, digest), digest, name, self.policy, now or datetime.now(UTC))
 
-    def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None) -> None:
-        """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it."""
+    def sign(self, session: StoreSession, name: str, digest: str, now: datetime | None = None,
+             present: Collection[str] = ()) -> None:
+        """Sign ``digest``, the manifest this job itself wrote under ``name``, and store the signature beside it
+        (``present``: blobs known to be there already)."""
         if self.key is None:
             raise SignatureError(f"this job has no key to sign with (${self.policy.key_env}, loaded only by a job "
                                  "that exports to a registry)")
         claim = Claim(digest, name, self.policy.project, now or datetime.now(UTC))
-        store_in(session, digest, signed_envelope(claim, self.key))
+        store_in(session, digest, signed_envelope(claim, self.key), present)
 
 
 def store_signing(plan: Plan, key: object | None = None) -> StoreSigning | None:

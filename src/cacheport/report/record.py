@@ -149,7 +149,12 @@ def record_of(report: BuildReport, context: Context, backend: str, environ: Mapp
 def record_name(branch: str | None, when: datetime, rid: str) -> str:
     """``cacheport-history-<branch slug>-<UTC time to the millisecond>-<id>``: a valid tag and file name."""
     stamp = when.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")[:17]
-    return f"{PREFIX}{slug(branch or 'none', _BRANCH_SLUG)}-{stamp}-{rid}"
+    return f"{PREFIX}{branch_slug(branch)}-{stamp}-{rid}"
+
+
+def branch_slug(branch: str | None) -> str:
+    """How a branch is named in its records' names (what :func:`parse_name` gives back)."""
+    return slug(branch or "none", _BRANCH_SLUG)
 
 
 def is_record(name: str) -> bool:
