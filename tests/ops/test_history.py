@@ -588,3 +588,14 @@ def test_prune_bad_in_a_directory_and_never_on_an_outage(tmp_path: Path) -> None
     (tmp_path / f"{bad_name(2)}.json").write_text("{not json")
     down: Shelf = Down(tmp_path)
     assert prune_bad(down) == [] and len(down.names()) == 2
+
+
+def test_a_history_dir_that_is_a_file_is_one_warning_naming_the_key(tmp_path: Path) -> None:
+    from cacheport.ops.history import leave_record
+
+    (tmp_path / "passwd").write_text("root:x:0:0")
+    said: list[str] = []
+    p = plan(history_dir=str(tmp_path / "passwd"))
+    assert leave_record(report(), p, lambda: None, "local", {}, tmp_path, said.append) is None
+    assert len(said) == 1 and "history_dir = " in said[0] and "not a directory" in said[0], said
+    assert "Error" not in said[0] and (tmp_path / "passwd").read_text() == "root:x:0:0"
