@@ -148,3 +148,49 @@ def test_a_missing_option_names_the_table_of_the_file_it_belongs_in(name: str | 
 def test_explicit_config_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path, {"CACHEPORT_CONFIG": str(tmp_path / "nope.toml")})
+
+
+@pytest.mark.parametrize(
+    "toml, env, message",
+    [
+        ("history-keep = -1\n", {}, r"cacheport.toml history-keep = -1: records kept per branch, 1 or more"),
+        ("history-keep = 0\n", {}, r"cacheport.toml history-keep = 0: records kept per branch, 1 or more"),
+        ("", {"CACHEPORT_HISTORY_KEEP": "-5"}, r"^CACHEPORT_HISTORY_KEEP = -5: records kept per branch, 1 or more"),
+        ("history-dir = 5\n", {}, r"cacheport.toml history-dir = 5: expected a directory, as a string"),
+        ("history-dir = true\n", {}, r"cacheport.toml history-dir = true: expected a directory, as a string"),
+        # the file's spelling (true, not Python's True), and the values allowed
+        ("exports = true\n", {}, r"cacheport.toml exports = true: expected one of 'auto', 'when-changed', 'always'$"),
+    ],
+)
+def test_bad_global_values_are_one_line_naming_key_value_and_what_is_allowed(
+        tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
+    write(tmp_path / "cacheport.toml", toml)
+    with pytest.raises(ConfigError, match=message):
+        resolve_globals(load_config(tmp_path, env))
+
+
+def test_history_keep_of_one_and_a_history_dir_from_a_variable_are_taken(tmp_path: Path) -> None:
+    write(tmp_path / "cacheport.toml", "history-keep = 1\n")
+    resolved = resolve_globals(load_config(tmp_path, {"CACHEPORT_HISTORY_DIR": "5"}))
+    assert resolved["history-keep"].value == 1
+    assert resolved["history-dir"].value == "5"  # a variable is always text: a directory named 5 is meant
+
+
+@pytest.mark.parametrize(
+    "name, toml, env, message",
+    [
+        ("cacheport.toml", '[registry]\nref = "r"\nexports = "always"\n', {},
+         r"cacheport.toml \[registry\] exports: backend 'registry' has no option 'exports' \(exports is a top-level "
+         r"key: put it above \[registry\]\); its options are: ref, "),
+        ("pyproject.toml", '[tool.cacheport.registry]\nref = "r"\nhistory-keep = 3\n', {},
+         r"\(history-keep is a top-level key: put it above \[tool.cacheport.registry\]\)"),
+        ("cacheport.toml", '[registry]\nref = "r"\n', {"CACHEPORT_REGISTRY__EXPORTS": "always"},
+         r"\(exports is a top-level key: CACHEPORT_EXPORTS\)"),
+    ],
+)
+def test_a_top_level_key_written_under_a_backend_table_says_where_it_goes(
+        tmp_path: Path, name: str, toml: str, env: dict[str, str], message: str) -> None:
+    write(tmp_path / name, toml)
+    with pytest.raises(ConfigError, match=message) as caught:
+        resolve_backend(load_config(tmp_path, env), REGISTRY, selected=True)
+    assert "did you mean" not in str(caught.value)

@@ -241,7 +241,17 @@ def env_overrides(config: Config, secret: Mapping[str, frozenset[str]]) -> list[
 
 def resolve_globals(config: Config) -> dict[str, Setting]:
     """The global settings (backend, key, read-only), typed, each from its highest level."""
-    return {opt.name: resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
+    for setting in config.raw("", "history-dir"):  # a number is no directory name anyone meant (5 became ./5)
+        if setting.source.level in ("file", "default") and not isinstance(setting.value, str):
+            shown = str(setting.value).lower() if isinstance(setting.value, bool) else repr(setting.value)
+            raise ConfigError(f"{setting.source.detail} = {shown}: expected a directory, as a string "
+                              "(history-dir = \"cacheport-history\")")
+    resolved = {opt.name: resolve(opt, config.raw("", opt.key), config.environ) for opt in GLOBAL_OPTIONS}
+    keep = resolved["history-keep"]
+    if keep.value is not None and keep.value < 1:  # 0 or less would delete every record, the new one too
+        raise ConfigError(f"{keep.source.detail} = {keep.value}: records kept per branch, 1 or more "
+                          "(history = \"off\" keeps none)")
+    return resolved
 
 
 def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict[str, Setting]:
@@ -255,8 +265,9 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             where, shown = settings[0].source.detail, settings[0].source.key or key
             names = [o.name for o in backend.options]
             raise ConfigError(  # the suggestion from the key as read (CACHEPORT_REGISTRY__RF: 'rf'), not as written
-                f"{where}: backend {backend.name!r} has no option {shown!r}{did_you_mean(key, names, 3)}; "
-                f"its options are: {', '.join(names) or '(none)'}"
+                f"{where}: backend {backend.name!r} has no option {shown!r}"
+                + (_global_hint(config, settings[0], key, backend.name) or did_you_mean(key, names, 3))
+                + f"; its options are: {', '.join(names) or '(none)'}"
             )
         given.setdefault(option.name, []).extend(settings)
     resolved = {}
@@ -278,6 +289,21 @@ def resolve_backend(config: Config, backend: Backend, *, selected: bool) -> dict
             )
         resolved[option.name] = setting
     return resolved
+
+
+def _global_hint(config: Config, setting: Setting, key: str, backend: str) -> str:
+    """When a backend's unknown option is a top-level key (written below the table's header, where TOML puts it in
+    the table), where it goes; else nothing."""
+    option = next((o for o in GLOBAL_OPTIONS if o.key == key), None)
+    if option is None:
+        return ""
+    if setting.source.level == "env":
+        return f" ({option.name} is a top-level key: {ENV_PREFIX}{option.name.upper().replace('-', '_')})"
+    if setting.source.level == "cli":
+        return f" ({option.name} is a top-level key, not a backend option)"
+    table = (f"[tool.cacheport.{backend}]" if config.path is not None and config.path.name == "pyproject.toml"
+             else f"[{backend}]")
+    return f" ({option.name} is a top-level key: put it above {table})"
 
 
 def resolve_migration(config: Config) -> dict[str, Setting]:

@@ -80,6 +80,10 @@ class RecordError(CacheportError):
     """A build record of the cache's history is unreadable, hostile, or from a newer cacheport."""
 
 
+class NewerRecordError(RecordError):
+    """A build record written by a newer cacheport: readable by it, so never deleted as a bad one."""
+
+
 class NoHistoryError(ReportError):
     """This buildx keeps no build history (older than 0.21)."""
 

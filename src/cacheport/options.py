@@ -47,7 +47,7 @@ GLOBAL_OPTIONS = (
            "planned.", default="auto", choices=("auto", "when-changed", "always")),
     Option("history", "Keep a record of each build beside the cache, for `cacheport history`: on or off.",
            default="on", choices=("on", "off")),
-    Option("history-keep", "Build records kept per branch; older ones are deleted.", type=int, default=30),
+    Option("history-keep", "Build records kept per branch, 1 or more; older ones are deleted.", type=int, default=30),
     Option("history-dir", "Where build records go when they are not kept in the backend's store (local, gha, s3, "
            "azblob, read-only jobs). Unset: ./cacheport-history in CI (an artifact), else under the cache "
            "directory."),

@@ -78,7 +78,11 @@ def coerce(option: Option, setting: Setting, environ: Mapping[str, str]) -> Any:
     if option.type is str and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
+        if isinstance(value, bool) and not option.secret:  # as the file spells it, not as Python does
+            shown = str(value).lower()
         kind = {str: "a string", bool: "true or false", int: "a whole number"}[option.type]
+        if option.choices:
+            kind = f"one of {', '.join(repr(c) for c in option.choices)}"
         raise ConfigError(f"{where} = {shown}: expected {kind}")
     if option.choices and str(value) not in option.choices:
         raise ConfigError(f"{where} = {shown}: allowed values are {', '.join(option.choices)}")

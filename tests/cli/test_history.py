@@ -72,17 +72,37 @@ def test_a_bad_record_is_one_line_and_exit_2_unless_skipped(clean_env: dict[str,
     out = run("history", "--records", str(folder), env=clean_env)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert bad in out.stderr and "newer cacheport (3.0" in out.stderr
+    assert "newer cacheport (3.0" in out.stderr
+    assert f"history record {folder / bad}.json: " in out.stderr  # the file, as a user deletes it
     skipped = run("history", "--records", str(folder), "--skip-bad", env=clean_env)
     assert skipped.returncode == 0, skipped.stderr
-    assert f"history record {bad} left out" in skipped.stderr
+    assert f"history record {folder / bad}.json left out" in skipped.stderr
     assert "2 builds" in skipped.stdout
+    huge = folder / f"{rec.record_name('main', T0 + timedelta(hours=2), '0badbad1')}.json"
+    huge.write_bytes(b" " * (3 << 20))
+    out = run("history", "--records", str(folder), "--skip-bad", env=clean_env)
+    assert f"{huge} left out: over 65536 bytes, the most a record may be" in out.stderr, out.stderr
 
 
 def test_no_records_yet(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = run("history", env=clean_env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("no build records in ") and "history" in out.stdout
+
+
+def test_a_missing_records_directory_is_one_line_and_an_unknown_branch_is_named(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    out = run("history", "--records", str(tmp_path / "nonexistent"), env=clean_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"cacheport: error: --records {tmp_path / 'nonexistent'}: no such directory; name the " \
+        "directory a job kept its records in\n"
+    folder = tmp_path / "recs"
+    records(folder, 1)
+    one = run("history", "--records", str(folder), env=clean_env)
+    assert one.stdout.startswith(f"cache history: 1 build in {folder} (oldest first)\n"), one.stdout
+    none = run("history", "--records", str(folder), "--branch", "nosuch", env=clean_env)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.startswith(f"no build records in {folder} for branch nosuch yet"), none.stdout
 
 
 def test_help_has_examples(clean_env: dict[str, str]) -> None:
@@ -172,9 +192,13 @@ def test_the_exports_rule_reads_no_records_when_one_is_corrupt_or_the_store_is_d
     assert capsys.readouterr().err == ""
 
     (folder / f"{made[1].name}.json").write_text("{not json")
-    assert recent_records(session)() == []  # type: ignore[arg-type]
+    unread: list[str] = []
+    assert recent_records(session, unread)() == []  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not be read" in err and "its exports go as planned" in err
+    # explain gets the same reason the build says
+    assert len(unread) == 1 and unread[0].startswith("1 of this branch's build records could not be read")
+    assert unread[0] in err
 
     def down(*_a: object, **_k: object) -> object:
         raise RegistryError("127.0.0.1:9 is unreachable")
@@ -183,3 +207,54 @@ def test_the_exports_rule_reads_no_records_when_one_is_corrupt_or_the_store_is_d
     assert recent_records(session)() == []  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "127.0.0.1:9 is unreachable" in err and "its exports go as planned" in err
+    assert "RegistryError" not in err  # no class names in a user's line
+
+
+def test_a_history_dir_that_is_a_file_is_one_line_naming_the_key(clean_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    (tmp_path / "cacheport.toml").write_text('backend = "local"\nhistory-dir = "not-a-dir"\n')
+    out = run("history", env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert out.stderr.count("\n") == 1 and "Error:" not in out.stderr and "Traceback" not in out.stderr
+    assert f"cacheport.toml history-dir = '{tmp_path / 'not-a-dir'}': not a directory" in out.stderr
+    # the build's record: its warning says the same
+    from cacheport.errors import ConfigError
+
+    shelf = DirectoryShelf(tmp_path / "not-a-dir", "cacheport.toml history-dir")
+    for attempt in (shelf.names, lambda: shelf.write("r", b"{}")):
+        try:
+            attempt()
+        except ConfigError as exc:
+            assert str(exc).startswith("cacheport.toml history-dir = ") and "not a directory" in str(exc)
+        else:
+            raise AssertionError("a file taken for a directory")
+
+
+def test_prune_bad_deletes_the_unreadable_records_naming_each(clean_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    made = records(folder, 2)
+    bad = folder / f"{rec.record_name('main', T0 + timedelta(hours=1), '0badbad0')}.json"
+    bad.write_text("{not json")
+    out = run("history", "--records", str(folder), env=clean_env)
+    assert out.returncode == 2 and "--prune-bad deletes every record that can't be read" in out.stderr
+    pruned = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout == (f"deleted build record {bad}: not JSON\n"
+                             f"1 build record that could not be read deleted from {folder}\n")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{r.name}.json" for r in made)
+    again = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
+    assert again.stdout == f"no build records that can't be read in {folder}\n"
+
+
+def test_explain_json_carries_the_export_rule_and_the_reason_records_were_not_read(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    args = ("explain", "--format", "json", "--backend", "registry", "--set", "ref=127.0.0.1:9/app/cache")
+    plain = json.loads(run(*args, env=clean_env, cwd=tmp_path).stdout)
+    assert plain["export_rule"]["rule"] == "auto" and plain["export_rule"]["history"] is False
+    assert [e["outcome"] for e in plain["export_rule"]["exports"]] == [None] * len(plain["exports"])
+    out = run(*args, "--history", env=clean_env, cwd=tmp_path)  # nothing listens on 127.0.0.1:9
+    assert out.returncode == 0, out.stderr
+    rule = json.loads(out.stdout)["export_rule"]
+    assert rule["history"] is True and rule["exports"][0]["outcome"] == "written"
+    assert "could not read this branch's build records (127.0.0.1:9" in rule["exports"][0]["why"]
+    assert "its exports go as planned" in out.stderr.splitlines()[-1]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .conftest import unavailable
-from .harness import Harness, Pulp, Result, clean_environ, gitlab_env, pulp_env
+from .harness import RAN, Harness, Pulp, Result, clean_environ, gitlab_env, pulp_env
 
 PREFIX = "cacheport-history-"
 
@@ -149,6 +149,50 @@ def test_registry_history(harness: Harness, tmp_path: Path) -> None:
     assert harness.build(ctx, env=env_for("main")).code == 0
     out = cacheport(harness, "history", "--skip-bad", env=env_for("main"), cwd=ctx)
     assert out.returncode == 0 and f"history record {bad} left out" in out.stderr
+    out = cacheport(harness, "history", "--prune-bad", env=env_for("main"), cwd=ctx)
+    assert out.returncode == 0 and out.stdout.startswith(f"deleted build record {bad}: "), out.stdout + out.stderr
+    assert bad not in harness.tags(reg, repo, records=True)
+    assert cacheport(harness, "history", env=env_for("main"), cwd=ctx).returncode == 0
+
+
+def test_a_real_base_image_rebuilt_unchanged_counts_as_unchanged(harness: Harness, tmp_path: Path) -> None:
+    """A Dockerfile FROM a real image (the loopback busybox): BuildKit only resolves the FROM and never marks it
+    cached, so it is no step; the warm rebuild says every step cached, none executed, and under the default
+    exports = "auto" the branch's records count it as unchanged, so the next unchanged rebuild skips its export."""
+    base = harness.env.get("CACHEPORT_E2E_HELPER_IMAGE")
+    if not base:
+        unavailable("CACHEPORT_E2E_HELPER_IMAGE (the loopback busybox image) is not set: scripts/e2e-up sets it")
+    reg = harness.env["CACHEPORT_E2E_REGISTRY"]
+    repo = f"e2e/history-from-{uuid.uuid4().hex[:8]}/cache"
+    ctx = tmp_path / "app"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base}\n"
+        f"RUN echo {RAN} first && echo {uuid.uuid4().hex} > /marker\n"
+        f"RUN echo {RAN} random && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /rand\n")
+    env = {**gitlab_env("registry.invalid/unused", "main"), "CACHEPORT_BACKEND": "registry",
+           "CACHEPORT_REGISTRY__REF": f"{reg}/{repo}"}
+    results = []
+    for _ in range(3):  # cold, warm, warm again; each after a prune, so only the registry's cache makes it warm
+        harness.prune()
+        results.append(harness.build(ctx, env=env))
+        assert results[-1].code == 0, results[-1].log
+    cold, warm, again = results
+    assert len(cold.ran) == 2, cold.log
+    assert warm.ran == [] and again.ran == [], warm.log
+    assert ": 2/2 steps cached, 0 executed" in warm.log, warm.log
+    assert warm.rand == cold.rand
+    out = cacheport(harness, "history", "--format", "json", env=env, cwd=ctx)
+    assert out.returncode == 0, out.stderr
+    builds = json.loads(out.stdout)["builds"]
+    assert [(b["steps"]["total"], b["steps"]["executed"]) for b in builds] == [(2, 2), (2, 0), (2, 0)], builds
+    assert [b["hit"] for b in builds] == [False, True, True]
+    assert builds[1]["first_run"] is None  # the FROM is never named as the first step run
+    # 1 of the 2 builds before it executed no step: auto held the export back, and nothing changed, so skipped.
+    assert [b["exports"][0]["status"] for b in builds] == ["written", "written", "skipped"], builds
+    explained = cacheport(harness, "explain", "--history", env=env, cwd=ctx)
+    assert explained.returncode == 0, explained.stderr
+    assert "2 of this branch's last 3 builds executed no step" in explained.stdout, explained.stdout
 
 
 def test_pulp_history(harness: Harness, pulp: Pulp, tmp_path: Path) -> None:

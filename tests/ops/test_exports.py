@@ -174,6 +174,28 @@ def test_explain_names_the_rule_and_with_records_why_each_export() -> None:
     assert "exports = \"auto\"" in why_rule(plan)  # type: ignore[arg-type]
     said = why_rule(plan, [_record(0, 5), _record(1, 0)])  # type: ignore[arg-type]
     assert "held back" in said and "1 of this branch's last 2 builds executed no step" in said
+    assert "no build records of this branch to go by" in why_rule(plan, [])  # type: ignore[arg-type]
+    # records that could not be read: the reason the build gives, not "none"
+    unread = "1 of this branch's build records could not be read (first: x: not JSON)"
+    said = why_rule(plan, [], unread=unread)  # type: ignore[arg-type]
+    assert unread in said and "no build records" not in said
+
+
+def test_explain_json_has_the_rule_and_each_export_s_outcome() -> None:
+    from cacheport.ops.exports import rule_doc
+
+    plan = _Plan()
+    unread = rule_doc(plan)  # type: ignore[arg-type]  # without --history: the records decide, not read
+    assert unread["rule"] == "auto" and unread["history"] is False
+    assert [(e["cache"], e["outcome"]) for e in unread["exports"]] == [(report.describe(FEATURE_MAX), None)]
+    held = rule_doc(plan, [_record(0, 0), _record(1, 0)])  # type: ignore[arg-type]
+    assert held["history"] is True and held["exports"][0]["outcome"] == "held back"
+    assert "2 of this branch's last 2 builds executed no step" in held["exports"][0]["why"]
+    narrowed = rule_doc(plan, [_record(i, 5, own=report.MISSED) for i in range(3)])  # type: ignore[arg-type]
+    assert narrowed["exports"][0]["outcome"] == "narrowed"
+    none = rule_doc(plan, [], "the store is down")  # type: ignore[arg-type]
+    assert none["exports"][0]["outcome"] == "written" and "the store is down" in none["exports"][0]["why"]
+    assert rule_doc(_Plan("always"))["exports"][0]["outcome"] == "written"  # type: ignore[arg-type]
 
 
 def test_reading_the_history_never_fails_the_build() -> None:

@@ -544,3 +544,58 @@ def test_a_record_keeps_no_secret_that_buildkit_echoed(registry: FakeRegistry, t
     assert kept is not None
     stored = rec.to_json(kept).decode()
     assert "hunter2-pw" not in stored and "401 for user ci:" in stored
+
+
+# cacheport history --prune-bad: only records that can't be read are deleted, in a store and a directory; one from
+# a newer cacheport, and one the store could not be asked for, stay.
+
+def bad_name(i: int) -> str:
+    return rec.record_name("main", T0 + timedelta(hours=i), f"0badbad{i}")
+
+
+def test_prune_bad_deletes_only_the_records_that_cannot_be_read_in_a_store(registry: FakeRegistry) -> None:
+    from cacheport.ops.history import prune_bad
+
+    shelf = store_shelf(registry)
+    good = record(1)
+    keep(shelf, good, 30)
+    hostile(registry, bad_name(1), b"not json")
+    hostile(registry, bad_name(2), b"x" * (rec.MAX_SIZE + 1))
+    hostile(registry, bad_name(3), b"{}", "application/vnd.example.other")
+    hostile(registry, bad_name(4), b'{"schema": 99, "cacheport": "9.0"}')  # a newer cacheport reads it: kept
+    gone = prune_bad(shelf)
+    assert sorted(n for n, _why in gone) == [bad_name(1), bad_name(2), bad_name(3)]
+    assert dict(gone)[bad_name(1)] == "not JSON"
+    assert sorted(shelf.names()) == sorted([good.name, bad_name(4)])
+    assert prune_bad(shelf) == []
+
+
+def test_prune_bad_in_a_directory_and_never_on_an_outage(tmp_path: Path) -> None:
+    from cacheport.errors import RegistryError
+    from cacheport.ops.history import prune_bad
+
+    shelf = DirectoryShelf(tmp_path)
+    good = record(1)
+    keep(shelf, good, 30)
+    (tmp_path / f"{bad_name(1)}.json").write_text("{not json")
+    assert prune_bad(shelf) == [(bad_name(1), "not JSON")]
+    assert [n for n, _r in read_records(shelf).records] == [good.name]
+
+    class Down(DirectoryShelf):
+        def read(self, name: str) -> bytes | None:
+            raise RegistryError("127.0.0.1:9 is unreachable")
+
+    (tmp_path / f"{bad_name(2)}.json").write_text("{not json")
+    down: Shelf = Down(tmp_path)
+    assert prune_bad(down) == [] and len(down.names()) == 2
+
+
+def test_a_history_dir_that_is_a_file_is_one_warning_naming_the_key(tmp_path: Path) -> None:
+    from cacheport.ops.history import leave_record
+
+    (tmp_path / "passwd").write_text("root:x:0:0")
+    said: list[str] = []
+    p = plan(history_dir=str(tmp_path / "passwd"))
+    assert leave_record(report(), p, lambda: None, "local", {}, tmp_path, said.append) is None
+    assert len(said) == 1 and "history_dir = " in said[0] and "not a directory" in said[0], said
+    assert "Error" not in said[0] and (tmp_path / "passwd").read_text() == "root:x:0:0"

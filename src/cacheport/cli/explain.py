@@ -10,6 +10,7 @@ from cacheport.cli.common import format_option, plan_options
 
 if TYPE_CHECKING:
     from cacheport.cli.session import Session
+    from cacheport.report.record import BuildRecord
 
 
 @click.command("explain", epilog="""\b
@@ -31,19 +32,23 @@ def command(fmt: str, from_history: bool, session: Session) -> None:
 
     from cacheport import render
     from cacheport.config import resolve_mounts
-    from cacheport.ops.exports import why_rule
+    from cacheport.ops.exports import rule_doc, why_rule
     from cacheport.records import ShownSetting
 
     # Not the plan's: only the commands that restore or save mounts need them (and stop for a bad one).
     mounts = [ShownSetting(f"mounts.{name}", setting) for name, setting in resolve_mounts(session.config).items()]
     plan = attrs.evolve(session.plan, settings=(*session.plan.settings, *mounts))
-    if fmt == "json":
-        click.echo(render.as_json(plan), nl=False)
-        return
+    records: list[BuildRecord] | None = None
+    unread: list[str] = []  # why the records were not gone by: the build would say the same
     if from_history:
         from cacheport.cli.history import recent_records
 
-        rule = why_rule(plan, recent_records(session)())
-    else:
-        rule = why_rule(plan)
+        records = recent_records(session, unread)()
+    if fmt == "json":
+        import json
+
+        doc = {**render.as_dict(plan), "export_rule": rule_doc(plan, records, unread[0] if unread else None)}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    rule = why_rule(plan, records, unread[0] if unread else None)
     click.echo(render.explain(plan) + (f"export rule:\n  {rule}\n" if rule else ""), nl=False)

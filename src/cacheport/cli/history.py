@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from cacheport.cli.session import Session
     from cacheport.errors import CacheportError
-    from cacheport.ops.history import Recorder, Shelved
+    from cacheport.ops.history import Recorder, Shelf, Shelved
     from cacheport.report import BuildReport
     from cacheport.report.record import BuildRecord
 
@@ -95,13 +95,21 @@ def shows_trend(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITLAB_CI") == "true"
 
 
-def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
+def recent_records(session: Session, unread: list[str] | None = None) -> Callable[[], list[BuildRecord]]:
     """What reads the branch's last build records for ``exports = "auto"`` (:mod:`cacheport.ops.exports`): never
-    raises; a store that can't be read is one line and no records (the exports go as planned)."""
+    raises; a store that can't be read is one line and no records (the exports go as planned), and that line's
+    reason is added to ``unread`` (for ``explain``)."""
+
+    def failed(why: str) -> list[BuildRecord]:
+        say(f"warning: history: {why}; its exports go as planned")
+        if unread is not None:
+            unread.append(why)
+        return []
 
     def read() -> list[BuildRecord]:
+        from cacheport.errors import CacheportError
         from cacheport.ops.exports import RECENT
-        from cacheport.ops.history import open_shelf, read_records, settings_of, signing_of
+        from cacheport.ops.history import open_shelf, read_records, settings_of, shown, signing_of
 
         plan = session.plan
         if not settings_of(plan).on:
@@ -114,14 +122,14 @@ def recent_records(session: Session) -> Callable[[], list[BuildRecord]]:
                             signing=signing_of(plan, session.environ)) as shelf:
                 # a few more than the rule needs: other keys' builds on the branch share its shelf
                 shelved = read_records(shelf, branch=plan.context.branch or "none", last=3 * RECENT, skip_bad=True)
+        except CacheportError as exc:
+            return failed(f"could not read this branch's build records ({exc})")
         except Exception as exc:  # the history is never worth a failed build, not even its bug
-            say(f"warning: history: could not read this branch's build records ({type(exc).__name__}: {exc}); "
-                "its exports go as planned")
-            return []
+            return failed(f"could not read this branch's build records (a bug: {type(exc).__name__}: {exc})")
         if shelved.bad:  # a corrupt record could be the build that broke a run: no guessing around it
-            say(f"warning: history: {len(shelved.bad)} of this branch's build records could not be read (first: "
-                f"{shelved.bad[0][0]}: {shelved.bad[0][1]}); its exports go as planned")
-            return []
+            return failed(f"{len(shelved.bad)} of this branch's build records could not be read (first: "
+                          f"{shown(shelf, shelved.bad[0][0])}: {shelved.bad[0][1]}; cacheport history --prune-bad "
+                          "deletes such records)")
         return [r for _name, r in shelved.records]
 
     return read
@@ -183,8 +191,9 @@ Examples:
   cacheport history --format html -o history.html    # a page with the chart
   cacheport history --format markdown -o history.md  # the chart as an SVG image
   cacheport history --format github >> "$GITHUB_STEP_SUMMARY"  # the chart in Mermaid
-  cacheport history --chart history.svg              # the chart alone, as SVG
+  cacheport history --chart history.svg              # the text, and the chart as an SVG file
   cacheport history --records cacheport-history/     # records a job kept as an artifact
+  cacheport history --prune-bad                      # delete the records that can't be read
 """)
 @click.option("--branch", metavar="NAME", help="Only this branch's builds.")
 @click.option("--last", type=click.IntRange(1, 1000), default=30, show_default=True, metavar="N",
@@ -192,15 +201,18 @@ Examples:
 @click.option("--records", "records_dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Read the records in this directory (a CI artifact) instead of the backend's store.")
 @click.option("--chart", "chart_file", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
-              help="Also write the chart as SVG.")
+              help="Also write the chart as SVG to PATH (the output goes where it would).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PATH",
               help="Write the output to a file instead of stdout.")
 @click.option("--skip-bad", is_flag=True, help="Leave out records that can't be read (one warning each) instead "
               "of stopping at the first.")
+@click.option("--prune-bad", is_flag=True, help="Delete the records that can't be read (corrupt, too large), "
+              "naming each, and show nothing else: in --records DIR, else where this job's own records go (the "
+              "store only for a job that may write it). Records from a newer cacheport are kept.")
 @format_option(["text", "json", "markdown", "github", "html"], "text")
 @plan_options
 def command(branch: str | None, last: int, records_dir: Path | None, chart_file: Path | None, output: Path | None,
-            skip_bad: bool, fmt: str, session: Session) -> None:
+            skip_bad: bool, prune_bad: bool, fmt: str, session: Session) -> None:
     """Show the cache's value across builds: the share of builds with an import hit and of steps cached per
     branch, build time cold (no hit) against warm, the time the hits saved, what exports cost, and the builds
     where the hit rate fell, with the import that missed and the first step that ran.
@@ -217,11 +229,19 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     import json
 
     from cacheport.cli.output import write_file
-    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, signing_of
+    from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, shown, signing_of
     from cacheport.report import chart, trend
 
     if records_dir is not None:
-        shelved = read_records(DirectoryShelf(records_dir), branch=branch, last=last, skip_bad=skip_bad)
+        if not records_dir.is_dir():  # a typo, or an artifact not downloaded: never "no records yet"
+            from cacheport.errors import ConfigError
+
+            raise ConfigError(f"--records {records_dir}: " + ("not a directory" if records_dir.exists() else
+                              "no such directory") + "; name the directory a job kept its records in")
+        shelf_seen: Shelf = DirectoryShelf(records_dir, "--records")
+        if prune_bad:
+            return pruned(shelf_seen)
+        shelved = read_records(shelf_seen, branch=branch, last=last, skip_bad=skip_bad)
     else:
         plan = session.plan
         if not settings_of(plan).on:
@@ -229,17 +249,20 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
             return
         backend = session.plugins.backend(plan.backend)
         store = session.store() if backend.store else None
-        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd,
+        with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd, writing=prune_bad,
                         signing=signing_of(plan, session.environ)) as shelf:
+            if prune_bad:
+                return pruned(shelf)
             shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
+            shelf_seen = shelf
     for name, why in shelved.bad:
-        warn(f"history record {name} left out: {why}")
+        warn(f"history record {shown(shelf_seen, name)} left out: {why}")
     if (left_out := shelved.unsigned_line()) is not None:
         warn(left_out)
     found = trend.trend([r for _name, r in shelved.records])
-    where = shelved.where
+    where = shelved.where if branch is None else f"{shelved.where} for branch {branch}"
     if fmt == "json":
-        doc = trend.as_dict(found, where)
+        doc = trend.as_dict(found, shelved.where)
         doc["left_out"] = {"count": len(shelved.unsigned) + len(shelved.bad), "records": [
             *({"name": n, "reason": why, "kind": "unsigned"} for n, why in shelved.unsigned),
             *({"name": n, "reason": why, "kind": "unreadable"} for n, why in shelved.bad)]}
@@ -256,3 +279,14 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
         write_file(output, text, mode=0o644)
     else:
         click.echo(text, nl=False)
+
+
+def pruned(shelf: Shelf) -> None:
+    """``--prune-bad``: delete ``shelf``'s records that can't be read, one line each, then one line in all."""
+    from cacheport.ops.history import prune_bad, shown
+
+    gone = prune_bad(shelf)
+    for name, why in gone:
+        click.echo(f"deleted build record {shown(shelf, name)}: {why}")
+    click.echo(f"{len(gone)} build record{'' if len(gone) == 1 else 's'} that could not be read deleted from "
+               f"{shelf.where}" if gone else f"no build records that can't be read in {shelf.where}")

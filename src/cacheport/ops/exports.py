@@ -23,6 +23,7 @@ import can name. Pure, but for :func:`in_background`, which runs the caller's re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -121,9 +122,10 @@ def narrowed_why(export: CacheEntry) -> str:
 
 
 def decide(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[CacheEntry],
-           records: Sequence[BuildRecord] = ()) -> Decision:
+           records: Sequence[BuildRecord] = (), unread: str | None = None) -> Decision:
     """What becomes of ``exports`` under the plan's rule, given the imports the build reads and, for ``auto``, the
-    branch's records (any; :func:`recent` picks the ones that count)."""
+    branch's records (any; :func:`recent` picks the ones that count); ``unread``: why there are none, when they
+    could not be read."""
     rule = rule_of(plan)
     read = {_name(i) for i in imports} - {None}
     own = [e for e in exports if _name(e) in read]
@@ -150,8 +152,8 @@ def decide(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[CacheEnt
         elif e in own:
             inline.append(e)
             why.append(f"{report.describe(e)}: written with the build in one pass (exports = \"auto\": "
-                       + (f"only {unchanged_share} executed no step" if mine else "no build records of this "
-                          "branch to go by") + ")")
+                       + (f"only {unchanged_share} executed no step" if mine else unread or "no build records of "
+                          "this branch to go by") + ")")
         else:
             inline.append(e)
             why.append(_inline_why(e))
@@ -175,9 +177,10 @@ def held_back(plan: Plan, imports: Sequence[CacheEntry], exports: Sequence[Cache
     return list(decide(plan, imports, exports, records).held)
 
 
-def why_rule(plan: Plan, records: Sequence[BuildRecord] | None = None) -> str:
+def why_rule(plan: Plan, records: Sequence[BuildRecord] | None = None, unread: str | None = None) -> str:
     """Lines for ``explain``: which rule applies to this plan's exports, and why each is kept, held back or
-    narrowed; under ``auto`` without ``records`` (not read), what the records decide."""
+    narrowed; under ``auto`` without ``records`` (not read), what the records decide; ``unread``: why the records
+    could not be gone by."""
     if not plan.exports:
         return ""
     if rule_of(plan) != ALWAYS and not any(_name(e) for e in plan.exports):
@@ -189,7 +192,7 @@ def why_rule(plan: Plan, records: Sequence[BuildRecord] | None = None) -> str:
                 "executed no step (skipped when nothing changed, else an export-only pass), else written with the "
                 f"build; a mode=max export the last {NARROW_AFTER} builds wrote but never read is narrowed to "
                 "mode=min (not on the default branch)")
-    return "\n  ".join(decide(plan, plan.imports, plan.exports, records or ()).why)
+    return "\n  ".join(decide(plan, plan.imports, plan.exports, records or (), unread).why)
 
 
 def noted(found: report.BuildReport, decision: Decision) -> report.BuildReport:
@@ -270,3 +273,26 @@ def export_only(extra: Sequence[str]) -> list[str]:
             continue
         kept.append(arg)
     return [*kept, "--output", "type=cacheonly"]
+
+
+def rule_doc(plan: Plan, records: Sequence[BuildRecord] | None = None, unread: str | None = None) -> dict[str, Any]:
+    """``explain --format json``'s ``export_rule``: the rule in force, whether the branch's records were read
+    (``--history``), and per export (in the plan's order) its ``outcome`` (``written`` with the build, ``held
+    back``, ``narrowed``; None under ``auto`` when the records, not read, decide) and the line ``explain`` says."""
+    rule = rule_of(plan)
+    doc: dict[str, Any] = {"rule": rule, "history": records is not None, "exports": []}
+    if not plan.exports:
+        return doc
+    outcomes: list[str | None]
+    if rule != ALWAYS and not any(_name(e) for e in plan.exports):
+        outcomes, why = ["written"] * len(plan.exports), [why_rule(plan, records, unread)] * len(plan.exports)
+    elif rule == AUTO and records is None:
+        outcomes, why = [None] * len(plan.exports), [why_rule(plan)] * len(plan.exports)
+    else:
+        decision = decide(plan, plan.imports, plan.exports, records or (), unread)
+        outcomes = ["held back" if e in decision.held else "written" if e in decision.inline else "narrowed"
+                    for e in plan.exports]
+        why = list(decision.why)
+    doc["exports"] = [{"cache": report.describe(e), "outcome": outcome, "why": line}
+                      for e, outcome, line in zip(plan.exports, outcomes, why, strict=True)]
+    return doc

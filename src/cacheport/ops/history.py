@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from cacheport.errors import CacheportError, RecordError, RegistryError, SignatureError
+from cacheport.errors import CacheportError, NewerRecordError, RecordError, RegistryError, SignatureError
 from cacheport.files import replacing
 from cacheport.options import GLOBAL_OPTIONS
 from cacheport.plan import Plan
@@ -151,11 +151,20 @@ class StoreShelf:
 
 
 class DirectoryShelf:
-    """Records as JSON files in a directory (a CI artifact, or under the cache directory on a laptop)."""
+    """Records as JSON files in a directory (a CI artifact, or under the cache directory on a laptop).
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    ``named_by``: where the user named the directory (``cacheport.toml history-dir``, ``--records``), for the
+    one line that says it is not a directory."""
+
+    def __init__(self, directory: Path, named_by: str | None = None) -> None:
+        self.directory, self.named_by = directory, named_by
         self.where = str(directory)
+
+    def _not_a_directory(self) -> CacheportError:
+        from cacheport.errors import ConfigError
+
+        return ConfigError(f"{self.named_by or 'history-dir'} = {str(self.directory)!r}: not a directory; name a "
+                           "directory for build records (one not there yet is made)")
 
     def names(self) -> list[str]:
         try:
@@ -163,6 +172,8 @@ class DirectoryShelf:
                           if p.name.startswith(rec.PREFIX) and p.name.endswith(".json"))
         except FileNotFoundError:
             return []
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot list: {exc.strerror}") from None
 
@@ -181,6 +192,8 @@ class DirectoryShelf:
             self.directory.mkdir(parents=True, exist_ok=True)
             with replacing(self.directory / f"{name}.json") as fh:
                 fh.write(data)
+        except (FileExistsError, NotADirectoryError):
+            raise self._not_a_directory() from None
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot write: {exc.strerror}") from None
 
@@ -246,7 +259,13 @@ def open_shelf(plan: Plan, store: CacheStore | None, cache_type: str, environ: M
         with store.open() as session:
             yield StoreShelf(session, store.location, signing)
         return
-    yield DirectoryShelf(directory_for(plan, store, environ, cwd))
+    yield DirectoryShelf(directory_for(plan, store, environ, cwd), _named_by(plan))
+
+
+def _named_by(plan: Plan) -> str | None:
+    """Where ``history-dir`` was set (``cacheport.toml history-dir``, ``CACHEPORT_HISTORY_DIR``), if it was."""
+    return next((s.setting.source.detail for s in plan.settings if s.name == "history-dir"
+                 and s.setting.value and s.setting.source.level != "default"), None)
 
 
 def signing_of(plan: Plan, environ: Mapping[str, str], *, writing: bool = False,
@@ -538,9 +557,36 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
             continue
         if isinstance(found, str):
             if not skip_bad:
-                raise RecordError(f"history record {name} in {shelf.where}: {found} (--skip-bad leaves it out; "
-                                  "deleting it removes it)")
+                raise RecordError(f"history record {shown(shelf, name)}" + ("" if isinstance(shelf, DirectoryShelf)
+                                  else f" in {shelf.where}") + f": {found} (--skip-bad leaves it out; "
+                                  "--prune-bad deletes every record that can't be read)")
             bad.append((name, found))
         else:
             out.append((name, found))
     return Shelved(tuple(out), tuple(bad), shelf.where, tuple(unsigned))
+
+
+def shown(shelf: Shelf, name: str) -> str:
+    """A record as a user finds it: a directory's as the file's path (to ``rm``), a store's by its tag."""
+    return str(shelf.directory / f"{name}.json") if isinstance(shelf, DirectoryShelf) else name
+
+
+def prune_bad(shelf: Shelf, jobs: int = 8) -> list[tuple[str, str]]:
+    """Delete the records on ``shelf`` that can't be read (corrupt, hostile, too large); ``(name, why)`` for each
+    deleted. Never one written by a newer cacheport, one left out for its signature, or one the store could not
+    be asked for (an outage is no reason to delete)."""
+    from cacheport.ops.inventory import each
+
+    def one(name: str) -> tuple[str, str | None]:
+        try:
+            data = shelf.read(name)
+            if data is not None:
+                rec.parse_record(data)
+        except (NewerRecordError, SignatureError, RegistryError):
+            return name, None
+        except RecordError as exc:
+            return name, str(exc)
+        return name, None
+
+    names = [n for n in shelf.names() if rec.parse_name(n) is not None]
+    return [(name, why) for name, why in each(one, names, jobs) if why is not None and shelf.delete(name)]

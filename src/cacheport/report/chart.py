@@ -92,9 +92,14 @@ def svg(t: Trend, title: str = "cache history") -> str:
         out.append(f'<text x="{x + 14}" y="{_HEIGHT - 9}" fill="#333">{text}</text>')
         x += 26 + 7 * len(text)
     out.append(f'<text x="{_LEFT + plot_w}" y="20" text-anchor="end" fill="#555">'
-               f'{len(records)} builds, oldest first; bars: steps cached</text>')
+               f'{_builds(len(records))}, oldest first; bars: steps cached</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _builds(n: int, kind: str = "") -> str:
+    """``1 build``, ``2 warm builds``."""
+    return f"{n} {kind}build{'' if n == 1 else 's'}"
 
 
 def _summary(t: Trend) -> list[str]:
@@ -103,7 +108,7 @@ def _summary(t: Trend) -> list[str]:
         line = (f"build time: cold {_seconds(t.cold_median)} (median of {len(t.cold)}), warm "
                 f"{_seconds(t.warm_median)} (median of {len(t.warm)})")
         if t.saved_seconds is not None:
-            line += f"; the cache saved {t.saved_seconds:.1f} s over {len(t.warm)} warm builds"
+            line += f"; the cache saved {t.saved_seconds:.1f} s over {_builds(len(t.warm), 'warm ')}"
         elif t.warm:
             line += "; time saved: unknown until a cold build (no step cached) is recorded"
         lines.append(line)
@@ -130,7 +135,7 @@ def as_text(t: Trend, where: str) -> str:
     """Lines for a terminal: a table per branch with a chart of block characters, then the totals."""
     if not t.records:
         return f"no build records in {where} yet: each cacheport build leaves one\n"
-    out = [f"cache history: {len(t.records)} builds in {where} (oldest first)"]
+    out = [f"cache history: {_builds(len(t.records))} in {where} (oldest first)"]
     header = ["branch", "builds", "import hit", "steps cached", "trend"]
     rows = _rows(t)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -197,7 +202,7 @@ def as_markdown(t: Trend, where: str, chart: Literal["svg", "mermaid"] = "svg") 
         return f"No build records in `{_cell(where)}` yet.\n"
     drawn = (mermaid(t).rstrip("\n") if chart == "mermaid"
              else f"![cache history: steps cached per build, and build time]({data_uri(svg(t))})")
-    out = [f"**cache history: {len(t.records)} builds** in `{_cell(where)}`", "", drawn, "",
+    out = [f"**cache history: {_builds(len(t.records))}** in `{_cell(where)}`", "", drawn, "",
            "| branch | builds | import hit | steps cached | trend |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in _rows(t)]
     out += ["", *(f"- {_cell(line)}" for line in _summary(t))]

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from cacheport.errors import RecordError
+from cacheport.errors import NewerRecordError, RecordError
 from cacheport.records import Context
 from cacheport.refs import slug
 from cacheport.report.model import HIT, BuildReport, one_line
@@ -203,7 +203,7 @@ def _number(doc: Mapping[str, Any], key: str, kind: type = float) -> Any:
 def parse_record(data: bytes) -> BuildRecord:
     """A record read back; anything but what :func:`to_json` writes is a one-line :class:`RecordError`."""
     if len(data) > MAX_SIZE:
-        raise RecordError(f"{len(data)} bytes; a record is at most {MAX_SIZE}")
+        raise RecordError(f"over {MAX_SIZE} bytes, the most a record may be")  # the reader stops past it
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
@@ -214,7 +214,7 @@ def parse_record(data: bytes) -> BuildRecord:
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
         raise RecordError("it has no schema version")
     if schema > SCHEMA:
-        raise RecordError(f"written by a newer cacheport ({_text(doc, 'cacheport') or 'unknown version'}, "
+        raise NewerRecordError(f"written by a newer cacheport ({_text(doc, 'cacheport') or 'unknown version'}, "
                           f"record schema {schema}; this one reads {SCHEMA}): upgrade cacheport")
     rid = _text(doc, "id", required=True) or ""
     if not re.fullmatch(r"[0-9a-f]{8}", rid):
