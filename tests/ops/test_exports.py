@@ -155,6 +155,8 @@ def test_auto_narrows_an_export_the_branch_wrote_but_never_read_three_times_in_a
     assert _decide(plan, [*unread, _record(3, 1)]).inline == (FEATURE_MAX,)  # read again: mode=max again
     assert _decide(plan, [*unread[:2], _record(2, 3, exported=report.FAILED)]).inline == (FEATURE_MAX,)
     assert _decide(_Plan(branch="trunk"), unread).inline == (FEATURE_MAX,)  # every branch falls back to it
+    # A job that doesn't know its default branch might be on it: main's mode=max cache is never narrowed by a guess.
+    assert _decide(_Plan(default=None), unread).inline == (FEATURE_MAX,)  # type: ignore[arg-type]
     assert _decide(_Plan("always"), unread).inline == (FEATURE_MAX,)  # the setting turns it off
     assert _decide(_Plan("when-changed"), unread).held == (FEATURE_MAX,)
 

@@ -105,9 +105,11 @@ def _not_read(record: BuildRecord, cache: str) -> bool:
 
 def never_read(plan: Plan, export: CacheEntry, records: Sequence[BuildRecord]) -> bool:
     """Whether ``export`` (a ``mode=max`` registry export) goes to a name the branch's last :data:`NARROW_AFTER`
-    builds never read while they wrote it; never on the default branch (every branch falls back to its cache)."""
+    builds never read while they wrote it; never on the default branch (every branch falls back to its cache),
+    nor when the job does not know which branch that is, nor on a merge request's target branch."""
     ctx = plan.context
-    if _name(export) is None or export.get("mode") != "max" or not ctx.branch or ctx.branch == ctx.default_branch:
+    if (_name(export) is None or export.get("mode") != "max" or not ctx.branch or not ctx.default_branch
+            or ctx.branch in (ctx.default_branch, ctx.target_branch)):
         return False
     last = list(records)[-NARROW_AFTER:]
     cache = report.describe(export)
