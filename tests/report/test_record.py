@@ -105,6 +105,7 @@ def good() -> dict[str, object]:
     (lambda d: d.update(steps={"total": 1, "cached": 5, "executed": 0}), "does not add up"),
     (lambda d: d.update(wall_seconds=-1), "'wall_seconds'"),
     (lambda d: d.update(wall_seconds=True), "'wall_seconds'"),
+    (lambda d: d.update(wall_seconds=float("nan")), "'wall_seconds'"),  # json.dumps writes NaN, json.loads reads it
     (lambda d: d.update(uses=[{"kind": "exec", "cache": "x", "status": "hit"}]), "kind 'exec'"),
     (lambda d: d.update(uses="everything"), "'uses'"),
     (lambda d: d.update(project=""), "'project'"),

@@ -159,3 +159,13 @@ def test_the_mermaid_chart_holds_numbers_only_whatever_the_records_hold() -> Non
     assert md.count("```mermaid") == 2 and "data:image" not in md
     one = mermaid(trend([build(1, wall=None)]))  # one build, no time: the bars alone
     assert one.count("```mermaid") == 1 and "  bar [100]" in one
+
+
+def test_a_branch_name_from_the_store_stays_text_in_the_job_summary() -> None:
+    hostile = "x](https://evil.invalid) <img src=\"https://evil.invalid/p.png\"> [y_`z`|*w*"
+    md = as_markdown(trend([*sequence(), build(7, branch=hostile)]), "a`b")
+    row = next(line for line in md.splitlines() if "evil" in line and line.startswith("|"))
+    assert not re.search(r"(?<!\\)\]\(", row) and not re.search(r"(?<!\\)<img", row)  # no link, no HTML
+    assert "x\\](https://evil.invalid) \\<img" in row
+    assert row.count(" | ") == 4  # still five cells: the name's | is escaped
+    assert "in `a'b`" in md  # the where, in its code span, can't end it early

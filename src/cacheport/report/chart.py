@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -148,8 +149,19 @@ def as_text(t: Trend, where: str) -> str:
     return "\n".join(out) + "\n"
 
 
+#: Markdown's active punctuation: links and images (brackets), emphasis, raw HTML and entities, code, tables.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>&|~])")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from a record (which any job that may write the store wrote) as literal Markdown: on one line, every
+    active character escaped, so a branch name can't become a link, an image, HTML or a table's end."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def _code(text: str) -> str:
+    """Text for inside a code span: no backtick can end it early, on one line."""
+    return " ".join(text.replace("`", "'").splitlines())
 
 
 def data_uri(image: str) -> str:
@@ -199,10 +211,10 @@ def as_markdown(t: Trend, where: str, chart: Literal["svg", "mermaid"] = "svg") 
     """A job summary or merge-request note: the chart, a table, the totals, the falls. ``chart`` is ``svg`` (the
     SVG as a ``data:`` image) or ``mermaid`` (:func:`mermaid`, for GitHub, whose sanitizer drops ``data:`` images)."""
     if not t.records:
-        return f"No build records in `{_cell(where)}` yet.\n"
+        return f"No build records in `{_code(where)}` yet.\n"
     drawn = (mermaid(t).rstrip("\n") if chart == "mermaid"
              else f"![cache history: steps cached per build, and build time]({data_uri(svg(t))})")
-    out = [f"**cache history: {_builds(len(t.records))}** in `{_cell(where)}`", "", drawn, "",
+    out = [f"**cache history: {_builds(len(t.records))}** in `{_code(where)}`", "", drawn, "",
            "| branch | builds | import hit | steps cached | trend |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in _rows(t)]
     out += ["", *(f"- {_cell(line)}" for line in _summary(t))]

@@ -195,7 +195,8 @@ def _number(doc: Mapping[str, Any], key: str, kind: type = float) -> Any:
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value > 1e12:
+    # not value >= 0 refuses NaN too (json.loads takes it), which would reach every chart drawn from the store
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e12:
         raise RecordError(f"{key!r} is not a number of {'seconds' if kind is float else 'units'}")
     return float(value) if kind is float else int(value)
 
