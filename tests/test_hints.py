@@ -55,13 +55,20 @@ def test_another_tool_s_family_of_variables_is_one_warning_and_a_typo_beside_it_
     found = plan(tmp_path, builtins, env={**family, "CACHEPORT_HISTROY": "off", "CACHEPORT_ZZ_ONE": "1",
                                           "CACHEPORT_ZZ_TWO": "2"})
     strangers = [w for w in found.warnings if "not cacheport variable" in w or "not a cacheport variable" in w]
-    assert "CACHEPORT_E2E_* (5 variables) are not cacheport variables and are ignored" in strangers
+    assert ("CACHEPORT_E2E_* (5 variables: CACHEPORT_E2E_THING_0, CACHEPORT_E2E_THING_1, ...) are not cacheport "
+            "variables and are ignored") in strangers
     assert not [w for w in strangers if w.startswith("CACHEPORT_E2E_THING")]
     # Two of a kind are not a family yet: each is named.
     assert [w.split()[0] for w in strangers if w.startswith("CACHEPORT_ZZ_")] == ["CACHEPORT_ZZ_ONE", "CACHEPORT_ZZ_TWO"]
     assert "CACHEPORT_HISTROY is not a cacheport variable and is ignored (did you mean 'CACHEPORT_HISTORY'?)" \
         in strangers
     assert len(strangers) == 4
+    # Three misspellings of one of cacheport's words are still three warnings, each with its likely name.
+    typos = plan(tmp_path, builtins, env={"CACHEPORT_MOUNT_ENABLED": "0", "CACHEPORT_MOUNT_HELPER_IMAGE": "x",
+                                          "CACHEPORT_MOUNT_MAX_SIZE": "1"}).warnings
+    assert "CACHEPORT_MOUNT_ENABLED is not a cacheport variable and is ignored (did you mean " \
+           "'CACHEPORT_MOUNTS__ENABLED'?)" in typos
+    assert not [w for w in typos if "CACHEPORT_MOUNT_*" in w]
 
 
 def test_known_variables_are_not_warned_about(tmp_path: Path, builtins: Plugins) -> None:

@@ -206,12 +206,13 @@ def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend
     known_words = {word(k) for k in known}
     families: dict[str, list[str]] = {}
     for name in strangers:
-        if "_" in name[len(ENV_PREFIX):] and word(name) not in known_words:
+        # a word close to one of cacheport's (MOUNT for MOUNTS) is a misspelling, each name its own warning
+        if "_" in name[len(ENV_PREFIX):] and not close_matches(word(name), known_words):
             families.setdefault(word(name), []).append(name)
     grouped = {name for names in families.values() if len(names) >= FAMILY for name in names}
     bare = {k[len(ENV_PREFIX):]: k for k in known}
-    lines = [f"{ENV_PREFIX}{w}_* ({len(names)} variables) are not cacheport variables and are ignored"
-             for w, names in families.items() if len(names) >= FAMILY]
+    lines = [f"{ENV_PREFIX}{w}_* ({len(names)} variables: {', '.join(names[:2])}, ...) are not cacheport variables "
+             "and are ignored" for w, names in families.items() if len(names) >= FAMILY]
     for name in strangers:
         if name not in grouped:
             close = close_matches(name[len(ENV_PREFIX):], bare)
