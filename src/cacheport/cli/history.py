@@ -95,18 +95,18 @@ def shows_trend(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITLAB_CI") == "true"
 
 
-def recent_records(session: Session, unread: list[str] | None = None) -> Callable[[], list[BuildRecord]]:
-    """What reads the branch's last build records for ``exports = "auto"`` (:mod:`cacheport.ops.exports`): never
-    raises; a store that can't be read is one line and no records (the exports go as planned), and that line's
-    reason is added to ``unread`` (for ``explain``)."""
+def recent_records(session: Session, unread: list[str] | None = None) -> Callable[..., list[BuildRecord]]:
+    """What reads the branch's last build records for ``exports = "auto"`` (:mod:`cacheport.ops.exports`), given
+    where its line goes (else stderr): never raises; a store that can't be read is one line and no records (the
+    exports go as planned), and that line's reason is added to ``unread`` (for ``explain``)."""
 
-    def failed(why: str) -> list[BuildRecord]:
-        say(f"warning: history: {why}; its exports go as planned")
-        if unread is not None:
-            unread.append(why)
-        return []
+    def read(tell: Callable[[str], None] = say) -> list[BuildRecord]:
+        def failed(why: str) -> list[BuildRecord]:
+            tell(f"warning: history: {why}; its exports go as planned")
+            if unread is not None:
+                unread.append(why)
+            return []
 
-    def read() -> list[BuildRecord]:
         from cacheport.errors import CacheportError
         from cacheport.ops.exports import RECENT
         from cacheport.ops.history import open_shelf, read_records, settings_of, shown, signing_of

@@ -47,7 +47,6 @@ from cacheport.ops.preflight import usable
 from cacheport.plan import Plan
 from cacheport.records import Login, Swap
 from cacheport.render import plan_secrets
-from cacheport.report.record import BuildRecord
 
 if TYPE_CHECKING:
     from cacheport.ops.docker import Docker
@@ -126,7 +125,7 @@ def run(
     require_hit: bool = False,
     mounts: Around | None = None,
     keep: Keeper | None = None,
-    history: Callable[[], Sequence[BuildRecord]] | None = None,
+    history: exports_rule.Reader | None = None,
 ) -> int:
     """Log in, check the builder, leave out local imports BuildKit can't use, build with live logs, rotate local
     caches, and end with what BuildKit did with the cache, on ``docker``'s builder. Returns the build's exit code

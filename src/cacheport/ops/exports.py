@@ -208,24 +208,27 @@ def noted(found: report.BuildReport, decision: Decision) -> report.BuildReport:
 #: Seconds the build waits, once it is ready to start, for the branch's records: a slow store never holds it up
 #: longer (the exports then go as planned).
 READ_BUDGET = 10.0
+#: What reads the branch's records: given where its lines go, it never raises (its trouble is a line and none).
+Reader = Callable[[Callable[[str], None]], Sequence[BuildRecord]]
 
 
-def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None,
-                  say: Callable[[str], None] = lambda _line: None,
+def in_background(plan: Plan, read: Reader | None, say: Callable[[str], None] = lambda _line: None,
                   budget: float = READ_BUDGET) -> Callable[[], Sequence[BuildRecord]]:
-    """``read()`` (the branch's records; it never raises) started now on a thread, so its round trips overlap the
-    build's logins and its look at the builder; call the result for its answer, which waits at most ``budget``
-    seconds more (then none, and one line through ``say``: the exports go as planned). No thread unless the
-    plan's rule is ``auto`` and it exports."""
+    """``read`` (the branch's records) started now on a thread, so its round trips overlap the build's logins and
+    its look at the builder; call the result for its answer, which waits at most ``budget`` seconds more (then
+    none, and one line: the exports go as planned). What the reader says goes through ``say`` when the answer is
+    taken, from the caller's thread, and never after: a reader still running when the budget is spent is left
+    to finish unheard. No thread unless the plan's rule is ``auto`` and it exports."""
     if read is None or rule_of(plan) != AUTO or not plan.exports:
         return lambda: ()
     import threading
 
     answer: list[Sequence[BuildRecord]] = []
+    lines: list[str] = []
 
     def work() -> None:
         try:
-            answer.append(read())
+            answer.append(read(lines.append))
         except Exception:  # the reader says what went wrong; the history never fails a build
             answer.append(())
 
@@ -238,6 +241,8 @@ def in_background(plan: Plan, read: Callable[[], Sequence[BuildRecord]] | None,
             say(f"warning: history: this branch's build records were not read within {budget:g} s; its exports "
                 "go as planned")
             return ()
+        for line in lines:
+            say(line)
         return answer[0] if answer else ()
 
     return result
