@@ -286,6 +286,22 @@ def test_two_builds_recording_at_once_keep_both_records_and_the_next_build_resto
     assert len(stored(registry)) == 2 and last.name in stored(registry)
 
 
+def test_with_history_keep_1_the_branch_s_record_goes_only_once_the_new_one_is_written(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    first = record(0)
+    keep(store_shelf(registry), first, 1)
+    said: list[str] = []
+    stopped = recorder(registry, tmp_path, said, history_keep=1)
+    stopped.begin()
+    assert stopped.finish() is None  # the build stopped before its report: no record written...
+    assert stored(registry) == [first.name]  # ...and the branch still has its last one
+    kept = recorder(registry, tmp_path, said, history_keep=1)
+    kept.begin()
+    kept.keep(report())
+    new = kept.finish()
+    assert new is not None and stored(registry) == [new.name] and not said
+
+
 def test_a_record_that_fails_while_the_build_ends_is_one_line_said_when_the_build_is_done(
         registry: FakeRegistry, tmp_path: Path) -> None:
     registry.faults.append(("PUT", "/manifests/cacheport-history-", 400, {}))

@@ -364,6 +364,7 @@ class Recorder:
         self.read: Shelved | CacheportError | None = None
         self._earlier: Shelved | CacheportError | None = None
         self._untrimmed = ""  # why the oldest were not deleted: said only when the record itself was written
+        self._names: list[str] | None = None  # the shelf's names as begin found them
         self._lines: list[str] = []
         self._stack = contextlib.ExitStack()
         self._opening: Callable[[], None] | None = None
@@ -420,9 +421,13 @@ class Recorder:
         names: list[str] | None = None
         try:
             names = self.shelf.names()
-            stale = _beyond(names, rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
-            gone = {name for name in stale if self.shelf.delete(name)}
-            names = [name for name in names if name not in gone]
+            self._names = names
+            # Room for the record, less one (a build that stops before its record never empties the branch):
+            # with history-keep = 1 the oldest go only once the record is written (_trim_after).
+            if self.settings.keep > 1:
+                stale = _beyond(names, rec.branch_slug(self.plan.context.branch), self.settings.keep - 1)
+                gone = {name for name in stale if self.shelf.delete(name)}
+                names = [name for name in names if name not in gone]
         except (CacheportError, OSError) as exc:  # the record is still written; the bound waits for a later build
             self._untrimmed = f"warning: history: older build records in {self.shelf.where} were not deleted ({exc})"
         if self.trend > 1:
@@ -433,6 +438,14 @@ class Recorder:
                 self._earlier = exc
         elif self.trend:
             self._earlier = Shelved((), where=self.shelf.where)
+
+    def _trim_after(self, shelf: Shelf, names: Sequence[str]) -> None:
+        """With ``history-keep = 1``: the branch's older records, once this build's is written."""
+        try:
+            for name in _beyond(names, rec.branch_slug(self.plan.context.branch), 1):
+                shelf.delete(name)
+        except (CacheportError, OSError) as exc:
+            self._untrimmed = f"warning: history: older build records in {shelf.where} were not deleted ({exc})"
 
     def _write(self) -> None:
         assert self.record is not None
@@ -445,6 +458,8 @@ class Recorder:
             where = self.shelf.where
             self.shelf.write(self.record.name, rec.to_json(self.record))
             self._kept = True
+            if self.settings.keep == 1 and self._names is not None:
+                self._trim_after(self.shelf, [*self._names, self.record.name])
             if self._untrimmed:
                 self._lines.append(self._untrimmed)
             if isinstance(self.shelf, StoreShelf) and self.shelf.signing is not None:
