@@ -84,6 +84,10 @@ class NewerRecordError(RecordError):
     """A build record written by a newer cacheport: readable by it, so never deleted as a bad one."""
 
 
+class OversizedRecordError(RecordError):
+    """A build record larger than the reader reads: what it holds (a newer cacheport's record?) is not known."""
+
+
 class NoHistoryError(ReportError):
     """This buildx keeps no build history (older than 0.21)."""
 

@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from cacheport.ops.history import DirectoryShelf, keep
 from cacheport.records import Context
 from cacheport.report import BuildReport, Steps
@@ -244,6 +246,63 @@ def test_prune_bad_deletes_the_unreadable_records_naming_each(clean_env: dict[st
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{r.name}.json" for r in made)
     again = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
     assert again.stdout == f"no build records that can't be read in {folder}\n"
+
+
+def test_prune_bad_keeps_what_it_cannot_read_and_prunes_one_branch(clean_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    made = records(folder, 1)
+    unreadable = folder / f"{rec.record_name('main', T0 + timedelta(hours=1), '0badbad1')}.json"
+    unreadable.mkdir()  # named like a record: can't be read, so it is kept (it was deleted, then a traceback)
+    on_main = folder / f"{rec.record_name('main', T0 + timedelta(hours=2), '0badbad2')}.json"
+    on_dev = folder / f"{rec.record_name('dev', T0 + timedelta(hours=2), '0badbad3')}.json"
+    on_main.write_text("{not json")
+    on_dev.write_text("{not json")
+    dev = run("history", "--records", str(folder), "--prune-bad", "--branch", "dev", env=clean_env)
+    assert dev.returncode == 0, dev.stderr
+    assert dev.stdout == (f"deleted build record {on_dev}: not JSON\n"
+                          f"1 build record of branch dev that could not be read deleted from {folder}\n")
+    every = run("history", "--records", str(folder), "--prune-bad", env=clean_env)
+    assert every.returncode == 0 and every.stderr == "", every.stderr
+    assert every.stdout.splitlines()[0] == f"deleted build record {on_main}: not JSON"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{made[0].name}.json", unreadable.name])
+
+
+def test_prune_bad_goes_on_past_a_record_it_cannot_delete_and_fails_at_the_end(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cacheport.cli.history import pruned
+    from cacheport.errors import RegistryError
+
+    class Stuck(DirectoryShelf):
+        def delete(self, name: str) -> bool:
+            if name.endswith("0badbad1"):
+                raise RegistryError("cannot delete: Permission denied")
+            return super().delete(name)
+
+    names = [rec.record_name("main", T0 + timedelta(hours=i), f"0badbad{i}") for i in (1, 2)]
+    for name in names:
+        (tmp_path / f"{name}.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=r"^1 build record that can't be read could not be deleted"):
+        pruned(Stuck(tmp_path))
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"cacheport: warning: could not delete build record {tmp_path / names[0]}.json (not JSON): "
+                                "cannot delete: Permission denied"]
+    assert out.splitlines()[0] == f"deleted build record {tmp_path / names[1]}.json: not JSON"
+    assert [p.name for p in tmp_path.iterdir()] == [f"{names[0]}.json"]
+
+
+@pytest.mark.parametrize("extra", [("--format", "json"), ("--last", "5"), ("-o", "out.txt"), ("--skip-bad",),
+                                   ("--chart", "c.svg")])
+def test_prune_bad_refuses_what_it_would_ignore(clean_env: dict[str, str], tmp_path: Path,
+                                               extra: tuple[str, ...]) -> None:
+    folder = tmp_path / "recs"
+    records(folder, 1)
+    bad = folder / f"{rec.record_name('main', T0 + timedelta(hours=1), '0badbad1')}.json"
+    bad.write_text("{not json")
+    out = run("history", "--records", str(folder), "--prune-bad", *extra, env=clean_env, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "", out
+    assert len(out.stderr.splitlines()) == 1 and f"--prune-bad does not go with {extra[0]}" in out.stderr.replace(
+        "-o/--output", "-o"), out.stderr
+    assert bad.exists() and not (tmp_path / "out.txt").exists() and not (tmp_path / "c.svg").exists()
 
 
 def test_explain_json_carries_the_export_rule_and_the_reason_records_were_not_read(

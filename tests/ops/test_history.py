@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cacheport.entry import CacheEntry
-from cacheport.errors import RecordError
+from cacheport.errors import RecordError, RegistryError
 from cacheport.kit import registry_client
 from cacheport.oci.artifact import artifact
 from cacheport.oci.format import OCI_MANIFEST, sha256_digest
@@ -579,31 +579,98 @@ def test_prune_bad_deletes_only_the_records_that_cannot_be_read_in_a_store(regis
     hostile(registry, bad_name(2), b"x" * (rec.MAX_SIZE + 1))
     hostile(registry, bad_name(3), b"{}", "application/vnd.example.other")
     hostile(registry, bad_name(4), b'{"schema": 99, "cacheport": "9.0"}')  # a newer cacheport reads it: kept
-    gone = prune_bad(shelf)
-    assert sorted(n for n, _why in gone) == [bad_name(1), bad_name(2), bad_name(3)]
-    assert dict(gone)[bad_name(1)] == "not JSON"
+    gone = list(prune_bad(shelf))
+    assert sorted(n for n, _why, _failed in gone) == [bad_name(1), bad_name(2), bad_name(3)]
+    assert {n: why for n, why, _failed in gone}[bad_name(1)] == "not JSON"
     assert sorted(shelf.names()) == sorted([good.name, bad_name(4)])
-    assert prune_bad(shelf) == []
+    assert list(prune_bad(shelf)) == []
 
 
 def test_prune_bad_in_a_directory_and_never_on_an_outage(tmp_path: Path) -> None:
-    from cacheport.errors import RegistryError
     from cacheport.ops.history import prune_bad
 
     shelf = DirectoryShelf(tmp_path)
     good = record(1)
     keep(shelf, good, 30)
     (tmp_path / f"{bad_name(1)}.json").write_text("{not json")
-    assert prune_bad(shelf) == [(bad_name(1), "not JSON")]
+    assert list(prune_bad(shelf)) == [(bad_name(1), "not JSON", None)]
     assert [n for n, _r in read_records(shelf).records] == [good.name]
 
     class Down(DirectoryShelf):
-        def read(self, name: str) -> bytes | None:
+        def read(self, name: str, limit: int = rec.MAX_SIZE) -> bytes | None:
             raise RegistryError("127.0.0.1:9 is unreachable")
 
     (tmp_path / f"{bad_name(2)}.json").write_text("{not json")
     down: Shelf = Down(tmp_path)
-    assert prune_bad(down) == [] and len(down.names()) == 2
+    assert list(prune_bad(down)) == [] and len(down.names()) == 2
+
+
+def newer_json(size: int, schema: int = rec.SCHEMA + 1) -> bytes:
+    """A JSON object of ``schema`` padded to ``size`` bytes: over MAX_SIZE, a newer cacheport's may be that large."""
+    head = b'{"schema": %d, "cacheport": "9.0", "pad": "' % schema
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+def test_prune_bad_keeps_what_a_newer_cacheport_may_have_written_in_a_store(registry: FakeRegistry) -> None:
+    from cacheport.ops.history import prune_bad
+
+    shelf = store_shelf(registry)
+    hostile(registry, bad_name(1), b'{"schema": 2}', "application/vnd.cacheport.build-record.v2")
+    hostile(registry, bad_name(2), newer_json(rec.MAX_SIZE + 100))  # v1-typed, schema 2, too large for this one
+    hostile(registry, bad_name(3), b"x" * (rec.PROBE_SIZE + 1))  # too large to tell
+    hostile(registry, bad_name(4), newer_json(rec.MAX_SIZE + 100, schema=rec.SCHEMA))  # ours, too large: corrupt
+    hostile(registry, bad_name(5), b"x" * (rec.MAX_SIZE + 100))  # not JSON at all: corrupt
+    gone = list(prune_bad(shelf))
+    assert sorted(gone) == [(bad_name(4), f"over {rec.MAX_SIZE} bytes, the most a record may be", None),
+                            (bad_name(5), "not JSON", None)]
+    assert sorted(shelf.names()) == [bad_name(1), bad_name(2), bad_name(3)]
+    with pytest.raises(RecordError, match=r"newer cacheport .*upgrade cacheport"):
+        read_records(shelf, names=[bad_name(1)])
+
+
+def test_prune_bad_keeps_an_oversized_newer_record_in_a_directory(tmp_path: Path) -> None:
+    from cacheport.ops.history import prune_bad
+
+    shelf = DirectoryShelf(tmp_path)
+    (tmp_path / f"{bad_name(1)}.json").write_bytes(newer_json(rec.MAX_SIZE + 100))
+    (tmp_path / f"{bad_name(2)}.json").write_bytes(newer_json(rec.MAX_SIZE + 100, schema=rec.SCHEMA))
+    (tmp_path / f"{bad_name(3)}.json").write_bytes(b" " * rec.PROBE_SIZE + b"{}")  # too large to tell
+    assert [n for n, _why, _failed in prune_bad(shelf)] == [bad_name(2)]
+    assert shelf.names() == [bad_name(1), bad_name(3)]
+
+
+def test_prune_bad_keeps_a_record_it_cannot_read_and_goes_on_past_one_it_cannot_delete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cacheport.ops.history import prune_bad
+
+    shelf = DirectoryShelf(tmp_path)
+    (tmp_path / f"{bad_name(1)}.json").mkdir()  # named like a record, can't be read: kept, never an error
+    (tmp_path / f"{bad_name(2)}.json").write_text("{not json")
+    (tmp_path / f"{bad_name(3)}.json").write_text("{not json")
+    real = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name == f"{bad_name(2)}.json":
+            raise PermissionError(13, "Permission denied")
+        real(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert list(prune_bad(shelf)) == [(bad_name(2), "not JSON", "cannot delete: Permission denied"),
+                                      (bad_name(3), "not JSON", None)]
+    assert shelf.names() == [bad_name(1), bad_name(2)]
+    with pytest.raises(RegistryError, match="cannot read: Is a directory"):
+        shelf.read(bad_name(1))
+
+
+def test_prune_bad_of_one_branch_leaves_the_others_alone(tmp_path: Path) -> None:
+    from cacheport.ops.history import prune_bad
+
+    shelf = DirectoryShelf(tmp_path)
+    dev = rec.record_name("feature/x", T0, "0badbad9")
+    for name in (bad_name(1), dev):
+        (tmp_path / f"{name}.json").write_text("{not json")
+    assert [n for n, _why, _failed in prune_bad(shelf, branch="feature/x")] == [dev]
+    assert shelf.names() == [bad_name(1)]
 
 
 def test_a_history_dir_that_is_a_file_is_one_warning_naming_the_key(tmp_path: Path) -> None:

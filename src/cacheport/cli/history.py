@@ -194,6 +194,7 @@ Examples:
   cacheport history --chart history.svg              # the text, and the chart as an SVG file
   cacheport history --records cacheport-history/     # records a job kept as an artifact
   cacheport history --prune-bad                      # delete the records that can't be read
+  cacheport history --prune-bad --branch main        # ... only main's
 """)
 @click.option("--branch", metavar="NAME", help="Only this branch's builds.")
 @click.option("--last", type=click.IntRange(1, 1000), default=30, show_default=True, metavar="N",
@@ -208,7 +209,8 @@ Examples:
               "of stopping at the first.")
 @click.option("--prune-bad", is_flag=True, help="Delete the records that can't be read (corrupt, too large), "
               "naming each, and show nothing else: in --records DIR, else where this job's own records go (the "
-              "store only for a job that may write it). Records from a newer cacheport are kept.")
+              "store only for a job that may write it); with --branch, only that branch's. Records from a newer "
+              "cacheport, and ones this job can't read, are kept.")
 @format_option(["text", "json", "markdown", "github", "html"], "text")
 @plan_options
 def command(branch: str | None, last: int, records_dir: Path | None, chart_file: Path | None, output: Path | None,
@@ -232,6 +234,8 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
     from cacheport.ops.history import DirectoryShelf, open_shelf, read_records, settings_of, shown, signing_of
     from cacheport.report import chart, trend
 
+    if prune_bad:
+        refuse_with_prune_bad(chart=chart_file, output=output, skip_bad=skip_bad)
     if records_dir is not None:
         if not records_dir.is_dir():  # a typo, or an artifact not downloaded: never "no records yet"
             from cacheport.errors import ConfigError
@@ -240,7 +244,7 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
                               "no such directory") + "; name the directory a job kept its records in")
         shelf_seen: Shelf = DirectoryShelf(records_dir, "--records")
         if prune_bad:
-            return pruned(shelf_seen)
+            return pruned(shelf_seen, branch)
         shelved = read_records(shelf_seen, branch=branch, last=last, skip_bad=skip_bad)
     else:
         plan = session.plan
@@ -252,7 +256,7 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
         with open_shelf(plan, store, backend.cache_type, session.environ, session.cwd, writing=prune_bad,
                         signing=signing_of(plan, session.environ)) as shelf:
             if prune_bad:
-                return pruned(shelf)
+                return pruned(shelf, branch)
             shelved = read_records(shelf, branch=branch, last=last, skip_bad=skip_bad)
             shelf_seen = shelf
     for name, why in shelved.bad:
@@ -281,12 +285,38 @@ def command(branch: str | None, last: int, records_dir: Path | None, chart_file:
         click.echo(text, nl=False)
 
 
-def pruned(shelf: Shelf) -> None:
-    """``--prune-bad``: delete ``shelf``'s records that can't be read, one line each, then one line in all."""
+def refuse_with_prune_bad(**given: object) -> None:
+    """``--prune-bad`` shows nothing but what it deletes: an option about what is shown is one line, exit 2."""
+    ctx = click.get_current_context()
+    named = {"fmt": "--format", "last": "--last", "chart": "--chart", "output": "-o/--output",
+             "skip_bad": "--skip-bad"}
+    for key in ("fmt", "last"):
+        if ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT):
+            given[key] = True
+    wrong = [named[key] for key, value in given.items() if value]
+    if wrong:
+        raise click.UsageError(f"--prune-bad does not go with {', '.join(wrong)}: it deletes the records that "
+                               "can't be read and shows nothing else (--branch NAME prunes one branch's)")
+
+
+def pruned(shelf: Shelf, branch: str | None = None) -> None:
+    """``--prune-bad``: delete ``shelf``'s records (``branch``'s) that can't be read, one line each as it goes,
+    then one line in all; a record that could not be deleted is one line too, and the run goes on to fail at its
+    end (exit 1)."""
+    from cacheport.errors import RegistryError
     from cacheport.ops.history import prune_bad, shown
 
-    gone = prune_bad(shelf)
-    for name, why in gone:
-        click.echo(f"deleted build record {shown(shelf, name)}: {why}")
-    click.echo(f"{len(gone)} build record{'' if len(gone) == 1 else 's'} that could not be read deleted from "
-               f"{shelf.where}" if gone else f"no build records that can't be read in {shelf.where}")
+    gone, failed = 0, 0
+    for name, why, error in prune_bad(shelf, branch=branch):
+        if error is None:
+            gone += 1
+            click.echo(f"deleted build record {shown(shelf, name)}: {why}")
+        else:
+            failed += 1
+            warn(f"could not delete build record {shown(shelf, name)} ({why}): {error}")
+    of = f" of branch {branch}" if branch is not None else ""
+    click.echo(f"{gone} build record{'' if gone == 1 else 's'}{of} that could not be read deleted from "
+               f"{shelf.where}" if gone else f"no build records{of} that can't be read in {shelf.where}")
+    if failed:
+        raise RegistryError(f"{failed} build record{'' if failed == 1 else 's'} that can't be read could not be "
+                            "deleted (named above)")

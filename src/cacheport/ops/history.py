@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from cacheport.errors import CacheportError, NewerRecordError, RecordError, RegistryError, SignatureError
+from cacheport.errors import (
+    CacheportError,
+    NewerRecordError,
+    OversizedRecordError,
+    RecordError,
+    RegistryError,
+    SignatureError,
+)
 from cacheport.files import replacing
 from cacheport.options import GLOBAL_OPTIONS
 from cacheport.plan import Plan
@@ -57,10 +64,14 @@ class Shelf(Protocol):
     where: str
 
     def names(self) -> list[str]: ...
-    def read(self, name: str) -> bytes | None:
-        """A record's bytes; None when it is gone (another job's bound deleted it since it was listed)."""
+    def read(self, name: str, limit: int = rec.MAX_SIZE) -> bytes | None:
+        """A record's bytes (up to ``limit`` + 1 of them); None when it is gone (another job's bound deleted it
+        since it was listed). :class:`RecordError` when it is not a record this version reads
+        (:class:`NewerRecordError`: a newer cacheport's; :class:`OversizedRecordError`: over ``limit``);
+        :class:`RegistryError` when it could not be read (an outage, a file this job may not read)."""
     def write(self, name: str, data: bytes) -> None: ...
-    def delete(self, name: str) -> bool: ...
+    def delete(self, name: str) -> bool:
+        """Delete a record: False when it was gone already; :class:`RegistryError` when it could not be."""
 
 
 class StoreShelf:
@@ -88,7 +99,9 @@ class StoreShelf:
     def names(self) -> list[str]:
         return [n for n in self.session.names() if n.startswith(rec.PREFIX)]
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, limit: int = rec.MAX_SIZE) -> bytes | None:
+        import sys
+
         from cacheport.oci.artifact import artifact_layer
         from cacheport.oci.format import sha256_digest
 
@@ -100,10 +113,18 @@ class StoreShelf:
             manifest = verified(self.session, name, self.signing)
         if manifest is None:  # deleted since it was listed (Pulp lists a deleted tag for a while, too)
             return None
+        kind = manifest.json.get("artifactType")
+        if (not manifest.is_index and isinstance(kind, str) and kind.startswith(rec.ARTIFACT_FAMILY)
+                and kind != rec.ARTIFACT_TYPE):
+            raise NewerRecordError(f"a {kind[:80]} artifact, written by a newer cacheport (this one reads "
+                                   f"{rec.ARTIFACT_TYPE}): upgrade cacheport")
         try:
-            layer = artifact_layer(manifest, rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, rec.MAX_SIZE)
+            layer = artifact_layer(manifest, rec.ARTIFACT_TYPE, rec.MEDIA_TYPE, sys.maxsize)
         except RegistryError as exc:
             raise RecordError(str(exc)) from None
+        if layer.size > limit:
+            raise OversizedRecordError(f"the artifact's {rec.MEDIA_TYPE} layer is {layer.size} bytes; at most "
+                                       f"{limit} are read")
         data = bytearray()
         with self.session.open_blob(layer.digest) as chunks:
             for chunk in chunks:
@@ -177,15 +198,15 @@ class DirectoryShelf:
         except OSError as exc:
             raise RegistryError(f"{self.directory}: cannot list: {exc.strerror}") from None
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, limit: int = rec.MAX_SIZE) -> bytes | None:
         path = self.directory / f"{name}.json"
         try:
             with path.open("rb") as fh:
-                return fh.read(rec.MAX_SIZE + 1)
+                return fh.read(limit + 1)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise RecordError(f"cannot read: {exc.strerror}") from None
+        except OSError as exc:  # not what the record holds: this job may not read it (a good record, maybe)
+            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
 
     def write(self, name: str, data: bytes) -> None:
         try:
@@ -202,6 +223,8 @@ class DirectoryShelf:
             (self.directory / f"{name}.json").unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise RegistryError(f"cannot delete: {exc.strerror}") from None
         return True
 
 
@@ -586,22 +609,35 @@ def shown(shelf: Shelf, name: str) -> str:
     return str(shelf.directory / f"{name}.json") if isinstance(shelf, DirectoryShelf) else name
 
 
-def prune_bad(shelf: Shelf, jobs: int = 8) -> list[tuple[str, str]]:
-    """Delete the records on ``shelf`` that can't be read (corrupt, hostile, too large); ``(name, why)`` for each
-    deleted. Never one written by a newer cacheport, one left out for its signature, or one the store could not
-    be asked for (an outage is no reason to delete)."""
+def prune_bad(shelf: Shelf, *, branch: str | None = None, jobs: int = 8) -> Iterator[tuple[str, str, str | None]]:
+    """Delete the records on ``shelf`` (``branch``'s only) that this version can prove corrupt (not what any
+    cacheport writes: hostile, not JSON, too large for a schema it reads), yielding ``(name, why, failed)`` as each
+    is deleted (``failed``: why it could not be, else None). Never one written by a newer cacheport (another
+    record artifact type, a newer schema, or too large to tell), one left out for its signature, or one that
+    could not be read (an outage, a file this job may not read: a good record, maybe)."""
     from cacheport.ops.inventory import each
 
     def one(name: str) -> tuple[str, str | None]:
         try:
-            data = shelf.read(name)
-            if data is not None:
-                rec.parse_record(data)
-        except (NewerRecordError, SignatureError, RegistryError):
+            data = shelf.read(name, limit=rec.PROBE_SIZE)
+            if data is None:
+                return name, None
+            if len(data) > rec.MAX_SIZE:
+                return name, rec.oversized_why(data)
+            rec.parse_record(data)
+        except (NewerRecordError, OversizedRecordError, SignatureError, RegistryError, OSError):
             return name, None
         except RecordError as exc:
             return name, str(exc)
         return name, None
 
-    names = [n for n in shelf.names() if rec.parse_name(n) is not None]
-    return [(name, why) for name, why in each(one, names, jobs) if why is not None and shelf.delete(name)]
+    names = [n for n in shelf.names() if (parsed := rec.parse_name(n)) is not None
+             and (branch is None or parsed[0] == slug(branch, 50))]
+    for name, why in each(one, names, jobs):
+        if why is None:
+            continue
+        try:
+            if shelf.delete(name):
+                yield name, why, None
+        except (RegistryError, OSError) as exc:
+            yield name, why, str(exc)

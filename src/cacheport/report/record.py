@@ -30,6 +30,10 @@ MEDIA_TYPE = "application/vnd.cacheport.build-record.v1+json"
 #: Every record's name starts with this, in a registry repository beside the cache tags or in a directory.
 PREFIX = "cacheport-history-"
 MAX_SIZE = 64 << 10
+#: The start of every cacheport's record artifact type: one other than :data:`ARTIFACT_TYPE` is a newer one's.
+ARTIFACT_FAMILY = "application/vnd.cacheport.build-record."
+#: The most ``--prune-bad`` reads of a record over :data:`MAX_SIZE` to learn whether a newer cacheport wrote it.
+PROBE_SIZE = 1 << 20
 _MAX_ITEMS = 64
 _NAME = re.compile(rf"{PREFIX}(?P<branch>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{{17}})-(?P<id>[0-9a-f]{{8}})\Z")
 _BRANCH_SLUG = 50  # a tag holds 128 characters: the prefix, the slug, a 17-digit stamp and an 8-digit id fit
@@ -199,6 +203,22 @@ def _number(doc: Mapping[str, Any], key: str, kind: type = float) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e12:
         raise RecordError(f"{key!r} is not a number of {'seconds' if kind is float else 'units'}")
     return float(value) if kind is float else int(value)
+
+
+def oversized_why(data: bytes) -> str | None:
+    """Why a record over :data:`MAX_SIZE` (read up to :data:`PROBE_SIZE` + 1 bytes) is corrupt for any cacheport:
+    not JSON, or JSON of a schema this one reads; None when that is not known (a newer cacheport's, or too large
+    to tell), and it is kept."""
+    if len(data) > PROBE_SIZE:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if isinstance(schema, int) and not isinstance(schema, bool) and 1 <= schema <= SCHEMA:
+        return f"over {MAX_SIZE} bytes, the most a record may be"
+    return None
 
 
 def parse_record(data: bytes) -> BuildRecord:
