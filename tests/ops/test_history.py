@@ -624,7 +624,7 @@ def test_prune_bad_keeps_what_a_newer_cacheport_may_have_written_in_a_store(regi
     assert sorted(gone) == [(bad_name(4), f"over {rec.MAX_SIZE} bytes, the most a record may be", None),
                             (bad_name(5), "not JSON", None)]
     assert sorted(shelf.names()) == [bad_name(1), bad_name(2), bad_name(3)]
-    with pytest.raises(RecordError, match=r"newer cacheport .*upgrade cacheport"):
+    with pytest.raises(RecordError, match=r"newer cacheport .*upgrade cacheport \(--skip-bad leaves it out\)$"):
         read_records(shelf, names=[bad_name(1)])
 
 
@@ -660,6 +660,9 @@ def test_prune_bad_keeps_a_record_it_cannot_read_and_goes_on_past_one_it_cannot_
     assert shelf.names() == [bad_name(1), bad_name(2)]
     with pytest.raises(RegistryError, match="cannot read: Is a directory"):
         shelf.read(bad_name(1))
+    with pytest.raises(RecordError) as stopped:  # --prune-bad would keep it: not offered
+        read_records(shelf, names=[bad_name(1)])
+    assert str(stopped.value).endswith("unreadable: cannot read: Is a directory (--skip-bad leaves it out)")
 
 
 def test_prune_bad_of_one_branch_leaves_the_others_alone(tmp_path: Path) -> None:

@@ -206,7 +206,7 @@ class DirectoryShelf:
         except FileNotFoundError:
             return None
         except OSError as exc:  # not what the record holds: this job may not read it (a good record, maybe)
-            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+            raise RegistryError(f"cannot read: {exc.strerror}") from None
 
     def write(self, name: str, data: bytes) -> None:
         try:
@@ -581,10 +581,15 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
             return name, rec.parse_record(data) if data is not None else None
         except SignatureError as exc:
             return name, exc
+        except NewerRecordError as exc:
+            return name, str(exc)
         except RecordError as exc:
+            corrupt.add(name)
             return name, str(exc)
         except RegistryError as exc:
             return name, f"unreadable: {exc}"
+
+    corrupt: set[str] = set()  # what --prune-bad deletes: not a newer cacheport's, nor one it could not read
 
     out, bad, unsigned = [], [], []
     for name, found in each(one, names, jobs):
@@ -596,8 +601,9 @@ def read_records(shelf: Shelf, *, branch: str | None = None, last: int | None = 
         if isinstance(found, str):
             if not skip_bad:
                 raise RecordError(f"history record {shown(shelf, name)}" + ("" if isinstance(shelf, DirectoryShelf)
-                                  else f" in {shelf.where}") + f": {found} (--skip-bad leaves it out; "
-                                  "--prune-bad deletes every record that can't be read)")
+                                  else f" in {shelf.where}") + f": {found} (--skip-bad leaves it out"
+                                  + ("; --prune-bad deletes every record that can't be read)" if name in corrupt
+                                     else ")"))
             bad.append((name, found))
         else:
             out.append((name, found))
