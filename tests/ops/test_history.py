@@ -23,7 +23,6 @@ from cacheport.oci.format import OCI_MANIFEST, sha256_digest
 from cacheport.oci.repository import RegistryRepository
 from cacheport.ops.history import (
     DirectoryShelf,
-    Recorder,
     Shelf,
     Shelved,
     StoreShelf,
@@ -36,6 +35,7 @@ from cacheport.ops.history import (
     signing_of,
 )
 from cacheport.ops.inventory import list_caches
+from cacheport.ops.recorder import Recorder
 from cacheport.ops.signatures import StoreSigning
 from cacheport.plan import Plan
 from cacheport.records import CacheStore, Context, Setting, ShownSetting, Source, Trust

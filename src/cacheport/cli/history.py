@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     from cacheport.cli.session import Session
     from cacheport.errors import CacheportError
-    from cacheport.ops.history import Recorder, Shelf, Shelved
+    from cacheport.ops.history import Shelf, Shelved
+    from cacheport.ops.recorder import Recorder
     from cacheport.report import BuildReport
     from cacheport.report.record import BuildRecord
 
@@ -40,7 +41,7 @@ def keep_record(session: Session, source: str) -> Callable[[BuildReport], None]:
 
 
 class BuildHistory:
-    """A build's record (:class:`cacheport.ops.history.Recorder`), kept while the build ends, then, in CI, the
+    """A build's record (:class:`cacheport.ops.recorder.Recorder`), kept while the build ends, then, in CI, the
     branch's trend read through the same open shelf. :meth:`finish` waits for it; nothing here ever fails the
     build: a problem, a bug included, is one warning line."""
 
@@ -51,7 +52,8 @@ class BuildHistory:
     def begin(self, key: object | None) -> None:
         """Open the shelf while the build runs; ``key`` is the one the build signs with (None: loaded if needed).
         When the trend will be shown from the shelf the record goes to, its records are read then too."""
-        from cacheport.ops.history import Recorder, signing_of, writes_store
+        from cacheport.ops.history import signing_of, writes_store
+        from cacheport.ops.recorder import Recorder
 
         session = self.session
         with self._guarded():
@@ -138,7 +140,7 @@ def recent_records(session: Session, unread: list[str] | None = None) -> Callabl
 def show_trend(session: Session, branch: str | None, read: Shelved | CacheportError | None = None) -> None:
     """After a build in CI, the branch's trend where the report went: under it in GitHub's job summary, in a
     collapsed section of GitLab's log. Never fails the build: a problem is one warning. ``read``: the records
-    the build's :class:`~cacheport.ops.history.Recorder` read while it ran (or why it could not), else they are
+    the build's :class:`~cacheport.ops.recorder.Recorder` read while it ran (or why it could not), else they are
     read now."""
     import sys
     import time
