@@ -558,7 +558,8 @@ def test_under_act_the_job_summary_has_the_trend_chart_under_the_build_report(bu
         # Under the report, the trend: every build of the branch so far, and no data: image GitHub would drop.
         history = summary[summary.index("#### cacheport: cache history"):]
         assert summary.index("### BuildKit cache") < summary.index("#### cacheport: cache history")
-        assert f"**cache history: {len(shares)} builds**" in history and "data:image" not in history
+        builds = f"{len(shares)} build" + ("" if len(shares) == 1 else "s")
+        assert f"**cache history: {builds}**" in history and "data:image" not in history
         assert f"| main | {len(shares)} | {sum(hits)} (" in history
         charts = mermaid_charts(history)
         assert charts and charts[0].splitlines()[-1].strip().startswith("bar"), history
