@@ -180,15 +180,15 @@ def load_config(
     )
 
 
-#: Unknown ``CACHEPORT_<WORD>_*`` variables sharing a first word that no cacheport variable has, from this many on,
-#: are another tool's namespace (a test harness, a wrapper script), not a misspelling: one line for them all.
+#: Unknown ``CACHEPORT_<WORD>_*`` variables sharing a first word that no cacheport variable has or resembles, from
+#: this many on, are another tool's namespace (a test harness, a wrapper script), not a misspelling: one line.
 FAMILY = 3
 
 
 def unknown_variables(environ: Mapping[str, str], backends: Mapping[str, Backend]) -> list[str]:
     """One warning per ``CACHEPORT_*`` variable that nothing reads (a misspelt name), the suggestion being the
-    closest real name; a family of them (:data:`FAMILY` or more under a first word no cacheport variable has,
-    ``CACHEPORT_E2E_*``) is one warning.
+    closest real name; a family of them (:data:`FAMILY` or more under a first word no cacheport variable has or
+    resembles, ``CACHEPORT_E2E_*``) is one warning.
 
     ``CACHEPORT_<BACKEND>__<OPTION>`` is left to the settings' own checks, which name the backend or option.
     """
