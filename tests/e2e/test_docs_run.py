@@ -110,6 +110,8 @@ BEFORE = {
         "cacheport switch pulp --from gitlab",
     ],
     "cacheport verify --help": [COMMIT, "cacheport build ."],  # a protected build that signed main's cache
+    # The folder of records a CI job kept as an artifact, downloaded.
+    "cacheport history --help": ["mkdir -p cacheport-history"],
     # A Dockerfile with a test stage (and, for mounts, one under docker/ that takes a PY argument).
     "cacheport build --help": ["printf 'FROM scratch AS test\\nCOPY hello.txt /\\n' > Dockerfile"],
     "cacheport mounts --help": [
